@@ -1,0 +1,504 @@
+"""Campaign files: YAML in, a validated :class:`Campaign` out, every problem located by file, line and field."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from notifier.errors import CampaignError, Problem
+
+CHANNELS = ("email", "push")
+CATEGORIES = ("service", "marketing")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_DURATION = re.compile(
+    r"^P(?!$)(?:(?P<y>\d+)Y)?(?:(?P<mo>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
+    r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<mi>\d+)M)?(?:(?P<s>\d+)S)?)?$"
+)
+_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
+
+
+@dataclass(frozen=True)
+class Wave:
+    """One ISO-8601 duration before a deadline: whole days (P7D) or an exact offset (PT6H)."""
+
+    label: str
+    delta: timedelta
+
+    @property
+    def whole_days(self) -> bool:
+        return self.delta % timedelta(days=1) == timedelta(0)
+
+    @property
+    def days(self) -> int:
+        return self.delta.days
+
+    def __str__(self) -> str:
+        return self.label
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A moment after which reminders are pointless; ``at`` is naive for wall time in each recipient's zone."""
+
+    id: str
+    at: datetime
+    waves: tuple[Wave, ...]
+    skip_if: str | None = None
+    label: str | None = None
+
+    @property
+    def is_wall_time(self) -> bool:
+        return self.at.tzinfo is None
+
+    def instant_in(self, zone: tzinfo) -> datetime:
+        """The deadline as an aware datetime in ``zone``."""
+        if self.at.tzinfo is not None:
+            return self.at.astimezone(zone)
+        return resolve_local(self.at.date(), self.at.time(), zone)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """When in the recipient's own day messages may go out."""
+
+    local_time: time = time(10, 0)
+    window: tuple[time, time] = (time(8, 0), time(21, 0))
+    max_per_day: int = 1
+
+    def in_window(self, t: time) -> bool:
+        return self.window[0] <= t <= self.window[1]
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A validated campaign file."""
+
+    id: str
+    name: str
+    category: str
+    templates: str
+    locales: tuple[str, ...]
+    default_locale: str
+    channels: tuple[str, ...]
+    delivery: Delivery
+    deadlines: tuple[Deadline, ...]
+    countries: tuple[str, ...] = ()
+    links: dict[str, str] = field(default_factory=dict)
+    source: str = "<memory>"
+
+    def deadline(self, deadline_id: str) -> Deadline:
+        for d in self.deadlines:
+            if d.id == deadline_id:
+                return d
+        raise KeyError(deadline_id)
+
+    @property
+    def honours_opt_outs(self) -> bool:
+        return self.category == "marketing"
+
+
+def resolve_local(day: date, at: time, zone: tzinfo) -> datetime:
+    """Wall time ``at`` on ``day`` in ``zone`` as an aware datetime.
+
+    A repeated time (clocks go back) means its first occurrence; a time skipped by a DST jump
+    moves forward by the length of the jump (02:30 on a 02:00→03:00 day becomes 03:30), as RFC 5545 does.
+    """
+    aware = datetime.combine(day, at).replace(tzinfo=zone, fold=0)
+    return aware.astimezone(UTC).astimezone(zone)
+
+
+def parse_duration(text: str) -> timedelta:
+    """An ISO-8601 duration of weeks, days, hours, minutes and seconds; months and years are refused."""
+    m = _DURATION.match(text.strip().upper())
+    if not m:
+        raise ValueError(f"{text!r} is not an ISO-8601 duration such as P7D or PT6H")
+    if m["y"] or m["mo"]:
+        raise ValueError(f"{text!r}: months and years have no fixed length; write days instead (P30D)")
+    parts = {k: int(v) if v else 0 for k, v in m.groupdict().items()}
+    return timedelta(
+        weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["mi"], seconds=parts["s"]
+    )
+
+
+def parse_hhmm(text: str) -> time:
+    m = _HHMM.match(text.strip())
+    if not m or int(m[1]) > 23 or int(m[2]) > 59:
+        raise ValueError(f"{text!r} is not a time of day as HH:MM")
+    return time(int(m[1]), int(m[2]))
+
+
+def parse_deadline_at(text: str) -> datetime:
+    """An ISO datetime; without an offset it stays naive, meaning wall time in each recipient's zone."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO date-time such as 2024-10-28T00:00") from None
+    return value
+
+
+# --- YAML with line numbers -------------------------------------------------------------------------
+
+
+class _Node:
+    """A YAML value together with the line it starts on (1-based)."""
+
+    __slots__ = ("line", "value")
+
+    def __init__(self, value: Any, line: int) -> None:
+        self.value = value
+        self.line = line
+
+
+def _convert(node: yaml.Node, problems: list[Problem], file: str, path: str) -> _Node:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, tuple[_Node, int]] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            key_line = key_node.start_mark.line + 1
+            if key in out:
+                problems.append(Problem(file, key_line, _join(path, key), "duplicate key"))
+                continue
+            out[key] = (_convert(value_node, problems, file, _join(path, key)), key_line)
+        return _Node(out, line)
+    if isinstance(node, yaml.SequenceNode):
+        return _Node(
+            [_convert(v, problems, file, f"{path}[{i}]") for i, v in enumerate(node.value)], line
+        )
+    if node.tag == "tag:yaml.org,2002:null":
+        return _Node(None, line)
+    return _Node(str(node.value), line)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+class _Reader:
+    """Walks the converted YAML and collects every problem instead of stopping at the first."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.problems: list[Problem] = []
+
+    def fail(self, line: int | None, fld: str | None, message: str) -> None:
+        self.problems.append(Problem(self.file, line, fld, message))
+
+    def mapping(
+        self, node: _Node, path: str, required: Sequence[str], optional: Sequence[str]
+    ) -> dict[str, _Node] | None:
+        if not isinstance(node.value, dict):
+            self.fail(node.line, path or None, "expected a mapping of keys to values")
+            return None
+        known = (*required, *optional)
+        out: dict[str, _Node] = {}
+        for key, (value, key_line) in node.value.items():
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+                self.fail(key_line, _join(path, key), f"unknown key{hint}")
+                continue
+            out[key] = value
+        for key in required:
+            if key not in out:
+                self.fail(node.line, _join(path, key), "required key is missing")
+        return out
+
+    def text(self, node: _Node | None, path: str) -> str | None:
+        if node is None:
+            return None
+        if not isinstance(node.value, str) or not node.value.strip():
+            self.fail(node.line, path, "expected a non-empty text value")
+            return None
+        return node.value.strip()
+
+    def slug(self, node: _Node | None, path: str) -> str | None:
+        value = self.text(node, path)
+        if value is not None and not _SLUG.match(value):
+            assert node is not None
+            self.fail(node.line, path, f"{value!r} must be lowercase letters, digits, '-' or '_'")
+            return None
+        return value
+
+    def text_list(self, node: _Node | None, path: str) -> list[tuple[str, int]] | None:
+        if node is None:
+            return None
+        if not isinstance(node.value, list) or not node.value:
+            self.fail(node.line, path, "expected a non-empty list")
+            return None
+        items = []
+        for i, item in enumerate(node.value):
+            value = self.text(item, f"{path}[{i}]")
+            if value is not None:
+                items.append((value, item.line))
+        return items
+
+    def parsed(self, node: _Node | None, path: str, parse: Any) -> Any:
+        value = self.text(node, path)
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            assert node is not None
+            self.fail(node.line, path, str(exc))
+            return None
+
+
+def normalize_locale_tag(tag: str) -> str:
+    """'pt_br' / 'pt-BR' → 'pt-BR'; raises ValueError for a tag Babel does not know."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        loc = Locale.parse(tag.replace("-", "_"))
+    except (ValueError, UnknownLocaleError):
+        raise ValueError(f"{tag!r} is not a locale Babel knows") from None
+    return f"{loc.language}-{loc.territory}" if loc.territory else loc.language
+
+
+def _read_locales(r: _Reader, top: dict[str, _Node]) -> tuple[tuple[str, ...], str | None]:
+    locales: list[str] = []
+    for i, (tag, line) in enumerate(r.text_list(top.get("locales"), "locales") or []):
+        try:
+            norm = normalize_locale_tag(tag)
+        except ValueError as exc:
+            r.fail(line, f"locales[{i}]", str(exc))
+            continue
+        if norm in locales:
+            r.fail(line, f"locales[{i}]", f"{norm!r} is listed twice")
+        locales.append(norm)
+    default = r.text(top.get("default_locale"), "default_locale")
+    if default is not None:
+        node = top["default_locale"]
+        try:
+            default = normalize_locale_tag(default)
+        except ValueError as exc:
+            r.fail(node.line, "default_locale", str(exc))
+            default = None
+        if default is not None and locales and default not in locales:
+            r.fail(node.line, "default_locale", f"{default!r} is not one of locales {locales}")
+    return tuple(locales), default
+
+
+def _read_delivery(r: _Reader, node: _Node | None) -> Delivery:
+    if node is None:
+        return Delivery()
+    m = r.mapping(node, "delivery", (), ("local_time", "window", "max_per_day"))
+    if m is None:
+        return Delivery()
+    d = Delivery()
+    local_time = r.parsed(m.get("local_time"), "delivery.local_time", parse_hhmm) or d.local_time
+    window = d.window
+    if "window" in m:
+        w = m["window"]
+        items = r.text_list(w, "delivery.window")
+        if items is not None and len(items) != 2:
+            r.fail(w.line, "delivery.window", "expected two times: [start, end]")
+        elif items is not None:
+            try:
+                window = (parse_hhmm(items[0][0]), parse_hhmm(items[1][0]))
+            except ValueError as exc:
+                r.fail(w.line, "delivery.window", str(exc))
+            else:
+                if window[0] >= window[1]:
+                    r.fail(w.line, "delivery.window", "the start must be before the end (no overnight windows)")
+    if not window[0] <= local_time <= window[1]:
+        line = m["local_time"].line if "local_time" in m else node.line
+        r.fail(line, "delivery.local_time",
+               f"{local_time:%H:%M} is outside the window {window[0]:%H:%M}–{window[1]:%H:%M}")
+    max_per_day = d.max_per_day
+    if "max_per_day" in m:
+        raw = r.text(m["max_per_day"], "delivery.max_per_day")
+        if raw is not None and (not raw.isdigit() or int(raw) < 1):
+            r.fail(m["max_per_day"].line, "delivery.max_per_day", f"expected a whole number ≥ 1, got {raw!r}")
+        elif raw is not None:
+            max_per_day = int(raw)
+    return Delivery(local_time=local_time, window=window, max_per_day=max_per_day)
+
+
+def _read_deadline(r: _Reader, node: _Node, i: int, seen: dict[str, int]) -> Deadline | None:
+    path = f"deadlines[{i}]"
+    m = r.mapping(node, path, ("id", "at", "waves"), ("skip_if", "label"))
+    if m is None:
+        return None
+    ident = r.slug(m.get("id"), f"{path}.id")
+    if ident is not None and ident in seen:
+        r.fail(m["id"].line, f"{path}.id", f"deadline id {ident!r} already used on line {seen[ident]}")
+    elif ident is not None:
+        seen[ident] = m["id"].line
+    at = r.parsed(m.get("at"), f"{path}.at", parse_deadline_at)
+    waves: list[Wave] = []
+    if "waves" in m and (m["waves"].value is None or m["waves"].value == []):
+        r.fail(m["waves"].line, f"{path}.waves", "a deadline needs at least one wave (for example [P7D, P1D])")
+    else:
+        for j, (text, line) in enumerate(r.text_list(m.get("waves"), f"{path}.waves") or []):
+            try:
+                wave = Wave(text.strip().upper(), parse_duration(text))
+            except ValueError as exc:
+                r.fail(line, f"{path}.waves[{j}]", str(exc))
+                continue
+            if any(w.delta == wave.delta for w in waves):
+                r.fail(line, f"{path}.waves[{j}]", f"{wave.label} is listed twice")
+                continue
+            waves.append(wave)
+    skip_if = r.text(m.get("skip_if"), f"{path}.skip_if") if m.get("skip_if") is not None and \
+        m["skip_if"].value is not None else None
+    label = r.text(m.get("label"), f"{path}.label") if "label" in m else None
+    if ident is None or at is None or not waves:
+        return None
+    waves.sort(key=lambda w: w.delta, reverse=True)
+    return Deadline(id=ident, at=at, waves=tuple(waves), skip_if=skip_if, label=label)
+
+
+_TOP_REQUIRED = ("id", "name", "locales", "default_locale", "channels", "deadlines")
+_TOP_OPTIONAL = ("category", "templates", "delivery", "audience", "links", "description")
+
+
+def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
+    """Parse and validate a campaign; raises CampaignError listing every problem found."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise CampaignError([Problem(source, line, None, f"YAML syntax error: {exc.problem or exc}")]) from None
+    except yaml.YAMLError as exc:
+        raise CampaignError([Problem(source, None, None, f"YAML error: {exc}")]) from None
+    r = _Reader(source)
+    if root is None:
+        raise CampaignError([Problem(source, 1, None, "the file is empty")])
+    tree = _convert(root, r.problems, source, "")
+    top = r.mapping(tree, "", _TOP_REQUIRED, _TOP_OPTIONAL)
+    if top is None:
+        raise CampaignError(r.problems)
+    ident = r.slug(top.get("id"), "id")
+    name = r.text(top.get("name"), "name")
+    category = r.text(top.get("category"), "category") or "service"
+    if category not in CATEGORIES:
+        r.fail(top["category"].line, "category", f"{category!r} is not one of {', '.join(CATEGORIES)}")
+    templates = r.slug(top.get("templates"), "templates") if "templates" in top else ident
+    locales, default_locale = _read_locales(r, top)
+    channels: list[str] = []
+    for i, (ch, line) in enumerate(r.text_list(top.get("channels"), "channels") or []):
+        if ch not in CHANNELS:
+            r.fail(line, f"channels[{i}]", f"unknown channel {ch!r} (known: {', '.join(CHANNELS)})")
+        elif ch in channels:
+            r.fail(line, f"channels[{i}]", f"{ch!r} is listed twice")
+        else:
+            channels.append(ch)
+    delivery = _read_delivery(r, top.get("delivery"))
+    countries = _read_audience(r, top.get("audience"))
+    links = _read_links(r, top.get("links"))
+    deadlines: list[Deadline] = []
+    dl_node = top.get("deadlines")
+    if dl_node is not None:
+        if not isinstance(dl_node.value, list) or not dl_node.value:
+            r.fail(dl_node.line, "deadlines", "expected a non-empty list of deadlines")
+        else:
+            seen: dict[str, int] = {}
+            for i, item in enumerate(dl_node.value):
+                d = _read_deadline(r, item, i, seen)
+                if d is not None:
+                    deadlines.append(d)
+    if r.problems:
+        raise CampaignError(r.problems)
+    assert ident and name and templates and default_locale
+    return Campaign(
+        id=ident, name=name, category=category, templates=templates, locales=locales,
+        default_locale=default_locale, channels=tuple(channels), delivery=delivery,
+        deadlines=tuple(sorted(deadlines, key=_deadline_sort_key)), countries=countries,
+        links=links, source=source,
+    )
+
+
+def _deadline_sort_key(d: Deadline) -> tuple[datetime, str]:
+    at = d.at if d.at.tzinfo is None else d.at.astimezone(UTC).replace(tzinfo=None)
+    return (at, d.id)
+
+
+def _read_audience(r: _Reader, node: _Node | None) -> tuple[str, ...]:
+    if node is None:
+        return ()
+    m = r.mapping(node, "audience", (), ("countries",))
+    if not m or "countries" not in m:
+        return ()
+    countries = []
+    for i, (code, line) in enumerate(r.text_list(m["countries"], "audience.countries") or []):
+        if not re.fullmatch(r"[A-Za-z]{2}", code):
+            r.fail(line, f"audience.countries[{i}]", f"{code!r} is not an ISO 3166 two-letter country code")
+        else:
+            countries.append(code.upper())
+    return tuple(countries)
+
+
+def _read_links(r: _Reader, node: _Node | None) -> dict[str, str]:
+    if node is None:
+        return {}
+    if not isinstance(node.value, dict):
+        r.fail(node.line, "links", "expected a mapping of link names to URLs")
+        return {}
+    links = {}
+    for key, (value, line) in node.value.items():
+        url = r.text(value, f"links.{key}")
+        if url is not None and not re.match(r"^https://\S+$", url):
+            r.fail(line, f"links.{key}", f"{url!r} is not an https:// URL")
+        elif url is not None:
+            links[key] = url
+    return links
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read and validate one campaign file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CampaignError([Problem(str(p), None, None, "no such file")]) from None
+    except UnicodeDecodeError as exc:
+        raise CampaignError([Problem(str(p), None, None, f"not UTF-8 text ({exc.reason})")]) from None
+    return parse_campaign(text, source=str(p))
+
+
+def load_campaigns(paths: Iterable[str | Path]) -> list[Campaign]:
+    """Load several campaign files (folders expand to their *.yaml); ids must not overlap."""
+    files: list[Path] = []
+    for path in paths:
+        p = Path(path)
+        files.extend(sorted([*p.glob("*.yaml"), *p.glob("*.yml")]) if p.is_dir() else [p])
+    campaigns: list[Campaign] = []
+    problems: list[Problem] = []
+    by_id: dict[str, Campaign] = {}
+    for f in files:
+        try:
+            c = load_campaign(f)
+        except CampaignError as exc:
+            problems.extend(exc.problems)
+            continue
+        if c.id in by_id:
+            problems.append(Problem(str(f), None, "id", f"campaign id {c.id!r} is already used by {by_id[c.id].source}"))
+            continue
+        by_id[c.id] = c
+        campaigns.append(c)
+    if problems:
+        raise CampaignError(problems)
+    return campaigns
+
+
+def zone(name: str) -> ZoneInfo:
+    """A ZoneInfo for an IANA name; ValueError with a readable message otherwise."""
+    from zoneinfo import ZoneInfoNotFoundError
+
+    if not name or name.startswith(("/", ".")) or ".." in name:
+        raise ValueError(f"{name!r} is not an IANA time zone")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, IsADirectoryError):
+        raise ValueError(f"{name!r} is not an IANA time zone (for example Asia/Jakarta)") from None

@@ -1,0 +1,104 @@
+"""Every error notifier raises on purpose, in one tree.
+
+    NotifierError                 anything notifier raises on purpose
+    ├── UserError                 bad input or a refused command: one clear line, exit code 2
+    │   ├── CampaignError         a campaign file is wrong; carries every Problem (file, line, field)
+    │   ├── AudienceError         an audience file cannot be read at all (row problems are Rejections)
+    │   ├── CampaignStateError    a command does not fit the campaign's state (unknown id, cancelled, ...)
+    │   └── ConfigError           a setting is missing or malformed
+    └── DeliveryError             a channel could not deliver; the dispatcher turns it into a ledger state
+        ├── TransientError        try again later (retry_after seconds, when the provider said)
+        ├── ThrottledError        the provider rate-limited us (retry_after seconds)
+        ├── PermanentError        this message will never go through as it is
+        └── InvalidRecipientError the address or token is invalid: never retry it
+
+Tracebacks are for bugs; a UserError is printed by the CLI as one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class NotifierError(Exception):
+    """Base of every error notifier raises on purpose."""
+
+
+class UserError(NotifierError):
+    """Bad input or a refused command: the CLI prints it as one line and exits with code 2."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in an input file, located as precisely as we can."""
+
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}"
+
+
+class CampaignError(UserError):
+    """A campaign file is invalid; ``problems`` lists every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @property
+    def file(self) -> str:
+        return self.problems[0].file
+
+    @property
+    def line(self) -> int | None:
+        return self.problems[0].line
+
+    @property
+    def field(self) -> str | None:
+        return self.problems[0].field
+
+
+class AudienceError(UserError):
+    """An audience file cannot be read at all (unknown format, missing header)."""
+
+
+class CampaignStateError(UserError):
+    """The command does not fit the campaign's current state, or the campaign is unknown."""
+
+
+class ConfigError(UserError):
+    """A setting is missing or malformed."""
+
+
+class DeliveryError(NotifierError):
+    """A channel could not deliver a message."""
+
+    def __init__(self, message: str, *, provider: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+
+
+class TransientError(DeliveryError):
+    """Worth retrying later."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ThrottledError(TransientError):
+    """The provider rate-limited us; wait at least ``retry_after`` seconds."""
+
+
+class PermanentError(DeliveryError):
+    """This message will never be accepted as it is."""
+
+
+class InvalidRecipientError(PermanentError):
+    """The address or token is invalid; never retry it."""

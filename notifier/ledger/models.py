@@ -1,0 +1,188 @@
+"""The SQL ledger: the truth about who must get what, and what happened to each message.
+
+Campaigns are planned compactly as send groups (one row per time zone and send) and materialized into
+one delivery row per (campaign, send key, recipient, channel) when a group falls due.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real bigint.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, whatever the database keeps (SQLite drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; use aware UTC datetimes")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class CampaignState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+
+
+class DeliveryState(enum.StrEnum):
+    PENDING = "pending"  # due at next_attempt_at (first attempt or a retry)
+    SENDING = "sending"  # claimed by a dispatcher until lease_until
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # never sent on purpose; skip_reason says why
+
+
+class SkipReason(enum.StrEnum):
+    DEADLINE_PASSED = "deadline_passed"
+    ACTION_DONE = "action_done"
+    CANCELLED = "cancelled"
+    NO_ADDRESS = "no_address"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class CampaignRow(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(Text)  # path of the campaign file it was scheduled from
+    spec: Mapped[str] = mapped_column(Text)  # the YAML text as scheduled; re-parsed when needed
+    state: Mapped[str] = mapped_column(String(16))
+    scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Recipient(Base):
+    __tablename__ = "recipients"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(128), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(200))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    timezone: Mapped[str] = mapped_column(String(64), index=True)
+    timezone_guessed: Mapped[bool] = mapped_column(Boolean, default=False)
+    country: Mapped[str | None] = mapped_column(String(2))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    import_run: Mapped[str | None] = mapped_column(String(36))
+    import_line: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PushToken(Base):
+    __tablename__ = "push_tokens"
+    __table_args__ = (UniqueConstraint("recipient_seq", "token", name="uq_push_token"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    recipient_seq: Mapped[int] = mapped_column(ForeignKey("recipients.seq", ondelete="CASCADE"), index=True)
+    token: Mapped[str] = mapped_column(String(4096))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deactivated_reason: Mapped[str | None] = mapped_column(String(200))
+
+
+class RecipientAction(Base):
+    """Something a recipient did that can make reminders pointless (skip_if), e.g. refund_requested."""
+
+    __tablename__ = "recipient_actions"
+    __table_args__ = (UniqueConstraint("recipient_seq", "action", name="uq_recipient_action"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    recipient_seq: Mapped[int] = mapped_column(ForeignKey("recipients.seq", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SendGroup(Base):
+    """One planned send for every recipient of one time zone: the compact plan."""
+
+    __tablename__ = "send_groups"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "timezone", "send_key", name="uq_send_group"),
+        Index("ix_send_groups_due", "send_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    timezone: Mapped[str] = mapped_column(String(64))
+    send_key: Mapped[str] = mapped_column(String(400))
+    wave: Mapped[str] = mapped_column(String(32))
+    deadlines: Mapped[list[str]] = mapped_column(JSON)
+    send_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the earliest deadline it carries
+    materialized_upto: Mapped[int] = mapped_column(BigInteger, default=0)  # highest recipient seq done
+
+
+class DeliveryRow(Base):
+    """One message to one recipient on one channel: the unit of at-most-once."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "send_key", "recipient_seq", "channel", name="uq_delivery"),
+        Index("ix_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_deliveries_group", "group_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    group_id: Mapped[int] = mapped_column(ForeignKey("send_groups.id", ondelete="CASCADE"))
+    send_key: Mapped[str] = mapped_column(String(400))
+    recipient_seq: Mapped[int] = mapped_column(ForeignKey("recipients.seq", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING)
+    skip_reason: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeliveryEvent(Base):
+    """What happened to a delivery over time: attempts now, provider events (webhooks) later."""
+
+    __tablename__ = "delivery_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -1,0 +1,222 @@
+"""Pure planning: campaign + a recipient's time zone → the sends they get, and why any wave is missing.
+
+No I/O and no clock reads: ``not_before`` (when the recipient joined, when the campaign was scheduled)
+is a parameter, so tests can fast-forward time freely.
+
+Rules (pinned down in tests/test_planner.py):
+- a whole-day wave (P7D) goes out on the local calendar day that many days before the deadline's local
+  date, at ``delivery.local_time``; a sub-day wave (PT6H) at exactly the deadline minus the offset;
+- a send outside the window moves to the nearest earlier time inside it (before the window: the
+  previous day's window end);
+- a send at or after its deadline is dropped;
+- per local day, at most ``max_per_day`` messages per channel: the day's first ``max_per_day - 1``
+  sends go alone and the rest merge into one message at the earliest of their times, carrying every
+  deadline they cover;
+- a recipient gets only the sends at or after ``not_before`` (late joiners get the waves still ahead).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from notifier.campaign import Campaign, Deadline, Wave, resolve_local
+
+
+class NoteKind(enum.StrEnum):
+    MOVED = "moved"  # moved earlier into the window
+    DROPPED = "dropped"  # would have been at or after its deadline
+    MERGED = "merged"  # merged with other sends of the same local day
+    JOINED_AFTER = "joined_after"  # before the recipient joined / the campaign was scheduled
+    DEADLINE_PASSED = "deadline_passed"  # the whole deadline was over before the recipient joined
+    CHANNEL_MISSING = "channel_missing"  # the recipient has no address or token for a channel
+
+
+@dataclass(frozen=True)
+class WaveRef:
+    """One wave of one deadline."""
+
+    deadline: str
+    wave: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Why a wave is missing, moved or merged, in words marketing can read."""
+
+    kind: NoteKind
+    message: str
+    deadline: str | None = None
+    wave: str | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedSend:
+    """One message per channel at ``send_at`` (aware, in the recipient's zone) covering ``items``."""
+
+    send_key: str
+    items: tuple[WaveRef, ...]
+    send_at: datetime
+
+    @property
+    def deadlines(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(i.deadline for i in self.items))
+
+    @property
+    def wave(self) -> str:
+        return self.items[0].wave
+
+    @property
+    def send_at_utc(self) -> datetime:
+        return self.send_at.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class ZonePlan:
+    """Every send of a campaign for one time zone, with the notes that explain moves, drops and merges."""
+
+    zone: str
+    sends: tuple[PlannedSend, ...]
+    notes: tuple[Note, ...]
+    deadline_instants: dict[str, datetime]
+
+
+@dataclass(frozen=True)
+class RecipientPlan:
+    """What one recipient gets on each channel, and why anything else is missing."""
+
+    sends: tuple[tuple[str, PlannedSend], ...]  # (channel, send), sorted by time
+    notes: tuple[Note, ...]
+
+
+@dataclass(frozen=True)
+class _Raw:
+    deadline: Deadline
+    wave: Wave
+    order: int
+    at: datetime
+
+
+def _fmt(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M %Z").strip()
+
+
+def send_key(items: Iterable[WaveRef]) -> str:
+    """Stable key of a send: its deadline@wave items."""
+    return "+".join(f"{i.deadline}@{i.wave}" for i in items)
+
+
+def _raw_send(c: Campaign, d: Deadline, w: Wave, tz: tzinfo, deadline_at: datetime,
+              notes: list[Note]) -> datetime | None:
+    dl = c.delivery
+    if w.whole_days:
+        at = resolve_local(deadline_at.date() - timedelta(days=w.days), dl.local_time, tz)
+    else:
+        at = (deadline_at.astimezone(UTC) - w.delta).astimezone(tz)
+    original = at
+    for _ in range(3):  # a window end inside a DST gap can need a second step
+        local = at.time()
+        if local > dl.window[1]:
+            at = resolve_local(at.date(), dl.window[1], tz)
+        elif local < dl.window[0]:
+            at = resolve_local(at.date() - timedelta(days=1), dl.window[1], tz)
+        else:
+            break
+    if at != original:
+        notes.append(Note(
+            NoteKind.MOVED,
+            f"{d.id} {w}: {_fmt(original)} is outside the window "
+            f"{dl.window[0]:%H:%M}–{dl.window[1]:%H:%M}; moved earlier to {_fmt(at)}",
+            d.id, w.label,
+        ))
+    if at >= deadline_at:
+        notes.append(Note(
+            NoteKind.DROPPED,
+            f"{d.id} {w}: {_fmt(at)} is not before the deadline {_fmt(deadline_at)}; not sent",
+            d.id, w.label,
+        ))
+        return None
+    return at
+
+
+def plan_zone(campaign: Campaign, tz: tzinfo) -> ZonePlan:
+    """All sends of ``campaign`` for recipients in ``tz``, merged per local day."""
+    notes: list[Note] = []
+    raws: list[_Raw] = []
+    instants: dict[str, datetime] = {}
+    for order, d in enumerate(campaign.deadlines):
+        deadline_at = d.instant_in(tz)
+        instants[d.id] = deadline_at
+        for w in d.waves:
+            at = _raw_send(campaign, d, w, tz, deadline_at, notes)
+            if at is not None:
+                raws.append(_Raw(d, w, order, at))
+    by_day: dict[object, list[_Raw]] = defaultdict(list)
+    for raw in raws:
+        by_day[raw.at.date()].append(raw)
+    sends: list[PlannedSend] = []
+    limit = campaign.delivery.max_per_day
+    for day in sorted(by_day):
+        day_raws = sorted(by_day[day], key=lambda r: (r.at, r.order))
+        alone, merged = day_raws[: limit - 1], day_raws[limit - 1:]
+        groups = [[r] for r in alone] + ([merged] if merged else [])
+        for group in groups:
+            items = tuple(WaveRef(r.deadline.id, r.wave.label) for r in group)
+            key_items = sorted(items, key=lambda i: (_order(campaign, i.deadline), i.wave))
+            at = min(r.at for r in group)
+            sends.append(PlannedSend(send_key(key_items), items, at))
+            if len(group) > 1:
+                for r in group:
+                    others = ", ".join(f"{o.deadline.id} {o.wave}" for o in group if o is not r)
+                    notes.append(Note(
+                        NoteKind.MERGED,
+                        f"{r.deadline.id} {r.wave}: merged with {others} into one message at {_fmt(at)} "
+                        f"(max_per_day: {limit})",
+                        r.deadline.id, r.wave.label,
+                    ))
+    sends.sort(key=lambda s: (s.send_at_utc, s.send_key))
+    return ZonePlan(str(tz), tuple(sends), tuple(notes), instants)
+
+
+def _order(campaign: Campaign, deadline_id: str) -> int:
+    return next(i for i, d in enumerate(campaign.deadlines) if d.id == deadline_id)
+
+
+def plan_recipient(
+    campaign: Campaign,
+    zone_plan: ZonePlan,
+    channels: Sequence[str],
+    not_before: datetime | None = None,
+    reason: str = "the recipient joined",
+) -> RecipientPlan:
+    """The zone's sends on each of the recipient's ``channels`` that are still ahead at ``not_before``."""
+    notes = list(zone_plan.notes)
+    for ch in campaign.channels:
+        if ch not in channels:
+            what = "email address" if ch == "email" else "active push token"
+            notes.append(Note(NoteKind.CHANNEL_MISSING, f"{ch}: the recipient has no {what}; "
+                              f"no {ch} messages", channel=ch))
+    sends = []
+    passed = set()
+    if not_before is not None:
+        for d_id, at in zone_plan.deadline_instants.items():
+            if at <= not_before:
+                passed.add(d_id)
+                notes.append(Note(NoteKind.DEADLINE_PASSED, f"{d_id}: the deadline {_fmt(at)} had already "
+                                  f"passed when {reason} ({_fmt(not_before.astimezone(at.tzinfo))})", d_id))
+    for s in zone_plan.sends:
+        if not_before is not None and s.send_at < not_before:
+            if not set(s.deadlines) <= passed:
+                notes.append(Note(
+                    NoteKind.JOINED_AFTER,
+                    f"{send_key(s.items)}: due {_fmt(s.send_at)}, before {reason} "
+                    f"({_fmt(not_before.astimezone(s.send_at.tzinfo))}); not sent",
+                    s.items[0].deadline, s.wave,
+                ))
+            continue
+        sends.extend((ch, s) for ch in campaign.channels if ch in channels)
+    return RecipientPlan(tuple(sends), tuple(notes))
