@@ -483,7 +483,8 @@ def load_campaigns(paths: Iterable[str | Path]) -> list[Campaign]:
             problems.extend(exc.problems)
             continue
         if c.id in by_id:
-            problems.append(Problem(str(f), None, "id", f"campaign id {c.id!r} is already used by {by_id[c.id].source}"))
+            other = by_id[c.id].source
+            problems.append(Problem(str(f), None, "id", f"campaign id {c.id!r} is already used by {other}"))
             continue
         by_id[c.id] = c
         campaigns.append(c)

@@ -1,0 +1,87 @@
+"""The outbox: every email as a real .eml file (text + HTML) and every push as JSON, in a folder.
+
+It is the embedded default transport, so a demo or a dry run shows exactly what would be sent.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import json
+import os
+from collections.abc import Sequence
+from email.message import EmailMessage as MimeMessage
+from email.utils import formataddr, make_msgid
+from pathlib import Path
+
+from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
+from notifier.errors import TransientError
+from notifier.events import SendResult
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class OutboxEmail(Channel):
+    """Writes ``<outbox>/email/<delivery id>.eml``."""
+
+    name = "email"
+
+    def __init__(self, root: Path, sender: str = "TikTok Music <no-reply@music.example.com>") -> None:
+        self.dir = Path(root) / "email"
+        self.sender = sender
+
+    def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        results = []
+        for m in batch:
+            assert isinstance(m, EmailMessage)
+            mime = MimeMessage(policy=email.policy.SMTP)
+            mime["From"] = self.sender
+            mime["To"] = formataddr((m.to_name or "", m.to))
+            mime["Subject"] = m.subject
+            msgid = make_msgid(idstring=f"d{m.delivery_id}", domain="outbox.notifier")
+            mime["Message-ID"] = msgid
+            for k, v in m.headers.items():
+                mime[k] = v
+            for k, v in m.custom_args.items():
+                mime[f"X-Notifier-{k.replace('_', '-').title()}"] = v
+            mime.set_content(m.text)
+            mime.add_alternative(m.html, subtype="html")
+            try:
+                _write_atomic(self.dir / f"{m.delivery_id}.eml", mime.as_bytes())
+            except OSError as exc:
+                raise TransientError(f"outbox: cannot write email: {exc.strerror}", provider="outbox") from exc
+            results.append(SendResult.sent(m.delivery_id, msgid.strip("<>")))
+        return results
+
+
+class OutboxPush(Channel):
+    """Writes ``<outbox>/push/<delivery id>.json``, one file per recipient with all their tokens."""
+
+    name = "push"
+
+    def __init__(self, root: Path) -> None:
+        self.dir = Path(root) / "push"
+
+    def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        results = []
+        for m in batch:
+            assert isinstance(m, PushMessage)
+            doc = {
+                "tokens": list(m.tokens),
+                "notification": {"title": m.title, "body": m.body},
+                "data": dict(m.data),
+                "collapse_key": m.collapse_key,
+                "expires_at": m.expires_at.isoformat(),
+            }
+            try:
+                _write_atomic(self.dir / f"{m.delivery_id}.json",
+                              json.dumps(doc, ensure_ascii=False, indent=2).encode())
+            except OSError as exc:
+                raise TransientError(f"outbox: cannot write push: {exc.strerror}", provider="outbox") from exc
+            results.append(SendResult.sent(m.delivery_id, f"outbox-push-{m.delivery_id}"))
+        return results

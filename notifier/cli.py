@@ -1,0 +1,321 @@
+"""The ``notifier`` command: parse options, call one function, print. No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time as _time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from notifier.config import Settings, load_settings
+from notifier.errors import CampaignError, UserError
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO date-time such as 2024-10-01T00:00Z") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+class _Ctx:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._sessions: Any = None
+
+    def sessions(self) -> Any:
+        if self._sessions is None:
+            from notifier.ledger.db import make_engine, session_factory, upgrade
+
+            engine = make_engine(self.settings.database_url)
+            upgrade(engine)  # cheap when already at head; a fresh SQLite file just works
+            self._sessions = session_factory(engine)
+        return self._sessions
+
+
+pass_ctx = click.make_pass_decorator(_Ctx)
+NOW = click.option("--now", "now", metavar="ISO", help="Act as if it were this time (UTC if no offset).")
+
+
+@click.group()
+@click.option("--database-url", envvar="NOTIFIER_DATABASE_URL", help="Ledger database (default: sqlite notifier.db).")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress (ids and counts only).")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
+    """Localized deadline announcements by email and push, in scheduled waves."""
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    if database_url:
+        settings = settings.with_(database_url=database_url)
+    ctx.obj = _Ctx(settings)
+
+
+# --- db ----------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """The ledger database."""
+
+
+@db.command("upgrade")
+@pass_ctx
+def db_upgrade(c: _Ctx) -> None:
+    """Create or migrate the ledger schema to the latest version."""
+    from notifier.ledger.db import current_revision, make_engine, upgrade
+
+    engine = make_engine(c.settings.database_url)
+    upgrade(engine)
+    click.echo(f"ledger at revision {current_revision(engine)}: {engine.url.render_as_string(hide_password=True)}")
+
+
+# --- audience ------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def audience() -> None:
+    """Recipients: import them, record what they did."""
+
+
+@audience.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="Default: from the file extension.")
+@NOW
+@click.option("--show", default=50, show_default=True, help="Print at most this many rejected rows.")
+@pass_ctx
+def audience_import(c: _Ctx, file: Path, fmt: str | None, now: str | None, show: int) -> None:
+    """Import (upsert) recipients from CSV or JSON Lines; rejected rows are reported with line numbers."""
+    from notifier.audience import import_audience
+
+    shown = 0
+
+    def on_reject(rejection: Any) -> None:
+        nonlocal shown
+        shown += 1
+        if shown <= show:
+            click.echo(f"rejected {rejection}", err=True)
+
+    report = import_audience(c.sessions(), file, now=_parse_now(now), fmt=fmt, on_reject=on_reject)
+    if report.rejected > show:
+        click.echo(f"... and {report.rejected - show} more rejected rows", err=True)
+    click.echo(f"{file}: {report.accepted} accepted ({report.inserted} new, {report.updated} updated), "
+               f"{report.rejected} rejected, {report.guessed_timezones} time zones guessed from the country")
+
+
+@audience.command("action")
+@click.argument("recipient_id")
+@click.argument("action")
+@click.option("--at", "at", metavar="ISO", help="When it happened (default: now).")
+@pass_ctx
+def audience_action(c: _Ctx, recipient_id: str, action: str, at: str | None) -> None:
+    """Record that a recipient did ACTION (e.g. refund_requested), which skip_if reminders honour."""
+    from notifier.ledger import queries
+    from notifier.ledger.db import transaction
+
+    with transaction(c.sessions()) as s:
+        queries.record_action(s, recipient_id, action, _parse_now(at))
+    click.echo(f"recorded {action} for {recipient_id}")
+
+
+# --- campaign ------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def campaign() -> None:
+    """Campaign files: validate, plan, schedule, pause, resume, cancel."""
+
+
+@campaign.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+def campaign_validate(files: tuple[Path, ...]) -> None:
+    """Check campaign files (or folders of them); every problem is reported with file and line."""
+    from notifier.campaign import load_campaigns
+
+    for c in load_campaigns(files):
+        waves = sum(len(d.waves) for d in c.deadlines)
+        click.echo(f"{c.source}: ok — {c.id}: {len(c.deadlines)} deadlines, {waves} waves, "
+                   f"locales {', '.join(c.locales)}, channels {', '.join(c.channels)}")
+
+
+@campaign.command("plan")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--audience", "audience_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--recipient", help="Only this recipient, with why any wave is missing, moved or merged.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per send and line, sorted by send time.")
+@NOW
+def campaign_plan(file: Path, audience_file: Path, recipient: str | None, as_json: bool, now: str | None) -> None:
+    """Show every send the campaign would make to an audience file, without touching the ledger."""
+    from notifier.audience import Rejection, read_audience
+    from notifier.campaign import load_campaign
+    from notifier.timeline import ZonePlans, entries_for, explain, recipient_plan, sorted_entries
+
+    camp = load_campaign(file)
+    plans = ZonePlans(camp)
+    at = _parse_now(now) if now else None
+    found = False
+    notes: list[str] = []
+
+    def entries() -> Iterator[Any]:
+        nonlocal found, notes
+        for rec in read_audience(audience_file):
+            if isinstance(rec, Rejection):
+                if recipient is None or rec.recipient_id == recipient:
+                    click.echo(f"rejected {rec}", err=True)
+                continue
+            if recipient is not None and rec.id != recipient:
+                continue
+            if camp.countries and rec.country and rec.country not in camp.countries:
+                continue
+            found = True
+            channels = [ch for ch, ok in (("email", rec.email), ("push", rec.push_tokens)) if ok]
+            plan = recipient_plan(plans, rec.timezone, channels, rec.joined_at, at)
+            if recipient is not None:
+                notes = explain(plan.notes)
+            yield from entries_for(rec.id, plan)
+
+    rows = sorted_entries(entries())
+    if as_json:
+        for e in rows:
+            click.echo(e.as_json())
+    else:
+        click.echo(f"{'send at (recipient local time)':<32} {'recipient':<12} {'channel':<7} {'wave':<6} deadlines")
+        for e in rows:
+            click.echo(f"{e.send_at.strftime('%Y-%m-%d %H:%M %z'):<32} {e.recipient:<12} {e.channel:<7} "
+                       f"{e.wave:<6} {', '.join(e.deadlines)}")
+    if recipient is not None:
+        if not found:
+            raise UserError(f"{audience_file}: no valid recipient with id {recipient!r}")
+        out = sys.stderr if as_json else sys.stdout
+        click.echo("\nWhy some waves are missing, moved or merged:" if notes else "\nEvery wave is sent as planned.",
+                   file=out)
+        for line in notes:
+            click.echo(f"  - {line}", file=out)
+
+
+def _campaign_file(c: _Ctx, ident: str) -> Path:
+    path = Path(ident)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    return c.settings.campaigns_dir / f"{ident}.yaml"
+
+
+@campaign.command("schedule")
+@click.argument("campaign_ref", metavar="FILE_OR_ID")
+@NOW
+@pass_ctx
+def campaign_schedule(c: _Ctx, campaign_ref: str, now: str | None) -> None:
+    """Schedule a campaign (a file, or an id under campaigns/); re-running it picks up an edited file."""
+    from notifier.campaign import load_campaign
+    from notifier.ledger import queries
+    from notifier.ledger.db import transaction
+
+    path = _campaign_file(c, campaign_ref)
+    camp = load_campaign(path)
+    with transaction(c.sessions()) as s:
+        result = queries.schedule(s, camp, path.read_text(encoding="utf-8"), _parse_now(now))
+    verb = "scheduled" if result.created else "updated"
+    click.echo(f"{verb} {camp.id}: {result.groups} new send groups over {result.zones} time zones")
+
+
+def _state_command(name: str, state: str, help_text: str) -> None:
+    @campaign.command(name, help=help_text)
+    @click.argument("campaign_id")
+    @NOW
+    @pass_ctx
+    def command(c: _Ctx, campaign_id: str, now: str | None) -> None:
+        from notifier.ledger import queries
+        from notifier.ledger.db import transaction
+        from notifier.ledger.models import CampaignState
+
+        with transaction(c.sessions()) as s:
+            row = queries.set_state(s, campaign_id, CampaignState(state), _parse_now(now))
+        click.echo(f"{row.id} is {row.state}")
+
+
+_state_command("pause", "paused", "Stop sending until resumed; nothing due is lost.")
+_state_command("resume", "scheduled", "Send again; what fell due while paused goes out unless its deadline passed.")
+_state_command("cancel", "cancelled", "Stop for good; every message not yet sent is skipped.")
+
+
+# --- dispatch and status ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+@NOW
+@click.option("--interval", default=30.0, show_default=True, help="Seconds between ticks.")
+@pass_ctx
+def dispatch(c: _Ctx, once: bool, now: str | None, interval: float) -> None:
+    """Send what is due: materialize due groups, claim, guard, render, send, record."""
+    from notifier.wiring import build_dispatcher
+
+    if now is not None and not once:
+        raise UserError("--now needs --once (a fixed clock cannot tick)")
+    dispatcher = build_dispatcher(c.settings, c.sessions())
+    while True:
+        report = dispatcher.tick(_parse_now(now))
+        click.echo(f"{datetime.now(UTC):%H:%M:%S} materialized {report.materialized}, claimed {report.claimed}, "
+                   f"{dict(sorted(report.outcomes.items())) or 'nothing due'}")
+        if once:
+            return
+        _time.sleep(interval)
+
+
+@cli.command()
+@click.argument("campaign_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(c: _Ctx, campaign_id: str, as_json: bool) -> None:
+    """Counts of messages by wave, channel and state."""
+    from notifier.ledger.db import transaction
+    from notifier.reports import campaign_status, format_table
+
+    with transaction(c.sessions()) as s:
+        st = campaign_status(s, campaign_id)
+    if as_json:
+        click.echo(json.dumps(st.as_dict(), indent=2))
+        return
+    click.echo(f"{st.campaign_id}: {st.state}; {st.groups_done}/{st.groups} send groups due so far"
+               + (f", next at {st.next_send_at:%Y-%m-%d %H:%M} UTC" if st.next_send_at else ""))
+    click.echo(format_table(["send", "channel", *st.states], st.table_rows()))
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the demo's database and outbox (default: a new notifier-demo-* folder).")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@pass_ctx
+def demo(c: _Ctx, directory: Path | None, progress: bool) -> None:
+    """Play the whole TikTok Music shutdown campaign on a simulated clock, into a local outbox."""
+    from notifier.demo import run_demo
+
+    run_demo(c.settings, directory, progress=progress, echo=click.echo)
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except CampaignError as exc:
+        for problem in exc.problems:
+            click.echo(f"error: {problem}", err=True)
+        sys.exit(2)
+    except UserError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,182 @@
+"""One dispatcher tick: plan new zones → materialize due groups → claim due → guard → render → send → record.
+
+The clock is a parameter (``now``), so the demo and the tests fast-forward time without patching.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from notifier.campaign import Campaign, zone
+from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
+from notifier.config import Settings
+from notifier.events import Outcome, SendResult
+from notifier.i18n import negotiate
+from notifier.ledger import queries
+from notifier.ledger.db import transaction
+from notifier.ledger.models import DeliveryState, SkipReason
+from notifier.render import Renderer, RenderError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TickReport:
+    """Counts of what one tick did (ids and counts only, never personal data)."""
+
+    planned_groups: int = 0
+    materialized: int = 0
+    claimed: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+    def merge(self, other: TickReport) -> None:
+        self.planned_groups += other.planned_groups
+        self.materialized += other.materialized
+        self.claimed += other.claimed
+        self.outcomes.update(other.outcomes)
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "n", "off")
+    return bool(value)
+
+
+def live_deadlines(campaign: Campaign, row: queries.ClaimedRow, now: datetime) -> tuple[tuple[str, ...], str | None]:
+    """The staleness guard: the row's deadlines still worth a message, else the reason to skip it."""
+    tz = zone(row.timezone)
+    live, reasons = [], []
+    for d_id in row.deadlines:
+        d = campaign.deadline(d_id)
+        if now >= d.instant_in(tz):
+            reasons.append(SkipReason.DEADLINE_PASSED)
+        elif d.skip_if and (d.skip_if in row.actions or _truthy(row.attributes.get(d.skip_if))):
+            reasons.append(SkipReason.ACTION_DONE)
+        else:
+            live.append(d_id)
+    if live:
+        return tuple(live), None
+    return (), reasons[0] if len(set(reasons)) == 1 else SkipReason.DEADLINE_PASSED
+
+
+class Dispatcher:
+    """Moves due ledger rows through pending → sending → sent | failed | skipped, in batches."""
+
+    def __init__(self, sessions: sessionmaker[Session], channels: Mapping[str, Channel], renderer: Renderer,
+                 settings: Settings, rng: random.Random | None = None) -> None:
+        self.sessions = sessions
+        self.channels = channels
+        self.renderer = renderer
+        self.settings = settings
+        self.rng = rng or random.Random()
+
+    def tick(self, now: datetime) -> TickReport:
+        """Do everything due at ``now``; returns what was done."""
+        report = TickReport()
+        with transaction(self.sessions) as s:
+            for row in queries.active_campaigns(s):
+                report.planned_groups += queries.plan_groups(s, row, row.scheduled_at)[1]
+        with transaction(self.sessions) as s:
+            report.materialized = queries.materialize_due(s, now)
+        while True:
+            with transaction(self.sessions) as s:
+                ids = queries.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds)
+            if not ids:
+                break
+            report.claimed += len(ids)
+            report.outcomes.update(self._process(ids, now))
+        if report.claimed or report.materialized:
+            log.info("tick at %s: %d rows materialized, %d claimed, outcomes %s",
+                     now.isoformat(), report.materialized, report.claimed, dict(report.outcomes))
+        return report
+
+    def _process(self, ids: Sequence[int], now: datetime) -> Counter[str]:
+        with self.sessions() as s:
+            rows = queries.load_claimed(s, ids, now)
+            campaigns = {r.campaign_id: queries.campaign_of(queries.get_campaign(s, r.campaign_id)) for r in rows}
+        changes: list[dict[str, Any]] = []
+        by_channel: dict[str, list[Message]] = {}
+        locales: dict[int, str] = {}
+        attempts = {r.id: r.attempts for r in rows}
+        for row in rows:
+            campaign = campaigns[row.campaign_id]
+            deadlines, reason = live_deadlines(campaign, row, now)
+            if reason is None and not (row.email if row.channel == "email" else row.tokens):
+                reason = SkipReason.NO_ADDRESS
+            if reason is not None:
+                changes.append(_skipped(row.id, reason, now))
+                continue
+            locales[row.id] = negotiate(row.locale, campaign.locales, campaign.default_locale)
+            try:
+                message = self._message(campaign, row, deadlines, locales[row.id], now)
+            except RenderError:
+                self._release(ids, now)  # a broken template holds the rows back; it never fails them
+                raise
+            by_channel.setdefault(row.channel, []).append(message)
+        for channel, messages in by_channel.items():
+            for result in self.channels[channel].send(messages):
+                outcome = self._outcome(result, attempts[result.delivery_id], now)
+                changes.append(outcome | {"locale": locales[result.delivery_id]})
+        with transaction(self.sessions) as s:
+            queries.record(s, changes, [_event(c, now) for c in changes if c.get("last_error")])
+        return Counter(c["state"] if c["state"] != DeliveryState.PENDING else "retry" for c in changes)
+
+    def _release(self, ids: Sequence[int], now: datetime) -> None:
+        retry_at = now + timedelta(seconds=self.settings.retry_base_seconds)
+        with transaction(self.sessions) as s:
+            queries.record(s, [{"id": i, "state": DeliveryState.PENDING, "lease_until": None,
+                                "next_attempt_at": retry_at, "last_error": "template failed to render"}
+                               for i in ids])
+
+    def _message(self, campaign: Campaign, row: queries.ClaimedRow, deadlines: tuple[str, ...], locale: str,
+                 now: datetime) -> Message:
+        ctx = self.renderer.context(campaign, deadlines=deadlines, wave=row.wave, locale=locale,
+                                    tz=zone(row.timezone), now=now, recipient_name=row.name)
+        ids = {"delivery_id": str(row.id), "campaign_id": campaign.id, "send_key": row.send_key}
+        if row.channel == "email":
+            rendered = self.renderer.email(campaign, ctx)
+            assert row.email is not None
+            return EmailMessage(row.id, row.email, row.name, rendered.subject, rendered.text, rendered.html,
+                                categories=(campaign.id, row.wave), custom_args=ids)
+        push = self.renderer.push(campaign, ctx)
+        expires = min(campaign.deadline(d).instant_in(zone(row.timezone)) for d in deadlines)
+        return PushMessage(row.id, row.tokens, push.title, push.body, expires_at=expires,
+                           collapse_key=f"{campaign.id}:{deadlines[0]}", data=ids)
+
+    def _outcome(self, result: SendResult, attempts: int, now: datetime) -> dict[str, Any]:
+        base: dict[str, Any] = {"id": result.delivery_id, "updated_at": now, "lease_until": None}
+        if result.outcome == Outcome.SENT:
+            return base | {"state": DeliveryState.SENT, "sent_at": now,
+                           "provider_message_id": result.provider_message_id, "last_error": None}
+        if result.outcome == Outcome.RETRY and attempts < self.settings.max_attempts:
+            return base | {"state": DeliveryState.PENDING, "last_error": result.error,
+                           "next_attempt_at": now + self._backoff(attempts, result.retry_after)}
+        error = result.error
+        if result.outcome == Outcome.RETRY:
+            error = f"gave up after {attempts} attempts: {error}"
+        return base | {"state": DeliveryState.FAILED, "last_error": error}
+
+    def _backoff(self, attempts: int, retry_after: float | None) -> timedelta:
+        """Exponential backoff with full jitter, never sooner than the provider asked."""
+        base = self.settings.retry_base_seconds * 2 ** (attempts - 1)
+        delay = max(retry_after or 0.0, self.rng.uniform(base / 2, base))
+        return timedelta(seconds=delay)
+
+
+def _skipped(delivery_id: int, reason: str, now: datetime) -> dict[str, Any]:
+    return {"id": delivery_id, "state": DeliveryState.SKIPPED, "skip_reason": reason, "updated_at": now,
+            "lease_until": None}
+
+
+def _event(change: dict[str, Any], now: datetime) -> dict[str, Any]:
+    state = change["state"]
+    return {"delivery_id": change["id"], "type": "retry" if state == DeliveryState.PENDING else str(state),
+            "at": now, "detail": {"error": change["last_error"]}}

@@ -1,0 +1,40 @@
+"""Delivery outcomes shared by every channel (and, later, by provider webhooks)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Outcome(enum.StrEnum):
+    SENT = "sent"  # the provider accepted the message
+    RETRY = "retry"  # worth another attempt after retry_after seconds
+    FAILED = "failed"  # will never go through as it is
+    INVALID_RECIPIENT = "invalid_recipient"  # the address or every token is invalid: never retry
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What happened to one message; carries ledger ids only, never personal data."""
+
+    delivery_id: int
+    outcome: Outcome
+    provider_message_id: str | None = None
+    retry_after: float | None = None
+    error: str | None = None
+
+    @classmethod
+    def sent(cls, delivery_id: int, provider_message_id: str) -> SendResult:
+        return cls(delivery_id, Outcome.SENT, provider_message_id=provider_message_id)
+
+    @classmethod
+    def retry(cls, delivery_id: int, error: str, retry_after: float | None = None) -> SendResult:
+        return cls(delivery_id, Outcome.RETRY, retry_after=retry_after, error=error)
+
+    @classmethod
+    def failed(cls, delivery_id: int, error: str) -> SendResult:
+        return cls(delivery_id, Outcome.FAILED, error=error)
+
+    @classmethod
+    def invalid(cls, delivery_id: int, error: str) -> SendResult:
+        return cls(delivery_id, Outcome.INVALID_RECIPIENT, error=error)

@@ -1,0 +1,310 @@
+"""Ledger queries: schedule and plan groups, materialize due groups, claim due rows, record outcomes.
+
+Every query is safe with several dispatchers at once: claims use ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL and a single atomic UPDATE on SQLite; inserts rely on the unique constraints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from notifier.campaign import Campaign, parse_campaign, zone
+from notifier.errors import CampaignStateError
+from notifier.ledger.models import (
+    CampaignRow,
+    CampaignState,
+    DeliveryEvent,
+    DeliveryRow,
+    DeliveryState,
+    PushToken,
+    Recipient,
+    RecipientAction,
+    SendGroup,
+    SkipReason,
+    UTCDateTime,
+)
+from notifier.planner import plan_zone
+
+MATERIALIZE_CHUNK = 50_000  # recipients per INSERT ... SELECT, so one statement never grows unbounded
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def _ts(value: datetime) -> Any:
+    return literal(value, UTCDateTime())
+
+
+# --- campaigns ---------------------------------------------------------------------------------------
+
+
+def get_campaign(session: Session, campaign_id: str) -> CampaignRow:
+    row = session.get(CampaignRow, campaign_id)
+    if row is None:
+        raise CampaignStateError(f"no campaign {campaign_id!r} is scheduled (run: notifier campaign schedule FILE)")
+    return row
+
+
+_parsed: dict[tuple[str, str], Campaign] = {}
+
+
+def campaign_of(row: CampaignRow) -> Campaign:
+    """The validated campaign as it was scheduled (parsed once per process and spec)."""
+    key = (row.id, row.spec)
+    if key not in _parsed:
+        _parsed[key] = parse_campaign(row.spec, source=row.source)
+    return _parsed[key]
+
+
+@dataclass(frozen=True)
+class ScheduleResult:
+    campaign_id: str
+    created: bool
+    zones: int
+    groups: int
+
+
+def schedule(session: Session, campaign: Campaign, spec: str, now: datetime) -> ScheduleResult:
+    """Store the campaign as scheduled and plan its send groups for every zone of the audience."""
+    row = session.get(CampaignRow, campaign.id, with_for_update=True)
+    created = row is None
+    if row is None:
+        row = CampaignRow(id=campaign.id, name=campaign.name, source=campaign.source, spec=spec,
+                          state=CampaignState.SCHEDULED, scheduled_at=now, updated_at=now)
+        session.add(row)
+    else:
+        if row.state == CampaignState.CANCELLED:
+            raise CampaignStateError(f"campaign {campaign.id!r} was cancelled; give the new campaign its own id")
+        if row.source != campaign.source:
+            raise CampaignStateError(
+                f"{campaign.source}: campaign id {campaign.id!r} is already scheduled from {row.source}"
+            )
+        if row.spec != spec:
+            # Not yet materialized groups are planned again from the new file; sent ones stay as they are.
+            session.execute(SendGroup.__table__.delete().where(
+                SendGroup.campaign_id == campaign.id, SendGroup.materialized_upto == 0, SendGroup.send_at > now))
+        row.spec, row.name, row.updated_at = spec, campaign.name, now
+    session.flush()
+    zones, groups = plan_groups(session, row, now)
+    return ScheduleResult(campaign.id, created, zones, groups)
+
+
+def plan_groups(session: Session, row: CampaignRow, now: datetime) -> tuple[int, int]:
+    """Create the missing send groups for every time zone in the audience (cheap: one plan per zone)."""
+    campaign = campaign_of(row)
+    zones = session.scalars(_audience(select(Recipient.timezone).distinct(), campaign)).all()
+    not_before = row.scheduled_at
+    values = []
+    for name in zones:
+        plan = plan_zone(campaign, zone(name))
+        for s in plan.sends:
+            if s.send_at < not_before:
+                continue
+            expires = min(plan.deadline_instants[d] for d in s.deadlines)
+            values.append({"campaign_id": row.id, "timezone": name, "send_key": s.send_key, "wave": s.wave,
+                           "deadlines": list(s.deadlines), "send_at": s.send_at_utc, "expires_at": expires,
+                           "materialized_upto": 0})
+    inserted = 0
+    for start in range(0, len(values), 1000):
+        stmt = _insert(session, SendGroup).values(values[start : start + 1000])
+        inserted += session.execute(stmt.on_conflict_do_nothing()).rowcount or 0
+    return len(zones), inserted
+
+
+def _audience(stmt: Any, campaign: Campaign) -> Any:
+    if campaign.countries:
+        stmt = stmt.where(Recipient.country.in_(campaign.countries))
+    return stmt
+
+
+def set_state(session: Session, campaign_id: str, state: CampaignState, now: datetime) -> CampaignRow:
+    """Pause, resume or cancel; cancelling skips every row not yet sent."""
+    row = get_campaign(session, campaign_id)
+    allowed = {
+        CampaignState.PAUSED: {CampaignState.SCHEDULED},
+        CampaignState.SCHEDULED: {CampaignState.PAUSED},
+        CampaignState.CANCELLED: {CampaignState.SCHEDULED, CampaignState.PAUSED},
+    }[state]
+    if row.state not in allowed:
+        raise CampaignStateError(f"campaign {campaign_id!r} is {row.state}; cannot make it {state}")
+    row.state, row.updated_at = state, now
+    if state == CampaignState.CANCELLED:
+        session.execute(
+            update(DeliveryRow)
+            .where(DeliveryRow.campaign_id == campaign_id, DeliveryRow.state == DeliveryState.PENDING)
+            .values(state=DeliveryState.SKIPPED, skip_reason=SkipReason.CANCELLED, updated_at=now)
+        )
+    return row
+
+
+def active_campaigns(session: Session) -> list[CampaignRow]:
+    return list(session.scalars(select(CampaignRow).where(CampaignRow.state == CampaignState.SCHEDULED)))
+
+
+# --- materializing due groups --------------------------------------------------------------------------
+
+
+def materialize_due(session: Session, now: datetime) -> int:
+    """Create delivery rows for every due group of a scheduled campaign; returns rows created."""
+    max_seq = session.scalar(select(func.max(Recipient.seq))) or 0
+    groups = session.scalars(
+        select(SendGroup)
+        .join(CampaignRow, CampaignRow.id == SendGroup.campaign_id)
+        .where(CampaignRow.state == CampaignState.SCHEDULED, SendGroup.send_at <= now,
+               SendGroup.expires_at > now, SendGroup.materialized_upto < max_seq)
+        .order_by(SendGroup.send_at)
+        .with_for_update(skip_locked=True, of=SendGroup)
+    ).all()
+    created = 0
+    for group in groups:
+        campaign = campaign_of(session.get(CampaignRow, group.campaign_id))  # type: ignore[arg-type]
+        for lo in range(group.materialized_upto, max_seq, MATERIALIZE_CHUNK):
+            hi = min(lo + MATERIALIZE_CHUNK, max_seq)
+            for channel in campaign.channels:
+                created += _materialize(session, group, campaign, channel, lo, hi, now)
+        group.materialized_upto = max_seq
+    return created
+
+
+def _materialize(session: Session, group: SendGroup, campaign: Campaign, channel: str,
+                 lo: int, hi: int, now: datetime) -> int:
+    has_channel = (
+        Recipient.email.is_not(None) if channel == "email"
+        else exists().where(PushToken.recipient_seq == Recipient.seq, PushToken.active.is_(True))
+    )
+    source = _audience(select(
+        literal(group.campaign_id), literal(group.id), literal(group.send_key), Recipient.seq, literal(channel),
+        literal(DeliveryState.PENDING.value), literal(0), _ts(group.send_at), _ts(now), _ts(now),
+    ).where(
+        Recipient.timezone == group.timezone, Recipient.seq > lo, Recipient.seq <= hi,
+        Recipient.joined_at <= _ts(group.send_at), has_channel,
+    ), campaign)
+    cols = ["campaign_id", "group_id", "send_key", "recipient_seq", "channel", "state", "attempts",
+            "next_attempt_at", "created_at", "updated_at"]
+    stmt = _insert(session, DeliveryRow).from_select(cols, source).on_conflict_do_nothing()
+    return session.execute(stmt).rowcount or 0
+
+
+# --- claiming and recording ----------------------------------------------------------------------------
+
+
+def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int) -> list[int]:
+    """Lease up to ``limit`` due rows to this dispatcher; rows leased by others are skipped, not waited on."""
+    active = select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED)
+    due = (
+        select(DeliveryRow.id)
+        .where(
+            DeliveryRow.campaign_id.in_(active),
+            or_(
+                and_(DeliveryRow.state == DeliveryState.PENDING, DeliveryRow.next_attempt_at <= now),
+                and_(DeliveryRow.state == DeliveryState.SENDING, DeliveryRow.lease_until < now),
+            ),
+        )
+        .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    stmt = (
+        update(DeliveryRow)
+        .where(DeliveryRow.id.in_(due.scalar_subquery()))
+        .values(state=DeliveryState.SENDING, lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=DeliveryRow.attempts + 1, updated_at=now)
+        .returning(DeliveryRow.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(session.scalars(stmt).all())
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    """A leased delivery with what the guard and the renderer need; held in memory for one batch only."""
+
+    id: int
+    campaign_id: str
+    channel: str
+    send_key: str
+    attempts: int
+    wave: str
+    deadlines: tuple[str, ...]
+    recipient_seq: int
+    recipient_id: str
+    email: str | None
+    name: str | None
+    locale: str | None
+    timezone: str
+    attributes: dict[str, Any]
+    tokens: tuple[str, ...]
+    actions: frozenset[str]
+
+
+def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[ClaimedRow]:
+    rows = session.execute(
+        select(DeliveryRow, SendGroup.wave, SendGroup.deadlines, Recipient)
+        .join(SendGroup, SendGroup.id == DeliveryRow.group_id)
+        .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
+        .where(DeliveryRow.id.in_(ids))
+        .order_by(DeliveryRow.id)
+    ).all()
+    seqs = {r.Recipient.seq for r in rows}
+    tokens: dict[int, list[str]] = {}
+    for seq, token in session.execute(select(PushToken.recipient_seq, PushToken.token).where(
+            PushToken.recipient_seq.in_(seqs), PushToken.active.is_(True)).order_by(PushToken.id)):
+        tokens.setdefault(seq, []).append(token)
+    actions: dict[int, set[str]] = {}
+    for seq, action in session.execute(select(RecipientAction.recipient_seq, RecipientAction.action).where(
+            RecipientAction.recipient_seq.in_(seqs), RecipientAction.at <= now)):
+        actions.setdefault(seq, set()).add(action)
+    out = []
+    for d, wave, deadlines, r in rows:
+        out.append(ClaimedRow(
+            id=d.id, campaign_id=d.campaign_id, channel=d.channel, send_key=d.send_key, attempts=d.attempts,
+            wave=wave, deadlines=tuple(deadlines), recipient_seq=r.seq, recipient_id=r.id, email=r.email,
+            name=r.name, locale=r.locale, timezone=r.timezone, attributes=dict(r.attributes or {}),
+            tokens=tuple(tokens.get(r.seq, ())), actions=frozenset(actions.get(r.seq, ())),
+        ))
+    return out
+
+
+def record(session: Session, changes: Iterable[dict[str, Any]], events: Iterable[dict[str, Any]] = ()) -> None:
+    """Apply per-row outcome updates (each dict has ``id``) and append delivery events."""
+    changes = list(changes)
+    if changes:
+        session.execute(update(DeliveryRow), changes)
+    events = list(events)
+    if events:
+        session.execute(_insert(session, DeliveryEvent), events)
+
+
+def record_action(session: Session, recipient_id: str, action: str, at: datetime) -> None:
+    """Note that a recipient did something that can make reminders pointless (see skip_if)."""
+    seq = session.scalar(select(Recipient.seq).where(Recipient.id == recipient_id))
+    if seq is None:
+        raise CampaignStateError(f"no recipient with id {recipient_id!r}")
+    stmt = _insert(session, RecipientAction).values(recipient_seq=seq, action=action, at=at)
+    session.execute(stmt.on_conflict_do_nothing())
+
+
+def next_wakeup(session: Session, after: datetime) -> datetime | None:
+    """The next moment something becomes due (a group, a retry or an expired lease), for simulated clocks."""
+    active = select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED)
+    candidates = [
+        session.scalar(select(func.min(SendGroup.send_at)).where(
+            SendGroup.campaign_id.in_(active), SendGroup.send_at > after)),
+        session.scalar(select(func.min(DeliveryRow.next_attempt_at)).where(
+            DeliveryRow.campaign_id.in_(active), DeliveryRow.state == DeliveryState.PENDING,
+            DeliveryRow.next_attempt_at > after)),
+        session.scalar(select(func.min(DeliveryRow.lease_until)).where(
+            DeliveryRow.campaign_id.in_(active), DeliveryRow.state == DeliveryState.SENDING,
+            DeliveryRow.lease_until > after)),
+    ]
+    found = [UTCDateTime().process_result_value(c, None) if isinstance(c, datetime) else c for c in candidates]
+    return min((c for c in found if c is not None), default=None)

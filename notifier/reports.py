@@ -1,0 +1,98 @@
+"""Read-only summaries of the ledger for people: campaign status and per-wave breakdowns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from notifier.ledger.models import DeliveryRow, DeliveryState, SendGroup
+from notifier.ledger.queries import get_campaign
+
+STATES = [s.value for s in DeliveryState]
+
+
+@dataclass
+class CampaignStatus:
+    campaign_id: str
+    state: str
+    groups: int
+    groups_done: int
+    next_send_at: datetime | None
+    counts: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # (send, channel) → state → n
+    skips: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def states(self) -> list[str]:
+        return STATES
+
+    def table_rows(self) -> list[list[Any]]:
+        rows: list[list[Any]] = [[send, ch, *(c.get(s, 0) for s in STATES)] for (send, ch), c in self.counts.items()]
+        totals = [sum(r[i] for r in rows) for i in range(2, 2 + len(STATES))]
+        return [*rows, ["total", "", *totals]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign_id, "state": self.state, "groups": self.groups, "groups_done": self.groups_done,
+            "next_send_at": self.next_send_at.isoformat() if self.next_send_at else None,
+            "counts": [{"send": send, "channel": ch, **c} for (send, ch), c in self.counts.items()],
+            "skipped_because": self.skips,
+        }
+
+
+def campaign_status(session: Session, campaign_id: str) -> CampaignStatus:
+    """Counts by send (wave), channel and state, plus how far the plan has come."""
+    row = get_campaign(session, campaign_id)
+    groups = session.execute(
+        select(func.count(), func.count().filter(SendGroup.materialized_upto > 0))
+        .where(SendGroup.campaign_id == campaign_id)
+    ).one()
+    next_at = session.scalar(select(func.min(SendGroup.send_at)).where(
+        SendGroup.campaign_id == campaign_id, SendGroup.materialized_upto == 0))
+    st = CampaignStatus(row.id, row.state, groups[0], groups[1], next_at)
+    order = select(SendGroup.send_key, func.min(SendGroup.send_at).label("first")).where(
+        SendGroup.campaign_id == campaign_id).group_by(SendGroup.send_key).subquery()
+    q = (
+        select(DeliveryRow.send_key, DeliveryRow.channel, DeliveryRow.state, func.count())
+        .join(order, order.c.send_key == DeliveryRow.send_key)
+        .where(DeliveryRow.campaign_id == campaign_id)
+        .group_by(DeliveryRow.send_key, DeliveryRow.channel, DeliveryRow.state, order.c.first)
+        .order_by(order.c.first, DeliveryRow.send_key, DeliveryRow.channel)
+    )
+    for send, ch, state, n in session.execute(q):
+        st.counts.setdefault((send, ch), {})[state] = n
+    for reason, n in session.execute(
+        select(DeliveryRow.skip_reason, func.count()).where(
+            DeliveryRow.campaign_id == campaign_id, DeliveryRow.state == DeliveryState.SKIPPED)
+        .group_by(DeliveryRow.skip_reason).order_by(DeliveryRow.skip_reason)
+    ):
+        st.skips[reason] = n
+    return st
+
+
+def breakdown(session: Session, campaign_id: str) -> list[tuple[str, str, str, str, int]]:
+    """(send, locale, channel, state, count) rows, ordered by the send's first time, then locale and channel."""
+    q = (
+        select(DeliveryRow.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, func.count(),
+               func.min(DeliveryRow.created_at))
+        .where(DeliveryRow.campaign_id == campaign_id)
+        .group_by(DeliveryRow.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state)
+    )
+    rows = sorted(session.execute(q), key=lambda r: (r[5], r[0], r[1] or "", r[2], r[3]))
+    return [(key, loc or "-", ch, st, n) for key, loc, ch, st, n, _ in rows]
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain fixed-width table; numbers right-aligned."""
+    cells = [[str(h) for h in header]] + [[str(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for n, r in enumerate(cells):
+        lines.append("  ".join(v.rjust(w) if n and v.isdigit() else v.ljust(w) for v, w in zip(r, widths, strict=True)))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,91 @@
+"""The timeline of an audience file: every planned send, sorted by time, in flat memory.
+
+Plans are computed once per time zone; sorting spools to a temporary SQLite file, so a million
+recipients never sit in a Python list.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from notifier.campaign import Campaign, zone
+from notifier.planner import Note, PlannedSend, RecipientPlan, ZonePlan, plan_recipient, plan_zone
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    recipient: str
+    channel: str
+    deadlines: tuple[str, ...]
+    wave: str
+    send_key: str
+    send_at: datetime  # in the recipient's own zone
+
+    def as_json(self) -> str:
+        return json.dumps({"recipient": self.recipient, "channel": self.channel, "deadlines": list(self.deadlines),
+                           "wave": self.wave, "send_key": self.send_key, "send_at": self.send_at.isoformat()},
+                          ensure_ascii=False)
+
+
+class ZonePlans:
+    """Zone plans of one campaign, computed once per zone."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.campaign = campaign
+        self._plans: dict[str, ZonePlan] = {}
+
+    def __call__(self, tz_name: str) -> ZonePlan:
+        plan = self._plans.get(tz_name)
+        if plan is None:
+            plan = self._plans[tz_name] = plan_zone(self.campaign, zone(tz_name))
+        return plan
+
+
+def recipient_plan(plans: ZonePlans, tz_name: str, channels: Iterable[str], joined_at: datetime | None,
+                   now: datetime | None) -> RecipientPlan:
+    """One recipient's plan: waves before they joined (or before ``now``) are explained, not sent."""
+    candidates = [(t, why) for t, why in ((joined_at, "the recipient joined"), (now, "now")) if t is not None]
+    not_before, reason = max(candidates, key=lambda c: c[0]) if candidates else (None, "")
+    return plan_recipient(plans.campaign, plans(tz_name), tuple(channels), not_before, reason)
+
+
+def sorted_entries(entries: Iterable[TimelineEntry]) -> Iterator[TimelineEntry]:
+    """Yield ``entries`` sorted by instant, then recipient and channel, spooling through SQLite on disk."""
+    with tempfile.TemporaryDirectory(prefix="notifier-plan-") as tmp:
+        db = sqlite3.connect(Path(tmp) / "spool.db")
+        try:
+            db.execute("CREATE TABLE s (utc TEXT, recipient TEXT, channel TEXT, doc TEXT)")
+            batch: list[tuple[str, str, str, str]] = []
+            for e in entries:
+                batch.append((e.send_at.astimezone(zone("UTC")).isoformat(), e.recipient, e.channel, e.as_json()))
+                if len(batch) >= 10_000:
+                    db.executemany("INSERT INTO s VALUES (?, ?, ?, ?)", batch)
+                    batch.clear()
+            db.executemany("INSERT INTO s VALUES (?, ?, ?, ?)", batch)
+            for (doc,) in db.execute("SELECT doc FROM s ORDER BY utc, recipient, channel"):
+                d = json.loads(doc)
+                yield TimelineEntry(d["recipient"], d["channel"], tuple(d["deadlines"]), d["wave"], d["send_key"],
+                                    datetime.fromisoformat(d["send_at"]))
+        finally:
+            db.close()
+
+
+def entries_for(recipient_id: str, plan: RecipientPlan) -> Iterator[TimelineEntry]:
+    for channel, send in plan.sends:
+        yield _entry(recipient_id, channel, send)
+
+
+def _entry(recipient_id: str, channel: str, s: PlannedSend) -> TimelineEntry:
+    return TimelineEntry(recipient_id, channel, s.deadlines, s.wave, s.send_key, s.send_at)
+
+
+def explain(notes: Iterable[Note]) -> list[str]:
+    """Notes as sentences, grouped: what was dropped or missed first, then moves and merges."""
+    order = {"channel_missing": 0, "deadline_passed": 1, "joined_after": 2, "dropped": 3, "moved": 4, "merged": 5}
+    return [n.message for n in sorted(notes, key=lambda n: order[n.kind.value])]
