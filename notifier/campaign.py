@@ -34,7 +34,8 @@ class Wave:
 
     @property
     def whole_days(self) -> bool:
-        return self.delta % timedelta(days=1) == timedelta(0)
+        """Days and weeks only (P7D, P1W); a time part (PT24H, PT0S, P1DT6H) makes it an exact offset."""
+        return "T" not in self.label.upper() and self.delta % timedelta(days=1) == timedelta(0)
 
     @property
     def days(self) -> int:
@@ -255,13 +256,12 @@ class _Reader:
 
 def normalize_locale_tag(tag: str) -> str:
     """'pt_br' / 'pt-BR' → 'pt-BR'; raises ValueError for a tag Babel does not know."""
-    from babel import Locale, UnknownLocaleError
+    from notifier.i18n import parse_tag, tag_of
 
-    try:
-        loc = Locale.parse(tag.replace("-", "_"))
-    except (ValueError, UnknownLocaleError):
-        raise ValueError(f"{tag!r} is not a locale Babel knows") from None
-    return f"{loc.language}-{loc.territory}" if loc.territory else loc.language
+    loc = parse_tag(tag, strict=True) if re.fullmatch(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*", tag.strip()) else None
+    if loc is None:
+        raise ValueError(f"{tag!r} is not a locale Babel knows")
+    return tag_of(loc)
 
 
 def _read_locales(r: _Reader, top: dict[str, _Node]) -> tuple[tuple[str, ...], str | None]:
@@ -345,7 +345,7 @@ def _read_deadline(r: _Reader, node: _Node, i: int, seen: dict[str, int]) -> Dea
             except ValueError as exc:
                 r.fail(line, f"{path}.waves[{j}]", str(exc))
                 continue
-            if any(w.delta == wave.delta for w in waves):
+            if any((w.delta, w.whole_days) == (wave.delta, wave.whole_days) for w in waves):
                 r.fail(line, f"{path}.waves[{j}]", f"{wave.label} is listed twice")
                 continue
             waves.append(wave)
@@ -365,6 +365,11 @@ _TOP_OPTIONAL = ("category", "templates", "delivery", "audience", "links", "desc
 def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
     """Parse and validate a campaign; raises CampaignError listing every problem found."""
     try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                line = event.start_mark.line + 1
+                raise CampaignError([Problem(source, line, None, "YAML anchors and aliases (&, *) are not allowed "
+                                             "in campaign files; write the values out")])
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -462,6 +467,8 @@ def load_campaign(path: str | Path) -> Campaign:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise CampaignError([Problem(str(p), None, None, "no such file")]) from None
+    except OSError as exc:  # a folder, no permission: still the user's input, not a bug
+        raise CampaignError([Problem(str(p), None, None, f"cannot read: {exc.strerror or exc}")]) from None
     except UnicodeDecodeError as exc:
         raise CampaignError([Problem(str(p), None, None, f"not UTF-8 text ({exc.reason})")]) from None
     return parse_campaign(text, source=str(p))

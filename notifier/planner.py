@@ -21,7 +21,7 @@ import enum
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from notifier.campaign import Campaign, Deadline, Wave, resolve_local
 
@@ -110,6 +110,14 @@ def send_key(items: Iterable[WaveRef]) -> str:
     return "+".join(f"{i.deadline}@{i.wave}" for i in items)
 
 
+def _window_end(day: date, end: time, tz: tzinfo) -> datetime:
+    """The window end on ``day``; when a DST jump skips it, the jump's length earlier, so never past the window."""
+    at = resolve_local(day, end, tz)
+    if at.time() != end:  # skipped: resolve_local moved it forward, out of the window
+        at = datetime.combine(day, end).replace(tzinfo=tz, fold=1).astimezone(UTC).astimezone(tz)
+    return at
+
+
 def _raw_send(c: Campaign, d: Deadline, w: Wave, tz: tzinfo, deadline_at: datetime,
               notes: list[Note]) -> datetime | None:
     dl = c.delivery
@@ -121,9 +129,9 @@ def _raw_send(c: Campaign, d: Deadline, w: Wave, tz: tzinfo, deadline_at: dateti
     for _ in range(3):  # a window end inside a DST gap can need a second step
         local = at.time()
         if local > dl.window[1]:
-            at = resolve_local(at.date(), dl.window[1], tz)
+            at = _window_end(at.date(), dl.window[1], tz)
         elif local < dl.window[0]:
-            at = resolve_local(at.date() - timedelta(days=1), dl.window[1], tz)
+            at = _window_end(at.date() - timedelta(days=1), dl.window[1], tz)
         else:
             break
     if at != original:
@@ -213,7 +221,7 @@ def plan_recipient(
             if not set(s.deadlines) <= passed:
                 notes.append(Note(
                     NoteKind.JOINED_AFTER,
-                    f"{send_key(s.items)}: due {_fmt(s.send_at)}, before {reason} "
+                    f"{s.send_key}: due {_fmt(s.send_at)}, before {reason} "
                     f"({_fmt(not_before.astimezone(s.send_at.tzinfo))}); not sent",
                     s.items[0].deadline, s.wave,
                 ))

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifier.ledger.db import make_engine, session_factory, upgrade
+from notifier.campaign import parse_campaign
+from notifier.ledger import queries
+from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
+from notifier.ledger.models import PushToken, Recipient
 
 PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,3 +58,45 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
     return session_factory(engine)
+
+
+# --- recipients and the shipped campaign, written straight into the ledger ---------------------------
+
+JOINED = datetime(2024, 9, 1, tzinfo=UTC)  # before every send of the shipped campaign
+
+
+@pytest.fixture
+def add_recipient(sessions: sessionmaker[Session]) -> Callable[..., int]:
+    """Insert one recipient and their push tokens through the models (not the importer); returns its seq.
+
+    ``email`` defaults to ``<id>@example.com``; pass None for a recipient without an address.
+    """
+
+    def add(recipient_id: str, *, timezone: str = "Asia/Jakarta", country: str | None = "ID",
+            email: str | None = "{id}@example.com", tokens: Sequence[str] = (),
+            inactive_tokens: Sequence[str] = (), locale: str | None = None, name: str | None = None,
+            joined_at: datetime = JOINED, attributes: dict[str, Any] | None = None) -> int:
+        with transaction(sessions) as s:
+            recipient = Recipient(id=recipient_id, email=email.format(id=recipient_id) if email else None,
+                                  name=name, locale=locale, timezone=timezone, country=country,
+                                  joined_at=joined_at, updated_at=joined_at, attributes=attributes or {})
+            s.add(recipient)
+            s.flush()
+            s.add_all([PushToken(recipient_seq=recipient.seq, token=t, active=True) for t in tokens])
+            s.add_all([PushToken(recipient_seq=recipient.seq, token=t, active=False, deactivated_at=joined_at,
+                                 deactivated_reason="unregistered") for t in inactive_tokens])
+            return recipient.seq
+
+    return add
+
+
+@pytest.fixture
+def schedule_campaign(sessions: sessionmaker[Session]) -> Callable[..., queries.ScheduleResult]:
+    """Schedule the shipped campaign file (or ``text`` as if it were that file) at ``now``."""
+
+    def schedule(now: datetime, text: str | None = None, source: Path = CAMPAIGN_FILE) -> queries.ScheduleResult:
+        spec = CAMPAIGN_FILE.read_text(encoding="utf-8") if text is None else text
+        with transaction(sessions) as s:
+            return queries.schedule(s, parse_campaign(spec, source=str(source)), spec, now)
+
+    return schedule

@@ -9,13 +9,31 @@ import email.policy
 import json
 import os
 from collections.abc import Sequence
-from email.message import EmailMessage as MimeMessage
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formataddr, make_msgid
 from pathlib import Path
 
 from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
 from notifier.errors import TransientError
 from notifier.events import SendResult
+
+
+def _mime(m: EmailMessage, sender: str, msgid: str) -> MIMEMultipart:
+    """A multipart/alternative message (the compat32 classes: several times faster than EmailMessage)."""
+    mime = MIMEMultipart("alternative")
+    mime["From"] = sender
+    mime["To"] = formataddr((m.to_name or "", m.to), charset="utf-8")
+    mime["Subject"] = Header(m.subject, "utf-8").encode()
+    mime["Message-ID"] = msgid
+    for k, v in m.headers.items():
+        mime[k] = v
+    for k, v in m.custom_args.items():
+        mime[f"X-Notifier-{k.replace('_', '-').title()}"] = v
+    mime.attach(MIMEText(m.text, "plain", "utf-8"))
+    mime.attach(MIMEText(m.html, "html", "utf-8"))
+    return mime
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -38,20 +56,10 @@ class OutboxEmail(Channel):
         results = []
         for m in batch:
             assert isinstance(m, EmailMessage)
-            mime = MimeMessage(policy=email.policy.SMTP)
-            mime["From"] = self.sender
-            mime["To"] = formataddr((m.to_name or "", m.to))
-            mime["Subject"] = m.subject
             msgid = make_msgid(idstring=f"d{m.delivery_id}", domain="outbox.notifier")
-            mime["Message-ID"] = msgid
-            for k, v in m.headers.items():
-                mime[k] = v
-            for k, v in m.custom_args.items():
-                mime[f"X-Notifier-{k.replace('_', '-').title()}"] = v
-            mime.set_content(m.text)
-            mime.add_alternative(m.html, subtype="html")
+            mime = _mime(m, self.sender, msgid)
             try:
-                _write_atomic(self.dir / f"{m.delivery_id}.eml", mime.as_bytes())
+                _write_atomic(self.dir / f"{m.delivery_id}.eml", mime.as_bytes(policy=email.policy.SMTP))
             except OSError as exc:
                 raise TransientError(f"outbox: cannot write email: {exc.strerror}", provider="outbox") from exc
             results.append(SendResult.sent(m.delivery_id, msgid.strip("<>")))

@@ -83,6 +83,7 @@ class CampaignRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    planned_zones: Mapped[list[str]] = mapped_column(JSON, default=list)  # zones whose send groups exist
 
 
 class Recipient(Base):

@@ -36,8 +36,10 @@ MATERIALIZE_CHUNK = 50_000  # recipients per INSERT ... SELECT, so one statement
 
 
 def _insert(session: Session, table: Any) -> Any:
+    """INSERT for the session's dialect; keeps ``rowcount`` (SQLAlchemy drops it for INSERTs on psycopg: -1)."""
     dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    return stmt.execution_options(preserve_rowcount=True)
 
 
 def _ts(value: datetime) -> Any:
@@ -79,7 +81,7 @@ def schedule(session: Session, campaign: Campaign, spec: str, now: datetime) -> 
     created = row is None
     if row is None:
         row = CampaignRow(id=campaign.id, name=campaign.name, source=campaign.source, spec=spec,
-                          state=CampaignState.SCHEDULED, scheduled_at=now, updated_at=now)
+                          state=CampaignState.SCHEDULED, scheduled_at=now, updated_at=now, planned_zones=[])
         session.add(row)
     else:
         if row.state == CampaignState.CANCELLED:
@@ -92,19 +94,19 @@ def schedule(session: Session, campaign: Campaign, spec: str, now: datetime) -> 
             # Not yet materialized groups are planned again from the new file; sent ones stay as they are.
             session.execute(SendGroup.__table__.delete().where(
                 SendGroup.campaign_id == campaign.id, SendGroup.materialized_upto == 0, SendGroup.send_at > now))
-        row.spec, row.name, row.updated_at = spec, campaign.name, now
+        row.spec, row.name, row.updated_at, row.planned_zones = spec, campaign.name, now, []
     session.flush()
-    zones, groups = plan_groups(session, row, now)
+    zones, groups = plan_groups(session, row, now if not created else row.scheduled_at)
     return ScheduleResult(campaign.id, created, zones, groups)
 
 
-def plan_groups(session: Session, row: CampaignRow, now: datetime) -> tuple[int, int]:
-    """Create the missing send groups for every time zone in the audience (cheap: one plan per zone)."""
+def plan_groups(session: Session, row: CampaignRow, not_before: datetime) -> tuple[int, int]:
+    """Create the send groups, from ``not_before`` on, of audience time zones not planned yet; (zones, groups)."""
     campaign = campaign_of(row)
     zones = session.scalars(_audience(select(Recipient.timezone).distinct(), campaign)).all()
-    not_before = row.scheduled_at
+    new_zones = sorted(set(zones) - set(row.planned_zones or ()))
     values = []
-    for name in zones:
+    for name in new_zones:
         plan = plan_zone(campaign, zone(name))
         for s in plan.sends:
             if s.send_at < not_before:
@@ -117,6 +119,8 @@ def plan_groups(session: Session, row: CampaignRow, now: datetime) -> tuple[int,
     for start in range(0, len(values), 1000):
         stmt = _insert(session, SendGroup).values(values[start : start + 1000])
         inserted += session.execute(stmt.on_conflict_do_nothing()).rowcount or 0
+    if new_zones:
+        row.planned_zones = sorted({*(row.planned_zones or ()), *new_zones})
     return len(zones), inserted
 
 

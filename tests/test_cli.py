@@ -1,0 +1,164 @@
+"""The notifier command as marketing uses it: clear one-line errors, plans, schedule → dispatch → status, demo."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CAMPAIGN_FILE, ROOT
+
+AUDIENCE = """\
+id,email,name,locale,timezone,country,push_tokens,joined_at
+ana,ana@example.com,Ana,pt-BR,America/Sao_Paulo,BR,tok-ana,2024-01-01T00:00:00Z
+budi,budi@example.com,Budi,id,Asia/Jakarta,ID,,2024-01-01T00:00:00Z
+late,late@example.com,Late,es-MX,America/Mexico_City,MX,,2024-11-22T00:00:00Z
+noah,,Noah,en,Australia/Sydney,AU,tok-noah,2024-01-01T00:00:00Z
+bad,not-an-email,Bad,en,Asia/Jakarta,ID,,
+"""
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "notifier", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd or ROOT, timeout=300)
+
+
+@pytest.fixture
+def audience_file(tmp_path: Path) -> Path:
+    path = tmp_path / "audience.csv"
+    path.write_text(AUDIENCE, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    import os
+
+    return {**os.environ, "NOTIFIER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "NOTIFIER_OUTBOX_DIR": str(tmp_path / "outbox")}
+
+
+def test_validate_accepts_the_shipped_campaign() -> None:
+    result = run("campaign", "validate", str(CAMPAIGN_FILE))
+    assert result.returncode == 0, result.stderr
+    assert "tiktok-music-shutdown: 2 deadlines, 7 waves" in result.stdout
+
+
+def test_validate_reports_file_line_and_field_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(CAMPAIGN_FILE.read_text().replace("waves: [P30D, P7D, P1D]", "waves: [P30D, P7X, P1D]", 1))
+    result = run("campaign", "validate", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    line = next(i for i, t in enumerate(bad.read_text().splitlines(), 1) if "P7X" in t)
+    assert f"error: {bad}:{line}: deadlines[0].waves[1]: 'P7X' is not an ISO-8601 duration" in result.stderr
+
+
+def test_validate_reports_malformed_yaml_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("id: x\nname: [unclosed\nlocales: [en]\n")
+    result = run("campaign", "validate", str(bad))
+    assert result.returncode == 2
+    assert f"{bad}:" in result.stderr and "YAML syntax error" in result.stderr
+
+
+def test_plan_json_is_sorted_with_each_recipients_own_offset(audience_file: Path) -> None:
+    result = run("campaign", "plan", str(CAMPAIGN_FILE), "--audience", str(audience_file), "--json")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    from datetime import datetime
+
+    instants = [datetime.fromisoformat(e["send_at"]) for e in lines]
+    assert instants == sorted(instants)
+    budi_p7d = [e for e in lines if e["recipient"] == "budi" and e["send_key"] == "refund@P7D"]
+    assert budi_p7d == [{"recipient": "budi", "channel": "email", "deadlines": ["refund"], "wave": "P7D",
+                         "send_key": "refund@P7D", "send_at": "2024-11-21T10:00:00+07:00"}]
+    # Noah has no email, Budi no push token: those channels never appear for them.
+    assert {e["channel"] for e in lines if e["recipient"] == "noah"} == {"push"}
+    assert {e["channel"] for e in lines if e["recipient"] == "budi"} == {"email"}
+    # The late joiner (22 Nov) only gets the last-day reminder.
+    assert {e["send_key"] for e in lines if e["recipient"] == "late"} == {"refund@P1D"}
+    assert "rejected" in result.stderr and ":6:" in result.stderr
+
+
+def test_plan_for_one_recipient_explains_missing_and_merged_waves(audience_file: Path) -> None:
+    result = run("campaign", "plan", str(CAMPAIGN_FILE), "--audience", str(audience_file), "--recipient", "late")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "refund@P7D: due 2024-11-21 10:00 CST, before the recipient joined" in out
+    assert "playlist-transfer: the deadline 2024-10-28 00:00 CST had already passed when the recipient joined" in out
+    assert "push: the recipient has no active push token" in out
+    assert "merged with refund P61D" in out
+
+
+def test_plan_unknown_recipient_is_a_clear_error(audience_file: Path) -> None:
+    result = run("campaign", "plan", str(CAMPAIGN_FILE), "--audience", str(audience_file), "--recipient", "nobody")
+    assert result.returncode == 2
+    assert "no valid recipient with id 'nobody'" in result.stderr
+
+
+def test_schedule_dispatch_status_pause_and_cancel(audience_file: Path, env: dict[str, str], tmp_path: Path) -> None:
+    assert run("db", "upgrade", env=env).returncode == 0
+    imported = run("audience", "import", str(audience_file), "--now", "2024-09-01T00:00Z", env=env)
+    assert imported.returncode == 0, imported.stderr
+    assert "4 accepted" in imported.stdout and "1 rejected" in imported.stdout
+    assert "audience.csv:6" in imported.stderr
+    scheduled = run("campaign", "schedule", "tiktok-music-shutdown", "--now", "2024-09-01T00:00Z", env=env)
+    assert scheduled.returncode == 0, scheduled.stderr
+    sent = run("dispatch", "--once", "--now", "2024-09-28T14:00Z", env=env)
+    assert sent.returncode == 0, sent.stderr
+    emails = sorted((tmp_path / "outbox" / "email").glob("*.eml"))
+    pushes = sorted((tmp_path / "outbox" / "push").glob("*.json"))
+    # 14:00Z is past 10:00 in São Paulo, Jakarta and Sydney: Ana and Budi by email, Ana and Noah by push.
+    assert len(emails) == 2 and len(pushes) == 2
+    msg = email.message_from_bytes(emails[0].read_bytes(), policy=email.policy.default)
+    assert msg.get_content_type() == "multipart/alternative"
+    status = run("status", "tiktok-music-shutdown", "--json", env=env)
+    doc = json.loads(status.stdout)
+    first = [c for c in doc["counts"] if c["send"] == "playlist-transfer@P30D+refund@P61D"]
+    assert sum(c.get("sent", 0) for c in first) == 4
+    paused = run("campaign", "pause", "tiktok-music-shutdown", env=env)
+    assert paused.stdout.strip() == "tiktok-music-shutdown is paused"
+    assert run("dispatch", "--once", "--now", "2024-10-22T12:00Z", env=env).returncode == 0
+    assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 2
+    again = run("campaign", "pause", "tiktok-music-shutdown", env=env)
+    assert again.returncode == 2 and "is paused; cannot make it paused" in again.stderr
+    assert run("campaign", "cancel", "tiktok-music-shutdown", env=env).returncode == 0
+    assert run("dispatch", "--once", "--now", "2024-11-27T12:00Z", env=env).returncode == 0
+    assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 2
+    table = run("status", "tiktok-music-shutdown", env=env).stdout
+    assert "cancelled" in table
+
+
+def test_unknown_campaign_status_is_a_clear_error(env: dict[str, str]) -> None:
+    result = run("status", "nope", env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: no campaign 'nope' is scheduled (run: notifier campaign schedule FILE)"
+
+
+def test_now_without_once_is_refused(env: dict[str, str]) -> None:
+    result = run("dispatch", "--now", "2024-10-01T00:00Z", env=env)
+    assert result.returncode == 2 and "--now needs --once" in result.stderr
+
+
+def test_demo_plays_the_whole_campaign_into_the_outbox(tmp_path: Path) -> None:
+    result = run("demo", "--dir", str(tmp_path / "demo"), "--no-progress")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = result.stdout
+    assert "rows rejected" in out and "rejected notifier/demo/audience.csv" not in out
+    totals = json.loads(run("status", "tiktok-music-shutdown", "--json",
+                            env={**__import__("os").environ,
+                                 "NOTIFIER_DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'ledger.db'}"}).stdout)
+    sent = {ch: sum(c.get("sent", 0) for c in totals["counts"] if c["channel"] == ch) for ch in ("email", "push")}
+    outbox = tmp_path / "demo" / "outbox"
+    assert sent["email"] == len(list((outbox / "email").glob("*.eml"))) > 1000
+    assert sent["push"] == len(list((outbox / "push").glob("*.json"))) > 1000
+    assert all(c.get("pending", 0) == 0 and c.get("sending", 0) == 0 for c in totals["counts"])
+    assert totals["skipped_because"].get("action_done", 0) > 0
+    for locale in ("id", "pt-BR", "es-MX", "en"):
+        assert f" {locale} " in out
