@@ -51,20 +51,28 @@ def _truthy(value: Any) -> bool:
 
 
 def live_deadlines(campaign: Campaign, row: queries.ClaimedRow, now: datetime) -> tuple[tuple[str, ...], str | None]:
-    """The staleness guard: the row's deadlines still worth a message, else the reason to skip it."""
+    """The staleness guard: the row's deadlines still worth a message, else the reason to skip it.
+
+    A deadline drops out when it has passed, when the recipient did its ``skip_if`` action, or when a later
+    reminder for it is already due (after a pause or an outage only the newest reminder goes out).
+    """
     tz = zone(row.timezone)
     live, reasons = [], []
     for d_id in row.deadlines:
         d = campaign.deadline(d_id)
         if now >= d.instant_in(tz):
             reasons.append(SkipReason.DEADLINE_PASSED)
+        elif d_id in row.superseded:
+            reasons.append(SkipReason.SUPERSEDED)
         elif d.skip_if and (d.skip_if in row.actions or _truthy(row.attributes.get(d.skip_if))):
             reasons.append(SkipReason.ACTION_DONE)
         else:
             live.append(d_id)
     if live:
         return tuple(live), None
-    return (), reasons[0] if len(set(reasons)) == 1 else SkipReason.DEADLINE_PASSED
+    # Name the most telling reason: what the recipient did, then a newer reminder, then the clock.
+    return (), next(r for r in (SkipReason.ACTION_DONE, SkipReason.SUPERSEDED, SkipReason.DEADLINE_PASSED)
+                    if r in reasons)
 
 
 class Dispatcher:

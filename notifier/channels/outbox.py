@@ -9,7 +9,6 @@ import email.policy
 import json
 import os
 from collections.abc import Sequence
-from email.header import Header
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import formataddr, make_msgid
@@ -24,8 +23,8 @@ def _mime(m: EmailMessage, sender: str, msgid: str) -> MIMEMultipart:
     """A multipart/alternative message (the compat32 classes: several times faster than EmailMessage)."""
     mime = MIMEMultipart("alternative")
     mime["From"] = sender
-    mime["To"] = formataddr((m.to_name or "", m.to), charset="utf-8")
-    mime["Subject"] = Header(m.subject, "utf-8").encode()
+    mime["To"] = formataddr((m.to_name or "", m.to))  # plain str: the SMTP policy encodes and folds it
+    mime["Subject"] = m.subject
     mime["Message-ID"] = msgid
     for k, v in m.headers.items():
         mime[k] = v

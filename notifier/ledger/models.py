@@ -67,6 +67,7 @@ class SkipReason(enum.StrEnum):
     ACTION_DONE = "action_done"
     CANCELLED = "cancelled"
     NO_ADDRESS = "no_address"
+    SUPERSEDED = "superseded"  # a later reminder for the same deadline is already due (after a pause or outage)
 
 
 class Base(DeclarativeBase):
@@ -144,7 +145,7 @@ class SendGroup(Base):
     wave: Mapped[str] = mapped_column(String(32))
     deadlines: Mapped[list[str]] = mapped_column(JSON)
     send_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the earliest deadline it carries
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the last deadline it carries
     materialized_upto: Mapped[int] = mapped_column(BigInteger, default=0)  # highest recipient seq done
 
 

@@ -111,7 +111,7 @@ def plan_groups(session: Session, row: CampaignRow, not_before: datetime) -> tup
         for s in plan.sends:
             if s.send_at < not_before:
                 continue
-            expires = min(plan.deadline_instants[d] for d in s.deadlines)
+            expires = max(plan.deadline_instants[d] for d in s.deadlines)
             values.append({"campaign_id": row.id, "timezone": name, "send_key": s.send_key, "wave": s.wave,
                            "deadlines": list(s.deadlines), "send_at": s.send_at_utc, "expires_at": expires,
                            "materialized_upto": 0})
@@ -248,11 +248,12 @@ class ClaimedRow:
     attributes: dict[str, Any]
     tokens: tuple[str, ...]
     actions: frozenset[str]
+    superseded: frozenset[str]  # deadlines a later due send of the same zone covers
 
 
 def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[ClaimedRow]:
     rows = session.execute(
-        select(DeliveryRow, SendGroup.wave, SendGroup.deadlines, Recipient)
+        select(DeliveryRow, SendGroup.wave, SendGroup.deadlines, SendGroup.send_at, Recipient)
         .join(SendGroup, SendGroup.id == DeliveryRow.group_id)
         .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
         .where(DeliveryRow.id.in_(ids))
@@ -267,15 +268,32 @@ def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[Cl
     for seq, action in session.execute(select(RecipientAction.recipient_seq, RecipientAction.action).where(
             RecipientAction.recipient_seq.in_(seqs), RecipientAction.at <= now)):
         actions.setdefault(seq, set()).add(action)
+    later = _later_due(session, {(r.DeliveryRow.campaign_id, r.Recipient.timezone) for r in rows}, now)
     out = []
-    for d, wave, deadlines, r in rows:
+    for d, wave, deadlines, send_at, r in rows:
+        superseded = frozenset(dl for at, dls in later.get((d.campaign_id, r.timezone), ()) if at > send_at
+                               for dl in dls if dl in deadlines)
         out.append(ClaimedRow(
             id=d.id, campaign_id=d.campaign_id, channel=d.channel, send_key=d.send_key, attempts=d.attempts,
             wave=wave, deadlines=tuple(deadlines), recipient_seq=r.seq, recipient_id=r.id, email=r.email,
             name=r.name, locale=r.locale, timezone=r.timezone, attributes=dict(r.attributes or {}),
-            tokens=tuple(tokens.get(r.seq, ())), actions=frozenset(actions.get(r.seq, ())),
+            tokens=tuple(tokens.get(r.seq, ())), actions=frozenset(actions.get(r.seq, ())), superseded=superseded,
         ))
     return out
+
+
+def _later_due(session: Session, zones: set[tuple[str, str]], now: datetime
+               ) -> dict[tuple[str, str], list[tuple[datetime, list[str]]]]:
+    """Due groups per (campaign, zone): a row is stale for a deadline that a later due group also carries."""
+    if not zones:
+        return {}
+    found: dict[tuple[str, str], list[tuple[datetime, list[str]]]] = {}
+    q = select(SendGroup.campaign_id, SendGroup.timezone, SendGroup.send_at, SendGroup.deadlines).where(
+        SendGroup.campaign_id.in_({c for c, _ in zones}), SendGroup.timezone.in_({z for _, z in zones}),
+        SendGroup.send_at <= now)
+    for campaign_id, tz, send_at, deadlines in session.execute(q):
+        found.setdefault((campaign_id, tz), []).append((send_at, deadlines))
+    return found
 
 
 def record(session: Session, changes: Iterable[dict[str, Any]], events: Iterable[dict[str, Any]] = ()) -> None:

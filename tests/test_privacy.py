@@ -1,0 +1,54 @@
+"""Personal data (addresses, tokens, names) never reaches logs or the ids a message carries out of the process."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from notifier.audience import import_audience
+from notifier.campaign import load_campaign
+from notifier.config import Settings
+from notifier.ledger import queries
+from notifier.ledger.db import transaction
+from notifier.wiring import build_dispatcher
+from tests.conftest import CAMPAIGN_FILE
+
+SECRETS = ("secret.person@example.com", "Zelda Secretname", "tok-very-secret-0001")
+
+
+@pytest.fixture
+def audience(tmp_path: Path) -> Path:
+    path = tmp_path / "a.csv"
+    path.write_text("id,email,name,locale,timezone,country,push_tokens,joined_at\n"
+                    f"p1,{SECRETS[0]},{SECRETS[1]},en,Asia/Jakarta,ID,{SECRETS[2]},2024-01-01T00:00:00Z\n"
+                    "p2,bad-address,Other,en,Asia/Jakarta,ID,,\n")
+    return path
+
+
+def test_logs_and_message_ids_carry_no_personal_data(sessions: sessionmaker[Session], audience: Path,
+                                                     tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    start = datetime(2024, 9, 1, tzinfo=UTC)
+    import_audience(sessions, audience, now=start)
+    campaign = load_campaign(CAMPAIGN_FILE)
+    with transaction(sessions) as s:
+        queries.schedule(s, campaign, CAMPAIGN_FILE.read_text(), start)
+    dispatcher = build_dispatcher(Settings(outbox_dir=tmp_path / "outbox"), sessions)
+    report = dispatcher.tick(datetime(2024, 9, 28, 12, tzinfo=UTC))
+    assert report.outcomes["sent"] == 2
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "materialized" in logged  # the dispatcher did log; what it logged holds no personal data
+    for secret in SECRETS:
+        assert secret not in logged
+    push = json.loads(next((tmp_path / "outbox" / "push").glob("*.json")).read_text())
+    assert set(push["data"]) == {"delivery_id", "campaign_id", "send_key"}
+    for secret in SECRETS:
+        assert secret not in json.dumps(push["data"])
+    eml = next((tmp_path / "outbox" / "email").glob("*.eml")).read_text()
+    x_headers = [line for line in eml.splitlines() if line.startswith("X-Notifier-")]
+    assert len(x_headers) == 3 and not any(s in h for h in x_headers for s in SECRETS)
