@@ -32,6 +32,11 @@ class _Ctx:
         self.settings = settings
         self._sessions: Any = None
 
+    def renderer(self) -> Any:
+        from notifier.render import Renderer
+
+        return Renderer(self.settings.templates_dir, self.settings.locales_dir)
+
     def sessions(self) -> Any:
         if self._sessions is None:
             from notifier.ledger.db import make_engine, session_factory, upgrade
@@ -137,14 +142,22 @@ def campaign() -> None:
 
 @campaign.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-def campaign_validate(files: tuple[Path, ...]) -> None:
-    """Check campaign files (or folders of them); every problem is reported with file and line."""
+@pass_ctx
+def campaign_validate(c: _Ctx, files: tuple[Path, ...]) -> None:
+    """Check campaign files (or folders of them) and render every message; every problem is reported at once."""
     from notifier.campaign import load_campaigns
+    from notifier.errors import CampaignError
+    from notifier.review import review
 
-    for c in load_campaigns(files):
-        waves = sum(len(d.waves) for d in c.deadlines)
-        click.echo(f"{c.source}: ok — {c.id}: {len(c.deadlines)} deadlines, {waves} waves, "
-                   f"locales {', '.join(c.locales)}, channels {', '.join(c.channels)}")
+    campaigns = load_campaigns(files)
+    renderer = c.renderer()
+    problems = [p for camp in campaigns for p in review(camp, renderer)]
+    if problems:
+        raise CampaignError(problems)
+    for camp in campaigns:
+        waves = sum(len(d.waves) for d in camp.deadlines)
+        click.echo(f"{camp.source}: ok — {camp.id}: {len(camp.deadlines)} deadlines, {waves} waves, "
+                   f"locales {', '.join(camp.locales)}, channels {', '.join(camp.channels)}; every message renders")
 
 
 @campaign.command("plan")
@@ -214,17 +227,27 @@ def _campaign_file(c: _Ctx, ident: str) -> Path:
 @NOW
 @pass_ctx
 def campaign_schedule(c: _Ctx, campaign_ref: str, now: str | None) -> None:
-    """Schedule a campaign (a file, or an id under campaigns/); re-running it picks up an edited file."""
+    """Approve the campaign's copy and schedule it; re-run it after editing the file, templates or catalogs."""
     from notifier.campaign import load_campaign
+    from notifier.errors import CampaignError
     from notifier.ledger import queries
     from notifier.ledger.db import transaction
+    from notifier.render import Content
+    from notifier.review import review
 
     path = _campaign_file(c, campaign_ref)
     camp = load_campaign(path)
+    problems = review(camp, c.renderer())
+    if problems:
+        raise CampaignError(problems)
+    content = Content.of(camp, c.settings.templates_dir, c.settings.locales_dir)
     with transaction(c.sessions()) as s:
-        result = queries.schedule(s, camp, path.read_text(encoding="utf-8"), _parse_now(now))
+        result = queries.schedule(s, camp, path.read_text(encoding="utf-8"), _parse_now(now), content)
     verb = "scheduled" if result.created else "updated"
-    click.echo(f"{verb} {camp.id}: {result.groups} new send groups over {result.zones} time zones")
+    click.echo(f"{verb} {camp.id}: {result.groups} new send groups over {result.zones} time zones; "
+               f"approved copy {content.fingerprint[:12]}")
+    for change in result.content_changes:
+        click.echo(f"  copy changed: {change}")
 
 
 def _state_command(name: str, state: str, help_text: str) -> None:
@@ -266,9 +289,121 @@ def dispatch(c: _Ctx, once: bool, now: str | None, interval: float) -> None:
         report = dispatcher.tick(_parse_now(now))
         click.echo(f"{datetime.now(UTC):%H:%M:%S} materialized {report.materialized}, claimed {report.claimed}, "
                    f"{dict(sorted(report.outcomes.items())) or 'nothing due'}")
+        for campaign_id, why in report.refused.items():
+            click.echo(f"error: campaign {campaign_id}: nothing sent: {why}", err=True)
         if once:
+            if report.refused:
+                sys.exit(2)
             return
         _time.sleep(interval)
+
+
+@cli.command()
+@click.argument("campaign_ref", metavar="FILE_OR_ID")
+@click.option("--locale", help="A campaign locale, e.g. pt-BR (default: the recipient's, else the campaign default).")
+@click.option("--deadline", help="Deadline id, e.g. refund.")
+@click.option("--wave", help="Wave of that deadline, e.g. P7D.")
+@click.option("--channel", type=click.Choice(["email", "push"]), default="email", show_default=True)
+@click.option("--recipient", help="Render it as this recipient (from the ledger) gets it.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--gallery", type=click.Path(file_okay=False, path_type=Path),
+              help="Write a page with every locale × send × channel to this folder instead.")
+@pass_ctx
+def preview(c: _Ctx, campaign_ref: str, locale: str | None, deadline: str | None, wave: str | None, channel: str,
+            recipient: str | None, fmt: str, gallery: Path | None) -> None:
+    """Show a rendered message, or write a gallery of all of them, before anything is sent."""
+    from notifier.campaign import load_campaign, normalize_locale_tag
+    from notifier.preview import PreviewError, as_text, find_sample, recipient_sample, write_gallery
+    from notifier.review import render_sample
+
+    camp = load_campaign(_campaign_file(c, campaign_ref))
+    renderer = c.renderer()
+    if gallery is not None:
+        path = write_gallery(camp, renderer, gallery, datetime.now(UTC))
+        click.echo(f"gallery: {path.resolve()}")
+        return
+    if not deadline or not wave:
+        raise PreviewError("give --deadline and --wave (or --gallery DIR)")
+    chosen = normalize_locale_tag(locale) if locale else None
+    sample = find_sample(camp, chosen or camp.default_locale, deadline, wave)
+    if recipient is not None:
+        from sqlalchemy import select
+
+        from notifier.ledger.models import Recipient
+
+        with c.sessions()() as s:
+            rec = s.scalar(select(Recipient).where(Recipient.id == recipient))
+        if rec is None:
+            raise PreviewError(f"--recipient {recipient}: no such recipient in the ledger")
+        sample, personal = recipient_sample(camp, sample, rec, chosen)
+        click.echo(as_text(render_sample(renderer, camp, sample, personal), channel, fmt))
+    else:
+        click.echo(as_text(render_sample(renderer, camp, sample), channel, fmt))
+
+
+@cli.group()
+def i18n() -> None:
+    """Translation catalogs: extract, update, compile, check."""
+
+
+def _all_campaigns(c: _Ctx, refs: tuple[str, ...]) -> list[Any]:
+    from notifier.campaign import load_campaigns
+
+    return load_campaigns([_campaign_file(c, r) for r in refs] if refs else [c.settings.campaigns_dir])
+
+
+@i18n.command("extract")
+@pass_ctx
+def i18n_extract(c: _Ctx) -> None:
+    """Write locales/messages.pot from every campaign's templates."""
+    from notifier.catalogs import extract, pot_path
+
+    folders = sorted({c.settings.templates_dir / camp.templates for camp in _all_campaigns(c, ())})
+    n = extract(folders, c.settings.locales_dir)
+    click.echo(f"{pot_path(c.settings.locales_dir)}: {n} messages")
+
+
+@i18n.command("update")
+@pass_ctx
+def i18n_update(c: _Ctx) -> None:
+    """Merge the template into every campaign locale's catalog (new or changed entries need a translator)."""
+    from notifier.catalogs import update
+
+    locales = sorted({loc for camp in _all_campaigns(c, ()) for loc in camp.locales})
+    for path in update(c.settings.locales_dir, locales):
+        click.echo(f"updated {path}")
+
+
+@i18n.command("compile")
+@pass_ctx
+def i18n_compile(c: _Ctx) -> None:
+    """Build the .mo files from the .po files."""
+    from notifier.catalogs import compile_catalogs
+
+    locales = sorted({loc for camp in _all_campaigns(c, ()) for loc in camp.locales})
+    for path in compile_catalogs(c.settings.locales_dir, locales):
+        click.echo(f"compiled {path}")
+
+
+@i18n.command("check")
+@click.argument("campaigns", nargs=-1, metavar="[FILE_OR_ID]...")
+@pass_ctx
+def i18n_check(c: _Ctx, campaigns: tuple[str, ...]) -> None:
+    """The translation gate: fails on untranslated, fuzzy or broken entries and on push text over its limits."""
+    from notifier.catalogs import check_catalogs
+    from notifier.errors import CampaignError
+    from notifier.review import review
+
+    camps = _all_campaigns(c, campaigns)
+    locales = sorted({loc for camp in camps for loc in camp.locales})
+    problems = check_catalogs(c.settings.locales_dir, locales)
+    if not problems:  # rendering needs sound catalogs; check them first
+        renderer = c.renderer()
+        problems = [p for camp in camps for p in review(camp, renderer)]
+    if problems:
+        raise CampaignError(problems)
+    click.echo(f"catalogs ok: {', '.join(locales)}; every message of {', '.join(x.id for x in camps)} renders "
+               "within its limits")
 
 
 @cli.command()

@@ -19,6 +19,7 @@ class Settings:
     database_url: str = "sqlite:///notifier.db"
     outbox_dir: Path = Path("outbox")
     templates_dir: Path = PROJECT_ROOT / "templates"
+    locales_dir: Path = PROJECT_ROOT / "locales"
     campaigns_dir: Path = PROJECT_ROOT / "campaigns"
     transport: str = "outbox"
     batch_size: int = 500
@@ -54,6 +55,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=env.get("NOTIFIER_DATABASE_URL") or d.database_url,
         outbox_dir=Path(env.get("NOTIFIER_OUTBOX_DIR") or d.outbox_dir),
         templates_dir=Path(env.get("NOTIFIER_TEMPLATES_DIR") or d.templates_dir),
+        locales_dir=Path(env.get("NOTIFIER_LOCALES_DIR") or d.locales_dir),
         campaigns_dir=Path(env.get("NOTIFIER_CAMPAIGNS_DIR") or d.campaigns_dir),
         transport=transport,
         batch_size=_int(env, "NOTIFIER_BATCH_SIZE", d.batch_size),

@@ -21,6 +21,7 @@ from notifier.campaign import load_campaign
 from notifier.config import Settings
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
+from notifier.render import Content
 from notifier.reports import breakdown, campaign_status, format_table
 from notifier.wiring import build_dispatcher
 
@@ -58,8 +59,9 @@ def run_demo(settings: Settings, directory: Path | None, *, progress: bool = Tru
     for line in rejected:
         echo(f"  rejected {line}")
     campaign = load_campaign(settings.campaigns_dir / f"{CAMPAIGN}.yaml")
+    content = Content.of(campaign, settings.templates_dir, settings.locales_dir)
     with transaction(sessions) as s:
-        result = queries.schedule(s, campaign, Path(campaign.source).read_text(encoding="utf-8"), START)
+        result = queries.schedule(s, campaign, Path(campaign.source).read_text(encoding="utf-8"), START, content)
     echo(f"scheduled {campaign.id}: {result.groups} send groups over {result.zones} time zones")
 
     totals = _simulate(sessions, build_dispatcher(settings, sessions), sorted(_actions(actions)), progress, echo)

@@ -23,7 +23,8 @@ from notifier.i18n import negotiate
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryState, SkipReason
-from notifier.render import Renderer, RenderError
+from notifier.planner import parse_send_key
+from notifier.render import Content, Personal, Renderer, RenderError
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,14 @@ class TickReport:
     materialized: int = 0
     claimed: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    refused: dict[str, str] = field(default_factory=dict)  # campaign id → why nothing of it was sent
 
     def merge(self, other: TickReport) -> None:
         self.planned_groups += other.planned_groups
         self.materialized += other.materialized
         self.claimed += other.claimed
         self.outcomes.update(other.outcomes)
+        self.refused.update(other.refused)
 
 
 def _truthy(value: Any) -> bool:
@@ -85,6 +88,7 @@ class Dispatcher:
         self.renderer = renderer
         self.settings = settings
         self.rng = rng or random.Random()
+        self._content: dict[str, str] = {}  # campaign id → fingerprint of the copy being sent this tick
 
     def tick(self, now: datetime) -> TickReport:
         """Do everything due at ``now``; returns what was done."""
@@ -92,19 +96,36 @@ class Dispatcher:
         with transaction(self.sessions) as s:
             for row in queries.active_campaigns(s):
                 report.planned_groups += queries.plan_groups(s, row, row.scheduled_at)[1]
+                refusal = self._content_refusal(row)
+                if refusal:
+                    report.refused[row.id] = refusal
         with transaction(self.sessions) as s:
-            report.materialized = queries.materialize_due(s, now)
+            report.materialized = queries.materialize_due(s, now, exclude=report.refused)
         while True:
             with transaction(self.sessions) as s:
-                ids = queries.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds)
+                ids = queries.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
+                                        exclude=report.refused)
             if not ids:
                 break
             report.claimed += len(ids)
             report.outcomes.update(self._process(ids, now))
+        for campaign_id, why in report.refused.items():
+            log.error("campaign %s: nothing sent: %s", campaign_id, why)
         if report.claimed or report.materialized:
             log.info("tick at %s: %d rows materialized, %d claimed, outcomes %s",
                      now.isoformat(), report.materialized, report.claimed, dict(report.outcomes))
         return report
+
+    def _content_refusal(self, row: Any) -> str | None:
+        """Why a campaign's copy may not be sent now: it changed since it was scheduled (or cannot be read)."""
+        campaign = queries.campaign_of(row)
+        current = Content.of(campaign, self.settings.templates_dir, self.settings.locales_dir)
+        self._content[row.id] = current.fingerprint
+        if current.fingerprint == row.content_fingerprint:
+            return None
+        changed = "; ".join(queries.changed_files(row.content_manifest or {}, current.manifest))
+        return (f"its copy changed since it was scheduled ({changed or 'no approved copy recorded'}); "
+                f"review it (notifier preview) and approve it again: notifier campaign schedule {row.id}")
 
     def _process(self, ids: Sequence[int], now: datetime) -> Counter[str]:
         with self.sessions() as s:
@@ -113,6 +134,7 @@ class Dispatcher:
         changes: list[dict[str, Any]] = []
         by_channel: dict[str, list[Message]] = {}
         locales: dict[int, str] = {}
+        fingerprints = {r.id: self._content.get(r.campaign_id) for r in rows}
         attempts = {r.id: r.attempts for r in rows}
         for row in rows:
             campaign = campaigns[row.campaign_id]
@@ -132,7 +154,8 @@ class Dispatcher:
         for channel, messages in by_channel.items():
             for result in self.channels[channel].send(messages):
                 outcome = self._outcome(result, attempts[result.delivery_id], now)
-                changes.append(outcome | {"locale": locales[result.delivery_id]})
+                changes.append(outcome | {"locale": locales[result.delivery_id],
+                                          "content_fingerprint": fingerprints[result.delivery_id]})
         with transaction(self.sessions) as s:
             queries.record(s, changes, [_event(c, now) for c in changes if c.get("last_error")])
         return Counter(c["state"] if c["state"] != DeliveryState.PENDING else "retry" for c in changes)
@@ -146,16 +169,18 @@ class Dispatcher:
 
     def _message(self, campaign: Campaign, row: queries.ClaimedRow, deadlines: tuple[str, ...], locale: str,
                  now: datetime) -> Message:
-        ctx = self.renderer.context(campaign, deadlines=deadlines, wave=row.wave, locale=locale,
-                                    tz=zone(row.timezone), now=now, recipient_name=row.name)
+        tz = zone(row.timezone)
+        items = tuple(i for i in parse_send_key(row.send_key) if i.deadline in deadlines)
+        personal = Personal.of(row.name, row.attributes, locale)
+        variant = self.renderer.variant(campaign, locale, items, tz, now, row.country, personal)
         ids = {"delivery_id": str(row.id), "campaign_id": campaign.id, "send_key": row.send_key}
         if row.channel == "email":
-            rendered = self.renderer.email(campaign, ctx)
+            rendered = self.renderer.email(variant, personal)
             assert row.email is not None
             return EmailMessage(row.id, row.email, row.name, rendered.subject, rendered.text, rendered.html,
                                 categories=(campaign.id, row.wave), custom_args=ids)
-        push = self.renderer.push(campaign, ctx)
-        expires = min(campaign.deadline(d).instant_in(zone(row.timezone)) for d in deadlines)
+        push = self.renderer.push(variant, personal)
+        expires = min(campaign.deadline(d).instant_in(tz) for d in deadlines)
         return PushMessage(row.id, row.tokens, push.title, push.body, expires_at=expires,
                            collapse_key=f"{campaign.id}:{deadlines[0]}", data=ids)
 

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency, format_decimal
+from babel.support import Translations
+
+from notifier.errors import UserError
 
 # Old or alternative language codes that Babel does not map by itself.
 ALIASES = {"in": "id", "iw": "he", "ji": "yi", "tl": "fil"}
@@ -54,3 +62,57 @@ def negotiate(requested: str | None, available: Sequence[str], default: str) -> 
         if cand is not None and cand.language == loc.language:
             return tag
     return default
+
+
+# --- catalogs and formatting ------------------------------------------------------------------------------
+
+
+class CatalogError(UserError):
+    """A compiled catalog is missing or unreadable; names the file and what to run."""
+
+
+def posix(tag: str) -> str:
+    """'pt-BR' → 'pt_BR': the folder name under locales/ and Babel's identifier."""
+    return tag.replace("-", "_")
+
+
+def formatting_locale(tag: str) -> str:
+    """The Babel locale that formats dates and numbers: plain 'en' writes international English (28 November)."""
+    return "en_001" if tag == "en" else posix(tag)
+
+
+def catalog_path(locales_dir: Path, tag: str, suffix: str = "mo") -> Path:
+    return Path(locales_dir) / posix(tag) / "LC_MESSAGES" / f"messages.{suffix}"
+
+
+def load_translations(locales_dir: Path, tag: str) -> Translations:
+    """The compiled catalog of one campaign locale; a missing one is an error, never a silent English fallback."""
+    path = catalog_path(locales_dir, tag)
+    try:
+        with path.open("rb") as f:
+            return Translations(f, domain="messages")
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: compiled catalog for {tag} is missing (run: notifier i18n compile)") from None
+    except OSError as exc:
+        raise CatalogError(f"{path}: cannot read the compiled catalog for {tag}: {exc}") from None
+
+
+def format_day(day: date, tag: str) -> str:
+    """A calendar date the way the locale writes it: 28 November 2024, 28 de novembro de 2024."""
+    return format_date(day, "long", locale=formatting_locale(tag))
+
+
+def format_money(amount: Decimal, currency: str, tag: str) -> str:
+    """An amount in its currency, written the locale's way: Rp 49.000,00, R$ 21,90, MX$99.00."""
+    return format_currency(amount, currency, locale=formatting_locale(tag))
+
+
+def format_count(value: float, tag: str) -> str:
+    return format_decimal(value, locale=formatting_locale(tag))
+
+
+def country_name(code: str | None, tag: str) -> str:
+    """The country's name in the reader's language (Brasil, Meksiko); the code itself when unknown."""
+    if not code:
+        return ""
+    return Locale.parse(formatting_locale(tag)).territories.get(code.upper(), code.upper())

@@ -110,6 +110,11 @@ def send_key(items: Iterable[WaveRef]) -> str:
     return "+".join(f"{i.deadline}@{i.wave}" for i in items)
 
 
+def parse_send_key(key: str) -> tuple[WaveRef, ...]:
+    """The deadline@wave items of a send key (the inverse of :func:`send_key`)."""
+    return tuple(WaveRef(*part.split("@", 1)) for part in key.split("+"))
+
+
 def _window_end(day: date, end: time, tz: tzinfo) -> datetime:
     """The window end on ``day``; when a DST jump skips it, the jump's length earlier, so never past the window."""
     at = resolve_local(day, end, tz)

@@ -1,29 +1,45 @@
-"""Rendering: campaign templates (Jinja2 sandbox, strict undefined) → subject, text, HTML and push text.
+"""Rendering: one set of Jinja2 templates per campaign, translated through gettext, in a sandbox.
 
-This is the minimal English renderer of the foundation; localized gettext content replaces the
-templates, not this interface.
+Each (locale, send, time zone, local day, country) variant is rendered once, with markers where the
+recipient's own fields go; filling a variant for one recipient is a string replacement, with the value
+HTML-escaped in the HTML part. Recipient data is therefore never template source: a name such as
+``{{ 7*7 }}`` is printed literally, and ``<script>`` is escaped.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import date, datetime, tzinfo
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from babel.dates import format_date
+import css_inline
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from markupsafe import escape
 
 from notifier.campaign import Campaign
 from notifier.errors import UserError
+from notifier.i18n import (
+    country_name,
+    format_count,
+    format_day,
+    format_money,
+    load_translations,
+)
+from notifier.planner import WaveRef
 
 TEMPLATE_NAMES = ("email_subject.txt", "email.txt", "email.html", "push_title.txt", "push_body.txt")
+PUSH_TITLE_MAX, PUSH_BODY_MAX, HTML_MAX_BYTES = 65, 240, 100_000
+NAME, REFUND = "\ue000", "\ue001"  # private-use markers for per-recipient fields; never in real copy
 
 
 class RenderError(UserError):
-    """A template is missing or failed to render; names the template and campaign."""
+    """A template is missing, refused by the sandbox or failed to render; names template, campaign and locale."""
 
 
 @dataclass(frozen=True)
@@ -31,9 +47,20 @@ class DeadlineView:
     """What templates know of one deadline, in the recipient's zone and locale."""
 
     id: str
-    label: str
     date: str
     days_left: int
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One rendered message shared by every recipient with the same locale, send, zone, day and country."""
+
+    subject: str
+    text: str
+    html: str
+    push_title: str
+    push_body: str
+    stage: str
 
 
 @dataclass(frozen=True)
@@ -49,56 +76,175 @@ class RenderedPush:
     body: str
 
 
+@dataclass(frozen=True)
+class Personal:
+    """The recipient's own fields that a message carries (filled into a variant, never rendered as a template)."""
+
+    name: str | None = None
+    refund: str | None = None  # already formatted for the locale
+
+    @classmethod
+    def of(cls, name: str | None, attributes: dict[str, Any], locale: str) -> Personal:
+        amount, currency = attributes.get("refund_amount"), attributes.get("refund_currency")
+        refund = None
+        if amount not in (None, "") and currency:
+            try:
+                refund = format_money(Decimal(str(amount)), str(currency).upper(), locale)
+            except (InvalidOperation, ValueError):
+                refund = None  # not a usable amount: the line is left out rather than shown wrong
+        return cls((name or "").strip() or None, refund)
+
+
+def stage_of(campaign: Campaign, items: Sequence[WaveRef], days_left: int) -> str:
+    """last_day when the first deadline is a day away, announcement for a deadline's first wave, else reminder."""
+    if days_left <= 1:
+        return "last_day"
+    if any(campaign.deadline(i.deadline).waves[0].label == i.wave for i in items):
+        return "announcement"
+    return "reminder"
+
+
+def _sandbox_finalize(value: Any) -> Any:
+    return "" if value is None else value
+
+
 class Renderer:
-    """Renders one campaign's templates; one sandboxed environment per templates folder."""
+    """Renders one campaign's messages: a sandboxed environment per (templates, locale), variants cached."""
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path, locales_dir: Path, cache_size: int = 4096) -> None:
         self.templates_dir = Path(templates_dir)
-        self._envs: dict[str, SandboxedEnvironment] = {}
+        self.locales_dir = Path(locales_dir)
+        self.cache_size = cache_size
+        self._envs: dict[tuple[str, str], SandboxedEnvironment] = {}
+        self._variants: OrderedDict[tuple[Any, ...], Variant] = OrderedDict()
 
-    def _env(self, campaign: Campaign) -> SandboxedEnvironment:
-        env = self._envs.get(campaign.templates)
+    # -- environments ------------------------------------------------------------------------------------
+
+    def env(self, campaign: Campaign, locale: str) -> SandboxedEnvironment:
+        key = (campaign.templates, locale)
+        env = self._envs.get(key)
         if env is None:
             folder = self.templates_dir / campaign.templates
             if not folder.is_dir():
                 raise RenderError(f"campaign {campaign.id}: templates folder {folder} does not exist")
             env = SandboxedEnvironment(
                 loader=FileSystemLoader(folder),
+                extensions=["jinja2.ext.i18n"],
                 undefined=StrictUndefined,
                 autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-                keep_trailing_newline=False,
+                finalize=_sandbox_finalize,
             )
-            self._envs[campaign.templates] = env
+            env.install_gettext_translations(load_translations(self.locales_dir, locale), newstyle=True)  # type: ignore[attr-defined]
+            env.filters["number"] = lambda v: format_count(v, locale)
+            self._envs[key] = env
         return env
 
-    def context(self, campaign: Campaign, *, deadlines: Sequence[str], wave: str, locale: str,
-                tz: tzinfo, now: datetime, recipient_name: str | None) -> dict[str, Any]:
-        """The template variables for one recipient's message."""
-        babel_locale = locale.replace("-", "_")
-        today = now.astimezone(tz).date()
-        views = []
-        for d_id in deadlines:
-            d = campaign.deadline(d_id)
-            at = d.instant_in(tz)
-            views.append(DeadlineView(d.id, d.label or d.id, format_date(at.date(), "long", locale=babel_locale),
-                                      (at.date() - today).days))
+    # -- variants ----------------------------------------------------------------------------------------
+
+    def variant(self, campaign: Campaign, locale: str, items: Sequence[WaveRef], tz: tzinfo, now: datetime,
+                country: str | None, personal: Personal) -> Variant:
+        """The message for this locale, send, zone, local day and country; rendered once, then cached."""
+        day = now.astimezone(tz).date()
+        key = (campaign.id, campaign.templates, locale, tuple(items), str(tz), day, country,
+               personal.name is not None, personal.refund is not None)
+        found = self._variants.get(key)
+        if found is not None:
+            self._variants.move_to_end(key)
+            return found
+        variant = self._render_variant(campaign, locale, items, tz, day, country, personal)
+        self._variants[key] = variant
+        if len(self._variants) > self.cache_size:
+            self._variants.popitem(last=False)
+        return variant
+
+    def context(self, campaign: Campaign, locale: str, items: Sequence[WaveRef], tz: tzinfo, day: date,
+                country: str | None, personal: Personal) -> dict[str, Any]:
+        """The template variables of a variant (per-recipient fields as markers)."""
+        deadlines = []
+        for d_id in dict.fromkeys(i.deadline for i in items):
+            at = campaign.deadline(d_id).instant_in(tz)
+            deadlines.append(DeadlineView(d_id, format_day(at.date(), locale), (at.date() - day).days))
         closing = campaign.deadlines[-1].instant_in(tz).date()
         return {
-            "campaign": campaign.name, "locale": locale, "wave": wave, "deadlines": views,
-            "closing_date": format_date(closing, "long", locale=babel_locale),
-            "links": dict(campaign.links), "recipient_name": recipient_name,
+            "campaign": campaign.name, "locale": locale, "deadlines": deadlines,
+            "stage": stage_of(campaign, items, deadlines[0].days_left),
+            "closing_date": format_day(closing, locale), "country_name": country_name(country, locale),
+            "links": dict(campaign.links),
+            "recipient_name": NAME if personal.name is not None else "",
+            "refund_amount": REFUND if personal.refund is not None else "",
         }
 
-    def _render(self, campaign: Campaign, name: str, ctx: dict[str, Any]) -> str:
+    def _render_variant(self, campaign: Campaign, locale: str, items: Sequence[WaveRef], tz: tzinfo, day: date,
+                        country: str | None, personal: Personal) -> Variant:
+        ctx = self.context(campaign, locale, items, tz, day, country, personal)
+        subject = self._render(campaign, locale, "email_subject.txt", ctx)
+        html = self._render(campaign, locale, "email.html", {**ctx, "subject": subject})
         try:
-            return self._env(campaign).get_template(name).render(ctx).strip()
+            html = css_inline.inline(html)
+        except ValueError as exc:
+            raise RenderError(f"campaign {campaign.id}: email.html ({locale}): CSS cannot be inlined: {exc}") from exc
+        return Variant(
+            subject=" ".join(subject.split()), text=self._render(campaign, locale, "email.txt", ctx), html=html,
+            push_title=" ".join(self._render(campaign, locale, "push_title.txt", ctx).split()),
+            push_body=" ".join(self._render(campaign, locale, "push_body.txt", ctx).split()),
+            stage=ctx["stage"],
+        )
+
+    def _render(self, campaign: Campaign, locale: str, name: str, ctx: dict[str, Any]) -> str:
+        where = f"campaign {campaign.id}: template {campaign.templates}/{name} ({locale})"
+        try:
+            return self.env(campaign, locale).get_template(name).render(ctx).strip()
+        except SecurityError as exc:
+            raise RenderError(f"{where}: refused by the sandbox: {exc}") from exc
         except TemplateError as exc:
-            raise RenderError(f"campaign {campaign.id}: template {campaign.templates}/{name}: {exc}") from exc
+            line = f" line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+            raise RenderError(f"{where}{line}: {exc}") from exc
+        except (KeyError, ValueError, TypeError) as exc:  # a translation whose placeholders do not match
+            raise RenderError(f"{where}: a translation does not fit its placeholders: {exc!r}") from exc
 
-    def email(self, campaign: Campaign, ctx: dict[str, Any]) -> RenderedEmail:
-        subject = self._render(campaign, "email_subject.txt", ctx)
-        return RenderedEmail(subject, self._render(campaign, "email.txt", ctx),
-                             self._render(campaign, "email.html", {**ctx, "subject": subject}))
+    # -- per recipient -----------------------------------------------------------------------------------
 
-    def push(self, campaign: Campaign, ctx: dict[str, Any]) -> RenderedPush:
-        return RenderedPush(self._render(campaign, "push_title.txt", ctx), self._render(campaign, "push_body.txt", ctx))
+    def email(self, variant: Variant, personal: Personal) -> RenderedEmail:
+        """The variant filled in for one recipient; the name is escaped where it lands in HTML."""
+        return RenderedEmail(
+            _fill(variant.subject, personal, html=False), _fill(variant.text, personal, html=False),
+            _fill(variant.html, personal, html=True),
+        )
+
+    def push(self, variant: Variant, personal: Personal) -> RenderedPush:
+        return RenderedPush(_fill(variant.push_title, personal, html=False),
+                            _fill(variant.push_body, personal, html=False))
+
+
+def _fill(text: str, personal: Personal, *, html: bool) -> str:
+    for marker, value in ((NAME, personal.name), (REFUND, personal.refund)):
+        if marker in text:
+            text = text.replace(marker, str(escape(value)) if html else (value or ""))
+    return text
+
+
+@dataclass(frozen=True)
+class Content:
+    """The approved copy of a campaign: a digest of its templates and compiled catalogs, and each file's digest."""
+
+    fingerprint: str
+    manifest: dict[str, str]
+
+    @classmethod
+    def of(cls, campaign: Campaign, templates_dir: Path, locales_dir: Path) -> Content:
+        from notifier.i18n import catalog_path
+
+        folder = Path(templates_dir) / campaign.templates
+        files = [(f"templates/{campaign.templates}/{p.relative_to(folder)}", p)
+                 for p in sorted(folder.rglob("*")) if p.is_file()]
+        for locale in campaign.locales:
+            path = catalog_path(locales_dir, locale)
+            files.append((f"locales/{path.relative_to(locales_dir)}", path))
+        manifest = {}
+        for name, path in files:
+            try:
+                manifest[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+            except FileNotFoundError:
+                manifest[name] = "missing"
+        digest = hashlib.sha256("\n".join(f"{k} {v}" for k, v in sorted(manifest.items())).encode()).hexdigest()
+        return cls(digest, manifest)

@@ -21,4 +21,5 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
 
 
 def build_dispatcher(settings: Settings, sessions: sessionmaker[Session]) -> Dispatcher:
-    return Dispatcher(sessions, build_channels(settings), Renderer(settings.templates_dir), settings)
+    renderer = Renderer(settings.templates_dir, settings.locales_dir)
+    return Dispatcher(sessions, build_channels(settings), renderer, settings)

@@ -14,10 +14,13 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.campaign import parse_campaign
+from notifier.config import Settings
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
 from notifier.ledger.models import PushToken, Recipient
+from notifier.render import Content
 
+DEFAULTS = Settings()
 PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN_FILE = ROOT / "campaigns" / "tiktok-music-shutdown.yaml"
@@ -96,7 +99,9 @@ def schedule_campaign(sessions: sessionmaker[Session]) -> Callable[..., queries.
 
     def schedule(now: datetime, text: str | None = None, source: Path = CAMPAIGN_FILE) -> queries.ScheduleResult:
         spec = CAMPAIGN_FILE.read_text(encoding="utf-8") if text is None else text
+        campaign = parse_campaign(spec, source=str(source))
+        content = Content.of(campaign, DEFAULTS.templates_dir, DEFAULTS.locales_dir)
         with transaction(sessions) as s:
-            return queries.schedule(s, parse_campaign(spec, source=str(source)), spec, now)
+            return queries.schedule(s, campaign, spec, now, content)
 
     return schedule

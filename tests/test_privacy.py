@@ -15,6 +15,7 @@ from notifier.campaign import load_campaign
 from notifier.config import Settings
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
+from notifier.render import Content
 from notifier.wiring import build_dispatcher
 from tests.conftest import CAMPAIGN_FILE
 
@@ -36,8 +37,9 @@ def test_logs_and_message_ids_carry_no_personal_data(sessions: sessionmaker[Sess
     start = datetime(2024, 9, 1, tzinfo=UTC)
     import_audience(sessions, audience, now=start)
     campaign = load_campaign(CAMPAIGN_FILE)
+    content = Content.of(campaign, Settings().templates_dir, Settings().locales_dir)
     with transaction(sessions) as s:
-        queries.schedule(s, campaign, CAMPAIGN_FILE.read_text(), start)
+        queries.schedule(s, campaign, CAMPAIGN_FILE.read_text(), start, content)
     dispatcher = build_dispatcher(Settings(outbox_dir=tmp_path / "outbox"), sessions)
     report = dispatcher.tick(datetime(2024, 9, 28, 12, tzinfo=UTC))
     assert report.outcomes["sent"] == 2

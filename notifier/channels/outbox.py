@@ -21,7 +21,7 @@ from notifier.events import SendResult
 
 def _mime(m: EmailMessage, sender: str, msgid: str) -> MIMEMultipart:
     """A multipart/alternative message (the compat32 classes: several times faster than EmailMessage)."""
-    mime = MIMEMultipart("alternative")
+    mime = MIMEMultipart("alternative", policy=email.policy.SMTP)
     mime["From"] = sender
     mime["To"] = formataddr((m.to_name or "", m.to))  # plain str: the SMTP policy encodes and folds it
     mime["Subject"] = m.subject

@@ -85,6 +85,8 @@ class CampaignRow(Base):
     scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     planned_zones: Mapped[list[str]] = mapped_column(JSON, default=list)  # zones whose send groups exist
+    content_fingerprint: Mapped[str | None] = mapped_column(String(64))  # templates + catalogs as approved
+    content_manifest: Mapped[dict[str, str] | None] = mapped_column(JSON)  # file → digest, to show changes
 
 
 class Recipient(Base):
@@ -173,6 +175,7 @@ class DeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     locale: Mapped[str | None] = mapped_column(String(35))
+    content_fingerprint: Mapped[str | None] = mapped_column(String(64))  # the copy it was sent with
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -31,6 +31,7 @@ from notifier.ledger.models import (
     UTCDateTime,
 )
 from notifier.planner import plan_zone
+from notifier.render import Content
 
 MATERIALIZE_CHUNK = 50_000  # recipients per INSERT ... SELECT, so one statement never grows unbounded
 
@@ -73,12 +74,14 @@ class ScheduleResult:
     created: bool
     zones: int
     groups: int
+    content_changes: tuple[str, ...] = ()  # files of the copy that changed since the last schedule
 
 
-def schedule(session: Session, campaign: Campaign, spec: str, now: datetime) -> ScheduleResult:
-    """Store the campaign as scheduled and plan its send groups for every zone of the audience."""
+def schedule(session: Session, campaign: Campaign, spec: str, now: datetime, content: Content) -> ScheduleResult:
+    """Store the campaign as scheduled with its approved copy, and plan its send groups for every audience zone."""
     row = session.get(CampaignRow, campaign.id, with_for_update=True)
     created = row is None
+    changes: tuple[str, ...] = ()
     if row is None:
         row = CampaignRow(id=campaign.id, name=campaign.name, source=campaign.source, spec=spec,
                           state=CampaignState.SCHEDULED, scheduled_at=now, updated_at=now, planned_zones=[])
@@ -94,10 +97,21 @@ def schedule(session: Session, campaign: Campaign, spec: str, now: datetime) -> 
             # Not yet materialized groups are planned again from the new file; sent ones stay as they are.
             session.execute(SendGroup.__table__.delete().where(
                 SendGroup.campaign_id == campaign.id, SendGroup.materialized_upto == 0, SendGroup.send_at > now))
-        row.spec, row.name, row.updated_at, row.planned_zones = spec, campaign.name, now, []
+            row.planned_zones = []
+        changes = changed_files(row.content_manifest or {}, content.manifest)
+        row.spec, row.name, row.updated_at = spec, campaign.name, now
+    row.content_fingerprint, row.content_manifest = content.fingerprint, dict(content.manifest)
     session.flush()
     zones, groups = plan_groups(session, row, now if not created else row.scheduled_at)
-    return ScheduleResult(campaign.id, created, zones, groups)
+    return ScheduleResult(campaign.id, created, zones, groups, changes)
+
+
+def changed_files(old: dict[str, str], new: dict[str, str]) -> tuple[str, ...]:
+    """'name: added|removed|changed' for each file whose digest differs between two content manifests."""
+    return tuple(
+        f"{name}: {'added' if name not in old else 'removed' if name not in new else 'changed'}"
+        for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)
+    )
 
 
 def plan_groups(session: Session, row: CampaignRow, not_before: datetime) -> tuple[int, int]:
@@ -157,14 +171,14 @@ def active_campaigns(session: Session) -> list[CampaignRow]:
 # --- materializing due groups --------------------------------------------------------------------------
 
 
-def materialize_due(session: Session, now: datetime) -> int:
-    """Create delivery rows for every due group of a scheduled campaign; returns rows created."""
+def materialize_due(session: Session, now: datetime, exclude: Iterable[str] = ()) -> int:
+    """Create delivery rows for every due group of a scheduled campaign (but ``exclude``); returns rows created."""
     max_seq = session.scalar(select(func.max(Recipient.seq))) or 0
     groups = session.scalars(
         select(SendGroup)
         .join(CampaignRow, CampaignRow.id == SendGroup.campaign_id)
-        .where(CampaignRow.state == CampaignState.SCHEDULED, SendGroup.send_at <= now,
-               SendGroup.expires_at > now, SendGroup.materialized_upto < max_seq)
+        .where(CampaignRow.state == CampaignState.SCHEDULED, CampaignRow.id.not_in(list(exclude)),
+               SendGroup.send_at <= now, SendGroup.expires_at > now, SendGroup.materialized_upto < max_seq)
         .order_by(SendGroup.send_at)
         .with_for_update(skip_locked=True, of=SendGroup)
     ).all()
@@ -201,9 +215,11 @@ def _materialize(session: Session, group: SendGroup, campaign: Campaign, channel
 # --- claiming and recording ----------------------------------------------------------------------------
 
 
-def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int) -> list[int]:
+def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int,
+              exclude: Iterable[str] = ()) -> list[int]:
     """Lease up to ``limit`` due rows to this dispatcher; rows leased by others are skipped, not waited on."""
-    active = select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED)
+    active = select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED,
+                                          CampaignRow.id.not_in(list(exclude)))
     due = (
         select(DeliveryRow.id)
         .where(
@@ -245,6 +261,7 @@ class ClaimedRow:
     name: str | None
     locale: str | None
     timezone: str
+    country: str | None
     attributes: dict[str, Any]
     tokens: tuple[str, ...]
     actions: frozenset[str]
@@ -276,7 +293,7 @@ def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[Cl
         out.append(ClaimedRow(
             id=d.id, campaign_id=d.campaign_id, channel=d.channel, send_key=d.send_key, attempts=d.attempts,
             wave=wave, deadlines=tuple(deadlines), recipient_seq=r.seq, recipient_id=r.id, email=r.email,
-            name=r.name, locale=r.locale, timezone=r.timezone, attributes=dict(r.attributes or {}),
+            name=r.name, locale=r.locale, timezone=r.timezone, country=r.country, attributes=dict(r.attributes or {}),
             tokens=tuple(tokens.get(r.seq, ())), actions=frozenset(actions.get(r.seq, ())), superseded=superseded,
         ))
     return out

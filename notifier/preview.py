@@ -1,0 +1,130 @@
+"""Previews for marketing: one rendered message, or a static gallery of every locale × send × channel."""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from notifier.campaign import Campaign, zone
+from notifier.errors import UserError
+from notifier.i18n import negotiate
+from notifier.planner import plan_zone
+from notifier.render import HTML_MAX_BYTES, PUSH_BODY_MAX, PUSH_TITLE_MAX, Personal, Renderer
+from notifier.review import Rendered, Sample, render_sample, samples
+
+
+class PreviewError(UserError):
+    """The preview asked for a locale, deadline, wave or channel the campaign does not have."""
+
+
+def find_sample(campaign: Campaign, locale: str, deadline: str, wave: str) -> Sample:
+    """The sample send of ``locale`` that carries ``deadline``'s ``wave`` (merged with others if the plan merges it)."""
+    if locale not in campaign.locales:
+        raise PreviewError(f"--locale {locale}: the campaign's locales are {', '.join(campaign.locales)}")
+    try:
+        d = campaign.deadline(deadline)
+    except KeyError:
+        ids = ", ".join(x.id for x in campaign.deadlines)
+        raise PreviewError(f"--deadline {deadline}: the campaign's deadlines are {ids}") from None
+    if wave.upper() not in {w.label for w in d.waves}:
+        raise PreviewError(f"--wave {wave}: {deadline} has waves {', '.join(w.label for w in d.waves)}")
+    for s in samples(campaign):
+        if s.locale == locale and any(i.deadline == deadline and i.wave == wave.upper() for i in s.items):
+            return s
+    raise PreviewError(f"{deadline} {wave} is never sent in the sample zone for {locale} (see campaign plan)")
+
+
+def recipient_sample(campaign: Campaign, sample: Sample, recipient: Any, locale: str | None) -> tuple[Sample, Personal]:
+    """The same send as the recipient would get it: their zone, country, send time, name and locale."""
+    chosen = locale or negotiate(recipient.locale, campaign.locales, campaign.default_locale)
+    wanted = {(i.deadline, i.wave) for i in sample.items}
+    for send in plan_zone(campaign, zone(recipient.timezone)).sends:
+        if wanted & {(i.deadline, i.wave) for i in send.items}:
+            s = Sample(chosen, recipient.timezone, recipient.country or "", send.items, send.send_at)
+            return s, Personal.of(recipient.name, dict(recipient.attributes or {}), chosen)
+    raise PreviewError(f"recipient {recipient.id} never gets {sample.label}: see campaign plan --recipient")
+
+
+def as_text(r: Rendered, channel: str, fmt: str) -> str:
+    """One message the way ``notifier preview`` prints it."""
+    if fmt == "json":
+        doc = ({"subject": r.email.subject, "text": r.email.text, "html": r.email.html} if channel == "email"
+               else {"title": r.push.title, "body": r.push.body})
+        return json.dumps(doc, ensure_ascii=False, indent=2)
+    if channel == "email":
+        return f"Subject: {r.email.subject}\n\n{r.email.text}"
+    return f"{r.push.title}\n{r.push.body}"
+
+
+def write_gallery(campaign: Campaign, renderer: Renderer, directory: Path, now: datetime) -> Path:
+    """A static page with every locale × send × channel side by side; returns its path."""
+    rendered = [render_sample(renderer, campaign, s) for s in samples(campaign)]
+    labels = list(dict.fromkeys(r.sample.label for r in rendered))
+    by_key = {(r.sample.label, r.sample.locale): r for r in rendered}
+    rows = []
+    for label in labels:
+        cells = "".join(_cell(by_key.get((label, loc))) for loc in campaign.locales)
+        rows.append(f'<tr><th class="send">{html.escape(label)}</th>{cells}</tr>')
+    head = "".join(f"<th>{html.escape(loc)}</th>" for loc in campaign.locales)
+    page = _PAGE.format(title=html.escape(f"{campaign.name}: every message"), campaign=html.escape(campaign.id),
+                        generated=html.escape(now.strftime("%Y-%m-%d %H:%M UTC")), head=head, rows="\n".join(rows),
+                        count=len(rendered))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "index.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _cell(r: Rendered | None) -> str:
+    if r is None:
+        return '<td class="none">not sent in this locale\'s sample zone</td>'
+    s = r.sample
+    size = len(r.email.html.encode())
+    flags = []
+    if len(r.push.title) > PUSH_TITLE_MAX or len(r.push.body) > PUSH_BODY_MAX:
+        flags.append("push over its limits")
+    if size > HTML_MAX_BYTES:
+        flags.append("email over 100 KB")
+    warn = f'<p class="warn">{html.escape("; ".join(flags))}</p>' if flags else ""
+    return (
+        f'<td><p class="meta">{html.escape(s.zone)} · {html.escape(s.send_at.strftime("%d %b %Y %H:%M %Z"))} · '
+        f'{html.escape(r.variant.stage)}</p>{warn}'
+        f'<p class="subject">{html.escape(r.email.subject)}</p>'
+        f'<iframe title="email" sandbox srcdoc="{html.escape(r.email.html, quote=True)}"></iframe>'
+        f'<p class="meta">HTML {size:,} bytes</p>'
+        f'<div class="phone"><div class="notification"><div class="app">TikTok Music · now</div>'
+        f'<div class="title">{html.escape(r.push.title)}</div><div class="body">{html.escape(r.push.body)}</div>'
+        f'</div></div><p class="meta">push title {len(r.push.title)}/{PUSH_TITLE_MAX}, '
+        f"body {len(r.push.body)}/{PUSH_BODY_MAX} characters</p></td>"
+    )
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; background: #fafafa; color: #222; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ddd; vertical-align: top; padding: 8px; background: #fff; }}
+th.send {{ writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap; background: #f0f0f0; }}
+iframe {{ width: 420px; height: 520px; border: 1px solid #ccc; background: #fff; }}
+.subject {{ font-weight: bold; width: 420px; }}
+.meta {{ color: #777; font-size: 12px; margin: 4px 0; }}
+.warn {{ color: #b00020; font-weight: bold; }}
+.phone {{ width: 360px; background: #1c1c1e; border-radius: 24px; padding: 16px; }}
+.notification {{ background: rgba(255,255,255,0.92); border-radius: 14px; padding: 10px 12px; }}
+.app {{ font-size: 11px; color: #666; text-transform: uppercase; }}
+.title {{ font-weight: 600; margin-top: 2px; }}
+.none {{ color: #999; }}
+</style></head>
+<body>
+<h1>{title}</h1>
+<p>Campaign <code>{campaign}</code>: {count} rendered messages with a sample recipient, generated {generated}.</p>
+<table><thead><tr><th></th>{head}</tr></thead>
+<tbody>
+{rows}
+</tbody></table>
+</body></html>
+"""

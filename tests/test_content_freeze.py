@@ -1,0 +1,90 @@
+"""Content frozen per wave: a copy edited after scheduling is refused until marketing approves it again."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from notifier.campaign import load_campaign
+from notifier.config import Settings
+from notifier.ledger import queries
+from notifier.ledger.db import transaction
+from notifier.ledger.models import DeliveryRow, DeliveryState
+from notifier.render import Content
+from notifier.wiring import build_dispatcher
+from tests.conftest import CAMPAIGN_FILE, ROOT
+
+JAKARTA_FIRST = datetime(2024, 9, 28, 3, 0, tzinfo=UTC)
+JAKARTA_PLAYLIST_P7D = datetime(2024, 10, 21, 3, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """A private copy of the templates and catalogs, so the test can edit them."""
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    shutil.copytree(ROOT / "locales", tmp_path / "locales")
+    return Settings(templates_dir=tmp_path / "templates", locales_dir=tmp_path / "locales",
+                    outbox_dir=tmp_path / "outbox")
+
+
+def _schedule(sessions: sessionmaker[Session], settings: Settings, now: datetime) -> queries.ScheduleResult:
+    campaign = load_campaign(CAMPAIGN_FILE)
+    with transaction(sessions) as s:
+        return queries.schedule(s, campaign, CAMPAIGN_FILE.read_text(encoding="utf-8"), now,
+                                Content.of(campaign, settings.templates_dir, settings.locales_dir))
+
+
+def _fingerprints(sessions: sessionmaker[Session]) -> dict[str, set[str | None]]:
+    with sessions() as s:
+        rows = s.execute(select(DeliveryRow.send_key, DeliveryRow.content_fingerprint)
+                         .where(DeliveryRow.state == DeliveryState.SENT)).all()
+    out: dict[str, set[str | None]] = {}
+    for key, fp in rows:
+        out.setdefault(key, set()).add(fp)
+    return out
+
+
+def test_an_edited_template_stops_sending_until_the_campaign_is_scheduled_again(
+        sessions: sessionmaker[Session], add_recipient, settings: Settings) -> None:
+    add_recipient("ana", timezone="Asia/Jakarta", country="ID", locale="id", tokens=["ana-phone"])
+    first = _schedule(sessions, settings, datetime(2024, 9, 1, tzinfo=UTC))
+    assert first.created and first.content_changes == ()
+    dispatcher = build_dispatcher(settings, sessions)
+    assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 2}
+    approved = Content.of(load_campaign(CAMPAIGN_FILE), settings.templates_dir, settings.locales_dir).fingerprint
+
+    body = settings.templates_dir / "tiktok-music-shutdown" / "push_body.txt"
+    body.write_text(body.read_text(encoding="utf-8") + "{# an unreviewed edit #}\n", encoding="utf-8")
+    report = dispatcher.tick(JAKARTA_PLAYLIST_P7D)
+
+    assert report.claimed == 0 and report.materialized == 0
+    why = report.refused["tiktok-music-shutdown"]
+    assert "templates/tiktok-music-shutdown/push_body.txt: changed" in why
+    assert "notifier campaign schedule tiktok-music-shutdown" in why
+
+    again = _schedule(sessions, settings, JAKARTA_PLAYLIST_P7D)
+    assert again.content_changes == ("templates/tiktok-music-shutdown/push_body.txt: changed",)
+    assert dispatcher.tick(JAKARTA_PLAYLIST_P7D).outcomes == {"sent": 2}
+
+    fingerprints = _fingerprints(sessions)
+    assert fingerprints["playlist-transfer@P30D+refund@P61D"] == {approved}
+    assert fingerprints["playlist-transfer@P7D"] != {approved}
+    assert len(fingerprints["playlist-transfer@P7D"]) == 1
+
+
+def test_a_recompiled_catalog_counts_as_changed_copy(
+        sessions: sessionmaker[Session], add_recipient, settings: Settings) -> None:
+    add_recipient("ana", timezone="Asia/Jakarta", country="ID", locale="id")
+    _schedule(sessions, settings, datetime(2024, 9, 1, tzinfo=UTC))
+    mo = settings.locales_dir / "pt_BR" / "LC_MESSAGES" / "messages.mo"
+    mo.write_bytes(mo.read_bytes() + b"\0")
+
+    report = build_dispatcher(settings, sessions).tick(JAKARTA_FIRST)
+
+    assert report.outcomes == {}
+    assert "locales/pt_BR/LC_MESSAGES/messages.mo: changed" in report.refused["tiktok-music-shutdown"]
