@@ -109,8 +109,8 @@ body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; background: #fafafa;
 table {{ border-collapse: collapse; }}
 th, td {{ border: 1px solid #ddd; vertical-align: top; padding: 8px; background: #fff; }}
 th.send {{ writing-mode: vertical-rl; transform: rotate(180deg); white-space: nowrap; background: #f0f0f0; }}
-iframe {{ width: 420px; height: 520px; border: 1px solid #ccc; background: #fff; }}
-.subject {{ font-weight: bold; width: 420px; }}
+iframe {{ width: 640px; height: 560px; border: 1px solid #ccc; background: #fff; }}
+.subject {{ font-weight: bold; width: 640px; }}
 .meta {{ color: #777; font-size: 12px; margin: 4px 0; }}
 .warn {{ color: #b00020; font-weight: bold; }}
 .phone {{ width: 360px; background: #1c1c1e; border-radius: 24px; padding: 16px; }}

@@ -136,6 +136,8 @@ class Renderer:
             )
             env.install_gettext_translations(load_translations(self.locales_dir, locale), newstyle=True)  # type: ignore[attr-defined]
             env.filters["number"] = lambda v: format_count(v, locale)
+            env.filters["day"] = lambda d: format_day(d, locale)
+            env.filters["money"] = lambda amount, currency: format_money(Decimal(str(amount)), currency, locale)
             self._envs[key] = env
         return env
 

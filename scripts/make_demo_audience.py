@@ -8,7 +8,7 @@ Run it from the repository root (it needs only the standard library):
 It writes two files, byte for byte the same on every run (random.Random(2024), no clock, no environment):
 
 ``audience.csv``
-    ``id,email,name,locale,timezone,country,push_tokens,joined_at,plan``: 2,000 data rows, 1,984 of
+    ``id,email,name,locale,timezone,country,push_tokens,joined_at,plan,refund_amount,refund_currency``: 2,000 data rows, 1,984 of
     them valid, for Indonesia (~40%), Brazil (~25%), Mexico (~15%), Australia (~12%) and Singapore (~8%).
     ``push_tokens`` holds 0-2 tokens separated by ``|``; ``joined_at`` is ISO-8601 UTC with a ``Z``;
     ``plan`` (premium/family/student) is a free attribute column. About 3% of the valid rows have an empty
@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import random
 import string
 import unicodedata
@@ -60,7 +61,8 @@ N_ROWS = 2000  # data rows in audience.csv, bad rows included
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT_DIR = ROOT / "notifier" / "demo"
 
-AUDIENCE_HEADER = ["id", "email", "name", "locale", "timezone", "country", "push_tokens", "joined_at", "plan"]
+AUDIENCE_HEADER = ["id", "email", "name", "locale", "timezone", "country", "push_tokens", "joined_at", "plan",
+                   "refund_amount", "refund_currency"]
 ACTIONS_HEADER = ["recipient_id", "action", "at"]
 
 COUNTRY_WEIGHTS: dict[str, int] = {"ID": 40, "BR": 25, "MX": 15, "AU": 12, "SG": 8}
@@ -166,7 +168,23 @@ class Person:
 
     def row(self) -> list[str]:
         return [self.id, self.email, self.name, self.locale, self.timezone, self.country,
-                "|".join(self.push_tokens), self.joined_at, self.plan]
+                "|".join(self.push_tokens), self.joined_at, self.plan, *refund_for(self)]
+
+
+# What a month of each plan costs, per country and currency: the refund owed for an unused month.
+MONTHLY_PRICE = {"ID": ("IDR", 49000), "BR": ("BRL", 16.90), "MX": ("MXN", 115), "AU": ("AUD", 11.99),
+                 "SG": ("SGD", 10.98)}
+PLAN_FACTOR = {"premium": 1.0, "family": 1.6, "student": 0.5}
+
+
+def refund_for(person: Person) -> list[str]:
+    """About half the paying recipients are owed a month back; derived from the id, so the random stream
+    (and every other column) stays as it was."""
+    currency, price = MONTHLY_PRICE.get(person.country, ("", 0))
+    if not currency or int(hashlib.sha256(person.id.encode()).hexdigest(), 16) % 2:
+        return ["", ""]
+    amount = round(price * PLAN_FACTOR.get(person.plan, 1.0), 0 if currency == "IDR" else 2)
+    return [f"{amount:.0f}" if currency == "IDR" else f"{amount:.2f}", currency]
 
 
 def iso(ts: datetime) -> str:
