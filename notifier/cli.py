@@ -324,7 +324,10 @@ def preview(c: _Ctx, campaign_ref: str, locale: str | None, deadline: str | None
         return
     if not deadline or not wave:
         raise PreviewError("give --deadline and --wave (or --gallery DIR)")
-    chosen = normalize_locale_tag(locale) if locale else None
+    try:
+        chosen = normalize_locale_tag(locale) if locale else None
+    except ValueError:
+        chosen = locale  # not a locale tag at all: find_sample names the campaign's locales
     sample = find_sample(camp, chosen or camp.default_locale, deadline, wave)
     if recipient is not None:
         from sqlalchemy import select

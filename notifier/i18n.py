@@ -103,7 +103,7 @@ def format_day(day: date, tag: str) -> str:
 
 
 def format_money(amount: Decimal, currency: str, tag: str) -> str:
-    """An amount in its currency, written the locale's way: Rp 49.000,00, R$ 21,90, MX$99.00."""
+    """An amount in its currency, written the locale's way: Rp49.000,00 (id), R$ 21,90 (pt-BR), $115.00 (es-MX)."""
     return format_currency(amount, currency, locale=formatting_locale(tag))
 
 
@@ -115,4 +115,5 @@ def country_name(code: str | None, tag: str) -> str:
     """The country's name in the reader's language (Brasil, Meksiko); the code itself when unknown."""
     if not code:
         return ""
-    return Locale.parse(formatting_locale(tag)).territories.get(code.upper(), code.upper())
+    code = code.upper()
+    return code if code == "ZZ" else Locale.parse(formatting_locale(tag)).territories.get(code, code)

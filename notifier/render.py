@@ -192,6 +192,18 @@ class Renderer:
             stage=ctx["stage"],
         )
 
+    def template_errors(self, campaign: Campaign, locale: str, items: Sequence[WaveRef], tz: tzinfo, now: datetime,
+                        country: str | None, personal: Personal) -> list[RenderError]:
+        """Every template of a variant that fails, each rendered on its own: review reports them all at once."""
+        ctx = self.context(campaign, locale, items, tz, now.astimezone(tz).date(), country, personal)
+        errors = []
+        for name in TEMPLATE_NAMES:
+            try:
+                self._render(campaign, locale, name, {**ctx, "subject": ""})
+            except RenderError as exc:
+                errors.append(exc)
+        return errors
+
     def _render(self, campaign: Campaign, locale: str, name: str, ctx: dict[str, Any]) -> str:
         where = f"campaign {campaign.id}: template {campaign.templates}/{name} ({locale})"
         try:

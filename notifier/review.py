@@ -23,6 +23,7 @@ from notifier.render import (
     RenderedEmail,
     RenderedPush,
     Renderer,
+    RenderError,
     Variant,
 )
 
@@ -108,9 +109,19 @@ def review(campaign: Campaign, renderer: Renderer) -> list[Problem]:
         try:
             rendered = render_sample(renderer, campaign, sample)
         except UserError as exc:
-            if str(exc) not in seen:  # one broken template fails every sample the same way: say it once
-                seen.add(str(exc))
-                problems.append(Problem(where, None, field, str(exc)))
+            for error in _every_error(renderer, campaign, sample, exc):
+                if str(error) not in seen:  # one broken template fails every sample the same way: say it once
+                    seen.add(str(error))
+                    problems.append(Problem(where, None, field, str(error)))
             continue
         problems.extend(Problem(where, None, field, msg) for msg in limits(rendered, campaign))
     return problems
+
+
+def _every_error(renderer: Renderer, campaign: Campaign, sample: Sample, first: UserError) -> list[UserError]:
+    """The error a sample's render stopped at, and every other template of it that fails too."""
+    if not isinstance(first, RenderError):
+        return [first]
+    others = renderer.template_errors(campaign, sample.locale, sample.items, zone(sample.zone), sample.send_at,
+                                      sample.country, sample.personal())
+    return [first, *(e for e in others if str(e) != str(first))]

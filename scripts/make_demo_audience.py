@@ -8,7 +8,8 @@ Run it from the repository root (it needs only the standard library):
 It writes two files, byte for byte the same on every run (random.Random(2024), no clock, no environment):
 
 ``audience.csv``
-    ``id,email,name,locale,timezone,country,push_tokens,joined_at,plan,refund_amount,refund_currency``: 2,000 data rows, 1,984 of
+    ``id,email,name,locale,timezone,country,push_tokens,joined_at,plan,refund_amount,refund_currency``:
+    2,000 data rows, 1,984 of
     them valid, for Indonesia (~40%), Brazil (~25%), Mexico (~15%), Australia (~12%) and Singapore (~8%).
     ``push_tokens`` holds 0-2 tokens separated by ``|``; ``joined_at`` is ISO-8601 UTC with a ``Z``;
     ``plan`` (premium/family/student) is a free attribute column. About 3% of the valid rows have an empty

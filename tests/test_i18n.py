@@ -1,0 +1,274 @@
+"""Localization as a reader sees it: the exact words per locale, plurals, dates and money, and locale fallback."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+import pytest
+from babel.messages.pofile import read_po
+
+from notifier import review
+from notifier.campaign import Campaign, load_campaign, zone
+from notifier.catalogs import expected_plural_forms
+from notifier.i18n import (
+    catalog_path,
+    country_name,
+    format_count,
+    format_day,
+    format_money,
+    load_translations,
+    negotiate,
+    parse_tag,
+    tag_of,
+)
+from notifier.planner import parse_send_key
+from notifier.render import Renderer
+from tests.conftest import CAMPAIGN_FILE, ROOT
+
+LOCALES_DIR = ROOT / "locales"
+FIRST = "playlist-transfer@P30D+refund@P61D"
+LAST_DAY = "refund@P1D"
+NAME = review.SAMPLE_NAME
+
+
+@pytest.fixture(scope="module")
+def campaign() -> Campaign:
+    return load_campaign(CAMPAIGN_FILE)
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(ROOT / "templates", LOCALES_DIR)
+
+
+def _rendered(renderer: Renderer, campaign: Campaign, locale: str, place: tuple[str, str], key: str,
+              day: date) -> review.Rendered:
+    """The send ``key`` as the sample reader of ``locale`` gets it, at 10:00 local on ``day`` (its planned time)."""
+    tz_name, country = place
+    sample = review.Sample(locale, tz_name, country, parse_send_key(key),
+                           datetime(day.year, day.month, day.day, 10, 0, tzinfo=zone(tz_name)))
+    assert sample in set(review.samples(campaign)), "the golden sample must be a send the campaign really plans"
+    return review.render_sample(renderer, campaign, sample)
+
+
+# --- golden messages ---------------------------------------------------------------------------------------
+
+GOLDEN = {
+    "id": {
+        "place": ("Asia/Jakarta", "ID"),
+        "greeting": f"Halo {NAME},",
+        FIRST: (
+            "TikTok Music akan ditutup: pindah playlist sebelum 28 Oktober 2024, "
+            "pengembalian dana sebelum 28 November 2024",
+            "TikTok Music akan ditutup",
+            "Pindahkan playlist Anda sebelum 28 Oktober 2024 dan ajukan pengembalian dana (jika ada) sebelum "
+            "28 November 2024. Aplikasi akan ditutup pada 28 November 2024.",
+        ),
+        LAST_DAY: (
+            "Hari terakhir: TikTok Music tutup besok, ajukan pengembalian dana hari ini",
+            "Hari terakhir",
+            "TikTok Music tutup besok. Hari ini adalah hari terakhir untuk mengajukan pengembalian dana.",
+        ),
+    },
+    "pt-BR": {
+        "place": ("America/Sao_Paulo", "BR"),
+        "greeting": f"Olá, {NAME},",
+        FIRST: (
+            "O TikTok Music será encerrado: playlists antes de 28 de outubro de 2024, "
+            "reembolsos antes de 28 de novembro de 2024",
+            "O TikTok Music está chegando ao fim",
+            "Transfira suas playlists antes de 28 de outubro de 2024 e peça seu reembolso, se for o caso, antes de "
+            "28 de novembro de 2024. O app será encerrado em 28 de novembro de 2024.",
+        ),
+        LAST_DAY: (
+            "Último dia: o TikTok Music sai do ar amanhã. Peça seu reembolso hoje",
+            "Último dia",
+            "O TikTok Music sai do ar amanhã. Hoje é o último dia para pedir seu reembolso.",
+        ),
+    },
+    "es-MX": {
+        "place": ("America/Mexico_City", "MX"),
+        "greeting": f"Hola, {NAME}:",
+        FIRST: (
+            "TikTok Music cierra: playlists antes del 28 de octubre de 2024 "
+            "y reembolsos antes del 28 de noviembre de 2024",
+            "TikTok Music se despide",
+            "Transfiere tus playlists antes del 28 de octubre de 2024 y, si te corresponde un reembolso, pídelo "
+            "antes del 28 de noviembre de 2024. La app cierra el 28 de noviembre de 2024.",
+        ),
+        LAST_DAY: (
+            "Último día: TikTok Music cierra mañana, pide tu reembolso hoy",
+            "Último día",
+            "TikTok Music cierra mañana. Hoy es el último día para pedir tu reembolso.",
+        ),
+    },
+    "en": {
+        "place": ("Australia/Sydney", "AU"),
+        "greeting": f"Hi {NAME},",
+        FIRST: (
+            "TikTok Music is closing: transfer your playlists before 28 October 2024 "
+            "and request refunds before 28 November 2024",
+            "TikTok Music is closing",
+            "Transfer your playlists before 28 October 2024 and request any refund before 28 November 2024. "
+            "The app closes on 28 November 2024.",
+        ),
+        LAST_DAY: (
+            "Last day: TikTok Music closes tomorrow, request your refund today",
+            "Last day",
+            "TikTok Music closes tomorrow. Today is the last day to request a refund.",
+        ),
+    },
+}
+
+
+def test_every_campaign_locale_has_golden_messages(campaign: Campaign) -> None:
+    assert set(GOLDEN) == set(campaign.locales)
+
+
+@pytest.mark.parametrize("locale", list(GOLDEN))
+def test_the_merged_first_message_names_both_deadlines_in_the_readers_language(
+        locale: str, campaign: Campaign, renderer: Renderer) -> None:
+    golden = GOLDEN[locale]
+    r = _rendered(renderer, campaign, locale, golden["place"], FIRST, date(2024, 9, 28))
+    assert (r.email.subject, r.push.title, r.push.body) == golden[FIRST]
+    assert r.variant.stage == "announcement"
+    assert r.email.text.splitlines()[0] == golden["greeting"]
+
+
+@pytest.mark.parametrize("locale", list(GOLDEN))
+def test_the_refund_last_day_wave_says_closes_tomorrow_in_the_readers_language(
+        locale: str, campaign: Campaign, renderer: Renderer) -> None:
+    golden = GOLDEN[locale]
+    r = _rendered(renderer, campaign, locale, golden["place"], LAST_DAY, date(2024, 11, 27))
+    assert (r.email.subject, r.push.title, r.push.body) == golden[LAST_DAY]
+    assert r.variant.stage == "last_day"
+    assert r.email.text.splitlines()[0] == golden["greeting"]
+
+
+# --- plurals -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("locale", "one", "seven"), [
+    ("en", "1 day left", "7 days left"),
+    ("pt-BR", "1 dia restante", "7 dias restantes"),
+    ("es-MX", "1 día restante", "7 días restantes"),
+    ("id", "1 hari lagi", "7 hari lagi"),
+])
+def test_days_left_takes_the_locales_plural_form(locale: str, one: str, seven: str) -> None:
+    translations = load_translations(LOCALES_DIR, locale)
+
+    def days_left(n: int) -> str:
+        return translations.ungettext("%(num)d day left", "%(num)d days left", n) % {"num": n}
+
+    assert (days_left(1), days_left(7)) == (one, seven)
+
+
+@pytest.mark.parametrize(("locale", "seven"), [
+    ("pt-BR", "Faltam 7 dias para pedir seu reembolso do TikTok Music"),
+    ("es-MX", "Quedan 7 días para pedir tu reembolso de TikTok Music"),
+    ("id", "Tinggal 7 hari lagi untuk mengajukan pengembalian dana TikTok Music"),
+    ("en", "7 days left to request your TikTok Music refund"),
+])
+def test_a_reminder_subject_uses_the_plural_form_for_seven_days(locale: str, seven: str, campaign: Campaign,
+                                                                renderer: Renderer) -> None:
+    place = GOLDEN[locale]["place"]
+    r = _rendered(renderer, campaign, locale, place, "refund@P7D", date(2024, 11, 21))
+    assert r.email.subject == seven
+    assert r.push.title == load_translations(LOCALES_DIR, locale).ungettext(
+        "%(num)d day left", "%(num)d days left", 7) % {"num": 7}
+
+
+def test_indonesian_has_one_plural_form_in_its_header_and_every_entry() -> None:
+    assert expected_plural_forms("id") == "nplurals=1; plural=0;"
+    po = catalog_path(LOCALES_DIR, "id", "po")
+    text = po.read_text(encoding="utf-8")
+    assert '"Plural-Forms: nplurals=1; plural=0;\\n"' in text
+    with po.open("rb") as f:
+        catalog = read_po(f, locale="id")
+    assert catalog.num_plurals == 1
+    plurals = [m for m in catalog if m.id and isinstance(m.id, tuple)]
+    assert len(plurals) == 3
+    assert all(len(m.string) == 1 and m.string[0] for m in plurals)
+    # Babel pads or drops forms to fit the header when reading, so count them in the file itself too.
+    assert text.count("msgid_plural") == 3 and text.count("msgstr[0]") == 3 and "msgstr[1]" not in text
+
+
+# --- dates, numbers, money, countries ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("locale", "closing", "transfer"), [
+    ("id", "28 November 2024", "28 Oktober 2024"),
+    ("pt-BR", "28 de novembro de 2024", "28 de outubro de 2024"),
+    ("es-MX", "28 de noviembre de 2024", "28 de octubre de 2024"),
+    ("en", "28 November 2024", "28 October 2024"),  # international English: day first, not "November 28"
+])
+def test_a_date_is_written_the_locales_way(locale: str, closing: str, transfer: str) -> None:
+    assert format_day(date(2024, 11, 28), locale) == closing
+    assert format_day(date(2024, 10, 28), locale) == transfer
+
+
+@pytest.mark.parametrize(("locale", "expected"), [
+    ("id", "1.234.567,5"), ("pt-BR", "1.234.567,5"), ("es-MX", "1,234,567.5"), ("en", "1,234,567.5"),
+])
+def test_a_count_uses_the_locales_separators(locale: str, expected: str) -> None:
+    assert format_count(1234567.5, locale) == expected
+
+
+@pytest.mark.parametrize(("amount", "currency", "locale", "expected"), [
+    ("49000", "IDR", "id", "Rp49.000,00"),
+    ("21.90", "BRL", "pt-BR", "R$\xa021,90"),  # a no-break space keeps R$ with its number
+    ("149900.50", "MXN", "es-MX", "$149,900.50"),  # pesos are plain $ in Mexico
+    ("149900.50", "MXN", "en", "MX$149,900.50"),
+    ("14.99", "AUD", "en", "A$14.99"),
+    ("14.99", "SGD", "en", "SGD14.99"),
+    ("14.99", "SGD", "id", "SGD14,99"),
+])
+def test_money_is_written_in_its_currency_the_locales_way(amount: str, currency: str, locale: str,
+                                                          expected: str) -> None:
+    assert format_money(Decimal(amount), currency, locale) == expected
+
+
+@pytest.mark.parametrize(("code", "locale", "expected"), [
+    ("BR", "pt-BR", "Brasil"), ("MX", "id", "Meksiko"), ("SG", "es-MX", "Singapur"), ("ID", "pt-BR", "Indonésia"),
+    ("AU", "en", "Australia"), ("br", "en", "Brazil"), ("QQ", "en", "QQ"), (None, "en", ""), ("", "id", ""),
+])
+def test_the_country_is_named_in_the_readers_language(code: str | None, locale: str, expected: str) -> None:
+    assert country_name(code, locale) == expected
+
+
+# --- locale negotiation ------------------------------------------------------------------------------------
+
+ELSEWHERE = "<default>"  # a default no language match can produce, to prove when the default was used
+
+
+@pytest.mark.parametrize(("requested", "expected"), [
+    ("pt", "pt-BR"), ("pt-PT", "pt-BR"), ("pt_br", "pt-BR"), ("PT-br", "pt-BR"), ("pt_BR.UTF-8", "pt-BR"),
+    ("es", "es-MX"), ("es-AR", "es-MX"), ("es-419", "es-MX"), ("es_mx", "es-MX"),
+    ("in", "id"), ("id-ID", "id"), ("in-ID", "id"),
+    ("en-AU", "en"), ("en-SG", "en"), ("en", "en"),
+])
+def test_a_tag_falls_back_to_the_campaign_locale_of_its_language(requested: str, expected: str,
+                                                                   campaign: Campaign) -> None:
+    assert negotiate(requested, campaign.locales, ELSEWHERE) == expected
+
+
+@pytest.mark.parametrize("requested", ["zh-SG", "ms", "xx", "", "   ", None, "i-klingon"])
+def test_a_language_the_campaign_lacks_gets_the_campaign_default(requested: str | None, campaign: Campaign) -> None:
+    assert negotiate(requested, campaign.locales, campaign.default_locale) == campaign.default_locale == "en"
+    assert negotiate(requested, campaign.locales, ELSEWHERE) == ELSEWHERE
+
+
+def test_an_exact_match_wins_over_an_earlier_locale_of_the_same_language() -> None:
+    assert negotiate("pt-PT", ("pt-BR", "pt-PT"), "en") == "pt-PT"
+    assert negotiate("pt", ("pt-BR", "pt-PT"), "en") == "pt-BR"
+    assert negotiate("en-AU", ("en", "en-AU"), "id") == "en-AU"
+    assert negotiate("en-SG", ("en", "en-AU"), "id") == "en"
+
+
+def test_tags_are_parsed_from_bcp47_posix_and_legacy_forms() -> None:
+    assert tag_of(parse_tag("pt_br")) == "pt-BR"
+    assert tag_of(parse_tag("in")) == "id"
+    assert tag_of(parse_tag("zh-Hant-TW")) == "zh-Hant-TW"
+    assert tag_of(parse_tag("pt-XX")) == "pt" and parse_tag("pt-XX", strict=True) is None
+    assert parse_tag("xx") is None and parse_tag("") is None and parse_tag(None) is None
