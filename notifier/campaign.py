@@ -93,6 +93,7 @@ class Campaign:
     deadlines: tuple[Deadline, ...]
     countries: tuple[str, ...] = ()
     links: dict[str, str] = field(default_factory=dict)
+    fallback: str | None = None  # "email": a recipient whose push tokens are all dead gets the email instead
     source: str = "<memory>"
 
     def deadline(self, deadline_id: str) -> Deadline:
@@ -359,7 +360,7 @@ def _read_deadline(r: _Reader, node: _Node, i: int, seen: dict[str, int]) -> Dea
 
 
 _TOP_REQUIRED = ("id", "name", "locales", "default_locale", "channels", "deadlines")
-_TOP_OPTIONAL = ("category", "templates", "delivery", "audience", "links", "description")
+_TOP_OPTIONAL = ("category", "templates", "delivery", "audience", "links", "description", "fallback")
 
 
 def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
@@ -400,6 +401,9 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
         else:
             channels.append(ch)
     delivery = _read_delivery(r, top.get("delivery"))
+    fallback = r.text(top.get("fallback"), "fallback") if top.get("fallback") is not None else None
+    if fallback is not None and fallback != "email":
+        r.fail(top["fallback"].line, "fallback", f"{fallback!r}: the only fallback is 'email'")
     countries = _read_audience(r, top.get("audience"))
     links = _read_links(r, top.get("links"))
     deadlines: list[Deadline] = []
@@ -420,7 +424,7 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
         id=ident, name=name, category=category, templates=templates, locales=locales,
         default_locale=default_locale, channels=tuple(channels), delivery=delivery,
         deadlines=tuple(sorted(deadlines, key=_deadline_sort_key)), countries=countries,
-        links=links, source=source,
+        links=links, fallback=fallback, source=source,
     )
 
 

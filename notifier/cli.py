@@ -432,12 +432,30 @@ def status(c: _Ctx, campaign_id: str, as_json: bool) -> None:
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the demo's database and outbox (default: a new notifier-demo-* folder).")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--transport", type=click.Choice(["outbox", "providers"]), default="outbox", show_default=True,
+              help="providers: through the SendGrid and FCM SDKs to a local emulator, with faults switched on.")
 @pass_ctx
-def demo(c: _Ctx, directory: Path | None, progress: bool) -> None:
-    """Play the whole TikTok Music shutdown campaign on a simulated clock, into a local outbox."""
+def demo(c: _Ctx, directory: Path | None, progress: bool, transport: str) -> None:
+    """Play the whole TikTok Music shutdown campaign on a simulated clock, into a local outbox or the emulator."""
     from notifier.demo import run_demo
 
-    run_demo(c.settings, directory, progress=progress, echo=click.echo)
+    run_demo(c.settings, directory, progress=progress, echo=click.echo, transport=transport)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--write-credentials", "credentials", type=click.Path(dir_okay=False, path_type=Path),
+              help="First write a service-account JSON whose token_uri is this emulator, and trust its key.")
+@click.option("--project", default="notifier-demo", show_default=True, help="project_id in the credentials.")
+def emulator(host: str, port: int, credentials: Path | None, project: str) -> None:
+    """Serve a local SendGrid and FCM API with fault injection until Ctrl-C."""
+    from notifier.emulator import serve, write_credentials
+
+    if credentials is not None:
+        write_credentials(credentials, f"http://{host}:{port}/token", project)
+        click.echo(f"wrote {credentials}")
+    serve(host, port, credentials)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from notifier.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TRANSPORTS = ("outbox", "providers")
 
 
 @dataclass(frozen=True)
@@ -26,31 +27,50 @@ class Settings:
     lease_seconds: int = 300
     max_attempts: int = 5
     retry_base_seconds: float = 60.0
+    # Providers (NOTIFIER_TRANSPORT=providers)
+    sendgrid_api_key: str | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_asm_group: int | None = None  # unsubscribe group for marketing campaigns
+    google_credentials: Path | None = None  # a service-account JSON (GOOGLE_APPLICATION_CREDENTIALS)
+    fcm_endpoint: str = "https://fcm.googleapis.com"
+    email_from: str = "TikTok Music <no-reply@music.example.com>"
+    public_url: str = "http://localhost:8000"  # where the unsubscribe links point
+    secret_key: str = "change-me"  # signs unsubscribe links
+    http_timeout: float = 10.0
+    push_concurrency: int = 64
+    email_rate: float | None = None  # messages per second for this process; None = unlimited
+    push_rate: float | None = None
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: float | None, kind: type = int) -> float | None:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+        raise ConfigError(f"{name}: expected a {'whole ' if kind is int else ''}number, got {raw!r}") from None
     if value <= 0:
         raise ConfigError(f"{name}: must be positive, got {value}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return int(_number(env, name, default) or default)
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
     d = Settings()
-    transport = env.get("NOTIFIER_TRANSPORT", d.transport)
-    if transport not in ("outbox",):
-        raise ConfigError(f"NOTIFIER_TRANSPORT: unknown transport {transport!r} (expected: outbox)")
+    transport = env.get("NOTIFIER_TRANSPORT") or d.transport
+    if transport not in TRANSPORTS:
+        raise ConfigError(f"NOTIFIER_TRANSPORT: unknown transport {transport!r} (expected: {', '.join(TRANSPORTS)})")
+    credentials = env.get("GOOGLE_APPLICATION_CREDENTIALS")
+    asm = _number(env, "NOTIFIER_SENDGRID_ASM_GROUP", None)
     return Settings(
         database_url=env.get("NOTIFIER_DATABASE_URL") or d.database_url,
         outbox_dir=Path(env.get("NOTIFIER_OUTBOX_DIR") or d.outbox_dir),
@@ -61,5 +81,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         batch_size=_int(env, "NOTIFIER_BATCH_SIZE", d.batch_size),
         lease_seconds=_int(env, "NOTIFIER_LEASE_SECONDS", d.lease_seconds),
         max_attempts=_int(env, "NOTIFIER_MAX_ATTEMPTS", d.max_attempts),
-        retry_base_seconds=float(_int(env, "NOTIFIER_RETRY_BASE_SECONDS", int(d.retry_base_seconds))),
+        retry_base_seconds=float(_number(env, "NOTIFIER_RETRY_BASE_SECONDS", d.retry_base_seconds, float) or 60),
+        sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
+        sendgrid_host=(env.get("NOTIFIER_SENDGRID_HOST") or d.sendgrid_host).rstrip("/"),
+        sendgrid_asm_group=int(asm) if asm else None,
+        google_credentials=Path(credentials) if credentials else None,
+        fcm_endpoint=(env.get("NOTIFIER_FCM_ENDPOINT") or d.fcm_endpoint).rstrip("/"),
+        email_from=env.get("NOTIFIER_EMAIL_FROM") or d.email_from,
+        public_url=(env.get("NOTIFIER_PUBLIC_URL") or d.public_url).rstrip("/"),
+        secret_key=env.get("NOTIFIER_SECRET_KEY") or d.secret_key,
+        http_timeout=float(_number(env, "NOTIFIER_HTTP_TIMEOUT", d.http_timeout, float) or d.http_timeout),
+        push_concurrency=_int(env, "NOTIFIER_PUSH_CONCURRENCY", d.push_concurrency),
+        email_rate=_number(env, "NOTIFIER_EMAIL_RATE", None, float),
+        push_rate=_number(env, "NOTIFIER_PUSH_RATE", None, float),
     )

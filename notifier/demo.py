@@ -22,7 +22,7 @@ from notifier.config import Settings
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
 from notifier.render import Content
-from notifier.reports import breakdown, campaign_status, format_table
+from notifier.reports import audit, breakdown, campaign_status, format_table
 from notifier.wiring import build_dispatcher
 
 DATA = Path(__file__).resolve().parent / "demo"
@@ -37,9 +37,17 @@ def _actions(path: Path) -> Iterator[tuple[datetime, str, str]]:
             yield datetime.fromisoformat(row["at"]), row["recipient_id"], row["action"]
 
 
+# Faults the providers demo switches on: throttling, server errors, dropped connections and dead tokens.
+DEMO_FAULTS = {
+    "sendgrid": {"429": 0.05, "500": 0.02, "503": 0.05, "drop": 0.01, "retry_after": 2},
+    "fcm": {"429": 0.01, "500": 0.02, "503": 0.05, "drop": 0.01, "retry_after": 2},
+    "seed": 2024,
+}
+
+
 def run_demo(settings: Settings, directory: Path | None, *, progress: bool = True,
              echo: Callable[..., Any] = click.echo, audience: Path = DATA / "audience.csv",
-             actions: Path = DATA / "actions.csv") -> dict[str, int]:
+             actions: Path = DATA / "actions.csv", transport: str = "outbox") -> dict[str, int]:
     """Run the campaign end to end; returns the final count of messages per state."""
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="notifier-demo-", dir="."))
     root.mkdir(parents=True, exist_ok=True)
@@ -47,11 +55,32 @@ def run_demo(settings: Settings, directory: Path | None, *, progress: bool = Tru
     if db_path.exists():
         raise click.UsageError(f"{root} already holds a demo; pass a new --dir")
     settings = settings.with_(database_url=f"sqlite:///{db_path}", outbox_dir=root / "outbox", transport="outbox")
+    echo(f"demo folder: {root.resolve()}")
+    if transport == "outbox":
+        return _run(settings, root, progress, echo, audience, actions, None)
+    from notifier.emulator.process import run_emulator
+
+    with run_emulator(root) as emulator:
+        echo(f"emulator: {emulator.url} (SendGrid v3 and FCM v1), faults: {DEMO_FAULTS}")
+        dead = _some_tokens(audience, every=40)  # uninstalled apps: FCM answers UNREGISTERED for these
+        emulator.set_faults({**DEMO_FAULTS, "fcm": {**DEMO_FAULTS["fcm"], "unregistered_tokens": dead}})
+        settings = settings.with_(transport="providers", sendgrid_api_key="SG.demo", sendgrid_host=emulator.url,
+                                  google_credentials=emulator.credentials, fcm_endpoint=emulator.url,
+                                  retry_base_seconds=30.0)
+        return _run(settings, root, progress, echo, audience, actions, emulator)
+
+
+def _some_tokens(audience: Path, every: int) -> list[str]:
+    with audience.open(newline="", encoding="utf-8") as f:
+        tokens = [t for row in csv.DictReader(f) for t in (row.get("push_tokens") or "").split("|") if t]
+    return tokens[::every]
+
+
+def _run(settings: Settings, root: Path, progress: bool, echo: Callable[..., Any], audience: Path, actions: Path,
+         emulator: Any) -> dict[str, int]:
     engine = make_engine(settings.database_url)
     upgrade(engine)
     sessions = session_factory(engine)
-    echo(f"demo folder: {root.resolve()}")
-
     rejected: list[str] = []
     report = import_audience(sessions, audience, now=START, on_reject=lambda r: rejected.append(str(r)))
     echo(f"audience: {report.accepted} recipients imported, {report.rejected} rows rejected, "
@@ -64,17 +93,28 @@ def run_demo(settings: Settings, directory: Path | None, *, progress: bool = Tru
         result = queries.schedule(s, campaign, Path(campaign.source).read_text(encoding="utf-8"), START, content)
     echo(f"scheduled {campaign.id}: {result.groups} send groups over {result.zones} time zones")
 
-    totals = _simulate(sessions, build_dispatcher(settings, sessions), sorted(_actions(actions)), progress, echo)
-
+    dispatcher = build_dispatcher(settings, sessions)
+    try:
+        totals = _simulate(sessions, dispatcher, sorted(_actions(actions)), progress, echo)
+    finally:
+        dispatcher.close()
     with sessions() as s:
         status = campaign_status(s, CAMPAIGN)
         rows = breakdown(s, CAMPAIGN)
+        checked = audit(s, CAMPAIGN, emulator.messages()) if emulator is not None else None
     echo("\nMessages per send, locale and channel:")
     echo(format_table(["send", "locale", "channel", "state", "messages"], rows))
     echo("\nTotals per send and channel:")
     echo(format_table(["send", "channel", *status.states], status.table_rows()))
     echo(f"\nskipped because: {status.skips or 'nothing skipped'}")
-    echo(f"outbox: {(root / 'outbox').resolve()}  (open any .eml in a mail client; push/*.json)")
+    if checked is None:
+        echo(f"outbox: {(root / 'outbox').resolve()}  (open any .eml in a mail client; push/*.json)")
+    else:
+        faults = emulator.stats().get("faults", {})
+        verdict = "every sent message accepted exactly once" if checked.exactly_once else "MISMATCH"
+        echo(f"emulator accepted {checked.accepted} (distinct messages), ledger sent {checked.sent_rows}; "
+             f"duplicates {checked.duplicates}, missing {checked.missing}, unexpected {checked.unexpected}: "
+             f"{verdict}; faults injected: {faults}")
     engine.dispose()
     return totals
 

@@ -23,6 +23,7 @@ from notifier.i18n import negotiate
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryState, SkipReason
+from notifier.links import unsubscribe_headers
 from notifier.planner import parse_send_key
 from notifier.render import Content, Personal, Renderer, RenderError
 
@@ -116,6 +117,11 @@ class Dispatcher:
                      now.isoformat(), report.materialized, report.claimed, dict(report.outcomes))
         return report
 
+    def close(self) -> None:
+        """Release the channels' connections."""
+        for channel in self.channels.values():
+            channel.close()
+
     def _content_refusal(self, row: Any) -> str | None:
         """Why a campaign's copy may not be sent now: it changed since it was scheduled (or cannot be read)."""
         campaign = queries.campaign_of(row)
@@ -151,13 +157,26 @@ class Dispatcher:
                 self._release(ids, now)  # a broken template holds the rows back; it never fails them
                 raise
             by_channel.setdefault(row.channel, []).append(message)
+        dead: list[tuple[int, str]] = []  # (recipient seq, token) the provider says will never work
+        fallbacks: list[queries.ClaimedRow] = []
+        by_id = {r.id: r for r in rows}
         for channel, messages in by_channel.items():
             for result in self.channels[channel].send(messages):
-                outcome = self._outcome(result, attempts[result.delivery_id], now)
-                changes.append(outcome | {"locale": locales[result.delivery_id],
-                                          "content_fingerprint": fingerprints[result.delivery_id]})
+                row = by_id[result.delivery_id]
+                outcome = self._outcome(result, attempts[row.id], now)
+                changes.append(outcome | {"locale": locales[row.id], "content_fingerprint": fingerprints[row.id]})
+                dead.extend((row.recipient_seq, t) for t in result.dead_tokens)
+                if (result.outcome == Outcome.INVALID_RECIPIENT and channel == "push" and row.email
+                        and campaigns[row.campaign_id].fallback == "email"):
+                    fallbacks.append(row)
         with transaction(self.sessions) as s:
             queries.record(s, changes, [_event(c, now) for c in changes if c.get("last_error")])
+            if dead:
+                queries.deactivate_tokens(s, dead, now, "provider: token unregistered or invalid")
+            if fallbacks:
+                queries.add_fallback_emails(s, fallbacks, now)
+        if dead:
+            log.info("deactivated %d push tokens", len(dead))
         return Counter(c["state"] if c["state"] != DeliveryState.PENDING else "retry" for c in changes)
 
     def _release(self, ids: Sequence[int], now: datetime) -> None:
@@ -175,14 +194,17 @@ class Dispatcher:
         variant = self.renderer.variant(campaign, locale, items, tz, now, row.country, personal)
         ids = {"delivery_id": str(row.id), "campaign_id": campaign.id, "send_key": row.send_key}
         if row.channel == "email":
-            rendered = self.renderer.email(variant, personal)
             assert row.email is not None
-            return EmailMessage(row.id, row.email, row.name, rendered.subject, rendered.text, rendered.html,
-                                categories=(campaign.id, row.wave), custom_args=ids)
+            headers = unsubscribe_headers(self.settings.public_url, self.settings.secret_key, row.id)
+            group = self.settings.sendgrid_asm_group if campaign.honours_opt_outs else None
+            return EmailMessage(row.id, row.email, row.name, variant.subject, variant.text, variant.html, personal,
+                                variant=variant.key, categories=(campaign.id, f"{campaign.id}:{row.wave}"),
+                                custom_args=ids, headers=headers, unsubscribe_group=group)
         push = self.renderer.push(variant, personal)
         expires = min(campaign.deadline(d).instant_in(tz) for d in deadlines)
         return PushMessage(row.id, row.tokens, push.title, push.body, expires_at=expires,
-                           collapse_key=f"{campaign.id}:{deadlines[0]}", data=ids)
+                           collapse_key=f"{campaign.id}:{deadlines[0]}", data=ids,
+                           analytics_label=_label(f"{campaign.id}-{row.wave}"), ttl=expires - now)
 
     def _outcome(self, result: SendResult, attempts: int, now: datetime) -> dict[str, Any]:
         base: dict[str, Any] = {"id": result.delivery_id, "updated_at": now, "lease_until": None}
@@ -202,6 +224,11 @@ class Dispatcher:
         base = self.settings.retry_base_seconds * 2 ** (attempts - 1)
         delay = max(retry_after or 0.0, self.rng.uniform(base / 2, base))
         return timedelta(seconds=delay)
+
+
+def _label(text: str) -> str:
+    """An FCM analytics label: at most 50 of [A-Za-z0-9-_.~%]."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.~%") else "_" for c in text)[:50]
 
 
 def _skipped(delivery_id: int, reason: str, now: datetime) -> dict[str, Any]:

@@ -22,19 +22,21 @@ class SendResult:
     provider_message_id: str | None = None
     retry_after: float | None = None
     error: str | None = None
+    dead_tokens: tuple[str, ...] = ()  # push tokens the provider says will never work again: deactivate them
 
     @classmethod
-    def sent(cls, delivery_id: int, provider_message_id: str) -> SendResult:
-        return cls(delivery_id, Outcome.SENT, provider_message_id=provider_message_id)
+    def sent(cls, delivery_id: int, provider_message_id: str, dead_tokens: tuple[str, ...] = ()) -> SendResult:
+        return cls(delivery_id, Outcome.SENT, provider_message_id=provider_message_id, dead_tokens=dead_tokens)
 
     @classmethod
-    def retry(cls, delivery_id: int, error: str, retry_after: float | None = None) -> SendResult:
-        return cls(delivery_id, Outcome.RETRY, retry_after=retry_after, error=error)
+    def retry(cls, delivery_id: int, error: str, retry_after: float | None = None,
+              dead_tokens: tuple[str, ...] = ()) -> SendResult:
+        return cls(delivery_id, Outcome.RETRY, retry_after=retry_after, error=error, dead_tokens=dead_tokens)
 
     @classmethod
-    def failed(cls, delivery_id: int, error: str) -> SendResult:
-        return cls(delivery_id, Outcome.FAILED, error=error)
+    def failed(cls, delivery_id: int, error: str, dead_tokens: tuple[str, ...] = ()) -> SendResult:
+        return cls(delivery_id, Outcome.FAILED, error=error, dead_tokens=dead_tokens)
 
     @classmethod
-    def invalid(cls, delivery_id: int, error: str) -> SendResult:
-        return cls(delivery_id, Outcome.INVALID_RECIPIENT, error=error)
+    def invalid(cls, delivery_id: int, error: str, dead_tokens: tuple[str, ...] = ()) -> SendResult:
+        return cls(delivery_id, Outcome.INVALID_RECIPIENT, error=error, dead_tokens=dead_tokens)

@@ -8,6 +8,7 @@ HTML-escaped in the HTML part. Recipient data is therefore never template source
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -61,6 +62,7 @@ class Variant:
     push_title: str
     push_body: str
     stage: str
+    key: tuple[Any, ...] = ()  # what it was rendered for: messages with equal keys share one provider request
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,8 @@ class Renderer:
         if found is not None:
             self._variants.move_to_end(key)
             return found
-        variant = self._render_variant(campaign, locale, items, tz, day, country, personal)
+        variant = dataclasses.replace(self._render_variant(campaign, locale, items, tz, day, country, personal),
+                                      key=key)
         self._variants[key] = variant
         if len(self._variants) > self.cache_size:
             self._variants.popitem(last=False)
@@ -221,16 +224,17 @@ class Renderer:
     def email(self, variant: Variant, personal: Personal) -> RenderedEmail:
         """The variant filled in for one recipient; the name is escaped where it lands in HTML."""
         return RenderedEmail(
-            _fill(variant.subject, personal, html=False), _fill(variant.text, personal, html=False),
-            _fill(variant.html, personal, html=True),
+            fill(variant.subject, personal, html=False), fill(variant.text, personal, html=False),
+            fill(variant.html, personal, html=True),
         )
 
     def push(self, variant: Variant, personal: Personal) -> RenderedPush:
-        return RenderedPush(_fill(variant.push_title, personal, html=False),
-                            _fill(variant.push_body, personal, html=False))
+        return RenderedPush(fill(variant.push_title, personal, html=False),
+                            fill(variant.push_body, personal, html=False))
 
 
-def _fill(text: str, personal: Personal, *, html: bool) -> str:
+def fill(text: str, personal: Personal, *, html: bool) -> str:
+    """A variant's text with the recipient's own fields in place of the markers (escaped for HTML)."""
     for marker, value in ((NAME, personal.name), (REFUND, personal.refund)):
         if marker in text:
             text = text.replace(marker, str(escape(value)) if html else (value or ""))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -96,3 +97,38 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(line.rstrip() for line in lines)
+
+
+@dataclass
+class DeliveryAudit:
+    """The ledger against what a provider (the emulator) accepted: the at-most-once and at-least-once check."""
+
+    sent_rows: dict[str, int] = field(default_factory=dict)  # channel → rows the ledger says were sent
+    accepted: dict[str, int] = field(default_factory=dict)  # channel → distinct delivery ids the provider took
+    duplicates: int = 0  # the same message (push: the same token) accepted more than once
+    missing: int = 0  # sent in the ledger, never accepted
+    unexpected: int = 0  # accepted, but the ledger does not say sent
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.duplicates == 0 and self.missing == 0 and self.unexpected == 0
+
+
+def audit(session: Session, campaign_id: str, entries: Iterable[tuple[str, dict[str, Any]]]) -> DeliveryAudit:
+    """Compare the ledger's sent rows with the provider's log entries ("email" | "push", entry)."""
+    seen: Counter[tuple[str, int, str | None]] = Counter()
+    for kind, entry in entries:
+        ids = entry.get("custom_args") if kind == "email" else entry.get("data")
+        if not ids or ids.get("campaign_id") != campaign_id:
+            continue
+        seen[(kind, int(ids["delivery_id"]), entry.get("token"))] += 1
+    accepted = {(ch, did) for ch, did, _ in seen}
+    sent = set(session.execute(select(DeliveryRow.channel, DeliveryRow.id).where(
+        DeliveryRow.campaign_id == campaign_id, DeliveryRow.state == DeliveryState.SENT)).tuples())
+    result = DeliveryAudit(duplicates=sum(n - 1 for n in seen.values()), missing=len(sent - accepted),
+                           unexpected=len(accepted - sent))
+    for ch, _ in sent:
+        result.sent_rows[ch] = result.sent_rows.get(ch, 0) + 1
+    for ch, _ in accepted:
+        result.accepted[ch] = result.accepted.get(ch, 0) + 1
+    return result

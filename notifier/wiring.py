@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifier.channels.base import Channel
+from notifier.channels.base import Channel, RateLimiter
 from notifier.config import Settings
 from notifier.dispatch import Dispatcher
 from notifier.errors import ConfigError
@@ -16,8 +16,32 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     if settings.transport == "outbox":
         from notifier.channels.outbox import OutboxEmail, OutboxPush
 
-        return {"email": OutboxEmail(settings.outbox_dir), "push": OutboxPush(settings.outbox_dir)}
+        return {"email": OutboxEmail(settings.outbox_dir, settings.email_from), "push": OutboxPush(settings.outbox_dir)}
+    if settings.transport == "providers":
+        return {"email": _sendgrid(settings), "push": _fcm(settings)}
     raise ConfigError(f"NOTIFIER_TRANSPORT: unknown transport {settings.transport!r}")
+
+
+def _limiter(rate: float | None) -> RateLimiter | None:
+    return RateLimiter(rate) if rate else None
+
+
+def _sendgrid(settings: Settings) -> Channel:
+    from notifier.channels.sendgrid import SendGridEmail
+
+    if not settings.sendgrid_api_key:
+        raise ConfigError("SENDGRID_API_KEY is not set (needed with NOTIFIER_TRANSPORT=providers)")
+    return SendGridEmail(settings.sendgrid_api_key, settings.sendgrid_host, settings.email_from,
+                         timeout=settings.http_timeout, rate_limiter=_limiter(settings.email_rate))
+
+
+def _fcm(settings: Settings) -> Channel:
+    from notifier.channels.fcm import FcmPush
+
+    if settings.google_credentials is None:
+        raise ConfigError("GOOGLE_APPLICATION_CREDENTIALS is not set (needed with NOTIFIER_TRANSPORT=providers)")
+    return FcmPush(settings.google_credentials, settings.fcm_endpoint, concurrency=settings.push_concurrency,
+                   timeout=settings.http_timeout, rate_limiter=_limiter(settings.push_rate))
 
 
 def build_dispatcher(settings: Settings, sessions: sessionmaker[Session]) -> Dispatcher:

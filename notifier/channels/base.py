@@ -1,24 +1,33 @@
 """The channel interface: send a batch of rendered messages, get one SendResult per message.
 
-The shared flow lives here (batching to the provider's limit, turning DeliveryError into results);
-a provider module only implements ``_send_batch`` for its own API.
+The shared flow lives here: grouping messages that can share a provider request, cutting groups to the
+provider's batch limit, pacing with a rate limit, and turning a DeliveryError for a whole request into
+one result per message. A provider module only builds its request and parses its answer
+(``_send_batch``); retries are ledger states that the dispatcher schedules from these results.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from notifier.errors import DeliveryError, InvalidRecipientError, PermanentError, TransientError
 from notifier.events import SendResult
+from notifier.render import Personal, fill
 
 
 @dataclass(frozen=True)
 class EmailMessage:
-    """A rendered email for one recipient; ``custom_args`` carry ledger ids only."""
+    """An email for one recipient: the variant's text with markers, and the recipient's own fields.
+
+    Keeping the variant unfilled lets a provider send many recipients in one request (SendGrid
+    substitutions); ``filled()`` gives the final text for transports that need it.
+    """
 
     delivery_id: int
     to: str
@@ -26,46 +35,104 @@ class EmailMessage:
     subject: str
     text: str
     html: str
+    personal: Personal = field(default_factory=Personal)
+    variant: Hashable = None  # messages with the same variant share subject, text and html
     categories: tuple[str, ...] = ()
-    custom_args: Mapping[str, str] = field(default_factory=dict)
-    headers: Mapping[str, str] = field(default_factory=dict)
+    custom_args: Mapping[str, str] = field(default_factory=dict)  # ledger ids only, never personal data
+    headers: Mapping[str, str] = field(default_factory=dict)  # per recipient (List-Unsubscribe)
+    unsubscribe_group: int | None = None  # SendGrid ASM group, for marketing campaigns
+
+    def filled(self) -> tuple[str, str, str]:
+        """(subject, text, html) with the recipient's fields in place, HTML-escaped in the HTML part."""
+        return (fill(self.subject, self.personal, html=False), fill(self.text, self.personal, html=False),
+                fill(self.html, self.personal, html=True))
 
 
 @dataclass(frozen=True)
 class PushMessage:
-    """A rendered push notification for every active token of one recipient."""
+    """A push notification for every active token of one recipient."""
 
     delivery_id: int
     tokens: tuple[str, ...]
     title: str
     body: str
-    expires_at: datetime  # a reminder is worthless after its deadline
-    collapse_key: str
-    data: Mapping[str, str] = field(default_factory=dict)
+    expires_at: datetime  # a reminder is worthless after its deadline: the TTL ends here
+    collapse_key: str  # one per campaign and deadline: a newer reminder replaces an older one
+    data: Mapping[str, str] = field(default_factory=dict)  # ledger ids only
+    analytics_label: str | None = None
+    ttl: timedelta = timedelta(days=28)  # from the send to ``expires_at`` (FCM keeps a message at most 4 weeks)
 
 
 Message = EmailMessage | PushMessage
+
+
+class RateLimiter:
+    """A token bucket: at most ``rate`` messages per second on average, bursts up to ``burst``.
+
+    Per process; a fleet shares one limit through the ledger's broker (see the distributed delivery docs).
+    """
+
+    def __init__(self, rate: float, burst: float | None = None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(rate, 1.0)
+        self.clock, self.sleep = clock, sleep
+        self._tokens = self.burst
+        self._at = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self, n: int = 1) -> float:
+        """Wait until ``n`` messages may go; returns the seconds waited."""
+        with self._lock:
+            now = self.clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+            self._at = now
+            self._tokens -= n
+            wait = -self._tokens / self.rate if self._tokens < 0 else 0.0
+        if wait > 0:
+            self.sleep(wait)
+        return wait
 
 
 class Channel(abc.ABC):
     """One way of reaching recipients (email, push) through one transport."""
 
     name: ClassVar[str]
+    provider: ClassVar[str] = ""
     max_batch: ClassVar[int] = 1000
+    rate_limiter: RateLimiter | None = None
+
+    def __init__(self, rate_limiter: RateLimiter | None = None) -> None:
+        self.rate_limiter = rate_limiter
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]:
-        """Send ``messages`` in provider-sized batches; exactly one result per message, in order."""
-        results: list[SendResult] = []
-        for start in range(0, len(messages), self.max_batch):
-            batch = messages[start : start + self.max_batch]
-            try:
-                got = self._send_batch(batch)
-            except DeliveryError as exc:
-                got = [_result_for(m.delivery_id, exc) for m in batch]
-            if len(got) != len(batch):
-                raise RuntimeError(f"{type(self).__name__} returned {len(got)} results for {len(batch)} messages")
-            results.extend(got)
-        return results
+        """Send ``messages``: one result per message, in the order given."""
+        by_key: dict[Hashable, list[int]] = {}
+        for i, m in enumerate(messages):
+            by_key.setdefault(self.batch_key(m), []).append(i)
+        results: list[SendResult | None] = [None] * len(messages)
+        for indexes in by_key.values():
+            for start in range(0, len(indexes), self.max_batch):
+                part = indexes[start : start + self.max_batch]
+                batch = [messages[i] for i in part]
+                if self.rate_limiter is not None:
+                    self.rate_limiter.acquire(len(batch))
+                for i, result in zip(part, self._send_checked(batch), strict=True):
+                    results[i] = result
+        return [r for r in results if r is not None]
+
+    def _send_checked(self, batch: Sequence[Message]) -> list[SendResult]:
+        try:
+            got = self._send_batch(batch)
+        except DeliveryError as exc:
+            return [result_for(m.delivery_id, exc) for m in batch]
+        if len(got) != len(batch):
+            raise RuntimeError(f"{type(self).__name__} returned {len(got)} results for {len(batch)} messages")
+        return got
+
+    def batch_key(self, message: Message) -> Hashable:
+        """Messages with equal keys may travel in one provider request (default: all of them)."""
+        return None
 
     @abc.abstractmethod
     def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:
@@ -75,7 +142,8 @@ class Channel(abc.ABC):
         """Release connections; most channels hold none."""
 
 
-def _result_for(delivery_id: int, exc: DeliveryError) -> SendResult:
+def result_for(delivery_id: int, exc: DeliveryError) -> SendResult:
+    """The result of one message whose request failed with ``exc``."""
     if isinstance(exc, TransientError):
         return SendResult.retry(delivery_id, str(exc), exc.retry_after)
     if isinstance(exc, InvalidRecipientError):

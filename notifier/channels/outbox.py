@@ -24,14 +24,15 @@ def _mime(m: EmailMessage, sender: str, msgid: str) -> MIMEMultipart:
     mime = MIMEMultipart("alternative", policy=email.policy.SMTP)
     mime["From"] = sender
     mime["To"] = formataddr((m.to_name or "", m.to))  # plain str: the SMTP policy encodes and folds it
-    mime["Subject"] = m.subject
+    subject, text, html = m.filled()
+    mime["Subject"] = subject
     mime["Message-ID"] = msgid
     for k, v in m.headers.items():
         mime[k] = v
     for k, v in m.custom_args.items():
         mime[f"X-Notifier-{k.replace('_', '-').title()}"] = v
-    mime.attach(MIMEText(m.text, "plain", "utf-8"))
-    mime.attach(MIMEText(m.html, "html", "utf-8"))
+    mime.attach(MIMEText(text, "plain", "utf-8"))
+    mime.attach(MIMEText(html, "html", "utf-8"))
     return mime
 
 
@@ -47,6 +48,7 @@ class OutboxEmail(Channel):
     name = "email"
 
     def __init__(self, root: Path, sender: str = "TikTok Music <no-reply@music.example.com>") -> None:
+        super().__init__()
         self.dir = Path(root) / "email"
         self.sender = sender
 
@@ -71,6 +73,7 @@ class OutboxPush(Channel):
     name = "push"
 
     def __init__(self, root: Path) -> None:
+        super().__init__()
         self.dir = Path(root) / "push"
 
     def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:

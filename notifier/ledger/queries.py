@@ -250,6 +250,7 @@ class ClaimedRow:
 
     id: int
     campaign_id: str
+    group_id: int
     channel: str
     send_key: str
     attempts: int
@@ -291,7 +292,8 @@ def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[Cl
         superseded = frozenset(dl for at, dls in later.get((d.campaign_id, r.timezone), ()) if at > send_at
                                for dl in dls if dl in deadlines)
         out.append(ClaimedRow(
-            id=d.id, campaign_id=d.campaign_id, channel=d.channel, send_key=d.send_key, attempts=d.attempts,
+            id=d.id, campaign_id=d.campaign_id, group_id=d.group_id, channel=d.channel, send_key=d.send_key,
+            attempts=d.attempts,
             wave=wave, deadlines=tuple(deadlines), recipient_seq=r.seq, recipient_id=r.id, email=r.email,
             name=r.name, locale=r.locale, timezone=r.timezone, country=r.country, attributes=dict(r.attributes or {}),
             tokens=tuple(tokens.get(r.seq, ())), actions=frozenset(actions.get(r.seq, ())), superseded=superseded,
@@ -321,6 +323,22 @@ def record(session: Session, changes: Iterable[dict[str, Any]], events: Iterable
     events = list(events)
     if events:
         session.execute(_insert(session, DeliveryEvent), events)
+
+
+def deactivate_tokens(session: Session, dead: Sequence[tuple[int, str]], now: datetime, reason: str) -> None:
+    """Never use these (recipient seq, token) pairs again."""
+    for seq, token in dead:
+        session.execute(update(PushToken).where(PushToken.recipient_seq == seq, PushToken.token == token,
+                                                PushToken.active.is_(True))
+                        .values(active=False, deactivated_at=now, deactivated_reason=reason))
+
+
+def add_fallback_emails(session: Session, rows: Sequence[ClaimedRow], now: datetime) -> int:
+    """An email row, due now, for each push row whose every token was dead (``fallback: email``)."""
+    values = [{"campaign_id": r.campaign_id, "group_id": r.group_id, "send_key": r.send_key,
+               "recipient_seq": r.recipient_seq, "channel": "email", "state": DeliveryState.PENDING.value,
+               "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now} for r in rows]
+    return session.execute(_insert(session, DeliveryRow).values(values).on_conflict_do_nothing()).rowcount or 0
 
 
 def record_action(session: Session, recipient_id: str, action: str, at: datetime) -> None:

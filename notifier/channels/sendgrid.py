@@ -1,0 +1,154 @@
+"""Email through SendGrid's v3 API with the official ``sendgrid`` SDK.
+
+Recipients who share a rendered variant go in one request with up to 1,000 personalizations; each
+recipient's own fields travel as substitutions (HTML-escaped for the HTML part). Every personalization
+carries the ledger ids in ``custom_args`` and its own one-click unsubscribe headers; nothing personal goes
+into categories or custom args. The SDK's transport (urllib) opens a connection per request and has no
+timeout by default: we pass one on every call; at 1,000 recipients a request the connection set-up is a
+rounding error.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+from collections.abc import Hashable, Sequence
+from email.utils import parseaddr
+from typing import Any
+
+from markupsafe import escape
+
+from notifier.channels.base import Channel, EmailMessage, Message, RateLimiter
+from notifier.errors import ConfigError, DeliveryError, PermanentError, ThrottledError, TransientError
+from notifier.events import SendResult
+from notifier.render import NAME, REFUND
+
+
+def _sdk() -> Any:
+    try:
+        import python_http_client.exceptions
+        import sendgrid
+        from sendgrid.helpers import mail
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ConfigError("NOTIFIER_TRANSPORT=providers needs the SendGrid SDK: pip install 'notifier[providers]'") \
+            from None
+    return sendgrid, mail, python_http_client.exceptions.HTTPError
+
+
+# SendGrid's answers → our errors. 429 waits for X-RateLimit-Reset; 5xx are retried with backoff.
+STATUS_ERRORS: dict[int, type[DeliveryError]] = {
+    400: PermanentError, 401: PermanentError, 403: PermanentError, 404: PermanentError, 413: PermanentError,
+    429: ThrottledError, 500: TransientError, 502: TransientError, 503: TransientError, 504: TransientError,
+}
+# Substitution tags for the recipient's own fields, per part (the HTML part gets the escaped value).
+TAGS = {(NAME, False): "-notifier-text-name-", (NAME, True): "-notifier-html-name-",
+        (REFUND, False): "-notifier-text-refund-", (REFUND, True): "-notifier-html-refund-"}
+
+
+class SendGridEmail(Channel):
+    """The email channel on SendGrid."""
+
+    name = "email"
+    provider = "sendgrid"
+    max_batch = 1000
+
+    def __init__(self, api_key: str, host: str, sender: str, *, timeout: float = 10.0,
+                 rate_limiter: RateLimiter | None = None) -> None:
+        super().__init__(rate_limiter)
+        sendgrid, self._mail, self._http_error = _sdk()
+        self.client = sendgrid.SendGridAPIClient(api_key=api_key, host=host)
+        self.sender = parseaddr(sender)
+        self.timeout = timeout
+
+    def batch_key(self, message: Message) -> Hashable:
+        assert isinstance(message, EmailMessage)
+        return (message.variant, message.categories, message.unsubscribe_group)
+
+    def payload(self, batch: Sequence[EmailMessage]) -> dict[str, Any]:
+        """The v3 request body for one variant and up to 1,000 recipients."""
+        m = self._mail
+        first = batch[0]
+        mail = m.Mail()
+        mail.from_email = m.From(self.sender[1], self.sender[0] or None)
+        mail.subject = m.Subject(_tagged(first.subject, html=False))
+        mail.add_content(m.Content("text/plain", _tagged(first.text, html=False)))
+        mail.add_content(m.Content("text/html", _tagged(first.html, html=True)))
+        for category in first.categories:
+            mail.add_category(m.Category(category))
+        if first.unsubscribe_group is not None:
+            mail.asm = m.Asm(m.GroupId(first.unsubscribe_group))
+        for message in batch:
+            mail.add_personalization(self._personalization(message, first))
+        return mail.get()
+
+    def _personalization(self, message: EmailMessage, first: EmailMessage) -> Any:
+        m = self._mail
+        p = m.Personalization()
+        p.add_to(m.To(message.to, message.to_name or None))
+        for (marker, html), tag in TAGS.items():
+            if marker in first.subject or marker in first.text or marker in first.html:
+                value = getattr(message.personal, "name" if marker == NAME else "refund") or ""
+                p.add_substitution(m.Substitution(tag, str(escape(value)) if html else value))
+        for key, value in message.custom_args.items():
+            p.add_custom_arg(m.CustomArg(key, value))
+        for key, value in message.headers.items():
+            p.add_header(m.Header(key, value))
+        return p
+
+    def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:
+        emails = [m for m in batch if isinstance(m, EmailMessage)]
+        body = self.payload(emails)
+        try:
+            response = self.client.client.mail.send.post(request_body=body, timeout=self.timeout)
+        except TimeoutError as exc:
+            raise TransientError(f"sendgrid: no answer within {self.timeout:g} s", provider="sendgrid") from exc
+        except urllib.error.URLError as exc:
+            raise TransientError(f"sendgrid: cannot connect: {exc.reason}", provider="sendgrid") from exc
+        except ConnectionError as exc:
+            raise TransientError(f"sendgrid: connection lost: {exc}", provider="sendgrid") from exc
+        except self._http_error as exc:  # the SDK's HTTPError subclasses carry status, body and headers
+            raise _error(exc.status_code, exc.body, exc.headers) from exc
+        message_id = response.headers.get("X-Message-Id", "")
+        return [SendResult.sent(m.delivery_id, message_id) for m in emails]
+
+
+def _tagged(text: str, *, html: bool) -> str:
+    for (marker, is_html), tag in TAGS.items():
+        if is_html == html:
+            text = text.replace(marker, tag)
+    return text
+
+
+def _error(status: int, body: bytes | str, headers: Any) -> DeliveryError:
+    """Our error for one of SendGrid's answers, with its own words and when to try again."""
+    kind = STATUS_ERRORS.get(status, TransientError if status >= 500 else PermanentError)
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    message = f"sendgrid {status}: {_messages(text)}"
+    if issubclass(kind, TransientError):
+        return kind(message, retry_after=_retry_after(headers), provider="sendgrid", status=status)
+    return kind(message, provider="sendgrid", status=status)
+
+
+def _messages(text: str) -> str:
+    import json
+
+    try:
+        errors = json.loads(text).get("errors", [])
+        return "; ".join(f"{e.get('field') or 'request'}: {e.get('message')}" for e in errors) or text[:300]
+    except (ValueError, AttributeError):
+        return text[:300]
+
+
+def _retry_after(headers: Any) -> float | None:
+    if headers is None:
+        return None
+    get = headers.get if hasattr(headers, "get") else dict(headers).get
+    reset, after = get("X-RateLimit-Reset"), get("Retry-After")
+    try:
+        if reset:
+            return max(0.0, float(reset) - time.time())
+        if after:
+            return max(0.0, float(after))
+    except ValueError:
+        return None
+    return None

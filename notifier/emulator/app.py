@@ -1,0 +1,56 @@
+"""The aiohttp application that wires the endpoints to one in-memory state, and the blocking server around it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from aiohttp import web
+
+from notifier.emulator import control, fcm, oauth, sendgrid
+from notifier.emulator.state import EmulatorState
+from notifier.emulator.wire import STATE
+from notifier.errors import UserError
+
+
+def make_app(state: EmulatorState | None = None) -> web.Application:
+    """The emulator as an aiohttp application; pass a state to inspect or seed it in-process."""
+    app = web.Application(client_max_size=sendgrid.MAX_BODY)
+    app[STATE] = state if state is not None else EmulatorState()
+    app.router.add_post("/v3/mail/send", sendgrid.send_mail)
+    app.router.add_post("/token", oauth.token)
+    app.router.add_post("/v1/projects/{project}/messages:send", fcm.send_message)
+    app.router.add_get("/_emulator/messages", control.messages)
+    app.router.add_get("/_emulator/stats", control.stats)
+    app.router.add_get("/_emulator/faults", control.faults)
+    app.router.add_post("/_emulator/faults", control.faults)
+    app.router.add_post("/_emulator/reset", control.reset)
+    app.router.add_get("/_emulator/ping", control.ping)
+    return app
+
+
+def serve(host: str, port: int, credentials: Path | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; token requests are verified against ``credentials`` when given."""
+    state = EmulatorState()
+    if credentials is not None:
+        oauth.trust_credentials(state, oauth.load_credentials(credentials))
+    asyncio.run(_serve(make_app(state), host, port))
+
+
+async def _serve(app: web.Application, host: str, port: int) -> None:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        try:
+            await web.TCPSite(runner, host, port, backlog=1024).start()
+        except OSError as exc:
+            raise UserError(f"emulator cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        print(f"emulator listening on http://{host}:{port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()

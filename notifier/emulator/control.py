@@ -1,0 +1,66 @@
+"""The emulator's own endpoints under ``/_emulator``: read the log and counters, set faults, reset."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from notifier.emulator.faults import FaultsError
+from notifier.emulator.wire import STATE, json_answer
+
+
+class _BadQuery(ValueError):
+    """A paging parameter that is not a whole number from 0."""
+
+
+def _offset(request: web.Request, name: str, default: int | None) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise _BadQuery(f"{name} must be a whole number from 0")
+    return int(raw)
+
+
+async def messages(request: web.Request) -> web.Response:
+    """Accepted emails and pushes from the offsets ``since_email``/``since_push``, at most ``limit`` of each."""
+    state = request.app[STATE]
+    try:
+        since_email = _offset(request, "since_email", 0) or 0
+        since_push = _offset(request, "since_push", 0) or 0
+        limit = _offset(request, "limit", None)
+    except _BadQuery as exc:
+        return json_answer({"error": str(exc)}, 400)
+    emails = state.emails[since_email:] if limit is None else state.emails[since_email:since_email + limit]
+    pushes = state.pushes[since_push:] if limit is None else state.pushes[since_push:since_push + limit]
+    return json_answer({"emails": emails, "pushes": pushes, "next_email": since_email + len(emails),
+                        "next_push": since_push + len(pushes), "total_emails": len(state.emails),
+                        "total_pushes": len(state.pushes)})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return json_answer(request.app[STATE].stats())
+
+
+async def faults(request: web.Request) -> web.Response:
+    """GET: the faults in force. POST: merge a partial configuration into them."""
+    state = request.app[STATE]
+    if request.method == "POST":
+        try:
+            state.faults.update(json.loads(await request.read() or b"{}"))
+        except ValueError as exc:
+            return json_answer({"error": f"not JSON: {exc}"}, 400)
+        except FaultsError as exc:
+            return json_answer({"error": str(exc)}, 400)
+    return json_answer(state.faults.as_json())
+
+
+async def reset(request: web.Request) -> web.Response:
+    request.app[STATE].reset()
+    return web.Response(status=204)
+
+
+async def ping(request: web.Request) -> web.Response:
+    """The cheapest answer the server can give: the baseline for benchmarks."""
+    return web.Response(status=204)
