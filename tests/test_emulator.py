@@ -18,19 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import firebase_admin
 import pytest
-
-pytest.importorskip("aiohttp")
-sendgrid = pytest.importorskip("sendgrid")
-firebase_admin = pytest.importorskip("firebase_admin")
-
-import requests.adapters  # noqa: E402
-from firebase_admin import credentials, exceptions, messaging  # noqa: E402
-from google.auth import crypt  # noqa: E402
-from google.auth import jwt as google_jwt  # noqa: E402
-from python_http_client import exceptions as sg_errors  # noqa: E402
-from sendgrid.helpers.mail import Category, CustomArg, Mail, Personalization, Substitution, To  # noqa: E402
-from urllib3.util.retry import Retry  # noqa: E402
+import requests.adapters
+import sendgrid
+from firebase_admin import credentials, exceptions, messaging
+from google.auth import crypt
+from google.auth import jwt as google_jwt
+from python_http_client import exceptions as sg_errors
+from sendgrid.helpers.mail import Category, CustomArg, Mail, Personalization, Substitution, To
+from urllib3.util.retry import Retry
 
 PROJECT = "notifier-demo"
 # firebase-admin 7.7 deprecates Message.token for Message.fid; the emulator takes both, the tests use token mostly.
@@ -84,10 +81,11 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     port = _free_port()
-    creds = tmp_path_factory.mktemp("emulator") / "creds.json"
-    proc = subprocess.Popen([sys.executable, "-m", "notifier", "emulator", "--port", str(port),
-                             "--write-credentials", str(creds)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    folder = tmp_path_factory.mktemp("emulator")
+    creds, log = folder / "creds.json", folder / "emulator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "notifier", "emulator", "--port", str(port),
+                                 "--write-credentials", str(creds)], stdout=out, stderr=subprocess.STDOUT)
     emu = Emulator(port, creds)
     deadline = time.monotonic() + 20
     while True:
@@ -97,13 +95,12 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.fail(f"emulator did not start: {proc.communicate()[0]}")
+                pytest.fail(f"emulator did not start: {log.read_text()}")
             time.sleep(0.05)
     yield emu
     proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=10)[0]
-    assert proc.returncode == 0, out
-    assert f"emulator listening on http://127.0.0.1:{port}" in out
+    assert proc.wait(timeout=10) == 0, log.read_text()
+    assert f"emulator listening on http://127.0.0.1:{port}\n" in log.read_text()
 
 
 @pytest.fixture(autouse=True)

@@ -87,6 +87,11 @@ def _number(provider: str, key: str, value: Any, low: float, high: float) -> flo
     return float(value)
 
 
+def _rng(seed: int | None, provider: str) -> random.Random:
+    """One generator per provider, so one provider's traffic does not shift the other's draws; unseeded: OS entropy."""
+    return random.Random(None if seed is None else f"{seed}:{provider}")
+
+
 class FaultPlan:
     """The current faults of every provider, each with its own seeded generator so draws are reproducible."""
 
@@ -95,7 +100,7 @@ class FaultPlan:
         self._thresholds = {p: () for p in PROVIDERS}
         self.token_faults: dict[str, str] = {}
         self.seed = seed
-        self._rngs = {p: random.Random(f"{seed}:{p}") for p in PROVIDERS}
+        self._rngs = {p: _rng(seed, p) for p in PROVIDERS}
 
     def update(self, body: Any) -> None:
         """Merge a partial configuration such as ``{"fcm": {"503": 0.1}, "seed": 42}``; all or nothing."""
@@ -113,7 +118,7 @@ class FaultPlan:
         self.token_faults = merged["fcm"].token_faults
         if "seed" in body:
             self.seed = seed
-            self._rngs = {p: random.Random(f"{seed}:{p}") for p in PROVIDERS}
+            self._rngs = {p: _rng(seed, p) for p in PROVIDERS}
 
     def draw(self, provider: str) -> str | None:
         """The fault this request of ``provider`` gets, or None; draws only when some share is set."""
