@@ -94,6 +94,7 @@ class Campaign:
     countries: tuple[str, ...] = ()
     links: dict[str, str] = field(default_factory=dict)
     fallback: str | None = None  # "email": a recipient whose push tokens are all dead gets the email instead
+    on_uncertain: str = "resend"  # a message whose worker died mid-request: "resend" (maybe twice) or "skip"
     source: str = "<memory>"
 
     def deadline(self, deadline_id: str) -> Deadline:
@@ -360,7 +361,8 @@ def _read_deadline(r: _Reader, node: _Node, i: int, seen: dict[str, int]) -> Dea
 
 
 _TOP_REQUIRED = ("id", "name", "locales", "default_locale", "channels", "deadlines")
-_TOP_OPTIONAL = ("category", "templates", "delivery", "audience", "links", "description", "fallback")
+_TOP_OPTIONAL = ("category", "templates", "delivery", "audience", "links", "description", "fallback",
+                 "on_uncertain")
 
 
 def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
@@ -404,6 +406,11 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
     fallback = r.text(top.get("fallback"), "fallback") if top.get("fallback") is not None else None
     if fallback is not None and fallback != "email":
         r.fail(top["fallback"].line, "fallback", f"{fallback!r}: the only fallback is 'email'")
+    # Service announcements must arrive (a rare duplicate is the lesser harm); marketing must not nag.
+    on_uncertain = r.text(top.get("on_uncertain"), "on_uncertain") if "on_uncertain" in top else None
+    if on_uncertain is not None and on_uncertain not in ("resend", "skip"):
+        r.fail(top["on_uncertain"].line, "on_uncertain", f"{on_uncertain!r}: expected resend or skip")
+    on_uncertain = on_uncertain or ("skip" if category == "marketing" else "resend")
     countries = _read_audience(r, top.get("audience"))
     links = _read_links(r, top.get("links"))
     deadlines: list[Deadline] = []
@@ -424,7 +431,7 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
         id=ident, name=name, category=category, templates=templates, locales=locales,
         default_locale=default_locale, channels=tuple(channels), delivery=delivery,
         deadlines=tuple(sorted(deadlines, key=_deadline_sort_key)), countries=countries,
-        links=links, fallback=fallback, source=source,
+        links=links, fallback=fallback, on_uncertain=on_uncertain, source=source,
     )
 
 

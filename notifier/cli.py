@@ -410,6 +410,28 @@ def i18n_check(c: _Ctx, campaigns: tuple[str, ...]) -> None:
 
 
 @cli.command()
+@click.option("-Q", "--queues", default="email,push,ticks", show_default=True, help="Queues to consume.")
+@click.option("-c", "--concurrency", type=int, default=None, help="Worker processes (default: one per core).")
+@click.option("--beat", is_flag=True, help="Also publish the tick (run exactly one of these in a fleet).")
+@pass_ctx
+def worker(c: _Ctx, queues: str, concurrency: int | None, beat: bool) -> None:
+    """A Celery worker of the fleet (same as: celery -A celery_app worker -Q email,push,ticks)."""
+    from notifier.distributed import check_services
+
+    try:
+        import celery_app
+    except ImportError:
+        raise UserError("celery_app.py is not importable: run notifier worker from the project folder") from None
+    check_services(c.settings, celery_app.app)
+    argv = ["worker", "-Q", queues, "--loglevel", "INFO"]
+    if concurrency:
+        argv += ["-c", str(concurrency)]
+    if beat:
+        argv.append("-B")
+    celery_app.app.worker_main(argv)
+
+
+@cli.command()
 @click.argument("campaign_id")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,6 +40,8 @@ class TickReport:
     claimed: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     refused: dict[str, str] = field(default_factory=dict)  # campaign id → why nothing of it was sent
+    recovered: dict[str, int] = field(default_factory=dict)  # "campaign:resend|skip" → rows found uncertain
+    chunks: int = 0  # chunk tasks published (distributed tick)
 
     def merge(self, other: TickReport) -> None:
         self.planned_groups += other.planned_groups
@@ -90,10 +93,14 @@ class Dispatcher:
         self.settings = settings
         self.rng = rng or random.Random()
         self._content: dict[str, str] = {}  # campaign id → fingerprint of the copy being sent this tick
+        self.owner = f"local:{uuid.uuid4().hex}"  # lease owner for rows this process sends itself
 
-    def tick(self, now: datetime) -> TickReport:
-        """Do everything due at ``now``; returns what was done."""
+    def prepare(self, now: datetime) -> TickReport:
+        """What every tick does first: recover rows whose worker died, plan new zones, check the approved copy,
+        and materialize the groups that fell due."""
         report = TickReport()
+        with transaction(self.sessions) as s:
+            report.recovered = queries.recover_expired(s, now)
         with transaction(self.sessions) as s:
             for row in queries.active_campaigns(s):
                 report.planned_groups += queries.plan_groups(s, row, row.scheduled_at)[1]
@@ -102,20 +109,55 @@ class Dispatcher:
                     report.refused[row.id] = refusal
         with transaction(self.sessions) as s:
             report.materialized = queries.materialize_due(s, now, exclude=report.refused)
+        for campaign_id, why in report.refused.items():
+            log.error("campaign %s: nothing sent: %s", campaign_id, why)
+        for key, n in report.recovered.items():
+            log.warning("%d rows of %s were in flight when their worker died: marked uncertain", n, key)
+        return report
+
+    def tick(self, now: datetime) -> TickReport:
+        """Do everything due at ``now`` in this process; returns what was done."""
+        report = self.prepare(now)
         while True:
             with transaction(self.sessions) as s:
                 ids = queries.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
-                                        exclude=report.refused)
+                                        exclude=report.refused, owner=self.owner)
             if not ids:
                 break
             report.claimed += len(ids)
-            report.outcomes.update(self._process(ids, now))
-        for campaign_id, why in report.refused.items():
-            log.error("campaign %s: nothing sent: %s", campaign_id, why)
+            report.outcomes.update(self._process(ids, now, self.owner))
         if report.claimed or report.materialized:
             log.info("tick at %s: %d rows materialized, %d claimed, outcomes %s",
                      now.isoformat(), report.materialized, report.claimed, dict(report.outcomes))
         return report
+
+    def enqueue(self, now: datetime, publish: Callable[[str, list[int]], None], chunk_size: int) -> TickReport:
+        """The distributed tick: hand due rows to workers as chunks of ids, one queue per channel.
+
+        Rows become ``queued`` before their chunk is published; a chunk the broker loses is queued again once
+        its lease runs out, so the ledger, not the broker, decides what is still owed.
+        """
+        report = self.prepare(now)
+        for channel in self.channels:
+            while True:
+                with transaction(self.sessions) as s:
+                    ids = queries.claim_due(s, now, chunk_size, self.settings.queue_lease_seconds,
+                                            exclude=report.refused, into=DeliveryState.QUEUED, channel=channel)
+                if not ids:
+                    break
+                publish(channel, ids)
+                report.claimed += len(ids)
+                report.chunks += 1
+        return report
+
+    def run_chunk(self, ids: Sequence[int], owner: str, now: datetime) -> Counter[str]:
+        """A worker's part: lease the chunk's rows still queued, then guard, render, send and record them."""
+        with transaction(self.sessions) as s:
+            refused = [row.id for row in queries.active_campaigns(s) if self._content_refusal(row)]
+            leased = queries.lease_chunk(s, ids, owner, now, self.settings.lease_seconds, exclude=refused)
+        if not leased:
+            return Counter()
+        return self._process(leased, now, owner)
 
     def close(self) -> None:
         """Release the channels' connections."""
@@ -133,7 +175,7 @@ class Dispatcher:
         return (f"its copy changed since it was scheduled ({changed or 'no approved copy recorded'}); "
                 f"review it (notifier preview) and approve it again: notifier campaign schedule {row.id}")
 
-    def _process(self, ids: Sequence[int], now: datetime) -> Counter[str]:
+    def _process(self, ids: Sequence[int], now: datetime, owner: str) -> Counter[str]:
         with self.sessions() as s:
             rows = queries.load_claimed(s, ids, now)
             campaigns = {r.campaign_id: queries.campaign_of(queries.get_campaign(s, r.campaign_id)) for r in rows}
@@ -154,7 +196,7 @@ class Dispatcher:
             try:
                 message = self._message(campaign, row, deadlines, locales[row.id], now)
             except RenderError:
-                self._release(ids, now)  # a broken template holds the rows back; it never fails them
+                self._release(ids, now, owner)  # a broken template holds the rows back; it never fails them
                 raise
             by_channel.setdefault(row.channel, []).append(message)
         dead: list[tuple[int, str]] = []  # (recipient seq, token) the provider says will never work
@@ -170,21 +212,24 @@ class Dispatcher:
                         and campaigns[row.campaign_id].fallback == "email"):
                     fallbacks.append(row)
         with transaction(self.sessions) as s:
-            queries.record(s, changes, [_event(c, now) for c in changes if c.get("last_error")])
+            landed = queries.record(s, changes, [_event(c, now) for c in changes if c.get("last_error")], owner)
             if dead:
                 queries.deactivate_tokens(s, dead, now, "provider: token unregistered or invalid")
             if fallbacks:
                 queries.add_fallback_emails(s, fallbacks, now)
         if dead:
             log.info("deactivated %d push tokens", len(dead))
+        if landed < len(changes):
+            log.warning("%d outcomes arrived after their lease was lost (rows recovered as uncertain)",
+                        len(changes) - landed)
         return Counter(c["state"] if c["state"] != DeliveryState.PENDING else "retry" for c in changes)
 
-    def _release(self, ids: Sequence[int], now: datetime) -> None:
+    def _release(self, ids: Sequence[int], now: datetime, owner: str) -> None:
         retry_at = now + timedelta(seconds=self.settings.retry_base_seconds)
         with transaction(self.sessions) as s:
-            queries.record(s, [{"id": i, "state": DeliveryState.PENDING, "lease_until": None,
+            queries.record(s, [{"id": i, "state": DeliveryState.PENDING, "lease_until": None, "lease_owner": None,
                                 "next_attempt_at": retry_at, "last_error": "template failed to render"}
-                               for i in ids])
+                               for i in ids], owner=owner)
 
     def _message(self, campaign: Campaign, row: queries.ClaimedRow, deadlines: tuple[str, ...], locale: str,
                  now: datetime) -> Message:
@@ -207,7 +252,8 @@ class Dispatcher:
                            analytics_label=_label(f"{campaign.id}-{row.wave}"), ttl=expires - now)
 
     def _outcome(self, result: SendResult, attempts: int, now: datetime) -> dict[str, Any]:
-        base: dict[str, Any] = {"id": result.delivery_id, "updated_at": now, "lease_until": None}
+        base: dict[str, Any] = {"id": result.delivery_id, "updated_at": now, "lease_until": None,
+                                "lease_owner": None}
         if result.outcome == Outcome.SENT:
             return base | {"state": DeliveryState.SENT, "sent_at": now,
                            "provider_message_id": result.provider_message_id, "last_error": None}
@@ -233,7 +279,7 @@ def _label(text: str) -> str:
 
 def _skipped(delivery_id: int, reason: str, now: datetime) -> dict[str, Any]:
     return {"id": delivery_id, "state": DeliveryState.SKIPPED, "skip_reason": reason, "updated_at": now,
-            "lease_until": None}
+            "lease_until": None, "lease_owner": None}
 
 
 def _event(change: dict[str, Any], now: datetime) -> dict[str, Any]:

@@ -29,11 +29,12 @@ class CampaignStatus:
 
     @property
     def states(self) -> list[str]:
-        return STATES
+        return [*STATES, "uncertain"]  # uncertain: a worker died with the row in flight (any final state)
 
     def table_rows(self) -> list[list[Any]]:
-        rows: list[list[Any]] = [[send, ch, *(c.get(s, 0) for s in STATES)] for (send, ch), c in self.counts.items()]
-        totals = [sum(r[i] for r in rows) for i in range(2, 2 + len(STATES))]
+        rows: list[list[Any]] = [[send, ch, *(c.get(s, 0) for s in self.states)]
+                                 for (send, ch), c in self.counts.items()]
+        totals = [sum(r[i] for r in rows) for i in range(2, 2 + len(self.states))]
         return [*rows, ["total", "", *totals]]
 
     def as_dict(self) -> dict[str, Any]:
@@ -66,6 +67,12 @@ def campaign_status(session: Session, campaign_id: str) -> CampaignStatus:
     )
     for send, ch, state, n in session.execute(q):
         st.counts.setdefault((send, ch), {})[state] = n
+    for send, ch, n in session.execute(
+        select(DeliveryRow.send_key, DeliveryRow.channel, func.count()).where(
+            DeliveryRow.campaign_id == campaign_id, DeliveryRow.uncertain.is_(True))
+        .group_by(DeliveryRow.send_key, DeliveryRow.channel)
+    ):
+        st.counts.setdefault((send, ch), {})["uncertain"] = n
     for reason, n in session.execute(
         select(DeliveryRow.skip_reason, func.count()).where(
             DeliveryRow.campaign_id == campaign_id, DeliveryRow.state == DeliveryState.SKIPPED)

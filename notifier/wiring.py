@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifier.channels.base import Channel, RateLimiter
+from notifier.channels.base import Channel, Pacer, RateLimiter
 from notifier.config import Settings
 from notifier.dispatch import Dispatcher
 from notifier.errors import ConfigError
@@ -22,8 +22,15 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
     raise ConfigError(f"NOTIFIER_TRANSPORT: unknown transport {settings.transport!r}")
 
 
-def _limiter(rate: float | None) -> RateLimiter | None:
-    return RateLimiter(rate) if rate else None
+def _limiter(settings: Settings, channel: str, rate: float | None) -> Pacer | None:
+    """A per-channel limit: shared by every worker through Redis when NOTIFIER_RATE_LIMIT_URL is set."""
+    if not rate:
+        return None
+    if settings.rate_limit_url:
+        from notifier.distributed import RedisRateLimiter
+
+        return RedisRateLimiter(settings.rate_limit_url, f"notifier:rate:{channel}", rate)
+    return RateLimiter(rate)
 
 
 def _sendgrid(settings: Settings) -> Channel:
@@ -32,7 +39,7 @@ def _sendgrid(settings: Settings) -> Channel:
     if not settings.sendgrid_api_key:
         raise ConfigError("SENDGRID_API_KEY is not set (needed with NOTIFIER_TRANSPORT=providers)")
     return SendGridEmail(settings.sendgrid_api_key, settings.sendgrid_host, settings.email_from,
-                         timeout=settings.http_timeout, rate_limiter=_limiter(settings.email_rate))
+                         timeout=settings.http_timeout, rate_limiter=_limiter(settings, "email", settings.email_rate))
 
 
 def _fcm(settings: Settings) -> Channel:
@@ -41,7 +48,7 @@ def _fcm(settings: Settings) -> Channel:
     if settings.google_credentials is None:
         raise ConfigError("GOOGLE_APPLICATION_CREDENTIALS is not set (needed with NOTIFIER_TRANSPORT=providers)")
     return FcmPush(settings.google_credentials, settings.fcm_endpoint, concurrency=settings.push_concurrency,
-                   timeout=settings.http_timeout, rate_limiter=_limiter(settings.push_rate))
+                   timeout=settings.http_timeout, rate_limiter=_limiter(settings, "push", settings.push_rate))
 
 
 def build_dispatcher(settings: Settings, sessions: sessionmaker[Session]) -> Dispatcher:

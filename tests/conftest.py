@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.campaign import parse_campaign
 from notifier.config import Settings
+from notifier.emulator.process import EmulatorProcess, run_emulator
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
 from notifier.ledger.models import PushToken, Recipient
@@ -105,3 +107,54 @@ def schedule_campaign(sessions: sessionmaker[Session]) -> Callable[..., queries.
             return queries.schedule(s, campaign, spec, now, content)
 
     return schedule
+
+
+# --- the provider emulator (SendGrid v3, FCM v1, Google's token endpoint) in its own process -----------
+
+NO_FAULTS: dict[str, Any] = {
+    "sendgrid": {"429": 0, "500": 0, "503": 0, "drop": 0, "latency_ms": 0, "retry_after": 1},
+    "fcm": {"429": 0, "500": 0, "503": 0, "drop": 0, "latency_ms": 0, "retry_after": 1,
+            "unregistered_tokens": [], "invalid_tokens": [], "sender_mismatch_tokens": []},
+}
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    """One emulator process for the whole run, reached through the real SDKs; its credentials file is trusted."""
+    with run_emulator(tmp_path_factory.mktemp("emulator")) as emu:
+        yield emu
+
+
+@pytest.fixture
+def fresh_emulator(emulator: EmulatorProcess) -> EmulatorProcess:
+    """The emulator with an empty log, zeroed counters and no faults (issued access tokens stay valid)."""
+    emulator.reset()
+    emulator.set_faults(NO_FAULTS)
+    return emulator
+
+
+# --- a PostgreSQL ledger other processes (Celery workers) can reach -------------------------------------
+
+
+@dataclass(frozen=True)
+class SharedLedger:
+    """A migrated ledger in its own schema: ``url`` leads another process to the same schema."""
+
+    url: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+
+@pytest.fixture
+def postgres_ledger() -> Iterator[SharedLedger]:
+    """A fresh migrated PostgreSQL schema, dropped afterwards, with a URL for worker processes."""
+    gen = _postgres_engine()
+    eng = next(gen)
+    upgrade(eng)
+    with eng.connect() as conn:
+        schema = conn.scalar(text("select current_schema()"))
+    sep = "&" if "?" in PG_URL else "?"
+    try:
+        yield SharedLedger(f"{PG_URL}{sep}options=-csearch_path%3D{schema}", eng, session_factory(eng))
+    finally:
+        gen.close()

@@ -367,7 +367,7 @@ def test_a_paused_campaign_materializes_nothing(
     assert materialize(sessions, JAKARTA_FIRST) == 1
 
 
-def test_rows_whose_lease_expired_are_claimed_again(
+def test_rows_whose_lease_expired_are_recovered_as_uncertain_and_claimed_again(
         sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule) -> None:
     add_recipient("jkt", timezone="Asia/Jakarta", tokens=["tok"])
     schedule_campaign(SCHEDULED)
@@ -375,11 +375,15 @@ def test_rows_whose_lease_expired_are_claimed_again(
     first = claim(sessions, JAKARTA_FIRST, lease_seconds=60)
     assert len(first) == 2
 
-    assert claim(sessions, JAKARTA_FIRST + timedelta(seconds=60)) == []  # the lease still holds
-    again = claim(sessions, JAKARTA_FIRST + timedelta(seconds=61), lease_seconds=60)
+    later = JAKARTA_FIRST + timedelta(seconds=61)
+    assert claim(sessions, later) == []  # a row being sent is never claimed, even past its lease
+    with transaction(sessions) as s:
+        assert queries.recover_expired(s, JAKARTA_FIRST + timedelta(seconds=60)) == {}  # the lease still holds
+        assert queries.recover_expired(s, later) == {f"{CAMPAIGN_ID}:resend": 2}  # service: resend
+    again = claim(sessions, later, lease_seconds=60)
 
     assert again == first
-    assert {(r.state, r.attempts) for r in deliveries(sessions)} == {(DeliveryState.SENDING, 2)}
+    assert {(r.state, r.attempts, r.uncertain) for r in deliveries(sessions)} == {(DeliveryState.SENDING, 2, True)}
 
 
 def test_concurrent_claimers_claim_every_row_exactly_once(

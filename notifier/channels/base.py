@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from notifier.errors import DeliveryError, InvalidRecipientError, PermanentError, TransientError
 from notifier.events import SendResult
@@ -66,6 +66,12 @@ class PushMessage:
 Message = EmailMessage | PushMessage
 
 
+class Pacer(Protocol):
+    """Anything that makes a sender wait its turn: the in-process RateLimiter, or one shared through Redis."""
+
+    def acquire(self, n: int = 1) -> float: ...
+
+
 class RateLimiter:
     """A token bucket: at most ``rate`` messages per second on average, bursts up to ``burst``.
 
@@ -100,9 +106,9 @@ class Channel(abc.ABC):
     name: ClassVar[str]
     provider: ClassVar[str] = ""
     max_batch: ClassVar[int] = 1000
-    rate_limiter: RateLimiter | None = None
+    rate_limiter: Pacer | None = None
 
-    def __init__(self, rate_limiter: RateLimiter | None = None) -> None:
+    def __init__(self, rate_limiter: Pacer | None = None) -> None:
         self.rate_limiter = rate_limiter
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]:

@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from notifier.channels.base import Channel, Message, PushMessage, RateLimiter
+from notifier.channels.base import Channel, Message, Pacer, PushMessage
 from notifier.errors import ConfigError
 from notifier.events import SendResult
 
@@ -51,6 +51,9 @@ ERRORS: dict[str, tuple[TokenFate, float]] = {  # fate, minimum seconds before a
     "INTERNAL": (TokenFate.RETRY, 0),
     "UNAUTHENTICATED": (TokenFate.RETRY, 0),
 }
+
+
+MAX_TTL = timedelta(days=28)  # FCM refuses an android.ttl over 2,419,200 s; a later deadline gets the longest it keeps
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class FcmPush(Channel):
     max_batch = 500
 
     def __init__(self, credentials_file: Path, endpoint: str, *, concurrency: int = 64, timeout: float = 10.0,
-                 rate_limiter: RateLimiter | None = None) -> None:
+                 rate_limiter: Pacer | None = None) -> None:
         super().__init__(rate_limiter)
         self._aiohttp, firebase_admin, credentials, self.messaging = _sdk()
         try:
@@ -112,8 +115,8 @@ class FcmPush(Channel):
             token=token,
             notification=msg.Notification(title=m.title, body=m.body),
             data=dict(m.data),
-            android=msg.AndroidConfig(ttl=max(ttl, timedelta(0)), priority="normal", collapse_key=collapse,
-                                      notification=msg.AndroidNotification(tag=collapse)),
+            android=msg.AndroidConfig(ttl=min(max(ttl, timedelta(0)), MAX_TTL), priority="normal",
+                                      collapse_key=collapse, notification=msg.AndroidNotification(tag=collapse)),
             apns=msg.APNSConfig(headers={"apns-collapse-id": collapse, "apns-priority": "5",
                                          "apns-expiration": str(int(m.expires_at.timestamp()))}),
             fcm_options=msg.FCMOptions(analytics_label=m.analytics_label) if m.analytics_label else None,
@@ -124,14 +127,13 @@ class FcmPush(Channel):
         return json.dumps(self._service._message_data(message, False), allow_nan=False).encode("utf-8")
 
     def headers(self) -> dict[str, str]:
-        """The SDK's headers plus a fresh OAuth2 bearer token from the service account."""
-        with self._auth_lock:
-            if not self._credential.valid:
-                import google.auth.transport.requests
+        """The SDK's headers, authorized as its session does it: refresh if needed, metrics header, bearer token."""
+        import google.auth.transport.requests
 
-                self._credential.refresh(google.auth.transport.requests.Request())
-            token = self._credential.token
-        return {**self._headers, "authorization": f"Bearer {token}"}
+        headers = dict(self._headers)
+        with self._auth_lock:
+            self._credential.before_request(google.auth.transport.requests.Request(), "POST", self.url, headers)
+        return headers
 
     # -- sending (pooled) ----------------------------------------------------------------------------------
 
@@ -141,9 +143,12 @@ class FcmPush(Channel):
         headers = self.headers()
         future = asyncio.run_coroutine_threadsafe(self._post_all([b for _, b in requests], headers), self._loop)
         per_message: list[list[tuple[str, TokenResult]]] = [[] for _ in pushes]
-        for (i, _), result, token in zip(requests, future.result(), (t for m in pushes for t in m.tokens),
-                                         strict=True):
+        results = future.result()
+        for (i, _), result, token in zip(requests, results, (t for m in pushes for t in m.tokens), strict=True):
             per_message[i].append((token, result))
+        if any("UNAUTHENTICATED" in r.detail for r in results):
+            with self._auth_lock:
+                self._credential.token = None  # rejected: fetch a new access token before the retry
         return [_aggregate(m.delivery_id, results) for m, results in zip(pushes, per_message, strict=True)]
 
     async def _post_all(self, bodies: list[bytes], headers: dict[str, str]) -> list[TokenResult]:

@@ -18,7 +18,7 @@ from typing import Any
 
 from markupsafe import escape
 
-from notifier.channels.base import Channel, EmailMessage, Message, RateLimiter
+from notifier.channels.base import Channel, EmailMessage, Message, Pacer
 from notifier.errors import ConfigError, DeliveryError, PermanentError, ThrottledError, TransientError
 from notifier.events import SendResult
 from notifier.render import NAME, REFUND
@@ -53,7 +53,7 @@ class SendGridEmail(Channel):
     max_batch = 1000
 
     def __init__(self, api_key: str, host: str, sender: str, *, timeout: float = 10.0,
-                 rate_limiter: RateLimiter | None = None) -> None:
+                 rate_limiter: Pacer | None = None) -> None:
         super().__init__(rate_limiter)
         sendgrid, self._mail, self._http_error = _sdk()
         self.client = sendgrid.SendGridAPIClient(api_key=api_key, host=host)

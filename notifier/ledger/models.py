@@ -56,7 +56,8 @@ class CampaignState(enum.StrEnum):
 
 class DeliveryState(enum.StrEnum):
     PENDING = "pending"  # due at next_attempt_at (first attempt or a retry)
-    SENDING = "sending"  # claimed by a dispatcher until lease_until
+    QUEUED = "queued"  # handed to the broker in a chunk task; re-queued if still here at lease_until
+    SENDING = "sending"  # leased by one worker until lease_until; past it, the outcome is uncertain
     SENT = "sent"
     FAILED = "failed"
     SKIPPED = "skipped"  # never sent on purpose; skip_reason says why
@@ -67,6 +68,7 @@ class SkipReason(enum.StrEnum):
     ACTION_DONE = "action_done"
     CANCELLED = "cancelled"
     NO_ADDRESS = "no_address"
+    UNCERTAIN = "uncertain"  # its worker died mid-request and the campaign says on_uncertain: skip
     SUPERSEDED = "superseded"  # a later reminder for the same deadline is already due (after a pause or outage)
 
 
@@ -172,6 +174,8 @@ class DeliveryRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(200))  # the worker task holding the lease
+    uncertain: Mapped[bool] = mapped_column(Boolean, default=False)  # a worker died with it in flight
     last_error: Mapped[str | None] = mapped_column(Text)
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     locale: Mapped[str | None] = mapped_column(String(35))

@@ -6,12 +6,13 @@ PostgreSQL and a single atomic UPDATE on SQLite; inserts rely on the unique cons
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, literal, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -158,7 +159,8 @@ def set_state(session: Session, campaign_id: str, state: CampaignState, now: dat
     if state == CampaignState.CANCELLED:
         session.execute(
             update(DeliveryRow)
-            .where(DeliveryRow.campaign_id == campaign_id, DeliveryRow.state == DeliveryState.PENDING)
+            .where(DeliveryRow.campaign_id == campaign_id,
+                   DeliveryRow.state.in_([DeliveryState.PENDING, DeliveryState.QUEUED]))
             .values(state=DeliveryState.SKIPPED, skip_reason=SkipReason.CANCELLED, updated_at=now)
         )
     return row
@@ -215,33 +217,87 @@ def _materialize(session: Session, group: SendGroup, campaign: Campaign, channel
 # --- claiming and recording ----------------------------------------------------------------------------
 
 
-def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int,
-              exclude: Iterable[str] = ()) -> list[int]:
-    """Lease up to ``limit`` due rows to this dispatcher; rows leased by others are skipped, not waited on."""
+def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, exclude: Iterable[str] = (), *,
+              into: DeliveryState = DeliveryState.SENDING, owner: str | None = None,
+              channel: str | None = None) -> list[int]:
+    """Take up to ``limit`` due rows: ``into`` SENDING to send them here, or QUEUED to hand them to a broker.
+
+    Due means pending and at its time, or queued but never picked up before its lease ran out (a lost chunk).
+    Rows held by others are skipped, not waited on (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+    """
     active = select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED,
                                           CampaignRow.id.not_in(list(exclude)))
+    conditions = [
+        DeliveryRow.campaign_id.in_(active),
+        or_(and_(DeliveryRow.state == DeliveryState.PENDING, DeliveryRow.next_attempt_at <= now),
+            and_(DeliveryRow.state == DeliveryState.QUEUED, DeliveryRow.lease_until < now)),
+    ]
+    if channel is not None:
+        conditions.append(DeliveryRow.channel == channel)
     due = (
-        select(DeliveryRow.id)
-        .where(
-            DeliveryRow.campaign_id.in_(active),
-            or_(
-                and_(DeliveryRow.state == DeliveryState.PENDING, DeliveryRow.next_attempt_at <= now),
-                and_(DeliveryRow.state == DeliveryState.SENDING, DeliveryRow.lease_until < now),
-            ),
-        )
+        select(DeliveryRow.id).where(*conditions)
         .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
+    values: dict[str, Any] = {"state": into, "lease_until": now + timedelta(seconds=lease_seconds),
+                              "lease_owner": owner, "updated_at": now}
+    if into == DeliveryState.SENDING:
+        values["attempts"] = DeliveryRow.attempts + 1
     stmt = (
         update(DeliveryRow)
         .where(DeliveryRow.id.in_(due.scalar_subquery()))
-        .values(state=DeliveryState.SENDING, lease_until=now + timedelta(seconds=lease_seconds),
-                attempts=DeliveryRow.attempts + 1, updated_at=now)
+        .values(**values)
         .returning(DeliveryRow.id)
         .execution_options(synchronize_session=False)
     )
     return sorted(session.scalars(stmt).all())
+
+
+def lease_chunk(session: Session, ids: Sequence[int], owner: str, now: datetime, lease_seconds: int,
+                exclude: Iterable[str] = ()) -> list[int]:
+    """A worker takes the rows of its chunk that are still queued for a scheduled campaign (the rest are done,
+    taken by someone else, or paused); only rows it leased here may it send."""
+    active = select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED,
+                                          CampaignRow.id.not_in(list(exclude)))
+    stmt = (
+        update(DeliveryRow)
+        .where(DeliveryRow.id.in_(list(ids)), DeliveryRow.state == DeliveryState.QUEUED,
+               DeliveryRow.campaign_id.in_(active))
+        .values(state=DeliveryState.SENDING, lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=DeliveryRow.attempts + 1, updated_at=now)
+        .returning(DeliveryRow.id)
+        .execution_options(synchronize_session=False)
+    )
+    leased = sorted(session.scalars(stmt).all())
+    # A chunk of a paused campaign goes back to pending, so resuming sends it.
+    paused = select(CampaignRow.id).where(CampaignRow.state == CampaignState.PAUSED)
+    session.execute(update(DeliveryRow).where(
+        DeliveryRow.id.in_(list(ids)), DeliveryRow.state == DeliveryState.QUEUED, DeliveryRow.campaign_id.in_(paused))
+        .values(state=DeliveryState.PENDING, lease_until=None, lease_owner=None, updated_at=now)
+        .execution_options(synchronize_session=False))
+    return leased
+
+
+def recover_expired(session: Session, now: datetime) -> dict[str, int]:
+    """Rows still ``sending`` after their lease: their worker died or hung mid-request, so the provider may or may
+    not have them. They are marked uncertain and, by each campaign's ``on_uncertain``, sent again or skipped."""
+    expired = and_(DeliveryRow.state == DeliveryState.SENDING, DeliveryRow.lease_until < now)
+    counts: dict[str, int] = {}
+    for campaign_id in session.scalars(select(DeliveryRow.campaign_id).where(expired).distinct()).all():
+        row = session.get(CampaignRow, campaign_id)
+        policy = "skip" if row is None or row.state == CampaignState.CANCELLED else campaign_of(row).on_uncertain
+        values: dict[str, Any] = {"uncertain": True, "lease_until": None, "lease_owner": None, "updated_at": now}
+        if policy == "skip":
+            reason = SkipReason.CANCELLED if row is not None and row.state == CampaignState.CANCELLED \
+                else SkipReason.UNCERTAIN
+            values |= {"state": DeliveryState.SKIPPED, "skip_reason": reason}
+        else:
+            values |= {"state": DeliveryState.PENDING, "next_attempt_at": now}
+        n = session.execute(update(DeliveryRow).where(expired, DeliveryRow.campaign_id == campaign_id)
+                            .values(**values).execution_options(synchronize_session=False)).rowcount or 0
+        counts[f"{campaign_id}:{'resend' if policy == 'resend' else 'skip'}"] = n
+    return counts
 
 
 @dataclass(frozen=True)
@@ -315,14 +371,33 @@ def _later_due(session: Session, zones: set[tuple[str, str]], now: datetime
     return found
 
 
-def record(session: Session, changes: Iterable[dict[str, Any]], events: Iterable[dict[str, Any]] = ()) -> None:
-    """Apply per-row outcome updates (each dict has ``id``) and append delivery events."""
-    changes = list(changes)
-    if changes:
-        session.execute(update(DeliveryRow), changes)
+def record(session: Session, changes: Iterable[dict[str, Any]], events: Iterable[dict[str, Any]] = (),
+           owner: str | None = None) -> int:
+    """Apply per-row outcomes (each dict has ``id``) and append delivery events; returns rows updated.
+
+    With ``owner``, an outcome lands only on a row this owner still holds: a worker that lost its lease (it hung
+    and the row was recovered as uncertain) cannot overwrite what happened since.
+    """
+    table = DeliveryRow.__table__
+    by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for change in changes:
+        by_keys.setdefault(tuple(sorted(k for k in change if k != "id")), []).append(change)
+    updated = 0
+    for keys, group in by_keys.items():
+        where = [table.c.id == bindparam("b_id")]
+        if owner is not None:
+            where += [table.c.state == DeliveryState.SENDING.value, table.c.lease_owner == owner]
+        stmt = table.update().where(*where).values({k: bindparam(f"b_{k}") for k in keys})
+        params = [{f"b_{k}": _db_value(v) for k, v in change.items()} for change in group]
+        updated += session.connection().execute(stmt, params).rowcount or 0
     events = list(events)
     if events:
         session.execute(_insert(session, DeliveryEvent), events)
+    return updated
+
+
+def _db_value(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 def deactivate_tokens(session: Session, dead: Sequence[tuple[int, str]], now: datetime, reason: str) -> None:

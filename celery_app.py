@@ -1,0 +1,44 @@
+"""Celery wiring only: the app, configured from notifier's settings, and two tasks that call notifier.
+
+    celery -A celery_app worker -Q email,push,ticks      as many as you like, on as many machines
+    celery -A celery_app beat                            exactly one: publishes the tick every NOTIFIER_TICK_SECONDS
+
+Tasks carry ledger ids only, never personal data; the ledger decides what is still owed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_init
+
+from notifier import distributed
+from notifier.config import load_settings
+
+settings = load_settings()
+app = Celery("notifier", set_as_current=True)
+app.conf.update(distributed.celery_config(settings))
+
+
+@worker_init.connect
+def _check_services(**_: Any) -> None:
+    """A worker that cannot reach the ledger says so in one line and stops, instead of failing every task."""
+    try:
+        distributed.check_services(settings)
+    except Exception as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+@app.task(name="notifier.tick")
+def tick() -> dict[str, Any]:
+    """Recover, plan, materialize and publish due rows as chunks of ids, one queue per channel."""
+    return distributed.tick(lambda channel, ids: send_chunk.apply_async((ids,), queue=channel))
+
+
+@app.task(name="notifier.send_chunk", bind=True)
+def send_chunk(self: Any, ids: list[int]) -> dict[str, int]:
+    """Send the rows of ``ids`` that are still queued; a redelivered chunk skips what was done."""
+    owner = f"{self.request.id}@{self.request.hostname}:{os.getpid()}"
+    return distributed.run_chunk(ids, owner)

@@ -1,0 +1,147 @@
+"""Distributed delivery: what the Celery tasks in ``celery_app.py`` do, and the settings they run with.
+
+The ledger is the truth and the broker only carries work: the tick marks due rows ``queued`` and publishes
+chunks of ids on one queue per channel; a worker leases the rows of its chunk that are still queued, sends
+them and records each outcome at once. A chunk the broker loses is queued again when its lease runs out;
+rows a dead worker held are found by the next tick, marked ``uncertain`` and resent or skipped as the
+campaign says. No future send waits in the broker: due times live in the ledger.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from notifier.config import Settings, load_settings
+from notifier.dispatch import Dispatcher
+from notifier.errors import ConfigError
+
+log = logging.getLogger(__name__)
+QUEUES = ("email", "push", "ticks")
+
+_dispatchers: dict[int, Dispatcher] = {}
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings for at-least-once delivery of chunks; the ledger makes it at-most-once per message."""
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_acks_late": True,  # a chunk is acknowledged after it ran, so a dead worker's chunk is redelivered
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,  # a worker holds at most the chunk it is running
+        "task_soft_time_limit": max(5, int(settings.lease_seconds * 0.8)),  # below the lease: stop before it lapses
+        "task_time_limit": max(6, int(settings.lease_seconds * 0.9)),
+        "task_routes": {"notifier.tick": {"queue": "ticks"}},
+        "task_default_queue": "ticks",
+        "beat_schedule": {"notifier-tick": {"task": "notifier.tick", "schedule": settings.tick_seconds}},
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": settings.queue_lease_seconds},
+        "worker_send_task_events": False,
+    }
+
+
+def dispatcher(settings: Settings | None = None) -> Dispatcher:
+    """This process's dispatcher, built after the fork (engines and HTTP pools are never shared across processes)."""
+    pid = os.getpid()
+    if pid not in _dispatchers:
+        from notifier.ledger.db import make_engine, session_factory
+        from notifier.wiring import build_dispatcher
+
+        settings = settings or load_settings()
+        _dispatchers.clear()
+        _dispatchers[pid] = build_dispatcher(settings, session_factory(make_engine(settings.database_url)))
+    return _dispatchers[pid]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def tick(publish: Callable[[str, list[int]], None], at: datetime | None = None) -> dict[str, Any]:
+    """The beat task's work: recover, plan, materialize, and publish due rows as chunks; counts only."""
+    d = dispatcher()
+    report = d.enqueue(at or now(), publish, d.settings.chunk_size)
+    return {"queued": report.claimed, "chunks": report.chunks, "materialized": report.materialized,
+            "recovered": report.recovered, "refused": sorted(report.refused)}
+
+
+def run_chunk(ids: list[int], owner: str, at: datetime | None = None) -> dict[str, int]:
+    """A chunk task's work: send the rows of ``ids`` that are still queued; outcome counts only."""
+    return dict(dispatcher().run_chunk(ids, owner, at or now()))
+
+
+def check_services(settings: Settings, app: Any | None = None) -> None:
+    """Fail at start-up with one clear line when the ledger or the broker cannot be reached."""
+    from sqlalchemy.exc import OperationalError
+
+    from notifier.ledger.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        raise ConfigError(f"cannot reach the ledger database {where}: {str(exc.orig).strip().splitlines()[0]}") \
+            from None
+    finally:
+        engine.dispose()
+    if app is not None:
+        try:
+            with app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=5)
+        except Exception as exc:  # kombu raises the transport's own errors (redis, amqp, OSError)
+            raise ConfigError(f"cannot reach the broker {_safe_url(settings.broker_url)}: {exc}") from None
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not every broker URL is an SQLAlchemy URL; hide nothing we cannot parse
+        return url.split("@")[-1]
+
+
+class RedisRateLimiter:
+    """A token bucket in Redis: one per-channel limit shared by every worker (Celery's ``rate_limit`` is per
+    worker). Redis' own clock keeps hosts with drifting clocks in step."""
+
+    SCRIPT = """
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+    local rate, burst, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+    local s = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+    local tokens = tonumber(s[1]) or burst
+    local at = tonumber(s[2]) or now
+    tokens = math.min(burst, tokens + (now - at) * rate) - n
+    redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+    redis.call('EXPIRE', KEYS[1], 3600)
+    if tokens < 0 then return tostring(-tokens / rate) end
+    return '0'
+    """
+
+    def __init__(self, url: str, key: str, rate: float, burst: float | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+        self.key, self.rate = key, rate
+        self.burst = burst if burst is not None else max(rate, 1.0)
+        self.sleep = sleep
+        self._script = self.client.register_script(self.SCRIPT)
+
+    def acquire(self, n: int = 1) -> float:
+        """Reserve ``n`` messages from the shared budget and wait until they may go; returns seconds waited."""
+        wait = float(self._script(keys=[self.key], args=[self.rate, self.burst, n]))
+        if wait > 0:
+            self.sleep(wait)
+        return wait

@@ -1,0 +1,361 @@
+"""The FCM push channel: the SDK's own requests on a pooled client, and every answer FCM gives, against the emulator."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+import requests.adapters
+from firebase_admin import messaging
+from requests.structures import CaseInsensitiveDict
+
+from notifier.channels.base import PushMessage
+from notifier.channels.fcm import ERRORS, FcmPush, TokenFate, TokenResult, _aggregate, _parse
+from notifier.emulator.process import EmulatorProcess
+from notifier.events import Outcome, SendResult
+
+# firebase-admin 7.7 deprecates Message.token in favour of Message.fid; FCM registration tokens still go in token.
+pytestmark = pytest.mark.filterwarnings("ignore:Message.token is deprecated:DeprecationWarning")
+
+CAMPAIGN = "tiktok-music-shutdown"
+EXPIRES = datetime(2024, 10, 27, 17, 0, tzinfo=UTC)  # 28 Oct 00:00 in Jakarta
+COLLAPSE = f"{CAMPAIGN}:playlist-transfer"
+COMPARED_HEADERS = ("Authorization", "X-GOOG-API-FORMAT-VERSION", "X-FIREBASE-CLIENT", "x-goog-api-client",
+                    "Content-Type")
+
+
+def ledger_ids(delivery_id: int) -> dict[str, str]:
+    return {"delivery_id": str(delivery_id), "campaign_id": CAMPAIGN, "send_key": "playlist-transfer@P7D"}
+
+
+def push(delivery_id: int, *tokens: str, title: str = "TikTok Music is closing",
+         body: str = "Transfer your playlists before 28 October 2024.", label: str | None = f"{CAMPAIGN}-P7D",
+         ttl: timedelta = timedelta(days=3)) -> PushMessage:
+    """One recipient's push the way the dispatcher builds it: ledger ids only, TTL and collapse key per deadline."""
+    return PushMessage(delivery_id, tokens, title, body, expires_at=EXPIRES, collapse_key=COLLAPSE,
+                       data=ledger_ids(delivery_id), analytics_label=label, ttl=ttl)
+
+
+@pytest.fixture
+def channel(fresh_emulator: EmulatorProcess) -> Iterator[FcmPush]:
+    """The push channel on the emulator, authorized by the emulator's credentials file."""
+    ch = FcmPush(fresh_emulator.credentials, fresh_emulator.url)
+    yield ch
+    ch.close()
+
+
+def fcm_requests(emulator: EmulatorProcess, endpoint: str = "fcm") -> Counter[str]:
+    return Counter(emulator.stats()["requests"].get(endpoint, {}))
+
+
+def logged(emulator: EmulatorProcess) -> list[dict[str, Any]]:
+    return [entry for kind, entry in emulator.messages() if kind == "push"]
+
+
+# --- the same request the SDK sends ------------------------------------------------------------------
+
+
+class _Capture(BaseHTTPRequestHandler):
+    """Stores each request (path, headers, raw body) and answers like FCM does for an accepted message."""
+
+    protocol_version = "HTTP/1.1"  # keep-alive, as the pooled client expects
+    server: _CaptureServer
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.seen.append((self.path, CaseInsensitiveDict(self.headers.items()), body))
+        reply = b'{"name": "projects/notifier-demo/messages/1"}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _CaptureServer(ThreadingHTTPServer):
+    daemon_threads = True
+    seen: list[tuple[str, CaseInsensitiveDict[str], bytes]]
+
+
+@pytest.fixture
+def capture() -> Iterator[_CaptureServer]:
+    server = _CaptureServer(("127.0.0.1", 0), _Capture)
+    server.seen = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(timeout=5)
+
+
+class _Recorder(requests.adapters.BaseAdapter):
+    """A requests transport that keeps every PreparedRequest and answers 200 without touching the network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[requests.PreparedRequest] = []
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        self.sent.append(request)
+        response = requests.Response()
+        response.status_code, response.url, response.request = 200, request.url or "", request
+        response.headers = CaseInsensitiveDict({"Content-Type": "application/json"})
+        response._content, response.encoding = b'{"name": "x"}', "utf-8"
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("message", [
+    push(41, "device-token-1"),
+    push(42, "device-token-2", title="Halo Ana — TikTok Music ditutup", body="Sebelum 28 Oktober 2024 ✓", label=None,
+         ttl=timedelta(hours=5, seconds=0.25)),
+], ids=["plain", "non-ascii-no-label"])
+def test_our_request_is_byte_for_byte_what_the_sdk_sends(
+        emulator: EmulatorProcess, capture: _CaptureServer, message: PushMessage) -> None:
+    ours = FcmPush(emulator.credentials, f"http://127.0.0.1:{capture.server_address[1]}")
+    try:
+        sdk_message = ours.build(message, message.tokens[0], message.ttl)
+        assert [r.outcome for r in ours.send([message])] == [Outcome.SENT]
+        service = messaging._get_messaging_service(ours.app)
+        assert service is ours._service
+        service._fcm_url = "https://fcm.example.invalid/v1/projects/notifier-demo/messages:send"
+        recorder = _Recorder()
+        service._client.session.mount("https://fcm.example.invalid", recorder)
+
+        assert messaging.send(sdk_message, app=ours.app) == "x"
+    finally:
+        ours.close()
+
+    [(path, headers, body)] = capture.seen
+    [sdk] = recorder.sent
+    assert sdk.method == "POST"
+    assert path == requests.utils.urlparse(sdk.url).path == "/v1/projects/notifier-demo/messages:send"
+    assert body == sdk.body
+    assert json.loads(body)["message"]["token"] == message.tokens[0]
+    for name in COMPARED_HEADERS:
+        assert headers.get(name) == sdk.headers.get(name), name
+    assert str(headers["Authorization"]).startswith("Bearer emu-")
+    assert headers["Content-Type"] == "application/json"
+
+
+# --- what FCM receives -------------------------------------------------------------------------------
+
+
+def test_the_push_expires_at_the_deadline_and_collapses_per_deadline(
+        fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    results = channel.send([push(7, "ana-phone")])
+
+    [entry] = logged(fresh_emulator)
+    assert results == [SendResult.sent(7, entry["name"])]
+    assert entry["token"] == "ana-phone"
+    assert entry["android"] == {"ttl": "259200s", "priority": "normal", "collapse_key": COLLAPSE,
+                                "notification": {"tag": COLLAPSE}}
+    assert entry["apns"]["headers"] == {"apns-collapse-id": COLLAPSE, "apns-priority": "5",
+                                        "apns-expiration": str(int(EXPIRES.timestamp()))}
+    assert entry["apns"]["headers"]["apns-expiration"] == "1730048400"
+    assert entry["fcm_options"] == {"analytics_label": f"{CAMPAIGN}-P7D"}
+    assert entry["notification"] == {"title": "TikTok Music is closing",
+                                     "body": "Transfer your playlists before 28 October 2024."}
+    assert entry["data"] == ledger_ids(7)
+
+
+def test_a_past_deadline_gives_a_zero_ttl_and_a_long_collapse_key_is_cut_to_64(
+        fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    message = push(8, "ana-phone", ttl=timedelta(seconds=-5))
+    message = PushMessage(**{**message.__dict__, "collapse_key": "c" * 80})
+
+    channel.send([message])
+
+    [entry] = logged(fresh_emulator)
+    assert entry["android"]["ttl"] == "0s"
+    assert entry["android"]["collapse_key"] == entry["apns"]["headers"]["apns-collapse-id"] == "c" * 64
+
+
+def test_a_deadline_more_than_four_weeks_away_gets_fcms_longest_ttl(
+        fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    channel.send([push(9, "ana-phone", ttl=timedelta(days=29, hours=14))])  # the first wave: 30 days ahead
+
+    [entry] = logged(fresh_emulator)
+    assert entry["android"]["ttl"] == "2419200s"  # FCM refuses an android.ttl over 28 days (2,419,200 s)
+    assert entry["apns"]["headers"]["apns-expiration"] == str(int(EXPIRES.timestamp()))  # APNs: still the deadline
+
+
+# --- FCM's answers, per token and per recipient ------------------------------------------------------
+
+
+def test_every_token_gets_a_request_and_the_outcomes_aggregate_per_recipient(
+        fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    fresh_emulator.set_faults({"fcm": {"unregistered_tokens": ["tok-ana-old", "tok-ben-old"],
+                                       "invalid_tokens": ["tok-ana-bad", "tok-ben-bad"],
+                                       "sender_mismatch_tokens": ["tok-cid-other", "tok-dan-other"]}})
+    messages = [push(1, "tok-ana-phone", "tok-ana-old", "tok-ana-bad"), push(2, "tok-ben-old", "tok-ben-bad"),
+                push(3, "tok-cid-other"), push(4, "tok-dan-phone", "tok-dan-other")]
+
+    ana, ben, cid, dan = channel.send(messages)
+
+    names = {e["token"]: e["name"] for e in logged(fresh_emulator)}
+    assert set(names) == {"tok-ana-phone", "tok-dan-phone"}
+    assert fcm_requests(fresh_emulator) == {"200": 2, "404": 2, "400": 2, "403": 2}
+    assert (ana.outcome, ana.provider_message_id, ana.dead_tokens) == (
+        Outcome.SENT, names["tok-ana-phone"], ("tok-ana-old", "tok-ana-bad"))
+    assert (ben.outcome, ben.dead_tokens) == (Outcome.INVALID_RECIPIENT, ("tok-ben-old", "tok-ben-bad"))
+    assert ben.error is not None and "UNREGISTERED" in ben.error and "INVALID_ARGUMENT" in ben.error
+    assert (cid.outcome, cid.dead_tokens) == (Outcome.FAILED, ())  # the token may be fine for its own app
+    assert cid.error is not None and "SENDER_ID_MISMATCH" in cid.error
+    assert (dan.outcome, dan.dead_tokens) == (Outcome.SENT, ())
+    every_token = [t for m in messages for t in m.tokens]
+    for result in (ana, ben, cid, dan):
+        for token in every_token:
+            assert token not in (result.error or ""), (result.delivery_id, token)
+
+
+def test_quota_exceeded_waits_at_least_a_minute(fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    fresh_emulator.set_faults({"fcm": {"429": 1.0, "retry_after": 1}})
+
+    [result] = channel.send([push(1, "tok-a", "tok-b")])
+
+    assert (result.outcome, result.dead_tokens) == (Outcome.RETRY, ())
+    assert result.retry_after is not None and result.retry_after >= 60
+    assert result.error == "fcm QUOTA_EXCEEDED (429): Quota exceeded for sending messages."  # one line per cause
+    assert fcm_requests(fresh_emulator) == {"429": 2}
+
+
+def test_unavailable_waits_as_long_as_fcm_asks(fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    fresh_emulator.set_faults({"fcm": {"503": 1.0, "retry_after": 2}})
+
+    [result] = channel.send([push(1, "tok-a")])
+
+    assert result.outcome == Outcome.RETRY
+    assert result.retry_after is not None and result.retry_after >= 2
+    assert result.error is not None and result.error.startswith("fcm UNAVAILABLE (503)")
+
+
+def test_an_internal_error_is_retried(fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    fresh_emulator.set_faults({"fcm": {"500": 1.0}})
+
+    [result] = channel.send([push(1, "tok-a")])
+
+    assert (result.outcome, result.dead_tokens) == (Outcome.RETRY, ())
+    assert result.error is not None and result.error.startswith("fcm INTERNAL (500)")
+    assert fcm_requests(fresh_emulator) == {"500": 1}  # one attempt: retries are the ledger's, not the client's
+
+
+def test_a_dropped_connection_is_retried(fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    fresh_emulator.set_faults({"fcm": {"drop": 1.0}})
+
+    [result] = channel.send([push(1, "tok-a")])
+
+    assert (result.outcome, result.dead_tokens) == (Outcome.RETRY, ())
+    assert result.error is not None and result.error.startswith("fcm: ") and "tok-a" not in result.error
+    assert fcm_requests(fresh_emulator) == {"drop": 1}
+
+
+def test_a_batch_of_many_recipients_keeps_their_order(fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    fresh_emulator.set_faults({"fcm": {"unregistered_tokens": [f"tok-{i}" for i in range(0, 120, 3)]}})
+    messages = [push(i, f"tok-{i}") for i in range(120)]
+
+    results = channel.send(messages)
+
+    assert [r.delivery_id for r in results] == list(range(120))
+    assert [r.outcome for r in results] == [Outcome.INVALID_RECIPIENT if i % 3 == 0 else Outcome.SENT
+                                            for i in range(120)]
+    assert sorted(e["token"] for e in logged(fresh_emulator)) == sorted(f"tok-{i}" for i in range(120) if i % 3)
+
+
+# --- authorization -----------------------------------------------------------------------------------
+
+
+def test_the_channel_authorizes_through_the_credentials_token_uri_and_reuses_the_token(
+        fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    assert json.loads(fresh_emulator.credentials.read_text())["token_uri"] == f"{fresh_emulator.url}/token"
+
+    first = channel.send([push(1, "tok-a")])
+    assert fcm_requests(fresh_emulator, "token") == {"200": 1}
+    second = channel.send([push(2, "tok-b"), push(3, "tok-c")])
+
+    assert [r.outcome for r in first + second] == [Outcome.SENT] * 3
+    assert fcm_requests(fresh_emulator, "token") == {"200": 1}
+    assert fcm_requests(fresh_emulator) == {"200": 3}
+
+
+# --- the error table (no network) --------------------------------------------------------------------
+
+
+def _answer(code: str, status: str, message: str = "why", *, detail: bool = True) -> str:
+    details = [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError", "errorCode": code}] if detail else []
+    return json.dumps({"error": {"code": 400, "message": message, "status": status, "details": details}})
+
+
+@pytest.mark.parametrize(("status", "text", "retry_after", "fate", "wait"), [
+    (404, _answer("UNREGISTERED", "NOT_FOUND"), None, TokenFate.DEAD, 0),
+    (404, _answer("", "NOT_FOUND", detail=False), None, TokenFate.DEAD, 0),
+    (400, _answer("INVALID_ARGUMENT", "INVALID_ARGUMENT", "The registration token is not a valid FCM registration "
+                  "token"), None, TokenFate.DEAD, 0),
+    (400, _answer("INVALID_ARGUMENT", "INVALID_ARGUMENT", "Invalid value at 'message.android.ttl'"), None,
+     TokenFate.PERMANENT, 0),  # the payload is wrong, not the token: keep it
+    (403, _answer("SENDER_ID_MISMATCH", "PERMISSION_DENIED"), None, TokenFate.PERMANENT, 0),
+    (401, _answer("THIRD_PARTY_AUTH_ERROR", "UNAUTHENTICATED"), None, TokenFate.PERMANENT, 0),
+    (429, _answer("QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED"), "5", TokenFate.RETRY, 60),
+    (429, _answer("QUOTA_EXCEEDED", "RESOURCE_EXHAUSTED"), "300", TokenFate.RETRY, 300),
+    (429, _answer("", "RESOURCE_EXHAUSTED", detail=False), None, TokenFate.RETRY, 60),
+    (503, _answer("UNAVAILABLE", "UNAVAILABLE"), "2", TokenFate.RETRY, 2),
+    (503, _answer("UNAVAILABLE", "UNAVAILABLE"), "Wed, 21 Oct 2026 07:28:00 GMT", TokenFate.RETRY, 0),
+    (500, _answer("INTERNAL", "INTERNAL"), None, TokenFate.RETRY, 0),
+    (401, _answer("", "UNAUTHENTICATED", detail=False), None, TokenFate.RETRY, 0),
+    (502, "<html>Bad Gateway</html>", None, TokenFate.RETRY, 0),  # not FCM's JSON: by the status
+    (418, "", None, TokenFate.PERMANENT, 0),
+])
+def test_each_fcm_answer_decides_the_fate_of_its_token(
+        status: int, text: str, retry_after: str | None, fate: TokenFate, wait: float) -> None:
+    result = _parse(status, text, retry_after)
+
+    assert (result.fate, result.retry_after) == (fate, wait)
+    assert result.detail.startswith("fcm ") and f"({status})" in result.detail
+
+
+def test_an_accepted_message_keeps_its_name() -> None:
+    assert _parse(200, '{"name": "projects/p/messages/0:1"}', None) == TokenResult(
+        TokenFate.SENT, name="projects/p/messages/0:1")
+
+
+def test_the_error_table_knows_the_documented_codes() -> None:
+    dead = {code for code, (fate, _) in ERRORS.items() if fate == TokenFate.DEAD}
+    retried = {code: wait for code, (fate, wait) in ERRORS.items() if fate == TokenFate.RETRY}
+    assert dead == {"UNREGISTERED", "NOT_FOUND", "INVALID_ARGUMENT"}
+    assert retried == {"QUOTA_EXCEEDED": 60, "RESOURCE_EXHAUSTED": 60, "UNAVAILABLE": 0, "INTERNAL": 0,
+                       "UNAUTHENTICATED": 0}
+    assert ERRORS["SENDER_ID_MISMATCH"][0] == TokenFate.PERMANENT
+
+
+def _token(fate: TokenFate, detail: str = "", wait: float = 0.0) -> TokenResult:
+    return TokenResult(fate, detail or f"fcm {fate.value}", wait, name="n" if fate == TokenFate.SENT else None)
+
+
+@pytest.mark.parametrize(("fates", "outcome", "dead", "wait"), [
+    ((TokenFate.SENT, TokenFate.DEAD), Outcome.SENT, ("t1",), None),
+    ((TokenFate.DEAD, TokenFate.DEAD), Outcome.INVALID_RECIPIENT, ("t0", "t1"), None),
+    ((TokenFate.DEAD, TokenFate.RETRY), Outcome.RETRY, ("t0",), 30.0),
+    ((TokenFate.DEAD, TokenFate.PERMANENT), Outcome.FAILED, ("t0",), None),
+    ((TokenFate.PERMANENT, TokenFate.RETRY), Outcome.RETRY, (), 30.0),
+    ((), Outcome.INVALID_RECIPIENT, (), None),
+])
+def test_a_recipients_outcome_comes_from_all_their_tokens(
+        fates: Sequence[TokenFate], outcome: Outcome, dead: tuple[str, ...], wait: float | None) -> None:
+    results = [(f"t{i}", _token(f, wait=30.0 if f == TokenFate.RETRY else 0.0)) for i, f in enumerate(fates)]
+
+    result = _aggregate(9, results)
+
+    assert (result.delivery_id, result.outcome, result.dead_tokens, result.retry_after) == (9, outcome, dead, wait)

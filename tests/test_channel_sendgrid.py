@@ -1,0 +1,266 @@
+"""The SendGrid email channel: its requests and its answers, through the real SDK against the emulator."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from notifier.channels.base import EmailMessage, result_for
+from notifier.channels.sendgrid import STATUS_ERRORS, SendGridEmail, _error
+from notifier.emulator.process import EmulatorProcess
+from notifier.emulator.sendgrid import M_AUTH, M_CONTENT_VALUE
+from notifier.errors import PermanentError, ThrottledError, TransientError
+from notifier.events import Outcome, SendResult
+from notifier.links import unsubscribe_headers
+from notifier.render import NAME, Personal
+
+SENDER = "TikTok Music <no-reply@music.example.com>"
+CAMPAIGN = "tiktok-music-shutdown"
+SUBJECT, TEXT, HTML = "TikTok Music is closing", "Hello,\nyour playlists ...", "<p>Hello,</p><p>your playlists ...</p>"
+
+
+def ledger_ids(delivery_id: int) -> dict[str, str]:
+    return {"delivery_id": str(delivery_id), "campaign_id": CAMPAIGN, "send_key": "playlist-transfer@P7D"}
+
+
+def email(delivery_id: int, *, variant: Any = "en", subject: str = SUBJECT, text: str = TEXT, html: str = HTML,
+          name: str | None = None, unsubscribe_group: int | None = None) -> EmailMessage:
+    """One rendered email the way the dispatcher builds it: ledger ids, categories and unsubscribe headers."""
+    return EmailMessage(
+        delivery_id, f"user{delivery_id}@example.com", name, subject, text, html, Personal(name), variant=variant,
+        categories=(CAMPAIGN, f"{CAMPAIGN}:P7D"), custom_args=ledger_ids(delivery_id),
+        headers=unsubscribe_headers("https://notify.example.com", "secret", delivery_id),
+        unsubscribe_group=unsubscribe_group)
+
+
+def sendgrid_channel(emulator: EmulatorProcess, *, key: str = "SG.test", timeout: float = 10.0) -> SendGridEmail:
+    return SendGridEmail(key, emulator.url, SENDER, timeout=timeout)
+
+
+def mail_requests(emulator: EmulatorProcess) -> Counter[str]:
+    """Answers the emulator gave to /v3/mail/send, by status (or "drop")."""
+    return Counter(emulator.stats()["requests"].get("sendgrid", {}))
+
+
+def logged(emulator: EmulatorProcess) -> list[dict[str, Any]]:
+    return [entry for kind, entry in emulator.messages() if kind == "email"]
+
+
+def the_result(results: Sequence[SendResult]) -> SendResult:
+    assert len(results) == 1
+    return results[0]
+
+
+# --- batching ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("recipients", "requests"), [(1, 1), (999, 1), (1000, 1), (1001, 2)])
+def test_recipients_of_one_variant_travel_a_thousand_to_a_request(
+        fresh_emulator: EmulatorProcess, recipients: int, requests: int) -> None:
+    messages = [email(i) for i in range(1, recipients + 1)]
+
+    results = sendgrid_channel(fresh_emulator).send(messages)
+
+    assert [r.delivery_id for r in results] == [m.delivery_id for m in messages]
+    assert {r.outcome for r in results} == {Outcome.SENT}
+    assert mail_requests(fresh_emulator) == {"202": requests}
+    entries = logged(fresh_emulator)
+    assert len(entries) == recipients
+    assert sorted(e["to"][0] for e in entries) == sorted(m.to for m in messages)
+    assert len({r.provider_message_id for r in results}) == requests  # one X-Message-Id per request
+
+
+def test_messages_of_different_variants_never_share_a_request(fresh_emulator: EmulatorProcess) -> None:
+    messages = [email(i, variant=("id" if i % 2 else "en"), subject=f"subject {'id' if i % 2 else 'en'}")
+                for i in range(1, 8)]
+
+    results = sendgrid_channel(fresh_emulator).send(messages)
+
+    assert [r.delivery_id for r in results] == list(range(1, 8))  # in the order given, not per request
+    assert mail_requests(fresh_emulator) == {"202": 2}
+    subjects_per_request: dict[str, set[str]] = {}
+    for entry in logged(fresh_emulator):
+        subjects_per_request.setdefault(entry["message_id"], set()).add(entry["subject"])
+    assert sorted(subjects_per_request.values(), key=sorted) == [{"subject en"}, {"subject id"}]
+    by_id = {r.delivery_id: r.provider_message_id for r in results}
+    assert {by_id[i] for i in (1, 3, 5, 7)} != {by_id[i] for i in (2, 4, 6)}
+
+
+def test_an_unsubscribe_group_splits_a_batch(fresh_emulator: EmulatorProcess) -> None:
+    sendgrid_channel(fresh_emulator).send([email(1), email(2, unsubscribe_group=7)])
+
+    assert mail_requests(fresh_emulator) == {"202": 2}
+
+
+# --- what each recipient gets ------------------------------------------------------------------------
+
+
+def test_each_recipient_sees_only_their_own_name_raw_in_text_and_escaped_in_html(
+        fresh_emulator: EmulatorProcess) -> None:
+    ana = email(1, subject=f"{NAME}, TikTok Music is closing", text=f"Hello {NAME},\n...", html=f"<p>Hello {NAME},</p>",
+                name="<b>Ana & Co</b>")
+    ben = email(2, subject=ana.subject, text=ana.text, html=ana.html, name="Ben")
+    nameless = email(3, subject=ana.subject, text=ana.text, html=ana.html, name=None)
+
+    sendgrid_channel(fresh_emulator).send([ana, ben, nameless])
+
+    assert mail_requests(fresh_emulator) == {"202": 1}
+    entries = {e["to"][0]: e for e in logged(fresh_emulator)}
+    got = entries[ana.to]
+    assert got["subject"] == "<b>Ana & Co</b>, TikTok Music is closing"
+    assert got["text"] == "Hello <b>Ana & Co</b>,\n..."
+    assert got["html"] == "<p>Hello &lt;b&gt;Ana &amp; Co&lt;/b&gt;,</p>"
+    assert (entries[ben.to]["subject"], entries[ben.to]["text"], entries[ben.to]["html"]) == (
+        "Ben, TikTok Music is closing", "Hello Ben,\n...", "<p>Hello Ben,</p>")
+    for message in (ana, ben):  # the same as filling the variant in process
+        assert (entries[message.to]["subject"], entries[message.to]["text"], entries[message.to]["html"]) == \
+            message.filled()
+    assert entries[nameless.to]["text"] == "Hello ,\n..."
+    assert "Ana" not in str(entries[ben.to]) and "Ben" not in str(entries[ana.to])
+    assert "None" not in entries[nameless.to]["html"]
+
+
+def test_custom_args_hold_the_ledger_ids_and_nothing_personal(fresh_emulator: EmulatorProcess) -> None:
+    messages = [email(1, name="Ana Lima"), email(2, name="Ben Ito")]
+
+    sendgrid_channel(fresh_emulator).send(messages)
+
+    entries = {e["to"][0]: e for e in logged(fresh_emulator)}
+    for m in messages:
+        got = entries[m.to]
+        assert got["custom_args"] == ledger_ids(m.delivery_id)
+        assert sorted(got["categories"]) == sorted([CAMPAIGN, f"{CAMPAIGN}:P7D"])
+        carried = str(got["custom_args"]) + str(got["categories"])
+        for other in messages:
+            assert other.to not in carried and str(other.to_name) not in carried
+            assert other.to.split("@")[0] not in carried
+
+
+def test_each_recipient_has_their_own_one_click_unsubscribe_headers(fresh_emulator: EmulatorProcess) -> None:
+    sendgrid_channel(fresh_emulator).send([email(1), email(2)])
+
+    headers = {e["to"][0]: e["headers"] for e in logged(fresh_emulator)}
+    assert headers["user1@example.com"] == unsubscribe_headers("https://notify.example.com", "secret", 1)
+    assert headers["user2@example.com"] == unsubscribe_headers("https://notify.example.com", "secret", 2)
+    assert headers["user1@example.com"]["List-Unsubscribe"] != headers["user2@example.com"]["List-Unsubscribe"]
+    for h in headers.values():
+        assert h["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        assert h["List-Unsubscribe"].startswith("<https://notify.example.com/unsubscribe/")
+
+
+@pytest.mark.parametrize(("group", "asm"), [(None, None), (42, {"group_id": 42})])
+def test_the_unsubscribe_group_is_set_only_when_given(
+        fresh_emulator: EmulatorProcess, group: int | None, asm: dict[str, int] | None) -> None:
+    channel = sendgrid_channel(fresh_emulator)
+    assert ("asm" in channel.payload([email(1, unsubscribe_group=group)])) == (group is not None)
+
+    channel.send([email(1, unsubscribe_group=group)])
+
+    assert [e["asm"] for e in logged(fresh_emulator)] == [asm]
+
+
+# --- SendGrid's answers ------------------------------------------------------------------------------
+
+
+def test_a_request_sendgrid_rejects_fails_with_sendgrids_own_words(fresh_emulator: EmulatorProcess) -> None:
+    result = the_result(sendgrid_channel(fresh_emulator).send([email(1, text="", html="")]))
+
+    assert result.outcome == Outcome.FAILED
+    assert result.error is not None and result.error.startswith("sendgrid 400: ")
+    assert f"content.0.value: {M_CONTENT_VALUE}" in result.error
+    assert mail_requests(fresh_emulator) == {"400": 1}
+    assert logged(fresh_emulator) == []
+
+
+def test_a_wrong_api_key_fails(fresh_emulator: EmulatorProcess) -> None:
+    result = the_result(sendgrid_channel(fresh_emulator, key="nope").send([email(1)]))
+
+    assert (result.outcome, result.error) == (Outcome.FAILED, f"sendgrid 401: request: {M_AUTH}")
+    assert mail_requests(fresh_emulator) == {"401": 1}
+
+
+def test_throttling_is_retried_after_the_rate_limit_resets(fresh_emulator: EmulatorProcess) -> None:
+    fresh_emulator.set_faults({"sendgrid": {"429": 1.0, "retry_after": 5}})
+
+    results = sendgrid_channel(fresh_emulator).send([email(1), email(2)])
+
+    assert {r.outcome for r in results} == {Outcome.RETRY}
+    for r in results:
+        assert r.retry_after is not None and 0 < r.retry_after <= 5 + 1  # X-RateLimit-Reset is whole seconds
+        assert r.retry_after >= 5 - 1.5
+        assert r.error == "sendgrid 429: request: too many requests"
+    assert mail_requests(fresh_emulator) == {"429": 1}
+
+
+@pytest.mark.parametrize("status", ["500", "503"])
+def test_server_errors_are_retried(fresh_emulator: EmulatorProcess, status: str) -> None:
+    fresh_emulator.set_faults({"sendgrid": {status: 1.0}})
+
+    result = the_result(sendgrid_channel(fresh_emulator).send([email(1)]))
+
+    assert result.outcome == Outcome.RETRY
+    assert result.error is not None and result.error.startswith(f"sendgrid {status}: ")
+    assert mail_requests(fresh_emulator) == {status: 1}
+    assert logged(fresh_emulator) == []
+
+
+def test_a_dropped_connection_is_retried(fresh_emulator: EmulatorProcess) -> None:
+    fresh_emulator.set_faults({"sendgrid": {"drop": 1.0}})
+
+    result = the_result(sendgrid_channel(fresh_emulator).send([email(1)]))
+
+    assert result.outcome == Outcome.RETRY
+    assert result.error is not None and result.error.startswith("sendgrid: ")
+    assert mail_requests(fresh_emulator) == {"drop": 1}
+
+
+def test_no_answer_within_the_timeout_is_retried(fresh_emulator: EmulatorProcess) -> None:
+    fresh_emulator.set_faults({"sendgrid": {"latency_ms": 400}})
+
+    started = time.monotonic()
+    result = the_result(sendgrid_channel(fresh_emulator, timeout=0.2).send([email(1)]))
+    waited = time.monotonic() - started
+
+    assert (result.outcome, result.error) == (Outcome.RETRY, "sendgrid: no answer within 0.2 s")
+    assert waited >= 0.2
+    time.sleep(max(0.0, 0.5 - waited))  # let the emulator finish the abandoned request before the next test resets it
+
+
+# --- the status table (no network) -------------------------------------------------------------------
+
+
+def test_status_table_maps_client_errors_to_permanent_and_the_rest_to_retries() -> None:
+    documented = {
+        400: PermanentError, 401: PermanentError, 403: PermanentError, 404: PermanentError, 413: PermanentError,
+        429: ThrottledError, 500: TransientError, 502: TransientError, 503: TransientError, 504: TransientError,
+    }
+    assert dict(STATUS_ERRORS) == documented
+    outcomes = {status: result_for(1, _error(status, b"", {})).outcome for status in STATUS_ERRORS}
+    assert outcomes == {status: Outcome.FAILED if status < 429 else Outcome.RETRY for status in STATUS_ERRORS}
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (400, PermanentError), (401, PermanentError), (413, PermanentError), (429, ThrottledError),
+    (500, TransientError), (504, TransientError),
+    (418, PermanentError), (599, TransientError),  # not in the table: 4xx permanent, 5xx retried
+])
+def test_an_answer_becomes_the_error_of_its_status(status: int, kind: type[Exception]) -> None:
+    exc = _error(status, b'{"errors": [{"message": "why", "field": "subject"}]}', {})
+
+    assert type(exc) is kind
+    assert (str(exc), exc.provider, exc.status) == (f"sendgrid {status}: subject: why", "sendgrid", status)
+
+
+def test_retry_after_comes_from_the_rate_limit_reset_else_retry_after() -> None:
+    reset = _error(429, b"", {"X-RateLimit-Reset": str(int(time.time()) + 30), "Retry-After": "5"})
+    after = _error(503, b"", {"Retry-After": "7"})
+    garbled = _error(503, b"not json", {"Retry-After": "soon"})
+
+    assert isinstance(reset, ThrottledError) and reset.retry_after is not None and 28 <= reset.retry_after <= 30
+    assert isinstance(after, TransientError) and after.retry_after == 7
+    assert isinstance(garbled, TransientError) and garbled.retry_after is None
+    assert str(garbled) == "sendgrid 503: not json"

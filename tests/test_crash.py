@@ -1,0 +1,499 @@
+"""Workers killed and brokers restarted mid-wave, on the real services: every message owed goes out, once.
+
+Real PostgreSQL, a real broker (Redis or RabbitMQ), the emulator behind both SDKs, and two Celery worker
+processes (``celery -A celery_app worker -c 1``), each in its own process group so SIGKILL takes the pool too.
+The test process plays beat: it calls ``notifier.distributed.tick`` every 2 s and publishes the chunks on the
+broker. Leases are short (15 s sending, 20 s queued) so recovery happens within the test.
+
+Sizes: the worker kill on Redis sends a wave of 20,000 recipients (40,000 messages); the kill on RabbitMQ, the
+broker restart and the cancel use 5,000 recipients (10,000 messages) so the file stays within a few minutes on
+two cores: they prove what happens at one moment of a wave, not throughput.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+from celery import Celery
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from notifier import distributed
+from notifier.audience import import_audience
+from notifier.campaign import parse_campaign
+from notifier.config import load_settings
+from notifier.emulator.process import EmulatorProcess, run_emulator
+from notifier.ledger import queries
+from notifier.ledger.db import transaction
+from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SkipReason
+from notifier.render import Content
+from notifier.reports import DeliveryAudit, audit
+
+if TYPE_CHECKING:
+    from tests.conftest import SharedLedger
+
+pytestmark = pytest.mark.crash
+
+ROOT = Path(__file__).resolve().parent.parent
+CAMPAIGN_ID = "crash-wave"
+CHUNK = 500
+LEASE_SECONDS = 15
+QUEUE_LEASE_SECONDS = 20
+TICK_SECONDS = 2.0
+SETTLE_TIMEOUT = 150.0
+REDIS_BROKER = "redis://127.0.0.1:6379/11"  # a database of its own, flushed before and after each test
+RABBITMQ_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+REDIS_SERVER = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+                "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]
+OPEN = (DeliveryState.PENDING, DeliveryState.QUEUED, DeliveryState.SENDING)
+FAULTS: dict[str, Any] = {  # a little latency on push, so a wave lasts long enough to hit it mid-way
+    "sendgrid": {"429": 0, "500": 0, "503": 0, "drop": 0, "latency_ms": 0},
+    "fcm": {"429": 0, "500": 0, "503": 0, "drop": 0, "latency_ms": 2, "unregistered_tokens": [],
+            "invalid_tokens": [], "sender_mismatch_tokens": []},
+}
+
+
+def wave_spec(now: datetime) -> str:
+    """A one-wave service campaign due at ``now``: deadline three hours later, wave PT3H, on the shipped copy."""
+    return f"""\
+id: {CAMPAIGN_ID}
+name: A wave due right now
+category: service
+templates: tiktok-music-shutdown
+locales: [en]
+default_locale: en
+channels: [email, push]
+links:
+  transfer: https://music.tiktok.com/transfer
+  refund: https://music.tiktok.com/refund
+  help: https://support.tiktok.com/music-closing
+delivery: {{local_time: "00:00", window: ["00:00", "23:59"], max_per_day: 1}}
+deadlines:
+  - id: refund
+    label: Refund requests and service closure
+    at: "{(now + timedelta(hours=3)).isoformat()}"
+    waves: [PT3H]
+"""
+
+
+def write_audience(path: Path, recipients: int) -> Path:
+    """Recipients in Jakarta, each with an email address and one push token."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["id", "email", "name", "locale", "timezone", "country", "push_tokens", "joined_at"])
+        for n in range(recipients):
+            out.writerow([f"u{n:06d}", f"user{n:06d}@example.org", f"User {n}", "en", "Asia/Jakarta", "ID",
+                          f"crash-token-{n:06d}", "2024-01-15T00:00:00Z"])
+    return path
+
+
+# --- the services: emulator, broker, workers -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crash_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    """An emulator of this module's own: its log holds one wave at a time."""
+    with run_emulator(tmp_path_factory.mktemp("crash-emulator")) as emu:
+        yield emu
+
+
+def redis_up() -> bool:
+    try:
+        return bool(redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def start_redis() -> None:
+    subprocess.run(REDIS_SERVER, check=True, capture_output=True, timeout=30)
+    wait_for(redis_up, 30, "Redis did not come back")
+
+
+def restart_redis() -> float:
+    """Shut Redis down without saving (everything in it is lost, as in a crash) and start it again; seconds down."""
+    began = time.monotonic()
+    subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"], capture_output=True,
+                   timeout=30)
+    wait_for(lambda: not redis_up(), 30, "Redis did not stop")
+    start_redis()
+    return time.monotonic() - began
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(what)
+        time.sleep(0.1)
+
+
+def empty_broker(url: str) -> None:
+    """Forget chunks an earlier test left behind: their ids would mean other rows in this test's schema."""
+    if url.startswith("redis"):
+        redis.Redis.from_url(url).flushdb()
+        return
+    app = Celery("crash-purge", broker=url, set_as_current=False)
+    with app.connection_for_write() as conn:
+        for queue in distributed.QUEUES:
+            channel = conn.channel()
+            with contextlib.suppress(Exception):  # the queue does not exist yet (NOT_FOUND closes the channel)
+                channel.queue_purge(queue)
+            with contextlib.suppress(Exception):
+                channel.close()
+    app.close()
+
+
+class Fleet:
+    """Celery worker processes, each the leader of its own process group (the prefork pool goes with it)."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        celery = Path(sys.executable).with_name("celery")
+        with (self.logs / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(
+                [str(celery), "-A", "celery_app", "worker", "-Q", ",".join(distributed.QUEUES), "-c", "1",
+                 "--pool", "prefork", "--loglevel", "WARNING", "-n", f"{name}@%h"],
+                cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no warm shutdown, no ack, no outcome recorded for the chunk in hand."""
+        process = self.processes[name]
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            _signal_group(process, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            _signal_group(process, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def log_tail(self, lines: int = 15) -> str:
+        return "\n".join(f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
+                         for p in sorted(self.logs.glob("w*.log")))
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+
+
+# --- one wave on the fleet -------------------------------------------------------------------------------
+
+
+@dataclass
+class Wave:
+    """A scheduled wave, the workers sending it, and the test process publishing its ticks."""
+
+    broker: str
+    recipients: int
+    ledger: SharedLedger
+    emulator: EmulatorProcess
+    fleet: Fleet
+    publisher: Celery
+    started: float = field(default_factory=time.monotonic)
+    ticks: int = 0
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return self.ledger.sessions
+
+    @property
+    def expected(self) -> int:
+        return 2 * self.recipients  # an email and a push each
+
+    def publish(self, channel: str, ids: list[int]) -> None:
+        self.publisher.send_task("notifier.send_chunk", args=(ids,), queue=channel)
+
+    def tick(self) -> dict[str, Any]:
+        self.ticks += 1
+        return distributed.tick(self.publish)
+
+    def counts(self) -> Counter[str]:
+        with self.sessions() as s:
+            rows = s.execute(select(DeliveryRow.state, func.count()).group_by(DeliveryRow.state))
+            return Counter({state: n for state, n in rows})
+
+    def drive(self, watch: Callable[[], None] = lambda: None, timeout: float = SETTLE_TIMEOUT) -> float:
+        """Tick every 2 s until every row is settled (none pending, queued or sending); ``watch`` runs in between."""
+        deadline = time.monotonic() + timeout
+        next_tick = 0.0
+        counts: Counter[str] = Counter()
+        while time.monotonic() < deadline:
+            if time.monotonic() >= next_tick:
+                self.tick()
+                next_tick = time.monotonic() + TICK_SECONDS
+                counts = self.counts()
+                if counts.total() == self.expected and not any(counts[s] for s in OPEN):
+                    return time.monotonic() - self.started
+            watch()
+            time.sleep(0.1)
+        raise AssertionError(f"the wave did not settle in {timeout:.0f} s: {dict(counts)}\n{self.fleet.log_tail()}")
+
+    def pushes_accepted(self) -> int:
+        return int(self.emulator.stats()["pushes_accepted"])
+
+    def held_by(self, worker: str) -> set[int]:
+        """Rows a worker holds in ``sending`` (its lease owner is ``task-id@<name>@host:pid``)."""
+        with self.sessions() as s:
+            return set(s.scalars(select(DeliveryRow.id).where(DeliveryRow.state == DeliveryState.SENDING,
+                                                              DeliveryRow.lease_owner.like(f"%@{worker}@%"))))
+
+    def uncertain(self) -> int:
+        with self.sessions() as s:
+            return int(s.scalar(select(func.count()).where(DeliveryRow.uncertain.is_(True))) or 0)
+
+    def audit(self) -> DeliveryAudit:
+        with self.sessions() as s:
+            return audit(s, CAMPAIGN_ID, self.emulator.messages())
+
+
+@pytest.fixture
+def start_wave(postgres_ledger: SharedLedger, crash_emulator: EmulatorProcess, tmp_path: Path,
+               monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, int], Wave]]:
+    """Import an audience, schedule the wave, start workers w1 and w2; stops them and empties the broker after."""
+    waves: list[Wave] = []
+
+    def start(broker: str, recipients: int) -> Wave:
+        env = {
+            "NOTIFIER_DATABASE_URL": postgres_ledger.url, "NOTIFIER_BROKER_URL": broker,
+            "NOTIFIER_TRANSPORT": "providers", "SENDGRID_API_KEY": "SG.crash-test",
+            "NOTIFIER_SENDGRID_HOST": crash_emulator.url, "NOTIFIER_FCM_ENDPOINT": crash_emulator.url,
+            "GOOGLE_APPLICATION_CREDENTIALS": str(crash_emulator.credentials),
+            "NOTIFIER_LEASE_SECONDS": str(LEASE_SECONDS), "NOTIFIER_QUEUE_LEASE_SECONDS": str(QUEUE_LEASE_SECONDS),
+            "NOTIFIER_CHUNK_SIZE": str(CHUNK),
+        }
+        for name, value in env.items():  # the tick in this process reads the same settings
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(distributed, "_dispatchers", {})
+        empty_broker(broker)
+        crash_emulator.reset()
+        crash_emulator.set_faults(FAULTS)
+
+        now = datetime.now(UTC).replace(microsecond=0)
+        report = import_audience(postgres_ledger.sessions, write_audience(tmp_path / "audience.csv", recipients),
+                                 now=now)
+        assert (report.accepted, report.rejected) == (recipients, 0)
+        spec = wave_spec(now)
+        campaign = parse_campaign(spec, source=str(tmp_path / "crash-wave.yaml"))
+        settings = load_settings()
+        with transaction(postgres_ledger.sessions) as s:
+            queries.schedule(s, campaign, spec, now, Content.of(campaign, settings.templates_dir,
+                                                                 settings.locales_dir))
+
+        publisher = Celery("crash-beat", set_as_current=False)
+        publisher.conf.update(distributed.celery_config(settings))
+        fleet = Fleet({**os.environ, **env, "PYTHONUNBUFFERED": "1"}, tmp_path)
+        wave = Wave(broker, recipients, postgres_ledger, crash_emulator, fleet, publisher)
+        waves.append(wave)
+        for name in ("w1", "w2"):
+            fleet.start(name)
+        wait_for_workers(publisher, ["w1", "w2"], fleet)
+        wave.started = time.monotonic()
+        return wave
+
+    yield start
+    for wave in waves:
+        wave.fleet.stop()
+        wave.publisher.close()
+        empty_broker(wave.broker)
+    if distributed._dispatchers:
+        built = distributed.dispatcher()
+        built.close()
+        built.sessions.kw["bind"].dispose()
+
+
+def wait_for_workers(app: Celery, names: list[str], fleet: Fleet, seconds: float = 90) -> None:
+    """Until every worker answers a ping over the broker (it consumes its queues by then)."""
+    host = socket.gethostname()
+    wanted = {f"{n}@{host}" for n in names}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        answered = {name for reply in app.control.ping(timeout=1.0) or [] for name in reply}
+        if wanted <= answered:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"workers {sorted(wanted)} did not answer within {seconds:.0f} s\n{fleet.log_tail()}")
+
+
+def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
+    with capsys.disabled():
+        print(f"\n{line}")
+
+
+# --- killing a worker mid-wave ---------------------------------------------------------------------------
+
+
+@dataclass
+class Kill:
+    """Kill worker w1 once the emulator took ``after`` pushes and w1 holds rows, then start it again."""
+
+    wave: Wave
+    after: int
+    in_flight: set[int] = field(default_factory=set)
+    done: bool = False
+
+    def __call__(self) -> None:
+        if self.done or self.wave.pushes_accepted() < self.after or not self.wave.held_by("w1"):
+            return
+        self.wave.fleet.kill("w1")
+        self.in_flight = self.wave.held_by("w1")  # what it held when it died: they can only become uncertain
+        self.done = True
+        time.sleep(2)
+        self.wave.fleet.start("w1")
+
+
+def kill_a_worker_mid_wave(wave: Wave, capsys: pytest.CaptureFixture[str], label: str) -> None:
+    kill = Kill(wave, after=wave.recipients // 5)
+
+    seconds = wave.drive(kill)
+
+    assert kill.done, "the wave ended before a worker could be killed mid-way"
+    counts, result, uncertain = wave.counts(), wave.audit(), wave.uncertain()
+    report(capsys, f"crash[{label}]: sent={counts[DeliveryState.SENT]} duplicates={result.duplicates} "
+                   f"uncertain={uncertain} in_flight_at_kill={len(kill.in_flight)} seconds={seconds:.0f}")
+    assert counts == {DeliveryState.SENT: wave.expected}  # none pending, queued, sending, failed or skipped
+    assert (result.missing, result.unexpected) == (0, 0)
+    assert result.sent_rows == result.accepted == {"email": wave.recipients, "push": wave.recipients}
+    assert result.duplicates <= uncertain <= CHUNK  # one kill: at most the chunk it held
+    assert uncertain >= len(kill.in_flight)
+
+
+def test_killing_a_worker_mid_wave_on_redis_resends_only_its_chunk(
+        start_wave: Callable[[str, int], Wave], capsys: pytest.CaptureFixture[str]) -> None:
+    kill_a_worker_mid_wave(start_wave(REDIS_BROKER, 20_000), capsys, "redis")
+
+
+def test_killing_a_worker_mid_wave_on_rabbitmq_resends_only_its_chunk(
+        start_wave: Callable[[str, int], Wave], capsys: pytest.CaptureFixture[str]) -> None:
+    kill_a_worker_mid_wave(start_wave(RABBITMQ_BROKER, 5_000), capsys, "rabbitmq")
+
+
+# --- losing the broker -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_restored() -> Iterator[None]:
+    """Redis runs again after the test, whatever happened in it."""
+    try:
+        yield
+    finally:
+        if not redis_up():
+            start_redis()
+
+
+@dataclass
+class BrokerRestart:
+    """Restart Redis (losing every chunk in it) once the emulator took ``after`` pushes and chunks are queued."""
+
+    wave: Wave
+    after: int
+    queued_at_restart: int = 0
+    down_seconds: float = 0.0
+    done: bool = False
+
+    def __call__(self) -> None:
+        if self.done or self.wave.pushes_accepted() < self.after:
+            return
+        queued = self.wave.counts()[DeliveryState.QUEUED]
+        if not queued:
+            return
+        self.queued_at_restart = queued
+        self.down_seconds = restart_redis()
+        self.done = True
+
+
+@pytest.mark.usefixtures("redis_restored")
+def test_a_redis_restart_mid_wave_loses_chunks_but_no_message(
+        start_wave: Callable[[str, int], Wave], capsys: pytest.CaptureFixture[str]) -> None:
+    wave = start_wave(REDIS_BROKER, 5_000)
+    restart = BrokerRestart(wave, after=wave.recipients // 10)
+
+    seconds = wave.drive(restart)
+
+    assert restart.done, "the wave ended before Redis could be restarted with chunks queued"
+    counts, result, uncertain = wave.counts(), wave.audit(), wave.uncertain()
+    report(capsys, f"crash[redis-restart]: sent={counts[DeliveryState.SENT]} duplicates={result.duplicates} "
+                   f"uncertain={uncertain} queued_at_restart={restart.queued_at_restart} "
+                   f"down={restart.down_seconds:.1f}s seconds={seconds:.0f}")
+    assert counts == {DeliveryState.SENT: wave.expected}
+    assert (result.missing, result.unexpected) == (0, 0)
+    assert result.duplicates <= uncertain
+
+
+# --- cancelling mid-wave ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Cancel:
+    """Cancel the campaign once the emulator took ``after`` pushes; note what was in flight at that instant."""
+
+    wave: Wave
+    after: int
+    sending: set[int] = field(default_factory=set)
+    sent: set[int] = field(default_factory=set)
+    accepted: dict[str, int] = field(default_factory=dict)  # the emulator's log lengths right after the commit
+    done: bool = False
+
+    def __call__(self) -> None:
+        if self.done or self.wave.pushes_accepted() < self.after:
+            return
+        with transaction(self.wave.sessions) as s:
+            queries.set_state(s, CAMPAIGN_ID, CampaignState.CANCELLED, datetime.now(UTC))
+            # After the UPDATE: rows leased before it are sending; none can be leased until this commits.
+            self.sending = set(s.scalars(select(DeliveryRow.id).where(DeliveryRow.state == DeliveryState.SENDING)))
+            self.sent = set(s.scalars(select(DeliveryRow.id).where(DeliveryRow.state == DeliveryState.SENT)))
+        stats = self.wave.emulator.stats()
+        self.accepted = {"email": stats["emails_accepted"], "push": stats["pushes_accepted"]}
+        self.done = True
+
+
+def test_cancelling_mid_wave_sends_nothing_that_was_not_already_in_flight(
+        start_wave: Callable[[str, int], Wave], capsys: pytest.CaptureFixture[str]) -> None:
+    wave = start_wave(REDIS_BROKER, 5_000)
+    cancel = Cancel(wave, after=wave.recipients // 5)
+
+    seconds = wave.drive(cancel)
+
+    assert cancel.done, "the wave ended before it could be cancelled"
+    later: Counter[str] = Counter()
+    after_cancel: set[int] = set()
+    for kind, entry in wave.emulator.messages():
+        later[kind] += 1
+        if later[kind] > cancel.accepted[kind]:
+            after_cancel.add(int((entry.get("custom_args") or entry.get("data"))["delivery_id"]))
+    with wave.sessions() as s:
+        rows = {r.id: (r.state, r.skip_reason) for r in s.scalars(select(DeliveryRow))}
+    sent = {i for i, (state, _) in rows.items() if state == DeliveryState.SENT}
+    result = wave.audit()
+    report(capsys, f"crash[cancel]: sent={len(sent)} sent_before_cancel={len(cancel.sent)} "
+                   f"in_flight_at_cancel={len(cancel.sending)} accepted_after_cancel={len(after_cancel)} "
+                   f"skipped={len(rows) - len(sent)} duplicates={result.duplicates} seconds={seconds:.0f}")
+    assert len(rows) == wave.expected
+    assert after_cancel <= cancel.sending  # nothing pending or queued at the cancel went out after it
+    assert len(cancel.sending) <= 2 * CHUNK  # two workers, one chunk each
+    assert cancel.sent <= sent <= cancel.sent | cancel.sending
+    assert {rows[i] for i in rows.keys() - sent} <= {(DeliveryState.SKIPPED, SkipReason.CANCELLED)}
+    assert len(sent) < wave.expected
+    assert result.exactly_once, result
