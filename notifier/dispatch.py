@@ -205,7 +205,7 @@ class Dispatcher:
         for channel, messages in by_channel.items():
             for result in self.channels[channel].send(messages):
                 row = by_id[result.delivery_id]
-                outcome = self._outcome(result, attempts[row.id], now)
+                outcome = self._outcome(result, attempts[row.id], now, campaigns[row.campaign_id].on_uncertain)
                 changes.append(outcome | {"locale": locales[row.id], "content_fingerprint": fingerprints[row.id]})
                 dead.extend((row.recipient_seq, t) for t in result.dead_tokens)
                 if (result.outcome == Outcome.INVALID_RECIPIENT and channel == "push" and row.email
@@ -251,9 +251,15 @@ class Dispatcher:
                            collapse_key=f"{campaign.id}:{deadlines[0]}", data=ids,
                            analytics_label=_label(f"{campaign.id}-{row.wave}"), ttl=expires - now)
 
-    def _outcome(self, result: SendResult, attempts: int, now: datetime) -> dict[str, Any]:
+    def _outcome(self, result: SendResult, attempts: int, now: datetime, on_uncertain: str = "resend"
+                 ) -> dict[str, Any]:
         base: dict[str, Any] = {"id": result.delivery_id, "updated_at": now, "lease_until": None,
                                 "lease_owner": None}
+        if result.uncertain:  # the provider may have it: resend (maybe twice) or skip, as the campaign says
+            base["uncertain"] = True
+            if result.outcome == Outcome.RETRY and on_uncertain == "skip":
+                return base | {"state": DeliveryState.SKIPPED, "skip_reason": SkipReason.UNCERTAIN,
+                               "last_error": result.error}
         if result.outcome == Outcome.SENT:
             return base | {"state": DeliveryState.SENT, "sent_at": now,
                            "provider_message_id": result.provider_message_id, "last_error": None}

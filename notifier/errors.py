@@ -87,9 +87,11 @@ class DeliveryError(NotifierError):
 class TransientError(DeliveryError):
     """Worth retrying later."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: object) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, uncertain: bool = False,
+                 **kw: object) -> None:
         super().__init__(message, **kw)  # type: ignore[arg-type]
         self.retry_after = retry_after
+        self.uncertain = uncertain  # the request may have been taken before it failed (a timeout, a cut connection)
 
 
 class ThrottledError(TransientError):

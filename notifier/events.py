@@ -23,6 +23,7 @@ class SendResult:
     retry_after: float | None = None
     error: str | None = None
     dead_tokens: tuple[str, ...] = ()  # push tokens the provider says will never work again: deactivate them
+    uncertain: bool = False  # the provider may have taken it anyway (timed out or cut off mid-request)
 
     @classmethod
     def sent(cls, delivery_id: int, provider_message_id: str, dead_tokens: tuple[str, ...] = ()) -> SendResult:
@@ -30,8 +31,9 @@ class SendResult:
 
     @classmethod
     def retry(cls, delivery_id: int, error: str, retry_after: float | None = None,
-              dead_tokens: tuple[str, ...] = ()) -> SendResult:
-        return cls(delivery_id, Outcome.RETRY, retry_after=retry_after, error=error, dead_tokens=dead_tokens)
+              dead_tokens: tuple[str, ...] = (), uncertain: bool = False) -> SendResult:
+        return cls(delivery_id, Outcome.RETRY, retry_after=retry_after, error=error, dead_tokens=dead_tokens,
+                   uncertain=uncertain)
 
     @classmethod
     def failed(cls, delivery_id: int, error: str, dead_tokens: tuple[str, ...] = ()) -> SendResult:

@@ -237,7 +237,7 @@ def fill(text: str, personal: Personal, *, html: bool) -> str:
     """A variant's text with the recipient's own fields in place of the markers (escaped for HTML)."""
     for marker, value in ((NAME, personal.name), (REFUND, personal.refund)):
         if marker in text:
-            text = text.replace(marker, str(escape(value)) if html else (value or ""))
+            text = text.replace(marker, str(escape(value or "")) if html else (value or ""))
     return text
 
 

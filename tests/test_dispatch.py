@@ -48,6 +48,7 @@ JAKARTA_PLAYLIST_DEADLINE = datetime(2024, 10, 27, 17, 0, tzinfo=UTC)  # 28 Oct 
 JAKARTA_REFUND_P30D = datetime(2024, 10, 29, 3, 0, tzinfo=UTC)
 JAKARTA_REFUND_DEADLINE = datetime(2024, 11, 27, 17, 0, tzinfo=UTC)  # 28 Nov 00:00 WIB
 CAMPAIGN_ID = "tiktok-music-shutdown"
+CAMPAIGN_FILE_TEXT = (Path(__file__).resolve().parent.parent / "campaigns" / f"{CAMPAIGN_ID}.yaml").read_text()
 FIRST_KEY = "playlist-transfer@P30D+refund@P61D"
 
 AddRecipient = Callable[..., int]
@@ -541,3 +542,35 @@ def test_a_transient_error_for_the_whole_batch_retries_every_row_of_it(
 
     assert dispatcher.tick(max(r.next_attempt_at for r in rows)).outcomes == {"sent": 3}
     assert {the_row(sessions, f"jkt-{i}").state for i in range(3)} == {DeliveryState.SENT}
+
+
+def timed_out(delivery_id: int) -> SendResult:
+    return SendResult.retry(delivery_id, "no answer", uncertain=True)
+
+
+def test_a_request_that_may_have_been_taken_is_resent_and_flagged_uncertain(
+        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedEmail]]) -> None:
+    dispatcher, _ = scripted(timed_out)
+
+    dispatcher.tick(JAKARTA_FIRST)
+    row = the_row(sessions, "jkt-0")
+    assert (row.state, row.uncertain) == (DeliveryState.PENDING, True)  # a service announcement is resent
+
+    dispatcher.tick(row.next_attempt_at)
+    row = the_row(sessions, "jkt-0")
+    assert (row.state, row.uncertain) == (DeliveryState.SENT, True)  # and stays counted as possibly twice
+
+
+def test_a_marketing_campaign_skips_a_message_that_may_have_been_taken(
+        sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule) -> None:
+    add_recipient("jkt-0", timezone="Asia/Jakarta")
+    text = CAMPAIGN_FILE_TEXT.replace("category: service", "category: marketing")
+    schedule_campaign(SCHEDULED, text=text)
+    settings = Settings()
+    dispatcher = Dispatcher(sessions, {"email": ScriptedEmail(timed_out)},
+                            Renderer(settings.templates_dir, settings.locales_dir), settings)
+
+    dispatcher.tick(JAKARTA_FIRST)
+
+    row = the_row(sessions, "jkt-0")
+    assert (row.state, row.skip_reason, row.uncertain) == (DeliveryState.SKIPPED, SkipReason.UNCERTAIN, True)

@@ -151,7 +151,7 @@ class Channel(abc.ABC):
 def result_for(delivery_id: int, exc: DeliveryError) -> SendResult:
     """The result of one message whose request failed with ``exc``."""
     if isinstance(exc, TransientError):
-        return SendResult.retry(delivery_id, str(exc), exc.retry_after)
+        return SendResult.retry(delivery_id, str(exc), exc.retry_after, uncertain=exc.uncertain)
     if isinstance(exc, InvalidRecipientError):
         return SendResult.invalid(delivery_id, str(exc))
     if isinstance(exc, PermanentError):

@@ -62,6 +62,7 @@ class TokenResult:
     detail: str = ""
     retry_after: float = 0.0
     name: str | None = None
+    uncertain: bool = False  # no answer: FCM may have taken it
 
 
 def _sdk() -> Any:
@@ -165,8 +166,10 @@ class FcmPush(Channel):
                     async with self._session.post(self.url, data=body, headers=headers) as response:
                         text = await response.text()
                         return _parse(response.status, text, response.headers.get("Retry-After"))
-                except (TimeoutError, aiohttp.ClientError) as exc:
+                except aiohttp.ClientConnectorError as exc:  # never reached FCM
                     return TokenResult(TokenFate.RETRY, f"fcm: {type(exc).__name__}")
+                except (TimeoutError, aiohttp.ClientError) as exc:  # sent, but no answer: FCM may have it
+                    return TokenResult(TokenFate.RETRY, f"fcm: {type(exc).__name__}", uncertain=True)
 
         return list(await asyncio.gather(*(post(b) for b in bodies)))
 
@@ -212,5 +215,6 @@ def _aggregate(delivery_id: int, results: list[tuple[str, TokenResult]]) -> Send
         return SendResult.invalid(delivery_id, f"every push token is invalid: {details}", dead_tokens=dead)
     retries = [r for _, r in results if r.fate == TokenFate.RETRY]
     if retries:
-        return SendResult.retry(delivery_id, details, max(r.retry_after for r in retries) or None, dead_tokens=dead)
+        return SendResult.retry(delivery_id, details, max(r.retry_after for r in retries) or None, dead_tokens=dead,
+                                uncertain=any(r.uncertain for r in retries))
     return SendResult.failed(delivery_id, details, dead_tokens=dead)

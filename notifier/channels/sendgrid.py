@@ -100,12 +100,15 @@ class SendGridEmail(Channel):
         body = self.payload(emails)
         try:
             response = self.client.client.mail.send.post(request_body=body, timeout=self.timeout)
-        except TimeoutError as exc:
-            raise TransientError(f"sendgrid: no answer within {self.timeout:g} s", provider="sendgrid") from exc
+        except TimeoutError as exc:  # SendGrid may have taken it: a retry may deliver it twice
+            raise TransientError(f"sendgrid: no answer within {self.timeout:g} s", provider="sendgrid",
+                                 uncertain=True) from exc
         except urllib.error.URLError as exc:
-            raise TransientError(f"sendgrid: cannot connect: {exc.reason}", provider="sendgrid") from exc
-        except ConnectionError as exc:
-            raise TransientError(f"sendgrid: connection lost: {exc}", provider="sendgrid") from exc
+            uncertain = isinstance(exc.reason, TimeoutError)
+            raise TransientError(f"sendgrid: cannot connect: {exc.reason}", provider="sendgrid",
+                                 uncertain=uncertain) from exc
+        except ConnectionError as exc:  # cut off after the request went out
+            raise TransientError(f"sendgrid: connection lost: {exc}", provider="sendgrid", uncertain=True) from exc
         except self._http_error as exc:  # the SDK's HTTPError subclasses carry status, body and headers
             raise _error(exc.status_code, exc.body, exc.headers) from exc
         message_id = response.headers.get("X-Message-Id", "")
