@@ -355,6 +355,10 @@ def _all_campaigns(c: _Ctx, refs: tuple[str, ...]) -> list[Any]:
     return load_campaigns([_campaign_file(c, r) for r in refs] if refs else [c.settings.campaigns_dir])
 
 
+def _all_locales(c: _Ctx) -> list[str]:
+    return sorted({loc for camp in _all_campaigns(c, ()) for loc in camp.locales})
+
+
 @i18n.command("extract")
 @pass_ctx
 def i18n_extract(c: _Ctx) -> None:
@@ -372,8 +376,7 @@ def i18n_update(c: _Ctx) -> None:
     """Merge the template into every campaign locale's catalog (new or changed entries need a translator)."""
     from notifier.catalogs import update
 
-    locales = sorted({loc for camp in _all_campaigns(c, ()) for loc in camp.locales})
-    for path in update(c.settings.locales_dir, locales):
+    for path in update(c.settings.locales_dir, _all_locales(c)):
         click.echo(f"updated {path}")
 
 
@@ -383,8 +386,7 @@ def i18n_compile(c: _Ctx) -> None:
     """Build the .mo files from the .po files."""
     from notifier.catalogs import compile_catalogs
 
-    locales = sorted({loc for camp in _all_campaigns(c, ()) for loc in camp.locales})
-    for path in compile_catalogs(c.settings.locales_dir, locales):
+    for path in compile_catalogs(c.settings.locales_dir, _all_locales(c)):
         click.echo(f"compiled {path}")
 
 

@@ -25,9 +25,10 @@ from notifier.config import Settings
 from notifier.dispatch import Dispatcher
 from notifier.emulator.process import EmulatorProcess
 from notifier.ledger import queries
-from notifier.ledger.models import DeliveryEvent, DeliveryRow, DeliveryState, PushToken, Recipient, SkipReason
+from notifier.ledger.models import DeliveryRow, DeliveryState, PushToken, Recipient, SkipReason
 from notifier.wiring import build_dispatcher
 from tests.conftest import CAMPAIGN_FILE
+from tests.ledger_views import FIRST_KEY, events_of, rows_of, the_row
 
 pytestmark = pytest.mark.filterwarnings("ignore:Message.token is deprecated:DeprecationWarning")
 
@@ -37,7 +38,6 @@ JAKARTA_PLAYLIST_P7D = datetime(2024, 10, 21, 3, 0, tzinfo=UTC)
 JAKARTA_PLAYLIST_P1D = datetime(2024, 10, 27, 3, 0, tzinfo=UTC)
 JAKARTA_PLAYLIST_DEADLINE = datetime(2024, 10, 27, 17, 0, tzinfo=UTC)  # 28 Oct 00:00 WIB
 CAMPAIGN_ID = "tiktok-music-shutdown"
-FIRST_KEY = "playlist-transfer@P30D+refund@P61D"
 MAX_ATTEMPTS = 3
 DEAD_TOKEN_REASON = "provider: token unregistered or invalid"
 
@@ -57,25 +57,6 @@ def providers(sessions: sessionmaker[Session], fresh_emulator: EmulatorProcess) 
 
 
 # --- helpers -----------------------------------------------------------------------------------------
-
-
-def rows_of(sessions: sessionmaker[Session], recipient_id: str) -> dict[tuple[str, str], DeliveryRow]:
-    """One recipient's ledger rows by (send key, channel)."""
-    with sessions() as s:
-        rows = s.scalars(select(DeliveryRow).join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
-                         .where(Recipient.id == recipient_id))
-        return {(r.send_key, r.channel): r for r in rows}
-
-
-def the_row(sessions: sessionmaker[Session], recipient_id: str, send_key: str = FIRST_KEY,
-            channel: str = "email") -> DeliveryRow:
-    return rows_of(sessions, recipient_id)[send_key, channel]
-
-
-def events_of(sessions: sessionmaker[Session], delivery_id: int) -> list[tuple[str, datetime, Any]]:
-    with sessions() as s:
-        return [(e.type, e.at, e.detail) for e in s.scalars(
-            select(DeliveryEvent).where(DeliveryEvent.delivery_id == delivery_id).order_by(DeliveryEvent.id))]
 
 
 def tokens_of(sessions: sessionmaker[Session], recipient_id: str) -> dict[str, PushToken]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.channels.base import Channel, Message
@@ -25,15 +25,14 @@ from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import (
     CampaignState,
-    DeliveryEvent,
     DeliveryRow,
     DeliveryState,
     PushToken,
-    Recipient,
     SkipReason,
 )
 from notifier.render import Renderer
 from notifier.wiring import build_dispatcher
+from tests.ledger_views import FIRST_KEY, events_of, rows_of, the_row
 
 SCHEDULED = datetime(2024, 9, 27, 12, 0, tzinfo=UTC)  # before anyone's first send
 # The first (merged) send, 28 Sep at 10:00 local, in UTC:
@@ -49,32 +48,12 @@ JAKARTA_REFUND_P30D = datetime(2024, 10, 29, 3, 0, tzinfo=UTC)
 JAKARTA_REFUND_DEADLINE = datetime(2024, 11, 27, 17, 0, tzinfo=UTC)  # 28 Nov 00:00 WIB
 CAMPAIGN_ID = "tiktok-music-shutdown"
 CAMPAIGN_FILE_TEXT = (Path(__file__).resolve().parent.parent / "campaigns" / f"{CAMPAIGN_ID}.yaml").read_text()
-FIRST_KEY = "playlist-transfer@P30D+refund@P61D"
 
 AddRecipient = Callable[..., int]
 Schedule = Callable[..., queries.ScheduleResult]
 
 
 # --- helpers -----------------------------------------------------------------------------------------
-
-
-def rows_of(sessions: sessionmaker[Session], recipient_id: str) -> dict[tuple[str, str], DeliveryRow]:
-    """One recipient's ledger rows by (send key, channel)."""
-    with sessions() as s:
-        rows = s.scalars(select(DeliveryRow).join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
-                         .where(Recipient.id == recipient_id))
-        return {(r.send_key, r.channel): r for r in rows}
-
-
-def the_row(sessions: sessionmaker[Session], recipient_id: str, send_key: str = FIRST_KEY,
-            channel: str = "email") -> DeliveryRow:
-    return rows_of(sessions, recipient_id)[send_key, channel]
-
-
-def events_of(sessions: sessionmaker[Session], delivery_id: int) -> list[tuple[str, datetime, Any]]:
-    with sessions() as s:
-        return [(e.type, e.at, e.detail) for e in s.scalars(
-            select(DeliveryEvent).where(DeliveryEvent.delivery_id == delivery_id).order_by(DeliveryEvent.id))]
 
 
 def outbox_files(outbox: Path) -> list[str]:
