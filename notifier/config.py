@@ -25,7 +25,7 @@ class Settings:
     transport: str = "outbox"
     batch_size: int = 500
     lease_seconds: int = 300  # how long a worker may hold a row it is sending
-    queue_lease_seconds: int = 600  # how long a chunk may wait in the broker before it is queued again
+    queue_lease_seconds: int = 120  # how long a chunk may wait in the broker before it is queued again
     broker_url: str = "redis://127.0.0.1:6379/0"
     tick_seconds: float = 30.0
     chunk_size: int = 500
@@ -67,6 +67,12 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_number(env, name, default) or default)
 
 
+def _check(settings: Settings) -> Settings:
+    if settings.lease_seconds < 3:
+        raise ConfigError("NOTIFIER_LEASE_SECONDS: at least 3 (a task's time limits must fit inside the lease)")
+    return settings
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -76,7 +82,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"NOTIFIER_TRANSPORT: unknown transport {transport!r} (expected: {', '.join(TRANSPORTS)})")
     credentials = env.get("GOOGLE_APPLICATION_CREDENTIALS")
     asm = _number(env, "NOTIFIER_SENDGRID_ASM_GROUP", None)
-    return Settings(
+    return _check(Settings(
         database_url=env.get("NOTIFIER_DATABASE_URL") or d.database_url,
         outbox_dir=Path(env.get("NOTIFIER_OUTBOX_DIR") or d.outbox_dir),
         templates_dir=Path(env.get("NOTIFIER_TEMPLATES_DIR") or d.templates_dir),
@@ -104,4 +110,4 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_concurrency=_int(env, "NOTIFIER_PUSH_CONCURRENCY", d.push_concurrency),
         email_rate=_number(env, "NOTIFIER_EMAIL_RATE", None, float),
         push_rate=_number(env, "NOTIFIER_PUSH_RATE", None, float),
-    )
+    ))

@@ -212,6 +212,11 @@ class Dispatcher:
                         and campaigns[row.campaign_id].fallback == "email"):
                     fallbacks.append(row)
         with transaction(self.sessions) as s:
+            cancelled = queries.cancelled_among(s, campaigns)
+            if cancelled:  # cancelled while these were in flight: a retry is no longer owed
+                changes = [c | {"state": DeliveryState.SKIPPED, "skip_reason": SkipReason.CANCELLED}
+                           if c["state"] == DeliveryState.PENDING and by_id[c["id"]].campaign_id in cancelled else c
+                           for c in changes]
             landed = queries.record(s, changes, [_event(c, now) for c in changes if c.get("last_error")], owner)
             if dead:
                 queries.deactivate_tokens(s, dead, now, "provider: token unregistered or invalid")

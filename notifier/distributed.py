@@ -37,8 +37,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,  # a chunk is acknowledged after it ran, so a dead worker's chunk is redelivered
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,  # a worker holds at most the chunk it is running
-        "task_soft_time_limit": max(5, int(settings.lease_seconds * 0.8)),  # below the lease: stop before it lapses
-        "task_time_limit": max(6, int(settings.lease_seconds * 0.9)),
+        # Both below the lease: a task stops before its rows can be recovered as uncertain.
+        "task_soft_time_limit": max(1, int(settings.lease_seconds * 0.8)),
+        "task_time_limit": max(2, int(settings.lease_seconds * 0.9)),
         "task_routes": {"notifier.tick": {"queue": "ticks"}},
         "task_default_queue": "ticks",
         "beat_schedule": {"notifier-tick": {"task": "notifier.tick", "schedule": settings.tick_seconds}},

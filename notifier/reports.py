@@ -131,7 +131,7 @@ def audit(session: Session, campaign_id: str, entries: Iterable[tuple[str, dict[
         seen[(kind, int(ids["delivery_id"]), entry.get("token"))] += 1
     accepted = {(ch, did) for ch, did, _ in seen}
     sent = set(session.execute(select(DeliveryRow.channel, DeliveryRow.id).where(
-        DeliveryRow.campaign_id == campaign_id, DeliveryRow.state == DeliveryState.SENT)).tuples())
+        DeliveryRow.campaign_id == campaign_id, DeliveryRow.state == DeliveryState.SENT)).all())
     result = DeliveryAudit(duplicates=sum(n - 1 for n in seen.values()), missing=len(sent - accepted),
                            unexpected=len(accepted - sent))
     for ch, _ in sent:

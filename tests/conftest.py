@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine, text
@@ -158,3 +160,44 @@ def postgres_ledger() -> Iterator[SharedLedger]:
         yield SharedLedger(f"{PG_URL}{sep}options=-csearch_path%3D{schema}", eng, session_factory(eng))
     finally:
         gen.close()
+
+
+# --- a wave due right now, for tests whose workers read the real clock ----------------------------------
+
+WAVE_ZONE = "Asia/Jakarta"
+
+
+def wave_now() -> datetime:
+    """The real now to the second, outside the last minute of Jakarta's day, where the wave's 00:00-23:59 window
+    would move its send a few seconds before now (and scheduling plans no send in the past)."""
+    now = datetime.now(UTC)
+    local = now.astimezone(ZoneInfo(WAVE_ZONE))
+    if local.hour == 23 and local.minute == 59:
+        time.sleep(61 - local.second)
+        now = datetime.now(UTC)
+    return now.replace(microsecond=0)
+
+
+def wave_spec(now: datetime, campaign_id: str, on_uncertain: str | None = None) -> str:
+    """A one-wave service campaign due at ``now`` (deadline ``refund`` three hours later, wave PT3H), written with
+    the shipped templates and catalogs; schedule it at ``now`` for recipients in Jakarta."""
+    policy = f"on_uncertain: {on_uncertain}\n" if on_uncertain else ""
+    return f"""\
+id: {campaign_id}
+name: A wave due right now
+category: service
+templates: tiktok-music-shutdown
+locales: [en]
+default_locale: en
+channels: [email, push]
+{policy}links:
+  transfer: https://music.tiktok.com/transfer
+  refund: https://music.tiktok.com/refund
+  help: https://support.tiktok.com/music-closing
+delivery: {{local_time: "00:00", window: ["00:00", "23:59"], max_per_day: 1}}
+deadlines:
+  - id: refund
+    label: Refund requests and service closure
+    at: "{(now + timedelta(hours=3)).isoformat()}"
+    waves: [PT3H]
+"""

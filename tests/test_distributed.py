@@ -11,8 +11,8 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,51 +20,26 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier import distributed
+from notifier.channels.base import Channel, Message
 from notifier.config import Settings
 from notifier.dispatch import Dispatcher
+from notifier.events import SendResult
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SkipReason
+from notifier.render import Renderer
 from notifier.reports import campaign_status
 from notifier.wiring import build_dispatcher
+from tests.conftest import wave_now, wave_spec
 
 CAMPAIGN_ID = "flash-wave"
 REDIS_URL = os.environ.get("NOTIFIER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parent.parent
+QUEUE_LEASE = Settings().queue_lease_seconds
 
 AddRecipient = Callable[..., int]
 Schedule = Callable[..., queries.ScheduleResult]
 Published = list[tuple[str, list[int]]]
-
-
-def wave_spec(now: datetime, campaign_id: str = CAMPAIGN_ID, on_uncertain: str | None = None) -> str:
-    """A one-wave campaign due at ``now`` (deadline three hours later, wave PT3H) on the shipped templates."""
-    deadline = (now + timedelta(hours=3)).isoformat()
-    policy = f"on_uncertain: {on_uncertain}\n" if on_uncertain else ""
-    return f"""\
-id: {campaign_id}
-name: A wave due right now
-category: service
-templates: tiktok-music-shutdown
-locales: [en]
-default_locale: en
-channels: [email, push]
-{policy}links:
-  transfer: https://music.tiktok.com/transfer
-  refund: https://music.tiktok.com/refund
-  help: https://support.tiktok.com/music-closing
-delivery: {{local_time: "00:00", window: ["00:00", "23:59"], max_per_day: 1}}
-deadlines:
-  - id: refund
-    label: Refund requests and service closure
-    at: "{deadline}"
-    waves: [PT3H]
-"""
-
-
-def wall_now() -> datetime:
-    """The real now, to the second: the wave's send time equals the scheduling instant, so it is due at once."""
-    return datetime.now(UTC).replace(microsecond=0)
 
 
 def states(sessions: sessionmaker[Session]) -> dict[int, DeliveryRow]:
@@ -93,7 +68,7 @@ def outbox(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def dispatcher(sessions: sessionmaker[Session], outbox: Path) -> Iterator[Dispatcher]:
-    """The real dispatcher with the outbox channels (leases: 300 s sending, 600 s queued)."""
+    """The real dispatcher with the outbox channels (leases: 300 s sending, QUEUE_LEASE s queued)."""
     d = build_dispatcher(Settings(outbox_dir=outbox), sessions)
     yield d
     d.close()
@@ -101,7 +76,8 @@ def dispatcher(sessions: sessionmaker[Session], outbox: Path) -> Iterator[Dispat
 
 @pytest.fixture
 def now() -> datetime:
-    return wall_now()
+    """The real now: tick and chunk get it as a parameter, and a lapsed lease is a later one."""
+    return wave_now()
 
 
 @pytest.fixture
@@ -109,7 +85,7 @@ def wave(add_recipient: AddRecipient, schedule_campaign: Schedule, now: datetime
     """Three recipients in Jakarta, each with an email and one push token, and the wave scheduled at ``now``."""
     for who in ("ana", "ben", "cid"):
         add_recipient(who, tokens=[f"{who}-phone"])
-    schedule_campaign(now, wave_spec(now))
+    schedule_campaign(now, wave_spec(now, CAMPAIGN_ID))
 
 
 def enqueue(dispatcher: Dispatcher, at: datetime, chunk_size: int = 2) -> tuple[Published, dict[str, int]]:
@@ -135,7 +111,7 @@ def test_enqueue_marks_due_rows_queued_and_publishes_chunks_of_ids_per_channel(
         assert {rows[i].channel for i in ids} == {channel}
     assert ids_of(published) == sorted(rows)
     assert {r.state for r in rows.values()} == {DeliveryState.QUEUED}
-    assert {r.lease_until for r in rows.values()} == {now + timedelta(seconds=600)}
+    assert {r.lease_until for r in rows.values()} == {now + timedelta(seconds=QUEUE_LEASE)}
     assert {r.attempts for r in rows.values()} == {0}  # queued is not an attempt; leasing is
 
     again, _ = enqueue(dispatcher, now + timedelta(seconds=30))
@@ -145,7 +121,7 @@ def test_enqueue_marks_due_rows_queued_and_publishes_chunks_of_ids_per_channel(
 def test_enqueue_publishes_nothing_before_the_wave_is_due(
         add_recipient: AddRecipient, schedule_campaign: Schedule, dispatcher: Dispatcher, now: datetime) -> None:
     add_recipient("ana", tokens=["ana-phone"])
-    schedule_campaign(now, wave_spec(now + timedelta(minutes=10)))
+    schedule_campaign(now, wave_spec(now + timedelta(minutes=10), CAMPAIGN_ID))
 
     published, _ = enqueue(dispatcher, now)
 
@@ -248,6 +224,38 @@ def test_cancel_skips_pending_and_queued_rows_and_a_chunk_published_before_sends
     assert enqueue(dispatcher, now + timedelta(hours=1))[0] == []
 
 
+class CancelledWhileSending(Channel):
+    """A busy provider (429): while the request is in flight, someone cancels the campaign."""
+
+    name = "email"
+
+    def __init__(self, sessions: sessionmaker[Session], now: datetime) -> None:
+        super().__init__()
+        self.sessions, self.now = sessions, now
+
+    def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:
+        set_state(self.sessions, CampaignState.CANCELLED, self.now)
+        return [SendResult.retry(m.delivery_id, "sendgrid 429: busy", retry_after=1) for m in batch]
+
+
+def test_a_row_in_flight_at_the_cancel_that_comes_back_for_a_retry_is_skipped_not_left_pending(
+        add_recipient: AddRecipient, schedule_campaign: Schedule, sessions: sessionmaker[Session],
+        now: datetime) -> None:
+    for who in ("ana", "ben"):
+        add_recipient(who)  # email only
+    schedule_campaign(now, wave_spec(now, CAMPAIGN_ID))
+    settings = Settings()
+    dispatcher = Dispatcher(sessions, {"email": CancelledWhileSending(sessions, now)},
+                            Renderer(settings.templates_dir, settings.locales_dir), settings)
+    published, _ = enqueue(dispatcher, now, chunk_size=10)
+
+    dispatcher.run_chunk(published[0][1], "worker-1", now)
+    enqueue(dispatcher, now + timedelta(seconds=5))
+
+    assert {(r.state, r.skip_reason) for r in states(sessions).values()} == {
+        (DeliveryState.SKIPPED, SkipReason.CANCELLED)}
+
+
 # --- lost chunks and dead workers ------------------------------------------------------------------------
 
 
@@ -255,13 +263,13 @@ def test_cancel_skips_pending_and_queued_rows_and_a_chunk_published_before_sends
 def test_a_chunk_the_broker_lost_is_queued_again_when_its_lease_runs_out_and_sent_once(
         sessions: sessionmaker[Session], dispatcher: Dispatcher, outbox: Path, now: datetime) -> None:
     lost, _ = enqueue(dispatcher, now, chunk_size=10)  # published, never delivered
-    assert enqueue(dispatcher, now + timedelta(seconds=599))[0] == []
+    assert enqueue(dispatcher, now + timedelta(seconds=QUEUE_LEASE - 1))[0] == []
 
-    later = now + timedelta(seconds=601)
+    later = now + timedelta(seconds=QUEUE_LEASE + 1)
     again, _ = enqueue(dispatcher, later, chunk_size=10)
 
     assert again == lost  # the same ids, per channel
-    assert {r.lease_until for r in states(sessions).values()} == {later + timedelta(seconds=600)}
+    assert {r.lease_until for r in states(sessions).values()} == {later + timedelta(seconds=QUEUE_LEASE)}
     assert [dispatcher.run_chunk(ids, "worker-1", later) for _, ids in again] == [{"sent": 3}, {"sent": 3}]
     assert [dispatcher.run_chunk(ids, "worker-2", later) for _, ids in lost] == [{}, {}]  # it turned up after all
     assert len(outbox_files(outbox)) == 6
@@ -301,7 +309,7 @@ def test_rows_left_sending_past_their_lease_are_skipped_as_uncertain_when_the_ca
         dispatcher: Dispatcher, outbox: Path, now: datetime) -> None:
     for who in ("ana", "ben", "cid"):
         add_recipient(who, tokens=[f"{who}-phone"])
-    schedule_campaign(now, wave_spec(now, on_uncertain="skip"))
+    schedule_campaign(now, wave_spec(now, CAMPAIGN_ID, on_uncertain="skip"))
     published, _ = enqueue(dispatcher, now, chunk_size=10)
     emails = published[0][1]
     lease_as_dead_worker(sessions, emails, now)
@@ -408,13 +416,15 @@ def test_limiters_on_different_keys_do_not_share(rate_key: str) -> None:
         redis.Redis.from_url(REDIS_URL).delete(other)
 
 
-def test_one_at_a_time_from_two_limiters_paces_the_pair_at_the_rate(rate_key: str) -> None:
-    limiters = [distributed.RedisRateLimiter(REDIS_URL, rate_key, rate=50, burst=50) for _ in range(2)]
+def test_one_at_a_time_from_two_limiters_the_hundredth_goes_about_a_second_after_the_first(rate_key: str) -> None:
+    limiters = [distributed.RedisRateLimiter(REDIS_URL, rate_key, rate=50, burst=50, sleep=lambda _: None)
+                for _ in range(2)]
 
-    waits = [limiters[n % 2].acquire() for n in range(100)]
+    waits = [limiters[n % 2].acquire() for n in range(100)]  # turn about, as two workers would
 
     assert waits[:50] == [0] * 50
-    assert 0.7 <= sum(waits) <= 1.05  # really slept: time passing in between refills a little
+    assert waits[50:] == sorted(waits[50:])  # each reservation queues behind the other limiter's
+    assert 0.9 <= waits[-1] <= 1.0
 
 
 # --- notifier worker refuses to start without its services ----------------------------------------------

@@ -166,6 +166,14 @@ def set_state(session: Session, campaign_id: str, state: CampaignState, now: dat
     return row
 
 
+def cancelled_among(session: Session, campaign_ids: Iterable[str]) -> set[str]:
+    """Which of these campaigns are cancelled, read under a share lock so that a cancel cannot commit before the
+    caller's outcomes do (set_state skips only rows not in flight; a retry recorded after it would stay pending)."""
+    rows = session.execute(select(CampaignRow.id, CampaignRow.state)
+                           .where(CampaignRow.id.in_(list(campaign_ids))).with_for_update(read=True))
+    return {campaign_id for campaign_id, state in rows if state == CampaignState.CANCELLED}
+
+
 def active_campaigns(session: Session) -> list[CampaignRow]:
     return list(session.scalars(select(CampaignRow).where(CampaignRow.state == CampaignState.SCHEDULED)))
 
