@@ -21,7 +21,7 @@ from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
 from notifier.config import Settings
 from notifier.events import Outcome, SendResult
 from notifier.i18n import negotiate
-from notifier.ledger import queries
+from notifier.ledger import claims, queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryState, SkipReason
 from notifier.links import unsubscribe_headers
@@ -57,7 +57,7 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def live_deadlines(campaign: Campaign, row: queries.ClaimedRow, now: datetime) -> tuple[tuple[str, ...], str | None]:
+def live_deadlines(campaign: Campaign, row: claims.ClaimedRow, now: datetime) -> tuple[tuple[str, ...], str | None]:
     """The staleness guard: the row's deadlines still worth a message, else the reason to skip it.
 
     A deadline drops out when it has passed, when the recipient did its ``skip_if`` action, or when a later
@@ -100,7 +100,7 @@ class Dispatcher:
         and materialize the groups that fell due."""
         report = TickReport()
         with transaction(self.sessions) as s:
-            report.recovered = queries.recover_expired(s, now)
+            report.recovered = claims.recover_expired(s, now)
         with transaction(self.sessions) as s:
             for row in queries.active_campaigns(s):
                 report.planned_groups += queries.plan_groups(s, row, row.scheduled_at)[1]
@@ -120,7 +120,7 @@ class Dispatcher:
         report = self.prepare(now)
         while True:
             with transaction(self.sessions) as s:
-                ids = queries.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
+                ids = claims.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
                                         exclude=report.refused, owner=self.owner)
             if not ids:
                 break
@@ -141,7 +141,7 @@ class Dispatcher:
         for channel in self.channels:
             while True:
                 with transaction(self.sessions) as s:
-                    ids = queries.claim_due(s, now, chunk_size, self.settings.queue_lease_seconds,
+                    ids = claims.claim_due(s, now, chunk_size, self.settings.queue_lease_seconds,
                                             exclude=report.refused, into=DeliveryState.QUEUED, channel=channel)
                 if not ids:
                     break
@@ -154,7 +154,7 @@ class Dispatcher:
         """A worker's part: lease the chunk's rows still queued, then guard, render, send and record them."""
         with transaction(self.sessions) as s:
             refused = [row.id for row in queries.active_campaigns(s) if self._content_refusal(row)]
-            leased = queries.lease_chunk(s, ids, owner, now, self.settings.lease_seconds, exclude=refused)
+            leased = claims.lease_chunk(s, ids, owner, now, self.settings.lease_seconds, exclude=refused)
         if not leased:
             return Counter()
         return self._process(leased, now, owner)
@@ -177,7 +177,7 @@ class Dispatcher:
 
     def _process(self, ids: Sequence[int], now: datetime, owner: str) -> Counter[str]:
         with self.sessions() as s:
-            rows = queries.load_claimed(s, ids, now)
+            rows = claims.load_claimed(s, ids, now)
             campaigns = {r.campaign_id: queries.campaign_of(queries.get_campaign(s, r.campaign_id)) for r in rows}
         changes: list[dict[str, Any]] = []
         by_channel: dict[str, list[Message]] = {}
@@ -200,7 +200,7 @@ class Dispatcher:
                 raise
             by_channel.setdefault(row.channel, []).append(message)
         dead: list[tuple[int, str]] = []  # (recipient seq, token) the provider says will never work
-        fallbacks: list[queries.ClaimedRow] = []
+        fallbacks: list[claims.ClaimedRow] = []
         by_id = {r.id: r for r in rows}
         for channel, messages in by_channel.items():
             for result in self.channels[channel].send(messages):
@@ -217,11 +217,11 @@ class Dispatcher:
                 changes = [c | {"state": DeliveryState.SKIPPED, "skip_reason": SkipReason.CANCELLED}
                            if c["state"] == DeliveryState.PENDING and by_id[c["id"]].campaign_id in cancelled else c
                            for c in changes]
-            landed = queries.record(s, changes, [_event(c, now) for c in changes if c.get("last_error")], owner)
+            landed = claims.record(s, changes, [_event(c, now) for c in changes if c.get("last_error")], owner)
             if dead:
                 queries.deactivate_tokens(s, dead, now, "provider: token unregistered or invalid")
             if fallbacks:
-                queries.add_fallback_emails(s, fallbacks, now)
+                claims.add_fallback_emails(s, fallbacks, now)
         if dead:
             log.info("deactivated %d push tokens", len(dead))
         if landed < len(changes):
@@ -232,11 +232,11 @@ class Dispatcher:
     def _release(self, ids: Sequence[int], now: datetime, owner: str) -> None:
         retry_at = now + timedelta(seconds=self.settings.retry_base_seconds)
         with transaction(self.sessions) as s:
-            queries.record(s, [{"id": i, "state": DeliveryState.PENDING, "lease_until": None, "lease_owner": None,
+            claims.record(s, [{"id": i, "state": DeliveryState.PENDING, "lease_until": None, "lease_owner": None,
                                 "next_attempt_at": retry_at, "last_error": "template failed to render"}
                                for i in ids], owner=owner)
 
-    def _message(self, campaign: Campaign, row: queries.ClaimedRow, deadlines: tuple[str, ...], locale: str,
+    def _message(self, campaign: Campaign, row: claims.ClaimedRow, deadlines: tuple[str, ...], locale: str,
                  now: datetime) -> Message:
         tz = zone(row.timezone)
         items = tuple(i for i in parse_send_key(row.send_key) if i.deadline in deadlines)

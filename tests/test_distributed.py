@@ -24,7 +24,7 @@ from notifier.channels.base import Channel, Message
 from notifier.config import Settings
 from notifier.dispatch import Dispatcher
 from notifier.events import SendResult
-from notifier.ledger import queries
+from notifier.ledger import claims, queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SkipReason
 from notifier.render import Renderer
@@ -280,7 +280,7 @@ def test_a_chunk_the_broker_lost_is_queued_again_when_its_lease_runs_out_and_sen
 def lease_as_dead_worker(sessions: sessionmaker[Session], ids: list[int], now: datetime) -> list[int]:
     """What a worker does before it dies mid-request: lease its chunk (and never record an outcome)."""
     with transaction(sessions) as s:
-        return queries.lease_chunk(s, ids, "dead-worker", now, lease_seconds=300)
+        return claims.lease_chunk(s, ids, "dead-worker", now, lease_seconds=300)
 
 
 @pytest.mark.usefixtures("wave")
@@ -338,14 +338,14 @@ def test_a_late_outcome_does_not_overwrite_a_row_another_owner_took(
     later = now + timedelta(seconds=301)
     again, _ = enqueue(dispatcher, later, chunk_size=10)
     with transaction(sessions) as s:
-        assert queries.lease_chunk(s, again[0][1], "worker-2", later, 300) == emails
+        assert claims.lease_chunk(s, again[0][1], "worker-2", later, 300) == emails
 
     late = [{"id": i, "state": DeliveryState.FAILED, "last_error": "hung", "lease_until": None, "lease_owner": None}
             for i in emails]
     with transaction(sessions) as s:
-        assert queries.record(s, late, owner="dead-worker") == 0
+        assert claims.record(s, late, owner="dead-worker") == 0
     with transaction(sessions) as s:
-        assert queries.record(s, [{"id": emails[0], "state": DeliveryState.SENT, "lease_until": None,
+        assert claims.record(s, [{"id": emails[0], "state": DeliveryState.SENT, "lease_until": None,
                                    "lease_owner": None}], owner="worker-2") == 1
 
     rows = states(sessions)

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.campaign import load_campaign, zone
 from notifier.errors import CampaignStateError
-from notifier.ledger import queries
+from notifier.ledger import claims, queries
 from notifier.ledger.db import alembic_config, current_revision, transaction
 from notifier.ledger.models import (
     CampaignRow,
@@ -70,7 +70,7 @@ def materialize(sessions: sessionmaker[Session], now: datetime) -> int:
 
 def claim(sessions: sessionmaker[Session], now: datetime, limit: int = 100, lease_seconds: int = 300) -> list[int]:
     with transaction(sessions) as s:
-        return queries.claim_due(s, now, limit, lease_seconds)
+        return claims.claim_due(s, now, limit, lease_seconds)
 
 
 def set_state(sessions: sessionmaker[Session], state: CampaignState, now: datetime) -> None:
@@ -378,8 +378,8 @@ def test_rows_whose_lease_expired_are_recovered_as_uncertain_and_claimed_again(
     later = JAKARTA_FIRST + timedelta(seconds=61)
     assert claim(sessions, later) == []  # a row being sent is never claimed, even past its lease
     with transaction(sessions) as s:
-        assert queries.recover_expired(s, JAKARTA_FIRST + timedelta(seconds=60)) == {}  # the lease still holds
-        assert queries.recover_expired(s, later) == {f"{CAMPAIGN_ID}:resend": 2}  # service: resend
+        assert claims.recover_expired(s, JAKARTA_FIRST + timedelta(seconds=60)) == {}  # the lease still holds
+        assert claims.recover_expired(s, later) == {f"{CAMPAIGN_ID}:resend": 2}  # service: resend
     again = claim(sessions, later, lease_seconds=60)
 
     assert again == first
@@ -431,11 +431,11 @@ def test_claim_skips_rows_locked_by_another_open_claim_without_waiting(
 
     with sessions() as a, sessions() as b:
         a.begin()
-        from_a = queries.claim_due(a, JAKARTA_FIRST, 5, 300)  # a's transaction stays open, its rows locked
+        from_a = claims.claim_due(a, JAKARTA_FIRST, 5, 300)  # a's transaction stays open, its rows locked
         b.begin()
         b.execute(text("SET LOCAL lock_timeout = '2s'"))  # waiting on a's locks would fail b, not hang it
         started = time.monotonic()
-        from_b = queries.claim_due(b, JAKARTA_FIRST, 100, 300)
+        from_b = claims.claim_due(b, JAKARTA_FIRST, 100, 300)
         waited = time.monotonic() - started
         b.commit()
         a.commit()

@@ -6,13 +6,12 @@ PostgreSQL and a single atomic UPDATE on SQLite; inserts rely on the unique cons
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, literal, or_, select, update
+from sqlalchemy import exists, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,7 +20,6 @@ from notifier.errors import CampaignStateError
 from notifier.ledger.models import (
     CampaignRow,
     CampaignState,
-    DeliveryEvent,
     DeliveryRow,
     DeliveryState,
     PushToken,
@@ -37,7 +35,7 @@ from notifier.render import Content
 MATERIALIZE_CHUNK = 50_000  # recipients per INSERT ... SELECT, so one statement never grows unbounded
 
 
-def _insert(session: Session, table: Any) -> Any:
+def dialect_insert(session: Session, table: Any) -> Any:
     """INSERT for the session's dialect; keeps ``rowcount`` (SQLAlchemy drops it for INSERTs on psycopg: -1)."""
     dialect = session.get_bind().dialect.name
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
@@ -132,7 +130,7 @@ def plan_groups(session: Session, row: CampaignRow, not_before: datetime) -> tup
                            "materialized_upto": 0})
     inserted = 0
     for start in range(0, len(values), 1000):
-        stmt = _insert(session, SendGroup).values(values[start : start + 1000])
+        stmt = dialect_insert(session, SendGroup).values(values[start : start + 1000])
         inserted += session.execute(stmt.on_conflict_do_nothing()).rowcount or 0
     if new_zones:
         row.planned_zones = sorted({*(row.planned_zones or ()), *new_zones})
@@ -218,194 +216,11 @@ def _materialize(session: Session, group: SendGroup, campaign: Campaign, channel
     ), campaign)
     cols = ["campaign_id", "group_id", "send_key", "recipient_seq", "channel", "state", "attempts",
             "next_attempt_at", "created_at", "updated_at"]
-    stmt = _insert(session, DeliveryRow).from_select(cols, source).on_conflict_do_nothing()
+    stmt = dialect_insert(session, DeliveryRow).from_select(cols, source).on_conflict_do_nothing()
     return session.execute(stmt).rowcount or 0
 
 
 # --- claiming and recording ----------------------------------------------------------------------------
-
-
-def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, exclude: Iterable[str] = (), *,
-              into: DeliveryState = DeliveryState.SENDING, owner: str | None = None,
-              channel: str | None = None) -> list[int]:
-    """Take up to ``limit`` due rows: ``into`` SENDING to send them here, or QUEUED to hand them to a broker.
-
-    Due means pending and at its time, or queued but never picked up before its lease ran out (a lost chunk).
-    Rows held by others are skipped, not waited on (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
-    """
-    active = select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED,
-                                          CampaignRow.id.not_in(list(exclude)))
-    conditions = [
-        DeliveryRow.campaign_id.in_(active),
-        or_(and_(DeliveryRow.state == DeliveryState.PENDING, DeliveryRow.next_attempt_at <= now),
-            and_(DeliveryRow.state == DeliveryState.QUEUED, DeliveryRow.lease_until < now)),
-    ]
-    if channel is not None:
-        conditions.append(DeliveryRow.channel == channel)
-    due = (
-        select(DeliveryRow.id).where(*conditions)
-        .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    values: dict[str, Any] = {"state": into, "lease_until": now + timedelta(seconds=lease_seconds),
-                              "lease_owner": owner, "updated_at": now}
-    if into == DeliveryState.SENDING:
-        values["attempts"] = DeliveryRow.attempts + 1
-    stmt = (
-        update(DeliveryRow)
-        .where(DeliveryRow.id.in_(due.scalar_subquery()))
-        .values(**values)
-        .returning(DeliveryRow.id)
-        .execution_options(synchronize_session=False)
-    )
-    return sorted(session.scalars(stmt).all())
-
-
-def lease_chunk(session: Session, ids: Sequence[int], owner: str, now: datetime, lease_seconds: int,
-                exclude: Iterable[str] = ()) -> list[int]:
-    """A worker takes the rows of its chunk that are still queued for a scheduled campaign (the rest are done,
-    taken by someone else, or paused); only rows it leased here may it send."""
-    active = select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED,
-                                          CampaignRow.id.not_in(list(exclude)))
-    stmt = (
-        update(DeliveryRow)
-        .where(DeliveryRow.id.in_(list(ids)), DeliveryRow.state == DeliveryState.QUEUED,
-               DeliveryRow.campaign_id.in_(active))
-        .values(state=DeliveryState.SENDING, lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
-                attempts=DeliveryRow.attempts + 1, updated_at=now)
-        .returning(DeliveryRow.id)
-        .execution_options(synchronize_session=False)
-    )
-    leased = sorted(session.scalars(stmt).all())
-    # A chunk of a paused campaign goes back to pending, so resuming sends it.
-    paused = select(CampaignRow.id).where(CampaignRow.state == CampaignState.PAUSED)
-    session.execute(update(DeliveryRow).where(
-        DeliveryRow.id.in_(list(ids)), DeliveryRow.state == DeliveryState.QUEUED, DeliveryRow.campaign_id.in_(paused))
-        .values(state=DeliveryState.PENDING, lease_until=None, lease_owner=None, updated_at=now)
-        .execution_options(synchronize_session=False))
-    return leased
-
-
-def recover_expired(session: Session, now: datetime) -> dict[str, int]:
-    """Rows still ``sending`` after their lease: their worker died or hung mid-request, so the provider may or may
-    not have them. They are marked uncertain and, by each campaign's ``on_uncertain``, sent again or skipped."""
-    expired = and_(DeliveryRow.state == DeliveryState.SENDING, DeliveryRow.lease_until < now)
-    counts: dict[str, int] = {}
-    for campaign_id in session.scalars(select(DeliveryRow.campaign_id).where(expired).distinct()).all():
-        row = session.get(CampaignRow, campaign_id)
-        policy = "skip" if row is None or row.state == CampaignState.CANCELLED else campaign_of(row).on_uncertain
-        values: dict[str, Any] = {"uncertain": True, "lease_until": None, "lease_owner": None, "updated_at": now}
-        if policy == "skip":
-            reason = SkipReason.CANCELLED if row is not None and row.state == CampaignState.CANCELLED \
-                else SkipReason.UNCERTAIN
-            values |= {"state": DeliveryState.SKIPPED, "skip_reason": reason}
-        else:
-            values |= {"state": DeliveryState.PENDING, "next_attempt_at": now}
-        n = session.execute(update(DeliveryRow).where(expired, DeliveryRow.campaign_id == campaign_id)
-                            .values(**values).execution_options(synchronize_session=False)).rowcount or 0
-        counts[f"{campaign_id}:{'resend' if policy == 'resend' else 'skip'}"] = n
-    return counts
-
-
-@dataclass(frozen=True)
-class ClaimedRow:
-    """A leased delivery with what the guard and the renderer need; held in memory for one batch only."""
-
-    id: int
-    campaign_id: str
-    group_id: int
-    channel: str
-    send_key: str
-    attempts: int
-    wave: str
-    deadlines: tuple[str, ...]
-    recipient_seq: int
-    recipient_id: str
-    email: str | None
-    name: str | None
-    locale: str | None
-    timezone: str
-    country: str | None
-    attributes: dict[str, Any]
-    tokens: tuple[str, ...]
-    actions: frozenset[str]
-    superseded: frozenset[str]  # deadlines a later due send of the same zone covers
-
-
-def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[ClaimedRow]:
-    rows = session.execute(
-        select(DeliveryRow, SendGroup.wave, SendGroup.deadlines, SendGroup.send_at, Recipient)
-        .join(SendGroup, SendGroup.id == DeliveryRow.group_id)
-        .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
-        .where(DeliveryRow.id.in_(ids))
-        .order_by(DeliveryRow.id)
-    ).all()
-    seqs = {r.Recipient.seq for r in rows}
-    tokens: dict[int, list[str]] = {}
-    for seq, token in session.execute(select(PushToken.recipient_seq, PushToken.token).where(
-            PushToken.recipient_seq.in_(seqs), PushToken.active.is_(True)).order_by(PushToken.id)):
-        tokens.setdefault(seq, []).append(token)
-    actions: dict[int, set[str]] = {}
-    for seq, action in session.execute(select(RecipientAction.recipient_seq, RecipientAction.action).where(
-            RecipientAction.recipient_seq.in_(seqs), RecipientAction.at <= now)):
-        actions.setdefault(seq, set()).add(action)
-    later = _later_due(session, {(r.DeliveryRow.campaign_id, r.Recipient.timezone) for r in rows}, now)
-    out = []
-    for d, wave, deadlines, send_at, r in rows:
-        superseded = frozenset(dl for at, dls in later.get((d.campaign_id, r.timezone), ()) if at > send_at
-                               for dl in dls if dl in deadlines)
-        out.append(ClaimedRow(
-            id=d.id, campaign_id=d.campaign_id, group_id=d.group_id, channel=d.channel, send_key=d.send_key,
-            attempts=d.attempts,
-            wave=wave, deadlines=tuple(deadlines), recipient_seq=r.seq, recipient_id=r.id, email=r.email,
-            name=r.name, locale=r.locale, timezone=r.timezone, country=r.country, attributes=dict(r.attributes or {}),
-            tokens=tuple(tokens.get(r.seq, ())), actions=frozenset(actions.get(r.seq, ())), superseded=superseded,
-        ))
-    return out
-
-
-def _later_due(session: Session, zones: set[tuple[str, str]], now: datetime
-               ) -> dict[tuple[str, str], list[tuple[datetime, list[str]]]]:
-    """Due groups per (campaign, zone): a row is stale for a deadline that a later due group also carries."""
-    if not zones:
-        return {}
-    found: dict[tuple[str, str], list[tuple[datetime, list[str]]]] = {}
-    q = select(SendGroup.campaign_id, SendGroup.timezone, SendGroup.send_at, SendGroup.deadlines).where(
-        SendGroup.campaign_id.in_({c for c, _ in zones}), SendGroup.timezone.in_({z for _, z in zones}),
-        SendGroup.send_at <= now)
-    for campaign_id, tz, send_at, deadlines in session.execute(q):
-        found.setdefault((campaign_id, tz), []).append((send_at, deadlines))
-    return found
-
-
-def record(session: Session, changes: Iterable[dict[str, Any]], events: Iterable[dict[str, Any]] = (),
-           owner: str | None = None) -> int:
-    """Apply per-row outcomes (each dict has ``id``) and append delivery events; returns rows updated.
-
-    With ``owner``, an outcome lands only on a row this owner still holds: a worker that lost its lease (it hung
-    and the row was recovered as uncertain) cannot overwrite what happened since.
-    """
-    table = DeliveryRow.__table__
-    by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for change in changes:
-        by_keys.setdefault(tuple(sorted(k for k in change if k != "id")), []).append(change)
-    updated = 0
-    for keys, group in by_keys.items():
-        where = [table.c.id == bindparam("b_id")]
-        if owner is not None:
-            where += [table.c.state == DeliveryState.SENDING.value, table.c.lease_owner == owner]
-        stmt = table.update().where(*where).values({k: bindparam(f"b_{k}") for k in keys})
-        params = [{f"b_{k}": _db_value(v) for k, v in change.items()} for change in group]
-        updated += session.connection().execute(stmt, params).rowcount or 0
-    events = list(events)
-    if events:
-        session.execute(_insert(session, DeliveryEvent), events)
-    return updated
-
-
-def _db_value(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else value
 
 
 def deactivate_tokens(session: Session, dead: Sequence[tuple[int, str]], now: datetime, reason: str) -> None:
@@ -416,20 +231,12 @@ def deactivate_tokens(session: Session, dead: Sequence[tuple[int, str]], now: da
                         .values(active=False, deactivated_at=now, deactivated_reason=reason))
 
 
-def add_fallback_emails(session: Session, rows: Sequence[ClaimedRow], now: datetime) -> int:
-    """An email row, due now, for each push row whose every token was dead (``fallback: email``)."""
-    values = [{"campaign_id": r.campaign_id, "group_id": r.group_id, "send_key": r.send_key,
-               "recipient_seq": r.recipient_seq, "channel": "email", "state": DeliveryState.PENDING.value,
-               "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now} for r in rows]
-    return session.execute(_insert(session, DeliveryRow).values(values).on_conflict_do_nothing()).rowcount or 0
-
-
 def record_action(session: Session, recipient_id: str, action: str, at: datetime) -> None:
     """Note that a recipient did something that can make reminders pointless (see skip_if)."""
     seq = session.scalar(select(Recipient.seq).where(Recipient.id == recipient_id))
     if seq is None:
         raise CampaignStateError(f"no recipient with id {recipient_id!r}")
-    stmt = _insert(session, RecipientAction).values(recipient_seq=seq, action=action, at=at)
+    stmt = dialect_insert(session, RecipientAction).values(recipient_seq=seq, action=action, at=at)
     session.execute(stmt.on_conflict_do_nothing())
 
 
