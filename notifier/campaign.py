@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
 
+from notifier._located_yaml import Node, Reader, convert
 from notifier.errors import CampaignError, Problem
 
 CHANNELS = ("email", "push")
 CATEGORIES = ("service", "marketing")
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DURATION = re.compile(
     r"^P(?!$)(?:(?P<y>\d+)Y)?(?:(?P<mo>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
     r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<mi>\d+)M)?(?:(?P<s>\d+)S)?)?$"
@@ -147,115 +145,6 @@ def parse_deadline_at(text: str) -> datetime:
     return value
 
 
-# --- YAML with line numbers -------------------------------------------------------------------------
-
-
-class _Node:
-    """A YAML value together with the line it starts on (1-based)."""
-
-    __slots__ = ("line", "value")
-
-    def __init__(self, value: Any, line: int) -> None:
-        self.value = value
-        self.line = line
-
-
-def _convert(node: yaml.Node, problems: list[Problem], file: str, path: str) -> _Node:
-    line = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, tuple[_Node, int]] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            key_line = key_node.start_mark.line + 1
-            if key in out:
-                problems.append(Problem(file, key_line, _join(path, key), "duplicate key"))
-                continue
-            out[key] = (_convert(value_node, problems, file, _join(path, key)), key_line)
-        return _Node(out, line)
-    if isinstance(node, yaml.SequenceNode):
-        return _Node(
-            [_convert(v, problems, file, f"{path}[{i}]") for i, v in enumerate(node.value)], line
-        )
-    if node.tag == "tag:yaml.org,2002:null":
-        return _Node(None, line)
-    return _Node(str(node.value), line)
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-class _Reader:
-    """Walks the converted YAML and collects every problem instead of stopping at the first."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-        self.problems: list[Problem] = []
-
-    def fail(self, line: int | None, fld: str | None, message: str) -> None:
-        self.problems.append(Problem(self.file, line, fld, message))
-
-    def mapping(
-        self, node: _Node, path: str, required: Sequence[str], optional: Sequence[str]
-    ) -> dict[str, _Node] | None:
-        if not isinstance(node.value, dict):
-            self.fail(node.line, path or None, "expected a mapping of keys to values")
-            return None
-        known = (*required, *optional)
-        out: dict[str, _Node] = {}
-        for key, (value, key_line) in node.value.items():
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-                self.fail(key_line, _join(path, key), f"unknown key{hint}")
-                continue
-            out[key] = value
-        for key in required:
-            if key not in out:
-                self.fail(node.line, _join(path, key), "required key is missing")
-        return out
-
-    def text(self, node: _Node | None, path: str) -> str | None:
-        if node is None:
-            return None
-        if not isinstance(node.value, str) or not node.value.strip():
-            self.fail(node.line, path, "expected a non-empty text value")
-            return None
-        return node.value.strip()
-
-    def slug(self, node: _Node | None, path: str) -> str | None:
-        value = self.text(node, path)
-        if value is not None and not _SLUG.match(value):
-            assert node is not None
-            self.fail(node.line, path, f"{value!r} must be lowercase letters, digits, '-' or '_'")
-            return None
-        return value
-
-    def text_list(self, node: _Node | None, path: str) -> list[tuple[str, int]] | None:
-        if node is None:
-            return None
-        if not isinstance(node.value, list) or not node.value:
-            self.fail(node.line, path, "expected a non-empty list")
-            return None
-        items = []
-        for i, item in enumerate(node.value):
-            value = self.text(item, f"{path}[{i}]")
-            if value is not None:
-                items.append((value, item.line))
-        return items
-
-    def parsed(self, node: _Node | None, path: str, parse: Any) -> Any:
-        value = self.text(node, path)
-        if value is None:
-            return None
-        try:
-            return parse(value)
-        except ValueError as exc:
-            assert node is not None
-            self.fail(node.line, path, str(exc))
-            return None
-
-
 def normalize_locale_tag(tag: str) -> str:
     """'pt_br' / 'pt-BR' → 'pt-BR'; raises ValueError for a tag Babel does not know."""
     from notifier.i18n import parse_tag, tag_of
@@ -266,7 +155,7 @@ def normalize_locale_tag(tag: str) -> str:
     return tag_of(loc)
 
 
-def _read_locales(r: _Reader, top: dict[str, _Node]) -> tuple[tuple[str, ...], str | None]:
+def _read_locales(r: Reader, top: dict[str, Node]) -> tuple[tuple[str, ...], str | None]:
     locales: list[str] = []
     for i, (tag, line) in enumerate(r.text_list(top.get("locales"), "locales") or []):
         try:
@@ -290,7 +179,7 @@ def _read_locales(r: _Reader, top: dict[str, _Node]) -> tuple[tuple[str, ...], s
     return tuple(locales), default
 
 
-def _read_delivery(r: _Reader, node: _Node | None) -> Delivery:
+def _read_delivery(r: Reader, node: Node | None) -> Delivery:
     if node is None:
         return Delivery()
     m = r.mapping(node, "delivery", (), ("local_time", "window", "max_per_day"))
@@ -326,7 +215,7 @@ def _read_delivery(r: _Reader, node: _Node | None) -> Delivery:
     return Delivery(local_time=local_time, window=window, max_per_day=max_per_day)
 
 
-def _read_deadline(r: _Reader, node: _Node, i: int, seen: dict[str, int]) -> Deadline | None:
+def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int]) -> Deadline | None:
     path = f"deadlines[{i}]"
     m = r.mapping(node, path, ("id", "at", "waves"), ("skip_if", "label"))
     if m is None:
@@ -380,10 +269,10 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
         raise CampaignError([Problem(source, line, None, f"YAML syntax error: {exc.problem or exc}")]) from None
     except yaml.YAMLError as exc:
         raise CampaignError([Problem(source, None, None, f"YAML error: {exc}")]) from None
-    r = _Reader(source)
+    r = Reader(source)
     if root is None:
         raise CampaignError([Problem(source, 1, None, "the file is empty")])
-    tree = _convert(root, r.problems, source, "")
+    tree = convert(root, r.problems, source, "")
     top = r.mapping(tree, "", _TOP_REQUIRED, _TOP_OPTIONAL)
     if top is None:
         raise CampaignError(r.problems)
@@ -440,7 +329,7 @@ def _deadline_sort_key(d: Deadline) -> tuple[datetime, str]:
     return (at, d.id)
 
 
-def _read_audience(r: _Reader, node: _Node | None) -> tuple[str, ...]:
+def _read_audience(r: Reader, node: Node | None) -> tuple[str, ...]:
     if node is None:
         return ()
     m = r.mapping(node, "audience", (), ("countries",))
@@ -455,7 +344,7 @@ def _read_audience(r: _Reader, node: _Node | None) -> tuple[str, ...]:
     return tuple(countries)
 
 
-def _read_links(r: _Reader, node: _Node | None) -> dict[str, str]:
+def _read_links(r: Reader, node: Node | None) -> dict[str, str]:
     if node is None:
         return {}
     if not isinstance(node.value, dict):
