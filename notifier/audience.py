@@ -24,13 +24,13 @@ from babel import Locale
 from babel.core import get_global
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.campaign import zone
-from notifier.errors import AudienceError, ConfigError
+from notifier.errors import AudienceError
 from notifier.i18n import parse_tag, tag_of
 from notifier.ledger.models import PushToken, Recipient
+from notifier.ledger.queries import dialect_insert
 
 __all__ = ["ImportReport", "RecipientRecord", "Rejection", "import_audience", "read_audience"]
 
@@ -438,18 +438,8 @@ def _drop_duplicates(file: str, batch: list[RecipientRecord], existing: dict[str
     return fresh
 
 
-def _insert_for(session: Session) -> Any:
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return postgresql.insert
-    if name == "sqlite":
-        return sqlite.insert
-    raise ConfigError(f"importing an audience needs a SQLite or PostgreSQL ledger, not {name}")
-
-
 def _upsert_recipients(session: Session, records: list[RecipientRecord], run: str, now: datetime) -> None:
     """Insert or update by id; an update keeps the stored joined_at unless the file gives one."""
-    insert = _insert_for(session)
     rows = [{"id": r.id, "email": r.email, "name": r.name, "locale": r.locale, "timezone": r.timezone,
              "timezone_guessed": r.timezone_guessed, "country": r.country, "attributes": r.attributes,
              "joined_at": r.joined_at or now, "import_run": run, "import_line": r.line, "updated_at": now}
@@ -458,7 +448,7 @@ def _upsert_recipients(session: Session, records: list[RecipientRecord], run: st
         part = [row for row, r in zip(rows, records, strict=True) if (r.joined_at is None) == keep_joined]
         if not part:
             continue
-        stmt = insert(Recipient)
+        stmt = dialect_insert(session, Recipient)
         updated = [key for key in part[0] if key != "id" and not (keep_joined and key == "joined_at")]
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in updated})
         session.execute(stmt, part)
@@ -481,5 +471,5 @@ def _replace_tokens(session: Session, wanted: list[tuple[int, tuple[str, ...]]])
     new = [{"recipient_seq": seq, "token": token, "active": True}
            for seq, tokens in wanted for token in tokens if (seq, token) not in have]
     if new:
-        stmt = _insert_for(session)(PushToken).on_conflict_do_nothing(index_elements=["recipient_seq", "token"])
+        stmt = dialect_insert(session, PushToken).on_conflict_do_nothing(index_elements=["recipient_seq", "token"])
         session.execute(stmt, new)

@@ -27,7 +27,7 @@ def _parse_now(value: str | None) -> datetime:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-class _Ctx:
+class CliContext:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._sessions: Any = None
@@ -47,7 +47,7 @@ class _Ctx:
         return self._sessions
 
 
-pass_ctx = click.make_pass_decorator(_Ctx)
+pass_ctx = click.make_pass_decorator(CliContext)
 NOW = click.option("--now", "now", metavar="ISO", help="Act as if it were this time (UTC if no offset).")
 
 
@@ -62,7 +62,7 @@ def cli(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
     settings = load_settings()
     if database_url:
         settings = settings.with_(database_url=database_url)
-    ctx.obj = _Ctx(settings)
+    ctx.obj = CliContext(settings)
 
 
 # --- db ----------------------------------------------------------------------------------------------
@@ -75,7 +75,7 @@ def db() -> None:
 
 @db.command("upgrade")
 @pass_ctx
-def db_upgrade(c: _Ctx) -> None:
+def db_upgrade(c: CliContext) -> None:
     """Create or migrate the ledger schema to the latest version."""
     from notifier.ledger.db import current_revision, make_engine, upgrade
 
@@ -98,7 +98,7 @@ def audience() -> None:
 @NOW
 @click.option("--show", default=50, show_default=True, help="Print at most this many rejected rows.")
 @pass_ctx
-def audience_import(c: _Ctx, file: Path, fmt: str | None, now: str | None, show: int) -> None:
+def audience_import(c: CliContext, file: Path, fmt: str | None, now: str | None, show: int) -> None:
     """Import (upsert) recipients from CSV or JSON Lines; rejected rows are reported with line numbers."""
     from notifier.audience import import_audience
 
@@ -122,7 +122,7 @@ def audience_import(c: _Ctx, file: Path, fmt: str | None, now: str | None, show:
 @click.argument("action")
 @click.option("--at", "at", metavar="ISO", help="When it happened (default: now).")
 @pass_ctx
-def audience_action(c: _Ctx, recipient_id: str, action: str, at: str | None) -> None:
+def audience_action(c: CliContext, recipient_id: str, action: str, at: str | None) -> None:
     """Record that a recipient did ACTION (e.g. refund_requested), which skip_if reminders honour."""
     from notifier.ledger import queries
     from notifier.ledger.db import transaction
@@ -143,7 +143,7 @@ def campaign() -> None:
 @campaign.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @pass_ctx
-def campaign_validate(c: _Ctx, files: tuple[Path, ...]) -> None:
+def campaign_validate(c: CliContext, files: tuple[Path, ...]) -> None:
     """Check campaign files (or folders of them) and render every message; every problem is reported at once."""
     from notifier.campaign import load_campaigns
     from notifier.errors import CampaignError
@@ -215,7 +215,7 @@ def campaign_plan(file: Path, audience_file: Path, recipient: str | None, as_jso
             click.echo(f"  - {line}", file=out)
 
 
-def _campaign_file(c: _Ctx, ident: str) -> Path:
+def campaign_file(c: CliContext, ident: str) -> Path:
     path = Path(ident)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
@@ -226,7 +226,7 @@ def _campaign_file(c: _Ctx, ident: str) -> Path:
 @click.argument("campaign_ref", metavar="FILE_OR_ID")
 @NOW
 @pass_ctx
-def campaign_schedule(c: _Ctx, campaign_ref: str, now: str | None) -> None:
+def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None) -> None:
     """Approve the campaign's copy and schedule it; re-run it after editing the file, templates or catalogs."""
     from notifier.campaign import load_campaign
     from notifier.errors import CampaignError
@@ -235,7 +235,7 @@ def campaign_schedule(c: _Ctx, campaign_ref: str, now: str | None) -> None:
     from notifier.render import Content
     from notifier.review import review
 
-    path = _campaign_file(c, campaign_ref)
+    path = campaign_file(c, campaign_ref)
     camp = load_campaign(path)
     problems = review(camp, c.renderer())
     if problems:
@@ -255,7 +255,7 @@ def _state_command(name: str, state: str, help_text: str) -> None:
     @click.argument("campaign_id")
     @NOW
     @pass_ctx
-    def command(c: _Ctx, campaign_id: str, now: str | None) -> None:
+    def command(c: CliContext, campaign_id: str, now: str | None) -> None:
         from notifier.ledger import queries
         from notifier.ledger.db import transaction
         from notifier.ledger.models import CampaignState
@@ -278,7 +278,7 @@ _state_command("cancel", "cancelled", "Stop for good; every message not yet sent
 @NOW
 @click.option("--interval", default=30.0, show_default=True, help="Seconds between ticks.")
 @pass_ctx
-def dispatch(c: _Ctx, once: bool, now: str | None, interval: float) -> None:
+def dispatch(c: CliContext, once: bool, now: str | None, interval: float) -> None:
     """Send what is due: materialize due groups, claim, guard, render, send, record."""
     from notifier.wiring import build_dispatcher
 
@@ -299,124 +299,11 @@ def dispatch(c: _Ctx, once: bool, now: str | None, interval: float) -> None:
 
 
 @cli.command()
-@click.argument("campaign_ref", metavar="FILE_OR_ID")
-@click.option("--locale", help="A campaign locale, e.g. pt-BR (default: the recipient's, else the campaign default).")
-@click.option("--deadline", help="Deadline id, e.g. refund.")
-@click.option("--wave", help="Wave of that deadline, e.g. P7D.")
-@click.option("--channel", type=click.Choice(["email", "push"]), default="email", show_default=True)
-@click.option("--recipient", help="Render it as this recipient (from the ledger) gets it.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--gallery", type=click.Path(file_okay=False, path_type=Path),
-              help="Write a page with every locale × send × channel to this folder instead.")
-@pass_ctx
-def preview(c: _Ctx, campaign_ref: str, locale: str | None, deadline: str | None, wave: str | None, channel: str,
-            recipient: str | None, fmt: str, gallery: Path | None) -> None:
-    """Show a rendered message, or write a gallery of all of them, before anything is sent."""
-    from notifier.campaign import load_campaign, normalize_locale_tag
-    from notifier.preview import PreviewError, as_text, find_sample, recipient_sample, write_gallery
-    from notifier.review import render_sample
-
-    camp = load_campaign(_campaign_file(c, campaign_ref))
-    renderer = c.renderer()
-    if gallery is not None:
-        path = write_gallery(camp, renderer, gallery, datetime.now(UTC))
-        click.echo(f"gallery: {path.resolve()}")
-        return
-    if not deadline or not wave:
-        raise PreviewError("give --deadline and --wave (or --gallery DIR)")
-    try:
-        chosen = normalize_locale_tag(locale) if locale else None
-    except ValueError:
-        chosen = locale  # not a locale tag at all: find_sample names the campaign's locales
-    sample = find_sample(camp, chosen or camp.default_locale, deadline, wave)
-    if recipient is not None:
-        from sqlalchemy import select
-
-        from notifier.ledger.models import Recipient
-
-        with c.sessions()() as s:
-            rec = s.scalar(select(Recipient).where(Recipient.id == recipient))
-        if rec is None:
-            raise PreviewError(f"--recipient {recipient}: no such recipient in the ledger")
-        sample, personal = recipient_sample(camp, sample, rec, chosen)
-        click.echo(as_text(render_sample(renderer, camp, sample, personal), channel, fmt))
-    else:
-        click.echo(as_text(render_sample(renderer, camp, sample), channel, fmt))
-
-
-@cli.group()
-def i18n() -> None:
-    """Translation catalogs: extract, update, compile, check."""
-
-
-def _all_campaigns(c: _Ctx, refs: tuple[str, ...]) -> list[Any]:
-    from notifier.campaign import load_campaigns
-
-    return load_campaigns([_campaign_file(c, r) for r in refs] if refs else [c.settings.campaigns_dir])
-
-
-def _all_locales(c: _Ctx) -> list[str]:
-    return sorted({loc for camp in _all_campaigns(c, ()) for loc in camp.locales})
-
-
-@i18n.command("extract")
-@pass_ctx
-def i18n_extract(c: _Ctx) -> None:
-    """Write locales/messages.pot from every campaign's templates."""
-    from notifier.catalogs import extract, pot_path
-
-    folders = sorted({c.settings.templates_dir / camp.templates for camp in _all_campaigns(c, ())})
-    n = extract(folders, c.settings.locales_dir)
-    click.echo(f"{pot_path(c.settings.locales_dir)}: {n} messages")
-
-
-@i18n.command("update")
-@pass_ctx
-def i18n_update(c: _Ctx) -> None:
-    """Merge the template into every campaign locale's catalog (new or changed entries need a translator)."""
-    from notifier.catalogs import update
-
-    for path in update(c.settings.locales_dir, _all_locales(c)):
-        click.echo(f"updated {path}")
-
-
-@i18n.command("compile")
-@pass_ctx
-def i18n_compile(c: _Ctx) -> None:
-    """Build the .mo files from the .po files."""
-    from notifier.catalogs import compile_catalogs
-
-    for path in compile_catalogs(c.settings.locales_dir, _all_locales(c)):
-        click.echo(f"compiled {path}")
-
-
-@i18n.command("check")
-@click.argument("campaigns", nargs=-1, metavar="[FILE_OR_ID]...")
-@pass_ctx
-def i18n_check(c: _Ctx, campaigns: tuple[str, ...]) -> None:
-    """The translation gate: fails on untranslated, fuzzy or broken entries and on push text over its limits."""
-    from notifier.catalogs import check_catalogs
-    from notifier.errors import CampaignError
-    from notifier.review import review
-
-    camps = _all_campaigns(c, campaigns)
-    locales = sorted({loc for camp in camps for loc in camp.locales})
-    problems = check_catalogs(c.settings.locales_dir, locales)
-    if not problems:  # rendering needs sound catalogs; check them first
-        renderer = c.renderer()
-        problems = [p for camp in camps for p in review(camp, renderer)]
-    if problems:
-        raise CampaignError(problems)
-    click.echo(f"catalogs ok: {', '.join(locales)}; every message of {', '.join(x.id for x in camps)} renders "
-               "within its limits")
-
-
-@cli.command()
 @click.option("-Q", "--queues", default="email,push,ticks", show_default=True, help="Queues to consume.")
 @click.option("-c", "--concurrency", type=int, default=None, help="Worker processes (default: one per core).")
 @click.option("--beat", is_flag=True, help="Also publish the tick (run exactly one of these in a fleet).")
 @pass_ctx
-def worker(c: _Ctx, queues: str, concurrency: int | None, beat: bool) -> None:
+def worker(c: CliContext, queues: str, concurrency: int | None, beat: bool) -> None:
     """A Celery worker of the fleet (same as: celery -A celery_app worker -Q email,push,ticks)."""
     from notifier.distributed import check_services
 
@@ -437,7 +324,7 @@ def worker(c: _Ctx, queues: str, concurrency: int | None, beat: bool) -> None:
 @click.argument("campaign_id")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def status(c: _Ctx, campaign_id: str, as_json: bool) -> None:
+def status(c: CliContext, campaign_id: str, as_json: bool) -> None:
     """Counts of messages by wave, channel and state."""
     from notifier.ledger.db import transaction
     from notifier.reports import campaign_status, format_table
@@ -459,7 +346,7 @@ def status(c: _Ctx, campaign_id: str, as_json: bool) -> None:
 @click.option("--transport", type=click.Choice(["outbox", "providers"]), default="outbox", show_default=True,
               help="providers: through the SendGrid and FCM SDKs to a local emulator, with faults switched on.")
 @pass_ctx
-def demo(c: _Ctx, directory: Path | None, progress: bool, transport: str) -> None:
+def demo(c: CliContext, directory: Path | None, progress: bool, transport: str) -> None:
     """Play the whole TikTok Music shutdown campaign on a simulated clock, into a local outbox or the emulator."""
     from notifier.demo import run_demo
 
@@ -480,6 +367,9 @@ def emulator(host: str, port: int, credentials: Path | None, project: str) -> No
         write_credentials(credentials, f"http://{host}:{port}/token", project)
         click.echo(f"wrote {credentials}")
     serve(host, port, credentials)
+
+
+from notifier import _cli_content  # noqa: E402,F401  (registers preview and i18n on the group above)
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from notifier.campaign import Campaign, parse_campaign, zone
-from notifier.errors import CampaignStateError
+from notifier.errors import CampaignStateError, ConfigError
 from notifier.ledger.models import (
     CampaignRow,
     CampaignState,
@@ -38,6 +38,8 @@ MATERIALIZE_CHUNK = 50_000  # recipients per INSERT ... SELECT, so one statement
 def dialect_insert(session: Session, table: Any) -> Any:
     """INSERT for the session's dialect; keeps ``rowcount`` (SQLAlchemy drops it for INSERTs on psycopg: -1)."""
     dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        raise ConfigError(f"NOTIFIER_DATABASE_URL: the ledger runs on PostgreSQL or SQLite, not {dialect}")
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     return stmt.execution_options(preserve_rowcount=True)
 

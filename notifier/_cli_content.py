@@ -1,0 +1,124 @@
+"""The content commands of ``notifier``: preview and the translation catalogs (registered on the main group)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from notifier.cli import CliContext, campaign_file, cli, pass_ctx
+
+
+@cli.command()
+@click.argument("campaign_ref", metavar="FILE_OR_ID")
+@click.option("--locale", help="A campaign locale, e.g. pt-BR (default: the recipient's, else the campaign default).")
+@click.option("--deadline", help="Deadline id, e.g. refund.")
+@click.option("--wave", help="Wave of that deadline, e.g. P7D.")
+@click.option("--channel", type=click.Choice(["email", "push"]), default="email", show_default=True)
+@click.option("--recipient", help="Render it as this recipient (from the ledger) gets it.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--gallery", type=click.Path(file_okay=False, path_type=Path),
+              help="Write a page with every locale × send × channel to this folder instead.")
+@pass_ctx
+def preview(c: CliContext, campaign_ref: str, locale: str | None, deadline: str | None, wave: str | None, channel: str,
+            recipient: str | None, fmt: str, gallery: Path | None) -> None:
+    """Show a rendered message, or write a gallery of all of them, before anything is sent."""
+    from notifier.campaign import load_campaign, normalize_locale_tag
+    from notifier.preview import PreviewError, as_text, find_sample, recipient_sample, write_gallery
+    from notifier.review import render_sample
+
+    camp = load_campaign(campaign_file(c, campaign_ref))
+    renderer = c.renderer()
+    if gallery is not None:
+        path = write_gallery(camp, renderer, gallery, datetime.now(UTC))
+        click.echo(f"gallery: {path.resolve()}")
+        return
+    if not deadline or not wave:
+        raise PreviewError("give --deadline and --wave (or --gallery DIR)")
+    try:
+        chosen = normalize_locale_tag(locale) if locale else None
+    except ValueError:
+        chosen = locale  # not a locale tag at all: find_sample names the campaign's locales
+    sample = find_sample(camp, chosen or camp.default_locale, deadline, wave)
+    if recipient is not None:
+        from sqlalchemy import select
+
+        from notifier.ledger.models import Recipient
+
+        with c.sessions()() as s:
+            rec = s.scalar(select(Recipient).where(Recipient.id == recipient))
+        if rec is None:
+            raise PreviewError(f"--recipient {recipient}: no such recipient in the ledger")
+        sample, personal = recipient_sample(camp, sample, rec, chosen)
+        click.echo(as_text(render_sample(renderer, camp, sample, personal), channel, fmt))
+    else:
+        click.echo(as_text(render_sample(renderer, camp, sample), channel, fmt))
+
+
+@cli.group()
+def i18n() -> None:
+    """Translation catalogs: extract, update, compile, check."""
+
+
+def _all_campaigns(c: CliContext, refs: tuple[str, ...]) -> list[Any]:
+    from notifier.campaign import load_campaigns
+
+    return load_campaigns([campaign_file(c, r) for r in refs] if refs else [c.settings.campaigns_dir])
+
+
+def _all_locales(c: CliContext) -> list[str]:
+    return sorted({loc for camp in _all_campaigns(c, ()) for loc in camp.locales})
+
+
+@i18n.command("extract")
+@pass_ctx
+def i18n_extract(c: CliContext) -> None:
+    """Write locales/messages.pot from every campaign's templates."""
+    from notifier.catalogs import extract, pot_path
+
+    folders = sorted({c.settings.templates_dir / camp.templates for camp in _all_campaigns(c, ())})
+    n = extract(folders, c.settings.locales_dir)
+    click.echo(f"{pot_path(c.settings.locales_dir)}: {n} messages")
+
+
+@i18n.command("update")
+@pass_ctx
+def i18n_update(c: CliContext) -> None:
+    """Merge the template into every campaign locale's catalog (new or changed entries need a translator)."""
+    from notifier.catalogs import update
+
+    for path in update(c.settings.locales_dir, _all_locales(c)):
+        click.echo(f"updated {path}")
+
+
+@i18n.command("compile")
+@pass_ctx
+def i18n_compile(c: CliContext) -> None:
+    """Build the .mo files from the .po files."""
+    from notifier.catalogs import compile_catalogs
+
+    for path in compile_catalogs(c.settings.locales_dir, _all_locales(c)):
+        click.echo(f"compiled {path}")
+
+
+@i18n.command("check")
+@click.argument("campaigns", nargs=-1, metavar="[FILE_OR_ID]...")
+@pass_ctx
+def i18n_check(c: CliContext, campaigns: tuple[str, ...]) -> None:
+    """The translation gate: fails on untranslated, fuzzy or broken entries and on push text over its limits."""
+    from notifier.catalogs import check_catalogs
+    from notifier.errors import CampaignError
+    from notifier.review import review
+
+    camps = _all_campaigns(c, campaigns)
+    locales = sorted({loc for camp in camps for loc in camp.locales})
+    problems = check_catalogs(c.settings.locales_dir, locales)
+    if not problems:  # rendering needs sound catalogs; check them first
+        renderer = c.renderer()
+        problems = [p for camp in camps for p in review(camp, renderer)]
+    if problems:
+        raise CampaignError(problems)
+    click.echo(f"catalogs ok: {', '.join(locales)}; every message of {', '.join(x.id for x in camps)} renders "
+               "within its limits")
