@@ -211,6 +211,13 @@ class Dispatcher:
                 if (result.outcome == Outcome.INVALID_RECIPIENT and channel == "push" and row.email
                         and campaigns[row.campaign_id].fallback == "email"):
                     fallbacks.append(row)
+        return self._record(changes, by_id, dead, fallbacks, now, owner)
+
+    def _record(self, changes: list[dict[str, Any]], by_id: Mapping[int, claims.ClaimedRow],
+                dead: list[tuple[int, str]], fallbacks: list[claims.ClaimedRow], now: datetime,
+                owner: str) -> Counter[str]:
+        """Write every outcome at once, on rows this owner still holds; deactivate dead tokens; add fallbacks."""
+        campaigns = {r.campaign_id for r in by_id.values()}
         with transaction(self.sessions) as s:
             cancelled = queries.cancelled_among(s, campaigns)
             if cancelled:  # cancelled while these were in flight: a retry is no longer owed
