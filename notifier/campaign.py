@@ -72,9 +72,6 @@ class Delivery:
     window: tuple[time, time] = (time(8, 0), time(21, 0))
     max_per_day: int = 1
 
-    def in_window(self, t: time) -> bool:
-        return self.window[0] <= t <= self.window[1]
-
 
 @dataclass(frozen=True)
 class Campaign:

@@ -43,13 +43,6 @@ class TickReport:
     recovered: dict[str, int] = field(default_factory=dict)  # "campaign:resend|skip" → rows found uncertain
     chunks: int = 0  # chunk tasks published (distributed tick)
 
-    def merge(self, other: TickReport) -> None:
-        self.planned_groups += other.planned_groups
-        self.materialized += other.materialized
-        self.claimed += other.claimed
-        self.outcomes.update(other.outcomes)
-        self.refused.update(other.refused)
-
 
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):
