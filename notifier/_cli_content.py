@@ -59,7 +59,7 @@ def preview(c: CliContext, campaign_ref: str, locale: str | None, deadline: str 
 
 @cli.group()
 def i18n() -> None:
-    """Translation catalogs: extract, update, compile, check."""
+    """Translation catalogs: extract, update, check (the .po files are read as they are; nothing to compile)."""
 
 
 def _all_campaigns(c: CliContext, refs: tuple[str, ...]) -> list[Any]:
@@ -91,16 +91,6 @@ def i18n_update(c: CliContext) -> None:
 
     for path in update(c.settings.locales_dir, _all_locales(c)):
         click.echo(f"updated {path}")
-
-
-@i18n.command("compile")
-@pass_ctx
-def i18n_compile(c: CliContext) -> None:
-    """Build the .mo files from the .po files."""
-    from notifier.catalogs import compile_catalogs
-
-    for path in compile_catalogs(c.settings.locales_dir, _all_locales(c)):
-        click.echo(f"compiled {path}")
 
 
 @i18n.command("check")

@@ -1,21 +1,21 @@
-"""Gettext catalogs with Babel: extract from the templates, update, compile, and the translation gate (check).
+"""Gettext catalogs with Babel: extract from the templates, update, and the translation gate (check).
 
 The gate fails on anything that would let a broken translation reach a user: a missing, untranslated or
-fuzzy entry, a placeholder dropped or invented, a plural count that does not match the header, a compiled
-catalog that is older than its source.
+fuzzy entry, a placeholder dropped or invented, a plural count that does not match the header.
+There is nothing to compile: notifier reads the ``.po`` files themselves (``i18n.load_translations``).
 """
 
 from __future__ import annotations
 
-import io
+import gettext
 import re
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from babel.messages.catalog import Catalog, Message
 from babel.messages.extract import extract_from_dir
-from babel.messages.mofile import write_mo
 from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po, write_po
 
@@ -26,9 +26,19 @@ DOMAIN = "messages"
 METHOD_MAP = [("**.j2", "jinja2.ext:babel_extract"), ("**.txt", "jinja2.ext:babel_extract"),
               ("**.html", "jinja2.ext:babel_extract")]
 OPTIONS = {"**": {"extensions": "jinja2.ext.i18n", "newstyle_gettext": "true"}}
-# Babel's plural table gives Indonesian two forms; CLDR and gettext say it has one.
-PLURAL_FORMS = {"id": "nplurals=1; plural=0;"}
+# The plural rules of the languages we ship, as CLDR 46 states them (and Babel 2.19 writes them). They are
+# part of the catalogs, not of whichever Babel is installed: Babel up to 2.18 gave Indonesian two forms and
+# Spanish and Portuguese two instead of three (CLDR's "many", for millions: "1000000 de días"). Order of the
+# forms: gettext's, which is CLDR's one, many, other. Other languages take what the installed Babel says.
+PLURAL_FORMS = {
+    "en": "nplurals=2; plural=(n != 1);",
+    "es": "nplurals=3; plural=(n == 1 ? 0 : n != 0 && n % 1000000 == 0 ? 1 : 2);",
+    "id": "nplurals=1; plural=0;",
+    "pt_BR": "nplurals=3; plural=(n == 0 || n == 1) ? 0 : n != 0 && n % 1000000 == 0 ? 1 : 2;",
+}
 _PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
+# Numbers that meet every form of the rules above (and of most others): small ones, teens, and powers of ten.
+_SAMPLES = (*range(0, 200), 1_000, 10_000, 100_000, 1_000_000, 2_000_000, 10_000_000)
 
 
 def pot_path(locales_dir: Path) -> Path:
@@ -36,10 +46,51 @@ def pot_path(locales_dir: Path) -> Path:
 
 
 def expected_plural_forms(locale: str) -> str:
-    if locale in PLURAL_FORMS:
-        return PLURAL_FORMS[locale]
-    plural = get_plural(posix(locale))
+    """The Plural-Forms header a locale's catalog must carry: ours for the languages above, else Babel's."""
+    tag = posix(locale)
+    for key in (tag, tag.split("_")[0]):
+        if key in PLURAL_FORMS:
+            return PLURAL_FORMS[key]
+    plural = get_plural(tag)
     return f"nplurals={plural.num_plurals}; plural={plural.plural_expr};"
+
+
+def _plural_rule(header: str) -> tuple[int, Callable[[int], int]]:
+    """(nplurals, the function from n to the form's index) of a Plural-Forms header."""
+    nplurals = int(re.search(r"nplurals\s*=\s*(\d+)", header)[1])  # type: ignore[index]
+    expr = re.search(r"plural\s*=\s*(.+?);?\s*$", header)[1]  # type: ignore[index]
+    return nplurals, gettext.c2py(expr)
+
+
+def refit_plural_forms(strings: Sequence[str], old_header: str, new_header: str) -> tuple[tuple[str, ...], bool]:
+    """One plural entry's forms carried from one plural rule to another; True when a translator must review them.
+
+    Each new form takes the old form that the same numbers used (so "other" stays "other" when Spanish gains
+    "many" between them). A form that is only a copy of a neighbour (the new "many" from the old "other") is
+    flagged: it is right for most numbers but may need its own wording ("1000000 de días").
+    """
+    old_n, old_rule = _plural_rule(old_header)
+    new_n, new_rule = _plural_rule(new_header)
+    heirs: dict[int, Counter[int]] = {j: Counter() for j in range(new_n)}  # new form → old forms it covers
+    for n in _SAMPLES:
+        old, new = old_rule(n), new_rule(n)
+        if new < new_n and old < old_n:
+            heirs[new][old] += 1
+    # Which new form is the main heir of each old form (the one that covers most of its numbers)?
+    main = {}
+    for j, sources in heirs.items():
+        for i, count in sources.items():
+            if count > main.get(i, (-1, 0))[1]:
+                main[i] = (j, count)
+    forms, review = [], False
+    for j in range(new_n):
+        if not heirs[j]:
+            forms.append("")
+            continue
+        i = heirs[j].most_common(1)[0][0]
+        forms.append(strings[i] if i < len(strings) else "")
+        review = review or len(heirs[j]) > 1 or main[i][0] != j
+    return tuple(forms), review
 
 
 def _new_catalog(locale: str | None, project: str = "notifier") -> Catalog:
@@ -79,7 +130,10 @@ def update(locales_dir: Path, locales: Sequence[str]) -> list[Path]:
         else:
             catalog = _new_catalog(locale)
         catalog.update(template)
-        catalog.mime_headers = [("Plural-Forms", expected_plural_forms(locale))]
+        header = expected_plural_forms(locale)
+        if catalog.plural_forms != header:
+            _refit(catalog, header)
+        catalog.mime_headers = [("Plural-Forms", header)]
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("wb") as f:
             write_po(f, catalog, width=100, include_previous=True)
@@ -87,23 +141,20 @@ def update(locales_dir: Path, locales: Sequence[str]) -> list[Path]:
     return written
 
 
-def _mo_bytes(catalog: Catalog) -> bytes:
-    buf = io.BytesIO()
-    write_mo(buf, catalog, use_fuzzy=False)
-    return buf.getvalue()
-
-
-def compile_catalogs(locales_dir: Path, locales: Sequence[str]) -> list[Path]:
-    """Build each locale's .mo from its .po (fuzzy entries are left out, as gettext does)."""
-    written = []
-    for locale in locales:
-        po = catalog_path(locales_dir, locale, "po")
-        with po.open("rb") as f:
-            catalog = read_po(f, locale=posix(locale))
-        mo = catalog_path(locales_dir, locale, "mo")
-        mo.write_bytes(_mo_bytes(catalog))
-        written.append(mo)
-    return written
+def _refit(catalog: Catalog, header: str) -> None:
+    """Carry every plural entry to a new plural rule; an entry whose new forms are guesses becomes fuzzy."""
+    old = catalog.plural_forms
+    for msg in catalog:
+        if msg.id and isinstance(msg.id, (list, tuple)):
+            strings = msg.string if isinstance(msg.string, (list, tuple)) else (msg.string,)
+            if not any(strings):
+                continue
+            msg.string, review = refit_plural_forms(strings, old, header)
+            if review:
+                msg.flags.add("fuzzy")
+                note = "plural forms changed: check each form (the new ones are copies of a neighbour)"
+                if note not in msg.user_comments:
+                    msg.user_comments.append(note)
 
 
 def _placeholders(text: str) -> set[str]:
@@ -161,8 +212,4 @@ def check_catalogs(locales_dir: Path, locales: Sequence[str]) -> list[Problem]:
         for msg in catalog:
             if msg.id:
                 problems.extend(_check_message(str(po), msg, catalog.num_plurals, locale))
-        mo = catalog_path(locales_dir, locale, "mo")
-        if not mo.exists() or mo.read_bytes() != _mo_bytes(catalog):
-            stale = f"compiled catalog is missing or older than {po.name} (run: notifier i18n compile)"
-            problems.append(Problem(str(mo), None, None, stale))
     return problems

@@ -389,3 +389,11 @@ def main() -> None:
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except Exception as exc:
+        from notifier.ledger.db import database_error
+
+        message = database_error(exc)
+        if message is None:
+            raise
+        click.echo(f"error: {message}", err=True)
+        sys.exit(2)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
@@ -9,6 +12,9 @@ from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
+from babel.messages.catalog import Catalog, Message
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import PoFileError, read_po
 from babel.numbers import format_currency, format_decimal
 from babel.support import Translations
 
@@ -68,7 +74,7 @@ def negotiate(requested: str | None, available: Sequence[str], default: str) -> 
 
 
 class CatalogError(UserError):
-    """A compiled catalog is missing or unreadable; names the file and what to run."""
+    """A catalog is missing or unreadable; names the file and what to run."""
 
 
 def posix(tag: str) -> str:
@@ -81,20 +87,74 @@ def formatting_locale(tag: str) -> str:
     return "en_001" if tag == "en" else posix(tag)
 
 
-def catalog_path(locales_dir: Path, tag: str, suffix: str = "mo") -> Path:
+def catalog_path(locales_dir: Path, tag: str, suffix: str = "po") -> Path:
     return Path(locales_dir) / posix(tag) / "LC_MESSAGES" / f"messages.{suffix}"
 
 
-def load_translations(locales_dir: Path, tag: str) -> Translations:
-    """The compiled catalog of one campaign locale; a missing one is an error, never a silent English fallback."""
+# Parsed catalogs, keyed by file and its (mtime, size): a process reads each .po once until it changes.
+_CATALOGS: dict[Path, tuple[tuple[int, int], Catalog]] = {}
+
+
+def read_catalog(locales_dir: Path, tag: str) -> Catalog:
+    """The parsed ``.po`` of one locale; a missing or malformed file is a CatalogError naming file and line.
+
+    notifier reads the ``.po`` source itself (no compiled ``.mo`` is committed or needed), so what is sent is
+    always what the translator wrote, whatever Babel version or file timestamps a clone has.
+    """
     path = catalog_path(locales_dir, tag)
     try:
+        stat = path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = _CATALOGS.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
         with path.open("rb") as f:
-            return Translations(f, domain="messages")
+            catalog = read_po(f, locale=posix(tag), abort_invalid=True)
     except FileNotFoundError:
-        raise CatalogError(f"{path}: compiled catalog for {tag} is missing (run: notifier i18n compile)") from None
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read the compiled catalog for {tag}: {exc}") from None
+        raise CatalogError(f"{path}: no catalog for {tag} (run: notifier i18n update)") from None
+    except PoFileError as exc:
+        raise CatalogError(f"{path}: {exc}") from None
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"{path}: cannot read the catalog for {tag}: {exc}") from None
+    _CATALOGS[path] = (stamp, catalog)
+    return catalog
+
+
+def translatable(catalog: Catalog) -> list[Message]:
+    """The messages gettext will use: translated (every plural form) and not fuzzy, as msgfmt keeps them."""
+    def done(m: Message) -> bool:
+        strings = m.string if isinstance(m.string, (list, tuple)) else [m.string]
+        return bool(m.id) and not m.fuzzy and all(strings)
+
+    return [m for m in catalog if done(m)]
+
+
+def load_translations(locales_dir: Path, tag: str) -> Translations:
+    """One campaign locale's translations, built in memory from its ``.po``; a missing one is an error."""
+    catalog = read_catalog(locales_dir, tag)
+    compiled = Catalog(locale=catalog.locale, charset="utf-8")
+    compiled.mime_headers = [("Plural-Forms", catalog.plural_forms)]
+    for m in translatable(catalog):
+        compiled.add(m.id, m.string, context=m.context)
+    buf = io.BytesIO()
+    write_mo(buf, compiled)
+    buf.seek(0)
+    return Translations(buf, domain="messages")
+
+
+def catalog_digest(locales_dir: Path, tag: str) -> str:
+    """A digest of what one locale's catalog makes us send: its plural rule and its usable translations.
+
+    Comments, line numbers, ordering, headers that do not change the text, and the Babel version that wrote the
+    file do not change it; a changed translation, a newly fuzzy entry or another plural rule does.
+    """
+    try:
+        catalog = read_catalog(locales_dir, tag)
+    except CatalogError:
+        return "missing"
+    entries = sorted((m.context or "", json.dumps(m.id), json.dumps(m.string)) for m in translatable(catalog))
+    payload = json.dumps([catalog.plural_forms, entries], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def format_day(day: date, tag: str) -> str:
@@ -103,7 +163,7 @@ def format_day(day: date, tag: str) -> str:
 
 
 def format_money(amount: Decimal, currency: str, tag: str) -> str:
-    """An amount in its currency, written the locale's way: Rp49.000,00 (id), R$ 21,90 (pt-BR), $115.00 (es-MX)."""
+    """An amount in its currency, written the locale's way: Rp49.000 (id), R$ 21,90 (pt-BR), $115.00 (es-MX)."""
     return format_currency(amount, currency, locale=formatting_locale(tag))
 
 

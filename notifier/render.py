@@ -26,6 +26,8 @@ from markupsafe import escape
 from notifier.campaign import Campaign
 from notifier.errors import UserError
 from notifier.i18n import (
+    catalog_digest,
+    catalog_path,
     country_name,
     format_count,
     format_day,
@@ -243,26 +245,25 @@ def fill(text: str, personal: Personal, *, html: bool) -> str:
 
 @dataclass(frozen=True)
 class Content:
-    """The approved copy of a campaign: a digest of its templates and compiled catalogs, and each file's digest."""
+    """The approved copy of a campaign: a digest of its templates and catalogs, and each file's digest.
+
+    A template counts by its bytes; a catalog by the translations it makes us send (``i18n.catalog_digest``),
+    so re-saving a ``.po`` with another Babel or new line numbers does not freeze a campaign.
+    """
 
     fingerprint: str
     manifest: dict[str, str]
 
     @classmethod
     def of(cls, campaign: Campaign, templates_dir: Path, locales_dir: Path) -> Content:
-        from notifier.i18n import catalog_path
-
         folder = Path(templates_dir) / campaign.templates
-        files = [(f"templates/{campaign.templates}/{p.relative_to(folder)}", p)
-                 for p in sorted(folder.rglob("*")) if p.is_file()]
-        for locale in campaign.locales:
-            path = catalog_path(locales_dir, locale)
-            files.append((f"locales/{path.relative_to(locales_dir)}", path))
         manifest = {}
-        for name, path in files:
-            try:
-                manifest[name] = hashlib.sha256(path.read_bytes()).hexdigest()
-            except FileNotFoundError:
-                manifest[name] = "missing"
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                manifest[f"templates/{campaign.templates}/{path.relative_to(folder)}"] = hashlib.sha256(
+                    path.read_bytes()).hexdigest()
+        for locale in campaign.locales:
+            name = f"locales/{catalog_path(locales_dir, locale).relative_to(locales_dir)}"
+            manifest[name] = catalog_digest(locales_dir, locale)
         digest = hashlib.sha256("\n".join(f"{k} {v}" for k, v in sorted(manifest.items())).encode()).hexdigest()
         return cls(digest, manifest)

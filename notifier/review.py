@@ -100,8 +100,16 @@ def limits(r: Rendered, campaign: Campaign) -> Iterator[str]:
 
 
 def review(campaign: Campaign, renderer: Renderer) -> list[Problem]:
-    """Render every sample; every problem at once, each named by locale and send."""
-    problems: list[Problem] = []
+    """The translation gate for the campaign's locales, then every sample rendered; every problem at once.
+
+    A fuzzy or untranslated entry fails here (and so ``campaign validate`` and ``campaign schedule``), since
+    gettext would send that sentence in English inside an otherwise translated message.
+    """
+    from notifier.catalogs import check_catalogs
+
+    problems = check_catalogs(renderer.locales_dir, campaign.locales)
+    if problems:  # rendering needs sound catalogs
+        return problems
     seen: set[str] = set()
     where = str(Path(renderer.templates_dir) / campaign.templates)
     for sample in samples(campaign):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -13,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.campaign import parse_campaign
@@ -30,36 +31,72 @@ ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN_FILE = ROOT / "campaigns" / "tiktok-music-shutdown.yaml"
 
 
-def _postgres_engine() -> Iterator[Engine]:
-    """A fresh schema in the test database, dropped afterwards, so runs never see each other's rows."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
+# Migrations run once per test session: into a template SQLite file that each test copies, and into one
+# PostgreSQL schema of this run's own that each test gets emptied (TRUNCATE … RESTART IDENTITY). The shared
+# database ``test`` only ever sees schemas named t_<random>, dropped at the end of the run.
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite ledger file; tests copy it rather than migrate again."""
+    path = tmp_path_factory.mktemp("ledger-template") / "ledger.db"
+    eng = make_engine(f"sqlite:///{path}")
+    upgrade(eng)
+    eng.dispose()  # checkpoints the WAL into the file
+    return path
+
+
+@dataclass(frozen=True)
+class PostgresSchema:
+    """This run's migrated schema: its name, the URL that leads any process to it, and its ledger tables."""
+
+    name: str
+    url: str
+    tables: tuple[str, ...]
+
+    def engine(self) -> Engine:
+        return make_engine(PG_URL, connect_args={"options": f"-csearch_path={self.name}"})
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Iterator[PostgresSchema]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
     admin = make_engine(PG_URL)
     with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    sep = "&" if "?" in PG_URL else "?"
     try:
-        yield engine
+        eng = make_engine(PG_URL, connect_args={"options": f"-csearch_path={name}"})
+        upgrade(eng)
+        tables = tuple(sorted(t for t in inspect(eng).get_table_names() if t != "alembic_version"))
+        eng.dispose()
+        yield PostgresSchema(name, f"{PG_URL}{sep}options=-csearch_path%3D{name}", tables)
     finally:
-        engine.dispose()
         with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
         admin.dispose()
+
+
+def _emptied(schema: PostgresSchema) -> Engine:
+    """An engine on the run's schema with every ledger table empty and every id sequence back at 1."""
+    eng = schema.engine()
+    with eng.begin() as conn:
+        conn.execute(text("SET LOCAL lock_timeout = '20s'"))  # a test that left a transaction open fails here
+        conn.execute(text(f"TRUNCATE {', '.join(schema.tables)} RESTART IDENTITY CASCADE"))
+    return eng
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """The migrated ledger, once on SQLite and once on PostgreSQL."""
+    """The migrated ledger, empty, once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-        upgrade(eng)
-        yield eng
-        eng.dispose()
+        path = tmp_path / "ledger.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        eng = make_engine(f"sqlite:///{path}")
     else:
-        gen = _postgres_engine()
-        eng = next(gen)
-        upgrade(eng)
-        yield eng
-        gen.close()
+        eng = _emptied(request.getfixturevalue("postgres_schema"))
+    yield eng
+    eng.dispose()
 
 
 @pytest.fixture
@@ -140,7 +177,7 @@ def fresh_emulator(emulator: EmulatorProcess) -> EmulatorProcess:
 
 @dataclass(frozen=True)
 class SharedLedger:
-    """A migrated ledger in its own schema: ``url`` leads another process to the same schema."""
+    """The migrated, emptied PostgreSQL ledger: ``url`` leads another process (a worker) to the same schema."""
 
     url: str
     engine: Engine
@@ -148,18 +185,12 @@ class SharedLedger:
 
 
 @pytest.fixture
-def postgres_ledger() -> Iterator[SharedLedger]:
-    """A fresh migrated PostgreSQL schema, dropped afterwards, with a URL for worker processes."""
-    gen = _postgres_engine()
-    eng = next(gen)
-    upgrade(eng)
-    with eng.connect() as conn:
-        schema = conn.scalar(text("select current_schema()"))
-    sep = "&" if "?" in PG_URL else "?"
+def postgres_ledger(postgres_schema: PostgresSchema) -> Iterator[SharedLedger]:
+    eng = _emptied(postgres_schema)
     try:
-        yield SharedLedger(f"{PG_URL}{sep}options=-csearch_path%3D{schema}", eng, session_factory(eng))
+        yield SharedLedger(postgres_schema.url, eng, session_factory(eng))
     finally:
-        gen.close()
+        eng.dispose()
 
 
 # --- a wave due right now, for tests whose workers read the real clock ----------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,14 +78,27 @@ def test_an_edited_template_stops_sending_until_the_campaign_is_scheduled_again(
     assert len(fingerprints["playlist-transfer@P7D"]) == 1
 
 
-def test_a_recompiled_catalog_counts_as_changed_copy(
+def test_an_edited_translation_counts_as_changed_copy(
         sessions: sessionmaker[Session], add_recipient, settings: Settings) -> None:
     add_recipient("ana", timezone="Asia/Jakarta", country="ID", locale="id")
     _schedule(sessions, settings, datetime(2024, 9, 1, tzinfo=UTC))
-    mo = settings.locales_dir / "pt_BR" / "LC_MESSAGES" / "messages.mo"
-    mo.write_bytes(mo.read_bytes() + b"\0")
+    po = settings.locales_dir / "pt_BR" / "LC_MESSAGES" / "messages.po"
+    po.write_text(po.read_text(encoding="utf-8").replace('msgstr "Último dia"', 'msgstr "Último dia!"'),
+                  encoding="utf-8")
 
     report = build_dispatcher(settings, sessions).tick(JAKARTA_FIRST)
 
     assert report.outcomes == {}
-    assert "locales/pt_BR/LC_MESSAGES/messages.mo: changed" in report.refused["tiktok-music-shutdown"]
+    assert "locales/pt_BR/LC_MESSAGES/messages.po: changed" in report.refused["tiktok-music-shutdown"]
+
+
+def test_a_catalog_resaved_with_other_comments_headers_and_times_is_the_same_copy(settings: Settings) -> None:
+    """What counts is what would be sent: not line numbers, comments, the Babel version or the file's mtime."""
+    campaign = load_campaign(CAMPAIGN_FILE)
+    before = Content.of(campaign, settings.templates_dir, settings.locales_dir)
+    po = settings.locales_dir / "es_MX" / "LC_MESSAGES" / "messages.po"
+    text = po.read_text(encoding="utf-8").replace("Generated-By: Babel 2.19.0", "Generated-By: Babel 9.9.9")
+    po.write_text("# a translator's note\n\n" + text.replace("#: tiktok-music-shutdown/_copy.j2:6\n", ""),
+                  encoding="utf-8")
+    os.utime(po, (0, 0))
+    assert Content.of(campaign, settings.templates_dir, settings.locales_dir) == before

@@ -1,9 +1,12 @@
 """Workers killed and brokers restarted mid-wave, on the real services: every message owed goes out, once.
 
-Real PostgreSQL, a real broker (Redis or RabbitMQ), the emulator behind both SDKs, and two Celery worker
+Real PostgreSQL, a real broker, the emulator behind both SDKs, and two Celery worker
 processes (``celery -A celery_app worker -c 1``), each in its own process group so SIGKILL takes the pool too.
 The test process plays beat: it calls ``notifier.distributed.tick`` every 2 s and publishes the chunks on the
 broker. Leases are short (15 s sending, 20 s queued) so recovery happens within the test.
+
+The brokers are these tests' own, never the machine's shared ones: a redis-server started on a random port
+(the one the restart test kills) and a RabbitMQ vhost created for the module and deleted after it.
 
 Every scenario sends a wave to 20,000 recipients (40,000 messages: an email and a push each); the whole file
 takes about two minutes on two cores.
@@ -19,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,10 +62,7 @@ LEASE_SECONDS = 15
 QUEUE_LEASE_SECONDS = 20
 TICK_SECONDS = 2.0
 SETTLE_TIMEOUT = 150.0
-REDIS_BROKER = "redis://127.0.0.1:6379/11"  # a database of its own, flushed before and after each test
-RABBITMQ_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
-REDIS_SERVER = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-                "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]
+RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"  # the shared server; these tests use a vhost of their own
 OPEN = (DeliveryState.PENDING, DeliveryState.QUEUED, DeliveryState.SENDING)
 FAULTS: dict[str, Any] = {  # a little latency on push, so a wave lasts long enough to hit it mid-way
     "sendgrid": {"429": 0, "500": 0, "503": 0, "drop": 0, "latency_ms": 0},
@@ -91,30 +92,80 @@ def crash_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulato
         yield emu
 
 
-def redis_up() -> bool:
-    """One quick ping, no retries (redis-py retries with backoff by default)."""
-    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=1, retry=Retry(NoBackoff(), 0))
+@dataclass
+class OwnRedis:
+    """A redis-server of these tests' own (random port, nothing on disk): killing it touches no one else's."""
+
+    workdir: Path
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def up(self) -> bool:
+        """One quick ping, no retries (redis-py retries with backoff by default)."""
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=1, retry=Retry(NoBackoff(), 0))
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def start(self) -> None:
+        if not self.port:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+        with (self.workdir / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly",
+                 "no", "--dir", str(self.workdir)], stdout=log, stderr=subprocess.STDOUT)
+        wait_for(self.up, 30, f"our redis-server on port {self.port} did not start")
+
+    def kill(self) -> None:
+        """SIGKILL: everything in it is lost, as in a crash."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+            self.process = None
+
+    def restart(self) -> float:
+        """Kill it and start it again on the same port; seconds it was down."""
+        began = time.monotonic()
+        self.kill()
+        wait_for(lambda: not self.up(), 30, "our Redis did not stop")
+        self.start()
+        return time.monotonic() - began
+
+
+@pytest.fixture(scope="module")
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
     try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
+        yield server
     finally:
-        client.close()
+        server.kill()
 
 
-def start_redis() -> None:
-    subprocess.run(REDIS_SERVER, check=True, capture_output=True, timeout=30)
-    wait_for(redis_up, 30, "Redis did not come back")
+def _rabbitmqctl(*args: str) -> None:
+    done = subprocess.run(["rabbitmqctl", *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}"
 
 
-def restart_redis() -> float:
-    """Shut Redis down without saving (everything in it is lost, as in a crash) and start it again; seconds down."""
-    began = time.monotonic()
-    subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", "6379", "shutdown", "nosave"], capture_output=True,
-                   timeout=30)
-    wait_for(lambda: not redis_up(), 30, "Redis did not stop")
-    start_redis()
-    return time.monotonic() - began
+@pytest.fixture(scope="module")
+def rabbitmq_vhost() -> Iterator[str]:
+    """A RabbitMQ vhost of these tests' own on the shared server, deleted with everything in it afterwards."""
+    name = f"notifier-test-{uuid.uuid4().hex[:12]}"
+    _rabbitmqctl("add_vhost", name)
+    try:
+        _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield f"{RABBITMQ}/{name}"
+    finally:
+        _rabbitmqctl("delete_vhost", name)
 
 
 def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
@@ -372,26 +423,16 @@ def kill_a_worker_mid_wave(wave: Wave, capsys: pytest.CaptureFixture[str], label
 
 
 def test_killing_a_worker_mid_wave_on_redis_resends_only_its_chunk(
-        start_wave: Callable[[str, int], Wave], capsys: pytest.CaptureFixture[str]) -> None:
-    kill_a_worker_mid_wave(start_wave(REDIS_BROKER, 20_000), capsys, "redis")
+        start_wave: Callable[[str, int], Wave], own_redis: OwnRedis, capsys: pytest.CaptureFixture[str]) -> None:
+    kill_a_worker_mid_wave(start_wave(own_redis.url, 20_000), capsys, "redis")
 
 
 def test_killing_a_worker_mid_wave_on_rabbitmq_resends_only_its_chunk(
-        start_wave: Callable[[str, int], Wave], capsys: pytest.CaptureFixture[str]) -> None:
-    kill_a_worker_mid_wave(start_wave(RABBITMQ_BROKER, 20_000), capsys, "rabbitmq")
+        start_wave: Callable[[str, int], Wave], rabbitmq_vhost: str, capsys: pytest.CaptureFixture[str]) -> None:
+    kill_a_worker_mid_wave(start_wave(rabbitmq_vhost, 20_000), capsys, "rabbitmq")
 
 
 # --- losing the broker -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_restored() -> Iterator[None]:
-    """Redis runs again after the test, whatever happened in it."""
-    try:
-        yield
-    finally:
-        if not redis_up():
-            start_redis()
 
 
 @dataclass
@@ -399,6 +440,7 @@ class BrokerRestart:
     """Restart Redis (losing every chunk in it) once the emulator took ``after`` pushes and chunks are queued."""
 
     wave: Wave
+    server: OwnRedis
     after: int
     queued_at_restart: int = 0
     down_seconds: float = 0.0
@@ -411,15 +453,14 @@ class BrokerRestart:
         if not queued:
             return
         self.queued_at_restart = queued
-        self.down_seconds = restart_redis()
+        self.down_seconds = self.server.restart()
         self.done = True
 
 
-@pytest.mark.usefixtures("redis_restored")
 def test_a_redis_restart_mid_wave_loses_chunks_but_no_message(
-        start_wave: Callable[[str, int], Wave], capsys: pytest.CaptureFixture[str]) -> None:
-    wave = start_wave(REDIS_BROKER, 20_000)
-    restart = BrokerRestart(wave, after=wave.recipients // 10)
+        start_wave: Callable[[str, int], Wave], own_redis: OwnRedis, capsys: pytest.CaptureFixture[str]) -> None:
+    wave = start_wave(own_redis.url, 20_000)
+    restart = BrokerRestart(wave, own_redis, after=wave.recipients // 10)
 
     seconds = wave.drive(restart)
 
@@ -461,8 +502,8 @@ class Cancel:
 
 
 def test_cancelling_mid_wave_sends_nothing_that_was_not_already_in_flight(
-        start_wave: Callable[[str, int], Wave], capsys: pytest.CaptureFixture[str]) -> None:
-    wave = start_wave(REDIS_BROKER, 20_000)
+        start_wave: Callable[[str, int], Wave], own_redis: OwnRedis, capsys: pytest.CaptureFixture[str]) -> None:
+    wave = start_wave(own_redis.url, 20_000)
     cancel = Cancel(wave, after=wave.recipients // 5)
 
     seconds = wave.drive(cancel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -179,6 +180,42 @@ def test_a_reminder_subject_uses_the_plural_form_for_seven_days(locale: str, sev
         "%(num)d day left", "%(num)d days left", 7) % {"num": 7}
 
 
+# How each locale writes "<n> day(s)": CLDR's one / many / other forms, as a reader expects them.
+def _days(locale: str, n: int) -> str:
+    millions = n != 0 and n % 1_000_000 == 0
+    return {
+        "en": f"{n} day" if n == 1 else f"{n} days",
+        "es-MX": f"{n} día" if n == 1 else f"{n} de días" if millions else f"{n} días",
+        "pt-BR": f"{n} dia" if n in (0, 1) else f"{n} de dias" if millions else f"{n} dias",
+        "id": f"{n} hari",
+    }[locale]
+
+
+PLURAL_COUNTS = (0, 1, 2, 5, 21, 1_000_000)
+ENGLISH_WORDS = re.compile(r"\b(day|days|left|your|request|transfer)\b")
+
+
+def _plural_msgids() -> list[tuple[str, str]]:
+    with (LOCALES_DIR / "messages.pot").open("rb") as f:
+        return [m.id for m in read_po(f) if m.id and isinstance(m.id, tuple)]
+
+
+@pytest.mark.parametrize("locale", ["en", "es-MX", "pt-BR", "id"])
+def test_every_plural_message_reads_in_its_locale_for_every_count(locale: str, campaign: Campaign,
+                                                                  renderer: Renderer) -> None:
+    """Through the campaign's own sandboxed environment, as the templates call ngettext."""
+    env = renderer.env(campaign, locale)
+    template = env.from_string("{{ ngettext(singular, plural, n) }}")
+    msgids = _plural_msgids()
+    assert len(msgids) == 3
+    for singular, plural in msgids:
+        for n in PLURAL_COUNTS:
+            text = template.render(singular=singular, plural=plural, n=n)
+            assert re.search(rf"(^|\s){re.escape(_days(locale, n))}(\s|$)", text), (singular, n, text)
+            if locale != "en":
+                assert not ENGLISH_WORDS.search(text), (singular, n, text)
+
+
 def test_indonesian_has_one_plural_form_in_its_header_and_every_entry() -> None:
     assert expected_plural_forms("id") == "nplurals=1; plural=0;"
     po = catalog_path(LOCALES_DIR, "id", "po")
@@ -216,7 +253,7 @@ def test_a_count_uses_the_locales_separators(locale: str, expected: str) -> None
 
 
 @pytest.mark.parametrize(("amount", "currency", "locale", "expected"), [
-    ("49000", "IDR", "id", "Rp49.000,00"),
+    ("49000", "IDR", "id", "Rp49.000"),  # CLDR 46: the rupiah is written without cents
     ("21.90", "BRL", "pt-BR", "R$\xa021,90"),  # a no-break space keeps R$ with its number
     ("149900.50", "MXN", "es-MX", "$149,900.50"),  # pesos are plain $ in Mexico
     ("149900.50", "MXN", "en", "MX$149,900.50"),

@@ -7,10 +7,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from notifier.errors import ConfigError
 
@@ -26,19 +27,68 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(url: str, **kw: Any) -> Engine:
-    """An engine for ``url`` with the settings the ledger relies on."""
+# Database kinds the ledger runs on, with the driver and the extra that installs it.
+DRIVERS = {"sqlite": ("sqlite", None, None), "postgresql": ("postgresql+psycopg", "psycopg", "postgres")}
+_EXAMPLE = "sqlite:///notifier.db or postgresql+psycopg://user@host:5432/db"
+
+
+def _ledger_url(url: str) -> URL:
+    """The URL as SQLAlchemy takes it; a plain postgresql:// means our driver (psycopg 3), not psycopg2."""
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"NOTIFIER_DATABASE_URL: {url!r} is not a database URL") from None
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, **kw)
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    return create_engine(parsed, pool_pre_ping=True, **kw)
+        raise ConfigError(f"NOTIFIER_DATABASE_URL: {url!r} is not a database URL (such as {_EXAMPLE})") from None
+    backend = parsed.get_backend_name()
+    if backend == "postgres":
+        fixed = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=True)
+        raise ConfigError(f"NOTIFIER_DATABASE_URL: 'postgres://' is not a SQLAlchemy URL; write {fixed}")
+    if backend not in DRIVERS:
+        raise ConfigError(f"NOTIFIER_DATABASE_URL: the ledger runs on SQLite or PostgreSQL, not {backend!r} "
+                          f"(such as {_EXAMPLE})")
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername=DRIVERS[backend][0])
+    return parsed
+
+
+def make_engine(url: str, **kw: Any) -> Engine:
+    """An engine for ``url`` with the settings the ledger relies on; a wrong URL or a missing driver is one line."""
+    parsed = _ledger_url(url)
+    backend = parsed.get_backend_name()
+    try:
+        if backend == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(parsed, **kw)
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(parsed, pool_pre_ping=True, **kw)
+    except NoSuchModuleError:
+        raise ConfigError(f"NOTIFIER_DATABASE_URL: unknown driver {parsed.drivername!r} "
+                          f"(use {DRIVERS[backend][0]}://)") from None
+    except ImportError as exc:
+        ours, module, extra = DRIVERS[backend]
+        if parsed.drivername != ours:
+            raise ConfigError(f"NOTIFIER_DATABASE_URL: {parsed.drivername} needs the {exc.name} module, which is "
+                              f"not installed; notifier's own driver is {ours}://") from None
+        hint = f"pip install 'notifier[{extra}]'" if extra else "it is missing from this Python"
+        raise ConfigError(f"NOTIFIER_DATABASE_URL: {ours} needs the {module} driver, which is not installed "
+                          f"({hint})") from None
+
+
+def database_error(exc: BaseException, url: URL | None = None) -> str | None:
+    """One line for a database failure that is the server's or the network's, not a bug; else None."""
+    if not isinstance(exc, (OperationalError, InterfaceError)):
+        return None
+    first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
+    where = url.render_as_string(hide_password=True) if url is not None else "the ledger database"
+    return f"{where}: {first}"
+
+
+def _connect(engine: Engine) -> Connection:
+    try:
+        return engine.connect()
+    except (OperationalError, InterfaceError) as exc:
+        raise ConfigError(f"cannot reach the database {database_error(exc, engine.url)}") from None
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -52,28 +102,62 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def alembic_config(engine: Engine) -> Any:
+def alembic_config(engine: Engine, connection: Connection | None = None) -> Any:
     from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
+    if connection is not None:
+        cfg.attributes["connection"] = connection
     return cfg
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema up to ``revision`` with Alembic."""
+    """Bring the schema up to ``revision`` with Alembic, one process at a time.
+
+    Several processes may start on a brand-new ledger at once (every command and worker upgrades first): on
+    PostgreSQL they queue on an advisory lock for the schema, on SQLite on an exclusive transaction that
+    holds the whole migration, so the first one migrates and the others find the schema at head.
+    """
     from alembic import command
 
-    try:
-        with engine.connect() as probe:
-            probe.close()
-    except OperationalError as exc:
-        raise ConfigError(
-            f"cannot reach the database {engine.url.render_as_string(hide_password=True)}: "
-            f"{str(exc.orig).strip().splitlines()[0]}"
-        ) from None
-    command.upgrade(alembic_config(engine), revision)
+    with _migration_connection(engine) as conn:
+        command.upgrade(alembic_config(engine, conn), revision)
+
+
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    if engine.dialect.name == "postgresql":
+        with _connect(engine) as conn:
+            key = conn.scalar(text("select hashtext(current_schema() || '/notifier-ledger-migrations')"))
+            conn.execute(text("select pg_advisory_lock(:key)"), {"key": key})
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+                conn.execute(text("select pg_advisory_unlock(:key)"), {"key": key})
+                conn.commit()
+        return
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        exclusive = create_engine(engine.url, poolclass=NullPool)
+        event.listen(exclusive, "connect", _sqlite_pragmas)
+        event.listen(exclusive, "connect", _driver_leaves_transactions_to_us)
+        event.listen(exclusive, "begin", lambda conn: conn.exec_driver_sql("BEGIN EXCLUSIVE"))
+        try:
+            with _connect(exclusive) as conn:
+                yield conn
+        finally:
+            exclusive.dispose()
+        return
+    with _connect(engine) as conn:
+        yield conn
+
+
+def _driver_leaves_transactions_to_us(dbapi_conn: Any, _record: Any) -> None:
+    """pysqlite would commit before each DDL statement; this lets one transaction hold the whole migration."""
+    dbapi_conn.isolation_level = None
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -1,7 +1,7 @@
 """Alembic environment: runs migrations on the engine notifier hands over (see ledger/db.py)."""
 
 from alembic import context
-from sqlalchemy import engine_from_config, pool
+from sqlalchemy import Connection, engine_from_config, pool
 
 from notifier.ledger.models import Base
 
@@ -10,13 +10,22 @@ target_metadata = Base.metadata
 
 
 def run() -> None:
+    connection = config.attributes.get("connection")
+    if connection is not None:  # notifier's own upgrade(): a connection that holds the migration lock
+        _migrate(connection)
+        return
     engine = config.attributes.get("engine")
     if engine is None:
         engine = engine_from_config(config.get_section(config.config_ini_section) or {},
                                     prefix="sqlalchemy.", poolclass=pool.NullPool)
-    with engine.begin() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata,
-                          render_as_batch=connection.dialect.name == "sqlite")
+    with engine.connect() as connection:
+        _migrate(connection)
+
+
+def _migrate(connection: Connection) -> None:
+    context.configure(connection=connection, target_metadata=target_metadata,
+                      render_as_batch=connection.dialect.name == "sqlite", transactional_ddl=True)
+    with context.begin_transaction():
         context.run_migrations()
 
 
