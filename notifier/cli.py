@@ -250,6 +250,28 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None) -> None
         click.echo(f"  copy changed: {change}")
 
 
+@campaign.command("retry")
+@click.argument("campaign_id")
+@click.option("--reason", metavar="TEXT", help="Only failed rows whose error contains TEXT (see notifier status).")
+@click.option("--channel", type=click.Choice(["email", "push"]), help="Only this channel.")
+@click.option("--json", "as_json", is_flag=True)
+@NOW
+@pass_ctx
+def campaign_retry(c: CliContext, campaign_id: str, reason: str | None, channel: str | None, as_json: bool,
+                   now: str | None) -> None:
+    """Put failed messages back to pending for one more round (not those whose deadline has passed)."""
+    from notifier.ledger import queries
+    from notifier.ledger.db import transaction
+
+    with transaction(c.sessions()) as s:
+        result = queries.retry_failed(s, campaign_id, _parse_now(now), reason=reason, channel=channel)
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+        return
+    click.echo(f"{campaign_id}: {result.retried} failed messages are pending again"
+               + (f"; {result.too_late} left failed: their deadline has passed" if result.too_late else ""))
+
+
 def _state_command(name: str, state: str, help_text: str) -> None:
     @campaign.command(name, help=help_text)
     @click.argument("campaign_id")
@@ -286,13 +308,26 @@ def dispatch(c: CliContext, once: bool, now: str | None, interval: float) -> Non
         raise UserError("--now needs --once (a fixed clock cannot tick)")
     dispatcher = build_dispatcher(c.settings, c.sessions())
     while True:
-        report = dispatcher.tick(_parse_now(now))
+        try:
+            report = dispatcher.tick(_parse_now(now))
+        except UserError:
+            raise  # configuration: one line, and stop
+        except Exception as exc:  # anything else: this tick is lost, the ledger is not; a daemon keeps going
+            if once:
+                raise
+            logging.getLogger("notifier.dispatch").exception("tick failed")
+            click.echo(f"{datetime.now(UTC):%H:%M:%S} error: the tick failed ({type(exc).__name__}); "
+                       f"trying again in {interval:g} s", err=True)
+            _time.sleep(interval)
+            continue
         click.echo(f"{datetime.now(UTC):%H:%M:%S} materialized {report.materialized}, claimed {report.claimed}, "
                    f"{dict(sorted(report.outcomes.items())) or 'nothing due'}")
         for campaign_id, why in report.refused.items():
             click.echo(f"error: campaign {campaign_id}: nothing sent: {why}", err=True)
+        for channel, why in report.blocked.items():
+            click.echo(f"error: channel {channel}: nothing sent, its messages wait: {why}", err=True)
         if once:
-            if report.refused:
+            if report.refused or report.blocked:
                 sys.exit(2)
             return
         _time.sleep(interval)
@@ -334,9 +369,14 @@ def status(c: CliContext, campaign_id: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(st.as_dict(), indent=2))
         return
-    click.echo(f"{st.campaign_id}: {st.state}; {st.groups_done}/{st.groups} send groups due so far"
-               + (f", next at {st.next_send_at:%Y-%m-%d %H:%M} UTC" if st.next_send_at else ""))
+    nxt = f", next at {st.next_send_at:%Y-%m-%d %H:%M} UTC" if st.next_send_at and st.phase != "finished" else ""
+    click.echo(f"{st.campaign_id}: {st.phase}; {st.groups_done}/{st.groups} send groups due so far{nxt}")
     click.echo(format_table(["send", "channel", *st.states], st.table_rows()))
+    for title, rows in (("failed because", st.failures), ("waiting because", st.waiting)):
+        if rows:
+            click.echo(f"\n{title}:")
+            for channel, why, n in rows:
+                click.echo(f"  {n:>8}  {channel:<5}  {why}")
 
 
 @cli.command()

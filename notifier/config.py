@@ -30,8 +30,13 @@ class Settings:
     tick_seconds: float = 30.0
     chunk_size: int = 500
     rate_limit_url: str | None = None  # Redis shared by every worker for per-channel rate limits
-    max_attempts: int = 5
+    # Retries: exponential backoff from retry_base to retry_max, with jitter, until the deadline, give_up after the
+    # send fell due, or max_attempts, whichever comes first (a day-long outage a week before a deadline loses nothing).
+    max_attempts: int = 25
     retry_base_seconds: float = 60.0
+    retry_max_seconds: float = 900.0
+    give_up_seconds: float = 86_400.0
+    window_grace_seconds: float = 900.0  # a send may start this long after the window's end, never later
     # Providers (NOTIFIER_TRANSPORT=providers)
     sendgrid_api_key: str | None = None
     sendgrid_host: str = "https://api.sendgrid.com"
@@ -67,6 +72,10 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_number(env, name, default) or default)
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return float(_number(env, name, default, float) or default)
+
+
 def _check(settings: Settings) -> Settings:
     if settings.lease_seconds < 3:
         raise ConfigError("NOTIFIER_LEASE_SECONDS: at least 3 (a task's time limits must fit inside the lease)")
@@ -97,7 +106,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         chunk_size=_int(env, "NOTIFIER_CHUNK_SIZE", d.chunk_size),
         rate_limit_url=env.get("NOTIFIER_RATE_LIMIT_URL") or None,
         max_attempts=_int(env, "NOTIFIER_MAX_ATTEMPTS", d.max_attempts),
-        retry_base_seconds=float(_number(env, "NOTIFIER_RETRY_BASE_SECONDS", d.retry_base_seconds, float) or 60),
+        retry_base_seconds=_float(env, "NOTIFIER_RETRY_BASE_SECONDS", d.retry_base_seconds),
+        retry_max_seconds=_float(env, "NOTIFIER_RETRY_MAX_SECONDS", d.retry_max_seconds),
+        give_up_seconds=_float(env, "NOTIFIER_GIVE_UP_SECONDS", d.give_up_seconds),
+        window_grace_seconds=_float(env, "NOTIFIER_WINDOW_GRACE_SECONDS", d.window_grace_seconds),
         sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
         sendgrid_host=(env.get("NOTIFIER_SENDGRID_HOST") or d.sendgrid_host).rstrip("/"),
         sendgrid_asm_group=int(asm) if asm else None,

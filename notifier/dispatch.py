@@ -5,6 +5,7 @@ The clock is a parameter (``now``), so the demo and the tests fast-forward time 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import uuid
@@ -22,11 +23,12 @@ from notifier.config import Settings
 from notifier.events import Outcome, SendResult
 from notifier.i18n import negotiate
 from notifier.ledger import claims, queries
+from notifier.ledger.claims import RowOutcome
 from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryState, SkipReason
 from notifier.links import unsubscribe_headers
-from notifier.planner import parse_send_key
-from notifier.render import Content, Personal, Renderer, RenderError
+from notifier.planner import parse_send_key, window_reopens
+from notifier.render import Content, Personal, Renderer
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class TickReport:
     outcomes: Counter[str] = field(default_factory=Counter)
     refused: dict[str, str] = field(default_factory=dict)  # campaign id → why nothing of it was sent
     recovered: dict[str, int] = field(default_factory=dict)  # "campaign:resend|skip" → rows found uncertain
+    blocked: dict[str, str] = field(default_factory=dict)  # channel → why it could send nothing (the setting to fix)
     chunks: int = 0  # chunk tasks published (distributed tick)
 
 
@@ -86,12 +89,14 @@ class Dispatcher:
         self.settings = settings
         self.rng = rng or random.Random()
         self._content: dict[str, str] = {}  # campaign id → fingerprint of the copy being sent this tick
+        self._blocked: dict[str, str] = {}  # channel → why it cannot send (credentials, configuration), this tick
         self.owner = f"local:{uuid.uuid4().hex}"  # lease owner for rows this process sends itself
 
     def prepare(self, now: datetime) -> TickReport:
         """What every tick does first: recover rows whose worker died, plan new zones, check the approved copy,
         and materialize the groups that fell due."""
         report = TickReport()
+        self._blocked = {}
         with transaction(self.sessions) as s:
             report.recovered = claims.recover_expired(s, now)
         with transaction(self.sessions) as s:
@@ -119,6 +124,9 @@ class Dispatcher:
                 break
             report.claimed += len(ids)
             report.outcomes.update(self._process(ids, now, self.owner))
+        report.blocked = dict(self._blocked)
+        for channel, why in report.blocked.items():
+            log.error("channel %s sent nothing: %s", channel, why)
         if report.claimed or report.materialized:
             log.info("tick at %s: %d rows materialized, %d claimed, outcomes %s",
                      now.isoformat(), report.materialized, report.claimed, dict(report.outcomes))
@@ -150,6 +158,7 @@ class Dispatcher:
             leased = claims.lease_chunk(s, ids, owner, now, self.settings.lease_seconds, exclude=refused)
         if not leased:
             return Counter()
+        self._blocked = {}
         return self._process(leased, now, owner)
 
     def close(self) -> None:
@@ -169,72 +178,126 @@ class Dispatcher:
                 f"review it (notifier preview) and approve it again: notifier campaign schedule {row.id}")
 
     def _process(self, ids: Sequence[int], now: datetime, owner: str) -> Counter[str]:
+        """Guard, build, send and record a claimed batch. Each row and each channel fails alone, and a channel's
+        outcomes are in the ledger before the next channel is tried."""
         with self.sessions() as s:
             rows = claims.load_claimed(s, ids, now)
-            campaigns = {r.campaign_id: queries.campaign_of(queries.get_campaign(s, r.campaign_id)) for r in rows}
-        changes: list[dict[str, Any]] = []
-        by_channel: dict[str, list[Message]] = {}
-        locales: dict[int, str] = {}
-        fingerprints = {r.id: self._content.get(r.campaign_id) for r in rows}
-        attempts = {r.id: r.attempts for r in rows}
+            campaigns = {cid: queries.campaign_of(queries.get_campaign(s, cid))
+                         for cid in {r.campaign_id for r in rows}}  # once per campaign, not per row
+        early: list[RowOutcome] = []
+        ready: dict[str, list[tuple[claims.ClaimedRow, Message, str]]] = {}
         for row in rows:
-            campaign = campaigns[row.campaign_id]
-            deadlines, reason = live_deadlines(campaign, row, now)
-            if reason is None and not (row.email if row.channel == "email" else row.tokens):
-                reason = SkipReason.NO_ADDRESS
-            if reason is not None:
-                changes.append(_skipped(row.id, reason, now))
-                continue
-            locales[row.id] = negotiate(row.locale, campaign.locales, campaign.default_locale)
             try:
-                message = self._message(campaign, row, deadlines, locales[row.id], now)
-            except RenderError:
-                self._release(ids, now, owner)  # a broken template holds the rows back; it never fails them
-                raise
-            by_channel.setdefault(row.channel, []).append(message)
-        dead: list[tuple[int, str]] = []  # (recipient seq, token) the provider says will never work
-        fallbacks: list[claims.ClaimedRow] = []
-        by_id = {r.id: r for r in rows}
-        for channel, messages in by_channel.items():
-            for result in self.channels[channel].send(messages):
-                row = by_id[result.delivery_id]
-                outcome = self._outcome(result, attempts[row.id], now, campaigns[row.campaign_id].on_uncertain)
-                changes.append(outcome | {"locale": locales[row.id], "content_fingerprint": fingerprints[row.id]})
-                dead.extend((row.recipient_seq, t) for t in result.dead_tokens)
-                if (result.outcome == Outcome.INVALID_RECIPIENT and channel == "push" and row.email
-                        and campaigns[row.campaign_id].fallback == "email"):
-                    fallbacks.append(row)
-        return self._record(changes, by_id, dead, fallbacks, now, owner)
+                prepared = self._prepare(campaigns[row.campaign_id], row, now)
+            except Exception as exc:  # this recipient's message cannot be built: it fails alone, after its attempts
+                log.warning("delivery %d: cannot build the message: %s", row.id, type(exc).__name__)
+                prepared = self._retry(row, campaigns[row.campaign_id], f"cannot build the message: {_brief(exc)}",
+                                       None, now, uncertain=False)
+            if isinstance(prepared, RowOutcome):
+                early.append(prepared)
+            else:
+                ready.setdefault(row.channel, []).append((row, *prepared))
+        counts = self._record(early, now, owner)
+        for channel, batch in ready.items():
+            try:
+                counts += self._send(channel, batch, campaigns, now, owner)
+            except Exception:  # its outcomes are recorded before anything after its send can fail
+                log.exception("channel %s: a step after the send failed (%d rows)", channel, len(batch))
+        return counts
 
-    def _record(self, changes: list[dict[str, Any]], by_id: Mapping[int, claims.ClaimedRow],
-                dead: list[tuple[int, str]], fallbacks: list[claims.ClaimedRow], now: datetime,
-                owner: str) -> Counter[str]:
-        """Write every outcome at once, on rows this owner still holds; deactivate dead tokens; add fallbacks."""
-        campaigns = {r.campaign_id for r in by_id.values()}
+    def _prepare(self, campaign: Campaign, row: claims.ClaimedRow, now: datetime
+                 ) -> RowOutcome | tuple[Message, str]:
+        """The guard just before a send, then the message: an outcome when it must not go now, else (message,
+        locale)."""
+        deadlines, reason = live_deadlines(campaign, row, now)
+        if reason is None and not (row.email if row.channel == "email" else row.tokens):
+            reason = SkipReason.NO_ADDRESS
+        if reason is not None:
+            return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id, skip_reason=reason)
+        tz = zone(row.timezone)
+        grace = timedelta(seconds=self.settings.window_grace_seconds)
+        reopens = window_reopens(now, tz, campaign.delivery.window, grace)
+        if reopens is not None:
+            if reopens >= min(campaign.deadline(d).instant_in(tz) for d in deadlines):
+                return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
+                                  skip_reason=SkipReason.DEADLINE_PASSED,
+                                  error="outside the delivery window until after the deadline")
+            window = "–".join(f"{t:%H:%M}" for t in campaign.delivery.window)
+            return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, next_attempt_at=reopens,
+                              attempts=row.attempts - 1, error=f"waiting for the delivery window ({window} local time)")
+        blocked = self._blocked.get(row.channel)
+        if blocked is not None:
+            return self._blocked_outcome(row, blocked, now)
+        locale = negotiate(row.locale, campaign.locales, campaign.default_locale)
+        return self._message(campaign, row, deadlines, locale, now), locale
+
+    def _send(self, channel: str, batch: list[tuple[claims.ClaimedRow, Message, str]],
+              campaigns: Mapping[str, Campaign], now: datetime, owner: str) -> Counter[str]:
+        """One channel's messages through its transport, and their outcomes straight into the ledger."""
+        rows = {row.id: (row, locale) for row, _, locale in batch}
+        try:
+            results = self.channels[channel].send([m for _, m, _ in batch])
+        except BaseException as exc:  # the provider may have any of them: uncertain, recorded before it goes on
+            self._record([self._in_flight(row, campaigns[row.campaign_id], now) for row, _ in rows.values()], now,
+                         owner)
+            if not isinstance(exc, Exception):
+                raise
+            log.exception("channel %s failed on a batch of %d; recorded as uncertain", channel, len(rows))
+            return Counter({"retry": len(rows)})
+        try:
+            outcomes = [self._outcome(r, *rows[r.delivery_id], campaigns[rows[r.delivery_id][0].campaign_id], now)
+                        for r in results]
+        except Exception:  # what is known still lands: sent as sent, the rest uncertain
+            log.exception("channel %s: outcomes of a batch of %d could not be built", channel, len(rows))
+            outcomes = [self._known(r, rows[r.delivery_id][0], campaigns, now) for r in results]
+        answered = {o.id for o in outcomes}
+        outcomes += [self._in_flight(row, campaigns[row.campaign_id], now)
+                     for i, (row, _) in rows.items() if i not in answered]
+        counts = self._record(outcomes, now, owner)
+        self._after_send(channel, results, rows, campaigns, now)
+        return counts
+
+    def _after_send(self, channel: str, results: Sequence[SendResult], rows: Mapping[int, Any],
+                    campaigns: Mapping[str, Campaign], now: datetime) -> None:
+        """Token hygiene and email fallbacks, in a transaction of their own: their failure never loses an outcome."""
+        dead = [(rows[r.delivery_id][0].recipient_seq, t) for r in results for t in r.dead_tokens]
+        fallbacks = [rows[r.delivery_id][0] for r in results
+                     if r.outcome == Outcome.INVALID_RECIPIENT and channel == "push" and rows[r.delivery_id][0].email
+                     and campaigns[rows[r.delivery_id][0].campaign_id].fallback == "email"]
+        blocked = next((r.error for r in results if r.outcome == Outcome.BLOCKED), None)
+        if blocked is not None:
+            self._blocked[channel] = blocked or f"{channel}: blocked"
+        if not dead and not fallbacks:
+            return
+        try:
+            with transaction(self.sessions) as s:
+                if dead:
+                    queries.deactivate_tokens(s, dead, now, "provider: token unregistered or invalid")
+                if fallbacks:
+                    claims.add_fallback_emails(s, fallbacks, now)
+        except Exception:
+            log.exception("could not deactivate %d tokens / add %d fallback emails", len(dead), len(fallbacks))
+            return
+        if dead:
+            log.info("deactivated %d push tokens", len(dead))
+
+    def _record(self, outcomes: Sequence[RowOutcome], now: datetime, owner: str) -> Counter[str]:
+        """Write outcomes on rows this owner still holds; a retry of a campaign cancelled meanwhile is skipped."""
+        if not outcomes:
+            return Counter()
+        campaigns = {o.campaign_id for o in outcomes}
         with transaction(self.sessions) as s:
             cancelled = queries.cancelled_among(s, campaigns)
             if cancelled:  # cancelled while these were in flight: a retry is no longer owed
-                changes = [c | {"state": DeliveryState.SKIPPED, "skip_reason": SkipReason.CANCELLED}
-                           if c["state"] == DeliveryState.PENDING and by_id[c["id"]].campaign_id in cancelled else c
-                           for c in changes]
-            landed = claims.record(s, changes, [_event(c, now) for c in changes if c.get("last_error")], owner)
-            if dead:
-                queries.deactivate_tokens(s, dead, now, "provider: token unregistered or invalid")
-            if fallbacks:
-                claims.add_fallback_emails(s, fallbacks, now)
-        if dead:
-            log.info("deactivated %d push tokens", len(dead))
-        if landed < len(changes):
+                outcomes = [dataclasses.replace(o, state=DeliveryState.SKIPPED, skip_reason=SkipReason.CANCELLED,
+                                                next_attempt_at=None)
+                            if o.state == DeliveryState.PENDING and o.campaign_id in cancelled else o
+                            for o in outcomes]
+            landed = claims.record(s, outcomes, owner)
+        if landed < len(outcomes):
             log.warning("%d outcomes arrived after their lease was lost (rows recovered as uncertain)",
-                        len(changes) - landed)
-        return Counter(c["state"] if c["state"] != DeliveryState.PENDING else "retry" for c in changes)
-
-    def _release(self, ids: Sequence[int], now: datetime, owner: str) -> None:
-        retry_at = now + timedelta(seconds=self.settings.retry_base_seconds)
-        with transaction(self.sessions) as s:
-            claims.record(s, [{"id": i, "state": DeliveryState.PENDING, "lease_until": None, "lease_owner": None,
-                                "next_attempt_at": retry_at, "last_error": "template failed to render"}
-                               for i in ids], owner=owner)
+                        len(outcomes) - landed)
+        return Counter(str(o.state) if o.state != DeliveryState.PENDING else "retry" for o in outcomes)
 
     def _message(self, campaign: Campaign, row: claims.ClaimedRow, deadlines: tuple[str, ...], locale: str,
                  now: datetime) -> Message:
@@ -256,44 +319,84 @@ class Dispatcher:
                            collapse_key=f"{campaign.id}:{deadlines[0]}", data=ids,
                            analytics_label=_label(f"{campaign.id}-{row.wave}"), ttl=expires - now)
 
-    def _outcome(self, result: SendResult, attempts: int, now: datetime, on_uncertain: str = "resend"
-                 ) -> dict[str, Any]:
-        base: dict[str, Any] = {"id": result.delivery_id, "updated_at": now, "lease_until": None,
-                                "lease_owner": None}
-        if result.uncertain:  # the provider may have it: resend (maybe twice) or skip, as the campaign says
-            base["uncertain"] = True
-            if result.outcome == Outcome.RETRY and on_uncertain == "skip":
-                return base | {"state": DeliveryState.SKIPPED, "skip_reason": SkipReason.UNCERTAIN,
-                               "last_error": result.error}
+    def _outcome(self, result: SendResult, row: claims.ClaimedRow, locale: str, campaign: Campaign,
+                 now: datetime) -> RowOutcome:
+        """A provider's answer for one row, as the ledger records it."""
+        base = RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, locale=locale,
+                          content_fingerprint=self._content.get(row.campaign_id), uncertain=result.uncertain)
         if result.outcome == Outcome.SENT:
-            return base | {"state": DeliveryState.SENT, "sent_at": now,
-                           "provider_message_id": result.provider_message_id, "last_error": None}
-        if result.outcome == Outcome.RETRY and attempts < self.settings.max_attempts:
-            return base | {"state": DeliveryState.PENDING, "last_error": result.error,
-                           "next_attempt_at": now + self._backoff(attempts, result.retry_after)}
-        error = result.error
+            return dataclasses.replace(base, state=DeliveryState.SENT, provider_message_id=result.provider_message_id)
+        if result.outcome == Outcome.BLOCKED:
+            return dataclasses.replace(self._blocked_outcome(row, result.error or "", now), locale=locale,
+                                       content_fingerprint=base.content_fingerprint)
         if result.outcome == Outcome.RETRY:
-            error = f"gave up after {attempts} attempts: {error}"
-        return base | {"state": DeliveryState.FAILED, "last_error": error}
+            if result.uncertain and campaign.on_uncertain == "skip":  # the provider may have it: do not resend
+                return dataclasses.replace(base, state=DeliveryState.SKIPPED, skip_reason=SkipReason.UNCERTAIN,
+                                           error=result.error)
+            retry = self._retry(row, campaign, result.error or "", result.retry_after, now, uncertain=result.uncertain)
+            return dataclasses.replace(retry, locale=locale, content_fingerprint=base.content_fingerprint)
+        return dataclasses.replace(base, state=DeliveryState.FAILED, error=result.error)
+
+    def _retry(self, row: claims.ClaimedRow, campaign: Campaign, error: str, retry_after: float | None,
+               now: datetime, *, uncertain: bool) -> RowOutcome:
+        """Try again later, with backoff, while it is still worth it: before the deadline, within the give-up age
+        of the send and the attempt bound. A newer reminder due meanwhile makes the guard skip it as superseded."""
+        next_at = now + self._backoff(row.attempts, retry_after)
+        deadline = min(campaign.deadline(d).instant_in(zone(row.timezone)) for d in row.deadlines)
+        give_up = row.send_at + timedelta(seconds=self.settings.give_up_seconds)
+        # Stable wording, so that status can group the failures by reason.
+        if row.attempts >= self.settings.max_attempts:
+            why = f"gave up after {self.settings.max_attempts} attempts"
+        elif next_at >= deadline:
+            why = "gave up: the deadline comes before the next attempt"
+        elif next_at >= give_up:
+            why = f"gave up: still failing {_hours(timedelta(seconds=self.settings.give_up_seconds))} after it was due"
+        else:
+            return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, error=error,
+                              next_attempt_at=next_at, uncertain=uncertain)
+        return RowOutcome(row.id, DeliveryState.FAILED, now, campaign_id=row.campaign_id, error=f"{why}: {error}",
+                          uncertain=uncertain)
+
+    def _blocked_outcome(self, row: claims.ClaimedRow, why: str, now: datetime) -> RowOutcome:
+        """The channel cannot send at all (credentials, configuration): back to pending, the attempt not counted."""
+        return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, error=why,
+                          attempts=row.attempts - 1,
+                          next_attempt_at=now + timedelta(seconds=self.settings.retry_base_seconds))
+
+    @staticmethod
+    def _in_flight(row: claims.ClaimedRow, campaign: Campaign, now: datetime) -> RowOutcome:
+        """A row whose request may have reached the provider with no answer we can use: uncertain, then sent again
+        now or skipped, as the campaign's ``on_uncertain`` says (the rule ``recover_expired`` applies too)."""
+        why = "in flight when the channel failed: the provider may have it"
+        if campaign.on_uncertain == "skip":
+            return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id, uncertain=True,
+                              skip_reason=SkipReason.UNCERTAIN, error=why)
+        return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, uncertain=True,
+                          next_attempt_at=now, error=why)
+
+    def _known(self, result: SendResult, row: claims.ClaimedRow, campaigns: Mapping[str, Campaign],
+               now: datetime) -> RowOutcome:
+        if result.outcome == Outcome.SENT:
+            return RowOutcome(row.id, DeliveryState.SENT, now, campaign_id=row.campaign_id,
+                              provider_message_id=result.provider_message_id)
+        return self._in_flight(row, campaigns[row.campaign_id], now)
 
     def _backoff(self, attempts: int, retry_after: float | None) -> timedelta:
-        """Exponential backoff with full jitter, never sooner than the provider asked."""
-        base = self.settings.retry_base_seconds * 2 ** (attempts - 1)
+        """Capped exponential backoff with jitter, never sooner than the provider asked."""
+        base = min(self.settings.retry_base_seconds * 2 ** min(attempts - 1, 30), self.settings.retry_max_seconds)
         delay = max(retry_after or 0.0, self.rng.uniform(base / 2, base))
         return timedelta(seconds=delay)
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception as one short line for the ledger (type and message; rendering errors carry no personal data)."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+
+
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} h"
 
 
 def _label(text: str) -> str:
     """An FCM analytics label: at most 50 of [A-Za-z0-9-_.~%]."""
     return "".join(c if c.isascii() and (c.isalnum() or c in "-_.~%") else "_" for c in text)[:50]
-
-
-def _skipped(delivery_id: int, reason: str, now: datetime) -> dict[str, Any]:
-    return {"id": delivery_id, "state": DeliveryState.SKIPPED, "skip_reason": reason, "updated_at": now,
-            "lease_until": None, "lease_owner": None}
-
-
-def _event(change: dict[str, Any], now: datetime) -> dict[str, Any]:
-    state = change["state"]
-    return {"delivery_id": change["id"], "type": "retry" if state == DeliveryState.PENDING else str(state),
-            "at": now, "detail": {"error": change["last_error"]}}

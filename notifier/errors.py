@@ -8,9 +8,11 @@
     │   └── ConfigError           a setting is missing or malformed
     └── DeliveryError             a channel could not deliver; the dispatcher turns it into a ledger state
         ├── TransientError        try again later (retry_after seconds, when the provider said)
-        ├── ThrottledError        the provider rate-limited us (retry_after seconds)
+        │   └── ThrottledError    the provider rate-limited us (retry_after seconds)
         ├── PermanentError        this message will never go through as it is
-        └── InvalidRecipientError the address or token is invalid: never retry it
+        │   └── InvalidRecipientError  the address or token is invalid: never retry it
+        └── ChannelConfigError    the channel itself cannot send (credentials refused, a token refresh fails):
+                                  nothing of it goes out until an operator fixes ``setting``; not the message's fault
 
 Tracebacks are for bugs; a UserError is printed by the CLI as one line.
 """
@@ -104,3 +106,14 @@ class PermanentError(DeliveryError):
 
 class InvalidRecipientError(PermanentError):
     """The address or token is invalid; never retry it."""
+
+
+class ChannelConfigError(DeliveryError):
+    """The channel itself cannot send: credentials refused (401/403), a token refresh that fails, a missing key or
+    sender. Nothing of this channel goes out until an operator fixes ``setting`` (an environment variable such as
+    SENDGRID_API_KEY); the message is not at fault, so it waits without spending an attempt.
+    """
+
+    def __init__(self, message: str, *, setting: str, provider: str = "", status: int | None = None) -> None:
+        super().__init__(message, provider=provider, status=status)
+        self.setting = setting

@@ -11,6 +11,7 @@ class Outcome(enum.StrEnum):
     RETRY = "retry"  # worth another attempt after retry_after seconds
     FAILED = "failed"  # will never go through as it is
     INVALID_RECIPIENT = "invalid_recipient"  # the address or every token is invalid: never retry
+    BLOCKED = "blocked"  # the channel is blocked by its configuration, not this message: back to pending, no attempt
 
 
 @dataclass(frozen=True)
@@ -42,3 +43,8 @@ class SendResult:
     @classmethod
     def invalid(cls, delivery_id: int, error: str, dead_tokens: tuple[str, ...] = ()) -> SendResult:
         return cls(delivery_id, Outcome.INVALID_RECIPIENT, error=error, dead_tokens=dead_tokens)
+
+    @classmethod
+    def blocked(cls, delivery_id: int, error: str) -> SendResult:
+        """The channel cannot send at all (a ChannelConfigError): this message waits, without spending an attempt."""
+        return cls(delivery_id, Outcome.BLOCKED, error=error)

@@ -233,3 +233,21 @@ def plan_recipient(
             continue
         sends.extend((ch, s) for ch in campaign.channels if ch in channels)
     return RecipientPlan(tuple(sends), tuple(notes))
+
+
+def window_reopens(now: datetime, tz: tzinfo, window: tuple[time, time],
+                   grace: timedelta = timedelta(0)) -> datetime | None:
+    """None when ``now`` is inside the delivery window in ``tz`` (ends included, the end ``grace`` later, so a
+    wave planned at the window's end may finish); else the UTC instant it opens next.
+
+    The guard asks this just before a send, so a retry or a paused campaign's resumed send waits for the
+    morning instead of going out at 03:00 local time.
+    """
+    local = now.astimezone(tz)
+    start, end = window
+    opens = resolve_local(local.date(), start, tz)
+    closes = _window_end(local.date(), end, tz) + grace
+    if opens <= local <= closes:
+        return None
+    day = local.date() if local < opens else local.date() + timedelta(days=1)
+    return resolve_local(day, start, tz).astimezone(UTC)

@@ -26,6 +26,16 @@ class CampaignStatus:
     next_send_at: datetime | None
     counts: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)  # (send, channel) → state → n
     skips: dict[str, int] = field(default_factory=dict)
+    failures: list[tuple[str, str, int]] = field(default_factory=list)  # (channel, reason, rows) failed for good
+    waiting: list[tuple[str, str, int]] = field(default_factory=list)  # (channel, reason, rows) pending after a try
+
+    @property
+    def phase(self) -> str:
+        """What a person wants to know first: still sending, finished, or stopped."""
+        if self.state != "scheduled":
+            return self.state  # paused, cancelled
+        open_rows = sum(c.get(s, 0) for c in self.counts.values() for s in ("pending", "queued", "sending"))
+        return "finished" if self.groups_done == self.groups and not open_rows else "sending"
 
     @property
     def states(self) -> list[str]:
@@ -40,9 +50,12 @@ class CampaignStatus:
     def as_dict(self) -> dict[str, Any]:
         return {
             "campaign": self.campaign_id, "state": self.state, "groups": self.groups, "groups_done": self.groups_done,
+            "phase": self.phase,
             "next_send_at": self.next_send_at.isoformat() if self.next_send_at else None,
             "counts": [{"send": send, "channel": ch, **c} for (send, ch), c in self.counts.items()],
             "skipped_because": self.skips,
+            "failed_because": [{"channel": ch, "reason": why, "rows": n} for ch, why, n in self.failures],
+            "waiting_because": [{"channel": ch, "reason": why, "rows": n} for ch, why, n in self.waiting],
         }
 
 
@@ -53,7 +66,7 @@ def campaign_status(session: Session, campaign_id: str) -> CampaignStatus:
         select(func.count(), func.count().filter(SendGroup.materialized_upto > 0))
         .where(SendGroup.campaign_id == campaign_id)
     ).one()
-    next_at = session.scalar(select(func.min(SendGroup.send_at)).where(
+    next_at = None if row.state == "cancelled" else session.scalar(select(func.min(SendGroup.send_at)).where(
         SendGroup.campaign_id == campaign_id, SendGroup.materialized_upto == 0))
     st = CampaignStatus(row.id, row.state, groups[0], groups[1], next_at)
     order = select(SendGroup.send_key, func.min(SendGroup.send_at).label("first")).where(
@@ -79,7 +92,19 @@ def campaign_status(session: Session, campaign_id: str) -> CampaignStatus:
         .group_by(DeliveryRow.skip_reason).order_by(DeliveryRow.skip_reason)
     ):
         st.skips[reason] = n
+    st.failures = _reasons(session, campaign_id, DeliveryRow.state == DeliveryState.FAILED)
+    st.waiting = _reasons(session, campaign_id, DeliveryRow.state == DeliveryState.PENDING,
+                          DeliveryRow.last_error.is_not(None))
     return st
+
+
+def _reasons(session: Session, campaign_id: str, *where: Any) -> list[tuple[str, str, int]]:
+    """(channel, reason, rows), most rows first: the ledger's own error texts (ids and provider words only)."""
+    q = (select(DeliveryRow.channel, DeliveryRow.last_error, func.count())
+         .where(DeliveryRow.campaign_id == campaign_id, *where)
+         .group_by(DeliveryRow.channel, DeliveryRow.last_error)
+         .order_by(func.count().desc(), DeliveryRow.channel, DeliveryRow.last_error))
+    return [(ch, why or "(no reason recorded)", n) for ch, why, n in session.execute(q)]
 
 
 def breakdown(session: Session, campaign_id: str) -> list[tuple[str, str, str, str, int]]:

@@ -17,8 +17,8 @@ from firebase_admin import messaging
 from requests.structures import CaseInsensitiveDict
 
 from notifier.channels.base import PushMessage
-from notifier.channels.fcm import ERRORS, FcmPush, TokenFate, TokenResult, _aggregate, _parse
-from notifier.emulator.process import EmulatorProcess
+from notifier.channels.fcm import ERRORS, REFUSALS, FcmPush, TokenFate, TokenResult, _aggregate, _parse
+from notifier.emulator.process import EmulatorProcess, free_port
 from notifier.events import Outcome, SendResult
 
 # firebase-admin 7.7 deprecates Message.token in favour of Message.fid; FCM registration tokens still go in token.
@@ -292,6 +292,90 @@ def test_the_channel_authorizes_through_the_credentials_token_uri_and_reuses_the
     assert fcm_requests(fresh_emulator) == {"200": 3}
 
 
+# --- refused credentials block the channel ---------------------------------------------------------
+
+
+def assert_blocked(results: Sequence[SendResult], messages: Sequence[PushMessage], reason: str) -> None:
+    assert [r.delivery_id for r in results] == [m.delivery_id for m in messages]
+    assert {r.outcome for r in results} == {Outcome.BLOCKED}
+    for r in results:
+        assert r.error is not None and reason in r.error and r.error.endswith("fix GOOGLE_APPLICATION_CREDENTIALS")
+        assert r.dead_tokens == () and not r.uncertain
+        for m in messages:
+            assert not any(t in r.error for t in m.tokens)  # no device token in the error
+
+
+def test_a_refused_token_exchange_blocks_every_batch_without_a_push(
+        fresh_emulator: EmulatorProcess, channel: FcmPush, monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh_emulator.set_faults({"fcm": {"reject_token_exchange": True}})
+    monkeypatch.setattr(channel, "max_batch", 2)
+    messages = [push(i, f"tok-{i}") for i in range(1, 6)]  # three batches
+
+    results = channel.send(messages)
+
+    assert_blocked(results, messages, "fcm: the service account's token could not be refreshed (RefreshError: "
+                                      "invalid_grant: Invalid JWT Signature.)")
+    assert fcm_requests(fresh_emulator, "token") == {"400": 1}  # asked once: the other batches were spared
+    assert fcm_requests(fresh_emulator) == {}
+    assert logged(fresh_emulator) == []
+
+
+def test_an_unreachable_token_endpoint_blocks_the_channel(fresh_emulator: EmulatorProcess, tmp_path: Any) -> None:
+    info = json.loads(fresh_emulator.credentials.read_text())
+    info["token_uri"] = f"http://127.0.0.1:{free_port()}/token"  # nothing listens there
+    unreachable = tmp_path / "credentials.json"
+    unreachable.write_text(json.dumps(info))
+    ch = FcmPush(unreachable, fresh_emulator.url)
+    try:
+        results = ch.send([push(1, "tok-a")])
+    finally:
+        ch.close()
+
+    assert_blocked(results, [push(1, "tok-a")], "fcm: the service account's token could not be refreshed (")
+    assert fcm_requests(fresh_emulator) == {}
+
+
+@pytest.mark.parametrize(("fault", "status", "reason"), [
+    ("401", "401", "the service account's access token was refused (fcm UNAUTHENTICATED (401): "),
+    ("403", "403", "the service account may not send messages for this project (fcm PERMISSION_DENIED (403): "),
+])
+def test_credentials_refused_for_every_token_even_with_a_fresh_token_block_the_channel(
+        fresh_emulator: EmulatorProcess, channel: FcmPush, monkeypatch: pytest.MonkeyPatch, fault: str, status: str,
+        reason: str) -> None:
+    fresh_emulator.set_faults({"fcm": {fault: 1.0}})
+    monkeypatch.setattr(channel, "max_batch", 2)
+    messages = [push(1, "tok-a", "tok-b"), push(2, "tok-c"), push(3, "tok-d"), push(4, "tok-e")]
+
+    results = channel.send(messages)
+
+    assert_blocked(results, messages, reason)
+    assert fcm_requests(fresh_emulator) == {status: 6}  # the first batch's 3 requests, again with a fresh token
+    assert fcm_requests(fresh_emulator, "token") == {"200": 2}
+    assert logged(fresh_emulator) == []
+
+
+def test_a_stale_access_token_is_replaced_and_the_batch_goes_out(
+        fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    channel._credential.token = "emu-revoked"  # looks valid to google-auth, FCM refuses it
+    channel._credential.expiry = datetime.now(UTC).replace(tzinfo=None) + timedelta(hours=1)
+
+    results = channel.send([push(1, "tok-a"), push(2, "tok-b")])
+
+    assert [r.outcome for r in results] == [Outcome.SENT, Outcome.SENT]
+    assert fcm_requests(fresh_emulator) == {"401": 2, "200": 2}
+    assert fcm_requests(fresh_emulator, "token") == {"200": 1}
+
+
+def test_a_sender_mismatch_for_every_token_stays_the_tokens_fault(
+        fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    fresh_emulator.set_faults({"fcm": {"sender_mismatch_tokens": ["tok-a", "tok-b"]}})
+
+    results = channel.send([push(1, "tok-a"), push(2, "tok-b")])
+
+    assert [r.outcome for r in results] == [Outcome.FAILED, Outcome.FAILED]  # a 403, but the tokens' own
+    assert fcm_requests(fresh_emulator) == {"403": 2}
+
+
 # --- the error table (no network) --------------------------------------------------------------------
 
 
@@ -339,6 +423,7 @@ def test_the_error_table_knows_the_documented_codes() -> None:
     assert retried == {"QUOTA_EXCEEDED": 60, "RESOURCE_EXHAUSTED": 60, "UNAVAILABLE": 0, "INTERNAL": 0,
                        "UNAUTHENTICATED": 0}
     assert ERRORS["SENDER_ID_MISMATCH"][0] == TokenFate.PERMANENT
+    assert set(REFUSALS) == {"UNAUTHENTICATED", "PERMISSION_DENIED"}  # for every token of a batch: the credentials
 
 
 def _token(fate: TokenFate, detail: str = "", wait: float = 0.0) -> TokenResult:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -10,10 +11,10 @@ from typing import Any
 import pytest
 
 from notifier.channels.base import EmailMessage, result_for
-from notifier.channels.sendgrid import STATUS_ERRORS, SendGridEmail, _error
+from notifier.channels.sendgrid import REFUSALS, STATUS_ERRORS, SendGridEmail, _error
 from notifier.emulator.process import EmulatorProcess
-from notifier.emulator.sendgrid import M_AUTH, M_CONTENT_VALUE
-from notifier.errors import PermanentError, ThrottledError, TransientError
+from notifier.emulator.sendgrid import M_AUTH, M_CONTENT_VALUE, M_SENDER
+from notifier.errors import ChannelConfigError, PermanentError, ThrottledError, TransientError
 from notifier.events import Outcome, SendResult
 from notifier.links import unsubscribe_headers
 from notifier.render import NAME, Personal
@@ -176,11 +177,42 @@ def test_a_request_sendgrid_rejects_fails_with_sendgrids_own_words(fresh_emulato
     assert logged(fresh_emulator) == []
 
 
-def test_a_wrong_api_key_fails(fresh_emulator: EmulatorProcess) -> None:
+def test_a_malformed_api_key_blocks_the_channel_naming_the_setting(fresh_emulator: EmulatorProcess) -> None:
     result = the_result(sendgrid_channel(fresh_emulator, key="nope").send([email(1)]))
 
-    assert (result.outcome, result.error) == (Outcome.FAILED, f"sendgrid 401: request: {M_AUTH}")
+    assert (result.outcome, result.error) == (
+        Outcome.BLOCKED, f"sendgrid 401: the API key was refused (request: {M_AUTH}): fix SENDGRID_API_KEY")
     assert mail_requests(fresh_emulator) == {"401": 1}
+
+
+def test_a_refused_api_key_blocks_every_batch_after_one_request(fresh_emulator: EmulatorProcess) -> None:
+    fresh_emulator.set_faults({"sendgrid": {"reject_api_key": True}})
+    messages = [email(i, variant=lang, subject=f"subject {lang}") for i, lang in enumerate(["en", "id", "pt"] * 2, 1)]
+
+    results = sendgrid_channel(fresh_emulator).send(messages)  # three variants: three batches
+
+    assert [r.delivery_id for r in results] == [m.delivery_id for m in messages]
+    assert {r.outcome for r in results} == {Outcome.BLOCKED}
+    for r in results:
+        assert r.error is not None and r.error.startswith("sendgrid 401: the API key was refused")
+        assert r.error.endswith("fix SENDGRID_API_KEY")
+        assert not r.uncertain and r.retry_after is None
+    assert mail_requests(fresh_emulator) == {"401": 1}  # the other two batches were never sent
+    assert fresh_emulator.stats()["faults"] == {"sendgrid": {"reject_api_key": 1}}
+    assert logged(fresh_emulator) == []
+
+
+def test_an_unverified_sender_blocks_the_channel_naming_the_sender_setting(fresh_emulator: EmulatorProcess) -> None:
+    fresh_emulator.set_faults({"sendgrid": {"403": 1.0}})
+
+    results = sendgrid_channel(fresh_emulator).send([email(1), email(2, variant="id"), email(3, variant="pt")])
+
+    assert {r.outcome for r in results} == {Outcome.BLOCKED}
+    assert results[0].error == (f"sendgrid 403: the sender is not a verified Sender Identity (from: {M_SENDER}): "
+                                "fix NOTIFIER_EMAIL_FROM")
+    assert mail_requests(fresh_emulator) == {"403": 1}
+    for r in results:
+        assert "user" not in (r.error or "") and "example.com" not in (r.error or "")  # no recipient in the error
 
 
 def test_throttling_is_retried_after_the_rate_limit_resets(fresh_emulator: EmulatorProcess) -> None:
@@ -235,18 +267,20 @@ def test_no_answer_within_the_timeout_is_retried(fresh_emulator: EmulatorProcess
 # --- the status table (no network) -------------------------------------------------------------------
 
 
-def test_status_table_maps_client_errors_to_permanent_and_the_rest_to_retries() -> None:
+def test_status_table_maps_refusals_to_blocked_client_errors_to_permanent_and_the_rest_to_retries() -> None:
     documented = {
-        400: PermanentError, 401: PermanentError, 403: PermanentError, 404: PermanentError, 413: PermanentError,
-        429: ThrottledError, 500: TransientError, 502: TransientError, 503: TransientError, 504: TransientError,
+        400: PermanentError, 401: ChannelConfigError, 403: ChannelConfigError, 404: PermanentError,
+        413: PermanentError, 429: ThrottledError, 500: TransientError, 502: TransientError, 503: TransientError,
+        504: TransientError,
     }
     assert dict(STATUS_ERRORS) == documented
     outcomes = {status: result_for(1, _error(status, b"", {})).outcome for status in STATUS_ERRORS}
-    assert outcomes == {status: Outcome.FAILED if status < 429 else Outcome.RETRY for status in STATUS_ERRORS}
+    assert outcomes == {status: Outcome.BLOCKED if status in (401, 403) else
+                        Outcome.FAILED if status < 429 else Outcome.RETRY for status in STATUS_ERRORS}
 
 
 @pytest.mark.parametrize(("status", "kind"), [
-    (400, PermanentError), (401, PermanentError), (413, PermanentError), (429, ThrottledError),
+    (400, PermanentError), (413, PermanentError), (429, ThrottledError),
     (500, TransientError), (504, TransientError),
     (418, PermanentError), (599, TransientError),  # not in the table: 4xx permanent, 5xx retried
 ])
@@ -255,6 +289,22 @@ def test_an_answer_becomes_the_error_of_its_status(status: int, kind: type[Excep
 
     assert type(exc) is kind
     assert (str(exc), exc.provider, exc.status) == (f"sendgrid {status}: subject: why", "sendgrid", status)
+
+
+@pytest.mark.parametrize(("status", "body", "setting", "meaning"), [
+    (401, {"message": M_AUTH, "field": None}, "SENDGRID_API_KEY", "the API key was refused"),
+    (403, {"message": "access forbidden", "field": None}, "SENDGRID_API_KEY", "the API key may not send this mail"),
+    (403, {"message": M_SENDER, "field": "from"}, "NOTIFIER_EMAIL_FROM",
+     "the sender is not a verified Sender Identity"),
+])
+def test_a_refusal_names_the_setting_to_fix_in_sendgrids_words(
+        status: int, body: dict[str, Any], setting: str, meaning: str) -> None:
+    exc = _error(status, json.dumps({"errors": [body]}).encode(), {})
+
+    assert isinstance(exc, ChannelConfigError) and not isinstance(exc, PermanentError | TransientError)
+    assert (exc.setting, exc.provider, exc.status) == (setting, "sendgrid", status)
+    assert str(exc) == f"sendgrid {status}: {meaning} ({body['field'] or 'request'}: {body['message']}): fix {setting}"
+    assert REFUSALS[status, body["field"]] == (meaning, setting)
 
 
 def test_retry_after_comes_from_the_rate_limit_reset_else_retry_after() -> None:

@@ -114,14 +114,21 @@ def test_schedule_dispatch_status_pause_and_cancel(audience_file: Path, env: dic
     assert sent.returncode == 0, sent.stderr
     emails = sorted((tmp_path / "outbox" / "email").glob("*.eml"))
     pushes = sorted((tmp_path / "outbox" / "push").glob("*.json"))
-    # 14:00Z is past 10:00 in São Paulo, Jakarta and Sydney: Ana and Budi by email, Ana and Noah by push.
-    assert len(emails) == 2 and len(pushes) == 2
+    # 14:00Z is past 10:00 in São Paulo, Jakarta and Sydney: Ana and Budi by email, Ana by push. Noah's push
+    # waits: it is midnight in Sydney, outside the campaign's 08:00–21:00 window.
+    assert len(emails) == 2 and len(pushes) == 1
     msg = email.message_from_bytes(emails[0].read_bytes(), policy=email.policy.default)
     assert msg.get_content_type() == "multipart/alternative"
     status = run("status", "tiktok-music-shutdown", "--json", env=env)
     doc = json.loads(status.stdout)
     first = [c for c in doc["counts"] if c["send"] == "playlist-transfer@P30D+refund@P61D"]
-    assert sum(c.get("sent", 0) for c in first) == 4
+    assert sum(c.get("sent", 0) for c in first) == 3
+    assert doc["phase"] == "sending"
+    assert doc["waiting_because"] == [
+        {"channel": "push", "reason": "waiting for the delivery window (08:00–21:00 local time)", "rows": 1}]
+    morning = run("dispatch", "--once", "--now", "2024-09-28T22:00Z", env=env)  # 08:00 in Sydney
+    assert morning.returncode == 0, morning.stderr
+    assert len(list((tmp_path / "outbox" / "push").glob("*.json"))) == 2
     paused = run("campaign", "pause", "tiktok-music-shutdown", env=env)
     assert paused.stdout.strip() == "tiktok-music-shutdown is paused"
     assert run("dispatch", "--once", "--now", "2024-10-22T12:00Z", env=env).returncode == 0

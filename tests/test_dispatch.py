@@ -6,7 +6,7 @@ import email
 import email.policy
 import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage as MimeMessage
 from pathlib import Path
@@ -16,10 +16,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifier.channels.base import Channel, Message
 from notifier.config import Settings
 from notifier.dispatch import Dispatcher
-from notifier.errors import DeliveryError, InvalidRecipientError, TransientError
+from notifier.errors import InvalidRecipientError, TransientError
 from notifier.events import SendResult
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
@@ -31,6 +30,7 @@ from notifier.ledger.models import (
     SkipReason,
 )
 from notifier.render import Renderer
+from notifier.testing import ScriptedChannel, Step
 from notifier.wiring import build_dispatcher
 from tests.ledger_views import FIRST_KEY, events_of, rows_of, the_row
 
@@ -139,13 +139,15 @@ def test_each_zone_gets_the_first_message_at_its_own_ten_am(
 @pytest.mark.usefixtures("audience")
 def test_sent_rows_carry_the_provider_id_and_the_negotiated_locale(
         sessions: sessionmaker[Session], dispatcher: Dispatcher) -> None:
-    dispatcher.tick(MEXICO_FIRST)
+    first = {"sam": SYDNEY_FIRST, "ana": JAKARTA_FIRST, "bia": SAO_PAULO_FIRST, "max": MEXICO_FIRST}
+    for at in sorted(set(first.values())):
+        dispatcher.tick(at)
 
     locales = {}
     for who in ("ana", "bia", "sam", "max"):
         for (_, channel), row in rows_of(sessions, who).items():
             assert (row.state, row.sent_at, row.attempts, row.lease_until) == (
-                DeliveryState.SENT, MEXICO_FIRST, 1, None), (who, channel)
+                DeliveryState.SENT, first[who], 1, None), (who, channel)
             assert row.provider_message_id
             locales[who, channel] = row.locale
     assert locales == {("ana", "email"): "id", ("ana", "push"): "id", ("bia", "email"): "pt-BR",
@@ -188,6 +190,7 @@ def test_the_email_is_addressed_by_name_and_dated_in_the_recipients_locale(
 @pytest.mark.usefixtures("audience")
 def test_the_push_goes_to_every_active_token_and_expires_at_the_deadline(
         sessions: sessionmaker[Session], dispatcher: Dispatcher, outbox: Path) -> None:
+    dispatcher.tick(JAKARTA_FIRST)
     dispatcher.tick(MEXICO_FIRST)
 
     ana = read_push(outbox, the_row(sessions, "ana", channel="push"))
@@ -339,8 +342,10 @@ def test_a_send_due_while_paused_is_not_sent_after_its_deadline(
 
     report = dispatcher.tick(after)
 
-    assert (report.materialized, report.claimed) == (0, 0)
+    assert (report.materialized, report.claimed) == (1, 0)  # recorded as skipped, never claimed
     assert outbox_files(outbox) == []
+    assert {(r.send_key, r.state, r.skip_reason) for r in rows_of(sessions, "ana").values()} == {
+        ("playlist-transfer@P1D", DeliveryState.SKIPPED, SkipReason.DEADLINE_PASSED)}
     assert dispatcher.tick(JAKARTA_REFUND_P30D).outcomes == {"sent": 1}
 
 
@@ -382,12 +387,6 @@ def test_a_push_row_whose_tokens_were_all_deactivated_is_skipped(
 
 # --- channel outcomes, with a scripted channel -------------------------------------------------------
 
-Step = Callable[[int], SendResult] | DeliveryError
-
-
-def sent(delivery_id: int) -> SendResult:
-    return SendResult.sent(delivery_id, f"fake-{delivery_id}")
-
 
 def busy(delivery_id: int) -> SendResult:
     return SendResult.retry(delivery_id, "busy", retry_after=120)
@@ -401,21 +400,8 @@ def no_such_mailbox(delivery_id: int) -> SendResult:
     return SendResult.invalid(delivery_id, "no such mailbox")
 
 
-class ScriptedEmail(Channel):
-    """Answers each batch with the next scripted step (a result per message, or an error for the batch)."""
-
-    name = "email"
-
-    def __init__(self, *steps: Step) -> None:
-        self.steps = list(steps)
-        self.batches: list[list[int]] = []
-
-    def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:
-        self.batches.append([m.delivery_id for m in batch])
-        step = self.steps.pop(0) if self.steps else sent
-        if isinstance(step, DeliveryError):
-            raise step
-        return [step(m.delivery_id) for m in batch]
+def ScriptedEmail(*steps: Step) -> ScriptedChannel:
+    return ScriptedChannel("email", *steps)
 
 
 RETRY_BASE = 10.0
@@ -424,10 +410,10 @@ MAX_ATTEMPTS = 3
 
 @pytest.fixture
 def scripted(sessions: sessionmaker[Session], add_recipient: AddRecipient,
-             schedule_campaign: Schedule) -> Callable[..., tuple[Dispatcher, ScriptedEmail]]:
+             schedule_campaign: Schedule) -> Callable[..., tuple[Dispatcher, ScriptedChannel]]:
     """A dispatcher whose email channel follows a script, for ``n`` email-only recipients in Jakarta."""
 
-    def make(*steps: Step, n: int = 1) -> tuple[Dispatcher, ScriptedEmail]:
+    def make(*steps: Step, n: int = 1) -> tuple[Dispatcher, ScriptedChannel]:
         for i in range(n):
             add_recipient(f"jkt-{i}", timezone="Asia/Jakarta")
         schedule_campaign(SCHEDULED)
@@ -441,7 +427,7 @@ def scripted(sessions: sessionmaker[Session], add_recipient: AddRecipient,
 
 
 def test_a_retry_goes_back_to_pending_no_sooner_than_asked_and_is_sent_later(
-        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedEmail]]) -> None:
+        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedChannel]]) -> None:
     dispatcher, _ = scripted(busy)
 
     assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"retry": 1}
@@ -461,7 +447,7 @@ def test_a_retry_goes_back_to_pending_no_sooner_than_asked_and_is_sent_later(
 
 
 def test_retries_without_a_hint_back_off_exponentially_with_jitter(
-        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedEmail]]) -> None:
+        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedChannel]]) -> None:
     dispatcher, _ = scripted(busy_no_hint, busy_no_hint)
 
     dispatcher.tick(JAKARTA_FIRST)
@@ -474,7 +460,7 @@ def test_retries_without_a_hint_back_off_exponentially_with_jitter(
 
 
 def test_a_row_that_keeps_failing_transiently_gives_up_after_max_attempts(
-        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedEmail]]) -> None:
+        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedChannel]]) -> None:
     dispatcher, channel = scripted(*[busy] * MAX_ATTEMPTS)
 
     now = JAKARTA_FIRST
@@ -493,7 +479,7 @@ def test_a_row_that_keeps_failing_transiently_gives_up_after_max_attempts(
 @pytest.mark.parametrize("step", [no_such_mailbox, InvalidRecipientError("no such mailbox", provider="fake")],
                          ids=["result", "raised"])
 def test_an_invalid_recipient_fails_at_once(
-        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedEmail]],
+        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedChannel]],
         step: Step) -> None:
     dispatcher, channel = scripted(step)
 
@@ -507,7 +493,7 @@ def test_an_invalid_recipient_fails_at_once(
 
 
 def test_a_transient_error_for_the_whole_batch_retries_every_row_of_it(
-        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedEmail]]) -> None:
+        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedChannel]]) -> None:
     dispatcher, channel = scripted(TransientError("provider down", retry_after=60, provider="fake"), n=3)
 
     assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"retry": 3}
@@ -528,7 +514,7 @@ def timed_out(delivery_id: int) -> SendResult:
 
 
 def test_a_request_that_may_have_been_taken_is_resent_and_flagged_uncertain(
-        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedEmail]]) -> None:
+        sessions: sessionmaker[Session], scripted: Callable[..., tuple[Dispatcher, ScriptedChannel]]) -> None:
     dispatcher, _ = scripted(timed_out)
 
     dispatcher.tick(JAKARTA_FIRST)

@@ -24,6 +24,7 @@ import requests.adapters
 import sendgrid
 from firebase_admin import credentials, exceptions, messaging
 from google.auth import crypt
+from google.auth import exceptions as google_auth_errors
 from google.auth import jwt as google_jwt
 from python_http_client import exceptions as sg_errors
 from sendgrid.helpers.mail import Category, CustomArg, Mail, Personalization, Substitution, To
@@ -217,6 +218,33 @@ def test_sendgrid_sdk_wrong_key_is_unauthorized(emulator: Emulator) -> None:
         "message": "The provided authorization grant is invalid, expired, or revoked", "field": None, "help": None}]}
 
 
+def test_sendgrid_reject_api_key_fault_refuses_even_a_well_formed_key(emulator: Emulator) -> None:
+    emulator.faults({"sendgrid": {"reject_api_key": True}})
+    client = sendgrid.SendGridAPIClient(api_key="SG.test", host=emulator.base)
+    with pytest.raises(sg_errors.UnauthorizedError) as caught:
+        client.send(Mail("news@example.com", "ann@example.org", "Hi", plain_text_content="Hi"))
+    assert caught.value.status_code == 401
+    assert json.loads(caught.value.body) == {"errors": [{
+        "message": "The provided authorization grant is invalid, expired, or revoked", "field": None, "help": None}]}
+    assert emulator.messages()["emails"] == []
+    assert emulator.stats()["faults"] == {"sendgrid": {"reject_api_key": 1}}
+    emulator.faults({"sendgrid": {"reject_api_key": False}})
+    assert emulator.mail(_mail())[0] == 202
+
+
+def test_sendgrid_sdk_403_fault_raises_forbidden_blaming_the_sender(emulator: Emulator) -> None:
+    emulator.faults({"sendgrid": {"403": 1.0}})
+    client = sendgrid.SendGridAPIClient(api_key="SG.test", host=emulator.base)
+    with pytest.raises(sg_errors.ForbiddenError) as caught:
+        client.send(Mail("news@example.com", "ann@example.org", "Hi", plain_text_content="Hi"))
+    [error] = json.loads(caught.value.body)["errors"]
+    assert error["field"] == "from" and error["message"].startswith(
+        "The from address does not match a verified Sender Identity.")
+    assert "Retry-After" not in caught.value.headers
+    assert emulator.messages()["emails"] == []
+    assert emulator.stats()["faults"] == {"sendgrid": {"403": 1}}
+
+
 def test_sendgrid_sdk_rate_limit_fault_raises_too_many_requests_with_reset(emulator: Emulator) -> None:
     emulator.faults({"sendgrid": {"429": 1.0, "retry_after": 7}})
     client = sendgrid.SendGridAPIClient(api_key="SG.test", host=emulator.base)
@@ -336,11 +364,16 @@ def test_fault_updates_merge_and_bad_ones_are_refused(emulator: Emulator) -> Non
     assert merged["sendgrid"]["429"] == 0.5 and merged["sendgrid"]["500"] == 0.25
     assert merged["fcm"]["unregistered_tokens"] == ["t1"]
     for bad in ({"sendgrid": {"418": 0.1}}, {"fcm": {"503": 1.5}}, {"sendgrid": {"429": 0.6, "500": 0.6}},
-                {"sendgrid": {"unregistered_tokens": []}}, {"seed": "x"}):
+                {"sendgrid": {"unregistered_tokens": []}}, {"seed": "x"}, {"sendgrid": {"401": 0.1}},
+                {"sendgrid": {"reject_api_key": 1}}, {"fcm": {"reject_api_key": True}},
+                {"sendgrid": {"reject_token_exchange": True}}, {"fcm": {"401": 0.6, "403": 0.6}}):
         status, _, answer = emulator.call("POST", "/_emulator/faults", bad)
         assert status == 400, bad
         assert answer["error"]
     assert emulator.call("GET", "/_emulator/faults")[2] == merged
+    assert (merged["sendgrid"]["403"], merged["sendgrid"]["reject_api_key"]) == (0.0, False)
+    assert (merged["fcm"]["401"], merged["fcm"]["403"], merged["fcm"]["reject_token_exchange"]) == (0.0, 0.0, False)
+    assert "401" not in merged["sendgrid"] and "reject_api_key" not in merged["fcm"]
 
 
 def test_reset_clears_log_stats_and_faults_but_keeps_issued_tokens(emulator: Emulator) -> None:
@@ -405,6 +438,17 @@ def test_token_endpoint_issues_tokens_for_the_written_credentials(emulator: Emul
     assert body["access_token"].startswith("emu-") and body["expires_in"] == 3600 and body["token_type"] == "Bearer"
 
 
+def test_reject_token_exchange_fault_makes_google_auth_raise_refresh_error(emulator: Emulator) -> None:
+    emulator.faults({"fcm": {"reject_token_exchange": True}})
+    info = json.loads(emulator.creds.read_text())
+    status, body = _token_request(emulator, _assertion(info["private_key"], info["private_key_id"], info["token_uri"]))
+    assert (status, body) == (400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
+    with pytest.raises(google_auth_errors.RefreshError, match=r"invalid_grant: Invalid JWT Signature\."):
+        _access_token(emulator)
+    assert emulator.stats()["faults"] == {"fcm": {"reject_token_exchange": 2}}
+    assert emulator.stats()["requests"]["token"] == {"400": 2}
+
+
 def test_token_endpoint_rejects_an_assertion_signed_with_another_key(emulator: Emulator, tmp_path: Path) -> None:
     from notifier.emulator import write_credentials
 
@@ -454,6 +498,8 @@ def test_fcm_sdk_dry_run_is_validated_not_logged(emulator: Emulator, fcm_app: An
     ({"429": 1.0}, messaging.QuotaExceededError),
     ({"503": 1.0}, exceptions.UnavailableError),
     ({"500": 1.0}, exceptions.InternalError),
+    ({"401": 1.0}, exceptions.UnauthenticatedError),
+    ({"403": 1.0}, exceptions.PermissionDeniedError),
 ])
 def test_fcm_sdk_raises_its_own_exception_for_each_fault(emulator: Emulator, fcm_app_no_retries: Any,
                                                          faults: dict[str, Any], error: type) -> None:

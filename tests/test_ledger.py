@@ -243,17 +243,25 @@ def test_materialize_is_idempotent(
     assert len(deliveries(sessions)) == 2
 
 
-def test_materialize_leaves_groups_whose_deadline_has_passed(
+def test_materialize_records_groups_whose_deadline_passed_as_skipped(
         sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule) -> None:
+    """Nothing dispatched until after the playlist deadline: its reminders still get rows, saying why."""
     add_recipient("jkt", timezone="Asia/Jakarta")
     schedule_campaign(SCHEDULED)
     after_playlist_deadline = datetime(2024, 10, 27, 17, 0, tzinfo=UTC)  # 28 Oct 00:00 WIB
 
-    # Of the three due groups, the playlist-only ones expired; the first message still carries the refund.
-    assert materialize(sessions, after_playlist_deadline) == 1
+    # Three groups fell due: the first message still carries the refund; the playlist-only ones expired.
+    assert materialize(sessions, after_playlist_deadline) == 3
     assert materialize(sessions, datetime(2024, 10, 29, 3, 0, tzinfo=UTC)) == 1  # refund@P30D is live
-    assert delivered_to(sessions) == {("jkt", FIRST_KEY, "email"), ("jkt", "refund@P30D", "email")}
-    assert materialize(sessions, datetime(2024, 11, 27, 17, 0, tzinfo=UTC)) == 0  # 28 Nov 00:00 WIB: all over
+    with sessions() as s:
+        rows = {(r.send_key, r.state, r.skip_reason) for r in s.scalars(select(DeliveryRow))}
+    assert rows == {
+        (FIRST_KEY, DeliveryState.PENDING, None), ("refund@P30D", DeliveryState.PENDING, None),
+        ("playlist-transfer@P7D", DeliveryState.SKIPPED, SkipReason.DEADLINE_PASSED),
+        ("playlist-transfer@P1D", DeliveryState.SKIPPED, SkipReason.DEADLINE_PASSED),
+    }
+    assert materialize(sessions, datetime(2024, 11, 27, 17, 0, tzinfo=UTC)) == 2  # 28 Nov 00:00 WIB: all over
+    assert materialize(sessions, datetime(2024, 12, 27, 17, 0, tzinfo=UTC)) == 0  # each group once
 
 
 def test_materialize_leaves_out_recipients_who_joined_after_the_send(

@@ -4,21 +4,29 @@ The shared flow lives here: grouping messages that can share a provider request,
 provider's batch limit, pacing with a rate limit, and turning a DeliveryError for a whole request into
 one result per message. A provider module only builds its request and parses its answer
 (``_send_batch``); retries are ledger states that the dispatcher schedules from these results.
+
+``send`` keeps its promise under faults: one result per message, never an exception. A ChannelConfigError
+(credentials refused) blocks the rest of the call without another request; any other exception from a
+provider module is logged and becomes an uncertain retry, since the provider may have taken the batch.
 """
 
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import ClassVar, Protocol
 
-from notifier.errors import DeliveryError, InvalidRecipientError, PermanentError, TransientError
+from notifier.errors import ChannelConfigError, DeliveryError, InvalidRecipientError, PermanentError, TransientError
 from notifier.events import SendResult
 from notifier.render import Personal, fill
+
+log = logging.getLogger(__name__)
+MAX_ERROR = 300  # characters of an unexpected exception kept in a result
 
 
 @dataclass(frozen=True)
@@ -112,29 +120,57 @@ class Channel(abc.ABC):
         self.rate_limiter = rate_limiter
 
     def send(self, messages: Sequence[Message]) -> list[SendResult]:
-        """Send ``messages``: one result per message, in the order given."""
+        """Send ``messages``: one result per message, in the order given; never raises for a provider's fault."""
+        results: list[SendResult | None] = [None] * len(messages)
+        blocked: ChannelConfigError | None = None
+        for part in self._batches(messages):
+            batch = [messages[i] for i in part]
+            if blocked is None:
+                try:
+                    got = self._send_checked(batch)
+                except ChannelConfigError as exc:  # nothing of this channel can go out: spare the provider the rest
+                    blocked = exc
+                    log.warning("%s: blocked by configuration (fix %s); %d messages wait", self._label, exc.setting,
+                                len(messages))
+            if blocked is not None:
+                got = [result_for(m.delivery_id, blocked) for m in batch]
+            for i, result in zip(part, got, strict=True):
+                results[i] = result
+        return [r for r in results if r is not None]
+
+    def _batches(self, messages: Sequence[Message]) -> Iterator[list[int]]:
+        """Indexes of the messages of each provider request: grouped by batch key, at most ``max_batch`` each."""
         by_key: dict[Hashable, list[int]] = {}
         for i, m in enumerate(messages):
             by_key.setdefault(self.batch_key(m), []).append(i)
-        results: list[SendResult | None] = [None] * len(messages)
         for indexes in by_key.values():
             for start in range(0, len(indexes), self.max_batch):
-                part = indexes[start : start + self.max_batch]
-                batch = [messages[i] for i in part]
-                if self.rate_limiter is not None:
-                    self.rate_limiter.acquire(len(batch))
-                for i, result in zip(part, self._send_checked(batch), strict=True):
-                    results[i] = result
-        return [r for r in results if r is not None]
+                yield indexes[start : start + self.max_batch]
 
     def _send_checked(self, batch: Sequence[Message]) -> list[SendResult]:
+        """One result per message of one batch; only a ChannelConfigError escapes, to block the rest of the call."""
+        if self.rate_limiter is not None:
+            self.rate_limiter.acquire(len(batch))
         try:
             got = self._send_batch(batch)
+        except ChannelConfigError:
+            raise
         except DeliveryError as exc:
             return [result_for(m.delivery_id, exc) for m in batch]
+        except Exception as exc:  # a bug or a surprise in a provider module: the provider may have taken the batch
+            log.exception("%s: unexpected %s sending %d messages (delivery ids %s)", self._label,
+                          type(exc).__name__, len(batch), _ids(batch))
+            error = f"{self._label}: unexpected {type(exc).__name__}: {exc}"[:MAX_ERROR]
+            return [SendResult.retry(m.delivery_id, error, uncertain=True) for m in batch]
         if len(got) != len(batch):
-            raise RuntimeError(f"{type(self).__name__} returned {len(got)} results for {len(batch)} messages")
+            error = f"{type(self).__name__} returned {len(got)} results for {len(batch)} messages"
+            log.error("%s: %s (delivery ids %s)", self._label, error, _ids(batch))
+            return [SendResult.retry(m.delivery_id, error, uncertain=True) for m in batch]
         return got
+
+    @property
+    def _label(self) -> str:
+        return self.provider or self.name
 
     def batch_key(self, message: Message) -> Hashable:
         """Messages with equal keys may travel in one provider request (default: all of them)."""
@@ -142,14 +178,23 @@ class Channel(abc.ABC):
 
     @abc.abstractmethod
     def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:
-        """Send one batch (at most ``max_batch``); raise DeliveryError when the whole batch failed."""
+        """Send one batch (at most ``max_batch``); raise DeliveryError when the whole batch failed, and
+        ChannelConfigError when the channel cannot send at all (its credentials were refused)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; most channels hold none."""
 
 
+def _ids(batch: Sequence[Message]) -> str:
+    """The batch's delivery ids for a log line (the first ten), never anything personal."""
+    ids = [str(m.delivery_id) for m in batch[:10]]
+    return ", ".join(ids) + (f", ... ({len(batch)} in all)" if len(batch) > 10 else "")
+
+
 def result_for(delivery_id: int, exc: DeliveryError) -> SendResult:
     """The result of one message whose request failed with ``exc``."""
+    if isinstance(exc, ChannelConfigError):
+        return SendResult.blocked(delivery_id, str(exc))
     if isinstance(exc, TransientError):
         return SendResult.retry(delivery_id, str(exc), exc.retry_after, uncertain=exc.uncertain)
     if isinstance(exc, InvalidRecipientError):

@@ -9,6 +9,9 @@ requests it would make go out through one pooled aiohttp session with bounded co
 
 The endpoint: the SDK hard-codes ``https://fcm.googleapis.com/v1/projects/{project}/messages:send``
 (``_MessagingService.FCM_URL``); we build the same path on ``NOTIFIER_FCM_ENDPOINT``.
+
+Refused credentials block the channel (a ChannelConfigError naming GOOGLE_APPLICATION_CREDENTIALS): a token
+that cannot be fetched or refreshed, or every token of a batch refused (REFUSALS) once more with a fresh one.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.channels.base import Channel, Message, Pacer, PushMessage
-from notifier.errors import ConfigError
+from notifier.errors import ChannelConfigError, ConfigError
 from notifier.events import SendResult
 
 
@@ -36,7 +39,8 @@ class TokenFate(enum.Enum):
     PERMANENT = "permanent"  # this message cannot go to this token, but the token may be fine
 
 
-# FCM's error codes (details[].errorCode, else the status) → what becomes of the token. Unknown → retry.
+# FCM's error codes (details[].errorCode, else the status) → what becomes of the token. A code not in the table is
+# retried on 429 and 5xx and fails for this token otherwise (see _parse).
 ERRORS: dict[str, tuple[TokenFate, float]] = {  # fate, minimum seconds before a retry
     "UNREGISTERED": (TokenFate.DEAD, 0),
     "NOT_FOUND": (TokenFate.DEAD, 0),
@@ -53,6 +57,15 @@ ERRORS: dict[str, tuple[TokenFate, float]] = {  # fate, minimum seconds before a
 }
 
 
+# Codes that, answered for every token of a batch even with a fresh access token, mean the service account itself is
+# refused: code → what it means. Answered for some tokens only, they keep their fate in ERRORS (SENDER_ID_MISMATCH,
+# also a 403, names its own errorCode and is always the token's).
+REFUSALS: dict[str, str] = {
+    "UNAUTHENTICATED": "the service account's access token was refused",
+    "PERMISSION_DENIED": "the service account may not send messages for this project",
+}
+CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
+
 MAX_TTL = timedelta(days=28)  # FCM refuses an android.ttl over 2,419,200 s; a later deadline gets the longest it keeps
 
 
@@ -63,6 +76,7 @@ class TokenResult:
     retry_after: float = 0.0
     name: str | None = None
     uncertain: bool = False  # no answer: FCM may have taken it
+    code: str = ""  # FCM's errorCode or status, when it answered an error
 
 
 def _sdk() -> Any:
@@ -128,29 +142,58 @@ class FcmPush(Channel):
         return json.dumps(self._service._message_data(message, False), allow_nan=False).encode("utf-8")
 
     def headers(self) -> dict[str, str]:
-        """The SDK's headers, authorized as its session does it: refresh if needed, metrics header, bearer token."""
+        """The SDK's headers, authorized as its session does it: refresh if needed, metrics header, bearer token.
+
+        A token that cannot be fetched (the key refused, the token endpoint unreachable) is a ChannelConfigError.
+        """
+        import google.auth.exceptions as auth_errors
         import google.auth.transport.requests
 
         headers = dict(self._headers)
-        with self._auth_lock:
-            self._credential.before_request(google.auth.transport.requests.Request(), "POST", self.url, headers)
+        try:
+            with self._auth_lock:
+                self._credential.before_request(google.auth.transport.requests.Request(), "POST", self.url, headers)
+        except (auth_errors.RefreshError, auth_errors.TransportError, auth_errors.DefaultCredentialsError) as exc:
+            reason = f"{type(exc).__name__}: {exc.args[0] if exc.args else ''}"[:200]
+            raise ChannelConfigError(f"fcm: the service account's token could not be refreshed ({reason}): "
+                                     f"fix {CREDENTIALS}", setting=CREDENTIALS, provider="fcm") from exc
         return headers
+
+    def _forget_token(self) -> None:
+        with self._auth_lock:
+            self._credential.token = None  # rejected: fetch a new access token before the next request
 
     # -- sending (pooled) ----------------------------------------------------------------------------------
 
     def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:
         pushes = [m for m in batch if isinstance(m, PushMessage)]
-        requests = [(i, self.body(self.build(m, t, m.ttl))) for i, m in enumerate(pushes) for t in m.tokens]
-        headers = self.headers()
-        future = asyncio.run_coroutine_threadsafe(self._post_all([b for _, b in requests], headers), self._loop)
+        owners = [i for i, m in enumerate(pushes) for _ in m.tokens]
+        tokens = [t for m in pushes for t in m.tokens]
+        bodies = [self.body(self.build(m, t, m.ttl)) for m in pushes for t in m.tokens]
+        results = self._post_authorized(bodies)
         per_message: list[list[tuple[str, TokenResult]]] = [[] for _ in pushes]
-        results = future.result()
-        for (i, _), result, token in zip(requests, results, (t for m in pushes for t in m.tokens), strict=True):
+        for i, token, result in zip(owners, tokens, results, strict=True):
             per_message[i].append((token, result))
-        if any("UNAUTHENTICATED" in r.detail for r in results):
-            with self._auth_lock:
-                self._credential.token = None  # rejected: fetch a new access token before the retry
-        return [_aggregate(m.delivery_id, results) for m, results in zip(pushes, per_message, strict=True)]
+        return [_aggregate(m.delivery_id, answers) for m, answers in zip(pushes, per_message, strict=True)]
+
+    def _post_now(self, bodies: list[bytes]) -> list[TokenResult]:
+        """Post every body on the pooled session with the current access token (fetched first if need be)."""
+        future = asyncio.run_coroutine_threadsafe(self._post_all(bodies, self.headers()), self._loop)
+        return future.result()
+
+    def _post_authorized(self, bodies: list[bytes]) -> list[TokenResult]:
+        """Every request's answer; all of them refused twice, the second time with a fresh token: ChannelConfigError."""
+        results = self._post_now(bodies)
+        if _all_refused(results):  # FCM took none of them: ask again once with a new access token
+            self._forget_token()
+            results = self._post_now(bodies)
+            if _all_refused(results):
+                first = results[0]
+                raise ChannelConfigError(f"fcm: {REFUSALS[first.code]} ({first.detail}): fix {CREDENTIALS}",
+                                         setting=CREDENTIALS, provider="fcm")
+        if any(r.code == "UNAUTHENTICATED" for r in results):
+            self._forget_token()
+        return results
 
     async def _post_all(self, bodies: list[bytes], headers: dict[str, str]) -> list[TokenResult]:
         aiohttp = self._aiohttp
@@ -201,7 +244,11 @@ def _parse(status: int, text: str, retry_after: str | None) -> TokenResult:
         wait = max(float(retry_after or 0), minimum)
     except ValueError:
         wait = minimum
-    return TokenResult(fate, f"fcm {code} ({status}): {str(error.get('message', ''))[:200]}", wait)
+    return TokenResult(fate, f"fcm {code} ({status}): {str(error.get('message', ''))[:200]}", wait, code=code)
+
+
+def _all_refused(results: list[TokenResult]) -> bool:
+    return bool(results) and all(r.code in REFUSALS for r in results)
 
 
 def _aggregate(delivery_id: int, results: list[tuple[str, TokenResult]]) -> SendResult:

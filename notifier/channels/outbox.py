@@ -1,6 +1,8 @@
 """The outbox: every email as a real .eml file (text + HTML) and every push as JSON, in a folder.
 
-It is the embedded default transport, so a demo or a dry run shows exactly what would be sent.
+It is the embedded default transport, so a demo or a dry run shows exactly what would be sent. An email that
+cannot be built (a line break in a header, an address the SMTP policy cannot encode) fails alone; the rest of
+its batch is written. The reason names the kind of fault and the field, never the value.
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from pathlib import Path
 from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
 from notifier.errors import TransientError
 from notifier.events import SendResult
+
+UNBUILDABLE = "outbox: cannot build the message"
+# Why a message cannot be built, by exception (the first match wins; UnicodeError is a ValueError).
+BUILD_FAULTS: dict[type[Exception], str] = {
+    UnicodeError: "a header or a part holds characters the SMTP policy cannot encode",
+    ValueError: "a header value is malformed",
+    TypeError: "a field is not text",
+}
 
 
 def _mime(m: EmailMessage, sender: str, msgid: str) -> MIMEMultipart:
@@ -36,6 +46,33 @@ def _mime(m: EmailMessage, sender: str, msgid: str) -> MIMEMultipart:
     return mime
 
 
+def _line_break_field(m: EmailMessage) -> str | None:
+    """The name of the first field whose value holds CR or LF (it would inject headers), or None."""
+    fields = {"to_name": m.to_name or "", "to": m.to, "subject": m.filled()[0],
+              **{f"header {k}": v for k, v in m.headers.items()},
+              **{f"custom arg {k}": v for k, v in m.custom_args.items()}}
+    return next((name for name, value in fields.items() if "\r" in str(value) or "\n" in str(value)), None)
+
+
+def _unbuildable(m: EmailMessage, exc: Exception) -> SendResult:
+    """The result of an email that cannot be built: invalid when it is the address, failed otherwise."""
+    kind = type(exc).__name__
+    if isinstance(exc, UnicodeError) and not m.to.isascii():
+        return SendResult.invalid(m.delivery_id, f"{UNBUILDABLE}: {kind}: the address is not ASCII and the outbox "
+                                                 "writes no SMTPUTF8")
+    field = _line_break_field(m) if isinstance(exc, ValueError) else None
+    reason = f"{field} holds a line break (CR/LF)" if field else next(
+        why for cls, why in BUILD_FAULTS.items() if isinstance(exc, cls))
+    return SendResult.failed(m.delivery_id, f"{UNBUILDABLE}: {kind}: {reason}")
+
+
+def _make_dir(path: Path, what: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TransientError(f"outbox: cannot write {what}: {exc.strerror}", provider="outbox") from exc
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_bytes(data)
@@ -53,14 +90,18 @@ class OutboxEmail(Channel):
         self.sender = sender
 
     def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        _make_dir(self.dir, "email")
         results = []
         for m in batch:
             assert isinstance(m, EmailMessage)
             msgid = make_msgid(idstring=f"d{m.delivery_id}", domain="outbox.notifier")
-            mime = _mime(m, self.sender, msgid)
             try:
-                _write_atomic(self.dir / f"{m.delivery_id}.eml", mime.as_bytes(policy=email.policy.SMTP))
+                data = _mime(m, self.sender, msgid).as_bytes(policy=email.policy.SMTP)
+            except (ValueError, TypeError) as exc:  # this message only (UnicodeError is a ValueError)
+                results.append(_unbuildable(m, exc))
+                continue
+            try:
+                _write_atomic(self.dir / f"{m.delivery_id}.eml", data)
             except OSError as exc:
                 raise TransientError(f"outbox: cannot write email: {exc.strerror}", provider="outbox") from exc
             results.append(SendResult.sent(m.delivery_id, msgid.strip("<>")))
@@ -77,7 +118,7 @@ class OutboxPush(Channel):
         self.dir = Path(root) / "push"
 
     def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:
-        self.dir.mkdir(parents=True, exist_ok=True)
+        _make_dir(self.dir, "push")
         results = []
         for m in batch:
             assert isinstance(m, PushMessage)
@@ -89,8 +130,13 @@ class OutboxPush(Channel):
                 "expires_at": m.expires_at.isoformat(),
             }
             try:
-                _write_atomic(self.dir / f"{m.delivery_id}.json",
-                              json.dumps(doc, ensure_ascii=False, indent=2).encode())
+                data = json.dumps(doc, ensure_ascii=False, indent=2).encode()
+            except (ValueError, TypeError) as exc:  # a lone surrogate in the text, say: this message only
+                results.append(SendResult.failed(m.delivery_id, f"{UNBUILDABLE}: {type(exc).__name__}: a field "
+                                                                "cannot be encoded as UTF-8 JSON"))
+                continue
+            try:
+                _write_atomic(self.dir / f"{m.delivery_id}.json", data)
             except OSError as exc:
                 raise TransientError(f"outbox: cannot write push: {exc.strerror}", provider="outbox") from exc
             results.append(SendResult.sent(m.delivery_id, f"outbox-push-{m.delivery_id}"))

@@ -6,10 +6,15 @@ carries the ledger ids in ``custom_args`` and its own one-click unsubscribe head
 into categories or custom args. The SDK's transport (urllib) opens a connection per request and has no
 timeout by default: we pass one on every call; at 1,000 recipients a request the connection set-up is a
 rounding error.
+
+A refused API key (401) or a refused permission or sender (403) is no fault of the messages: it is a
+ChannelConfigError naming the setting to fix, and the rest of the call is not sent. A missing API key is a
+ConfigError when the channels are built (``wiring``), before anything is sent.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 from collections.abc import Hashable, Sequence
@@ -19,7 +24,14 @@ from typing import Any
 from markupsafe import escape
 
 from notifier.channels.base import Channel, EmailMessage, Message, Pacer
-from notifier.errors import ConfigError, DeliveryError, PermanentError, ThrottledError, TransientError
+from notifier.errors import (
+    ChannelConfigError,
+    ConfigError,
+    DeliveryError,
+    PermanentError,
+    ThrottledError,
+    TransientError,
+)
 from notifier.events import SendResult
 from notifier.render import NAME, REFUND
 
@@ -35,10 +47,17 @@ def _sdk() -> Any:
     return sendgrid, mail, python_http_client.exceptions.HTTPError
 
 
-# SendGrid's answers → our errors. 429 waits for X-RateLimit-Reset; 5xx are retried with backoff.
+# SendGrid's answers → our errors. 429 waits for X-RateLimit-Reset; 5xx are retried with backoff; 401 and 403
+# block the channel until the setting in REFUSALS is fixed. Not in the table: 5xx retried, the rest permanent.
 STATUS_ERRORS: dict[int, type[DeliveryError]] = {
-    400: PermanentError, 401: PermanentError, 403: PermanentError, 404: PermanentError, 413: PermanentError,
+    400: PermanentError, 401: ChannelConfigError, 403: ChannelConfigError, 404: PermanentError, 413: PermanentError,
     429: ThrottledError, 500: TransientError, 502: TransientError, 503: TransientError, 504: TransientError,
+}
+# A refusal (status, the field SendGrid blames or None) → what it means and the setting that fixes it.
+REFUSALS: dict[tuple[int, str | None], tuple[str, str]] = {
+    (401, None): ("the API key was refused", "SENDGRID_API_KEY"),
+    (403, None): ("the API key may not send this mail", "SENDGRID_API_KEY"),
+    (403, "from"): ("the sender is not a verified Sender Identity", "NOTIFIER_EMAIL_FROM"),
 }
 # Substitution tags for the recipient's own fields, per part (the HTML part gets the escaped value).
 TAGS = {(NAME, False): "-notifier-text-name-", (NAME, True): "-notifier-html-name-",
@@ -126,20 +145,26 @@ def _error(status: int, body: bytes | str, headers: Any) -> DeliveryError:
     """Our error for one of SendGrid's answers, with its own words and when to try again."""
     kind = STATUS_ERRORS.get(status, TransientError if status >= 500 else PermanentError)
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    message = f"sendgrid {status}: {_messages(text)}"
+    problems = _problems(text)
+    words = "; ".join(f"{field or 'request'}: {message}" for field, message in problems) or text[:300]
+    if issubclass(kind, ChannelConfigError):
+        blamed = next((field for field, _ in problems if field), None)
+        meaning, setting = REFUSALS.get((status, blamed)) or REFUSALS[status, None]
+        return ChannelConfigError(f"sendgrid {status}: {meaning} ({words}): fix {setting}", setting=setting,
+                                  provider="sendgrid", status=status)
+    message = f"sendgrid {status}: {words}"
     if issubclass(kind, TransientError):
         return kind(message, retry_after=_retry_after(headers), provider="sendgrid", status=status)
     return kind(message, provider="sendgrid", status=status)
 
 
-def _messages(text: str) -> str:
-    import json
-
+def _problems(text: str) -> list[tuple[str | None, str]]:
+    """(field, message) of each error in SendGrid's ``{"errors": [...]}``; empty when the body is not that."""
     try:
         errors = json.loads(text).get("errors", [])
-        return "; ".join(f"{e.get('field') or 'request'}: {e.get('message')}" for e in errors) or text[:300]
-    except (ValueError, AttributeError):
-        return text[:300]
+        return [(e.get("field") or None, str(e.get("message"))) for e in errors]
+    except (ValueError, AttributeError, TypeError):
+        return []
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -7,7 +7,8 @@ The real ``sendgrid`` and ``firebase-admin`` SDKs can be pointed at it. One asyn
     fcm.py       POST /v1/projects/{project}/messages:send: FCM's checks and error shapes
     oauth.py     POST /token: service-account JWT → access token; write_credentials()
     control.py   /_emulator/messages, stats, faults, reset, ping
-    faults.py    shares of dropped, 429, 500 and 503 answers per provider, from a seeded generator
+    faults.py    shares of dropped, 401, 403, 429, 500 and 503 answers per provider from a seeded generator;
+                 a refused API key (SendGrid) and a refused token exchange (Google) for every request
     state.py     the log, counters, faults, issued tokens and trusted keys
 """
 

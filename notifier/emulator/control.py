@@ -44,7 +44,7 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def faults(request: web.Request) -> web.Response:
-    """GET: the faults in force. POST: merge a partial configuration into them."""
+    """GET: the faults in force. POST: merge a partial configuration into them (the keys: see ``faults``)."""
     state = request.app[STATE]
     if request.method == "POST":
         try:

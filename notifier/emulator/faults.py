@@ -1,4 +1,15 @@
-"""Fault injection: what share of a provider's requests fail, and how, drawn from a seeded generator."""
+"""Fault injection: what share of a provider's requests fail, and how, drawn from a seeded generator.
+
+``POST /_emulator/faults`` merges a JSON object such as ``{"sendgrid": {"503": 0.1}, "seed": 42}``. Per provider:
+
+    drop, 429, 500, 503    shares of requests cut off or answered with that status (both providers)
+    403                    SendGrid: the sender is not a verified Sender Identity; FCM: PERMISSION_DENIED
+    401                    FCM: UNAUTHENTICATED, as for an access token it does not accept
+    latency_ms             delay before every answer; retry_after: the Retry-After it sends
+    reject_api_key         SendGrid: every mail/send answers 401, as for a revoked API key
+    reject_token_exchange  FCM: Google's token endpoint answers 400 invalid_grant, so google-auth raises RefreshError
+    *_tokens               FCM: device tokens that always get UNREGISTERED, INVALID_ARGUMENT or SENDER_ID_MISMATCH
+"""
 
 from __future__ import annotations
 
@@ -10,12 +21,16 @@ from notifier.errors import UserError
 
 PROVIDERS = ("sendgrid", "fcm")
 
-# Per-request faults in the order the one uniform draw is compared against them.
-DROP, RATE_LIMITED, INTERNAL, UNAVAILABLE = "drop", "429", "500", "503"
-_DRAWN = (DROP, RATE_LIMITED, INTERNAL, UNAVAILABLE)
+# Per-request faults in the order the one uniform draw is compared against them (new kinds go last, so a seed
+# draws what it drew before).
+DROP, RATE_LIMITED, INTERNAL, UNAVAILABLE, UNAUTHORIZED, FORBIDDEN = "drop", "429", "500", "503", "401", "403"
+_DRAWN = (DROP, RATE_LIMITED, INTERNAL, UNAVAILABLE, UNAUTHORIZED, FORBIDDEN)
+_DRAWN_BY = {"sendgrid": (DROP, RATE_LIMITED, INTERNAL, UNAVAILABLE, FORBIDDEN), "fcm": _DRAWN}
 _TOKEN_LISTS = ("unregistered_tokens", "invalid_tokens", "sender_mismatch_tokens")
-_COMMON = {*_DRAWN, "latency_ms", "retry_after"}
-_KEYS = {"sendgrid": _COMMON, "fcm": {*_COMMON, *_TOKEN_LISTS}}
+_FLAGS = {"sendgrid": ("reject_api_key",), "fcm": ("reject_token_exchange",)}  # on or off for every request
+_COMMON = {"latency_ms", "retry_after"}
+_KEYS = {"sendgrid": {*_COMMON, *_DRAWN_BY["sendgrid"], *_FLAGS["sendgrid"]},
+         "fcm": {*_COMMON, *_DRAWN_BY["fcm"], *_TOKEN_LISTS, *_FLAGS["fcm"]}}
 
 
 class FaultsError(UserError):
@@ -32,6 +47,8 @@ class ProviderFaults:
     unregistered_tokens: frozenset[str] = frozenset()
     invalid_tokens: frozenset[str] = frozenset()
     sender_mismatch_tokens: frozenset[str] = frozenset()
+    reject_api_key: bool = False  # SendGrid only
+    reject_token_exchange: bool = False  # FCM only: Google's token endpoint
 
     @property
     def thresholds(self) -> tuple[tuple[float, str], ...]:
@@ -67,17 +84,22 @@ class ProviderFaults:
                 changes[key] = _number(provider, key, value, 0.0, 600_000.0)
             elif key == "retry_after":
                 changes[key] = int(_number(provider, key, value, 0.0, 86_400.0))
+            elif key in _FLAGS[provider]:
+                if not isinstance(value, bool):
+                    raise FaultsError(f"{provider}.{key}: expected true or false")
+                changes[key] = value
             else:
                 if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
                     raise FaultsError(f"{provider}.{key}: expected a list of strings")
                 changes[key] = frozenset(value)
         if sum(shares.values()) > 1.0 + 1e-9:
-            raise FaultsError(f"{provider}: the shares of drop, 429, 500 and 503 add up to more than 1")
+            raise FaultsError(f"{provider}: the shares of {', '.join(_DRAWN_BY[provider])} add up to more than 1")
         return replace(self, shares=shares, **changes)
 
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {kind: self.shares.get(kind, 0.0) for kind in _DRAWN}
+    def as_json(self, provider: str) -> dict[str, Any]:
+        out: dict[str, Any] = {kind: self.shares.get(kind, 0.0) for kind in _DRAWN_BY[provider]}
         out.update(latency_ms=self.latency_ms, retry_after=self.retry_after)
+        out.update({flag: getattr(self, flag) for flag in _FLAGS[provider]})
         return out
 
 
@@ -132,7 +154,7 @@ class FaultPlan:
         return None
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {p: f.as_json() for p, f in self.providers.items()}
+        out: dict[str, Any] = {p: f.as_json(p) for p, f in self.providers.items()}
         fcm = self.providers["fcm"]
         for key in _TOKEN_LISTS:
             out["fcm"][key] = sorted(getattr(fcm, key))

@@ -1,4 +1,9 @@
-"""FCM HTTP v1 ``messages:send``: FCM's checks and its error shape, so firebase-admin raises its own exceptions."""
+"""FCM HTTP v1 ``messages:send``: FCM's checks and its error shape, so firebase-admin raises its own exceptions.
+
+Authorization: only access tokens the emulator's ``/token`` issued are accepted; another gets FCM's 401
+UNAUTHENTICATED. The drawn faults ``401`` and ``403`` answer UNAUTHENTICATED and PERMISSION_DENIED (the service
+account may not send for the project) even to a good token, as FCM does for every token of refused credentials.
+"""
 
 from __future__ import annotations
 
@@ -53,6 +58,18 @@ _UNAUTHENTICATED = json.dumps({"error": {
                "https://developers.google.com/identity/sign-in/web/devconsole-project.",
     "status": "UNAUTHENTICATED"}}).encode()
 _CANNED = {code: error_body(code) for code in ERRORS}
+
+
+def _permission_denied(project: str) -> bytes:
+    """FCM's 403 for a service account without ``cloudmessaging.messages.create`` (no FcmError errorCode)."""
+    return json.dumps({"error": {
+        "code": 403,
+        "message": f"Permission 'cloudmessaging.messages.create' denied on resource "
+                   f"'//cloudresourcemanager.googleapis.com/projects/{project}' (or it may not exist).",
+        "status": "PERMISSION_DENIED",
+        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "IAM_PERMISSION_DENIED",
+                     "domain": "cloudresourcemanager.googleapis.com",
+                     "metadata": {"permission": "cloudmessaging.messages.create"}}]}}).encode()
 
 
 def _string_map(value: Any, field: str, out: list[tuple[str, str]]) -> None:
@@ -117,6 +134,21 @@ def _error(state: EmulatorState, code: str, retry_after: int, violations: list[t
     return bytes_answer(body, status, headers)
 
 
+def _fault(request: web.Request, state: EmulatorState, kind: str, retry_after: int) -> web.Response:
+    """The answer to a request that drew a fault: cut off, refused credentials, or one of FCM's errors."""
+    state.injected_fault("fcm", kind)
+    if kind == fk.DROP:
+        state.count("fcm", kind)
+        return drop(request)
+    if kind == fk.UNAUTHORIZED:
+        state.count("fcm", 401)
+        return bytes_answer(_UNAUTHENTICATED, 401)
+    if kind == fk.FORBIDDEN:
+        state.count("fcm", 403)
+        return bytes_answer(_permission_denied(request.match_info["project"]), 403)
+    return _error(state, _FAULT_CODES[kind], retry_after)
+
+
 async def send_message(request: web.Request) -> web.Response:
     """``POST /v1/projects/{project}/messages:send``: the message name, or FCM's error."""
     state = request.app[STATE]
@@ -129,11 +161,7 @@ async def send_message(request: web.Request) -> web.Response:
         return bytes_answer(_UNAUTHENTICATED, 401)
     kind = state.faults.draw("fcm")
     if kind is not None:
-        state.injected_fault("fcm", kind)
-        if kind == fk.DROP:
-            state.count("fcm", kind)
-            return drop(request)
-        return _error(state, _FAULT_CODES[kind], faults.retry_after)
+        return _fault(request, state, kind, faults.retry_after)
     try:
         body = json.loads(await request.read())
     except ValueError:

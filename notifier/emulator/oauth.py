@@ -1,4 +1,8 @@
-"""Google's OAuth2 token endpoint for service accounts, and service-account files that point at it."""
+"""Google's OAuth2 token endpoint for service accounts, and service-account files that point at it.
+
+The fault ``{"fcm": {"reject_token_exchange": true}}`` makes every exchange answer 400 ``invalid_grant``
+("Invalid JWT Signature.", as for a deleted or rotated key), so google-auth raises its RefreshError.
+"""
 
 from __future__ import annotations
 
@@ -119,6 +123,9 @@ async def token(request: web.Request) -> web.Response:
         state.count("token", 400)
         return _grant_error("Missing required parameter: assertion", "invalid_request")
     why = check_assertion(state, assertion)
+    if why is None and state.faults.providers["fcm"].reject_token_exchange:
+        state.injected_fault("fcm", "reject_token_exchange")
+        why = "Invalid JWT Signature."
     if why is not None:
         state.count("token", 400)
         return _grant_error(why)

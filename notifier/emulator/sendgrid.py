@@ -1,4 +1,8 @@
-"""SendGrid v3 ``POST /v3/mail/send``: SendGrid's checks and error shape, one log entry per personalization."""
+"""SendGrid v3 ``POST /v3/mail/send``: SendGrid's checks and error shape, one log entry per personalization.
+
+Authorization: any ``Bearer SG.…`` key is accepted; another form, or any key while the fault ``reject_api_key``
+is on, gets SendGrid's 401 (M_AUTH). The drawn fault ``403`` answers as for an unverified sender (M_SENDER).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ _valid_email = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+").fullmatch
 _JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
 
 M_AUTH = "The provided authorization grant is invalid, expired, or revoked"
+M_SENDER = ("The from address does not match a verified Sender Identity. Mail cannot be sent until this error is "
+            "resolved. Visit https://sendgrid.com/docs/for-developers/sending-email/sender-identity/ to see the Sender "
+            "Identity requirements")
 M_TOO_LARGE = "The JSON payload you have included in your request is too large. The maximum size is 30 MB."
 M_JSON = "Bad Request: the request body is not valid JSON."
 M_BODY = "The request body must be a JSON object."
@@ -74,6 +81,7 @@ _UNAUTHORIZED = _errors((M_AUTH, None))
 _TOO_LARGE = _errors((M_TOO_LARGE, None))
 _NOT_JSON = _errors((M_JSON, None))
 _FAULTS = {kind: (status, _errors((message, None))) for kind, (status, message) in _FAULT_BODIES.items()}
+_FAULTS[fk.FORBIDDEN] = (403, _errors((M_SENDER, "from")))
 
 Problem = Callable[[str, str | None], None]
 
@@ -266,12 +274,10 @@ def _fault(request: web.Request, state: EmulatorState, kind: str, retry_after: i
     if kind == fk.DROP:
         return drop(request)
     status, body = _FAULTS[kind]
-    headers = {"Retry-After": str(retry_after)}
+    headers = {"Retry-After": str(retry_after)} if kind in (fk.RATE_LIMITED, fk.UNAVAILABLE) else {}
     if kind == fk.RATE_LIMITED:
         headers.update({"X-RateLimit-Limit": RATE_LIMIT, "X-RateLimit-Remaining": "0",
                         "X-RateLimit-Reset": str(int(time.time()) + retry_after)})
-    elif kind == fk.INTERNAL:
-        del headers["Retry-After"]
     return bytes_answer(body, status, headers)
 
 
@@ -281,7 +287,9 @@ async def send_mail(request: web.Request) -> web.Response:
     faults = state.faults.providers["sendgrid"]
     if faults.latency_ms:
         await asyncio.sleep(faults.latency_ms / 1000)
-    if not request.headers.get("Authorization", "").startswith("Bearer SG."):
+    if faults.reject_api_key:
+        state.injected_fault("sendgrid", "reject_api_key")
+    if faults.reject_api_key or not request.headers.get("Authorization", "").startswith("Bearer SG."):
         state.count("sendgrid", 401)
         return bytes_answer(_UNAUTHORIZED, 401)
     if (request.content_length or 0) > MAX_BODY:

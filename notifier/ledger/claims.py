@@ -123,9 +123,10 @@ class ClaimedRow:
     group_id: int
     channel: str
     send_key: str
-    attempts: int
+    attempts: int  # including the attempt this claim counted
     wave: str
     deadlines: tuple[str, ...]
+    send_at: datetime  # when its send group fell due
     recipient_seq: int
     recipient_id: str
     email: str | None
@@ -163,8 +164,8 @@ def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[Cl
                                for dl in dls if dl in deadlines)
         out.append(ClaimedRow(
             id=d.id, campaign_id=d.campaign_id, group_id=d.group_id, channel=d.channel, send_key=d.send_key,
-            attempts=d.attempts,
-            wave=wave, deadlines=tuple(deadlines), recipient_seq=r.seq, recipient_id=r.id, email=r.email,
+            attempts=d.attempts, wave=wave, deadlines=tuple(deadlines), send_at=send_at, recipient_seq=r.seq,
+            recipient_id=r.id, email=r.email,
             name=r.name, locale=r.locale, timezone=r.timezone, country=r.country, attributes=dict(r.attributes or {}),
             tokens=tuple(tokens.get(r.seq, ())), actions=frozenset(actions.get(r.seq, ())), superseded=superseded,
         ))
@@ -185,17 +186,59 @@ def _later_due(session: Session, zones: set[tuple[str, str]], now: datetime
     return found
 
 
-def record(session: Session, changes: Iterable[dict[str, Any]], events: Iterable[dict[str, Any]] = (),
-           owner: str | None = None) -> int:
-    """Apply per-row outcomes (each dict has ``id``) and append delivery events; returns rows updated.
+@dataclass(frozen=True)
+class RowOutcome:
+    """What happens to one claimed row: its next state and why. The one vocabulary ``record`` writes."""
+
+    id: int
+    state: DeliveryState
+    at: datetime
+    campaign_id: str = ""  # not written: lets the dispatcher see which outcomes a cancel concerns
+    skip_reason: SkipReason | None = None
+    error: str | None = None  # why it failed, waits or was skipped; ids and provider words only, no personal data
+    next_attempt_at: datetime | None = None  # pending: when to try again
+    provider_message_id: str | None = None
+    uncertain: bool = False  # the provider may have it (it is never reset once set)
+    locale: str | None = None
+    content_fingerprint: str | None = None
+    attempts: int | None = None  # set when the claim's attempt did not count (blocked channel, closed window)
+
+    def values(self) -> dict[str, Any]:
+        """The columns to write (the lease is always released)."""
+        out: dict[str, Any] = {"state": self.state, "updated_at": self.at, "lease_until": None, "lease_owner": None,
+                               "last_error": self.error}
+        if self.state == DeliveryState.SENT:
+            out |= {"sent_at": self.at, "provider_message_id": self.provider_message_id}
+        optional = {"skip_reason": self.skip_reason, "next_attempt_at": self.next_attempt_at,
+                    "locale": self.locale, "content_fingerprint": self.content_fingerprint, "attempts": self.attempts}
+        out |= {k: v for k, v in optional.items() if v is not None}
+        if self.uncertain:
+            out["uncertain"] = True
+        return out
+
+    def event(self) -> dict[str, Any] | None:
+        """The delivery event worth keeping: every retry, wait and failure with its reason."""
+        if not self.error:
+            return None
+        kind = "retry" if self.state == DeliveryState.PENDING else str(self.state)
+        return {"delivery_id": self.id, "type": kind, "at": self.at, "detail": {"error": self.error}}
+
+
+def record(session: Session, outcomes: Iterable[RowOutcome], owner: str | None = None) -> int:
+    """Write per-row outcomes and their delivery events; returns rows updated.
 
     With ``owner``, an outcome lands only on a row this owner still holds: a worker that lost its lease (it hung
     and the row was recovered as uncertain) cannot overwrite what happened since.
     """
     table = DeliveryRow.__table__
     by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for change in changes:
-        by_keys.setdefault(tuple(sorted(k for k in change if k != "id")), []).append(change)
+    events = []
+    for outcome in outcomes:
+        change = outcome.values()
+        by_keys.setdefault(tuple(sorted(change)), []).append(change | {"id": outcome.id})
+        event = outcome.event()
+        if event is not None:
+            events.append(event)
     updated = 0
     for keys, group in by_keys.items():
         where = [table.c.id == bindparam("b_id")]
@@ -204,7 +247,6 @@ def record(session: Session, changes: Iterable[dict[str, Any]], events: Iterable
         stmt = table.update().where(*where).values({k: bindparam(f"b_{k}") for k in keys})
         params = [{f"b_{k}": _db_value(v) for k, v in change.items()} for change in group]
         updated += session.connection().execute(stmt, params).rowcount or 0
-    events = list(events)
     if events:
         session.execute(dialect_insert(session, DeliveryEvent), events)
     return updated

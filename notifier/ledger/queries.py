@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, func, literal, select, update
+from sqlalchemy import String, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -182,41 +182,50 @@ def active_campaigns(session: Session) -> list[CampaignRow]:
 
 
 def materialize_due(session: Session, now: datetime, exclude: Iterable[str] = ()) -> int:
-    """Create delivery rows for every due group of a scheduled campaign (but ``exclude``); returns rows created."""
+    """Create delivery rows for every due group of a scheduled campaign (but ``exclude``); returns rows created.
+
+    A group whose deadlines all passed before anything dispatched it (an outage, a long pause) still gets its
+    rows, as ``skipped: deadline_passed``, so the ledger accounts for every planned message and says why.
+    """
     max_seq = session.scalar(select(func.max(Recipient.seq))) or 0
     groups = session.scalars(
         select(SendGroup)
         .join(CampaignRow, CampaignRow.id == SendGroup.campaign_id)
-        .where(CampaignRow.state == CampaignState.SCHEDULED, CampaignRow.id.not_in(list(exclude)),
-               SendGroup.send_at <= now, SendGroup.expires_at > now, SendGroup.materialized_upto < max_seq)
+        .where(CampaignRow.state == CampaignState.SCHEDULED, SendGroup.send_at <= now,
+               SendGroup.materialized_upto < max_seq,
+               or_(CampaignRow.id.not_in(list(exclude)), SendGroup.expires_at <= now))
         .order_by(SendGroup.send_at)
         .with_for_update(skip_locked=True, of=SendGroup)
     ).all()
     created = 0
     for group in groups:
         campaign = campaign_of(session.get(CampaignRow, group.campaign_id))  # type: ignore[arg-type]
+        missed = group.expires_at <= now
         for lo in range(group.materialized_upto, max_seq, MATERIALIZE_CHUNK):
             hi = min(lo + MATERIALIZE_CHUNK, max_seq)
             for channel in campaign.channels:
-                created += _materialize(session, group, campaign, channel, lo, hi, now)
+                created += _materialize(session, group, campaign, channel, lo, hi, now,
+                                        SkipReason.DEADLINE_PASSED if missed else None)
         group.materialized_upto = max_seq
     return created
 
 
 def _materialize(session: Session, group: SendGroup, campaign: Campaign, channel: str,
-                 lo: int, hi: int, now: datetime) -> int:
+                 lo: int, hi: int, now: datetime, skipped: SkipReason | None = None) -> int:
     has_channel = (
         Recipient.email.is_not(None) if channel == "email"
         else exists().where(PushToken.recipient_seq == Recipient.seq, PushToken.active.is_(True))
     )
+    state = DeliveryState.SKIPPED if skipped else DeliveryState.PENDING
     source = _audience(select(
         literal(group.campaign_id), literal(group.id), literal(group.send_key), Recipient.seq, literal(channel),
-        literal(DeliveryState.PENDING.value), literal(0), _ts(group.send_at), _ts(now), _ts(now),
+        literal(state.value), literal(skipped.value if skipped else None, String), literal(0), _ts(group.send_at),
+        _ts(now), _ts(now),
     ).where(
         Recipient.timezone == group.timezone, Recipient.seq > lo, Recipient.seq <= hi,
         Recipient.joined_at <= _ts(group.send_at), has_channel,
     ), campaign)
-    cols = ["campaign_id", "group_id", "send_key", "recipient_seq", "channel", "state", "attempts",
+    cols = ["campaign_id", "group_id", "send_key", "recipient_seq", "channel", "state", "skip_reason", "attempts",
             "next_attempt_at", "created_at", "updated_at"]
     stmt = dialect_insert(session, DeliveryRow).from_select(cols, source).on_conflict_do_nothing()
     return session.execute(stmt).rowcount or 0
@@ -257,3 +266,34 @@ def next_wakeup(session: Session, after: datetime) -> datetime | None:
     ]
     found = [UTCDateTime().process_result_value(c, None) if isinstance(c, datetime) else c for c in candidates]
     return min((c for c in found if c is not None), default=None)
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    campaign_id: str
+    retried: int  # failed rows put back to pending
+    too_late: int  # failed rows left as they are: their send's deadlines have passed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"campaign": self.campaign_id, "retried": self.retried, "refused_deadline_passed": self.too_late}
+
+
+def retry_failed(session: Session, campaign_id: str, now: datetime, *, reason: str | None = None,
+                 channel: str | None = None) -> RetryResult:
+    """Put a campaign's failed rows (those whose error contains ``reason``, on ``channel``) back to pending for one
+    more round of attempts, due now; rows whose deadlines have all passed stay failed. The guard still runs."""
+    row = get_campaign(session, campaign_id)
+    if row.state == CampaignState.CANCELLED:
+        raise CampaignStateError(f"campaign {campaign_id!r} is cancelled; nothing of it is sent again")
+    failed = [DeliveryRow.campaign_id == campaign_id, DeliveryRow.state == DeliveryState.FAILED]
+    if reason:
+        failed.append(DeliveryRow.last_error.contains(reason, autoescape=True))
+    if channel:
+        failed.append(DeliveryRow.channel == channel)
+    live = select(SendGroup.id).where(SendGroup.campaign_id == campaign_id, SendGroup.expires_at > now)
+    retried = session.execute(
+        update(DeliveryRow).where(*failed, DeliveryRow.group_id.in_(live))
+        .values(state=DeliveryState.PENDING, attempts=0, next_attempt_at=now, last_error=None, updated_at=now)
+        .execution_options(synchronize_session=False)).rowcount or 0
+    too_late = session.scalar(select(func.count()).select_from(DeliveryRow).where(*failed)) or 0
+    return RetryResult(campaign_id, retried, too_late)
