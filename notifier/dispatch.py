@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from notifier.campaign import Campaign, zone
 from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
 from notifier.config import Settings
+from notifier.errors import UserError, raised_at
 from notifier.events import Outcome, SendResult
 from notifier.i18n import negotiate
 from notifier.ledger import claims, queries
@@ -389,8 +390,11 @@ class Dispatcher:
 
 
 def _brief(exc: BaseException) -> str:
-    """An exception as one short line for the ledger (type and message; rendering errors carry no personal data)."""
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:300]
+    """An exception as one short line for the ledger: our own errors with their message (a render error names
+    template, locale and line, never recipient data), anything else by type and place only."""
+    if isinstance(exc, UserError):
+        return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"[:300]
+    return f"{type(exc).__name__} at {raised_at(exc)}"
 
 
 def _hours(span: timedelta) -> str:

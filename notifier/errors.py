@@ -117,3 +117,14 @@ class ChannelConfigError(DeliveryError):
     def __init__(self, message: str, *, setting: str, provider: str = "", status: int | None = None) -> None:
         super().__init__(message, provider=provider, status=status)
         self.setting = setting
+
+
+def raised_at(exc: BaseException) -> str:
+    """Where an exception was raised, as file:line of its innermost frame: a bug's place without its message,
+    which may quote the data it choked on (an address, a name) and so never goes into logs or the ledger."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "?"
+    return f"{tb.tb_frame.f_code.co_filename.replace(chr(92), '/').rsplit('/', 1)[-1]}:{tb.tb_lineno}"

@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import ClassVar, Protocol
 
-from notifier.errors import ChannelConfigError, DeliveryError, InvalidRecipientError, PermanentError, TransientError
+from notifier.errors import (
+    ChannelConfigError,
+    DeliveryError,
+    InvalidRecipientError,
+    PermanentError,
+    TransientError,
+    raised_at,
+)
 from notifier.events import SendResult
 from notifier.render import Personal, fill
 
@@ -150,7 +157,13 @@ class Channel(abc.ABC):
     def _send_checked(self, batch: Sequence[Message]) -> list[SendResult]:
         """One result per message of one batch; only a ChannelConfigError escapes, to block the rest of the call."""
         if self.rate_limiter is not None:
-            self.rate_limiter.acquire(len(batch))
+            try:
+                self.rate_limiter.acquire(len(batch))
+            except Exception as exc:  # the shared limit is unreachable (Redis down): nothing was sent
+                log.error("%s: the rate limiter failed (%s); %d messages wait", self._label, type(exc).__name__,
+                          len(batch))
+                return [SendResult.retry(m.delivery_id, f"{self._label}: rate limiter unavailable: "
+                                         f"{type(exc).__name__}") for m in batch]
         try:
             got = self._send_batch(batch)
         except ChannelConfigError:
@@ -158,9 +171,10 @@ class Channel(abc.ABC):
         except DeliveryError as exc:
             return [result_for(m.delivery_id, exc) for m in batch]
         except Exception as exc:  # a bug or a surprise in a provider module: the provider may have taken the batch
-            log.exception("%s: unexpected %s sending %d messages (delivery ids %s)", self._label,
-                          type(exc).__name__, len(batch), _ids(batch))
-            error = f"{self._label}: unexpected {type(exc).__name__}: {exc}"[:MAX_ERROR]
+            # The exception's text may quote what it choked on (an address, a name): only its type and place.
+            log.error("%s: unexpected %s at %s sending %d messages (delivery ids %s)", self._label,
+                      type(exc).__name__, raised_at(exc), len(batch), _ids(batch))
+            error = f"{self._label}: unexpected {type(exc).__name__} at {raised_at(exc)}"[:MAX_ERROR]
             return [SendResult.retry(m.delivery_id, error, uncertain=True) for m in batch]
         if len(got) != len(batch):
             error = f"{type(self).__name__} returned {len(got)} results for {len(batch)} messages"
