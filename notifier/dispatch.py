@@ -160,7 +160,10 @@ class Dispatcher:
         if not leased:
             return Counter()
         self._blocked = {}
-        return self._process(leased, now, owner)
+        counts = self._process(leased, now, owner)
+        for channel, why in self._blocked.items():
+            log.error("channel %s sent nothing of this chunk: %s", channel, why)
+        return counts
 
     def close(self) -> None:
         """Release the channels' connections."""

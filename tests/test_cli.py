@@ -142,6 +142,61 @@ def test_schedule_dispatch_status_pause_and_cancel(audience_file: Path, env: dic
     assert "cancelled" in table
 
 
+def test_status_explains_failures_and_retry_sends_them_once_the_cause_is_fixed(
+        audience_file: Path, env: dict[str, str], tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("the outbox cannot live here")
+    broken = {**env, "NOTIFIER_OUTBOX_DIR": str(blocked), "NOTIFIER_MAX_ATTEMPTS": "1"}
+    assert run("audience", "import", str(audience_file), "--now", "2024-09-01T00:00Z", env=env).returncode == 0
+    assert run("campaign", "schedule", "tiktok-music-shutdown", "--now", "2024-09-01T00:00Z", env=env).returncode == 0
+    assert run("dispatch", "--once", "--now", "2024-09-28T03:00Z", env=broken).returncode == 0  # Jakarta, Sydney
+
+    doc = json.loads(run("status", "tiktok-music-shutdown", "--json", env=env).stdout)
+    assert doc["phase"] == "sending"
+    failed = doc["failed_because"]
+    assert sorted(f["channel"] for f in failed) == ["email", "push"] and all(f["rows"] == 1 for f in failed)
+    assert all(f["reason"].startswith("gave up after 1 attempts: outbox: ") for f in failed)
+    assert not any("@" in f["reason"] or "budi" in f["reason"].lower() for f in failed)
+    table = run("status", "tiktok-music-shutdown", env=env).stdout
+    assert "failed because:" in table and "gave up after 1 attempts: outbox" in table
+
+    retried = run("campaign", "retry", "tiktok-music-shutdown", "--channel", "email", "--json",
+                  "--now", "2024-09-28T03:05Z", env=env)
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout) == {"campaign": "tiktok-music-shutdown", "retried": 1,
+                                          "refused_deadline_passed": 0}
+    assert run("dispatch", "--once", "--now", "2024-09-28T03:06Z", env=env).returncode == 0
+    assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 1
+    doc = json.loads(run("status", "tiktok-music-shutdown", "--json", env=env).stdout)
+    assert [f["channel"] for f in doc["failed_because"]] == ["push"]  # only the channel asked for
+
+    late = run("campaign", "retry", "tiktok-music-shutdown", "--now", "2024-12-01T00:00Z", env=env)
+    assert late.returncode == 0, late.stderr
+    assert late.stdout.strip() == ("tiktok-music-shutdown: 0 failed messages are pending again; 1 left failed: "
+                                   "their deadline has passed")
+
+
+def test_the_dispatch_daemon_survives_a_failing_tick(audience_file: Path, env: dict[str, str], tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    assert run("audience", "import", str(audience_file), "--now", "2024-09-01T00:00Z", env=env).returncode == 0
+    assert run("campaign", "schedule", "tiktok-music-shutdown", "--now", "2024-09-01T00:00Z", env=env).returncode == 0
+    with sqlite3.connect(tmp_path / "ledger.db") as db:  # the ledger breaks under the running daemon
+        db.execute("DROP TABLE send_groups")
+    daemon = subprocess.Popen([sys.executable, "-m", "notifier", "dispatch", "--interval", "0.2"], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)
+        assert daemon.poll() is None, daemon.communicate()
+    finally:
+        daemon.terminate()
+        _, err = daemon.communicate(timeout=30)
+    failures = [line for line in err.splitlines() if "error: the tick failed (OperationalError)" in line]
+    assert len(failures) >= 2, err
+    assert "send_groups" not in "".join(failures)  # one line each; the details go to the log
+
+
 def test_unknown_campaign_status_is_a_clear_error(env: dict[str, str]) -> None:
     result = run("status", "nope", env=env)
     assert result.returncode == 2

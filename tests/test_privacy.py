@@ -54,3 +54,21 @@ def test_logs_and_message_ids_carry_no_personal_data(sessions: sessionmaker[Sess
     eml = next((tmp_path / "outbox" / "email").glob("*.eml")).read_text()
     x_headers = [line for line in eml.splitlines() if line.startswith("X-Notifier-")]
     assert len(x_headers) == 3 and not any(s in h for h in x_headers for s in SECRETS)
+
+
+def test_a_failed_statement_never_quotes_the_recipients_data(tmp_path: Path) -> None:
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from notifier.ledger.db import make_engine, upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    upgrade(engine)
+    insert = text("INSERT INTO recipients (id, email, timezone, timezone_guessed, attributes, joined_at, updated_at) "
+                  "VALUES (:id, :email, 'UTC', 0, '{}', '2024-01-01', '2024-01-01')")
+    with engine.begin() as conn:
+        conn.execute(insert, {"id": "ana", "email": "ana@example.com"})
+    with pytest.raises(IntegrityError) as failed, engine.begin() as conn:
+        conn.execute(insert, {"id": "ana", "email": "ana@example.com"})
+    assert "ana@example.com" not in str(failed.value)
+    engine.dispose()

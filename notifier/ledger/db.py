@@ -54,6 +54,7 @@ def make_engine(url: str, **kw: Any) -> Engine:
     """An engine for ``url`` with the settings the ledger relies on; a wrong URL or a missing driver is one line."""
     parsed = _ledger_url(url)
     backend = parsed.get_backend_name()
+    kw.setdefault("hide_parameters", True)  # a failed statement's message and log never quote a recipient's data
     try:
         if backend == "sqlite":
             if parsed.database and parsed.database != ":memory:":
