@@ -13,6 +13,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 TRANSPORTS = ("outbox", "providers")
 
 
+DEFAULT_SECRET = "change-me"
+KNOWN_SECRETS = frozenset({DEFAULT_SECRET, "", "secret", "changeme", "change-me-please"})
+MIN_SECRET_LENGTH = 16
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", ""})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime settings. Build with :func:`load_settings`; override with :meth:`with_`."""
@@ -45,7 +51,8 @@ class Settings:
     fcm_endpoint: str = "https://fcm.googleapis.com"
     email_from: str = "TikTok Music <no-reply@music.example.com>"
     public_url: str = "http://localhost:8000"  # where the unsubscribe links point
-    secret_key: str = "change-me"  # signs unsubscribe links
+    secret_key: str = DEFAULT_SECRET  # keys and signs unsubscribe links; refused by real providers
+    secret_key_previous: tuple[str, ...] = ()  # older keys whose links still work (rotation)
     http_timeout: float = 10.0
     push_concurrency: int = 64
     email_rate: float | None = None  # messages per second for this process; None = unlimited
@@ -70,6 +77,21 @@ def _number(env: Mapping[str, str], name: str, default: float | None, kind: type
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_number(env, name, default) or default)
+
+
+def require_production_secrets(settings: Settings) -> None:
+    """Refuse, in one line, to reach real recipients with a secret anyone knows or links that lead nowhere."""
+    from urllib.parse import urlsplit
+
+    key = settings.secret_key
+    if key in KNOWN_SECRETS or len(key) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"NOTIFIER_SECRET_KEY is {'the default' if key in KNOWN_SECRETS else 'too short'}: with "
+                          f"real providers it must be a private random string of at least {MIN_SECRET_LENGTH} "
+                          "characters (python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    url = urlsplit(settings.public_url)
+    if url.scheme != "https" or (url.hostname or "") in LOCAL_HOSTS or (url.hostname or "").endswith(".localhost"):
+        raise ConfigError(f"NOTIFIER_PUBLIC_URL is {settings.public_url!r}: with real providers the unsubscribe links "
+                          "must lead to the public https address of notifier serve")
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
@@ -118,6 +140,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         email_from=env.get("NOTIFIER_EMAIL_FROM") or d.email_from,
         public_url=(env.get("NOTIFIER_PUBLIC_URL") or d.public_url).rstrip("/"),
         secret_key=env.get("NOTIFIER_SECRET_KEY") or d.secret_key,
+        secret_key_previous=tuple(k.strip() for k in (env.get("NOTIFIER_SECRET_KEY_PREVIOUS") or "").split(",")
+                                  if k.strip()),
         http_timeout=float(_number(env, "NOTIFIER_HTTP_TIMEOUT", d.http_timeout, float) or d.http_timeout),
         push_concurrency=_int(env, "NOTIFIER_PUSH_CONCURRENCY", d.push_concurrency),
         email_rate=_number(env, "NOTIFIER_EMAIL_RATE", None, float),

@@ -7,6 +7,7 @@ so two months of campaign play out in seconds with exactly the code production r
 from __future__ import annotations
 
 import csv
+import secrets
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -64,9 +65,11 @@ def run_demo(settings: Settings, directory: Path | None, *, progress: bool = Tru
         echo(f"emulator: {emulator.url} (SendGrid v3 and FCM v1), faults: {DEMO_FAULTS}")
         dead = _some_tokens(audience, every=40)  # uninstalled apps: FCM answers UNREGISTERED for these
         emulator.set_faults({**DEMO_FAULTS, "fcm": {**DEMO_FAULTS["fcm"], "unregistered_tokens": dead}})
+        # A secret of the demo's own: the links it signs only ever lead to the emulator's log.
         settings = settings.with_(transport="providers", sendgrid_api_key="SG.demo", sendgrid_host=emulator.url,
                                   google_credentials=emulator.credentials, fcm_endpoint=emulator.url,
-                                  retry_base_seconds=30.0)
+                                  retry_base_seconds=30.0, secret_key=secrets.token_urlsafe(32),
+                                  public_url="https://notifier-demo.invalid")
         return _run(settings, root, progress, echo, audience, actions, emulator)
 
 

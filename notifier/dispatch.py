@@ -312,9 +312,10 @@ class Dispatcher:
         ids = {"delivery_id": str(row.id), "campaign_id": campaign.id, "send_key": row.send_key}
         if row.channel == "email":
             assert row.email is not None
-            headers = unsubscribe_headers(self.settings.public_url, self.settings.secret_key, row.id)
+            headers = unsubscribe_headers(self.settings.public_url, self.settings.secret_key, row.id,
+                                          issued=now.date())
             group = self.settings.sendgrid_asm_group if campaign.honours_opt_outs else None
-            return EmailMessage(row.id, row.email, row.name, variant.subject, variant.text, variant.html, personal,
+            return EmailMessage(row.id, row.email, personal.name, variant.subject, variant.text, variant.html, personal,
                                 variant=variant.key, categories=(campaign.id, f"{campaign.id}:{row.wave}"),
                                 custom_args=ids, headers=headers, unsubscribe_group=group)
         push = self.renderer.push(variant, personal)

@@ -1,31 +1,80 @@
-"""Links a message carries out of the process: signed with ledger ids only, never personal data."""
+"""Links a message carries out of the process: keyed, expiring and signed, with ledger ids only.
+
+An unsubscribe token hides which delivery it names: the delivery id and the last day the link works are
+enciphered with a keyed permutation (a four-round Feistel network over HMAC-SHA256), so consecutive deliveries
+give unrelated tokens, then signed. Without ``NOTIFIER_SECRET_KEY`` nobody can make one or read one. Keys rotate:
+a token made with any of the keys given to ``verify_unsubscribe_token`` (the current one first, then
+``NOTIFIER_SECRET_KEY_PREVIOUS``) is accepted until it expires.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+from collections.abc import Sequence
+from datetime import date, timedelta
+
+VALID_DAYS = 365  # an unsubscribe link keeps working this long after the message was sent
+_EPOCH = date(2000, 1, 1)
+_HALF = 6  # bytes: the id (8 bytes) and the expiry day (4 bytes) make one 12-byte block
+_TAG = 12  # bytes of signature
 
 
-def _sign(secret: str, payload: str) -> str:
-    digest = hmac.new(secret.encode(), payload.encode(), hashlib.sha256).digest()[:12]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+def _mac(secret: str, purpose: bytes, data: bytes) -> bytes:
+    return hmac.new(secret.encode(), purpose + data, hashlib.sha256).digest()
 
 
-def unsubscribe_token(secret: str, delivery_id: int) -> str:
-    """``<delivery id>.<signature>``: enough to find the recipient and campaign in the ledger, and unforgeable."""
-    return f"{delivery_id}.{_sign(secret, f'unsubscribe:{delivery_id}')}"
+def _round(secret: str, n: int, half: bytes) -> bytes:
+    return _mac(secret, b"unsubscribe-feistel:" + bytes([n]), half)[:_HALF]
 
 
-def verify_unsubscribe_token(secret: str, token: str) -> int | None:
-    """The delivery id of a genuine token, else None."""
-    ident, _, signature = token.partition(".")
-    if not ident.isdigit() or not hmac.compare_digest(signature, _sign(secret, f"unsubscribe:{ident}")):
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
+def _encipher(secret: str, block: bytes) -> bytes:
+    left, right = block[:_HALF], block[_HALF:]
+    for n in range(4):
+        left, right = right, _xor(left, _round(secret, n, right))
+    return left + right
+
+
+def _decipher(secret: str, block: bytes) -> bytes:
+    left, right = block[:_HALF], block[_HALF:]
+    for n in reversed(range(4)):
+        left, right = _xor(right, _round(secret, n, left)), left
+    return left + right
+
+
+def unsubscribe_token(secret: str, delivery_id: int, *, issued: date, valid_days: int = VALID_DAYS) -> str:
+    """An opaque token for one delivery that works until ``issued + valid_days``."""
+    expires = max(0, (issued + timedelta(days=valid_days) - _EPOCH).days)
+    block = _encipher(secret, delivery_id.to_bytes(8, "big") + expires.to_bytes(4, "big"))
+    tag = _mac(secret, b"unsubscribe-tag:", block)[:_TAG]
+    return base64.urlsafe_b64encode(block + tag).decode().rstrip("=")
+
+
+def verify_unsubscribe_token(secrets: str | Sequence[str], token: str, *, today: date) -> int | None:
+    """The delivery id of a genuine, unexpired token made with any of ``secrets``, else None."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
         return None
-    return int(ident)
+    if len(raw) != 2 * _HALF + _TAG:
+        return None
+    block, tag = raw[: 2 * _HALF], raw[2 * _HALF :]
+    for secret in [secrets] if isinstance(secrets, str) else secrets:
+        if secret and hmac.compare_digest(tag, _mac(secret, b"unsubscribe-tag:", block)[:_TAG]):
+            plain = _decipher(secret, block)
+            expires = _EPOCH + timedelta(days=int.from_bytes(plain[8:], "big"))
+            return int.from_bytes(plain[:8], "big") if today <= expires else None
+    return None
 
 
-def unsubscribe_headers(public_url: str, secret: str, delivery_id: int) -> dict[str, str]:
+def unsubscribe_headers(public_url: str, secret: str, delivery_id: int, *, issued: date) -> dict[str, str]:
     """RFC 8058 one-click unsubscribe headers for one message."""
-    url = f"{public_url.rstrip('/')}/unsubscribe/{unsubscribe_token(secret, delivery_id)}"
+    token = unsubscribe_token(secret, delivery_id, issued=issued)
+    url = f"{public_url.rstrip('/')}/unsubscribe/{token}"
     return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import css_inline
+from babel.numbers import is_currency
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from markupsafe import escape
 
 from notifier.campaign import Campaign
+from notifier.display_names import plain_name
 from notifier.errors import UserError
 from notifier.i18n import (
     catalog_digest,
@@ -89,14 +92,31 @@ class Personal:
 
     @classmethod
     def of(cls, name: str | None, attributes: dict[str, Any], locale: str) -> Personal:
-        amount, currency = attributes.get("refund_amount"), attributes.get("refund_currency")
+        """The fields as a message may show them: a plain name, and a refund only when it is a real amount in a
+        real currency (otherwise the line is left out rather than shown wrong: never "US$NaN" or "-IDR5")."""
         refund = None
-        if amount not in (None, "") and currency:
-            try:
-                refund = format_money(Decimal(str(amount)), str(currency).upper(), locale)
-            except (InvalidOperation, ValueError):
-                refund = None  # not a usable amount: the line is left out rather than shown wrong
-        return cls((name or "").strip() or None, refund)
+        amount = refund_amount(attributes.get("refund_amount"))
+        currency = str(attributes.get("refund_currency") or "").strip().upper()
+        if amount is not None and _CURRENCY.fullmatch(currency) and is_currency(currency):
+            refund = format_money(amount, currency, locale)
+        return cls(plain_name(name), refund)
+
+
+_CURRENCY = re.compile(r"[A-Z]{3}")
+MAX_REFUND = Decimal("1000000000")
+
+
+def refund_amount(value: Any) -> Decimal | None:
+    """A finite, non-negative amount below a billion with at most four decimals, else None."""
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and (not value.strip() or len(value) > 32)):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except (InvalidOperation, ValueError):
+        return None
+    if not amount.is_finite() or amount < 0 or amount >= MAX_REFUND or amount != amount.quantize(Decimal("0.0001")):
+        return None
+    return amount
 
 
 def stage_of(campaign: Campaign, items: Sequence[WaveRef], days_left: int) -> str:
@@ -235,12 +255,18 @@ class Renderer:
                             fill(variant.push_body, personal, html=False))
 
 
+_MARKERS = re.compile(f"[{NAME}{REFUND}]")
+
+
 def fill(text: str, personal: Personal, *, html: bool) -> str:
-    """A variant's text with the recipient's own fields in place of the markers (escaped for HTML)."""
-    for marker, value in ((NAME, personal.name), (REFUND, personal.refund)):
-        if marker in text:
-            text = text.replace(marker, str(escape(value or "")) if html else (value or ""))
-    return text
+    """A variant's text with the recipient's own fields in place of the markers (escaped for HTML), in one pass,
+    so a value is never scanned for markers again."""
+    if NAME not in text and REFUND not in text:
+        return text
+    values = {NAME: personal.name or "", REFUND: personal.refund or ""}
+    if html:
+        values = {k: str(escape(v)) for k, v in values.items()}
+    return _MARKERS.sub(lambda m: values[m.group()], text)
 
 
 @dataclass(frozen=True)

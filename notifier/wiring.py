@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.channels.base import Channel, Pacer, RateLimiter
-from notifier.config import Settings
+from notifier.config import Settings, require_production_secrets
 from notifier.dispatch import Dispatcher
 from notifier.errors import ConfigError
 from notifier.render import Renderer
@@ -18,6 +18,7 @@ def build_channels(settings: Settings) -> dict[str, Channel]:
 
         return {"email": OutboxEmail(settings.outbox_dir, settings.email_from), "push": OutboxPush(settings.outbox_dir)}
     if settings.transport == "providers":
+        require_production_secrets(settings)
         return {"email": _sendgrid(settings), "push": _fcm(settings)}
     raise ConfigError(f"NOTIFIER_TRANSPORT: unknown transport {settings.transport!r}")
 

@@ -26,6 +26,8 @@ from notifier.ledger.models import PushToken, Recipient
 from notifier.render import Content
 
 DEFAULTS = Settings()
+# Real providers refuse the default secret and a localhost public URL; tests bring their own (never a real one).
+TEST_SECRETS: dict[str, str] = {"secret_key": "notifier-test-suite-" + "0123456789abcdef", "public_url": "https://notifier.test"}
 PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN_FILE = ROOT / "campaigns" / "tiktok-music-shutdown.yaml"

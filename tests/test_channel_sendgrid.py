@@ -6,6 +6,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 import pytest
@@ -23,6 +24,8 @@ SENDER = "TikTok Music <no-reply@music.example.com>"
 CAMPAIGN = "tiktok-music-shutdown"
 SUBJECT, TEXT, HTML = "TikTok Music is closing", "Hello,\nyour playlists ...", "<p>Hello,</p><p>your playlists ...</p>"
 
+ISSUED = date(2024, 9, 28)
+
 
 def ledger_ids(delivery_id: int) -> dict[str, str]:
     return {"delivery_id": str(delivery_id), "campaign_id": CAMPAIGN, "send_key": "playlist-transfer@P7D"}
@@ -34,7 +37,7 @@ def email(delivery_id: int, *, variant: Any = "en", subject: str = SUBJECT, text
     return EmailMessage(
         delivery_id, f"user{delivery_id}@example.com", name, subject, text, html, Personal(name), variant=variant,
         categories=(CAMPAIGN, f"{CAMPAIGN}:P7D"), custom_args=ledger_ids(delivery_id),
-        headers=unsubscribe_headers("https://notify.example.com", "secret", delivery_id),
+        headers=unsubscribe_headers("https://notify.example.com", "s" * 32, delivery_id, issued=ISSUED),
         unsubscribe_group=unsubscribe_group)
 
 
@@ -145,8 +148,8 @@ def test_each_recipient_has_their_own_one_click_unsubscribe_headers(fresh_emulat
     sendgrid_channel(fresh_emulator).send([email(1), email(2)])
 
     headers = {e["to"][0]: e["headers"] for e in logged(fresh_emulator)}
-    assert headers["user1@example.com"] == unsubscribe_headers("https://notify.example.com", "secret", 1)
-    assert headers["user2@example.com"] == unsubscribe_headers("https://notify.example.com", "secret", 2)
+    assert headers["user1@example.com"] == unsubscribe_headers("https://notify.example.com", "s" * 32, 1, issued=ISSUED)
+    assert headers["user2@example.com"] == unsubscribe_headers("https://notify.example.com", "s" * 32, 2, issued=ISSUED)
     assert headers["user1@example.com"]["List-Unsubscribe"] != headers["user2@example.com"]["List-Unsubscribe"]
     for h in headers.values():
         assert h["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -197,6 +197,16 @@ def test_the_dispatch_daemon_survives_a_failing_tick(audience_file: Path, env: d
     assert "send_groups" not in "".join(failures)  # one line each; the details go to the log
 
 
+def test_real_providers_refuse_to_start_with_the_default_secret(env: dict[str, str]) -> None:
+    providers = {**env, "NOTIFIER_TRANSPORT": "providers", "SENDGRID_API_KEY": "SG.x",
+                 "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent.json"}
+    providers.pop("NOTIFIER_SECRET_KEY", None)
+    result = run("dispatch", "--once", env=providers)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: NOTIFIER_SECRET_KEY is the default: with real providers it must be")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_unknown_campaign_status_is_a_clear_error(env: dict[str, str]) -> None:
     result = run("status", "nope", env=env)
     assert result.returncode == 2

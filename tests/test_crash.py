@@ -48,7 +48,7 @@ from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SkipReason
 from notifier.render import Content
 from notifier.reports import DeliveryAudit, audit
-from tests.conftest import wave_now, wave_spec
+from tests.conftest import TEST_SECRETS, wave_now, wave_spec
 
 if TYPE_CHECKING:
     from tests.conftest import SharedLedger
@@ -313,6 +313,7 @@ def start_wave(postgres_ledger: SharedLedger, crash_emulator: EmulatorProcess, t
         env = {
             "NOTIFIER_DATABASE_URL": postgres_ledger.url, "NOTIFIER_BROKER_URL": broker,
             "NOTIFIER_TRANSPORT": "providers", "SENDGRID_API_KEY": "SG.crash-test",
+            "NOTIFIER_SECRET_KEY": TEST_SECRETS["secret_key"], "NOTIFIER_PUBLIC_URL": TEST_SECRETS["public_url"],
             "NOTIFIER_SENDGRID_HOST": crash_emulator.url, "NOTIFIER_FCM_ENDPOINT": crash_emulator.url,
             "GOOGLE_APPLICATION_CREDENTIALS": str(crash_emulator.credentials),
             "NOTIFIER_LEASE_SECONDS": str(LEASE_SECONDS), "NOTIFIER_QUEUE_LEASE_SECONDS": str(QUEUE_LEASE_SECONDS),

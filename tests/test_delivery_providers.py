@@ -27,7 +27,7 @@ from notifier.emulator.process import EmulatorProcess
 from notifier.ledger import queries
 from notifier.ledger.models import DeliveryRow, DeliveryState, PushToken, Recipient, SkipReason
 from notifier.wiring import build_dispatcher
-from tests.conftest import CAMPAIGN_FILE
+from tests.conftest import CAMPAIGN_FILE, TEST_SECRETS
 from tests.ledger_views import FIRST_KEY, events_of, rows_of, the_row
 
 pytestmark = pytest.mark.filterwarnings("ignore:Message.token is deprecated:DeprecationWarning")
@@ -50,7 +50,7 @@ def providers(sessions: sessionmaker[Session], fresh_emulator: EmulatorProcess) 
     """The dispatcher as production wires it for NOTIFIER_TRANSPORT=providers, pointed at the emulator."""
     settings = Settings(transport="providers", sendgrid_api_key="SG.test", sendgrid_host=fresh_emulator.url,
                         google_credentials=fresh_emulator.credentials, fcm_endpoint=fresh_emulator.url,
-                        retry_base_seconds=60, max_attempts=MAX_ATTEMPTS)
+                        retry_base_seconds=60, max_attempts=MAX_ATTEMPTS, **TEST_SECRETS)
     dispatcher = build_dispatcher(settings, sessions)
     yield dispatcher
     dispatcher.close()

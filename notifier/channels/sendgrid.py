@@ -103,7 +103,7 @@ class SendGridEmail(Channel):
     def _personalization(self, message: EmailMessage, first: EmailMessage) -> Any:
         m = self._mail
         p = m.Personalization()
-        p.add_to(m.To(message.to, message.to_name or None))
+        p.add_to(m.To(message.to, recipient_name(message.to_name)))
         for (marker, html), tag in TAGS.items():
             if marker in first.subject or marker in first.text or marker in first.html:
                 value = getattr(message.personal, "name" if marker == NAME else "refund") or ""
@@ -132,6 +132,20 @@ class SendGridEmail(Channel):
             raise _error(exc.status_code, exc.body, exc.headers) from exc
         message_id = response.headers.get("X-Message-Id", "")
         return [SendResult.sent(m.delivery_id, message_id) for m in emails]
+
+
+# SendGrid builds the To header from ``to.name`` without quoting it: a name with any of these is taken apart
+# ("Silva, Ana" → a second, bogus address) and the mail dropped (sendgrid-python #291, sendgrid-ruby #394).
+_NAME_SPECIALS = frozenset('()<>[]:;@\\,."')
+
+
+def recipient_name(name: str | None) -> str | None:
+    """``to.name`` as SendGrid needs it: a quoted string when it holds a special character (RFC 5322 specials)."""
+    if not name:
+        return None
+    if any(c in _NAME_SPECIALS for c in name):
+        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return name
 
 
 def _tagged(text: str, *, html: bool) -> str:
