@@ -114,7 +114,8 @@ def audience_import(c: CliContext, file: Path, fmt: str | None, now: str | None,
     if report.rejected > show:
         click.echo(f"... and {report.rejected - show} more rejected rows", err=True)
     click.echo(f"{file}: {report.accepted} accepted ({report.inserted} new, {report.updated} updated), "
-               f"{report.rejected} rejected, {report.guessed_timezones} time zones guessed from the country")
+               f"{report.rejected} rejected, {report.guessed_timezones} time zones guessed from the country, "
+               f"{report.cleaned_names} names cleaned")
 
 
 @audience.command("action")
@@ -436,4 +437,6 @@ def main() -> None:
         if message is None:
             raise
         click.echo(f"error: {message}", err=True)
+        for note in getattr(exc, "__notes__", []):  # e.g. how many rows an import had stored when it failed
+            click.echo(f"  {note}", err=True)
         sys.exit(2)

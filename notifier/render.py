@@ -15,12 +15,11 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import css_inline
-from babel.numbers import is_currency
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from markupsafe import escape
@@ -38,6 +37,7 @@ from notifier.i18n import (
     load_translations,
 )
 from notifier.planner import WaveRef
+from notifier.refunds import RefundError, refund_of
 
 TEMPLATE_NAMES = ("email_subject.txt", "email.txt", "email.html", "push_title.txt", "push_body.txt")
 PUSH_TITLE_MAX, PUSH_BODY_MAX, HTML_MAX_BYTES = 65, 240, 100_000
@@ -93,30 +93,12 @@ class Personal:
     @classmethod
     def of(cls, name: str | None, attributes: dict[str, Any], locale: str) -> Personal:
         """The fields as a message may show them: a plain name, and a refund only when it is a real amount in a
-        real currency (otherwise the line is left out rather than shown wrong: never "US$NaN" or "-IDR5")."""
-        refund = None
-        amount = refund_amount(attributes.get("refund_amount"))
-        currency = str(attributes.get("refund_currency") or "").strip().upper()
-        if amount is not None and _CURRENCY.fullmatch(currency) and is_currency(currency):
-            refund = format_money(amount, currency, locale)
-        return cls(plain_name(name), refund)
-
-
-_CURRENCY = re.compile(r"[A-Z]{3}")
-MAX_REFUND = Decimal("1000000000")
-
-
-def refund_amount(value: Any) -> Decimal | None:
-    """A finite, non-negative amount below a billion with at most four decimals, else None."""
-    if value is None or isinstance(value, bool) or (isinstance(value, str) and (not value.strip() or len(value) > 32)):
-        return None
-    try:
-        amount = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        return None
-    if not amount.is_finite() or amount < 0 or amount >= MAX_REFUND or amount != amount.quantize(Decimal("0.0001")):
-        return None
-    return amount
+        real currency (``notifier.refunds``; otherwise the line is left out rather than shown wrong)."""
+        try:
+            refund = refund_of(attributes.get("refund_amount"), attributes.get("refund_currency"))
+        except RefundError:
+            refund = None
+        return cls(plain_name(name), format_money(*refund, locale) if refund else None)
 
 
 def stage_of(campaign: Campaign, items: Sequence[WaveRef], days_left: int) -> str:

@@ -125,7 +125,8 @@ def test_utf8_bom_does_not_hide_the_id_column(tmp_path: Path) -> None:
     ("u2,ana@example.com,,,,,", "u2", "timezone", "no country to guess it from"),
     ("u2,,Ana,,UTC,ID,", "u2", None, "no email address and no push token"),
     ("u2,,Ana,,UTC,ID,|", "u2", None, "no email address and no push token"),
-    ("u2,ana@example.com," + "n" * 201 + ",,UTC,,", "u2", "name", "longer than 200 characters"),
+    ("u2,ana@example.com,,,UTC,," + "|".join(f"t{i}" for i in range(21)), "u2", "push_tokens",
+     "21 push tokens; at most 20 per recipient"),
 ])
 def test_csv_rejection_names_field_and_line(
     tmp_path: Path, row: str, recipient_id: str | None, field: str | None, fragment: str
@@ -143,7 +144,7 @@ def test_csv_rejection_names_field_and_line(
 def test_quoted_newlines_do_not_shift_the_line_of_a_later_bad_row(tmp_path: Path) -> None:
     path = csv_file(tmp_path, 'u1,ana@example.com,"Ana\nMaria\nSilva",,UTC,,', "u2,broken,,,UTC,,")
     first, second = read_audience(path)
-    assert isinstance(first, RecipientRecord) and first.line == 2 and first.name == "Ana\nMaria\nSilva"
+    assert isinstance(first, RecipientRecord) and first.line == 2 and first.name == "Ana Maria Silva"
     assert isinstance(second, Rejection) and (second.line, second.field) == (5, "email")
 
 
@@ -263,10 +264,10 @@ def test_empty_or_ambiguous_csv_header_is_an_audience_error(tmp_path: Path, text
         list(read_audience(write(tmp_path, "a.csv", text)))
 
 
-def test_text_that_is_not_utf8_is_an_audience_error(tmp_path: Path) -> None:
+def test_text_that_is_not_utf8_is_an_audience_error_on_its_line(tmp_path: Path) -> None:
     path = tmp_path / "latin1.csv"
     path.write_bytes((HEADER + "\nu1,jos\xe9@example.com,,,UTC,,\n").encode("latin-1"))
-    with pytest.raises(AudienceError, match="not UTF-8"):
+    with pytest.raises(AudienceError, match=r"latin1\.csv:2: not UTF-8 text \(byte 0xE9 at column 7\)"):
         list(read_audience(path))
 
 

@@ -1,0 +1,224 @@
+"""Audience files read line by line in bounded memory: raw rows with their physical line, or row Rejections.
+
+Every physical line is read with a size limit and checked for bytes that are not UTF-8 on its own, so an
+over-long line costs at most one row and a bad byte is reported on its exact line. The limits and what
+happens at each are described in :mod:`notifier.audience`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from notifier._audience_rows import FIELDS, RecipientRecord, Rejection, kind, validate
+from notifier.errors import AudienceError
+
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+MAX_ROW = 1024 * 1024  # characters in one row: a JSONL line, or every line of one CSV record
+MAX_CELL = 64 * 1024  # characters in one CSV cell
+_SKIP_CHUNK = 64 * 1024
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte that is not UTF-8
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+Row = tuple[int, dict[str, Any] | Rejection]
+
+
+class _TooLong(Exception):
+    """The row grew past MAX_ROW at physical line ``args[0]``; the rest of that line has been skipped."""
+
+
+class _Lines:
+    """Physical lines of a text file, each at most MAX_ROW characters, each checked for bytes that are not UTF-8.
+
+    An iterator class rather than a generator: csv.reader calls it, and after a row that raised _TooLong the
+    next row must still be readable. ``number`` counts the physical lines read, ``row`` the characters read
+    since the caller last reset it.
+    """
+
+    def __init__(self, f: IO[str], file: str) -> None:
+        self._f = f
+        self._file = file
+        self.number = 0
+        self.row = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        text = self._readline(MAX_ROW + 1)
+        if not text:
+            raise StopIteration
+        self.number += 1
+        if len(text) > MAX_ROW:
+            piece = text
+            while piece and not piece.endswith(("\n", "\r")):
+                piece = self._readline(_SKIP_CHUNK)
+            raise _TooLong(self.number)
+        if not text.isascii():
+            bad = _NOT_UTF8.search(text)
+            if bad is not None:
+                byte = ord(bad.group()) - 0xDC00
+                raise AudienceError(f"{self._file}:{self.number}: not UTF-8 text (byte 0x{byte:02X} at column "
+                                    f"{bad.start() + 1}); save the file as UTF-8")
+        self.row += len(text)
+        if self.row > MAX_ROW:
+            raise _TooLong(self.number)
+        return text
+
+    def _readline(self, limit: int) -> str:
+        """One line of at most ``limit`` characters; a CR LF that the limit split is joined again."""
+        text = self._f.readline(limit)
+        if len(text) == limit and text.endswith("\r"):
+            at = self._f.tell()
+            if self._f.read(1) != "\n":
+                self._f.seek(at)
+            else:
+                text += "\n"
+        return text
+
+
+def format_of(p: Path, fmt: str | None) -> str:
+    kind_ = FORMATS.get(f".{fmt.lower()}" if fmt else p.suffix.lower())
+    if kind_ is None:
+        given = f"format {fmt!r}" if fmt else f"file extension {p.suffix!r}"
+        raise AudienceError(f"{p}: unknown audience {given} (use .csv, .jsonl or .ndjson, or name the format)")
+    return kind_
+
+
+def records(p: Path, file: str, fmt: str) -> Iterator[RecipientRecord | Rejection]:
+    """Validated rows of the file, in order; AudienceError when the file cannot be read (on from that line)."""
+    try:
+        # surrogateescape: a byte that is not UTF-8 survives decoding, and _Lines reports it on its own line
+        f = p.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
+    except OSError as exc:
+        raise AudienceError(f"{file}: cannot open ({exc.strerror})") from None
+    with f:
+        lines = _Lines(f, file)
+        rows = _csv_rows(lines, file) if fmt == "csv" else _jsonl_rows(lines, file)
+        for line, raw in rows:
+            yield raw if isinstance(raw, Rejection) else validate(file, line, raw)
+
+
+def _too_long(file: str, start: int, at: int) -> Rejection:
+    where = "" if at == start else f" (by line {at})"
+    return Rejection(file, start, None, None, f"the row is longer than {MAX_ROW:,} characters{where}")
+
+
+def _csv_rows(lines: _Lines, file: str) -> Iterator[Row]:
+    # csv's own limit (131,072 by default, and process-wide) is raised above ours, so our caps speak first.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_ROW + 2))
+    reader = csv.reader(lines)
+    header = _csv_header(reader, file)
+    while True:
+        start, lines.row = lines.number + 1, 0  # a quoted newline makes one row span several lines
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except _TooLong as exc:  # reading goes on with the next physical line
+            yield start, _too_long(file, start, exc.args[0])
+            continue
+        except csv.Error as exc:
+            yield start, Rejection(file, start, None, None, f"not readable as CSV ({exc})")
+            continue
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) > len(header):
+            reason = f"the row has {len(cells)} cells but the header names {len(header)} columns"
+            yield start, Rejection(file, start, None, None, reason)
+            continue
+        if max(map(len, cells)) > MAX_CELL:
+            yield start, _cell_too_long(file, start, header, cells)
+            continue
+        yield start, _csv_record(header, cells)
+
+
+def _cell_too_long(file: str, line: int, header: list[str], cells: list[str]) -> Rejection:
+    """The row's rejection, naming the first over-long cell's column and, when it looks like one, the row's id."""
+    column = next(name for name, cell in zip(header, cells, strict=False) if len(cell) > MAX_CELL)
+    at = header.index("id")
+    rid = cells[at].strip() if at < len(cells) else ""
+    shown = rid if 0 < len(rid) <= 128 and rid.isprintable() else None
+    return Rejection(file, line, shown, column or None, f"the cell is longer than {MAX_CELL:,} characters")
+
+
+def _csv_header(reader: Iterator[list[str]], file: str) -> list[str]:
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise AudienceError(f"{file}:1: the file is empty; its first line must name the columns") from None
+    except _TooLong:
+        raise AudienceError(f"{file}:1: the header is longer than {MAX_ROW:,} characters") from None
+    except csv.Error as exc:
+        raise AudienceError(f"{file}:1: not readable as CSV ({exc})") from None
+    if "id" not in header:
+        raise AudienceError(f"{file}:1: the header has no id column (the first line must name the columns)")
+    twice = [name for name, n in Counter(header).items() if name and n > 1]
+    if twice:
+        raise AudienceError(f"{file}:1: column {twice[0][:64]!r} appears twice in the header")
+    return header
+
+
+def _csv_record(header: list[str], cells: list[str]) -> dict[str, Any]:
+    """Known columns by name, push tokens split on '|', every other non-empty cell an attribute."""
+    raw: dict[str, Any] = {}
+    attributes: dict[str, str] = {}
+    for name, cell in zip(header, cells, strict=False):
+        if name == "push_tokens":
+            raw[name] = cell.split("|")
+        elif name in FIELDS:
+            raw[name] = cell
+        elif name and cell.strip():
+            attributes[name] = cell.strip()
+    raw["attributes"] = attributes
+    return raw
+
+
+def _jsonl_rows(lines: _Lines, file: str) -> Iterator[Row]:
+    while True:
+        lines.row = 0
+        try:
+            text = next(lines)
+        except StopIteration:
+            return
+        except _TooLong as exc:
+            yield exc.args[0], _too_long(file, exc.args[0], exc.args[0])
+            continue
+        line = lines.number
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield line, Rejection(file, line, None, None, f"not valid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        except RecursionError:
+            yield line, Rejection(file, line, None, None, "not valid JSON (too deep)")
+            continue
+        except ValueError:  # the one other ValueError json.loads raises: an integer of too many digits
+            reason = f"not valid JSON (a number with more than {sys.get_int_max_str_digits():,} digits)"
+            yield line, Rejection(file, line, None, None, reason)
+            continue
+        if not isinstance(obj, dict):
+            yield line, Rejection(file, line, None, None, f"expected a JSON object, got {kind(obj)}")
+            continue
+        if _ESCAPED_SURROGATE.search(text) and _has_lone_surrogate({k: v for k, v in obj.items() if k != "name"}):
+            reason = "not valid JSON text (an unpaired surrogate escape such as \\ud800 is not a character)"
+            yield line, Rejection(file, line, None, None, reason)
+            continue
+        yield line, obj
+
+
+def _has_lone_surrogate(obj: dict[str, Any]) -> bool:
+    """A \\uD800-\\uDFFF escape that is not half of a pair: text no database can store (a name is cleaned instead)."""
+    try:
+        return _SURROGATE.search(json.dumps(obj, ensure_ascii=False)) is not None
+    except (RecursionError, ValueError):
+        return True
