@@ -7,6 +7,9 @@ into categories or custom args. The SDK's transport (urllib) opens a connection 
 timeout by default: we pass one on every call; at 1,000 recipients a request the connection set-up is a
 rounding error.
 
+A 400 that blames only recipients' addresses fails just those, each as an invalid recipient (SendGrid took none of the
+request): the others go again in a request of their own.
+
 A refused API key (401) or a refused permission or sender (403) is no fault of the messages: it is a
 ChannelConfigError naming the setting to fix, and the rest of the call is not sent. A missing API key is a
 ConfigError when the channels are built (``wiring``), before anything is sent.
@@ -15,6 +18,7 @@ ConfigError when the channels are built (``wiring``), before anything is sent.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 from collections.abc import Hashable, Sequence
@@ -96,8 +100,8 @@ class SendGridEmail(Channel):
             mail.add_category(m.Category(category))
         if first.unsubscribe_group is not None:
             mail.asm = m.Asm(m.GroupId(first.unsubscribe_group))
-        for message in batch:
-            mail.add_personalization(self._personalization(message, first))
+        for i, message in enumerate(batch):  # in the batch's order (the SDK inserts at index 0 unless told)
+            mail.add_personalization(self._personalization(message, first), index=i)
         return mail.get()
 
     def _personalization(self, message: EmailMessage, first: EmailMessage) -> Any:
@@ -129,9 +133,17 @@ class SendGridEmail(Channel):
         except ConnectionError as exc:  # cut off after the request went out
             raise TransientError(f"sendgrid: connection lost: {exc}", provider="sendgrid", uncertain=True) from exc
         except self._http_error as exc:  # the SDK's HTTPError subclasses carry status, body and headers
-            raise _error(exc.status_code, exc.body, exc.headers) from exc
-        message_id = response.headers.get("X-Message-Id", "")
-        return [SendResult.sent(m.delivery_id, message_id) for m in emails]
+            refused = _refused_addresses(exc.status_code, exc.body, len(emails))
+            if not refused:
+                raise _error(exc.status_code, exc.body, exc.headers) from exc
+        else:
+            message_id = response.headers.get("X-Message-Id", "")
+            return [SendResult.sent(m.delivery_id, message_id) for m in emails]
+        # SendGrid took none of the request for some addresses: those fail alone, the rest go in a request of their own.
+        rest = [m for i, m in enumerate(emails) if i not in refused]
+        results = {r.delivery_id: r for r in self._send_batch(rest)} if rest else {}
+        results |= {emails[i].delivery_id: SendResult.invalid(emails[i].delivery_id, why) for i, why in refused.items()}
+        return [results[m.delivery_id] for m in emails]
 
 
 # SendGrid builds the To header from ``to.name`` without quoting it: a name with any of these is taken apart
@@ -170,6 +182,23 @@ def _error(status: int, body: bytes | str, headers: Any) -> DeliveryError:
     if issubclass(kind, TransientError):
         return kind(message, retry_after=_retry_after(headers), provider="sendgrid", status=status)
     return kind(message, provider="sendgrid", status=status)
+
+
+_ADDRESS_FIELD = re.compile(r"personalizations\.(\d+)\.((?:to|cc|bcc)\.\d+\.email)")
+
+
+def _refused_addresses(status: int, body: bytes | str, n: int) -> dict[int, str]:
+    """A 400 that blames only recipients' addresses: their positions in the request → why (SendGrid's words,
+    without the position, so that failures group by reason); empty when anything else is wrong."""
+    if status != 400:
+        return {}
+    refused: dict[int, str] = {}
+    for field, message in _problems(body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)):
+        found = _ADDRESS_FIELD.fullmatch(field or "")
+        if found is None or int(found[1]) >= n:
+            return {}
+        refused[int(found[1])] = f"sendgrid 400: {found[2]}: {message}"
+    return refused
 
 
 def _problems(text: str) -> list[tuple[str | None, str]]:
