@@ -1,4 +1,9 @@
-"""YAML read with the line of every value, and a reader that collects every problem instead of the first."""
+"""YAML read with the line of every value, and a reader that collects every problem instead of the first.
+
+A file larger than MAX_FILE_BYTES is refused before it is parsed; nesting deeper than MAX_DEPTH, anchors and aliases
+are refused as the composer meets them, before it goes deeper: PyYAML's composer recurses once per level (10,000
+``[`` were a RecursionError after 10 s of CPU) and aliases can expand a small file into a huge tree.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,74 @@ from typing import Any
 
 import yaml
 
-from notifier.errors import Problem
+from notifier.errors import CampaignError, Problem
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")  # ids of campaigns, deadlines and template folders
+# A campaign file is a few KiB. PyYAML reads dense YAML at about 0.2 MiB a second, so 256 KiB bounds the worst case
+# near a second of CPU (validate, schedule and every ledger read parse the file).
+MAX_FILE_BYTES = 256 * 1024
+MAX_DEPTH = 20  # lists and mappings inside each other; a campaign needs 4 (deadlines → deadline → waves)
+TOO_LARGE = f"the file is larger than {MAX_FILE_BYTES // 1024} KiB ({MAX_FILE_BYTES:,} bytes), the most it may be"
+_SHOWN = 60
+
+
+def shown(text: str) -> str:
+    """``text`` quoted for a message, cut to its first few dozen characters: a message is one line, not the input."""
+    if len(text) <= _SHOWN:
+        return repr(text)
+    return f"{text[:_SHOWN]!r}… ({len(text):,} characters)"
+
+
+def read_tree(text: str, file: str, problems: list[Problem]) -> Node:
+    """The YAML document as Nodes (duplicate keys go to ``problems``); CampaignError when it cannot be read at all."""
+    if len(text) > MAX_FILE_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+        raise CampaignError([Problem(file, None, None, TOO_LARGE)])
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(text, file)  # reading starts here: a character YAML does not allow is refused at once
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        raise CampaignError([Problem(file, line, None, f"YAML syntax error: {exc.problem or exc}")]) from None
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, most control characters)
+        line = text.count("\n", 0, exc.position) + 1
+        raise CampaignError([Problem(file, line, None, f"YAML error: unacceptable character #x{exc.character:04x}: "
+                                     f"{exc.reason}")]) from None
+    except yaml.YAMLError as exc:
+        raise CampaignError([Problem(file, None, None, f"YAML error: {exc}")]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if root is None:
+        raise CampaignError([Problem(file, 1, None, "the file is empty")])
+    return convert(root, problems, file, "")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe composer, refusing anchors, aliases and nesting deeper than MAX_DEPTH before it recurses."""
+
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__(text)
+        self.file = file
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise CampaignError([Problem(self.file, line, None, "YAML anchors and aliases (&, *) are not allowed "
+                                         "in campaign files; write the values out")])
+        if not isinstance(event, yaml.CollectionStartEvent):
+            return super().compose_node(parent, index)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise CampaignError([Problem(self.file, line, None, f"lists and mappings nested more than {MAX_DEPTH} "
+                                         "levels deep")])
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 class Node:
@@ -91,9 +161,16 @@ class Reader:
         value = self.text(node, path)
         if value is not None and not SLUG.match(value):
             assert node is not None
-            self.fail(node.line, path, f"{value!r} must be lowercase letters, digits, '-' or '_'")
+            self.fail(node.line, path, f"{shown(value)} must be lowercase letters, digits, '-' or '_'")
             return None
         return value
+
+    def at_most(self, node: Node | None, path: str, limit: int, what: str) -> bool:
+        """False, with a problem, when a list has more than ``limit`` items: checked before any item is read."""
+        if node is not None and isinstance(node.value, list) and len(node.value) > limit:
+            self.fail(node.line, path, f"at most {limit} {what}, found {len(node.value):,}")
+            return False
+        return True
 
     def text_list(self, node: Node | None, path: str) -> list[tuple[str, int]] | None:
         if node is None:

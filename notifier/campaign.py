@@ -1,4 +1,8 @@
-"""Campaign files: YAML in, a validated :class:`Campaign` out, every problem located by file, line and field."""
+"""Campaign files: YAML in, a validated :class:`Campaign` out, every problem located by file, line and field.
+
+Every value is bounded (``_campaign_values``: waves, dates, counts, names, links) and the file itself too
+(``_located_yaml``: size, nesting, anchors), so a hostile file gets located problems, never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,22 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import yaml
-
-from notifier._located_yaml import Node, Reader, convert
+from notifier._campaign_values import (
+    MAX_DEADLINES,
+    MAX_LOCALES,
+    MAX_WAVES,
+    parse_deadline_at,
+    parse_duration,
+    parse_hhmm,
+    parse_link,
+    parse_max_per_day,
+    parse_title,
+)
+from notifier._located_yaml import MAX_FILE_BYTES, TOO_LARGE, Node, Reader, read_tree, shown
 from notifier.errors import CampaignError, Problem
 
 CHANNELS = ("email", "push")
 CATEGORIES = ("service", "marketing")
-_DURATION = re.compile(
-    r"^P(?!$)(?:(?P<y>\d+)Y)?(?:(?P<mo>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
-    r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<mi>\d+)M)?(?:(?P<s>\d+)S)?)?$"
-)
-_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
 
 
 @dataclass(frozen=True)
@@ -113,48 +121,20 @@ def resolve_local(day: date, at: time, zone: tzinfo) -> datetime:
     return aware.astimezone(UTC).astimezone(zone)
 
 
-def parse_duration(text: str) -> timedelta:
-    """An ISO-8601 duration of weeks, days, hours, minutes and seconds; months and years are refused."""
-    m = _DURATION.match(text.strip().upper())
-    if not m:
-        raise ValueError(f"{text!r} is not an ISO-8601 duration such as P7D or PT6H")
-    if m["y"] or m["mo"]:
-        raise ValueError(f"{text!r}: months and years have no fixed length; write days instead (P30D)")
-    parts = {k: int(v) if v else 0 for k, v in m.groupdict().items()}
-    return timedelta(
-        weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["mi"], seconds=parts["s"]
-    )
-
-
-def parse_hhmm(text: str) -> time:
-    m = _HHMM.match(text.strip())
-    if not m or int(m[1]) > 23 or int(m[2]) > 59:
-        raise ValueError(f"{text!r} is not a time of day as HH:MM")
-    return time(int(m[1]), int(m[2]))
-
-
-def parse_deadline_at(text: str) -> datetime:
-    """An ISO datetime; without an offset it stays naive, meaning wall time in each recipient's zone."""
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"{text!r} is not an ISO date-time such as 2024-10-28T00:00") from None
-    return value
-
-
 def normalize_locale_tag(tag: str) -> str:
     """'pt_br' / 'pt-BR' → 'pt-BR'; raises ValueError for a tag Babel does not know."""
     from notifier.i18n import parse_tag, tag_of
 
     loc = parse_tag(tag, strict=True) if re.fullmatch(r"[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*", tag.strip()) else None
     if loc is None:
-        raise ValueError(f"{tag!r} is not a locale Babel knows")
+        raise ValueError(f"{shown(tag)} is not a locale Babel knows")
     return tag_of(loc)
 
 
 def _read_locales(r: Reader, top: dict[str, Node]) -> tuple[tuple[str, ...], str | None]:
     locales: list[str] = []
-    for i, (tag, line) in enumerate(r.text_list(top.get("locales"), "locales") or []):
+    listed = top.get("locales") if r.at_most(top.get("locales"), "locales", MAX_LOCALES, "locales") else None
+    for i, (tag, line) in enumerate(r.text_list(listed, "locales") or []):
         try:
             norm = normalize_locale_tag(tag)
         except ValueError as exc:
@@ -202,13 +182,7 @@ def _read_delivery(r: Reader, node: Node | None) -> Delivery:
         line = m["local_time"].line if "local_time" in m else node.line
         r.fail(line, "delivery.local_time",
                f"{local_time:%H:%M} is outside the window {window[0]:%H:%M}–{window[1]:%H:%M}")
-    max_per_day = d.max_per_day
-    if "max_per_day" in m:
-        raw = r.text(m["max_per_day"], "delivery.max_per_day")
-        if raw is not None and (not raw.isdigit() or int(raw) < 1):
-            r.fail(m["max_per_day"].line, "delivery.max_per_day", f"expected a whole number ≥ 1, got {raw!r}")
-        elif raw is not None:
-            max_per_day = int(raw)
+    max_per_day = r.parsed(m.get("max_per_day"), "delivery.max_per_day", parse_max_per_day) or d.max_per_day
     return Delivery(local_time=local_time, window=window, max_per_day=max_per_day)
 
 
@@ -226,7 +200,7 @@ def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int]) -> Deadl
     waves: list[Wave] = []
     if "waves" in m and (m["waves"].value is None or m["waves"].value == []):
         r.fail(m["waves"].line, f"{path}.waves", "a deadline needs at least one wave (for example [P7D, P1D])")
-    else:
+    elif r.at_most(m.get("waves"), f"{path}.waves", MAX_WAVES, "waves per deadline"):
         for j, (text, line) in enumerate(r.text_list(m.get("waves"), f"{path}.waves") or []):
             try:
                 wave = Wave(text.strip().upper(), parse_duration(text))
@@ -239,7 +213,7 @@ def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int]) -> Deadl
             waves.append(wave)
     skip_if = r.text(m.get("skip_if"), f"{path}.skip_if") if m.get("skip_if") is not None and \
         m["skip_if"].value is not None else None
-    label = r.text(m.get("label"), f"{path}.label") if "label" in m else None
+    label = r.parsed(m.get("label"), f"{path}.label", parse_title) if "label" in m else None
     if ident is None or at is None or not waves:
         return None
     waves.sort(key=lambda w: w.delta, reverse=True)
@@ -253,28 +227,13 @@ _TOP_OPTIONAL = ("category", "templates", "delivery", "audience", "links", "desc
 
 def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
     """Parse and validate a campaign; raises CampaignError listing every problem found."""
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                line = event.start_mark.line + 1
-                raise CampaignError([Problem(source, line, None, "YAML anchors and aliases (&, *) are not allowed "
-                                             "in campaign files; write the values out")])
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        raise CampaignError([Problem(source, line, None, f"YAML syntax error: {exc.problem or exc}")]) from None
-    except yaml.YAMLError as exc:
-        raise CampaignError([Problem(source, None, None, f"YAML error: {exc}")]) from None
     r = Reader(source)
-    if root is None:
-        raise CampaignError([Problem(source, 1, None, "the file is empty")])
-    tree = convert(root, r.problems, source, "")
+    tree = read_tree(text, source, r.problems)
     top = r.mapping(tree, "", _TOP_REQUIRED, _TOP_OPTIONAL)
     if top is None:
         raise CampaignError(r.problems)
     ident = r.slug(top.get("id"), "id")
-    name = r.text(top.get("name"), "name")
+    name = r.parsed(top.get("name"), "name", parse_title)
     category = r.text(top.get("category"), "category") or "service"
     if category not in CATEGORIES:
         r.fail(top["category"].line, "category", f"{category!r} is not one of {', '.join(CATEGORIES)}")
@@ -304,7 +263,7 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
     if dl_node is not None:
         if not isinstance(dl_node.value, list) or not dl_node.value:
             r.fail(dl_node.line, "deadlines", "expected a non-empty list of deadlines")
-        else:
+        elif r.at_most(dl_node, "deadlines", MAX_DEADLINES, "deadlines"):
             seen: dict[str, int] = {}
             for i, item in enumerate(dl_node.value):
                 d = _read_deadline(r, item, i, seen)
@@ -350,10 +309,11 @@ def _read_links(r: Reader, node: Node | None) -> dict[str, str]:
     links = {}
     for key, (value, line) in node.value.items():
         url = r.text(value, f"links.{key}")
-        if url is not None and not re.match(r"^https://\S+$", url):
-            r.fail(line, f"links.{key}", f"{url!r} is not an https:// URL")
-        elif url is not None:
-            links[key] = url
+        try:
+            if url is not None:
+                links[key] = parse_link(url)
+        except ValueError as exc:
+            r.fail(line, f"links.{key}", str(exc))
     return links
 
 
@@ -361,13 +321,16 @@ def load_campaign(path: str | Path) -> Campaign:
     """Read and validate one campaign file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open(encoding="utf-8") as f:
+            text = f.read(MAX_FILE_BYTES + 1)  # characters: parse_campaign counts the bytes
     except FileNotFoundError:
         raise CampaignError([Problem(str(p), None, None, "no such file")]) from None
     except OSError as exc:  # a folder, no permission: still the user's input, not a bug
         raise CampaignError([Problem(str(p), None, None, f"cannot read: {exc.strerror or exc}")]) from None
     except UnicodeDecodeError as exc:
         raise CampaignError([Problem(str(p), None, None, f"not UTF-8 text ({exc.reason})")]) from None
+    if len(text) > MAX_FILE_BYTES:
+        raise CampaignError([Problem(str(p), None, None, TOO_LARGE)])
     return parse_campaign(text, source=str(p))
 
 
@@ -398,12 +361,7 @@ def load_campaigns(paths: Iterable[str | Path]) -> list[Campaign]:
 
 
 def zone(name: str) -> ZoneInfo:
-    """A ZoneInfo for an IANA name; ValueError with a readable message otherwise."""
-    from zoneinfo import ZoneInfoNotFoundError
+    """A ZoneInfo for an IANA name; ValueError with a readable message otherwise (see notifier.zones)."""
+    from notifier.zones import zone as iana_zone
 
-    if not name or name.startswith(("/", ".")) or ".." in name:
-        raise ValueError(f"{name!r} is not an IANA time zone")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, IsADirectoryError):
-        raise ValueError(f"{name!r} is not an IANA time zone (for example Asia/Jakarta)") from None
+    return iana_zone(name)

@@ -1,0 +1,118 @@
+"""The scalar values of a campaign file, parsed and bounded: durations, times, dates, counts, names and links.
+
+Every parser raises ValueError with a message fit for a located Problem; none converts a number it has not first
+bounded by its length (``int()`` refuses thousands of digits with a ValueError of its own), and none quotes more
+than a few dozen characters of what it was given.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime, time, timedelta
+from urllib.parse import urlsplit
+
+from notifier._located_yaml import shown
+
+# The bounds a campaign lives in. Generous for any real campaign, small enough that no arithmetic on them overflows
+# and no plan or message grows without limit.
+MAX_WAVE = timedelta(days=400)  # the earliest wave: about a year before its deadline (P400D, PT9600H)
+MAX_WAVES = 20  # per deadline
+MAX_DEADLINES = 20
+MAX_LOCALES = 50
+EARLIEST_DEADLINE, LATEST_DEADLINE = date(2000, 1, 1), date(2100, 12, 31)  # the date as written in the file
+MAX_PER_DAY = 10
+MAX_TITLE = 200  # a campaign name or deadline label (the ledger keeps names in 200 characters)
+MAX_WAVE_LABEL = 20  # P1DT23H59M59S is 13; the ledger keeps wave labels in 32
+MAX_LINK = 2000
+
+_DURATION = re.compile(
+    r"P(?!$)(?:(?P<y>[0-9]+)Y)?(?:(?P<mo>[0-9]+)M)?(?:(?P<w>[0-9]+)W)?(?:(?P<d>[0-9]+)D)?"
+    r"(?:T(?=[0-9])(?:(?P<h>[0-9]+)H)?(?:(?P<mi>[0-9]+)M)?(?:(?P<s>[0-9]+)S)?)?"
+)
+_HHMM = re.compile(r"([0-9]{1,2}):([0-9]{2})")
+# A host name: dot-separated labels of letters, digits and inner hyphens (IDNs as punycode, xn--…).
+_HOST = re.compile(r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+_LINK_REFUSED = "\"'<>\\`"
+
+
+def parse_duration(text: str) -> timedelta:
+    """An ISO-8601 duration of weeks, days, hours, minutes and seconds, from zero (on the deadline) to MAX_WAVE.
+
+    Months and years are refused: they have no fixed length.
+    """
+    m = _DURATION.fullmatch(text.strip().upper())
+    if not m:
+        raise ValueError(f"{shown(text)} is not an ISO-8601 duration such as P7D or PT6H")
+    if m["y"] or m["mo"]:
+        raise ValueError(f"{shown(text)}: months and years have no fixed length; write days instead (P30D)")
+    too_long = f"{shown(text)} is more than P400D (400 days) before its deadline, the longest a wave may be"
+    # 100,000,000 of any unit is beyond P400D: the digits are counted before int() sees them.
+    if any(len(v.lstrip("0")) > 8 for v in m.groupdict().values() if v):
+        raise ValueError(too_long)
+    parts = {k: int(v) if v else 0 for k, v in m.groupdict().items()}
+    delta = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["mi"], seconds=parts["s"])
+    if delta > MAX_WAVE:
+        raise ValueError(too_long)
+    if len(text.strip()) > MAX_WAVE_LABEL:
+        raise ValueError(f"{shown(text)} is longer than {MAX_WAVE_LABEL} characters: write it without leading zeros")
+    return delta
+
+
+def parse_hhmm(text: str) -> time:
+    """A time of day as HH:MM (ASCII digits), 00:00 to 23:59."""
+    m = _HHMM.fullmatch(text.strip())
+    if not m or int(m[1]) > 23 or int(m[2]) > 59:
+        raise ValueError(f"{shown(text)} is not a time of day as HH:MM")
+    return time(int(m[1]), int(m[2]))
+
+
+def parse_deadline_at(text: str) -> datetime:
+    """An ISO datetime from 2000 to 2100; without an offset it stays naive: wall time in each recipient's zone."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{shown(text)} is not an ISO date-time such as 2024-10-28T00:00") from None
+    if not EARLIEST_DEADLINE <= value.date() <= LATEST_DEADLINE:
+        raise ValueError(f"{shown(text)} is not between {EARLIEST_DEADLINE} and {LATEST_DEADLINE}, "
+                         "the dates a deadline may have")
+    return value
+
+
+def parse_max_per_day(text: str) -> int:
+    """How many messages a recipient may get per day and channel: 1 to MAX_PER_DAY."""
+    if not re.fullmatch(r"[0-9]{1,2}", text) or not 1 <= int(text) <= MAX_PER_DAY:
+        raise ValueError(f"expected a whole number from 1 to {MAX_PER_DAY}, got {shown(text)}")
+    return int(text)
+
+
+def parse_title(text: str) -> str:
+    """A campaign name or deadline label: one line of at most MAX_TITLE characters."""
+    if len(text) > MAX_TITLE:
+        raise ValueError(f"{shown(text)} is longer than {MAX_TITLE} characters")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text):
+        raise ValueError(f"{shown(text)} contains a line break or control character")
+    return text
+
+
+def parse_link(text: str) -> str:
+    """A link a message may carry: an https URL to a named host, in printable ASCII without any character that could
+    end an HTML attribute or a quoted string (quotes, angle brackets, backslash, backtick, space)."""
+    if len(text) > MAX_LINK:
+        raise ValueError(f"{shown(text)} is longer than {MAX_LINK:,} characters")
+    bad = next((c for c in text if not "!" <= c <= "~" or c in _LINK_REFUSED), None)
+    if bad is not None:
+        raise ValueError(f"{shown(text)} contains {bad!r}: a link may not contain quotes, angle brackets, backslashes, "
+                         "backticks, spaces, control or non-ASCII characters (percent-encode them, e.g. %20)")
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError as exc:
+        raise ValueError(f"{shown(text)} is not a URL: {exc}") from None
+    if parts.scheme != "https" or not text[len("https:"):].startswith("//"):
+        raise ValueError(f"{shown(text)} is not an https:// URL")
+    if "@" in parts.netloc:
+        raise ValueError(f"{shown(text)}: a link may not carry a user name or password (user@host)")
+    if not _HOST.fullmatch(parts.hostname or ""):
+        raise ValueError(f"{shown(text)}: {shown(parts.hostname or '')} is not a host name such as music.tiktok.com")
+    return text
