@@ -368,16 +368,16 @@ class Dispatcher:
                           attempts=row.attempts - 1,
                           next_attempt_at=now + timedelta(seconds=self.settings.retry_base_seconds))
 
-    @staticmethod
-    def _in_flight(row: claims.ClaimedRow, campaign: Campaign, now: datetime) -> RowOutcome:
+    def _in_flight(self, row: claims.ClaimedRow, campaign: Campaign, now: datetime) -> RowOutcome:
         """A row whose request may have reached the provider with no answer we can use: uncertain, then sent again
-        now or skipped, as the campaign's ``on_uncertain`` says (the rule ``recover_expired`` applies too)."""
+        after the base backoff (never within this tick, which would loop on a channel that keeps failing) or
+        skipped, as the campaign's ``on_uncertain`` says (the rule ``recover_expired`` applies too)."""
         why = "in flight when the channel failed: the provider may have it"
         if campaign.on_uncertain == "skip":
             return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id, uncertain=True,
                               skip_reason=SkipReason.UNCERTAIN, error=why)
         return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, uncertain=True,
-                          next_attempt_at=now, error=why)
+                          next_attempt_at=now + timedelta(seconds=self.settings.retry_base_seconds), error=why)
 
     def _known(self, result: SendResult, row: claims.ClaimedRow, campaigns: Mapping[str, Campaign],
                now: datetime) -> RowOutcome:

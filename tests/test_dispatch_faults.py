@@ -358,3 +358,24 @@ def test_a_campaign_whose_last_deadline_passed_while_nothing_dispatched_is_finis
     assert (status.phase, status.groups_done, status.groups) == ("finished", 6, 6)
     assert status.skips == {SkipReason.DEADLINE_PASSED: 5}
     assert_audited(sessions, email)
+
+
+def test_a_channel_that_keeps_raising_ends_the_tick_and_its_rows_wait_as_uncertain(
+        sessions: sessionmaker[Session], add_recipient: Callable[..., int]) -> None:
+    """A transport that raises out of send itself (not through the shared flow) never loops the tick."""
+
+    class Broken(ScriptedChannel):
+        def send(self, messages: object) -> list[SendResult]:
+            raise RuntimeError("transport broke")
+
+    settings = Settings(retry_base_seconds=60)
+    add_recipient("ana")
+    schedule(sessions, settings)
+    dispatcher = make(sessions, settings, email=Broken("email"))
+
+    report = dispatcher.tick(JAKARTA_FIRST)
+
+    assert (report.claimed, report.outcomes) == (1, {"retry": 1})
+    row = the_row(sessions, "ana")
+    assert (row.state, row.uncertain, row.next_attempt_at) == (
+        DeliveryState.PENDING, True, JAKARTA_FIRST + timedelta(seconds=60))
