@@ -8,6 +8,7 @@ happens at each are described in :mod:`notifier.audience`.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import re
 import sys
@@ -22,6 +23,7 @@ from notifier.errors import AudienceError
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 MAX_ROW = 1024 * 1024  # characters in one row: a JSONL line, or every line of one CSV record
 MAX_CELL = 64 * 1024  # characters in one CSV cell
+DELIMITERS = ",;\t"  # what csv.Sniffer may choose from, on the header line
 _SKIP_CHUNK = 64 * 1024
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of a byte that is not UTF-8
 _ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -114,7 +116,8 @@ def _too_long(file: str, start: int, at: int) -> Rejection:
 def _csv_rows(lines: _Lines, file: str) -> Iterator[Row]:
     # csv's own limit (131,072 by default, and process-wide) is raised above ours, so our caps speak first.
     csv.field_size_limit(max(csv.field_size_limit(), MAX_ROW + 2))
-    reader = csv.reader(lines)
+    first = _first_line(lines, file)
+    reader = csv.reader(itertools.chain([first], lines), delimiter=_delimiter(first))
     header = _csv_header(reader, file)
     while True:
         start, lines.row = lines.number + 1, 0  # a quoted newline makes one row span several lines
@@ -149,9 +152,32 @@ def _cell_too_long(file: str, line: int, header: list[str], cells: list[str]) ->
     return Rejection(file, line, shown, column or None, f"the cell is longer than {MAX_CELL:,} characters")
 
 
+def _first_line(lines: _Lines, file: str) -> str:
+    try:
+        return next(lines)
+    except StopIteration:
+        raise AudienceError(f"{file}:1: the file is empty; its first line must name the columns") from None
+    except _TooLong:
+        raise AudienceError(f"{file}:1: the header is longer than {MAX_ROW:,} characters") from None
+
+
+def _delimiter(header_line: str) -> str:
+    """',' or, from a spreadsheet in a locale whose decimal mark is a comma (pt-BR, es-MX), ';' (or a tab)."""
+    try:
+        return csv.Sniffer().sniff(header_line, delimiters=DELIMITERS).delimiter
+    except csv.Error:  # one column, or nothing to tell: the standard comma
+        return ","
+
+
+def _column(name: str) -> str:
+    """A header name as the importer knows it: ours case-insensitively (``ID``, ``Email``), others as written."""
+    name = name.strip()
+    return name.lower() if name.lower() in FIELDS else name
+
+
 def _csv_header(reader: Iterator[list[str]], file: str) -> list[str]:
     try:
-        header = [name.strip() for name in next(reader)]
+        header = [_column(name) for name in next(reader)]
     except StopIteration:
         raise AudienceError(f"{file}:1: the file is empty; its first line must name the columns") from None
     except _TooLong:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from email.headerregistry import Address
 from urllib.parse import urlsplit
 
-from notifier._located_yaml import shown
+from notifier._located_yaml import Node, Reader, shown
 
 # The bounds a campaign lives in. Generous for any real campaign, small enough that no arithmetic on them overflows
 # and no plan or message grows without limit.
@@ -25,6 +27,8 @@ MAX_PER_DAY = 10
 MAX_TITLE = 200  # a campaign name or deadline label (the ledger keeps names in 200 characters)
 MAX_WAVE_LABEL = 20  # P1DT23H59M59S is 13; the ledger keeps wave labels in 32
 MAX_LINK = 2000
+MAX_SENDER_NAME = 100
+MAX_EMAIL = 254  # RFC 5321's limit on a forward path
 
 _DURATION = re.compile(
     r"P(?!$)(?:(?P<y>[0-9]+)Y)?(?:(?P<mo>[0-9]+)M)?(?:(?P<w>[0-9]+)W)?(?:(?P<d>[0-9]+)D)?"
@@ -116,3 +120,71 @@ def parse_link(text: str) -> str:
     if not _HOST.fullmatch(parts.hostname or ""):
         raise ValueError(f"{shown(text)}: {shown(parts.hostname or '')} is not a host name such as music.tiktok.com")
     return text
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who a campaign's messages come from: the From name and address, and where replies go."""
+
+    name: str
+    email: str
+    reply_to: str | None = None
+
+    @property
+    def from_header(self) -> str:
+        """``Name <address>`` as an RFC 5322 From value, the name quoted when it needs it and left in Unicode (the
+        outbox's SMTP policy encodes it; SendGrid takes the name as it is)."""
+        return str(Address(display_name=self.name, addr_spec=self.email))
+
+
+def parse_sender_name(text: str) -> str:
+    """The name a sender shows: one plain line of at most MAX_SENDER_NAME characters."""
+    if len(text) > MAX_SENDER_NAME:
+        raise ValueError(f"{shown(text)} is longer than {MAX_SENDER_NAME} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text):
+        raise ValueError(f"{shown(text)} contains a line break, control or formatting character")
+    if any(c in text for c in "<>\"\\"):
+        raise ValueError(f"{shown(text)} contains a character of an address (<, >, quote or backslash): "
+                         "write the address under email")
+    return text
+
+
+def parse_email_address(text: str) -> str:
+    """An email address as email-validator reads it (syntax only: no DNS look-up), in its normalized form."""
+    from email_validator import EmailNotValidError, validate_email
+
+    if len(text) > MAX_EMAIL:
+        raise ValueError(f"{shown(text)} is longer than {MAX_EMAIL} characters")
+    try:
+        return validate_email(text, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"{shown(text)} is not an email address: {exc}") from None
+
+
+def read_sender(r: Reader, node: Node | None) -> Sender | None:
+    """The campaign's ``sender:`` mapping (name, email, optional reply_to); None when absent or invalid."""
+    if node is None:
+        return None
+    m = r.mapping(node, "sender", ("name", "email"), ("reply_to",))
+    if m is None:
+        return None
+    name = r.parsed(m.get("name"), "sender.name", parse_sender_name)
+    address = r.parsed(m.get("email"), "sender.email", parse_email_address)
+    reply_to = r.parsed(m.get("reply_to"), "sender.reply_to", parse_email_address) if "reply_to" in m else None
+    if name is None or address is None or ("reply_to" in m and reply_to is None):
+        return None
+    return Sender(name, address, reply_to)
+
+
+def read_deadline_channels(r: Reader, node: Node | None, path: str, campaign: tuple[str, ...]) -> tuple[str, ...]:
+    """A deadline's ``channels:``, a subset of the campaign's, kept in the campaign's order; absent: the campaign's."""
+    if node is None:
+        return campaign
+    chosen: set[str] = set()
+    for i, (ch, line) in enumerate(r.text_list(node, path) or []):
+        if ch not in campaign:
+            r.fail(line, f"{path}[{i}]", f"{shown(ch)} is not one of the campaign's channels ({', '.join(campaign)})")
+        elif ch in chosen:
+            r.fail(line, f"{path}[{i}]", f"{ch!r} is listed twice")
+        chosen.add(ch)
+    return tuple(ch for ch in campaign if ch in chosen)

@@ -59,7 +59,7 @@ def preview(c: CliContext, campaign_ref: str, locale: str | None, deadline: str 
 
 @cli.group()
 def i18n() -> None:
-    """Translation catalogs: extract, update, check (the .po files are read as they are; nothing to compile)."""
+    """Translation catalogs, one gettext domain per campaign: extract, update, check (nothing to compile)."""
 
 
 def _all_campaigns(c: CliContext, refs: tuple[str, ...]) -> list[Any]:
@@ -68,47 +68,49 @@ def _all_campaigns(c: CliContext, refs: tuple[str, ...]) -> list[Any]:
     return load_campaigns([campaign_file(c, r) for r in refs] if refs else [c.settings.campaigns_dir])
 
 
-def _all_locales(c: CliContext) -> list[str]:
-    return sorted({loc for camp in _all_campaigns(c, ()) for loc in camp.locales})
+CAMPAIGNS = click.argument("campaigns", nargs=-1, metavar="[FILE_OR_ID]...")
 
 
 @i18n.command("extract")
+@CAMPAIGNS
 @pass_ctx
-def i18n_extract(c: CliContext) -> None:
-    """Write locales/messages.pot from every campaign's templates."""
+def i18n_extract(c: CliContext, campaigns: tuple[str, ...]) -> None:
+    """Write each campaign's locales/<campaign-id>.pot from its own templates (every campaign when none is given)."""
     from notifier.catalogs import extract, pot_path
 
-    folders = sorted({c.settings.templates_dir / camp.templates for camp in _all_campaigns(c, ())})
-    n = extract(folders, c.settings.locales_dir)
-    click.echo(f"{pot_path(c.settings.locales_dir)}: {n} messages")
+    for camp in _all_campaigns(c, campaigns):
+        n = extract(c.settings.templates_dir / camp.templates, c.settings.locales_dir, camp.id)
+        click.echo(f"{pot_path(c.settings.locales_dir, camp.id)}: {n} messages")
 
 
 @i18n.command("update")
+@CAMPAIGNS
 @pass_ctx
-def i18n_update(c: CliContext) -> None:
-    """Merge the template into every campaign locale's catalog (new or changed entries need a translator)."""
+def i18n_update(c: CliContext, campaigns: tuple[str, ...]) -> None:
+    """Merge each campaign's template into its own catalogs of its locales (new entries need a translator)."""
     from notifier.catalogs import update
 
-    for path in update(c.settings.locales_dir, _all_locales(c)):
-        click.echo(f"updated {path}")
+    for camp in _all_campaigns(c, campaigns):
+        for path in update(c.settings.locales_dir, camp.locales, camp.id):
+            click.echo(f"updated {path}")
 
 
 @i18n.command("check")
-@click.argument("campaigns", nargs=-1, metavar="[FILE_OR_ID]...")
+@CAMPAIGNS
 @pass_ctx
 def i18n_check(c: CliContext, campaigns: tuple[str, ...]) -> None:
-    """The translation gate: fails on untranslated, fuzzy or broken entries and on push text over its limits."""
+    """The translation gate, per campaign: untranslated, fuzzy or broken entries, push text over its limits."""
     from notifier.catalogs import check_catalogs
     from notifier.errors import CampaignError
     from notifier.review import review
 
     camps = _all_campaigns(c, campaigns)
-    locales = sorted({loc for camp in camps for loc in camp.locales})
-    problems = check_catalogs(c.settings.locales_dir, locales)
+    problems = [p for camp in camps for p in check_catalogs(c.settings.locales_dir, camp.locales, camp.id)]
     if not problems:  # rendering needs sound catalogs; check them first
         renderer = c.renderer()
         problems = [p for camp in camps for p in review(camp, renderer)]
     if problems:
         raise CampaignError(problems)
-    click.echo(f"catalogs ok: {', '.join(locales)}; every message of {', '.join(x.id for x in camps)} renders "
-               "within its limits")
+    for camp in camps:
+        click.echo(f"catalogs ok: {', '.join(sorted(camp.locales))}; every message of {camp.id} renders "
+                   "within its limits")

@@ -17,12 +17,15 @@ from notifier._campaign_values import (
     MAX_DEADLINES,
     MAX_LOCALES,
     MAX_WAVES,
+    Sender,
     parse_deadline_at,
     parse_duration,
     parse_hhmm,
     parse_link,
     parse_max_per_day,
     parse_title,
+    read_deadline_channels,
+    read_sender,
 )
 from notifier._located_yaml import MAX_FILE_BYTES, TOO_LARGE, Node, Reader, read_tree, shown
 from notifier.errors import CampaignError, Problem
@@ -60,6 +63,7 @@ class Deadline:
     waves: tuple[Wave, ...]
     skip_if: str | None = None
     label: str | None = None
+    channels: tuple[str, ...] = CHANNELS  # the campaign's channels this deadline is announced on
 
     @property
     def is_wall_time(self) -> bool:
@@ -98,6 +102,7 @@ class Campaign:
     links: dict[str, str] = field(default_factory=dict)
     fallback: str | None = None  # "email": a recipient whose push tokens are all dead gets the email instead
     on_uncertain: str = "resend"  # a message whose worker died mid-request: "resend" (maybe twice) or "skip"
+    sender: Sender | None = None  # None: the global NOTIFIER_EMAIL_FROM
     source: str = "<memory>"
 
     def deadline(self, deadline_id: str) -> Deadline:
@@ -109,6 +114,11 @@ class Campaign:
     @property
     def honours_opt_outs(self) -> bool:
         return self.category == "marketing"
+
+    @property
+    def channels_vary(self) -> bool:
+        """Some deadline is announced on fewer channels than the campaign has: the planner plans each channel."""
+        return any(not set(self.channels) <= set(d.channels) for d in self.deadlines)
 
 
 def resolve_local(day: date, at: time, zone: tzinfo) -> datetime:
@@ -186,9 +196,9 @@ def _read_delivery(r: Reader, node: Node | None) -> Delivery:
     return Delivery(local_time=local_time, window=window, max_per_day=max_per_day)
 
 
-def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int]) -> Deadline | None:
+def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int], channels: tuple[str, ...]) -> Deadline | None:
     path = f"deadlines[{i}]"
-    m = r.mapping(node, path, ("id", "at", "waves"), ("skip_if", "label"))
+    m = r.mapping(node, path, ("id", "at", "waves"), ("skip_if", "label", "channels"))
     if m is None:
         return None
     ident = r.slug(m.get("id"), f"{path}.id")
@@ -214,15 +224,16 @@ def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int]) -> Deadl
     skip_if = r.text(m.get("skip_if"), f"{path}.skip_if") if m.get("skip_if") is not None and \
         m["skip_if"].value is not None else None
     label = r.parsed(m.get("label"), f"{path}.label", parse_title) if "label" in m else None
+    own_channels = read_deadline_channels(r, m.get("channels"), f"{path}.channels", channels)
     if ident is None or at is None or not waves:
         return None
     waves.sort(key=lambda w: w.delta, reverse=True)
-    return Deadline(id=ident, at=at, waves=tuple(waves), skip_if=skip_if, label=label)
+    return Deadline(id=ident, at=at, waves=tuple(waves), skip_if=skip_if, label=label, channels=own_channels)
 
 
 _TOP_REQUIRED = ("id", "name", "locales", "default_locale", "channels", "deadlines")
 _TOP_OPTIONAL = ("category", "templates", "delivery", "audience", "links", "description", "fallback",
-                 "on_uncertain")
+                 "on_uncertain", "sender")
 
 
 def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
@@ -258,6 +269,7 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
     on_uncertain = on_uncertain or ("skip" if category == "marketing" else "resend")
     countries = _read_audience(r, top.get("audience"))
     links = _read_links(r, top.get("links"))
+    sender = read_sender(r, top.get("sender"))
     deadlines: list[Deadline] = []
     dl_node = top.get("deadlines")
     if dl_node is not None:
@@ -266,7 +278,7 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
         elif r.at_most(dl_node, "deadlines", MAX_DEADLINES, "deadlines"):
             seen: dict[str, int] = {}
             for i, item in enumerate(dl_node.value):
-                d = _read_deadline(r, item, i, seen)
+                d = _read_deadline(r, item, i, seen, tuple(channels))
                 if d is not None:
                     deadlines.append(d)
     if r.problems:
@@ -275,14 +287,9 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
     return Campaign(
         id=ident, name=name, category=category, templates=templates, locales=locales,
         default_locale=default_locale, channels=tuple(channels), delivery=delivery,
-        deadlines=tuple(sorted(deadlines, key=_deadline_sort_key)), countries=countries,
-        links=links, fallback=fallback, on_uncertain=on_uncertain, source=source,
+        deadlines=tuple(deadlines), countries=countries,  # the file's order: templates and plans list them so
+        links=links, fallback=fallback, on_uncertain=on_uncertain, sender=sender, source=source,
     )
-
-
-def _deadline_sort_key(d: Deadline) -> tuple[datetime, str]:
-    at = d.at if d.at.tzinfo is None else d.at.astimezone(UTC).replace(tzinfo=None)
-    return (at, d.id)
 
 
 def _read_audience(r: Reader, node: Node | None) -> tuple[str, ...]:

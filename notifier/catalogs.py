@@ -1,5 +1,10 @@
 """Gettext catalogs with Babel: extract from the templates, update, and the translation gate (check).
 
+Each campaign is its own gettext domain, named by its id: ``locales/<campaign-id>.pot`` from its own templates
+folder, and ``locales/<locale>/LC_MESSAGES/<campaign-id>.po``. Extracting, updating or checking one campaign
+never reads or writes another's files, so two campaigns may translate the same English differently, and a new
+campaign's catalogs start empty rather than from another campaign's translations.
+
 The gate fails on anything that would let a broken translation reach a user: a missing, untranslated or
 fuzzy entry, a placeholder dropped or invented, a plural count that does not match the header.
 There is nothing to compile: notifier reads the ``.po`` files themselves (``i18n.load_translations``).
@@ -20,9 +25,8 @@ from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po, write_po
 
 from notifier.errors import Problem
-from notifier.i18n import catalog_path, posix
+from notifier.i18n import CatalogError, catalog_domain, catalog_path, posix
 
-DOMAIN = "messages"
 METHOD_MAP = [("**.j2", "jinja2.ext:babel_extract"), ("**.txt", "jinja2.ext:babel_extract"),
               ("**.html", "jinja2.ext:babel_extract")]
 OPTIONS = {"**": {"extensions": "jinja2.ext.i18n", "newstyle_gettext": "true"}}
@@ -41,8 +45,9 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)[sd]")
 _SAMPLES = (*range(0, 200), 1_000, 10_000, 100_000, 1_000_000, 2_000_000, 10_000_000)
 
 
-def pot_path(locales_dir: Path) -> Path:
-    return Path(locales_dir) / f"{DOMAIN}.pot"
+def pot_path(locales_dir: Path, domain: str) -> Path:
+    """One campaign's template: ``locales/<campaign-id>.pot``."""
+    return Path(locales_dir) / f"{catalog_domain(domain)}.pot"
 
 
 def expected_plural_forms(locale: str) -> str:
@@ -102,28 +107,35 @@ def _new_catalog(locale: str | None, project: str = "notifier") -> Catalog:
     return catalog
 
 
-def extract(templates_dirs: Iterable[Path], locales_dir: Path) -> int:
-    """Write locales/messages.pot from every template; returns the number of messages."""
+def extract(templates_dir: Path, locales_dir: Path, domain: str) -> int:
+    """Write one campaign's ``locales/<domain>.pot`` from its own templates folder; returns the number of messages."""
     template = _new_catalog(None)
-    for folder in templates_dirs:
-        for filename, lineno, message, comments, context in extract_from_dir(
-                str(folder), method_map=METHOD_MAP, options_map=OPTIONS, strip_comment_tags=True):
-            template.add(message, None, [(f"{folder.name}/{filename}", lineno)], auto_comments=comments,
-                         context=context)
-    path = pot_path(locales_dir)
+    folder = Path(templates_dir)
+    for filename, lineno, message, comments, context in extract_from_dir(
+            str(folder), method_map=METHOD_MAP, options_map=OPTIONS, strip_comment_tags=True):
+        template.add(message, None, [(f"{folder.name}/{filename}", lineno)], auto_comments=comments,
+                     context=context)
+    path = pot_path(locales_dir, domain)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:
         write_po(f, template, width=100, sort_output=False, omit_header=False)
     return len(template)
 
 
-def update(locales_dir: Path, locales: Sequence[str]) -> list[Path]:
-    """Merge the template into each locale's .po (creating it when new); keeps translations, marks changes fuzzy."""
-    with pot_path(locales_dir).open("rb") as f:
+def update(locales_dir: Path, locales: Sequence[str], domain: str) -> list[Path]:
+    """Merge one campaign's template into that campaign's .po of each locale; keeps translations, marks changes fuzzy.
+
+    A locale without a catalog of this campaign gets a new, empty one: Babel's fuzzy matching then only ever
+    draws on this campaign's own earlier translations, never on another campaign's.
+    """
+    pot = pot_path(locales_dir, domain)
+    if not pot.exists():
+        raise CatalogError(f"{pot}: no template for campaign {domain} (run: notifier i18n extract {domain})")
+    with pot.open("rb") as f:
         template = read_po(f)
     written = []
     for locale in locales:
-        path = catalog_path(locales_dir, locale, "po")
+        path = catalog_path(locales_dir, locale, "po", domain=domain)
         if path.exists():
             with path.open("rb") as f:
                 catalog = read_po(f, locale=posix(locale))
@@ -186,18 +198,19 @@ def _check_message(file: str, msg: Message, nplurals: int, locale: str) -> Itera
             yield Problem(file, line, where, f"form {n} drops placeholder(s) {', '.join(sorted(missing))}")
 
 
-def check_catalogs(locales_dir: Path, locales: Sequence[str]) -> list[Problem]:
-    """Every problem in the campaign locales' catalogs, with file, line and msgid."""
+def check_catalogs(locales_dir: Path, locales: Sequence[str], domain: str) -> list[Problem]:
+    """Every problem in one campaign's catalogs of its locales, against its own template; file, line and msgid."""
     problems: list[Problem] = []
-    pot = pot_path(locales_dir)
+    pot = pot_path(locales_dir, domain)
     if not pot.exists():
-        return [Problem(str(pot), None, None, "missing (run: notifier i18n extract)")]
+        return [Problem(str(pot), None, None, f"missing (run: notifier i18n extract {domain})")]
     with pot.open("rb") as f:
         template = read_po(f)
     for locale in locales:
-        po = catalog_path(locales_dir, locale, "po")
+        po = catalog_path(locales_dir, locale, "po", domain=domain)
         if not po.exists():
-            problems.append(Problem(str(po), None, None, f"no catalog for {locale} (run: notifier i18n update)"))
+            problems.append(Problem(str(po), None, None,
+                                    f"no catalog for {locale} (run: notifier i18n update {domain})"))
             continue
         with po.open("rb") as f:
             catalog = read_po(f, locale=posix(locale))
@@ -208,7 +221,7 @@ def check_catalogs(locales_dir: Path, locales: Sequence[str]) -> list[Problem]:
         for msg in template:
             if msg.id and msg.id not in catalog:
                 problems.append(Problem(str(po), None, f"msgid {msg.id!r} ({locale})",
-                                        "missing from the catalog (run: notifier i18n update)"))
+                                        f"missing from the catalog (run: notifier i18n update {domain})"))
         for msg in catalog:
             if msg.id:
                 problems.extend(_check_message(str(po), msg, catalog.num_plurals, locale))

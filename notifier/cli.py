@@ -6,15 +6,21 @@ import json
 import logging
 import sys
 import time as _time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from notifier import __version__
 from notifier.config import Settings, load_settings
 from notifier.errors import CampaignError, UserError
+
+if TYPE_CHECKING:
+    from notifier.audience import RecipientRecord
+    from notifier.campaign import Campaign
+    from notifier.timeline import TimelineEntry
 
 
 def _parse_now(value: str | None) -> datetime:
@@ -35,7 +41,7 @@ class CliContext:
     def renderer(self) -> Any:
         from notifier.render import Renderer
 
-        return Renderer(self.settings.templates_dir, self.settings.locales_dir)
+        return Renderer(self.settings.templates_dir, self.settings.locales_dir, default_sender=self.settings.email_from)
 
     def sessions(self) -> Any:
         if self._sessions is None:
@@ -52,6 +58,7 @@ NOW = click.option("--now", "now", metavar="ISO", help="Act as if it were this t
 
 
 @click.group()
+@click.version_option(__version__, "--version", prog_name="notifier", message="%(prog)s %(version)s")
 @click.option("--database-url", envvar="NOTIFIER_DATABASE_URL", help="Ledger database (default: sqlite notifier.db).")
 @click.option("-v", "--verbose", is_flag=True, help="Log progress (ids and counts only).")
 @click.pass_context
@@ -59,6 +66,7 @@ def cli(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
     """Localized deadline announcements by email and push, in scheduled waves."""
     level = logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # -v is about our progress, not each migration check
     settings = load_settings()
     if database_url:
         settings = settings.with_(database_url=database_url)
@@ -122,14 +130,15 @@ def audience_import(c: CliContext, file: Path, fmt: str | None, now: str | None,
 @click.argument("recipient_id")
 @click.argument("action")
 @click.option("--at", "at", metavar="ISO", help="When it happened (default: now).")
+@click.option("--force", is_flag=True, help="Record it even if no campaign's skip_if uses ACTION.")
 @pass_ctx
-def audience_action(c: CliContext, recipient_id: str, action: str, at: str | None) -> None:
+def audience_action(c: CliContext, recipient_id: str, action: str, at: str | None, force: bool) -> None:
     """Record that a recipient did ACTION (e.g. refund_requested), which skip_if reminders honour."""
     from notifier.ledger import queries
     from notifier.ledger.db import transaction
 
     with transaction(c.sessions()) as s:
-        queries.record_action(s, recipient_id, action, _parse_now(at))
+        queries.record_action(s, recipient_id, action, _parse_now(at), force=force)
     click.echo(f"recorded {action} for {recipient_id}")
 
 
@@ -139,6 +148,23 @@ def audience_action(c: CliContext, recipient_id: str, action: str, at: str | Non
 @cli.group()
 def campaign() -> None:
     """Campaign files: validate, plan, schedule, pause, resume, cancel."""
+
+
+@campaign.command("new")
+@click.argument("campaign_id")
+@click.option("--locales", default="en", show_default=True, help="Comma-separated locale tags, e.g. en,id,pt-BR.")
+@click.option("--name", help="The campaign's name and sender name (default: from the id).")
+@pass_ctx
+def campaign_new(c: CliContext, campaign_id: str, locales: str, name: str | None) -> None:
+    """Write a new campaign: its file, five templates and its own catalogs, ready to edit and translate."""
+    from notifier.scaffold import new_campaign
+
+    tags = [t.strip() for t in locales.split(",") if t.strip()]
+    written = new_campaign(campaign_id, tags, campaigns_dir=c.settings.campaigns_dir,
+                           templates_dir=c.settings.templates_dir, locales_dir=c.settings.locales_dir, name=name)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"next: edit {written[0]}, translate the catalogs, then: notifier campaign validate {written[0]}")
 
 
 @campaign.command("validate")
@@ -162,58 +188,98 @@ def campaign_validate(c: CliContext, files: tuple[Path, ...]) -> None:
 
 
 @campaign.command("plan")
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--audience", "audience_file", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("campaign_ref", metavar="FILE_OR_ID")
+@click.option("--audience", "audience_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="An audience file (default: the recipients in the ledger).")
 @click.option("--recipient", help="Only this recipient, with why any wave is missing, moved or merged.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per send and line, sorted by send time.")
 @NOW
-def campaign_plan(file: Path, audience_file: Path, recipient: str | None, as_json: bool, now: str | None) -> None:
-    """Show every send the campaign would make to an audience file, without touching the ledger."""
-    from notifier.audience import Rejection, read_audience
+@pass_ctx
+def campaign_plan(c: CliContext, campaign_ref: str, audience_file: Path | None, recipient: str | None,
+                  as_json: bool, now: str | None) -> None:
+    """Show every send the campaign would make to an audience file or the ledger's audience; nothing is written."""
+    from notifier.timeline import PlanView, sorted_entries
+
+    view = PlanView(_plan_campaign(c, campaign_ref), recipient, _parse_now(now) if now else None)
+    if audience_file is not None:
+        rows = sorted_entries(view.entries(_file_members(audience_file, recipient)))
+        _print_plan(rows, as_json)
+        where = str(audience_file)
+    else:
+        from notifier.ledger.db import transaction
+        from notifier.reports import ledger_members
+
+        with transaction(c.sessions()) as s:
+            _print_plan(sorted_entries(view.entries(ledger_members(s, recipient))), as_json)
+        where = "the ledger"
+    if recipient is not None:
+        if not view.found:
+            raise UserError(f"{where}: no valid recipient with id {recipient!r}")
+        out = sys.stderr if as_json else sys.stdout
+        click.echo("\nWhy some waves are missing, moved or merged:" if view.notes
+                   else "\nEvery wave is sent as planned.", file=out)
+        for line in view.notes:
+            click.echo(f"  - {line}", file=out)
+
+
+def _plan_campaign(c: CliContext, ref: str) -> Campaign:
+    """A campaign file, or the campaign as the ledger scheduled it when ``ref`` is an id without a file."""
     from notifier.campaign import load_campaign
-    from notifier.timeline import ZonePlans, entries_for, explain, recipient_plan, sorted_entries
 
-    camp = load_campaign(file)
-    plans = ZonePlans(camp)
-    at = _parse_now(now) if now else None
-    found = False
-    notes: list[str] = []
+    path = campaign_file(c, ref)
+    if path.exists() or Path(ref).suffix in (".yaml", ".yml"):
+        return load_campaign(path)
+    from notifier.ledger import queries
+    from notifier.ledger.db import transaction
 
-    def entries() -> Iterator[Any]:
-        nonlocal found, notes
-        for rec in read_audience(audience_file):
-            if isinstance(rec, Rejection):
-                if recipient is None or rec.recipient_id == recipient:
-                    click.echo(f"rejected {rec}", err=True)
-                continue
-            if recipient is not None and rec.id != recipient:
-                continue
-            if camp.countries and rec.country and rec.country not in camp.countries:
-                continue
-            found = True
-            channels = [ch for ch, ok in (("email", rec.email), ("push", rec.push_tokens)) if ok]
-            plan = recipient_plan(plans, rec.timezone, channels, rec.joined_at, at)
-            if recipient is not None:
-                notes = explain(plan.notes)
-            yield from entries_for(rec.id, plan)
+    with transaction(c.sessions()) as s:
+        return queries.campaign_of(queries.get_campaign(s, ref))
 
-    rows = sorted_entries(entries())
+
+def _file_members(audience_file: Path, recipient: str | None) -> Iterator[RecipientRecord]:
+    """Valid rows of an audience file; rejected rows (of ``recipient`` only, if given) go to stderr."""
+    from notifier.audience import Rejection, read_audience
+
+    for rec in read_audience(audience_file):
+        if isinstance(rec, Rejection):
+            if recipient is None or rec.recipient_id == recipient:
+                click.echo(f"rejected {rec}", err=True)
+            continue
+        yield rec
+
+
+def _print_plan(rows: Iterable[TimelineEntry], as_json: bool) -> None:
     if as_json:
         for e in rows:
             click.echo(e.as_json())
-    else:
-        click.echo(f"{'send at (recipient local time)':<32} {'recipient':<12} {'channel':<7} {'wave':<6} deadlines")
-        for e in rows:
-            click.echo(f"{e.send_at.strftime('%Y-%m-%d %H:%M %z'):<32} {e.recipient:<12} {e.channel:<7} "
-                       f"{e.wave:<6} {', '.join(e.deadlines)}")
-    if recipient is not None:
-        if not found:
-            raise UserError(f"{audience_file}: no valid recipient with id {recipient!r}")
-        out = sys.stderr if as_json else sys.stdout
-        click.echo("\nWhy some waves are missing, moved or merged:" if notes else "\nEvery wave is sent as planned.",
-                   file=out)
-        for line in notes:
-            click.echo(f"  - {line}", file=out)
+        return
+    click.echo(f"{'send at (recipient local time)':<32} {'recipient':<12} {'channel':<7} {'wave':<6} deadlines")
+    for e in rows:
+        click.echo(f"{e.send_at.strftime('%Y-%m-%d %H:%M %z'):<32} {e.recipient:<12} {e.channel:<7} "
+                   f"{e.wave:<6} {', '.join(e.deadlines)}")
+
+
+@campaign.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per campaign and line.")
+@pass_ctx
+def campaign_list(c: CliContext, as_json: bool) -> None:
+    """Every campaign in the ledger: state, phase, messages sent so far and the next send."""
+    from notifier.ledger.db import transaction
+    from notifier.reports import campaign_lines, format_table
+
+    with transaction(c.sessions()) as s:
+        lines = campaign_lines(s)
+    if as_json:
+        for line in lines:
+            click.echo(json.dumps(line.as_dict()))
+        return
+    if not lines:
+        click.echo("no campaign is scheduled (run: notifier campaign schedule FILE)")
+        return
+    click.echo(format_table(
+        ["campaign", "state", "phase", "sent/total", "send groups", "next send (UTC)"],
+        [[ln.campaign_id, ln.state, ln.phase, f"{ln.sent}/{ln.total}", f"{ln.groups_done}/{ln.groups}",
+          f"{ln.next_send_at:%Y-%m-%d %H:%M}" if ln.next_send_at else "-"] for ln in lines]))
 
 
 def campaign_file(c: CliContext, ident: str) -> Path:
@@ -293,6 +359,41 @@ _state_command("resume", "scheduled", "Send again; what fell due while paused go
 _state_command("cancel", "cancelled", "Stop for good; every message not yet sent is skipped.")
 
 
+# --- recipients ------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def recipient() -> None:
+    """One recipient as the ledger sees them."""
+
+
+@recipient.command("show")
+@click.argument("recipient_id")
+@click.option("--campaign", "campaign_id", metavar="ID", help="Only this campaign's messages.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def recipient_show(c: CliContext, recipient_id: str, campaign_id: str | None, as_json: bool) -> None:
+    """Every planned and actual message of the recipient, in their own time zone, with why any was skipped or failed."""
+    from notifier.ledger.db import transaction
+    from notifier.reports import format_table, get_member, recipient_messages
+
+    with transaction(c.sessions()) as s:
+        member = get_member(s, recipient_id)
+        messages = recipient_messages(s, member, campaign_id)
+    if as_json:
+        click.echo(json.dumps({"recipient": member.id, "timezone": member.timezone, "country": member.country,
+                               "messages": [m.as_dict() for m in messages]}, indent=2))
+        return
+    reach = [ch for ch, ok in (("email", member.email), ("push", member.push_tokens)) if ok]
+    click.echo(f"{member.id}: time zone {member.timezone}, country {member.country or '-'}, "
+               f"reachable by {', '.join(reach) or 'nothing'}; {len(messages)} messages")
+    if messages:
+        click.echo(format_table(
+            ["campaign", "send", "channel", "state", "when (recipient local time)", "reason"],
+            [[m.campaign_id, m.send_key, m.channel, m.state, f"{m.at:%Y-%m-%d %H:%M %z}", m.reason or "-"]
+             for m in messages]))
+
+
 # --- dispatch and status ----------------------------------------------------------------------------------
 
 
@@ -303,6 +404,7 @@ _state_command("cancel", "cancelled", "Stop for good; every message not yet sent
 @pass_ctx
 def dispatch(c: CliContext, once: bool, now: str | None, interval: float) -> None:
     """Send what is due: materialize due groups, claim, guard, render, send, record."""
+    from notifier.reports import counts_text
     from notifier.wiring import build_dispatcher
 
     if now is not None and not once:
@@ -322,7 +424,7 @@ def dispatch(c: CliContext, once: bool, now: str | None, interval: float) -> Non
             _time.sleep(interval)
             continue
         click.echo(f"{datetime.now(UTC):%H:%M:%S} materialized {report.materialized}, claimed {report.claimed}, "
-                   f"{dict(sorted(report.outcomes.items())) or 'nothing due'}")
+                   f"{counts_text(report.outcomes, 'nothing due')}")
         for campaign_id, why in report.refused.items():
             click.echo(f"error: campaign {campaign_id}: nothing sent: {why}", err=True)
         for channel, why in report.blocked.items():

@@ -23,7 +23,7 @@ from notifier.config import Settings
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
 from notifier.render import Content
-from notifier.reports import audit, breakdown, campaign_status, format_table
+from notifier.reports import audit, breakdown, campaign_status, counts_text, format_table
 from notifier.wiring import build_dispatcher
 
 DATA = Path(__file__).resolve().parent / "demo"
@@ -109,13 +109,15 @@ def _run(settings: Settings, root: Path, progress: bool, echo: Callable[..., Any
     echo(format_table(["send", "locale", "channel", "state", "messages"], rows))
     echo("\nTotals per send and channel:")
     echo(format_table(["send", "channel", *status.states], status.table_rows()))
-    echo(f"\nskipped because: {status.skips or 'nothing skipped'}")
+    echo(f"\nskipped because: {counts_text(status.skips, 'nothing skipped')}")
     if checked is None:
-        echo(f"outbox: {(root / 'outbox').resolve()}  (open any .eml in a mail client; push/*.json)")
+        echo(f"outbox: {(root / 'outbox').resolve()}  "
+             "(email/<campaign>/*.eml opens in a mail client; push/<campaign>/*.json)")
     else:
         faults = emulator.stats().get("faults", {})
         verdict = "every sent message accepted exactly once" if checked.exactly_once else "MISMATCH"
-        echo(f"emulator accepted {checked.accepted} (distinct messages), ledger sent {checked.sent_rows}; "
+        echo(f"emulator accepted {counts_text(checked.accepted)} (distinct messages), "
+             f"ledger sent {counts_text(checked.sent_rows)}; "
              f"duplicates {checked.duplicates}, missing {checked.missing}, unexpected {checked.unexpected}: "
              f"{verdict}; faults injected: {faults}")
     engine.dispose()
@@ -148,6 +150,6 @@ def _simulate(sessions: Any, dispatcher: Any, actions: list[tuple[datetime, str,
             done_hours = max(done_hours, hours)
             now = wake
         bar.update(span - done_hours)
-    echo(f"simulation done: {dict(sorted(totals.items()))}")
+    echo(f"simulation done: {counts_text(totals)}")
     return dict(totals)
 

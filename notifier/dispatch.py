@@ -174,6 +174,8 @@ class Dispatcher:
         """Why a campaign's copy may not be sent now: it changed since it was scheduled (or cannot be read)."""
         campaign = queries.campaign_of(row)
         current = Content.of(campaign, self.settings.templates_dir, self.settings.locales_dir)
+        if self._content.get(row.id, current.fingerprint) != current.fingerprint:
+            self.renderer.forget(row.id)  # a long-running process must not send what it rendered from the old copy
         self._content[row.id] = current.fingerprint
         if current.fingerprint == row.content_fingerprint:
             return None
@@ -222,7 +224,7 @@ class Dispatcher:
         grace = timedelta(seconds=self.settings.window_grace_seconds)
         reopens = window_reopens(now, tz, campaign.delivery.window, grace)
         if reopens is not None:
-            if reopens >= min(campaign.deadline(d).instant_in(tz) for d in deadlines):
+            if reopens >= max(campaign.deadline(d).instant_in(tz) for d in deadlines):  # the guard drops the rest
                 return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
                                   skip_reason=SkipReason.DEADLINE_PASSED,
                                   error="outside the delivery window until after the deadline")
@@ -317,11 +319,14 @@ class Dispatcher:
             group = self.settings.sendgrid_asm_group if campaign.honours_opt_outs else None
             return EmailMessage(row.id, row.email, personal.name, variant.subject, variant.text, variant.html, personal,
                                 variant=variant.key, categories=(campaign.id, f"{campaign.id}:{row.wave}"),
-                                custom_args=ids, headers=headers, unsubscribe_group=group)
+                                custom_args=ids, headers=headers, unsubscribe_group=group,
+                                sender=campaign.sender.from_header if campaign.sender else None,
+                                reply_to=campaign.sender.reply_to if campaign.sender else None)
         push = self.renderer.push(variant, personal)
-        expires = min(campaign.deadline(d).instant_in(tz) for d in deadlines)
+        # A merged push speaks for every deadline it carries: it lives, and collapses, with the latest of them.
+        expires, latest = max((campaign.deadline(d).instant_in(tz), d) for d in deadlines)
         return PushMessage(row.id, row.tokens, push.title, push.body, expires_at=expires,
-                           collapse_key=f"{campaign.id}:{deadlines[0]}", data=ids,
+                           collapse_key=f"{campaign.id}:{latest}", data=ids,
                            analytics_label=_label(f"{campaign.id}-{row.wave}"), ttl=expires - now)
 
     def _outcome(self, result: SendResult, row: claims.ClaimedRow, locale: str, campaign: Campaign,
@@ -347,7 +352,8 @@ class Dispatcher:
         """Try again later, with backoff, while it is still worth it: before the deadline, within the give-up age
         of the send and the attempt bound. A newer reminder due meanwhile makes the guard skip it as superseded."""
         next_at = now + self._backoff(row.attempts, retry_after)
-        deadline = min(campaign.deadline(d).instant_in(zone(row.timezone)) for d in row.deadlines)
+        # The latest deadline it carries: past an earlier one, the guard sends the rest without it.
+        deadline = max(campaign.deadline(d).instant_in(zone(row.timezone)) for d in row.deadlines)
         give_up = row.send_at + timedelta(seconds=self.settings.give_up_seconds)
         # Stable wording, so that status can group the failures by reason.
         if row.attempts >= self.settings.max_attempts:

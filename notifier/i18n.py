@@ -18,6 +18,7 @@ from babel.messages.pofile import PoFileError, read_po
 from babel.numbers import format_currency, format_decimal
 from babel.support import Translations
 
+from notifier._located_yaml import SLUG
 from notifier.errors import UserError
 
 # Old or alternative language codes that Babel does not map by itself.
@@ -87,21 +88,32 @@ def formatting_locale(tag: str) -> str:
     return "en_001" if tag == "en" else posix(tag)
 
 
-def catalog_path(locales_dir: Path, tag: str, suffix: str = "po") -> Path:
-    return Path(locales_dir) / posix(tag) / "LC_MESSAGES" / f"messages.{suffix}"
+def catalog_domain(domain: str) -> str:
+    """A campaign's gettext domain, which is its id; anything that could be a path is refused."""
+    if not SLUG.match(domain):
+        raise CatalogError(f"{domain!r} is not a catalog domain (a campaign id: lowercase letters, digits, - or _)")
+    return domain
+
+
+def catalog_path(locales_dir: Path, tag: str, suffix: str = "po", *, domain: str) -> Path:
+    """One campaign's catalog for one locale: ``locales/<posix>/LC_MESSAGES/<campaign-id>.<suffix>``.
+
+    Each campaign is its own gettext domain, so translating, freezing or updating one never touches another.
+    """
+    return Path(locales_dir) / posix(tag) / "LC_MESSAGES" / f"{catalog_domain(domain)}.{suffix}"
 
 
 # Parsed catalogs, keyed by file and its (mtime, size): a process reads each .po once until it changes.
 _CATALOGS: dict[Path, tuple[tuple[int, int], Catalog]] = {}
 
 
-def read_catalog(locales_dir: Path, tag: str) -> Catalog:
-    """The parsed ``.po`` of one locale; a missing or malformed file is a CatalogError naming file and line.
+def read_catalog(locales_dir: Path, tag: str, domain: str) -> Catalog:
+    """The parsed ``.po`` of one campaign's locale; a missing or malformed file is a CatalogError naming file and line.
 
     notifier reads the ``.po`` source itself (no compiled ``.mo`` is committed or needed), so what is sent is
     always what the translator wrote, whatever Babel version or file timestamps a clone has.
     """
-    path = catalog_path(locales_dir, tag)
+    path = catalog_path(locales_dir, tag, domain=domain)
     try:
         stat = path.stat()
         stamp = (stat.st_mtime_ns, stat.st_size)
@@ -111,7 +123,7 @@ def read_catalog(locales_dir: Path, tag: str) -> Catalog:
         with path.open("rb") as f:
             catalog = read_po(f, locale=posix(tag), abort_invalid=True)
     except FileNotFoundError:
-        raise CatalogError(f"{path}: no catalog for {tag} (run: notifier i18n update)") from None
+        raise CatalogError(f"{path}: no catalog for {tag} (run: notifier i18n update {domain})") from None
     except PoFileError as exc:
         raise CatalogError(f"{path}: {exc}") from None
     except (OSError, ValueError) as exc:
@@ -129,9 +141,9 @@ def translatable(catalog: Catalog) -> list[Message]:
     return [m for m in catalog if done(m)]
 
 
-def load_translations(locales_dir: Path, tag: str) -> Translations:
+def load_translations(locales_dir: Path, tag: str, domain: str) -> Translations:
     """One campaign locale's translations, built in memory from its ``.po``; a missing one is an error."""
-    catalog = read_catalog(locales_dir, tag)
+    catalog = read_catalog(locales_dir, tag, domain)
     compiled = Catalog(locale=catalog.locale, charset="utf-8")
     compiled.mime_headers = [("Plural-Forms", catalog.plural_forms)]
     for m in translatable(catalog):
@@ -139,17 +151,17 @@ def load_translations(locales_dir: Path, tag: str) -> Translations:
     buf = io.BytesIO()
     write_mo(buf, compiled)
     buf.seek(0)
-    return Translations(buf, domain="messages")
+    return Translations(buf, domain=domain)
 
 
-def catalog_digest(locales_dir: Path, tag: str) -> str:
-    """A digest of what one locale's catalog makes us send: its plural rule and its usable translations.
+def catalog_digest(locales_dir: Path, tag: str, domain: str) -> str:
+    """A digest of what one campaign locale's catalog makes us send: its plural rule and its usable translations.
 
     Comments, line numbers, ordering, headers that do not change the text, and the Babel version that wrote the
     file do not change it; a changed translation, a newly fuzzy entry or another plural rule does.
     """
     try:
-        catalog = read_catalog(locales_dir, tag)
+        catalog = read_catalog(locales_dir, tag, domain)
     except CatalogError:
         return "missing"
     entries = sorted((m.context or "", json.dumps(m.id), json.dumps(m.string)) for m in translatable(catalog))

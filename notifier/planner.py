@@ -12,6 +12,8 @@ Rules (pinned down in tests/test_planner.py):
 - per local day, at most ``max_per_day`` messages per channel: the day's first ``max_per_day - 1``
   sends go alone and the rest merge into one message at the earliest of their times, carrying every
   deadline they cover;
+- a deadline with its own ``channels`` is planned only on those: each channel is merged on its own, so a
+  channel's message never carries a deadline that is not announced on it;
 - a recipient gets only the sends at or after ``not_before`` (late joiners get the waves still ahead).
 """
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 import enum
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from notifier.campaign import Campaign, Deadline, Wave, resolve_local
@@ -56,19 +58,26 @@ class Note:
 
 @dataclass(frozen=True)
 class PlannedSend:
-    """One message per channel at ``send_at`` (aware, in the recipient's zone) covering ``items``."""
+    """One message per channel at ``send_at`` (aware, in the recipient's zone) covering ``items``, which are in the
+    campaign file's order; ``earliest`` is the item whose time the send took (a merged send's earliest wave)."""
 
     send_key: str
     items: tuple[WaveRef, ...]
     send_at: datetime
+    earliest: WaveRef | None = None  # None: the first item
 
     @property
     def deadlines(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(i.deadline for i in self.items))
 
     @property
+    def first(self) -> WaveRef:
+        """The item due earliest: it names the send's wave (the ledger's ``wave``, analytics labels)."""
+        return self.earliest or self.items[0]
+
+    @property
     def wave(self) -> str:
-        return self.items[0].wave
+        return self.first.wave
 
     @property
     def send_at_utc(self) -> datetime:
@@ -80,9 +89,14 @@ class ZonePlan:
     """Every send of a campaign for one time zone, with the notes that explain moves, drops and merges."""
 
     zone: str
-    sends: tuple[PlannedSend, ...]
+    sends: tuple[PlannedSend, ...]  # every channel's, once each
     notes: tuple[Note, ...]
     deadline_instants: dict[str, datetime]
+    send_channels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # send key → its channels
+
+    def channels_of(self, send: PlannedSend, campaign: Campaign) -> tuple[str, ...]:
+        """The campaign's channels this send goes out on."""
+        return self.send_channels.get(send.send_key, campaign.channels)
 
 
 @dataclass(frozen=True)
@@ -157,13 +171,34 @@ def _raw_send(c: Campaign, d: Deadline, w: Wave, tz: tzinfo, deadline_at: dateti
 
 
 def plan_zone(campaign: Campaign, tz: tzinfo) -> ZonePlan:
-    """All sends of ``campaign`` for recipients in ``tz``, merged per local day."""
+    """All sends of ``campaign`` for recipients in ``tz``, merged per local day (and per channel, when a deadline
+    has channels of its own)."""
+    instants = {d.id: d.instant_in(tz) for d in campaign.deadlines}
+    if not campaign.channels_vary:
+        sends, notes = _plan_deadlines(campaign, tz, instants, None)
+        return ZonePlan(str(tz), sends, notes, instants, {s.send_key: campaign.channels for s in sends})
+    by_key: dict[str, PlannedSend] = {}
+    channels: dict[str, list[str]] = defaultdict(list)
+    all_notes: dict[Note, None] = {}
+    for ch in campaign.channels:
+        sends, notes = _plan_deadlines(campaign, tz, instants, ch)
+        for s in sends:
+            by_key.setdefault(s.send_key, s)
+            channels[s.send_key].append(ch)
+        all_notes.update(dict.fromkeys(notes))
+    ordered = tuple(sorted(by_key.values(), key=lambda s: (s.send_at_utc, s.send_key)))
+    return ZonePlan(str(tz), ordered, tuple(all_notes), instants, {k: tuple(v) for k, v in channels.items()})
+
+
+def _plan_deadlines(campaign: Campaign, tz: tzinfo, instants: dict[str, datetime],
+                    channel: str | None) -> tuple[tuple[PlannedSend, ...], tuple[Note, ...]]:
+    """The sends of the deadlines announced on ``channel`` (None: every deadline), merged per local day."""
     notes: list[Note] = []
     raws: list[_Raw] = []
-    instants: dict[str, datetime] = {}
     for order, d in enumerate(campaign.deadlines):
-        deadline_at = d.instant_in(tz)
-        instants[d.id] = deadline_at
+        if channel is not None and channel not in d.channels:
+            continue
+        deadline_at = instants[d.id]
         for w in d.waves:
             at = _raw_send(campaign, d, w, tz, deadline_at, notes)
             if at is not None:
@@ -178,21 +213,24 @@ def plan_zone(campaign: Campaign, tz: tzinfo) -> ZonePlan:
         alone, merged = day_raws[: limit - 1], day_raws[limit - 1:]
         groups = [[r] for r in alone] + ([merged] if merged else [])
         for group in groups:
-            items = tuple(WaveRef(r.deadline.id, r.wave.label) for r in group)
-            key_items = sorted(items, key=lambda i: (_order(campaign, i.deadline), i.wave))
-            at = min(r.at for r in group)
-            sends.append(PlannedSend(send_key(key_items), items, at))
+            # The campaign file's order, in the key and in what the message lists (not the order of the times).
+            items = tuple(sorted((WaveRef(r.deadline.id, r.wave.label) for r in group),
+                                 key=lambda i: (_order(campaign, i.deadline), i.wave)))
+            first = min(group, key=lambda r: (r.at, r.order))
+            at = first.at
+            sends.append(PlannedSend(send_key(items), items, at, WaveRef(first.deadline.id, first.wave.label)))
             if len(group) > 1:
+                on = f" ({channel})" if channel else ""
                 for r in group:
                     others = ", ".join(f"{o.deadline.id} {o.wave}" for o in group if o is not r)
                     notes.append(Note(
                         NoteKind.MERGED,
-                        f"{r.deadline.id} {r.wave}: merged with {others} into one message at {_fmt(at)} "
+                        f"{r.deadline.id} {r.wave}: merged with {others} into one message{on} at {_fmt(at)} "
                         f"(max_per_day: {limit})",
-                        r.deadline.id, r.wave.label,
+                        r.deadline.id, r.wave.label, channel,
                     ))
     sends.sort(key=lambda s: (s.send_at_utc, s.send_key))
-    return ZonePlan(str(tz), tuple(sends), tuple(notes), instants)
+    return tuple(sends), tuple(notes)
 
 
 def _order(campaign: Campaign, deadline_id: str) -> int:
@@ -228,10 +266,10 @@ def plan_recipient(
                     NoteKind.JOINED_AFTER,
                     f"{s.send_key}: due {_fmt(s.send_at)}, before {reason} "
                     f"({_fmt(not_before.astimezone(s.send_at.tzinfo))}); not sent",
-                    s.items[0].deadline, s.wave,
+                    s.first.deadline, s.wave,
                 ))
             continue
-        sends.extend((ch, s) for ch in campaign.channels if ch in channels)
+        sends.extend((ch, s) for ch in zone_plan.channels_of(s, campaign) if ch in channels)
     return RecipientPlan(tuple(sends), tuple(notes))
 
 

@@ -65,8 +65,9 @@ def write_gallery(campaign: Campaign, renderer: Renderer, directory: Path, now: 
     labels = list(dict.fromkeys(r.sample.label for r in rendered))
     by_key = {(r.sample.label, r.sample.locale): r for r in rendered}
     rows = []
+    app = renderer.sender_name(campaign)  # what the phone shows as the notification's app
     for label in labels:
-        cells = "".join(_cell(by_key.get((label, loc))) for loc in campaign.locales)
+        cells = "".join(_cell(by_key.get((label, loc)), app) for loc in campaign.locales)
         rows.append(f'<tr><th class="send">{html.escape(label)}</th>{cells}</tr>')
     head = "".join(f"<th>{html.escape(loc)}</th>" for loc in campaign.locales)
     page = _PAGE.format(title=html.escape(f"{campaign.name}: every message"), campaign=html.escape(campaign.id),
@@ -78,7 +79,7 @@ def write_gallery(campaign: Campaign, renderer: Renderer, directory: Path, now: 
     return path
 
 
-def _cell(r: Rendered | None) -> str:
+def _cell(r: Rendered | None, app: str) -> str:
     if r is None:
         return '<td class="none">not sent in this locale\'s sample zone</td>'
     s = r.sample
@@ -95,7 +96,7 @@ def _cell(r: Rendered | None) -> str:
         f'<p class="subject">{html.escape(r.email.subject)}</p>'
         f'<iframe title="email" sandbox srcdoc="{html.escape(r.email.html, quote=True)}"></iframe>'
         f'<p class="meta">HTML {size:,} bytes</p>'
-        f'<div class="phone"><div class="notification"><div class="app">TikTok Music · now</div>'
+        f'<div class="phone"><div class="notification"><div class="app">{html.escape(app)} · now</div>'
         f'<div class="title">{html.escape(r.push.title)}</div><div class="body">{html.escape(r.push.body)}</div>'
         f'</div></div><p class="meta">push title {len(r.push.title)}/{PUSH_TITLE_MAX}, '
         f"body {len(r.push.body)}/{PUSH_BODY_MAX} characters</p></td>"

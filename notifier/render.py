@@ -16,15 +16,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
 import css_inline
+from babel.dates import format_time
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from markupsafe import escape
 
 from notifier.campaign import Campaign
+from notifier.config import Settings
 from notifier.display_names import plain_name
 from notifier.errors import UserError
 from notifier.i18n import (
@@ -34,7 +37,9 @@ from notifier.i18n import (
     format_count,
     format_day,
     format_money,
+    formatting_locale,
     load_translations,
+    read_catalog,
 )
 from notifier.planner import WaveRef
 from notifier.refunds import RefundError, refund_of
@@ -50,11 +55,19 @@ class RenderError(UserError):
 
 @dataclass(frozen=True)
 class DeadlineView:
-    """What templates know of one deadline, in the recipient's zone and locale."""
+    """What templates know of one deadline, in the recipient's zone and locale (see docs/templates.md)."""
 
     id: str
-    date: str
-    days_left: int
+    date: str  # the local date, written the locale's way (28 de outubro de 2024)
+    days_left: int  # local calendar days from the day of the send to the deadline's local date
+    label: str = ""  # the deadline's label from the campaign file, else its id
+    time: str = ""  # the local time of day, written the locale's way (00:00, 12:00 AM)
+    stage: str = "n_days"  # today (0 days left), tomorrow (1) or n_days
+
+
+def deadline_stage(days_left: int) -> str:
+    """What a deadline's day means to the reader: today, tomorrow, or some days away."""
+    return "today" if days_left <= 0 else "tomorrow" if days_left == 1 else "n_days"
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,8 @@ class Personal:
 
 
 def stage_of(campaign: Campaign, items: Sequence[WaveRef], days_left: int) -> str:
-    """last_day when the first deadline is a day away, announcement for a deadline's first wave, else reminder."""
+    """last_day when the first deadline is a day away or less (today or tomorrow: each deadline's own ``stage``
+    tells them apart), announcement for a deadline's first wave, else reminder."""
     if days_left <= 1:
         return "last_day"
     if any(campaign.deadline(i.deadline).waves[0].label == i.wave for i in items):
@@ -117,18 +131,26 @@ def _sandbox_finalize(value: Any) -> Any:
 class Renderer:
     """Renders one campaign's messages: a sandboxed environment per (templates, locale), variants cached."""
 
-    def __init__(self, templates_dir: Path, locales_dir: Path, cache_size: int = 4096) -> None:
+    def __init__(self, templates_dir: Path, locales_dir: Path, cache_size: int = 4096,
+                 default_sender: str = Settings.email_from) -> None:
         self.templates_dir = Path(templates_dir)
         self.locales_dir = Path(locales_dir)
         self.cache_size = cache_size
-        self._envs: dict[tuple[str, str], SandboxedEnvironment] = {}
+        self.default_sender = default_sender  # NOTIFIER_EMAIL_FROM, for campaigns without a sender of their own
+        self._envs: dict[tuple[str, str, str], tuple[SandboxedEnvironment, object]] = {}
         self._variants: OrderedDict[tuple[Any, ...], Variant] = OrderedDict()
 
     # -- environments ------------------------------------------------------------------------------------
 
     def env(self, campaign: Campaign, locale: str) -> SandboxedEnvironment:
-        key = (campaign.templates, locale)
-        env = self._envs.get(key)
+        """The campaign's environment for one locale, with the campaign's own catalog; built again when that
+        catalog's file changed (a long-running worker sends the re-approved wording, not the one it started with)."""
+        key = (campaign.id, campaign.templates, locale)
+        catalog = read_catalog(self.locales_dir, locale, campaign.id)
+        cached = self._envs.get(key)
+        env = cached[0] if cached is not None and cached[1] is catalog else None
+        if env is None and cached is not None:  # the catalog changed: so did every variant rendered from it
+            self.forget(campaign.id)
         if env is None:
             folder = self.templates_dir / campaign.templates
             if not folder.is_dir():
@@ -140,12 +162,26 @@ class Renderer:
                 autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
                 finalize=_sandbox_finalize,
             )
-            env.install_gettext_translations(load_translations(self.locales_dir, locale), newstyle=True)  # type: ignore[attr-defined]
+            translations = load_translations(self.locales_dir, locale, campaign.id)
+            env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
             env.filters["number"] = lambda v: format_count(v, locale)
             env.filters["day"] = lambda d: format_day(d, locale)
             env.filters["money"] = lambda amount, currency: format_money(Decimal(str(amount)), currency, locale)
-            self._envs[key] = env
+            self._envs[key] = (env, catalog)
         return env
+
+    def forget(self, campaign_id: str) -> None:
+        """Drop a campaign's environments and rendered variants (its copy was changed and approved again)."""
+        for key in [k for k in self._envs if k[0] == campaign_id]:
+            del self._envs[key]
+        for key in [k for k in self._variants if k[0] == campaign_id]:
+            del self._variants[key]
+
+    def sender_name(self, campaign: Campaign) -> str:
+        """The name messages come from: the campaign's sender, else the default sender's, else the campaign's."""
+        if campaign.sender is not None:
+            return campaign.sender.name
+        return parseaddr(self.default_sender)[0] or campaign.name
 
     # -- variants ----------------------------------------------------------------------------------------
 
@@ -154,7 +190,7 @@ class Renderer:
         """The message for this locale, send, zone, local day and country; rendered once, then cached."""
         day = now.astimezone(tz).date()
         key = (campaign.id, campaign.templates, locale, tuple(items), str(tz), day, country,
-               personal.name is not None, personal.refund is not None)
+               personal.name is not None, personal.refund is not None, self.sender_name(campaign))
         found = self._variants.get(key)
         if found is not None:
             self._variants.move_to_end(key)
@@ -169,16 +205,22 @@ class Renderer:
     def context(self, campaign: Campaign, locale: str, items: Sequence[WaveRef], tz: tzinfo, day: date,
                 country: str | None, personal: Personal) -> dict[str, Any]:
         """The template variables of a variant (per-recipient fields as markers)."""
+        carried = {i.deadline for i in items}
         deadlines = []
-        for d_id in dict.fromkeys(i.deadline for i in items):
-            at = campaign.deadline(d_id).instant_in(tz)
-            deadlines.append(DeadlineView(d_id, format_day(at.date(), locale), (at.date() - day).days))
-        closing = campaign.deadlines[-1].instant_in(tz).date()
+        for d in campaign.deadlines:  # the file's order, whatever order the send's items are in
+            if d.id not in carried:
+                continue
+            at = campaign.deadline(d.id).instant_in(tz)
+            left = (at.date() - day).days
+            deadlines.append(DeadlineView(d.id, format_day(at.date(), locale), left, d.label or d.id,
+                                          format_time(at, "short", locale=formatting_locale(locale)),
+                                          deadline_stage(left)))
+        closing = max(d.instant_in(tz) for d in campaign.deadlines).date()
         return {
-            "campaign": campaign.name, "locale": locale, "deadlines": deadlines,
-            "stage": stage_of(campaign, items, deadlines[0].days_left),
+            "campaign": campaign.name, "sender_name": self.sender_name(campaign), "locale": locale,
+            "deadlines": deadlines, "stage": stage_of(campaign, items, min(d.days_left for d in deadlines)),
             "closing_date": format_day(closing, locale), "country_name": country_name(country, locale),
-            "links": dict(campaign.links),
+            "country_code": (country or "").upper(), "links": dict(campaign.links),
             "recipient_name": NAME if personal.name is not None else "",
             "refund_amount": REFUND if personal.refund is not None else "",
         }
@@ -271,7 +313,7 @@ class Content:
                 manifest[f"templates/{campaign.templates}/{path.relative_to(folder)}"] = hashlib.sha256(
                     path.read_bytes()).hexdigest()
         for locale in campaign.locales:
-            name = f"locales/{catalog_path(locales_dir, locale).relative_to(locales_dir)}"
-            manifest[name] = catalog_digest(locales_dir, locale)
+            name = f"locales/{catalog_path(locales_dir, locale, domain=campaign.id).relative_to(locales_dir)}"
+            manifest[name] = catalog_digest(locales_dir, locale, campaign.id)
         digest = hashlib.sha256("\n".join(f"{k} {v}" for k, v in sorted(manifest.items())).encode()).hexdigest()
         return cls(digest, manifest)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -11,8 +12,19 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from notifier.ledger.models import DeliveryRow, DeliveryState, SendGroup
-from notifier.ledger.queries import get_campaign
+from notifier.campaign import zone
+from notifier.eligibility import eligible
+from notifier.errors import CampaignStateError
+from notifier.ledger.models import (
+    CampaignRow,
+    CampaignState,
+    DeliveryRow,
+    DeliveryState,
+    PushToken,
+    Recipient,
+    SendGroup,
+)
+from notifier.ledger.queries import campaign_of, get_campaign
 
 STATES = [s.value for s in DeliveryState]
 
@@ -164,3 +176,141 @@ def audit(session: Session, campaign_id: str, entries: Iterable[tuple[str, dict[
     for ch, _ in accepted:
         result.accepted[ch] = result.accepted.get(ch, 0) + 1
     return result
+
+
+# --- campaigns at a glance, one recipient's messages, the ledger's audience -------------------------------
+
+
+@dataclass(frozen=True)
+class CampaignLine:
+    """One campaign for ``notifier campaign list``."""
+
+    campaign_id: str
+    state: str
+    phase: str
+    sent: int
+    total: int  # messages in the ledger so far (rows are created as their send falls due)
+    groups_done: int
+    groups: int
+    next_send_at: datetime | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"campaign": self.campaign_id, "state": self.state, "phase": self.phase, "sent": self.sent,
+                "total": self.total, "groups_done": self.groups_done, "groups": self.groups,
+                "next_send_at": self.next_send_at.isoformat() if self.next_send_at else None}
+
+
+def campaign_lines(session: Session) -> list[CampaignLine]:
+    """Every campaign in the ledger, by id, with its phase and progress."""
+    lines = []
+    for campaign_id in session.scalars(select(CampaignRow.id).order_by(CampaignRow.id)):
+        st = campaign_status(session, campaign_id)
+        sent = sum(c.get(DeliveryState.SENT.value, 0) for c in st.counts.values())
+        total = sum(n for c in st.counts.values() for s, n in c.items() if s != "uncertain")
+        nxt = st.next_send_at if st.phase not in ("finished", "cancelled") else None
+        lines.append(CampaignLine(st.campaign_id, str(st.state), st.phase, sent, total, st.groups_done, st.groups,
+                                  nxt))
+    return lines
+
+
+@dataclass(frozen=True)
+class LedgerMember:
+    """A recipient as the ledger holds it, with only its active push tokens (see notifier.timeline.Member)."""
+
+    seq: int
+    id: str
+    email: str | None
+    country: str | None
+    timezone: str
+    push_tokens: tuple[str, ...]
+    joined_at: datetime | None
+
+
+def ledger_members(session: Session, recipient_id: str | None = None, chunk: int = 1000) -> Iterator[LedgerMember]:
+    """The ledger's audience in seq order (or the one recipient), tokens read per chunk: flat memory."""
+    after = 0
+    while True:
+        q = select(Recipient).where(Recipient.seq > after).order_by(Recipient.seq).limit(chunk)
+        if recipient_id is not None:
+            q = q.where(Recipient.id == recipient_id)
+        rows = session.scalars(q).all()
+        if not rows:
+            return
+        tokens: dict[int, list[str]] = {}
+        for seq, token in session.execute(select(PushToken.recipient_seq, PushToken.token).where(
+                PushToken.recipient_seq.in_([r.seq for r in rows]), PushToken.active.is_(True))
+                .order_by(PushToken.id)):
+            tokens.setdefault(seq, []).append(token)
+        for r in rows:
+            yield LedgerMember(r.seq, r.id, r.email, r.country, r.timezone, tuple(tokens.get(r.seq, ())), r.joined_at)
+        after = rows[-1].seq
+
+
+def get_member(session: Session, recipient_id: str) -> LedgerMember:
+    member = next(ledger_members(session, recipient_id), None)
+    if member is None:
+        raise CampaignStateError(f"no recipient with id {recipient_id!r} in the ledger (see: notifier audience import)")
+    return member
+
+
+@dataclass(frozen=True)
+class RecipientMessage:
+    """One planned or actual message of a recipient; ``at`` is in the recipient's own zone."""
+
+    campaign_id: str
+    send_key: str
+    channel: str
+    state: str  # a DeliveryState word, or "planned" for a send not materialized yet
+    at: datetime  # sent_at when sent, otherwise when the send is (or was) due
+    skip_reason: str | None = None
+    last_error: str | None = None
+    delivery_id: int | None = None
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(r for r in (self.skip_reason, self.last_error) if r)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"campaign": self.campaign_id, "send_key": self.send_key, "channel": self.channel,
+                "state": self.state, "at": self.at.isoformat(), "skip_reason": self.skip_reason,
+                "last_error": self.last_error, "delivery_id": self.delivery_id}
+
+
+def recipient_messages(session: Session, member: LedgerMember, campaign_id: str | None = None
+                       ) -> list[RecipientMessage]:
+    """Every delivery row of the recipient, and every send still to be materialized that they are eligible for."""
+    tz = zone(member.timezone)
+    where = [DeliveryRow.recipient_seq == member.seq]
+    if campaign_id is not None:
+        get_campaign(session, campaign_id)
+        where.append(DeliveryRow.campaign_id == campaign_id)
+    q = (select(DeliveryRow, SendGroup.send_at).join(SendGroup, SendGroup.id == DeliveryRow.group_id)
+         .where(*where))
+    found = [RecipientMessage(d.campaign_id, d.send_key, d.channel, str(d.state), (d.sent_at or at).astimezone(tz),
+                              d.skip_reason, d.last_error, d.id) for d, at in session.execute(q).tuples()]
+    return sorted([*found, *_planned(session, member, campaign_id)],
+                  key=lambda m: (m.at, m.campaign_id, m.send_key, m.channel))
+
+
+def _planned(session: Session, member: LedgerMember, campaign_id: str | None) -> Iterator[RecipientMessage]:
+    """Sends of the recipient's zone whose rows do not exist yet (their group has not reached this recipient)."""
+    tz = zone(member.timezone)
+    q = (select(SendGroup, CampaignRow).join(CampaignRow, CampaignRow.id == SendGroup.campaign_id)
+         .where(SendGroup.timezone == member.timezone, SendGroup.materialized_upto < member.seq,
+                CampaignRow.state.in_([CampaignState.SCHEDULED, CampaignState.PAUSED]))
+         .order_by(SendGroup.send_at))
+    if campaign_id is not None:
+        q = q.where(SendGroup.campaign_id == campaign_id)
+    for group, row in session.execute(q).tuples():
+        campaign = campaign_of(row)
+        if member.joined_at is not None and member.joined_at > group.send_at:
+            continue
+        for channel in campaign.channels:
+            if eligible(campaign.countries, channel, member.country, member.email, member.push_tokens):
+                yield RecipientMessage(row.id, group.send_key, channel, "planned", group.send_at.astimezone(tz))
+
+
+def counts_text(counts: Mapping[Any, int], empty: str = "nothing") -> str:
+    """``sent: 3, skipped: 1``: states (or any keys, enums as their words) sorted, for one line of output."""
+    items = sorted((str(k.value if isinstance(k, enum.Enum) else k), n) for k, n in counts.items())
+    return ", ".join(f"{k}: {n}" for k, n in items) or empty

@@ -107,7 +107,7 @@ def review(campaign: Campaign, renderer: Renderer) -> list[Problem]:
     """
     from notifier.catalogs import check_catalogs
 
-    problems = check_catalogs(renderer.locales_dir, campaign.locales)
+    problems = check_catalogs(renderer.locales_dir, campaign.locales, campaign.id)
     if problems:  # rendering needs sound catalogs
         return problems
     seen: set[str] = set()

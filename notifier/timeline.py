@@ -10,11 +10,13 @@ import json
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from notifier.campaign import Campaign, zone
+from notifier.eligibility import channels_of, in_audience
 from notifier.planner import Note, PlannedSend, RecipientPlan, ZonePlan, plan_recipient, plan_zone
 
 
@@ -89,3 +91,49 @@ def explain(notes: Iterable[Note]) -> list[str]:
     """Notes as sentences, grouped: what was dropped or missed first, then moves and merges."""
     order = {"channel_missing": 0, "deadline_passed": 1, "joined_after": 2, "dropped": 3, "moved": 4, "merged": 5}
     return [n.message for n in sorted(notes, key=lambda n: order[n.kind.value])]
+
+
+class Member(Protocol):
+    """What the plan needs of a recipient, from an audience file or from the ledger."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def country(self) -> str | None: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def push_tokens(self) -> tuple[str, ...]: ...  # active tokens only
+    @property
+    def joined_at(self) -> datetime | None: ...
+
+
+@dataclass
+class PlanView:
+    """The planned sends of an audience (or of one ``recipient`` in it), with why any wave is missing."""
+
+    campaign: Campaign
+    recipient: str | None = None
+    now: datetime | None = None
+    found: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def entries(self, members: Iterable[Member]) -> Iterator[TimelineEntry]:
+        """Unsorted entries of every eligible member (see :mod:`notifier.eligibility`)."""
+        plans = ZonePlans(self.campaign)
+        for rec in members:
+            if self.recipient is not None and rec.id != self.recipient:
+                continue
+            self.found = True
+            if not in_audience(self.campaign.countries, rec.country):
+                if self.recipient is not None:
+                    self.notes = [f"the recipient's country ({rec.country or 'none'}) is not among the campaign's "
+                                  f"audience.countries ({', '.join(self.campaign.countries)}); nothing is sent"]
+                continue
+            channels = channels_of(self.campaign.channels, rec.email, rec.push_tokens)
+            plan = recipient_plan(plans, rec.timezone, channels, rec.joined_at, self.now)
+            if self.recipient is not None:
+                self.notes = explain(plan.notes)
+            yield from entries_for(rec.id, plan)

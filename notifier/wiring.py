@@ -53,5 +53,5 @@ def _fcm(settings: Settings) -> Channel:
 
 
 def build_dispatcher(settings: Settings, sessions: sessionmaker[Session]) -> Dispatcher:
-    renderer = Renderer(settings.templates_dir, settings.locales_dir)
+    renderer = Renderer(settings.templates_dir, settings.locales_dir, default_sender=settings.email_from)
     return Dispatcher(sessions, build_channels(settings), renderer, settings)

@@ -31,6 +31,7 @@ TEST_SECRETS: dict[str, str] = {"secret_key": "notifier-test-suite-" + "01234567
 PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN_FILE = ROOT / "campaigns" / "tiktok-music-shutdown.yaml"
+SHIPPED_ID = CAMPAIGN_FILE.stem  # the shipped campaign; its id is its gettext domain
 
 
 # Migrations run once per test session: into a template SQLite file that each test copies, and into one
@@ -140,10 +141,11 @@ def add_recipient(sessions: sessionmaker[Session]) -> Callable[..., int]:
 def schedule_campaign(sessions: sessionmaker[Session]) -> Callable[..., queries.ScheduleResult]:
     """Schedule the shipped campaign file (or ``text`` as if it were that file) at ``now``."""
 
-    def schedule(now: datetime, text: str | None = None, source: Path = CAMPAIGN_FILE) -> queries.ScheduleResult:
+    def schedule(now: datetime, text: str | None = None, source: Path = CAMPAIGN_FILE,
+                 locales_dir: Path = DEFAULTS.locales_dir) -> queries.ScheduleResult:
         spec = CAMPAIGN_FILE.read_text(encoding="utf-8") if text is None else text
         campaign = parse_campaign(spec, source=str(source))
-        content = Content.of(campaign, DEFAULTS.templates_dir, DEFAULTS.locales_dir)
+        content = Content.of(campaign, DEFAULTS.templates_dir, locales_dir)
         with transaction(sessions) as s:
             return queries.schedule(s, campaign, spec, now, content)
 
@@ -211,9 +213,23 @@ def wave_now() -> datetime:
     return now.replace(microsecond=0)
 
 
+def shipped_catalogs_as(locales_dir: Path, *campaign_ids: str) -> Path:
+    """A copy of the shipped catalogs at ``locales_dir``, also as the catalogs of each of ``campaign_ids``.
+
+    Each campaign is its own gettext domain (``locales/<locale>/LC_MESSAGES/<campaign-id>.po``), so a test
+    campaign written with the shipped templates under another id needs catalogs of its own.
+    """
+    shutil.copytree(DEFAULTS.locales_dir, locales_dir, dirs_exist_ok=True)
+    for po in [*locales_dir.glob(f"*/LC_MESSAGES/{SHIPPED_ID}.po"), locales_dir / f"{SHIPPED_ID}.pot"]:
+        for campaign_id in campaign_ids:
+            shutil.copyfile(po, po.with_name(f"{campaign_id}{po.suffix}"))
+    return locales_dir
+
+
 def wave_spec(now: datetime, campaign_id: str, on_uncertain: str | None = None) -> str:
     """A one-wave service campaign due at ``now`` (deadline ``refund`` three hours later, wave PT3H), written with
-    the shipped templates and catalogs; schedule it at ``now`` for recipients in Jakarta."""
+    the shipped templates, so it needs the shipped catalogs under its id (``shipped_catalogs_as``); schedule it
+    at ``now`` for recipients in Jakarta."""
     policy = f"on_uncertain: {on_uncertain}\n" if on_uncertain else ""
     return f"""\
 id: {campaign_id}

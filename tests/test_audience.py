@@ -110,6 +110,33 @@ def test_utf8_bom_does_not_hide_the_id_column(tmp_path: Path) -> None:
     assert [r.id for r in accepted(path)] == ["u1"]
 
 
+def test_semicolon_csv_from_a_pt_br_or_es_mx_spreadsheet_is_read(tmp_path: Path) -> None:
+    path = write(tmp_path, "excel-br.csv", "id;email;name;timezone;country;push_tokens;plan\n"
+                                            "u1;ana@example.com;Silva, Ana;America/Sao_Paulo;BR;tok-a|tok-b;gold\n")
+    [record] = accepted(path)
+    assert (record.id, record.name, record.country, record.push_tokens, record.attributes) == (
+        "u1", "Silva, Ana", "BR", ("tok-a", "tok-b"), {"plan": "gold"})
+
+
+def test_a_comma_csv_whose_cells_hold_semicolons_stays_comma_separated(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, 'u1,ana@example.com,"Ana; Bia",,UTC,,')
+    assert [(r.id, r.name) for r in accepted(path)] == [("u1", "Ana; Bia")]
+
+
+def test_header_names_are_matched_case_insensitively(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "u1,ana@example.com,Ana,,UTC,BR,,gold", header="ID,Email,Name,Locale,TimeZone,Country,"
+                                                                            "Push_Tokens,Plan")
+    [record] = accepted(path)
+    assert (record.id, record.email, record.country, record.attributes) == ("u1", "ana@example.com", "BR",
+                                                                            {"Plan": "gold"})
+
+
+def test_an_id_column_named_twice_in_different_case_is_an_error(tmp_path: Path) -> None:
+    path = csv_file(tmp_path, "u1,u2,UTC", header="id,ID,timezone")
+    with pytest.raises(AudienceError, match="column 'id' appears twice"):
+        list(read_audience(path))
+
+
 # --- rejections, each with its field and physical line --------------------------------------------------
 
 

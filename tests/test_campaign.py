@@ -148,9 +148,9 @@ def test_whole_day_waves_are_days_and_weeks_and_anything_with_a_time_part_is_exa
     assert kinds == {"P2W": True, "P2D": True, "PT24H": False, "P1DT6H": False, "PT0S": False, "PT30M": False}
 
 
-def test_absolute_deadline_keeps_its_offset_and_deadlines_sort_by_time() -> None:
+def test_absolute_deadline_keeps_its_offset_and_deadlines_keep_the_file_order() -> None:
     c = parse_campaign(with_lines(l12='    at: "2024-12-01T00:00+07:00"'))
-    assert [d.id for d in c.deadlines] == ["refund", "transfer"]
+    assert [d.id for d in c.deadlines] == ["transfer", "refund"]  # transfer is later, but listed first
     transfer = c.deadline("transfer")
     assert not transfer.is_wall_time
     assert transfer.instant_in(UTC) == datetime(2024, 11, 30, 17, 0, tzinfo=UTC)
@@ -542,3 +542,74 @@ def test_distinct_campaigns_load_together_in_order(tmp_path: Path) -> None:
     first.write_text(VALID, encoding="utf-8")
     second.write_text(with_lines(l1="id: other"), encoding="utf-8")
     assert [c.id for c in load_campaigns([first, second])] == ["demo", "other"]
+
+
+# --- sender ------------------------------------------------------------------------------------------
+
+
+def test_a_campaign_without_a_sender_uses_the_global_one() -> None:
+    assert parse_campaign(VALID).sender is None
+
+
+def test_the_sender_gives_name_address_and_reply_to() -> None:
+    c = parse_campaign(VALID + "sender:\n  name: Acme Radio, Inc.\n  email: News@Acme.example\n"
+                               "  reply_to: help@acme.example\n")
+    assert c.sender is not None
+    assert (c.sender.name, c.sender.email, c.sender.reply_to) == ("Acme Radio, Inc.", "news@acme.example",
+                                                                   "help@acme.example")
+    assert c.sender.from_header == '"Acme Radio, Inc." <news@acme.example>'
+
+
+def test_reply_to_is_optional() -> None:
+    c = parse_campaign(VALID + "sender:\n  name: Acme\n  email: news@acme.example\n")
+    assert c.sender is not None and c.sender.reply_to is None
+
+
+@pytest.mark.parametrize(("lines", "field", "words"), [
+    ("  name: Acme\n  email: not-an-address\n", "sender.email", "not an email address"),
+    ("  name: Acme\n  email: news@acme.example\n  reply_to: nobody\n", "sender.reply_to", "not an email address"),
+    ("  name: Acme\n  email: a@b.example\n  reply_to: \"x@y.example\\r\\nBcc: z@z.example\"\n", "sender.reply_to",
+     "not an email address"),
+    (f"  name: {'A' * 101}\n  email: news@acme.example\n", "sender.name", "longer than 100"),
+    ("  name: \"Acme\\nBcc: x@y.example\"\n  email: news@acme.example\n", "sender.name", "line break"),
+    ("  name: Acme <evil@x.example>\n  email: news@acme.example\n", "sender.name", "character of an address"),
+    ("  email: news@acme.example\n", "sender.name", "required key is missing"),
+    ("  name: Acme\n  email: news@acme.example\n  from: x\n", "sender.from", "unknown key"),
+])
+def test_a_bad_sender_is_located(lines: str, field: str, words: str) -> None:
+    with pytest.raises(CampaignError) as info:
+        parse_campaign(VALID + "sender:\n" + lines)
+    problems = [p for p in info.value.problems if p.field == field]
+    assert problems and words in problems[0].message, info.value.problems
+    assert problems[0].line is not None and problems[0].line > 16
+
+
+# --- per-deadline channels -----------------------------------------------------------------------------
+
+
+def test_a_deadline_is_announced_on_the_campaigns_channels_unless_it_names_its_own() -> None:
+    c = parse_campaign(with_lines(l13="    waves: [P7D, P1D]\n    channels: [push, email]"))
+    assert c.deadline("transfer").channels == ("email", "push")  # in the campaign's order
+    c = parse_campaign(with_lines(l13="    waves: [P7D, P1D]\n    channels: [email]"))
+    assert (c.deadline("transfer").channels, c.deadline("refund").channels) == (("email",), ("email", "push"))
+    assert c.channels_vary
+
+
+@pytest.mark.parametrize(("channels", "words"), [
+    ("[sms]", "not one of the campaign's channels"),
+    ("[email, email]", "listed twice"),
+    ("[]", "expected a non-empty list"),
+])
+def test_a_deadlines_channels_are_a_subset_of_the_campaigns(channels: str, words: str) -> None:
+    with pytest.raises(CampaignError) as info:
+        parse_campaign(with_lines(l13=f"    waves: [P7D, P1D]\n    channels: {channels}"))
+    [problem] = info.value.problems
+    assert problem.field is not None and problem.field.startswith("deadlines[0].channels")
+    assert words in problem.message and problem.line == 14
+
+
+def test_a_deadline_may_not_name_a_channel_the_campaign_does_not_have() -> None:
+    text = with_lines(l5="channels: [email]", l13="    waves: [P7D, P1D]\n    channels: [push]")
+    with pytest.raises(CampaignError) as info:
+        parse_campaign(text)
+    assert "not one of the campaign's channels (email)" in info.value.problems[0].message

@@ -21,7 +21,8 @@ from notifier.errors import Problem
 from notifier.i18n import catalog_path, load_translations, posix
 from tests.conftest import CAMPAIGN_FILE, ROOT
 
-LOCALES = load_campaign(CAMPAIGN_FILE).locales
+CAMPAIGN = load_campaign(CAMPAIGN_FILE)
+LOCALES, DOMAIN = CAMPAIGN.locales, CAMPAIGN.id
 TEMPLATES = ROOT / "templates" / "tiktok-music-shutdown"
 
 
@@ -58,15 +59,15 @@ def _read(po: Path, locale: str) -> Catalog:
 
 
 def test_the_committed_pot_has_exactly_the_strings_of_the_templates(tmp_path: Path) -> None:
-    count = extract([TEMPLATES], tmp_path)
-    fresh, committed = _msgids(pot_path(tmp_path)), _msgids(pot_path(ROOT / "locales"))
+    count = extract(TEMPLATES, tmp_path, DOMAIN)
+    fresh, committed = _msgids(pot_path(tmp_path, DOMAIN)), _msgids(pot_path(ROOT / "locales", DOMAIN))
     assert fresh == committed
     assert count == len(committed) == 30
     assert ("%(num)d day left", "%(num)d days left") in committed
 
 
 def test_the_committed_catalogs_pass_the_gate() -> None:
-    assert check_catalogs(ROOT / "locales", LOCALES) == []
+    assert check_catalogs(ROOT / "locales", LOCALES, DOMAIN) == []
 
 
 def test_no_compiled_catalog_is_committed_or_needed() -> None:
@@ -78,10 +79,10 @@ def test_file_timestamps_and_stray_mo_files_change_nothing(locales: Path) -> Non
     """A clone's files carry whatever times git gave them; a leftover .mo from another tool is not read."""
     for i, po in enumerate(sorted(locales.rglob("*.po"))):
         os.utime(po, (i * 1_000_000, i * 1_000_000))  # 1970, older than the template
-    os.utime(pot_path(locales), None)
-    catalog_path(locales, "pt-BR", "mo").write_bytes(b"not a catalog")
-    assert check_catalogs(locales, LOCALES) == []
-    assert load_translations(locales, "pt-BR").ugettext("Last day") == "Último dia"
+    os.utime(pot_path(locales, DOMAIN), None)
+    catalog_path(locales, "pt-BR", "mo", domain=DOMAIN).write_bytes(b"not a catalog")
+    assert check_catalogs(locales, LOCALES, DOMAIN) == []
+    assert load_translations(locales, "pt-BR", DOMAIN).ugettext("Last day") == "Último dia"
 
 
 def test_the_plural_rules_we_ship_are_cldrs() -> None:
@@ -103,26 +104,26 @@ def test_the_plural_rules_we_ship_are_cldrs() -> None:
 
 
 def test_an_untranslated_entry_is_named_by_file_line_msgid_and_locale(locales: Path) -> None:
-    po = catalog_path(locales, "pt-BR", "po")
+    po = catalog_path(locales, "pt-BR", "po", domain=DOMAIN)
     _edit(po, 'msgstr "Último dia"', 'msgstr ""')
-    assert check_catalogs(locales, LOCALES) == [
+    assert check_catalogs(locales, LOCALES, DOMAIN) == [
         Problem(str(po), _line_of(po, 'msgid "Last day"'), "msgid 'Last day' (pt-BR)", "untranslated"),
     ]
 
 
 def test_a_fuzzy_entry_fails_until_a_translator_reviews_it(locales: Path) -> None:
-    po = catalog_path(locales, "es-MX", "po")
+    po = catalog_path(locales, "es-MX", "po", domain=DOMAIN)
     _edit(po, '#, python-format\nmsgid "Hi %(name)s,"', '#, fuzzy, python-format\nmsgid "Hi %(name)s,"')
-    assert check_catalogs(locales, LOCALES) == [
+    assert check_catalogs(locales, LOCALES, DOMAIN) == [
         Problem(str(po), _line_of(po, 'msgid "Hi %(name)s,"'), "msgid 'Hi %(name)s,' (es-MX)",
                 "fuzzy: a translator must review it before it can be sent"),
     ]
 
 
 def test_a_translation_that_drops_a_placeholder_fails(locales: Path) -> None:
-    po = catalog_path(locales, "pt-BR", "po")
+    po = catalog_path(locales, "pt-BR", "po", domain=DOMAIN)
     _edit(po, 'msgstr "O TikTok Music será encerrado em %(date)s"', 'msgstr "O TikTok Music será encerrado em breve"')
-    problems = check_catalogs(locales, LOCALES)
+    problems = check_catalogs(locales, LOCALES, DOMAIN)
     assert problems == [
         Problem(str(po), _line_of(po, 'msgid "TikTok Music is closing on %(date)s"'),
                 "msgid 'TikTok Music is closing on %(date)s' (pt-BR)", "form 0 drops placeholder(s) date"),
@@ -131,28 +132,28 @@ def test_a_translation_that_drops_a_placeholder_fails(locales: Path) -> None:
 
 
 def test_a_translation_that_invents_a_placeholder_fails(locales: Path) -> None:
-    po = catalog_path(locales, "pt-BR", "po")
+    po = catalog_path(locales, "pt-BR", "po", domain=DOMAIN)
     _edit(po, 'msgstr "Valor estimado do seu reembolso: %(amount)s."',
           'msgstr "Valor estimado do seu reembolso: %(amount)s %(oops)s."')
-    assert check_catalogs(locales, LOCALES) == [
+    assert check_catalogs(locales, LOCALES, DOMAIN) == [
         Problem(str(po), _line_of(po, 'msgid "Your estimated refund: %(amount)s."'),
                 "msgid 'Your estimated refund: %(amount)s.' (pt-BR)", "form 0 adds placeholder(s) oops"),
     ]
 
 
 def test_a_plural_entry_missing_a_form_fails(locales: Path) -> None:
-    po = catalog_path(locales, "es-MX", "po")
+    po = catalog_path(locales, "es-MX", "po", domain=DOMAIN)
     _edit(po, 'msgstr[2] "%(num)d días restantes"\n', '')
     # Babel pads a missing form with "" when it reads the file, so the gate sees that form as untranslated.
-    assert check_catalogs(locales, LOCALES) == [
+    assert check_catalogs(locales, LOCALES, DOMAIN) == [
         Problem(str(po), _line_of(po, 'msgid "%(num)d day left"'), "msgid '%(num)d day left' (es-MX)", "untranslated"),
     ]
 
 
 def test_an_indonesian_header_with_two_plural_forms_fails(locales: Path) -> None:
-    po = catalog_path(locales, "id", "po")
+    po = catalog_path(locales, "id", "po", domain=DOMAIN)
     _edit(po, "nplurals=1; plural=0;", "nplurals=2; plural=(n != 1);")
-    problems = check_catalogs(locales, LOCALES)
+    problems = check_catalogs(locales, LOCALES, DOMAIN)
     assert problems[0] == Problem(str(po), None, "Plural-Forms", "header says 'nplurals=2; plural=(n != 1);', "
                                                                  "id needs 'nplurals=1; plural=0;'")
     # Each one-form plural entry now lacks the second form the header asks for.
@@ -163,18 +164,18 @@ def test_an_indonesian_header_with_two_plural_forms_fails(locales: Path) -> None
 
 
 def test_an_edited_po_is_what_is_read_next_with_nothing_to_compile(locales: Path) -> None:
-    assert load_translations(locales, "id").ugettext("Last day") == "Hari terakhir"
-    po = catalog_path(locales, "id", "po")
+    assert load_translations(locales, "id", DOMAIN).ugettext("Last day") == "Hari terakhir"
+    po = catalog_path(locales, "id", "po", domain=DOMAIN)
     _edit(po, 'msgstr "Hari terakhir"', 'msgstr "Hari Terakhir"')
-    assert check_catalogs(locales, LOCALES) == []
-    assert load_translations(locales, "id").ugettext("Last day") == "Hari Terakhir"
+    assert check_catalogs(locales, LOCALES, DOMAIN) == []
+    assert load_translations(locales, "id", DOMAIN).ugettext("Last day") == "Hari Terakhir"
 
 
 def test_every_problem_of_every_locale_is_reported_at_once(locales: Path) -> None:
-    _edit(catalog_path(locales, "pt-BR", "po"), 'msgstr "Último dia"', 'msgstr ""')
-    _edit(catalog_path(locales, "es-MX", "po"), 'msgstr "Último día"', 'msgstr ""')
-    _edit(catalog_path(locales, "id", "po"), 'msgstr "Hari terakhir"', 'msgstr ""')
-    untranslated = {p.field for p in check_catalogs(locales, LOCALES) if p.message == "untranslated"}
+    _edit(catalog_path(locales, "pt-BR", "po", domain=DOMAIN), 'msgstr "Último dia"', 'msgstr ""')
+    _edit(catalog_path(locales, "es-MX", "po", domain=DOMAIN), 'msgstr "Último día"', 'msgstr ""')
+    _edit(catalog_path(locales, "id", "po", domain=DOMAIN), 'msgstr "Hari terakhir"', 'msgstr ""')
+    untranslated = {p.field for p in check_catalogs(locales, LOCALES, DOMAIN) if p.message == "untranslated"}
     assert untranslated == {"msgid 'Last day' (pt-BR)", "msgid 'Last day' (es-MX)", "msgid 'Last day' (id)"}
 
 
@@ -186,14 +187,14 @@ def test_update_keeps_translations_and_adds_a_new_string_as_untranslated(tmp_pat
     push_body = templates / "push_body.txt"
     push_body.write_text(push_body.read_text(encoding="utf-8") + '{{ _("A brand new sentence") }}\n',
                          encoding="utf-8")
-    assert extract([templates], locales) == 31
-    update(locales, LOCALES)
+    assert extract(templates, locales, DOMAIN) == 31
+    update(locales, LOCALES, DOMAIN)
 
-    problems = check_catalogs(locales, LOCALES)
+    problems = check_catalogs(locales, LOCALES, DOMAIN)
     new = [p for p in problems if p.field and "'A brand new sentence'" in p.field]
     assert {(p.field, p.message) for p in new} == {
         (f"msgid 'A brand new sentence' ({loc})", "untranslated") for loc in LOCALES}
-    assert {p.file for p in new} == {str(catalog_path(locales, loc, "po")) for loc in LOCALES}
+    assert {p.file for p in new} == {str(catalog_path(locales, loc, "po", domain=DOMAIN)) for loc in LOCALES}
     assert all(p in new for p in problems)
 
     for loc, last_day, days_left in (("id", "Hari terakhir", ("%(num)d hari lagi",)),
@@ -201,11 +202,11 @@ def test_update_keeps_translations_and_adds_a_new_string_as_untranslated(tmp_pat
                                                              "%(num)d dias restantes")),
                                      ("es-MX", "Último día", ("%(num)d día restante", "%(num)d de días restantes",
                                                              "%(num)d días restantes"))):
-        catalog = _read(catalog_path(locales, loc, "po"), loc)
+        catalog = _read(catalog_path(locales, loc, "po", domain=DOMAIN), loc)
         assert catalog["Last day"].string == last_day
         assert catalog["%(num)d day left"].string == days_left
         assert not any(m.fuzzy for m in catalog if m.id)
-        kept = {m.id: m.string for m in _read(catalog_path(ROOT / "locales", loc, "po"), loc) if m.id}
+        kept = {m.id: m.string for m in _read(catalog_path(ROOT / "locales", loc, "po", domain=DOMAIN), loc) if m.id}
         assert {m.id: m.string for m in catalog if m.id and m.id != "A brand new sentence"} == kept
 
 
@@ -218,11 +219,11 @@ def _as_babel_2_18_wrote_it(po: Path) -> None:
 
 
 def test_update_to_a_rule_with_more_forms_keeps_each_form_and_flags_the_new_one(locales: Path) -> None:
-    po = catalog_path(locales, "es-MX", "po")
+    po = catalog_path(locales, "es-MX", "po", domain=DOMAIN)
     _as_babel_2_18_wrote_it(po)
     assert _read(po, "es-MX")["%(num)d day left"].string == ("%(num)d día restante", "%(num)d días restantes")
 
-    update(locales, LOCALES)
+    update(locales, LOCALES, DOMAIN)
 
     catalog = _read(po, "es-MX")
     assert catalog.plural_forms == expected_plural_forms("es-MX")
@@ -233,7 +234,7 @@ def test_update_to_a_rule_with_more_forms_keeps_each_form_and_flags_the_new_one(
     plurals = [m for m in catalog if m.id and isinstance(m.id, tuple)]
     assert len(plurals) == 3 and all(all(m.string) and m.fuzzy for m in plurals)
     # The gate (and so campaign validate and schedule) refuses until a translator has looked at them.
-    assert {(p.field, p.message) for p in check_catalogs(locales, LOCALES)} == {
+    assert {(p.field, p.message) for p in check_catalogs(locales, LOCALES, DOMAIN)} == {
         (f"msgid {m.id[0]!r} (es-MX)", "fuzzy: a translator must review it before it can be sent") for m in plurals}
     # An entry whose forms did not change stays as it was.
     assert not catalog["Last day"].fuzzy
@@ -261,7 +262,7 @@ def _check(locales_dir: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_i18n_check_exits_2_with_one_line_per_problem_on_a_broken_catalog(locales: Path) -> None:
-    po = catalog_path(locales, "pt-BR", "po")
+    po = catalog_path(locales, "pt-BR", "po", domain=DOMAIN)
     _edit(po, 'msgstr "O TikTok Music será encerrado em %(date)s"', 'msgstr "O TikTok Music será encerrado em breve"')
     _edit(po, 'msgstr "Último dia"', 'msgstr ""')
     result = _check(locales)

@@ -319,3 +319,27 @@ def test_retry_after_comes_from_the_rate_limit_reset_else_retry_after() -> None:
     assert isinstance(after, TransientError) and after.retry_after == 7
     assert isinstance(garbled, TransientError) and garbled.retry_after is None
     assert str(garbled) == "sendgrid 503: not json"
+
+
+def test_each_campaign_sender_gets_its_own_request_with_its_from_and_reply_to() -> None:
+    channel = SendGridEmail("SG.test", "http://127.0.0.1:9", SENDER)  # payloads only: nothing is sent
+    acme = {"sender": '"Acme Radio, Inc." <news@acme.example>', "reply_to": "help@acme.example"}
+    batch = [email(1), EmailMessage(**{**email(2).__dict__, **acme}), email(3)]
+
+    parts = list(channel._batches(batch))
+    assert parts == [[0, 2], [1]]  # the same variant, but two senders: two requests
+    default = channel.payload([batch[0], batch[2]])
+    own = channel.payload([batch[1]])
+    assert default["from"] == {"email": "no-reply@music.example.com", "name": "TikTok Music"}
+    assert "reply_to" not in default
+    assert own["from"] == {"email": "news@acme.example", "name": "Acme Radio, Inc."}
+    assert own["reply_to"] == {"email": "help@acme.example"}
+
+
+def test_a_sender_name_beyond_ascii_reaches_sendgrid_as_written() -> None:
+    from notifier.campaign import Sender
+
+    channel = SendGridEmail("SG.test", "http://127.0.0.1:9", SENDER)
+    sender = Sender("Música, Inc.", "news@acme.example").from_header
+    payload = channel.payload([EmailMessage(**{**email(1).__dict__, "sender": sender})])
+    assert payload["from"] == {"email": "news@acme.example", "name": "Música, Inc."}

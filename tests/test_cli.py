@@ -112,8 +112,8 @@ def test_schedule_dispatch_status_pause_and_cancel(audience_file: Path, env: dic
     assert scheduled.returncode == 0, scheduled.stderr
     sent = run("dispatch", "--once", "--now", "2024-09-28T14:00Z", env=env)
     assert sent.returncode == 0, sent.stderr
-    emails = sorted((tmp_path / "outbox" / "email").glob("*.eml"))
-    pushes = sorted((tmp_path / "outbox" / "push").glob("*.json"))
+    emails = sorted((tmp_path / "outbox" / "email").rglob("*.eml"))
+    pushes = sorted((tmp_path / "outbox" / "push").rglob("*.json"))
     # 14:00Z is past 10:00 in São Paulo, Jakarta and Sydney: Ana and Budi by email, Ana by push. Noah's push
     # waits: it is midnight in Sydney, outside the campaign's 08:00–21:00 window.
     assert len(emails) == 2 and len(pushes) == 1
@@ -128,16 +128,16 @@ def test_schedule_dispatch_status_pause_and_cancel(audience_file: Path, env: dic
         {"channel": "push", "reason": "waiting for the delivery window (08:00–21:00 local time)", "rows": 1}]
     morning = run("dispatch", "--once", "--now", "2024-09-28T22:00Z", env=env)  # 08:00 in Sydney
     assert morning.returncode == 0, morning.stderr
-    assert len(list((tmp_path / "outbox" / "push").glob("*.json"))) == 2
+    assert len(list((tmp_path / "outbox" / "push").rglob("*.json"))) == 2
     paused = run("campaign", "pause", "tiktok-music-shutdown", env=env)
     assert paused.stdout.strip() == "tiktok-music-shutdown is paused"
     assert run("dispatch", "--once", "--now", "2024-10-22T12:00Z", env=env).returncode == 0
-    assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 2
+    assert len(list((tmp_path / "outbox" / "email").rglob("*.eml"))) == 2
     again = run("campaign", "pause", "tiktok-music-shutdown", env=env)
     assert again.returncode == 2 and "is paused; cannot make it paused" in again.stderr
     assert run("campaign", "cancel", "tiktok-music-shutdown", env=env).returncode == 0
     assert run("dispatch", "--once", "--now", "2024-11-27T12:00Z", env=env).returncode == 0
-    assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 2
+    assert len(list((tmp_path / "outbox" / "email").rglob("*.eml"))) == 2
     table = run("status", "tiktok-music-shutdown", env=env).stdout
     assert "cancelled" in table
 
@@ -166,7 +166,7 @@ def test_status_explains_failures_and_retry_sends_them_once_the_cause_is_fixed(
     assert json.loads(retried.stdout) == {"campaign": "tiktok-music-shutdown", "retried": 1,
                                           "refused_deadline_passed": 0}
     assert run("dispatch", "--once", "--now", "2024-09-28T03:06Z", env=env).returncode == 0
-    assert len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 1
+    assert len(list((tmp_path / "outbox" / "email").rglob("*.eml"))) == 1
     doc = json.loads(run("status", "tiktok-music-shutdown", "--json", env=env).stdout)
     assert [f["channel"] for f in doc["failed_because"]] == ["push"]  # only the channel asked for
 
@@ -228,9 +228,101 @@ def test_demo_plays_the_whole_campaign_into_the_outbox(tmp_path: Path) -> None:
                                  "NOTIFIER_DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'ledger.db'}"}).stdout)
     sent = {ch: sum(c.get("sent", 0) for c in totals["counts"] if c["channel"] == ch) for ch in ("email", "push")}
     outbox = tmp_path / "demo" / "outbox"
-    assert sent["email"] == len(list((outbox / "email").glob("*.eml"))) > 1000
-    assert sent["push"] == len(list((outbox / "push").glob("*.json"))) > 1000
+    assert sent["email"] == len(list((outbox / "email").rglob("*.eml"))) > 1000
+    assert sent["push"] == len(list((outbox / "push").rglob("*.json"))) > 1000
     assert all(c.get("pending", 0) == 0 and c.get("sending", 0) == 0 for c in totals["counts"])
     assert totals["skipped_because"].get("action_done", 0) > 0
     for locale in ("id", "pt-BR", "es-MX", "en"):
         assert f" {locale} " in out
+
+
+# --- views on the ledger: campaign list, recipient show, plan against the ledger's audience --------------
+
+
+def scheduled_and_dispatched(audience_file: Path, env: dict[str, str]) -> None:
+    assert run("audience", "import", str(audience_file), "--now", "2024-09-01T00:00Z", env=env).returncode == 0
+    assert run("campaign", "schedule", "tiktok-music-shutdown", "--now", "2024-09-01T00:00Z", env=env).returncode == 0
+    assert run("dispatch", "--once", "--now", "2024-09-28T14:00Z", env=env).returncode == 0
+
+
+def test_campaign_list_shows_state_phase_progress_and_next_send(audience_file: Path, env: dict[str, str]) -> None:
+    empty = run("campaign", "list", env=env)
+    assert empty.stdout.strip() == "no campaign is scheduled (run: notifier campaign schedule FILE)"
+    scheduled_and_dispatched(audience_file, env)
+    [doc] = [json.loads(line) for line in run("campaign", "list", "--json", env=env).stdout.splitlines()]
+    assert doc == {"campaign": "tiktok-music-shutdown", "state": "scheduled", "phase": "sending", "sent": 3,
+                   "total": 4, "groups_done": 3, "groups": 24, "next_send_at": "2024-09-28T16:00:00+00:00"}
+    table = run("campaign", "list", env=env).stdout.splitlines()
+    assert table[0].split() == ["campaign", "state", "phase", "sent/total", "send", "groups", "next", "send", "(UTC)"]
+    assert table[2].split() == ["tiktok-music-shutdown", "scheduled", "sending", "3/4", "3/24", "2024-09-28", "16:00"]
+
+
+def test_recipient_show_lists_actual_and_planned_messages_in_their_own_zone(
+        audience_file: Path, env: dict[str, str]) -> None:
+    scheduled_and_dispatched(audience_file, env)
+    doc = json.loads(run("recipient", "show", "noah", "--json", env=env).stdout)
+    assert (doc["recipient"], doc["timezone"]) == ("noah", "Australia/Sydney")
+    first, *later = doc["messages"]
+    assert first == {"campaign": "tiktok-music-shutdown", "send_key": "playlist-transfer@P30D+refund@P61D",
+                     "channel": "push", "state": "pending", "at": "2024-09-28T10:00:00+10:00", "skip_reason": None,
+                     "last_error": "waiting for the delivery window (08:00–21:00 local time)", "delivery_id": 1}
+    assert later and all(m["state"] == "planned" and m["channel"] == "push" for m in later)  # Noah has no address
+    assert later[0]["at"] == "2024-10-21T10:00:00+11:00"  # daylight saving time began in Sydney on 6 Oct
+    table = run("recipient", "show", "ana", "--campaign", "tiktok-music-shutdown", env=env).stdout
+    assert table.startswith("ana: time zone America/Sao_Paulo, country BR, reachable by email, push; 12 messages")
+    assert "playlist-transfer@P30D+refund@P61D  email    sent     2024-09-28 11:00 -0300" in table
+    unknown = run("recipient", "show", "nobody", env=env)
+    assert unknown.returncode == 2 and "no recipient with id 'nobody'" in unknown.stderr
+
+
+def test_plan_against_the_ledger_matches_the_audience_file(audience_file: Path, env: dict[str, str]) -> None:
+    assert run("audience", "import", str(audience_file), "--now", "2024-09-01T00:00Z", env=env).returncode == 0
+    from_file = run("campaign", "plan", str(CAMPAIGN_FILE), "--audience", str(audience_file), "--json", env=env)
+    from_ledger = run("campaign", "plan", "tiktok-music-shutdown", "--json", env=env)
+    assert from_ledger.returncode == 0, from_ledger.stderr
+    assert from_ledger.stdout == from_file.stdout and from_ledger.stdout.count("\n") > 10
+    late = run("campaign", "plan", "tiktok-music-shutdown", "--recipient", "late", env=env)
+    assert "push: the recipient has no active push token; no push messages" in late.stdout
+    missing = run("campaign", "plan", "tiktok-music-shutdown", "--recipient", "nobody", env=env)
+    assert missing.returncode == 2 and "the ledger: no valid recipient with id 'nobody'" in missing.stderr
+
+
+def test_plan_leaves_out_a_recipient_without_a_country_as_scheduling_does(tmp_path: Path) -> None:
+    path = tmp_path / "a.csv"
+    path.write_text("id,email,timezone,country\nwith,w@example.com,Asia/Jakarta,ID\nwithout,o@example.com,"
+                    "Asia/Jakarta,\n", encoding="utf-8")
+    plan = run("campaign", "plan", str(CAMPAIGN_FILE), "--audience", str(path), "--json")
+    assert {json.loads(line)["recipient"] for line in plan.stdout.splitlines()} == {"with"}
+    why = run("campaign", "plan", str(CAMPAIGN_FILE), "--audience", str(path), "--recipient", "without")
+    assert why.returncode == 0, why.stderr
+    assert "the recipient's country (none) is not among the campaign's audience.countries" in why.stdout
+
+
+# --- small things: actions, version, verbose, states as words ----------------------------------------------
+
+
+def test_an_action_no_campaign_uses_is_refused_unless_forced(audience_file: Path, env: dict[str, str]) -> None:
+    scheduled_and_dispatched(audience_file, env)
+    typo = run("audience", "action", "ana", "plan_swiched", env=env)
+    assert typo.returncode == 2
+    assert typo.stderr.strip() == ("error: no campaign's skip_if uses the action 'plan_swiched' (known: "
+                                   "playlist_transferred, refund_requested); check the spelling, or pass --force "
+                                   "to record it anyway")
+    assert run("audience", "action", "ana", "refund_requested", env=env).stdout.strip() == \
+        "recorded refund_requested for ana"
+    assert run("audience", "action", "ana", "plan_swiched", "--force", env=env).returncode == 0
+
+
+def test_version_and_quiet_verbose(env: dict[str, str]) -> None:
+    from notifier import __version__
+
+    assert run("--version").stdout.strip() == f"notifier {__version__}"
+    verbose = run("-v", "campaign", "list", env=env)  # a fresh ledger: Alembic migrates it
+    assert verbose.returncode == 0 and "alembic" not in verbose.stderr
+
+
+def test_dispatch_prints_states_as_words(audience_file: Path, env: dict[str, str]) -> None:
+    assert run("audience", "import", str(audience_file), "--now", "2024-09-01T00:00Z", env=env).returncode == 0
+    assert run("campaign", "schedule", "tiktok-music-shutdown", "--now", "2024-09-01T00:00Z", env=env).returncode == 0
+    out = run("dispatch", "--once", "--now", "2024-09-28T14:00Z", env=env).stdout
+    assert out.rstrip().endswith("materialized 4, claimed 4, retry: 1, sent: 3") and "DeliveryState" not in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import shutil
 from datetime import UTC, datetime
@@ -82,23 +84,42 @@ def test_an_edited_translation_counts_as_changed_copy(
         sessions: sessionmaker[Session], add_recipient, settings: Settings) -> None:
     add_recipient("ana", timezone="Asia/Jakarta", country="ID", locale="id")
     _schedule(sessions, settings, datetime(2024, 9, 1, tzinfo=UTC))
-    po = settings.locales_dir / "pt_BR" / "LC_MESSAGES" / "messages.po"
+    po = settings.locales_dir / "pt_BR" / "LC_MESSAGES" / "tiktok-music-shutdown.po"
     po.write_text(po.read_text(encoding="utf-8").replace('msgstr "Último dia"', 'msgstr "Último dia!"'),
                   encoding="utf-8")
 
     report = build_dispatcher(settings, sessions).tick(JAKARTA_FIRST)
 
     assert report.outcomes == {}
-    assert "locales/pt_BR/LC_MESSAGES/messages.po: changed" in report.refused["tiktok-music-shutdown"]
+    assert "locales/pt_BR/LC_MESSAGES/tiktok-music-shutdown.po: changed" in report.refused["tiktok-music-shutdown"]
 
 
 def test_a_catalog_resaved_with_other_comments_headers_and_times_is_the_same_copy(settings: Settings) -> None:
     """What counts is what would be sent: not line numbers, comments, the Babel version or the file's mtime."""
     campaign = load_campaign(CAMPAIGN_FILE)
     before = Content.of(campaign, settings.templates_dir, settings.locales_dir)
-    po = settings.locales_dir / "es_MX" / "LC_MESSAGES" / "messages.po"
+    po = settings.locales_dir / "es_MX" / "LC_MESSAGES" / "tiktok-music-shutdown.po"
     text = po.read_text(encoding="utf-8").replace("Generated-By: Babel 2.19.0", "Generated-By: Babel 9.9.9")
     po.write_text("# a translator's note\n\n" + text.replace("#: tiktok-music-shutdown/_copy.j2:6\n", ""),
                   encoding="utf-8")
     os.utime(po, (0, 0))
     assert Content.of(campaign, settings.templates_dir, settings.locales_dir) == before
+
+
+def test_a_running_dispatcher_sends_the_reapproved_translation_not_the_one_it_started_with(
+        sessions: sessionmaker[Session], add_recipient, settings: Settings) -> None:
+    add_recipient("ana", timezone="Asia/Jakarta", country="ID", locale="id", tokens=["ana-phone"])
+    _schedule(sessions, settings, datetime(2024, 9, 1, tzinfo=UTC))
+    dispatcher = build_dispatcher(settings, sessions)
+    assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 2}  # the Indonesian catalog is loaded and cached
+    po = settings.locales_dir / "id" / "LC_MESSAGES" / "tiktok-music-shutdown.po"
+    po.write_text(po.read_text(encoding="utf-8").replace("Tinggal %(num)d hari lagi untuk memindahkan",
+                                                         "Hanya %(num)d hari lagi untuk memindahkan"), encoding="utf-8")
+    assert dispatcher.tick(JAKARTA_PLAYLIST_P7D).claimed == 0  # refused until approved again
+    _schedule(sessions, settings, JAKARTA_PLAYLIST_P7D)
+
+    assert dispatcher.tick(JAKARTA_PLAYLIST_P7D).outcomes == {"sent": 2}
+
+    emails = sorted((settings.outbox_dir / "email").rglob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
+    subject = email.message_from_bytes(emails[-1].read_bytes(), policy=email.policy.default)["Subject"]
+    assert subject.startswith("Hanya 7 hari lagi untuk memindahkan"), subject

@@ -37,6 +37,7 @@ JAKARTA_FIRST = datetime(2024, 9, 28, 3, 0, tzinfo=UTC)  # 28 Sep, 10:00 in Jaka
 JAKARTA_PLAYLIST_P7D = datetime(2024, 10, 21, 3, 0, tzinfo=UTC)
 JAKARTA_PLAYLIST_P1D = datetime(2024, 10, 27, 3, 0, tzinfo=UTC)
 JAKARTA_PLAYLIST_DEADLINE = datetime(2024, 10, 27, 17, 0, tzinfo=UTC)  # 28 Oct 00:00 WIB
+JAKARTA_REFUND_DEADLINE = datetime(2024, 11, 27, 17, 0, tzinfo=UTC)  # 28 Nov 00:00 WIB
 CAMPAIGN_ID = "tiktok-music-shutdown"
 MAX_ATTEMPTS = 3
 DEAD_TOKEN_REASON = "provider: token unregistered or invalid"
@@ -101,9 +102,10 @@ def test_the_providers_receive_ledger_ids_and_no_personal_data_beside_the_messag
     [note] = accepted(fresh_emulator, "push")
     assert (note["token"], note["name"]) == ("ana-phone", push_row.provider_message_id)
     assert note["data"] == ledger_ids(push_row)
-    assert note["android"]["ttl"] == "2419200s"  # the deadline is 29 days 14 hours away: FCM keeps 28 days at most
-    assert note["apns"]["headers"]["apns-expiration"] == str(int(JAKARTA_PLAYLIST_DEADLINE.timestamp()))
-    assert note["android"]["collapse_key"] == f"{CAMPAIGN_ID}:playlist-transfer"
+    assert note["android"]["ttl"] == "2419200s"  # the refund is 60 days away: FCM keeps 28 days at most
+    # The first message announces both deadlines: it lives, and collapses, with the later one.
+    assert note["apns"]["headers"]["apns-expiration"] == str(int(JAKARTA_REFUND_DEADLINE.timestamp()))
+    assert note["android"]["collapse_key"] == f"{CAMPAIGN_ID}:refund"
 
 
 # --- retries -----------------------------------------------------------------------------------------

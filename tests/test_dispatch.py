@@ -61,7 +61,8 @@ def outbox_files(outbox: Path) -> list[str]:
 
 
 def read_email(outbox: Path, row: DeliveryRow) -> MimeMessage:
-    msg = email.message_from_bytes((outbox / "email" / f"{row.id}.eml").read_bytes(), policy=email.policy.default)
+    path = outbox / "email" / row.campaign_id / f"{row.id}.eml"
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
     assert isinstance(msg, MimeMessage)
     return msg
 
@@ -78,7 +79,7 @@ def text_of(msg: MimeMessage, subtype: str) -> str:
 
 
 def read_push(outbox: Path, row: DeliveryRow) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((outbox / "push" / f"{row.id}.json").read_text(encoding="utf-8"))
+    doc: dict[str, Any] = json.loads((outbox / "push" / row.campaign_id / f"{row.id}.json").read_text(encoding="utf-8"))
     return doc
 
 
@@ -188,21 +189,32 @@ def test_the_email_is_addressed_by_name_and_dated_in_the_recipients_locale(
 
 
 @pytest.mark.usefixtures("audience")
-def test_the_push_goes_to_every_active_token_and_expires_at_the_deadline(
+def test_a_merged_push_goes_to_every_active_token_and_lives_until_its_latest_deadline(
         sessions: sessionmaker[Session], dispatcher: Dispatcher, outbox: Path) -> None:
     dispatcher.tick(JAKARTA_FIRST)
     dispatcher.tick(MEXICO_FIRST)
 
     ana = read_push(outbox, the_row(sessions, "ana", channel="push"))
     assert ana["tokens"] == ["ana-phone", "ana-tablet"]
-    assert datetime.fromisoformat(ana["expires_at"]) == JAKARTA_PLAYLIST_DEADLINE  # the earlier deadline
-    assert ana["collapse_key"] == f"{CAMPAIGN_ID}:playlist-transfer"
+    # It announces the refund too: dying at the playlist deadline would take the refund's news with it.
+    assert datetime.fromisoformat(ana["expires_at"]) == JAKARTA_REFUND_DEADLINE
+    assert ana["collapse_key"] == f"{CAMPAIGN_ID}:refund"
     assert ana["data"]["send_key"] == FIRST_KEY
     body = ana["notification"]["body"]
     assert "28 Oktober 2024" in body and "28 November 2024" in body  # both deadlines, in Indonesian
     mexico = read_push(outbox, the_row(sessions, "max", channel="push"))
     assert mexico["tokens"] == ["max-phone"]
-    assert datetime.fromisoformat(mexico["expires_at"]) == datetime(2024, 10, 28, 6, 0, tzinfo=UTC)  # 00:00 CST
+    assert datetime.fromisoformat(mexico["expires_at"]) == datetime(2024, 11, 28, 6, 0, tzinfo=UTC)  # 00:00 CST
+
+
+@pytest.mark.usefixtures("audience")
+def test_a_single_deadline_push_expires_at_that_deadline(
+        sessions: sessionmaker[Session], dispatcher: Dispatcher, outbox: Path) -> None:
+    dispatcher.tick(JAKARTA_PLAYLIST_P7D)
+
+    push = read_push(outbox, the_row(sessions, "ana", "playlist-transfer@P7D", "push"))
+    assert datetime.fromisoformat(push["expires_at"]) == JAKARTA_PLAYLIST_DEADLINE
+    assert push["collapse_key"] == f"{CAMPAIGN_ID}:playlist-transfer"
 
 
 @pytest.mark.usefixtures("audience")
@@ -539,3 +551,56 @@ def test_a_marketing_campaign_skips_a_message_that_may_have_been_taken(
 
     row = the_row(sessions, "jkt-0")
     assert (row.state, row.skip_reason, row.uncertain) == (DeliveryState.SKIPPED, SkipReason.UNCERTAIN, True)
+
+
+# --- the campaign's sender -----------------------------------------------------------------------------
+
+
+def test_a_campaign_sender_is_the_from_and_reply_to_of_its_emails(
+        sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule,
+        dispatcher: Dispatcher, outbox: Path) -> None:
+    add_recipient("ana", timezone="Asia/Jakarta")
+    schedule_campaign(SCHEDULED, CAMPAIGN_FILE_TEXT + "sender:\n  name: Acme Radio\n  email: news@acme.example\n"
+                                                      "  reply_to: help@acme.example\n")
+
+    dispatcher.tick(JAKARTA_FIRST)
+
+    msg = read_email(outbox, the_row(sessions, "ana"))
+    assert (msg["From"].addresses[0].display_name, msg["From"].addresses[0].addr_spec) == (
+        "Acme Radio", "news@acme.example")
+    assert msg["Reply-To"].addresses[0].addr_spec == "help@acme.example"
+
+
+@pytest.mark.usefixtures("audience")
+def test_without_a_campaign_sender_emails_come_from_the_global_sender(
+        sessions: sessionmaker[Session], dispatcher: Dispatcher, outbox: Path) -> None:
+    dispatcher.tick(JAKARTA_FIRST)
+
+    msg = read_email(outbox, the_row(sessions, "ana"))
+    assert msg["From"].addresses[0].addr_spec == "no-reply@music.example.com"  # NOTIFIER_EMAIL_FROM's default
+    assert msg["Reply-To"] is None
+
+
+# --- per-deadline channels ------------------------------------------------------------------------------
+
+
+def test_rows_are_created_only_on_the_channels_of_the_deadlines_a_send_carries(
+        sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule,
+        dispatcher: Dispatcher, outbox: Path) -> None:
+    add_recipient("ana", timezone="Asia/Jakarta", tokens=["ana-phone"])
+    email_only_refund = CAMPAIGN_FILE_TEXT.replace("    skip_if: refund_requested\n",
+                                                   "    skip_if: refund_requested\n    channels: [email]\n")
+    assert email_only_refund != CAMPAIGN_FILE_TEXT
+    schedule_campaign(SCHEDULED, email_only_refund)
+
+    dispatcher.tick(JAKARTA_FIRST)
+    dispatcher.tick(JAKARTA_REFUND_P30D)
+
+    rows = rows_of(sessions, "ana")
+    assert {key for key, channel in rows if channel == "push"} == {
+        "playlist-transfer@P30D", "playlist-transfer@P7D", "playlist-transfer@P1D"}  # no refund on push
+    assert {key for key, channel in rows if channel == "email"} == {
+        FIRST_KEY, "playlist-transfer@P7D", "playlist-transfer@P1D", "refund@P30D"}  # merged as before
+    push = read_push(outbox, rows["playlist-transfer@P30D", "push"])
+    assert "28 November" not in push["notification"]["body"]  # the refund is not announced on push
+    assert push["collapse_key"] == f"{CAMPAIGN_ID}:playlist-transfer"

@@ -28,7 +28,7 @@ from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, Sk
 from notifier.render import Content, Renderer
 from notifier.reports import campaign_status
 from notifier.testing import ScriptedChannel, sent
-from tests.conftest import CAMPAIGN_FILE, ROOT
+from tests.conftest import CAMPAIGN_FILE, ROOT, shipped_catalogs_as
 from tests.ledger_views import FIRST_KEY, rows_of, the_row
 
 SCHEDULED = datetime(2024, 9, 27, 12, 0, tzinfo=UTC)
@@ -147,14 +147,15 @@ def test_an_exception_at_any_step_after_a_send_loses_no_outcome_and_sends_nothin
 @pytest.fixture
 def broken_for_singapore(tmp_path: Path) -> Settings:
     """The shipped templates, where the push body breaks only for readers in Singapore (a branch no review
-    sample takes), next to an intact copy for a second campaign."""
+    sample takes), next to an intact copy for a second campaign, ``healthy``, with the shipped catalogs."""
     templates = tmp_path / "templates"
     shutil.copytree(ROOT / "templates" / "tiktok-music-shutdown", templates / "tiktok-music-shutdown")
     broken = Path(shutil.copytree(ROOT / "templates" / "tiktok-music-shutdown", templates / "broken"))
     body = broken / "push_body.txt"
     body.write_text(body.read_text(encoding="utf-8") + '{% if country_name == "Singapore" %}{{ oops }}{% endif %}\n',
                     encoding="utf-8")
-    return Settings(templates_dir=templates, max_attempts=3, retry_base_seconds=60)
+    return Settings(templates_dir=templates, locales_dir=shipped_catalogs_as(tmp_path / "locales", "healthy"),
+                    max_attempts=3, retry_base_seconds=60)
 
 
 def test_a_message_that_cannot_be_built_fails_alone_after_its_attempts(

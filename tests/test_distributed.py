@@ -30,7 +30,7 @@ from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, Sk
 from notifier.render import Renderer
 from notifier.reports import campaign_status
 from notifier.wiring import build_dispatcher
-from tests.conftest import wave_now, wave_spec
+from tests.conftest import shipped_catalogs_as, wave_now, wave_spec
 
 CAMPAIGN_ID = "flash-wave"
 REDIS_URL = os.environ.get("NOTIFIER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -67,9 +67,15 @@ def outbox(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def dispatcher(sessions: sessionmaker[Session], outbox: Path) -> Iterator[Dispatcher]:
+def locales(tmp_path: Path) -> Path:
+    """The shipped catalogs, also as the wave campaign's own (its gettext domain is its id)."""
+    return shipped_catalogs_as(tmp_path / "locales", CAMPAIGN_ID)
+
+
+@pytest.fixture
+def dispatcher(sessions: sessionmaker[Session], outbox: Path, locales: Path) -> Iterator[Dispatcher]:
     """The real dispatcher with the outbox channels (leases: 300 s sending, QUEUE_LEASE s queued)."""
-    d = build_dispatcher(Settings(outbox_dir=outbox), sessions)
+    d = build_dispatcher(Settings(outbox_dir=outbox, locales_dir=locales), sessions)
     yield d
     d.close()
 
@@ -81,11 +87,11 @@ def now() -> datetime:
 
 
 @pytest.fixture
-def wave(add_recipient: AddRecipient, schedule_campaign: Schedule, now: datetime) -> None:
+def wave(add_recipient: AddRecipient, schedule_campaign: Schedule, now: datetime, locales: Path) -> None:
     """Three recipients in Jakarta, each with an email and one push token, and the wave scheduled at ``now``."""
     for who in ("ana", "ben", "cid"):
         add_recipient(who, tokens=[f"{who}-phone"])
-    schedule_campaign(now, wave_spec(now, CAMPAIGN_ID))
+    schedule_campaign(now, wave_spec(now, CAMPAIGN_ID), locales_dir=locales)
 
 
 def enqueue(dispatcher: Dispatcher, at: datetime, chunk_size: int = 2) -> tuple[Published, dict[str, int]]:
@@ -119,9 +125,10 @@ def test_enqueue_marks_due_rows_queued_and_publishes_chunks_of_ids_per_channel(
 
 
 def test_enqueue_publishes_nothing_before_the_wave_is_due(
-        add_recipient: AddRecipient, schedule_campaign: Schedule, dispatcher: Dispatcher, now: datetime) -> None:
+        add_recipient: AddRecipient, schedule_campaign: Schedule, dispatcher: Dispatcher, now: datetime,
+        locales: Path) -> None:
     add_recipient("ana", tokens=["ana-phone"])
-    schedule_campaign(now, wave_spec(now + timedelta(minutes=10), CAMPAIGN_ID))
+    schedule_campaign(now, wave_spec(now + timedelta(minutes=10), CAMPAIGN_ID), locales_dir=locales)
 
     published, _ = enqueue(dispatcher, now)
 
@@ -130,13 +137,14 @@ def test_enqueue_publishes_nothing_before_the_wave_is_due(
 
 def test_tick_reads_the_environment_and_returns_counts_only(
         wave: None, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, outbox: Path,
-        now: datetime) -> None:
+        now: datetime, locales: Path) -> None:
     url = sessions.kw["bind"].url.render_as_string(hide_password=False)
     if url.startswith("postgresql"):  # the fixture's schema, the way a worker process is told it
         with sessions() as s:
             url += f"?options=-csearch_path%3D{s.scalar(text('select current_schema()'))}"
     monkeypatch.setenv("NOTIFIER_DATABASE_URL", url)
     monkeypatch.setenv("NOTIFIER_OUTBOX_DIR", str(outbox))
+    monkeypatch.setenv("NOTIFIER_LOCALES_DIR", str(locales))
     monkeypatch.setenv("NOTIFIER_CHUNK_SIZE", "2")
     monkeypatch.setattr(distributed, "_dispatchers", {})
     published: Published = []
@@ -240,11 +248,11 @@ class CancelledWhileSending(Channel):
 
 def test_a_row_in_flight_at_the_cancel_that_comes_back_for_a_retry_is_skipped_not_left_pending(
         add_recipient: AddRecipient, schedule_campaign: Schedule, sessions: sessionmaker[Session],
-        now: datetime) -> None:
+        now: datetime, locales: Path) -> None:
     for who in ("ana", "ben"):
         add_recipient(who)  # email only
-    schedule_campaign(now, wave_spec(now, CAMPAIGN_ID))
-    settings = Settings()
+    schedule_campaign(now, wave_spec(now, CAMPAIGN_ID), locales_dir=locales)
+    settings = Settings(locales_dir=locales)
     dispatcher = Dispatcher(sessions, {"email": CancelledWhileSending(sessions, now)},
                             Renderer(settings.templates_dir, settings.locales_dir), settings)
     published, _ = enqueue(dispatcher, now, chunk_size=10)
@@ -306,10 +314,10 @@ def test_rows_left_sending_past_their_lease_are_resent_as_uncertain_for_a_servic
 
 def test_rows_left_sending_past_their_lease_are_skipped_as_uncertain_when_the_campaign_says_skip(
         add_recipient: AddRecipient, schedule_campaign: Schedule, sessions: sessionmaker[Session],
-        dispatcher: Dispatcher, outbox: Path, now: datetime) -> None:
+        dispatcher: Dispatcher, outbox: Path, now: datetime, locales: Path) -> None:
     for who in ("ana", "ben", "cid"):
         add_recipient(who, tokens=[f"{who}-phone"])
-    schedule_campaign(now, wave_spec(now, CAMPAIGN_ID, on_uncertain="skip"))
+    schedule_campaign(now, wave_spec(now, CAMPAIGN_ID, on_uncertain="skip"), locales_dir=locales)
     published, _ = enqueue(dispatcher, now, chunk_size=10)
     emails = published[0][1]
     lease_as_dead_worker(sessions, emails, now)

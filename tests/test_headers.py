@@ -72,7 +72,7 @@ def test_every_outbox_email_parses_back_to_exactly_its_one_recipient(
     report = dispatcher.tick(JAKARTA_FIRST)
 
     assert report.outcomes == {"sent": len(HOSTILE_NAMES)}
-    files = sorted((tmp_path / "outbox" / "email").glob("*.eml"))
+    files = sorted((tmp_path / "outbox" / "email").rglob("*.eml"))
     assert len(files) == len(HOSTILE_NAMES)
     intended = {f"{kind}@example.com" for kind in HOSTILE_NAMES}
     seen = set()

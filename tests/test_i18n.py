@@ -11,7 +11,7 @@ from babel.messages.pofile import read_po
 
 from notifier import review
 from notifier.campaign import Campaign, load_campaign, zone
-from notifier.catalogs import expected_plural_forms
+from notifier.catalogs import expected_plural_forms, pot_path
 from notifier.i18n import (
     catalog_path,
     country_name,
@@ -28,6 +28,7 @@ from notifier.render import Renderer
 from tests.conftest import CAMPAIGN_FILE, ROOT
 
 LOCALES_DIR = ROOT / "locales"
+DOMAIN = load_campaign(CAMPAIGN_FILE).id
 FIRST = "playlist-transfer@P30D+refund@P61D"
 LAST_DAY = "refund@P1D"
 NAME = review.SAMPLE_NAME
@@ -157,7 +158,7 @@ def test_the_refund_last_day_wave_says_closes_tomorrow_in_the_readers_language(
     ("id", "1 hari lagi", "7 hari lagi"),
 ])
 def test_days_left_takes_the_locales_plural_form(locale: str, one: str, seven: str) -> None:
-    translations = load_translations(LOCALES_DIR, locale)
+    translations = load_translations(LOCALES_DIR, locale, DOMAIN)
 
     def days_left(n: int) -> str:
         return translations.ungettext("%(num)d day left", "%(num)d days left", n) % {"num": n}
@@ -176,7 +177,7 @@ def test_a_reminder_subject_uses_the_plural_form_for_seven_days(locale: str, sev
     place = GOLDEN[locale]["place"]
     r = _rendered(renderer, campaign, locale, place, "refund@P7D", date(2024, 11, 21))
     assert r.email.subject == seven
-    assert r.push.title == load_translations(LOCALES_DIR, locale).ungettext(
+    assert r.push.title == load_translations(LOCALES_DIR, locale, DOMAIN).ungettext(
         "%(num)d day left", "%(num)d days left", 7) % {"num": 7}
 
 
@@ -196,7 +197,7 @@ ENGLISH_WORDS = re.compile(r"\b(day|days|left|your|request|transfer)\b")
 
 
 def _plural_msgids() -> list[tuple[str, str]]:
-    with (LOCALES_DIR / "messages.pot").open("rb") as f:
+    with pot_path(LOCALES_DIR, DOMAIN).open("rb") as f:
         return [m.id for m in read_po(f) if m.id and isinstance(m.id, tuple)]
 
 
@@ -218,7 +219,7 @@ def test_every_plural_message_reads_in_its_locale_for_every_count(locale: str, c
 
 def test_indonesian_has_one_plural_form_in_its_header_and_every_entry() -> None:
     assert expected_plural_forms("id") == "nplurals=1; plural=0;"
-    po = catalog_path(LOCALES_DIR, "id", "po")
+    po = catalog_path(LOCALES_DIR, "id", "po", domain=DOMAIN)
     text = po.read_text(encoding="utf-8")
     assert '"Plural-Forms: nplurals=1; plural=0;\\n"' in text
     with po.open("rb") as f:

@@ -20,14 +20,16 @@ CAMPAIGN_FILE = Path(__file__).resolve().parent.parent / "campaigns" / "tiktok-m
 
 
 def make_campaign(
-    *deadlines: tuple[str, str, str],
+    *deadlines: tuple[str, str, str] | tuple[str, str, str, str],
     local_time: str = "10:00",
     window: tuple[str, str] = ("08:00", "21:00"),
     max_per_day: int = 1,
     channels: tuple[str, ...] = ("email", "push"),
 ) -> Campaign:
-    """A campaign from (id, at, "P7D, P1D") deadlines, written as YAML and parsed like a real file."""
-    body = "\n".join(f'  - id: {ident}\n    at: "{at}"\n    waves: [{waves}]' for ident, at, waves in deadlines)
+    """A campaign from (id, at, "P7D, P1D"[, "email"]) deadlines (the fourth: the deadline's own channels), written
+    as YAML and parsed like a real file."""
+    body = "\n".join(f'  - id: {d[0]}\n    at: "{d[1]}"\n    waves: [{d[2]}]'
+                     + (f"\n    channels: [{d[3]}]" if len(d) > 3 else "") for d in deadlines)
     text = (
         "id: test-campaign\n"
         "name: Test campaign\n"
@@ -353,8 +355,8 @@ def test_merged_send_goes_at_the_earliest_time_and_takes_the_earliest_wave() -> 
     s = only_send(p)
     assert s.send_at.isoformat() == "2024-11-01T10:00:00+07:00"
     assert s.send_key == "a@PT3H+b@P1D"  # key in campaign (deadline) order
-    assert s.deadlines == ("b", "a")  # items in time order, earliest first
-    assert s.wave == "P1D"
+    assert s.deadlines == ("a", "b")  # items in the file's order too
+    assert s.wave == "P1D"  # the earliest wave names the send
     assert len(notes_of(p, NoteKind.MERGED)) == 2
 
 
@@ -798,3 +800,44 @@ def test_sends_stay_inside_a_night_window_on_dst_change_days(case: tuple[Campaig
     for s in p.sends:
         assert start <= s.send_at.time() <= end, (s, timeline(p))
         assert all(s.send_at < p.deadline_instants[d] for d in s.deadlines)
+
+
+def test_a_merged_send_lists_its_deadlines_in_the_file_order_not_by_time() -> None:
+    # "first" is listed first; its PT9H wave lands at 15:00, after "second"'s 10:00 wave on the same day.
+    c = make_campaign(("first", "2024-10-30T00:00", "PT9H"), ("second", "2024-11-28T00:00", "P30D"))
+    send = only_send(plan(c, "UTC"))
+    assert send.send_at.isoformat() == "2024-10-29T10:00:00+00:00"  # at the earliest of the two
+    assert send.deadlines == ("first", "second")
+    assert send.send_key == "first@PT9H+second@P30D"
+
+
+
+# --- per-deadline channels -------------------------------------------------------------------------------
+
+
+def test_a_deadline_with_its_own_channels_is_planned_only_on_them() -> None:
+    # Same day, max_per_day 1: email merges both; push carries only the deadline announced on push.
+    c = make_campaign(("mail-only", "2024-11-02T00:00", "P1D", "email"), ("both", "2024-11-03T00:00", "P2D"))
+    zp = plan(c, "Asia/Jakarta")
+    assert timeline(zp) == [("2024-11-01T10:00:00+07:00", "both@P2D"),
+                            ("2024-11-01T10:00:00+07:00", "mail-only@P1D+both@P2D")]
+    assert zp.send_channels == {"mail-only@P1D+both@P2D": ("email",), "both@P2D": ("push",)}
+    rp = plan_recipient(c, zp, ["email", "push"])
+    assert sorted((ch, s.send_key) for ch, s in rp.sends) == [("email", "mail-only@P1D+both@P2D"),
+                                                               ("push", "both@P2D")]
+
+
+def test_a_merged_send_goes_on_every_channel_some_carried_deadline_has() -> None:
+    c = make_campaign(("a", "2024-11-02T00:00", "P1D", "email"), ("b", "2024-11-03T00:00", "P2D", "email, push"),
+                      ("c", "2024-11-04T00:00", "P3D", "push"), max_per_day=1)
+    zp = plan(c, "Asia/Jakarta")
+    assert zp.send_channels == {"a@P1D+b@P2D": ("email",), "b@P2D+c@P3D": ("push",)}
+    merged = [n for n in zp.notes if n.kind == NoteKind.MERGED]
+    assert {n.channel for n in merged} == {"email", "push"}
+
+
+def test_without_deadline_channels_every_send_goes_on_every_campaign_channel() -> None:
+    c = make_campaign(("a", "2024-11-02T00:00", "P1D"), ("b", "2024-11-03T00:00", "P2D"))
+    zp = plan(c, "Asia/Jakarta")
+    assert not c.channels_vary
+    assert zp.send_channels == {"a@P1D+b@P2D": ("email", "push")}

@@ -149,3 +149,17 @@ def test_validate_reports_every_broken_template_in_every_locale_at_once(tmp_path
         assert len(sandbox) == len(undefined) == 1, (loc, lines)
         assert "__class__" in sandbox[0]
     assert len(lines) == 2 * len(CAMPAIGN.locales)
+
+
+def test_the_gallerys_phone_shows_the_campaigns_sender_name(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from notifier.campaign import parse_campaign
+    from notifier.preview import write_gallery
+    from notifier.render import Renderer
+
+    campaign = parse_campaign(CAMPAIGN_FILE.read_text() + "sender:\n  name: Acme & Co\n  email: n@acme.example\n")
+    page = write_gallery(campaign, Renderer(ROOT / "templates", ROOT / "locales"), tmp_path,
+                         datetime(2024, 9, 1, tzinfo=UTC)).read_text()
+    assert '<div class="app">Acme &amp; Co · now</div>' in page
+    assert "TikTok Music · now" not in page

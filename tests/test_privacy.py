@@ -47,11 +47,11 @@ def test_logs_and_message_ids_carry_no_personal_data(sessions: sessionmaker[Sess
     assert "materialized" in logged  # the dispatcher did log; what it logged holds no personal data
     for secret in SECRETS:
         assert secret not in logged
-    push = json.loads(next((tmp_path / "outbox" / "push").glob("*.json")).read_text())
+    push = json.loads(next((tmp_path / "outbox" / "push").rglob("*.json")).read_text())
     assert set(push["data"]) == {"delivery_id", "campaign_id", "send_key"}
     for secret in SECRETS:
         assert secret not in json.dumps(push["data"])
-    eml = next((tmp_path / "outbox" / "email").glob("*.eml")).read_text()
+    eml = next((tmp_path / "outbox" / "email").rglob("*.eml")).read_text()
     x_headers = [line for line in eml.splitlines() if line.startswith("X-Notifier-")]
     assert len(x_headers) == 3 and not any(s in h for h in x_headers for s in SECRETS)
 

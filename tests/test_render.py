@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 
-from notifier.campaign import Campaign, load_campaign, zone
+from notifier.campaign import Campaign, load_campaign, parse_campaign, zone
 from notifier.planner import parse_send_key
 from notifier.render import Personal, Renderer, RenderError
 from notifier.review import review
@@ -93,7 +93,8 @@ def test_an_undefined_variable_is_an_error_not_a_blank(evil_templates: Path, cam
 
 def test_a_missing_catalog_is_named(tmp_path: Path, campaign: Campaign) -> None:
     renderer = Renderer(ROOT / "templates", tmp_path)
-    with pytest.raises(Exception, match=r"LC_MESSAGES/messages.po: no catalog for en \(run: notifier i18n update\)"):
+    with pytest.raises(Exception, match=r"LC_MESSAGES/tiktok-music-shutdown.po: no catalog for en "
+                                            r"\(run: notifier i18n update tiktok-music-shutdown\)"):
         _render(renderer, campaign, Personal("Ana"))
 
 
@@ -101,3 +102,58 @@ def test_a_push_over_its_limit_is_reported_by_review(evil_templates: Path, campa
     (evil_templates / "tiktok-music-shutdown" / "push_title.txt").write_text("{{ 'x' * 70 }}")
     problems = review(dataclasses.replace(campaign, locales=("en",)), Renderer(evil_templates, ROOT / "locales"))
     assert problems and all("push title is 70 characters (limit 65)" in p.message for p in problems)
+
+
+# --- the template context (docs/templates.md) ---------------------------------------------------------
+
+
+def test_each_deadline_says_today_tomorrow_or_some_days_away(renderer: Renderer, campaign: Campaign) -> None:
+    items = parse_send_key("playlist-transfer@P1D")
+    jakarta = zone("Asia/Jakarta")
+
+    def stages(day: date) -> tuple[int, str, str]:
+        ctx = renderer.context(campaign, "pt-BR", items, jakarta, day, "BR", Personal())
+        return ctx["deadlines"][0].days_left, ctx["deadlines"][0].stage, ctx["stage"]
+
+    assert stages(date(2024, 10, 28)) == (0, "today", "last_day")
+    assert stages(date(2024, 10, 27)) == (1, "tomorrow", "last_day")  # the shipped templates' stage is unchanged
+    assert stages(date(2024, 10, 21)) == (7, "n_days", "reminder")
+
+
+def test_the_context_documents_each_deadline_and_the_recipients_place(renderer: Renderer, campaign: Campaign) -> None:
+    ctx = renderer.context(campaign, "pt-BR", FIRST, zone("America/Sao_Paulo"), date(2024, 9, 28), "br", Personal())
+    transfer, refund = ctx["deadlines"]
+    assert (transfer.id, transfer.label, transfer.date, transfer.time, transfer.days_left, transfer.stage) == (
+        "playlist-transfer", "Playlist transfer", "28 de outubro de 2024", "00:00", 30, "n_days")
+    assert refund.label == "Refund requests and service closure"
+    assert (ctx["locale"], ctx["country_code"], ctx["country_name"]) == ("pt-BR", "BR", "Brasil")
+    assert ctx["sender_name"] == "TikTok Music"  # NOTIFIER_EMAIL_FROM's name: the campaign has no sender
+    assert ctx["links"]["refund"] == "https://music.tiktok.com/refund"
+
+
+def test_a_deadline_time_is_written_the_locales_way(renderer: Renderer, campaign: Campaign) -> None:
+    noon = dataclasses.replace(campaign, deadlines=tuple(
+        dataclasses.replace(d, at=d.at.replace(hour=12)) for d in campaign.deadlines))
+    ctx = renderer.context(noon, "en", FIRST, zone("Asia/Jakarta"), date(2024, 9, 28), "ID", Personal())
+    assert ctx["deadlines"][0].time.lower().replace("\u202f", " ") == "12:00 pm"  # a 12-hour clock
+    ctx = renderer.context(noon, "id", FIRST, zone("Asia/Jakarta"), date(2024, 9, 28), "ID", Personal())
+    assert ctx["deadlines"][0].time == "12.00"
+
+
+def test_the_sender_name_is_the_campaigns_else_the_default_senders() -> None:
+    text = CAMPAIGN_FILE.read_text() + "sender:\n  name: Acme Radio\n  email: news@acme.example\n"
+    own = parse_campaign(text)
+    plain = load_campaign(CAMPAIGN_FILE)
+    assert Renderer(ROOT / "templates", ROOT / "locales").sender_name(own) == "Acme Radio"
+    assert Renderer(ROOT / "templates", ROOT / "locales", default_sender="Radio X <x@x.example>").sender_name(
+        plain) == "Radio X"
+    assert Renderer(ROOT / "templates", ROOT / "locales", default_sender="x@x.example").sender_name(
+        plain) == "TikTok Music is closing"  # no name anywhere: the campaign's
+
+
+def test_deadlines_are_listed_in_the_file_order_whatever_the_order_of_the_send(renderer: Renderer,
+                                                                                campaign: Campaign) -> None:
+    reordered = dataclasses.replace(campaign, deadlines=campaign.deadlines[::-1])  # refund listed first
+    ctx = renderer.context(reordered, "en", FIRST, zone("Asia/Jakarta"), date(2024, 9, 28), "ID", Personal())
+    assert [d.id for d in ctx["deadlines"]] == ["refund", "playlist-transfer"]
+    assert ctx["closing_date"] == "28 November 2024"  # the latest deadline, wherever it is listed

@@ -56,6 +56,8 @@ class EmailMessage:
     custom_args: Mapping[str, str] = field(default_factory=dict)  # ledger ids only, never personal data
     headers: Mapping[str, str] = field(default_factory=dict)  # per recipient (List-Unsubscribe)
     unsubscribe_group: int | None = None  # SendGrid ASM group, for marketing campaigns
+    sender: str | None = None  # the From value ("Name <address>"); None: the channel's default (NOTIFIER_EMAIL_FROM)
+    reply_to: str | None = None  # an address for replies; None: no Reply-To
 
     def filled(self) -> tuple[str, str, str]:
         """(subject, text, html) with the recipient's fields in place, HTML-escaped in the HTML part."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 import email.policy
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import formataddr, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid
 from pathlib import Path
 
 from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
@@ -29,14 +30,17 @@ BUILD_FAULTS: dict[type[Exception], str] = {
 }
 
 
-def _mime(m: EmailMessage, sender: str, msgid: str) -> MIMEMultipart:
+def _mime(m: EmailMessage, sender: str, msgid: str, sent_at: datetime | None = None) -> MIMEMultipart:
     """A multipart/alternative message (the compat32 classes: several times faster than EmailMessage)."""
     mime = MIMEMultipart("alternative", policy=email.policy.SMTP)
-    mime["From"] = sender
+    mime["From"] = m.sender or sender  # the campaign's sender, else the channel's default
+    if m.reply_to:
+        mime["Reply-To"] = m.reply_to
     mime["To"] = formataddr((m.to_name or "", m.to))  # plain str: the SMTP policy encodes and folds it
     subject, text, html = m.filled()
     mime["Subject"] = subject
     mime["Message-ID"] = msgid
+    mime["Date"] = format_datetime(sent_at or datetime.now(UTC))
     for k, v in m.headers.items():
         mime[k] = v
     for k, v in m.custom_args.items():
@@ -48,7 +52,8 @@ def _mime(m: EmailMessage, sender: str, msgid: str) -> MIMEMultipart:
 
 def _line_break_field(m: EmailMessage) -> str | None:
     """The name of the first field whose value holds CR or LF (it would inject headers), or None."""
-    fields = {"to_name": m.to_name or "", "to": m.to, "subject": m.filled()[0],
+    fields = {"to_name": m.to_name or "", "to": m.to, "subject": m.filled()[0], "sender": m.sender or "",
+              "reply_to": m.reply_to or "",
               **{f"header {k}": v for k, v in m.headers.items()},
               **{f"custom arg {k}": v for k, v in m.custom_args.items()}}
     return next((name for name, value in fields.items() if "\r" in str(value) or "\n" in str(value)), None)
@@ -73,6 +78,12 @@ def _make_dir(path: Path, what: str) -> None:
         raise TransientError(f"outbox: cannot write {what}: {exc.strerror}", provider="outbox") from exc
 
 
+def campaign_folder(ids: Mapping[str, str]) -> str:
+    """The outbox subfolder of a message: its campaign id, so two campaigns or ledgers never share a file name."""
+    name = str(ids.get("campaign_id") or "no-campaign")
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name).lstrip(".") or "no-campaign"
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_bytes(data)
@@ -80,14 +91,16 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 class OutboxEmail(Channel):
-    """Writes ``<outbox>/email/<delivery id>.eml``."""
+    """Writes ``<outbox>/email/<campaign id>/<delivery id>.eml``, dated by ``clock`` (default: now)."""
 
     name = "email"
 
-    def __init__(self, root: Path, sender: str = "TikTok Music <no-reply@music.example.com>") -> None:
+    def __init__(self, root: Path, sender: str = "TikTok Music <no-reply@music.example.com>", *,
+                 clock: Callable[[], datetime] | None = None) -> None:
         super().__init__()
         self.dir = Path(root) / "email"
         self.sender = sender
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
 
     def _send_batch(self, batch: Sequence[Message]) -> list[SendResult]:
         _make_dir(self.dir, "email")
@@ -96,12 +109,14 @@ class OutboxEmail(Channel):
             assert isinstance(m, EmailMessage)
             msgid = make_msgid(idstring=f"d{m.delivery_id}", domain="outbox.notifier")
             try:
-                data = _mime(m, self.sender, msgid).as_bytes(policy=email.policy.SMTP)
+                data = _mime(m, self.sender, msgid, self.clock()).as_bytes(policy=email.policy.SMTP)
             except (ValueError, TypeError) as exc:  # this message only (UnicodeError is a ValueError)
                 results.append(_unbuildable(m, exc))
                 continue
             try:
-                _write_atomic(self.dir / f"{m.delivery_id}.eml", data)
+                folder = self.dir / campaign_folder(m.custom_args)
+                _make_dir(folder, "email")
+                _write_atomic(folder / f"{m.delivery_id}.eml", data)
             except OSError as exc:
                 raise TransientError(f"outbox: cannot write email: {exc.strerror}", provider="outbox") from exc
             results.append(SendResult.sent(m.delivery_id, msgid.strip("<>")))
@@ -109,7 +124,7 @@ class OutboxEmail(Channel):
 
 
 class OutboxPush(Channel):
-    """Writes ``<outbox>/push/<delivery id>.json``, one file per recipient with all their tokens."""
+    """Writes ``<outbox>/push/<campaign id>/<delivery id>.json``, one file per recipient with all their tokens."""
 
     name = "push"
 
@@ -136,7 +151,9 @@ class OutboxPush(Channel):
                                                                 "cannot be encoded as UTF-8 JSON"))
                 continue
             try:
-                _write_atomic(self.dir / f"{m.delivery_id}.json", data)
+                folder = self.dir / campaign_folder(m.data)
+                _make_dir(folder, "push")
+                _write_atomic(folder / f"{m.delivery_id}.json", data)
             except OSError as exc:
                 raise TransientError(f"outbox: cannot write push: {exc.strerror}", provider="outbox") from exc
             results.append(SendResult.sent(m.delivery_id, f"outbox-push-{m.delivery_id}"))

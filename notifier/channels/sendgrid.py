@@ -85,14 +85,17 @@ class SendGridEmail(Channel):
 
     def batch_key(self, message: Message) -> Hashable:
         assert isinstance(message, EmailMessage)
-        return (message.variant, message.categories, message.unsubscribe_group)
+        return (message.variant, message.categories, message.unsubscribe_group, message.sender, message.reply_to)
 
     def payload(self, batch: Sequence[EmailMessage]) -> dict[str, Any]:
         """The v3 request body for one variant and up to 1,000 recipients."""
         m = self._mail
         first = batch[0]
         mail = m.Mail()
-        mail.from_email = m.From(self.sender[1], self.sender[0] or None)
+        name, address = parseaddr(first.sender) if first.sender else self.sender  # one sender per request
+        mail.from_email = m.From(address, name or None)
+        if first.reply_to:
+            mail.reply_to = m.ReplyTo(first.reply_to)
         mail.subject = m.Subject(_tagged(first.subject, html=False))
         mail.add_content(m.Content("text/plain", _tagged(first.text, html=False)))
         mail.add_content(m.Content("text/html", _tagged(first.html, html=True)))

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, exists, func, literal, or_, select, update
+from sqlalchemy import String, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from notifier.campaign import Campaign, parse_campaign, zone
-from notifier.errors import CampaignStateError, ConfigError
+from notifier.eligibility import eligible_sql
+from notifier.errors import CampaignStateError, ConfigError, UserError
 from notifier.ledger.models import (
     CampaignRow,
     CampaignState,
@@ -118,7 +119,8 @@ def changed_files(old: dict[str, str], new: dict[str, str]) -> tuple[str, ...]:
 def plan_groups(session: Session, row: CampaignRow, not_before: datetime) -> tuple[int, int]:
     """Create the send groups, from ``not_before`` on, of audience time zones not planned yet; (zones, groups)."""
     campaign = campaign_of(row)
-    zones = session.scalars(_audience(select(Recipient.timezone).distinct(), campaign)).all()
+    zones = session.scalars(select(Recipient.timezone).distinct()
+                            .where(eligible_sql(campaign.countries, campaign.channels))).all()
     new_zones = sorted(set(zones) - set(row.planned_zones or ()))
     values = []
     for name in new_zones:
@@ -137,12 +139,6 @@ def plan_groups(session: Session, row: CampaignRow, not_before: datetime) -> tup
     if new_zones:
         row.planned_zones = sorted({*(row.planned_zones or ()), *new_zones})
     return len(zones), inserted
-
-
-def _audience(stmt: Any, campaign: Campaign) -> Any:
-    if campaign.countries:
-        stmt = stmt.where(Recipient.country.in_(campaign.countries))
-    return stmt
 
 
 def set_state(session: Session, campaign_id: str, state: CampaignState, now: datetime) -> CampaignRow:
@@ -201,30 +197,36 @@ def materialize_due(session: Session, now: datetime, exclude: Iterable[str] = ()
     for group in groups:
         campaign = campaign_of(session.get(CampaignRow, group.campaign_id))  # type: ignore[arg-type]
         missed = group.expires_at <= now
+        channels = send_channels(campaign, group.timezone, group.send_key)
         for lo in range(group.materialized_upto, max_seq, MATERIALIZE_CHUNK):
             hi = min(lo + MATERIALIZE_CHUNK, max_seq)
-            for channel in campaign.channels:
+            for channel in channels:
                 created += _materialize(session, group, campaign, channel, lo, hi, now,
                                         SkipReason.DEADLINE_PASSED if missed else None)
         group.materialized_upto = max_seq
     return created
 
 
+def send_channels(campaign: Campaign, timezone: str, send_key: str) -> tuple[str, ...]:
+    """The channels a planned send goes out on: those whose plan has it (every campaign channel, unless a deadline
+    has channels of its own; see the planner)."""
+    if not campaign.channels_vary:
+        return campaign.channels
+    plan = plan_zone(campaign, zone(timezone))
+    return plan.send_channels.get(send_key, ())
+
+
 def _materialize(session: Session, group: SendGroup, campaign: Campaign, channel: str,
                  lo: int, hi: int, now: datetime, skipped: SkipReason | None = None) -> int:
-    has_channel = (
-        Recipient.email.is_not(None) if channel == "email"
-        else exists().where(PushToken.recipient_seq == Recipient.seq, PushToken.active.is_(True))
-    )
     state = DeliveryState.SKIPPED if skipped else DeliveryState.PENDING
-    source = _audience(select(
+    source = select(
         literal(group.campaign_id), literal(group.id), literal(group.send_key), Recipient.seq, literal(channel),
         literal(state.value), literal(skipped.value if skipped else None, String), literal(0), _ts(group.send_at),
         _ts(now), _ts(now),
     ).where(
         Recipient.timezone == group.timezone, Recipient.seq > lo, Recipient.seq <= hi,
-        Recipient.joined_at <= _ts(group.send_at), has_channel,
-    ), campaign)
+        Recipient.joined_at <= _ts(group.send_at), eligible_sql(campaign.countries, [channel]),
+    )
     cols = ["campaign_id", "group_id", "send_key", "recipient_seq", "channel", "state", "skip_reason", "attempts",
             "next_attempt_at", "created_at", "updated_at"]
     stmt = dialect_insert(session, DeliveryRow).from_select(cols, source).on_conflict_do_nothing()
@@ -242,11 +244,26 @@ def deactivate_tokens(session: Session, dead: Sequence[tuple[int, str]], now: da
                         .values(active=False, deactivated_at=now, deactivated_reason=reason))
 
 
-def record_action(session: Session, recipient_id: str, action: str, at: datetime) -> None:
-    """Note that a recipient did something that can make reminders pointless (see skip_if)."""
+def skip_if_actions(session: Session) -> set[str]:
+    """Every action that some campaign in the ledger honours in a deadline's ``skip_if``."""
+    rows = session.scalars(select(CampaignRow)).all()
+    return {d.skip_if for row in rows for d in campaign_of(row).deadlines if d.skip_if}
+
+
+def record_action(session: Session, recipient_id: str, action: str, at: datetime, *, force: bool = False) -> None:
+    """Note that a recipient did something that can make reminders pointless (see skip_if).
+
+    An action no campaign's ``skip_if`` uses is refused unless ``force``: "plan_swiched" would change nothing.
+    """
     seq = session.scalar(select(Recipient.seq).where(Recipient.id == recipient_id))
     if seq is None:
         raise CampaignStateError(f"no recipient with id {recipient_id!r}")
+    if not force:
+        known = skip_if_actions(session)
+        if action not in known:
+            raise UserError(f"no campaign's skip_if uses the action {action!r} (known: "
+                            f"{', '.join(sorted(known)) or 'none, no campaign is scheduled'}); check the spelling, "
+                            "or pass --force to record it anyway")
     stmt = dialect_insert(session, RecipientAction).values(recipient_seq=seq, action=action, at=at)
     session.execute(stmt.on_conflict_do_nothing())
 
