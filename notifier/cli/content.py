@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from notifier.cli import CliContext, campaign_file, cli, pass_ctx
+from notifier.cli._app import CliContext, campaign_file, cli, pass_ctx
 
 
 @cli.command()

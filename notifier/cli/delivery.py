@@ -1,0 +1,136 @@
+"""Delivery commands: dispatch, the Celery worker, status, the demo and the emulator."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time as _time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from notifier.cli._app import NOW, CliContext, cli, pass_ctx
+from notifier.cli._app import parse_now as _parse_now
+from notifier.errors import UserError
+
+if TYPE_CHECKING:
+    pass
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+@NOW
+@click.option("--interval", default=30.0, show_default=True, help="Seconds between ticks.")
+@pass_ctx
+def dispatch(c: CliContext, once: bool, now: str | None, interval: float) -> None:
+    """Send what is due: materialize due groups, claim, guard, render, send, record."""
+    from notifier.reports import counts_text
+    from notifier.wiring import build_dispatcher
+
+    if now is not None and not once:
+        raise UserError("--now needs --once (a fixed clock cannot tick)")
+    dispatcher = build_dispatcher(c.settings, c.sessions())
+    while True:
+        try:
+            report = dispatcher.tick(_parse_now(now))
+        except UserError:
+            raise  # configuration: one line, and stop
+        except Exception as exc:  # anything else: this tick is lost, the ledger is not; a daemon keeps going
+            if once:
+                raise
+            logging.getLogger("notifier.dispatch").exception("tick failed")
+            click.echo(f"{datetime.now(UTC):%H:%M:%S} error: the tick failed ({type(exc).__name__}); "
+                       f"trying again in {interval:g} s", err=True)
+            _time.sleep(interval)
+            continue
+        click.echo(f"{datetime.now(UTC):%H:%M:%S} materialized {report.materialized}, claimed {report.claimed}, "
+                   f"{counts_text(report.outcomes, 'nothing due')}")
+        for campaign_id, why in report.refused.items():
+            click.echo(f"error: campaign {campaign_id}: nothing sent: {why}", err=True)
+        for channel, why in report.blocked.items():
+            click.echo(f"error: channel {channel}: nothing sent, its messages wait: {why}", err=True)
+        if once:
+            if report.refused or report.blocked:
+                sys.exit(2)
+            return
+        _time.sleep(interval)
+
+
+@cli.command()
+@click.option("-Q", "--queues", default="email,push,ticks", show_default=True, help="Queues to consume.")
+@click.option("-c", "--concurrency", type=int, default=None, help="Worker processes (default: one per core).")
+@click.option("--beat", is_flag=True, help="Also publish the tick (run exactly one of these in a fleet).")
+@pass_ctx
+def worker(c: CliContext, queues: str, concurrency: int | None, beat: bool) -> None:
+    """A Celery worker of the fleet (same as: celery -A celery_app worker -Q email,push,ticks)."""
+    from notifier.distributed import check_services
+
+    try:
+        import celery_app
+    except ImportError:
+        raise UserError("celery_app.py is not importable: run notifier worker from the project folder") from None
+    check_services(c.settings, celery_app.app)
+    argv = ["worker", "-Q", queues, "--loglevel", "INFO"]
+    if concurrency:
+        argv += ["-c", str(concurrency)]
+    if beat:
+        argv.append("-B")
+    celery_app.app.worker_main(argv)
+
+
+@cli.command()
+@click.argument("campaign_id")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(c: CliContext, campaign_id: str, as_json: bool) -> None:
+    """Counts of messages by wave, channel and state."""
+    from notifier.ledger.db import transaction
+    from notifier.reports import campaign_status, format_table
+
+    with transaction(c.sessions()) as s:
+        st = campaign_status(s, campaign_id)
+    if as_json:
+        click.echo(json.dumps(st.as_dict(), indent=2))
+        return
+    nxt = f", next at {st.next_send_at:%Y-%m-%d %H:%M} UTC" if st.next_send_at and st.phase != "finished" else ""
+    click.echo(f"{st.campaign_id}: {st.phase}; {st.groups_done}/{st.groups} send groups due so far{nxt}")
+    click.echo(format_table(["send", "channel", *st.states], st.table_rows()))
+    for title, rows in (("failed because", st.failures), ("waiting because", st.waiting)):
+        if rows:
+            click.echo(f"\n{title}:")
+            for channel, why, n in rows:
+                click.echo(f"  {n:>8}  {channel:<5}  {why}")
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the demo's database and outbox (default: a new notifier-demo-* folder).")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--transport", type=click.Choice(["outbox", "providers"]), default="outbox", show_default=True,
+              help="providers: through the SendGrid and FCM SDKs to a local emulator, with faults switched on.")
+@pass_ctx
+def demo(c: CliContext, directory: Path | None, progress: bool, transport: str) -> None:
+    """Play the whole TikTok Music shutdown campaign on a simulated clock, into a local outbox or the emulator."""
+    from notifier.demo import run_demo
+
+    run_demo(c.settings, directory, progress=progress, echo=click.echo, transport=transport)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8090, show_default=True, type=int)
+@click.option("--write-credentials", "credentials", type=click.Path(dir_okay=False, path_type=Path),
+              help="First write a service-account JSON whose token_uri is this emulator, and trust its key.")
+@click.option("--project", default="notifier-demo", show_default=True, help="project_id in the credentials.")
+def emulator(host: str, port: int, credentials: Path | None, project: str) -> None:
+    """Serve a local SendGrid and FCM API with fault injection until Ctrl-C."""
+    from notifier.emulator import serve, write_credentials
+
+    if credentials is not None:
+        write_credentials(credentials, f"http://{host}:{port}/token", project)
+        click.echo(f"wrote {credentials}")
+    serve(host, port, credentials)
+
