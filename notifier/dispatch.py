@@ -267,9 +267,9 @@ class Dispatcher:
                     campaigns: Mapping[str, Campaign], now: datetime) -> None:
         """Token hygiene and email fallbacks, in a transaction of their own: their failure never loses an outcome."""
         dead = [(rows[r.delivery_id][0].recipient_seq, t) for r in results for t in r.dead_tokens]
-        fallbacks = [rows[r.delivery_id][0] for r in results
-                     if r.outcome == Outcome.INVALID_RECIPIENT and channel == "push" and rows[r.delivery_id][0].email
-                     and campaigns[rows[r.delivery_id][0].campaign_id].fallback == "email"]
+        fallbacks = [row for row in (rows[r.delivery_id][0] for r in results if r.outcome == Outcome.INVALID_RECIPIENT)
+                     if channel == "push" and row.email and campaigns[row.campaign_id].fallback == "email"
+                     and _may_fall_back_to_email(campaigns[row.campaign_id], row)]
         blocked = next((r.error for r in results if r.outcome == Outcome.BLOCKED), None)
         if blocked is not None:
             self._blocked[channel] = blocked or f"{channel}: blocked"
@@ -397,6 +397,11 @@ class Dispatcher:
         base = min(self.settings.retry_base_seconds * 2 ** min(attempts - 1, 30), self.settings.retry_max_seconds)
         delay = max(retry_after or 0.0, self.rng.uniform(base / 2, base))
         return timedelta(seconds=delay)
+
+
+def _may_fall_back_to_email(campaign: Campaign, row: claims.ClaimedRow) -> bool:
+    """A fallback email may carry the push's deadlines unless one of them is explicitly not for email."""
+    return not campaign.channels_vary or all("email" in campaign.deadline(d).channels for d in row.deadlines)
 
 
 def _brief(exc: BaseException) -> str:

@@ -212,7 +212,7 @@ def test_an_unverified_sender_blocks_the_channel_naming_the_sender_setting(fresh
 
     assert {r.outcome for r in results} == {Outcome.BLOCKED}
     assert results[0].error == (f"sendgrid 403: the sender is not a verified Sender Identity (from: {M_SENDER}): "
-                                "fix NOTIFIER_EMAIL_FROM")
+                                "fix the campaign's sender.email (or NOTIFIER_EMAIL_FROM)")
     assert mail_requests(fresh_emulator) == {"403": 1}
     for r in results:
         assert "user" not in (r.error or "") and "example.com" not in (r.error or "")  # no recipient in the error
@@ -297,7 +297,7 @@ def test_an_answer_becomes_the_error_of_its_status(status: int, kind: type[Excep
 @pytest.mark.parametrize(("status", "body", "setting", "meaning"), [
     (401, {"message": M_AUTH, "field": None}, "SENDGRID_API_KEY", "the API key was refused"),
     (403, {"message": "access forbidden", "field": None}, "SENDGRID_API_KEY", "the API key may not send this mail"),
-    (403, {"message": M_SENDER, "field": "from"}, "NOTIFIER_EMAIL_FROM",
+    (403, {"message": M_SENDER, "field": "from"}, "the campaign's sender.email (or NOTIFIER_EMAIL_FROM)",
      "the sender is not a verified Sender Identity"),
 ])
 def test_a_refusal_names_the_setting_to_fix_in_sendgrids_words(

@@ -380,3 +380,23 @@ def test_a_channel_that_keeps_raising_ends_the_tick_and_its_rows_wait_as_uncerta
     row = the_row(sessions, "ana")
     assert (row.state, row.uncertain, row.next_attempt_at) == (
         DeliveryState.PENDING, True, JAKARTA_FIRST + timedelta(seconds=60))
+
+
+def test_the_email_fallback_never_carries_a_deadline_announced_by_push_only(
+        sessions: sessionmaker[Session], add_recipient: Callable[..., int]) -> None:
+    settings = Settings()
+    add_recipient("ana", tokens=["dead-phone"])
+    spec = SPEC.replace("channels: [email, push]", "channels: [email, push]\nfallback: email").replace(
+        "    skip_if: playlist_transferred", "    skip_if: playlist_transferred\n    channels: [push]")
+    schedule(sessions, settings, spec)
+    email = ScriptedChannel("email")
+    push = ScriptedChannel("push", lambda i: SendResult.invalid(i, "fcm UNREGISTERED (404): every push token is "
+                                                                   "invalid", dead_tokens=("dead-phone",)))
+    dispatcher = make(sessions, settings, email=email, push=push)
+
+    dispatcher.tick(JAKARTA_FIRST)
+
+    rows = {(key, channel): row.state for (key, channel), row in rows_of(sessions, "ana").items()}
+    assert rows[(FIRST_KEY, "push")] == DeliveryState.FAILED
+    assert (FIRST_KEY, "email") not in rows  # the playlist deadline is push-only: no email may carry it
+    assert rows[("refund@P61D", "email")] == DeliveryState.SENT

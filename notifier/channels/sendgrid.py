@@ -61,7 +61,8 @@ STATUS_ERRORS: dict[int, type[DeliveryError]] = {
 REFUSALS: dict[tuple[int, str | None], tuple[str, str]] = {
     (401, None): ("the API key was refused", "SENDGRID_API_KEY"),
     (403, None): ("the API key may not send this mail", "SENDGRID_API_KEY"),
-    (403, "from"): ("the sender is not a verified Sender Identity", "NOTIFIER_EMAIL_FROM"),
+    (403, "from"): ("the sender is not a verified Sender Identity",
+                    "the campaign's sender.email (or NOTIFIER_EMAIL_FROM)"),
 }
 # Substitution tags for the recipient's own fields, per part (the HTML part gets the escaped value).
 TAGS = {(NAME, False): "-notifier-text-name-", (NAME, True): "-notifier-html-name-",
