@@ -28,7 +28,7 @@ def _limiter(settings: Settings, channel: str, rate: float | None) -> Pacer | No
     if not rate:
         return None
     if settings.rate_limit_url:
-        from notifier.distributed import RedisRateLimiter
+        from notifier.channels.pacing import RedisRateLimiter
 
         return RedisRateLimiter(settings.rate_limit_url, f"notifier:rate:{channel}", rate)
     return RateLimiter(rate)

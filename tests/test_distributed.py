@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifier import distributed
 from notifier.channels.base import Channel, Message
+from notifier.channels.pacing import RedisRateLimiter
 from notifier.config import Settings
 from notifier.dispatch import Dispatcher
 from notifier.events import SendResult
@@ -403,7 +404,7 @@ def rate_key() -> Iterator[str]:
 
 def test_two_limiters_on_one_key_share_one_budget(rate_key: str) -> None:
     slept: list[float] = []
-    first, second = (distributed.RedisRateLimiter(REDIS_URL, rate_key, rate=50, burst=50, sleep=slept.append)
+    first, second = (RedisRateLimiter(REDIS_URL, rate_key, rate=50, burst=50, sleep=slept.append)
                      for _ in range(2))
 
     waits = [first.acquire(50), second.acquire(50)]
@@ -418,15 +419,15 @@ def test_limiters_on_different_keys_do_not_share(rate_key: str) -> None:
 
     other = f"{rate_key}:other"
     try:
-        first = distributed.RedisRateLimiter(REDIS_URL, rate_key, rate=50, burst=50, sleep=lambda _: None)
-        second = distributed.RedisRateLimiter(REDIS_URL, other, rate=50, burst=50, sleep=lambda _: None)
+        first = RedisRateLimiter(REDIS_URL, rate_key, rate=50, burst=50, sleep=lambda _: None)
+        second = RedisRateLimiter(REDIS_URL, other, rate=50, burst=50, sleep=lambda _: None)
         assert [first.acquire(50), second.acquire(50)] == [0, 0]
     finally:
         redis.Redis.from_url(REDIS_URL).delete(other)
 
 
 def test_one_at_a_time_from_two_limiters_the_hundredth_goes_about_a_second_after_the_first(rate_key: str) -> None:
-    limiters = [distributed.RedisRateLimiter(REDIS_URL, rate_key, rate=50, burst=50, sleep=lambda _: None)
+    limiters = [RedisRateLimiter(REDIS_URL, rate_key, rate=50, burst=50, sleep=lambda _: None)
                 for _ in range(2)]
 
     waits = [limiters[n % 2].acquire() for n in range(100)]  # turn about, as two workers would
