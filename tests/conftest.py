@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.campaign import parse_campaign
 from notifier.config import Settings
+from notifier.dispatch import Dispatcher, TickReport
 from notifier.emulator.process import EmulatorProcess, run_emulator
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
@@ -250,3 +251,23 @@ deadlines:
     at: "{(now + timedelta(hours=3)).isoformat()}"
     waves: [PT3H]
 """
+
+
+# --- a simulated clock that ticks when something falls due ------------------------------------------------
+
+
+def settle(dispatcher: Dispatcher, sessions: sessionmaker[Session], start: datetime, until: datetime,
+           before_tick: Callable[[datetime], None] = lambda now: None,
+           every: timedelta = timedelta(seconds=1)) -> list[TickReport]:
+    """Tick when something falls due (retries, leases, groups) from ``start`` until ``until``, at most once per
+    ``every`` (a beat ticks every NOTIFIER_TICK_SECONDS, 30 s by default)."""
+    now, reports = start, []
+    while now <= until:
+        before_tick(now)
+        reports.append(dispatcher.tick(now))
+        with sessions() as s:
+            wakeup = queries.next_wakeup(s, now)
+        if wakeup is None:
+            break
+        now = max(wakeup, now + every)
+    return reports

@@ -28,7 +28,7 @@ from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, Sk
 from notifier.render import Content, Renderer
 from notifier.reports import campaign_status
 from notifier.testing import ScriptedChannel, sent
-from tests.conftest import CAMPAIGN_FILE, ROOT, shipped_catalogs_as
+from tests.conftest import CAMPAIGN_FILE, ROOT, settle, shipped_catalogs_as
 from tests.ledger_views import FIRST_KEY, rows_of, the_row
 
 SCHEDULED = datetime(2024, 9, 27, 12, 0, tzinfo=UTC)
@@ -52,18 +52,6 @@ def make(sessions: sessionmaker[Session], settings: Settings, **channels: Script
 def states(sessions: sessionmaker[Session]) -> dict[int, DeliveryRow]:
     with sessions() as s:
         return {r.id: r for r in s.scalars(select(DeliveryRow))}
-
-
-def settle(dispatcher: Dispatcher, sessions: sessionmaker[Session], start: datetime, until: datetime) -> None:
-    """Tick at every moment something falls due (retries, leases, groups) until ``until``."""
-    now = start
-    while now <= until:
-        dispatcher.tick(now)
-        with sessions() as s:
-            wakeup = queries.next_wakeup(s, now)
-        if wakeup is None:
-            return
-        now = max(wakeup, now + timedelta(seconds=1))
 
 
 def assert_audited(sessions: sessionmaker[Session], *channels: ScriptedChannel) -> None:
@@ -242,12 +230,8 @@ def test_an_hour_long_outage_a_week_before_the_deadline_loses_nothing(
 
     email = ScriptedChannel("email", *[down_for_an_hour] * 100)
     dispatcher = make(sessions, settings, email=email)
-    now = JAKARTA_FIRST
-    while now < JAKARTA_FIRST + timedelta(hours=3):
-        clock["now"] = now
-        dispatcher.tick(now)
-        with sessions() as s:
-            now = queries.next_wakeup(s, now) or now + timedelta(hours=3)
+    settle(dispatcher, sessions, JAKARTA_FIRST, JAKARTA_FIRST + timedelta(hours=3),
+           before_tick=lambda now: clock.update(now=now))
 
     rows = [the_row(sessions, f"r{i}") for i in range(3)]
     assert {r.state for r in rows} == {DeliveryState.SENT}

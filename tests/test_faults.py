@@ -23,14 +23,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.config import Settings
-from notifier.dispatch import Dispatcher, TickReport
+from notifier.dispatch import Dispatcher
 from notifier.emulator.process import EmulatorProcess
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SkipReason
 from notifier.reports import DeliveryAudit, audit, campaign_status
 from notifier.wiring import build_dispatcher
-from tests.conftest import NO_FAULTS, TEST_SECRETS
+from tests.conftest import NO_FAULTS, TEST_SECRETS, settle
 from tests.ledger_views import FIRST_KEY, rows_of
 
 pytestmark = pytest.mark.filterwarnings("ignore:Message.token is deprecated:DeprecationWarning")
@@ -111,23 +111,6 @@ def assert_exactly_once(sessions: sessionmaker[Session], accepted_by: EmulatorPr
     still_open = [(r.id, r.channel, r.state) for r in all_rows(sessions) if r.state in OPEN]
     assert len(still_open) == open_rows, still_open[:10]
     return result
-
-
-def settle(dispatcher: Dispatcher, sessions: sessionmaker[Session], start: datetime, until: datetime,
-           before_tick: Callable[[datetime], None] = lambda now: None,
-           every: timedelta = timedelta(seconds=1)) -> list[TickReport]:
-    """Tick when something falls due (retries, leases, groups) from ``start`` until ``until``, at most once per
-    ``every`` (a beat ticks every NOTIFIER_TICK_SECONDS, 30 s by default)."""
-    now, reports = start, []
-    while now <= until:
-        before_tick(now)
-        reports.append(dispatcher.tick(now))
-        with sessions() as s:
-            wakeup = queries.next_wakeup(s, now)
-        if wakeup is None:
-            break
-        now = max(wakeup, now + every)
-    return reports
 
 
 def set_state(sessions: sessionmaker[Session], state: CampaignState, now: datetime) -> None:
