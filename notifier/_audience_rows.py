@@ -9,7 +9,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from babel import Locale
@@ -130,11 +130,30 @@ def _name(raw: dict[str, Any]) -> tuple[str | None, bool]:
     return name, name != given
 
 
+# A plain dot-atom local part (RFC 5322 atext), which email_validator keeps as given: the common case, checked here
+# so that only the domain, which repeats across an audience, goes through the validator (once per domain).
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+@lru_cache(maxsize=4096)
+def _ascii_domain(domain: str) -> str | None:
+    """A domain as email_validator normalizes it (lower case, IDNA), or None when it is not valid."""
+    try:
+        valid = validate_email(f"x@{domain}", check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        return None
+    return str(valid.ascii_domain or valid.domain)
+
+
 def _email(raw: dict[str, Any]) -> str | None:
     """Normalized, with an internationalized domain in its ASCII (IDNA) form; the local part must be ASCII."""
     address = _text(raw, "email", _MAX_EMAIL)
     if address is None:
         return None
+    local, _, domain = address.rpartition("@")
+    if len(local) <= 64 and _PLAIN_LOCAL.fullmatch(local) and (ascii_domain := _ascii_domain(domain)) is not None \
+            and len(stored := f"{local}@{ascii_domain}") <= 254:  # else the validator says what is wrong
+        return stored
     try:
         valid = validate_email(address, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
@@ -203,6 +222,12 @@ def _locale(raw: dict[str, Any]) -> str | None:
     tag = _text(raw, "locale", _MAX_LOCALE)
     if tag is None:
         return None
+    return _normal_tag(tag)
+
+
+@lru_cache(maxsize=4096)
+def _normal_tag(tag: str) -> str:
+    """An audience has a few dozen distinct tags: each is parsed once."""
     loc = parse_tag(tag)
     return tag_of(loc) if loc is not None else tag
 

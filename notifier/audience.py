@@ -45,6 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from notifier._audience_files import format_of, records
 from notifier._audience_rows import RecipientRecord, Rejection
 from notifier.errors import AudienceError
+from notifier.ledger import bulk
 from notifier.ledger.models import PushToken, Recipient
 from notifier.ledger.queries import dialect_insert
 
@@ -157,9 +158,7 @@ def _store_batch(sessions: sessionmaker[Session], file: str, batch: list[Recipie
         existing = _stored_runs(session, {r.id for r in batch})
         fresh = _drop_duplicates(file, batch, existing, run, reject)
         if fresh:
-            _upsert_recipients(session, fresh, run, now)
-            query = select(Recipient.id, Recipient.seq).where(Recipient.id.in_([r.id for r in fresh]))
-            seqs = {rid: seq for rid, seq in session.execute(query)}
+            seqs = _upsert_recipients(session, fresh, run, now)
             _replace_tokens(session, [(seqs[r.id], r.push_tokens) for r in fresh])
     inserted = sum(1 for r in fresh if r.id not in existing)
     report.accepted += len(fresh)
@@ -193,8 +192,14 @@ def _drop_duplicates(file: str, batch: list[RecipientRecord], existing: dict[str
     return fresh
 
 
-def _upsert_recipients(session: Session, records: list[RecipientRecord], run: str, now: datetime) -> None:
-    """Insert or update by id; an update keeps the stored joined_at unless the file gives one."""
+def _upsert_recipients(session: Session, records: list[RecipientRecord], run: str, now: datetime) -> dict[str, int]:
+    """Insert or update by id; an update keeps the stored joined_at unless the file gives one. Returns id → seq."""
+    if bulk.is_postgres(session):
+        return bulk.upsert_recipients(session, [
+            {"id": r.id, "email": r.email, "name": r.name, "locale": r.locale, "timezone": r.timezone,
+             "timezone_guessed": r.timezone_guessed, "country": r.country, "attributes": r.attributes,
+             "joined_at": r.joined_at, "import_run": run, "import_line": r.line, "updated_at": now}
+            for r in records])
     rows = [{"id": r.id, "email": r.email, "name": r.name, "locale": r.locale, "timezone": r.timezone,
              "timezone_guessed": r.timezone_guessed, "country": r.country, "attributes": r.attributes,
              "joined_at": r.joined_at or now, "import_run": run, "import_line": r.line, "updated_at": now}
@@ -207,6 +212,8 @@ def _upsert_recipients(session: Session, records: list[RecipientRecord], run: st
         updated = [key for key in part[0] if key != "id" and not (keep_joined and key == "joined_at")]
         stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in updated})
         session.execute(stmt, part)
+    query = select(Recipient.id, Recipient.seq).where(Recipient.id.in_([r.id for r in records]))
+    return {rid: seq for rid, seq in session.execute(query)}
 
 
 def _replace_tokens(session: Session, wanted: list[tuple[int, tuple[str, ...]]]) -> None:
@@ -225,6 +232,8 @@ def _replace_tokens(session: Session, wanted: list[tuple[int, tuple[str, ...]]])
         session.execute(stmt, execution_options={"synchronize_session": False})
     new = [{"recipient_seq": seq, "token": token, "active": True}
            for seq, tokens in wanted for token in tokens if (seq, token) not in have]
-    if new:
+    if new and bulk.is_postgres(session):
+        bulk.insert_tokens(session, [(t["recipient_seq"], t["token"]) for t in new])
+    elif new:
         stmt = dialect_insert(session, PushToken).on_conflict_do_nothing(index_elements=["recipient_seq", "token"])
         session.execute(stmt, new)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -366,3 +368,31 @@ def test_attributes_with_nul_and_big_numbers_are_stored_as_json(sessions: sessio
     report, rejected = run_import(sessions, jsonl_file(tmp_path, {"id": "u1", **OK, "attributes": attributes}))
     assert (rejected, report.accepted) == ([], 1)
     assert stored(sessions)["u1"].attributes == json.loads(json.dumps(attributes))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(
+    st.emails(),
+    st.builds(lambda local, domain: f"{local}@{domain}",
+              st.text(st.sampled_from("aZ09.+-_'~!#"), min_size=0, max_size=70),
+              st.sampled_from(["Example.COM", "exämple.de", "x", "-x.com", "a.b", "[1.2.3.4]", "localhost",
+                               "xn--bcher-kva.example", "example.com.", "a" * 250 + ".com", "bücher.例え.jp"])),
+))
+def test_fast_email_path_stores_what_email_validator_would(address: str) -> None:
+    """The per-domain cache is an optimization only: every address is stored, or refused, as the validator says."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from notifier._audience_rows import RowError, _email
+
+    try:
+        valid = validate_email(address, check_deliverability=False, allow_smtputf8=False)
+        expected: str | None = valid.ascii_email or valid.normalized
+        if len(expected) > 320:
+            expected = None
+    except EmailNotValidError:
+        expected = None
+    try:
+        got: str | None = _email({"email": address})
+    except RowError:
+        got = None
+    assert got == expected

@@ -1,0 +1,1 @@
+"""Benchmarks of notifier: `python -m bench --recipients N` (see bench/RESULTS.md)."""
