@@ -125,12 +125,14 @@ def demo(c: CliContext, directory: Path | None, progress: bool, transport: str) 
 @click.option("--write-credentials", "credentials", type=click.Path(dir_okay=False, path_type=Path),
               help="First write a service-account JSON whose token_uri is this emulator, and trust its key.")
 @click.option("--project", default="notifier-demo", show_default=True, help="project_id in the credentials.")
-def emulator(host: str, port: int, credentials: Path | None, project: str) -> None:
+@click.option("--log", "log", type=click.Choice(["full", "ids"]), default="full", show_default=True,
+              help="What to keep of accepted messages: everything, or only their delivery ids (for millions).")
+def emulator(host: str, port: int, credentials: Path | None, project: str, log: str) -> None:
     """Serve a local SendGrid and FCM API with fault injection until Ctrl-C."""
     from notifier.emulator import serve, write_credentials
 
     if credentials is not None:
         write_credentials(credentials, f"http://{host}:{port}/token", project)
         click.echo(f"wrote {credentials}")
-    serve(host, port, credentials)
+    serve(host, port, credentials, log=log)
 

@@ -30,9 +30,12 @@ def make_app(state: EmulatorState | None = None) -> web.Application:
     return app
 
 
-def serve(host: str, port: int, credentials: Path | None = None) -> None:
-    """Serve until SIGINT or SIGTERM; token requests are verified against ``credentials`` when given."""
-    state = EmulatorState()
+def serve(host: str, port: int, credentials: Path | None = None, log: str = "full") -> None:
+    """Serve until SIGINT or SIGTERM; token requests are verified against ``credentials`` when given.
+
+    ``log`` is the state's log mode: ``full`` keeps every message, ``ids`` only their delivery ids (for benchmarks).
+    """
+    state = EmulatorState(log=log)
     if credentials is not None:
         oauth.trust_credentials(state, oauth.load_credentials(credentials))
     asyncio.run(_serve(make_app(state), host, port))

@@ -24,7 +24,11 @@ def _offset(request: web.Request, name: str, default: int | None) -> int | None:
 
 
 async def messages(request: web.Request) -> web.Response:
-    """Accepted emails and pushes from the offsets ``since_email``/``since_push``, at most ``limit`` of each."""
+    """Accepted emails and pushes from the offsets ``since_email``/``since_push``, at most ``limit`` of each.
+
+    In the ``ids`` log mode an entry is only ``{"delivery_id": 123}`` (``null`` when the message carried none):
+    the emulator kept nothing else.
+    """
     state = request.app[STATE]
     try:
         since_email = _offset(request, "since_email", 0) or 0
@@ -32,11 +36,11 @@ async def messages(request: web.Request) -> web.Response:
         limit = _offset(request, "limit", None)
     except _BadQuery as exc:
         return json_answer({"error": str(exc)}, 400)
-    emails = state.emails[since_email:] if limit is None else state.emails[since_email:since_email + limit]
-    pushes = state.pushes[since_push:] if limit is None else state.pushes[since_push:since_push + limit]
-    return json_answer({"emails": emails, "pushes": pushes, "next_email": since_email + len(emails),
-                        "next_push": since_push + len(pushes), "total_emails": len(state.emails),
-                        "total_pushes": len(state.pushes)})
+    emails = state.email_page(since_email, limit)
+    pushes = state.push_page(since_push, limit)
+    return json_answer({"log": state.log, "emails": emails, "pushes": pushes,
+                        "next_email": since_email + len(emails), "next_push": since_push + len(pushes),
+                        "total_emails": state.emails_accepted, "total_pushes": state.pushes_accepted})
 
 
 async def stats(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 Authorization: only access tokens the emulator's ``/token`` issued are accepted; another gets FCM's 401
 UNAUTHENTICATED. The drawn faults ``401`` and ``403`` answer UNAUTHENTICATED and PERMISSION_DENIED (the service
 account may not send for the project) even to a good token, as FCM does for every token of refused credentials.
+In the ``ids`` log mode an accepted message leaves only its ``data`` delivery_id (see ``state``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from notifier.emulator import faults as fk
-from notifier.emulator.state import EmulatorState
+from notifier.emulator.state import NO_ID, EmulatorState, delivery_id_of
 from notifier.emulator.wire import STATE, bytes_answer, drop, utc_now
 
 FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
@@ -180,11 +181,15 @@ async def send_message(request: web.Request) -> web.Response:
         name = f"projects/{project}/messages/fake_message_id"
     else:
         name = f"projects/{project}/messages/0:{next(state.sequence):016d}%emulator"
-        state.pushes.append({"name": name, "token": message.get("token"), "fid": message.get("fid"),
-                             "topic": message.get("topic"),
-                             "condition": message.get("condition"), "notification": message.get("notification"),
-                             "data": message.get("data"), "android": message.get("android"),
-                             "apns": message.get("apns"), "webpush": message.get("webpush"),
-                             "fcm_options": message.get("fcm_options"), "at": utc_now()})
+        if state.ids_only:
+            data = message.get("data")
+            state.push_ids.append(delivery_id_of(data.get("delivery_id")) if isinstance(data, dict) else NO_ID)
+        else:
+            state.pushes.append({"name": name, "token": message.get("token"), "fid": message.get("fid"),
+                                 "topic": message.get("topic"),
+                                 "condition": message.get("condition"), "notification": message.get("notification"),
+                                 "data": message.get("data"), "android": message.get("android"),
+                                 "apns": message.get("apns"), "webpush": message.get("webpush"),
+                                 "fcm_options": message.get("fcm_options"), "at": utc_now()})
     state.count("fcm", 200)
     return bytes_answer(json.dumps({"name": name}).encode(), 200)

@@ -1,5 +1,7 @@
 """SendGrid v3 ``POST /v3/mail/send``: SendGrid's checks and error shape, one log entry per personalization.
 
+In the ``ids`` log mode a personalization leaves only its ``custom_args`` delivery_id (see ``state``).
+
 Authorization: any ``Bearer SG.…`` key is accepted; another form, or any key while the fault ``reject_api_key``
 is on, gets SendGrid's 401 (M_AUTH). The drawn fault ``403`` answers as for an unverified sender (M_SENDER).
 """
@@ -18,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from notifier.emulator import faults as fk
-from notifier.emulator.state import EmulatorState
+from notifier.emulator.state import NO_ID, EmulatorState, delivery_id_of
 from notifier.emulator.wire import STATE, bytes_answer, drop, json_answer, utc_now
 
 MAX_BODY = 30 * 1024 * 1024
@@ -194,11 +196,16 @@ def _addresses(items: Any, field: str, bad: Problem) -> list[str]:
     return out
 
 
-def _entry(i: int, p: Any, common: _Common, bad: Problem) -> tuple[dict[str, Any] | None, int]:
-    """Check one personalization and build its log entry; returns the entry and its number of recipients."""
+def _entry(i: int, p: Any, common: _Common, bad: Problem, full: bool = True,
+           ) -> tuple[dict[str, Any] | None, int, bool, int] | None:
+    """Check one personalization: its log entry (``full`` only), recipients, whether it has a subject, its id.
+
+    None when it is not an object. Without ``full`` nothing is built that only the log would read (the entry, the
+    merged headers, the text and html with substitutions), so the ids log mode costs only the checks.
+    """
     if not isinstance(p, dict):
         bad(M_PERSONALIZATION, f"personalizations.{i}")
-        return None, 0
+        return None
     to = p.get("to")
     if not isinstance(to, list) or not to:
         bad(M_TO, f"personalizations.{i}.to")
@@ -223,49 +230,75 @@ def _entry(i: int, p: Any, common: _Common, bad: Problem) -> tuple[dict[str, Any
         if not _args_size_ok(args):
             bad(M_CUSTOM_ARGS_SIZE, f"personalizations.{i}.custom_args")
     if "headers" in p:
-        headers = {**headers, **_string_map(p["headers"], f"personalizations.{i}.headers", bad)}
+        own = _string_map(p["headers"], f"personalizations.{i}.headers", bad)
+        headers = {**headers, **own} if full else headers
     if "substitutions" in p:
         for key, value in _string_map(p["substitutions"], f"personalizations.{i}.substitutions", bad).items():
             if type(value) is str and type(key) is str:
                 subject = subject.replace(key, value) if subject else subject
-                text = text.replace(key, value) if text else text
-                html = html.replace(key, value) if html else html
+                if full:
+                    text = text.replace(key, value) if text else text
+                    html = html.replace(key, value) if html else html
+    if not full:
+        return None, count, bool(subject), delivery_id_of(args.get("delivery_id"))
     entry = {"to": emails, "subject": subject, "custom_args": args, "categories": common.categories,
              "headers": headers, "asm": common.asm, "content_types": common.content_types, "text": text,
              "html": html, "from": common.from_email, "template_id": common.template_id,
              "dynamic_template_data": p.get("dynamic_template_data")}
-    return entry, count
+    return entry, count, bool(subject), NO_ID
 
 
-def read_mail(body: Any) -> tuple[list[dict[str, Any]], list[tuple[str, str | None]]]:
-    """SendGrid's checks of a mail/send body: the log entries (one per personalization) and every problem found."""
-    problems: list[tuple[str, str | None]] = []
+Problems = list[tuple[str, str | None]]
+
+
+def _read(body: Any, full: bool) -> tuple[list[dict[str, Any]], list[int], Problems]:
+    """SendGrid's checks of a mail/send body, with the log entries (``full``) or the ids, per personalization."""
+    problems: Problems = []
 
     def bad(message: str, field: str | None) -> None:
         problems.append((message, field))
 
     if not isinstance(body, dict):
-        return [], [(M_BODY, None)]
+        return [], [], [(M_BODY, None)]
     common = _common(body, bad)
     personalizations = body.get("personalizations")
     if not isinstance(personalizations, list) or not personalizations:
         bad(M_PERSONALIZATIONS, "personalizations")
-        return [], problems
+        return [], [], problems
     if len(personalizations) > MAX_PERSONALIZATIONS:
         bad(M_PERSONALIZATIONS_MAX, "personalizations")
-        return [], problems
-    entries, recipients, missing_subject = [], 0, False
+        return [], [], problems
+    entries: list[dict[str, Any]] = []
+    ids: list[int] = []
+    recipients, missing_subject = 0, False
     for i, p in enumerate(personalizations):
-        entry, count = _entry(i, p, common, bad)
+        checked = _entry(i, p, common, bad, full)
+        if checked is None:
+            continue
+        entry, count, has_subject, delivery_id = checked
         recipients += count
+        missing_subject = missing_subject or not has_subject
         if entry is not None:
             entries.append(entry)
-            missing_subject = missing_subject or not entry["subject"]
+        else:
+            ids.append(delivery_id)
     if recipients > MAX_RECIPIENTS:
         bad(M_RECIPIENTS, "personalizations")
     if missing_subject and not common.template_id:
         bad(M_SUBJECT, "subject")
+    return entries, ids, problems
+
+
+def read_mail(body: Any) -> tuple[list[dict[str, Any]], Problems]:
+    """SendGrid's checks of a mail/send body: the log entries (one per personalization) and every problem found."""
+    entries, _, problems = _read(body, full=True)
     return entries, problems
+
+
+def read_mail_ids(body: Any) -> tuple[list[int], Problems]:
+    """The same checks for the ids log mode: each personalization's delivery_id (or NO_ID) and every problem."""
+    _, ids, problems = _read(body, full=False)
+    return ids, problems
 
 
 def _fault(request: web.Request, state: EmulatorState, kind: str, retry_after: int) -> web.Response:
@@ -308,14 +341,21 @@ async def send_mail(request: web.Request) -> web.Response:
     except ValueError:
         state.count("sendgrid", 400)
         return bytes_answer(_NOT_JSON, 400)
-    entries, problems = read_mail(body)
+    if state.ids_only:
+        ids, problems = read_mail_ids(body)
+    else:
+        entries, problems = read_mail(body)
     if problems:
         state.count("sendgrid", 400)
         return json_answer({"errors": [{"message": m, "field": f, "help": None} for m, f in problems]}, 400)
-    message_id, at = secrets.token_urlsafe(16), utc_now()
-    for entry in entries:
-        entry["message_id"] = message_id
-        entry["at"] = at
-    state.emails.extend(entries)
+    message_id = secrets.token_urlsafe(16)
+    if state.ids_only:
+        state.email_ids.extend(ids)
+    else:
+        at = utc_now()
+        for entry in entries:
+            entry["message_id"] = message_id
+            entry["at"] = at
+        state.emails.extend(entries)
     state.count("sendgrid", 202)
     return web.Response(status=202, headers={"X-Message-Id": message_id})
