@@ -46,6 +46,7 @@ class TickReport:
     recovered: dict[str, int] = field(default_factory=dict)  # "campaign:resend|skip" → rows found uncertain
     blocked: dict[str, str] = field(default_factory=dict)  # channel → why it could send nothing (the setting to fix)
     chunks: int = 0  # chunk tasks published (distributed tick)
+    requeued: int = 0  # rows of chunks the broker lost, due again
 
 
 def _truthy(value: Any) -> bool:
@@ -100,6 +101,7 @@ class Dispatcher:
         self._blocked = {}
         with transaction(self.sessions) as s:
             report.recovered = claims.recover_expired(s, now)
+            report.requeued = claims.requeue_lost(s, now)
         with transaction(self.sessions) as s:
             for row in queries.active_campaigns(s):
                 report.planned_groups += queries.plan_groups(s, row, row.scheduled_at)[1]
@@ -112,19 +114,22 @@ class Dispatcher:
             log.error("campaign %s: nothing sent: %s", campaign_id, why)
         for key, n in report.recovered.items():
             log.warning("%d rows of %s were in flight when their worker died: marked uncertain", n, key)
+        if report.requeued:
+            log.warning("%d queued rows were never picked up (a lost chunk): due again", report.requeued)
         return report
 
     def tick(self, now: datetime) -> TickReport:
         """Do everything due at ``now`` in this process; returns what was done."""
         report = self.prepare(now)
-        while True:
-            with transaction(self.sessions) as s:
-                ids = claims.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
-                                        exclude=report.refused, owner=self.owner)
-            if not ids:
-                break
-            report.claimed += len(ids)
-            report.outcomes.update(self._process(ids, now, self.owner))
+        for channel in self.channels:  # one channel at a time: each claim walks that channel's due rows in order
+            while True:
+                with transaction(self.sessions) as s:
+                    ids = claims.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
+                                            exclude=report.refused, owner=self.owner, channel=channel)
+                if not ids:
+                    break
+                report.claimed += len(ids)
+                report.outcomes.update(self._process(ids, now, self.owner))
         report.blocked = dict(self._blocked)
         for channel, why in report.blocked.items():
             log.error("channel %s sent nothing: %s", channel, why)
@@ -133,14 +138,16 @@ class Dispatcher:
                      now.isoformat(), report.materialized, report.claimed, dict(report.outcomes))
         return report
 
-    def enqueue(self, now: datetime, publish: Callable[[str, list[int]], None], chunk_size: int) -> TickReport:
-        """The distributed tick: hand due rows to workers as chunks of ids, one queue per channel.
+    def enqueue(self, now: datetime, publish: Callable[[str, list[int]], None], chunk_size: int,
+                channels: Sequence[str] | None = None) -> TickReport:
+        """The distributed tick: hand due rows to workers as chunks of ids, one queue per channel (all of them, or
+        ``channels``).
 
         Rows become ``queued`` before their chunk is published; a chunk the broker loses is queued again once
         its lease runs out, so the ledger, not the broker, decides what is still owed.
         """
         report = self.prepare(now)
-        for channel in self.channels:
+        for channel in self.channels if channels is None else channels:
             while True:
                 with transaction(self.sessions) as s:
                     ids = claims.claim_due(s, now, chunk_size, self.settings.queue_lease_seconds,

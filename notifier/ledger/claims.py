@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from notifier.ledger.models import (
@@ -34,25 +34,26 @@ from notifier.ledger.queries import campaign_of, dialect_insert
 def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, exclude: Iterable[str] = (), *,
               into: DeliveryState = DeliveryState.SENDING, owner: str | None = None,
               channel: str | None = None) -> list[int]:
-    """Take up to ``limit`` due rows: ``into`` SENDING to send them here, or QUEUED to hand them to a broker.
+    """Take up to ``limit`` due rows (pending and at their time): ``into`` SENDING to send them here, or QUEUED to
+    hand them to a broker. A chunk the broker lost comes back through :func:`requeue_lost` first.
 
-    Due means pending and at its time, or queued but never picked up before its lease ran out (a lost chunk).
-    Rows held by others are skipped, not waited on (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+    With ``channel``, the claim walks that channel's due rows in time order on ``ix_deliveries_due`` and stops
+    at ``limit``: its cost does not grow with the wave (measured: without it, each claim of 1,000 rows sorted
+    every due row, so a wave of N rows cost O(N²)). Rows held by others are skipped, not waited on
+    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
     """
     active = select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED,
                                           CampaignRow.id.not_in(list(exclude)))
-    conditions = [
-        DeliveryRow.campaign_id.in_(active),
-        or_(and_(DeliveryRow.state == DeliveryState.PENDING, DeliveryRow.next_attempt_at <= now),
-            and_(DeliveryRow.state == DeliveryState.QUEUED, DeliveryRow.lease_until < now)),
-    ]
+    conditions = [DeliveryRow.state == DeliveryState.PENDING, DeliveryRow.next_attempt_at <= now,
+                  DeliveryRow.campaign_id.in_(active)]
     if channel is not None:
         conditions.append(DeliveryRow.channel == channel)
     due = (
         select(DeliveryRow.id).where(*conditions)
-        .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
+        .order_by(DeliveryRow.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
+        .cte("due")
     )
     values: dict[str, Any] = {"state": into, "lease_until": now + timedelta(seconds=lease_seconds),
                               "lease_owner": owner, "updated_at": now}
@@ -60,12 +61,22 @@ def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, e
         values["attempts"] = DeliveryRow.attempts + 1
     stmt = (
         update(DeliveryRow)
-        .where(DeliveryRow.id.in_(due.scalar_subquery()))
+        .where(DeliveryRow.id == due.c.id)
         .values(**values)
         .returning(DeliveryRow.id)
         .execution_options(synchronize_session=False)
     )
     return sorted(session.scalars(stmt).all())
+
+
+def requeue_lost(session: Session, now: datetime) -> int:
+    """Rows queued for a broker whose chunk was never picked up before its lease ran out (the broker lost it):
+    pending again, so the next claim hands them out anew. Nothing was sent for them, so nothing is uncertain."""
+    stmt = (update(DeliveryRow)
+            .where(DeliveryRow.state == DeliveryState.QUEUED, DeliveryRow.lease_until < now)
+            .values(state=DeliveryState.PENDING, lease_until=None, lease_owner=None, updated_at=now)
+            .execution_options(synchronize_session=False))
+    return session.execute(stmt).rowcount or 0
 
 
 def lease_chunk(session: Session, ids: Sequence[int], owner: str, now: datetime, lease_seconds: int,

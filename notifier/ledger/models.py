@@ -159,7 +159,7 @@ class DeliveryRow(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         UniqueConstraint("campaign_id", "send_key", "recipient_seq", "channel", name="uq_delivery"),
-        Index("ix_deliveries_due", "state", "next_attempt_at"),
+        Index("ix_deliveries_due", "state", "channel", "next_attempt_at"),
         Index("ix_deliveries_group", "group_id", "state"),
     )
 
