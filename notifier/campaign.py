@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -73,7 +74,7 @@ class Deadline:
         """The deadline as an aware datetime in ``zone``."""
         if self.at.tzinfo is not None:
             return self.at.astimezone(zone)
-        return resolve_local(self.at.date(), self.at.time(), zone)
+        return _wall_time_in(self.at, zone)
 
 
 @dataclass(frozen=True)
@@ -365,6 +366,12 @@ def load_campaigns(paths: Iterable[str | Path]) -> list[Campaign]:
     if problems:
         raise CampaignError(problems)
     return campaigns
+
+
+@lru_cache(maxsize=4096)
+def _wall_time_in(at: datetime, zone: tzinfo) -> datetime:
+    """A wall-time deadline in one zone: asked for every row of a wave, resolved once per zone."""
+    return resolve_local(at.date(), at.time(), zone)
 
 
 def zone(name: str) -> ZoneInfo:

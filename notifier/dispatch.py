@@ -121,15 +121,19 @@ class Dispatcher:
     def tick(self, now: datetime) -> TickReport:
         """Do everything due at ``now`` in this process; returns what was done."""
         report = self.prepare(now)
-        for channel in self.channels:  # one channel at a time: each claim walks that channel's due rows in order
-            while True:
-                with transaction(self.sessions) as s:
-                    ids = claims.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
-                                            exclude=report.refused, owner=self.owner, channel=channel)
-                if not ids:
-                    break
-                report.claimed += len(ids)
-                report.outcomes.update(self._process(ids, now, self.owner))
+        claimed = True
+        while claimed:  # again after a pass that sent something: a push may have added a fallback email
+            claimed = False
+            for channel in self.channels:  # one channel at a time: a claim walks its due rows in time order
+                while True:
+                    with transaction(self.sessions) as s:
+                        ids = claims.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
+                                                exclude=report.refused, owner=self.owner, channel=channel)
+                    if not ids:
+                        break
+                    claimed = True
+                    report.claimed += len(ids)
+                    report.outcomes.update(self._process(ids, now, self.owner))
         report.blocked = dict(self._blocked)
         for channel, why in report.blocked.items():
             log.error("channel %s sent nothing: %s", channel, why)

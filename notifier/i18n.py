@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 
 from babel import Locale, UnknownLocaleError
@@ -57,6 +58,12 @@ def negotiate(requested: str | None, available: Sequence[str], default: str) -> 
     An exact match wins; otherwise the first available locale of the same language
     (pt, pt-PT → pt-BR; es, es-AR → es-MX; in → id); anything else gets ``default``.
     """
+    return _negotiate(requested, tuple(available), default)
+
+
+@lru_cache(maxsize=4096)
+def _negotiate(requested: str | None, available: tuple[str, ...], default: str) -> str:
+    """An audience has a few dozen distinct tags: each is negotiated once per campaign's locales."""
     loc = parse_tag(requested)
     if loc is None:
         return default

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 from collections.abc import Sequence
 from datetime import date, timedelta
@@ -23,7 +22,7 @@ _TAG = 12  # bytes of signature
 
 
 def _mac(secret: str, purpose: bytes, data: bytes) -> bytes:
-    return hmac.new(secret.encode(), purpose + data, hashlib.sha256).digest()
+    return hmac.digest(secret.encode(), purpose + data, "sha256")  # the one-shot C path: five per message
 
 
 def _round(secret: str, n: int, half: bytes) -> bytes:
@@ -31,7 +30,7 @@ def _round(secret: str, n: int, half: bytes) -> bytes:
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
 def _encipher(secret: str, block: bytes) -> bytes:

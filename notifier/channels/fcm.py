@@ -21,7 +21,7 @@ import enum
 import json
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -66,6 +66,7 @@ REFUSALS: dict[str, str] = {
 }
 CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
 
+POST_SLICE = 100  # messages encoded before their requests go out; the next slice is encoded while they fly
 MAX_TTL = timedelta(days=28)  # FCM refuses an android.ttl over 2,419,200 s; a later deadline gets the longest it keeps
 
 
@@ -141,6 +142,18 @@ class FcmPush(Channel):
         """The request body exactly as the SDK's ``messaging.send`` encodes it (requests' ``json=``)."""
         return json.dumps(self._service._message_data(message, False), allow_nan=False).encode("utf-8")
 
+    def bodies(self, m: PushMessage) -> list[bytes]:
+        """One body per token, each exactly what ``body(build(m, token))`` gives: the SDK encodes the message once
+        (its validation is most of a push's CPU) and each token's body differs only in the token."""
+        if not m.tokens:
+            return []
+        data = self._service._message_data(self.build(m, m.tokens[0], m.ttl), False)
+        out = []
+        for token in m.tokens:
+            data["message"]["token"] = token
+            out.append(json.dumps(data, allow_nan=False).encode("utf-8"))
+        return out
+
     def headers(self) -> dict[str, str]:
         """The SDK's headers, authorized as its session does it: refresh if needed, metrics header, bearer token.
 
@@ -169,24 +182,33 @@ class FcmPush(Channel):
         pushes = [m for m in batch if isinstance(m, PushMessage)]
         owners = [i for i, m in enumerate(pushes) for _ in m.tokens]
         tokens = [t for m in pushes for t in m.tokens]
-        bodies = [self.body(self.build(m, t, m.ttl)) for m in pushes for t in m.tokens]
-        results = self._post_authorized(bodies)
+        results = self._post_authorized(pushes)
         per_message: list[list[tuple[str, TokenResult]]] = [[] for _ in pushes]
         for i, token, result in zip(owners, tokens, results, strict=True):
             per_message[i].append((token, result))
         return [_aggregate(m.delivery_id, answers) for m, answers in zip(pushes, per_message, strict=True)]
 
-    def _post_now(self, bodies: list[bytes]) -> list[TokenResult]:
-        """Post every body on the pooled session with the current access token (fetched first if need be)."""
-        future = asyncio.run_coroutine_threadsafe(self._post_all(bodies, self.headers()), self._loop)
-        return future.result()
+    def _post_now(self, slices: Iterable[list[bytes]]) -> list[TokenResult]:
+        """Post every body on the pooled session with the current access token (fetched first if need be); each
+        slice goes out as soon as it is built, so encoding the next one overlaps the requests of this one."""
+        headers = self.headers()
+        futures = [asyncio.run_coroutine_threadsafe(self._post_all(bodies, headers), self._loop)
+                   for bodies in slices]
+        return [result for future in futures for result in future.result()]
 
-    def _post_authorized(self, bodies: list[bytes]) -> list[TokenResult]:
+    def _post_authorized(self, pushes: Sequence[PushMessage]) -> list[TokenResult]:
         """Every request's answer; all of them refused twice, the second time with a fresh token: ChannelConfigError."""
-        results = self._post_now(bodies)
+        built: list[list[bytes]] = []
+
+        def slices() -> Iterator[list[bytes]]:
+            for lo in range(0, len(pushes), POST_SLICE):
+                built.append([b for m in pushes[lo:lo + POST_SLICE] for b in self.bodies(m)])
+                yield built[-1]
+
+        results = self._post_now(slices())
         if _all_refused(results):  # FCM took none of them: ask again once with a new access token
             self._forget_token()
-            results = self._post_now(bodies)
+            results = self._post_now(built)
             if _all_refused(results):
                 first = results[0]
                 raise ChannelConfigError(f"fcm: {REFUSALS[first.code]} ({first.detail}): fix {CREDENTIALS}",

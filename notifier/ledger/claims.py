@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import BigInteger, and_, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from notifier.ledger.models import (
@@ -87,7 +88,7 @@ def lease_chunk(session: Session, ids: Sequence[int], owner: str, now: datetime,
                                           CampaignRow.id.not_in(list(exclude)))
     stmt = (
         update(DeliveryRow)
-        .where(DeliveryRow.id.in_(list(ids)), DeliveryRow.state == DeliveryState.QUEUED,
+        .where(_among(session, DeliveryRow.id, ids), DeliveryRow.state == DeliveryState.QUEUED,
                DeliveryRow.campaign_id.in_(active))
         .values(state=DeliveryState.SENDING, lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds),
                 attempts=DeliveryRow.attempts + 1, updated_at=now)
@@ -98,7 +99,8 @@ def lease_chunk(session: Session, ids: Sequence[int], owner: str, now: datetime,
     # A chunk of a paused campaign goes back to pending, so resuming sends it.
     paused = select(CampaignRow.id).where(CampaignRow.state == CampaignState.PAUSED)
     session.execute(update(DeliveryRow).where(
-        DeliveryRow.id.in_(list(ids)), DeliveryRow.state == DeliveryState.QUEUED, DeliveryRow.campaign_id.in_(paused))
+        _among(session, DeliveryRow.id, ids), DeliveryRow.state == DeliveryState.QUEUED,
+        DeliveryRow.campaign_id.in_(paused))
         .values(state=DeliveryState.PENDING, lease_until=None, lease_owner=None, updated_at=now)
         .execution_options(synchronize_session=False))
     return leased
@@ -151,34 +153,48 @@ class ClaimedRow:
     superseded: frozenset[str]  # deadlines a later due send of the same zone covers
 
 
+def _among(session: Session, column: Any, ids: Sequence[int]) -> Any:
+    """``column IN ids``; on PostgreSQL as ``= ANY(array)``, one parameter whatever the batch size, so the driver
+    does not parse a new thousand-placeholder statement for every batch (measured: 4% of a worker's time)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam("among_ids", list(ids), type_=ARRAY(BigInteger)))
+    return column.in_(list(ids))
+
+
 def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[ClaimedRow]:
+    """The claimed rows with what the guard and the renderer need: plain columns, no ORM objects (a batch is
+    read once and thrown away)."""
+    d, r = DeliveryRow, Recipient
     rows = session.execute(
-        select(DeliveryRow, SendGroup.wave, SendGroup.deadlines, SendGroup.send_at, Recipient)
-        .join(SendGroup, SendGroup.id == DeliveryRow.group_id)
-        .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
-        .where(DeliveryRow.id.in_(ids))
-        .order_by(DeliveryRow.id)
+        select(d.id, d.campaign_id, d.group_id, d.channel, d.send_key, d.attempts, SendGroup.wave,
+               SendGroup.deadlines, SendGroup.send_at, r.seq, r.id.label("recipient_id"), r.email, r.name, r.locale,
+               r.timezone, r.country, r.attributes)
+        .join(SendGroup, SendGroup.id == d.group_id)
+        .join(r, r.seq == d.recipient_seq)
+        .where(_among(session, d.id, ids))
+        .order_by(d.id)
     ).all()
-    seqs = {r.Recipient.seq for r in rows}
+    seqs = sorted({row.seq for row in rows})
     tokens: dict[int, list[str]] = {}
     for seq, token in session.execute(select(PushToken.recipient_seq, PushToken.token).where(
-            PushToken.recipient_seq.in_(seqs), PushToken.active.is_(True)).order_by(PushToken.id)):
+            _among(session, PushToken.recipient_seq, seqs), PushToken.active.is_(True)).order_by(PushToken.id)):
         tokens.setdefault(seq, []).append(token)
     actions: dict[int, set[str]] = {}
     for seq, action in session.execute(select(RecipientAction.recipient_seq, RecipientAction.action).where(
-            RecipientAction.recipient_seq.in_(seqs), RecipientAction.at <= now)):
+            _among(session, RecipientAction.recipient_seq, seqs), RecipientAction.at <= now)):
         actions.setdefault(seq, set()).add(action)
-    later = _later_due(session, {(r.DeliveryRow.campaign_id, r.Recipient.timezone) for r in rows}, now)
+    later = _later_due(session, {(row.campaign_id, row.timezone) for row in rows}, now)
     out = []
-    for d, wave, deadlines, send_at, r in rows:
-        superseded = frozenset(dl for at, dls in later.get((d.campaign_id, r.timezone), ()) if at > send_at
-                               for dl in dls if dl in deadlines)
+    for row in rows:
+        superseded = frozenset(dl for at, dls in later.get((row.campaign_id, row.timezone), ()) if at > row.send_at
+                               for dl in dls if dl in row.deadlines)
         out.append(ClaimedRow(
-            id=d.id, campaign_id=d.campaign_id, group_id=d.group_id, channel=d.channel, send_key=d.send_key,
-            attempts=d.attempts, wave=wave, deadlines=tuple(deadlines), send_at=send_at, recipient_seq=r.seq,
-            recipient_id=r.id, email=r.email,
-            name=r.name, locale=r.locale, timezone=r.timezone, country=r.country, attributes=dict(r.attributes or {}),
-            tokens=tuple(tokens.get(r.seq, ())), actions=frozenset(actions.get(r.seq, ())), superseded=superseded,
+            id=row.id, campaign_id=row.campaign_id, group_id=row.group_id, channel=row.channel,
+            send_key=row.send_key, attempts=row.attempts, wave=row.wave, deadlines=tuple(row.deadlines),
+            send_at=row.send_at, recipient_seq=row.seq, recipient_id=row.recipient_id, email=row.email,
+            name=row.name, locale=row.locale, timezone=row.timezone, country=row.country,
+            attributes=dict(row.attributes or {}), tokens=tuple(tokens.get(row.seq, ())),
+            actions=frozenset(actions.get(row.seq, ())), superseded=superseded,
         ))
     return out
 

@@ -1,0 +1,42 @@
+"""The benchmark's smoke run: ``python -m bench`` end to end at 2,000 recipients, on the real services.
+
+It proves the harness works (every phase ran, the figures are there, the chart and the results row are written),
+not how fast anything is: speed is measured by ``python -m bench --recipients 1000000`` (bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.conftest import PG_URL, ROOT
+
+SUMMARY = re.compile(
+    r"bench: recipients=2000 import_s=(?P<import_s>[\d.]+) plan_s=[\d.]+ email_per_s=(?P<email>\d+) "
+    r"push_per_s=(?P<push>\d+) push_ceiling_per_s=(?P<ceiling>\d+) push_ratio=[\d.]+ "
+    r"baseline_email_per_s=(?P<baseline>[\d.]+) speedup_email=[\d.]+ peak_rss_mb=(?P<rss>[\d.]+)")
+
+
+@pytest.mark.postgres
+def test_bench_smoke_run_prints_the_summary_line_and_writes_chart_and_results(tmp_path: Path) -> None:
+    server = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--recipients", "2000", "--baseline-sample", "60", "--ceiling-requests",
+         "2000", "--server", server, "--out", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    found = SUMMARY.fullmatch(last)
+    assert found, last
+    assert all(float(found[k]) > 0 for k in ("import_s", "email", "push", "ceiling", "baseline", "rss"))
+    assert "email: " in result.stdout and "push: " in result.stdout
+    png = tmp_path / "wave-2000.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    results = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
+    assert "| 2000 |" in results.replace(" 2000 ", " 2000 ")
