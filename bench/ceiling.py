@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.report import peak_rss_mb
+from notifier.emulator.process import free_port
 
 PROJECT = "notifier-bench"
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,12 +92,6 @@ async def _post_all(url: str, bodies: list[bytes], concurrency: int) -> float:
         return time.perf_counter() - start
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_listening(process: subprocess.Popen[bytes], port: int, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -138,7 +133,7 @@ def push_ceiling(requests: int = 20000, concurrency: int = 64) -> Ceiling:
     if requests < 1 or concurrency < 1:
         raise ValueError("requests and concurrency must be at least 1")
     bodies = [fcm_body(i) for i in range(1, requests + 1)]  # built before the clock starts
-    port = _free_port()
+    port = free_port()
     process = start_server(port)
     try:
         url = f"http://127.0.0.1:{port}/v1/projects/{PROJECT}/messages:send"

@@ -17,6 +17,8 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from notifier.emulator.process import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -26,12 +28,6 @@ def wait_for(condition: Callable[[], bool], seconds: float, what: str, interval:
         if time.monotonic() > deadline:
             raise SystemExit(f"bench: {what}")
         time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
