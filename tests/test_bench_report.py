@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -32,16 +33,18 @@ def test_peak_rss_of_a_process_that_is_gone_is_zero() -> None:
 
 
 def test_tree_peak_rss_sees_a_child_bigger_than_its_parent() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import sys, time; b = bytearray(200 * 2**20); "
-                              "b[::4096] = b'x' * len(b[::4096]); print(flush=True); time.sleep(30)"],
-                             stdout=subprocess.PIPE)
+    # A small parent of its own (the test process may itself have a big peak), whose child touches 200 MB.
+    grandchild = ("import time; b = bytearray(200 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+                  "print(flush=True); time.sleep(30)")
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+                               f"{grandchild!r}])"], stdout=subprocess.PIPE, start_new_session=True)
     try:
-        assert child.stdout is not None
-        child.stdout.readline()  # the child has touched its 200 MB
-        assert report.tree_peak_rss_mb(os.getpid()) >= 200 > report.peak_rss_mb(os.getpid())
+        assert parent.stdout is not None
+        parent.stdout.readline()  # the child has touched its 200 MB
+        assert report.tree_peak_rss_mb(parent.pid) >= 200 > report.peak_rss_mb(parent.pid)
     finally:
-        child.kill()
-        child.wait()
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
 
 
 # --- sampling -------------------------------------------------------------------------------------------
