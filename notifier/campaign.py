@@ -104,6 +104,7 @@ class Campaign:
     fallback: str | None = None  # "email": a recipient whose push tokens are all dead gets the email instead
     on_uncertain: str = "resend"  # a message whose worker died mid-request: "resend" (maybe twice) or "skip"
     sender: Sender | None = None  # None: the global NOTIFIER_EMAIL_FROM
+    purge_after: timedelta | None = None  # the tick deletes recipients' personal data this long after the end
     source: str = "<memory>"
 
     def deadline(self, deadline_id: str) -> Deadline:
@@ -234,7 +235,7 @@ def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int], channels
 
 _TOP_REQUIRED = ("id", "name", "locales", "default_locale", "channels", "deadlines")
 _TOP_OPTIONAL = ("category", "templates", "delivery", "audience", "links", "description", "fallback",
-                 "on_uncertain", "sender")
+                 "on_uncertain", "sender", "purge_after")
 
 
 def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
@@ -271,6 +272,7 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
     countries = _read_audience(r, top.get("audience"))
     links = _read_links(r, top.get("links"))
     sender = read_sender(r, top.get("sender"))
+    purge_after = r.parsed(top.get("purge_after"), "purge_after", parse_duration) if "purge_after" in top else None
     deadlines: list[Deadline] = []
     dl_node = top.get("deadlines")
     if dl_node is not None:
@@ -289,7 +291,8 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
         id=ident, name=name, category=category, templates=templates, locales=locales,
         default_locale=default_locale, channels=tuple(channels), delivery=delivery,
         deadlines=tuple(deadlines), countries=countries,  # the file's order: templates and plans list them so
-        links=links, fallback=fallback, on_uncertain=on_uncertain, sender=sender, source=source,
+        links=links, fallback=fallback, on_uncertain=on_uncertain, sender=sender, purge_after=purge_after,
+        source=source,
     )
 
 

@@ -57,6 +57,11 @@ class Settings:
     push_concurrency: int = 64
     email_rate: float | None = None  # messages per second for this process; None = unlimited
     push_rate: float | None = None
+    # notifier serve
+    sendgrid_webhook_key: str | None = None  # base64 public key of SendGrid's Signed Event Webhook
+    webhook_tolerance_seconds: float = 600.0  # a signed batch older than this is refused; 0: no age check
+    webhook_max_bytes: int = 8 * 1024 * 1024  # a bigger request body gets 413
+    api_token: str | None = None  # bearer token of POST /actions
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -96,6 +101,33 @@ def require_production_secrets(settings: Settings) -> None:
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return float(_number(env, name, default, float) or default)
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A span in seconds where 0 means "off"."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from None
+    if not 0 <= value < 10**9:
+        raise ConfigError(f"{name}: must be 0 (off) or a positive number of seconds, got {raw}")
+    return value
+
+
+def require_serving_secrets(settings: Settings) -> None:
+    """What ``notifier serve`` needs beyond :func:`require_production_secrets`: a webhook key and an API token that
+    nobody can guess."""
+    require_production_secrets(settings)
+    if not settings.sendgrid_webhook_key:
+        raise ConfigError("NOTIFIER_SENDGRID_WEBHOOK_KEY is not set: without it nobody can tell SendGrid's events from "
+                          "forged ones (copy the verification key from SendGrid's Signed Event Webhook settings)")
+    token = settings.api_token or ""
+    if token in KNOWN_SECRETS or len(token) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"NOTIFIER_API_TOKEN is {'not set' if not token else 'too weak'}: POST /actions needs a "
+                          f"private random token of at least {MIN_SECRET_LENGTH} characters")
 
 
 def _check(settings: Settings) -> Settings:
@@ -146,4 +178,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         push_concurrency=_int(env, "NOTIFIER_PUSH_CONCURRENCY", d.push_concurrency),
         email_rate=_number(env, "NOTIFIER_EMAIL_RATE", None, float),
         push_rate=_number(env, "NOTIFIER_PUSH_RATE", None, float),
+        sendgrid_webhook_key=env.get("NOTIFIER_SENDGRID_WEBHOOK_KEY") or None,
+        webhook_tolerance_seconds=_seconds(env, "NOTIFIER_WEBHOOK_TOLERANCE_SECONDS", d.webhook_tolerance_seconds),
+        webhook_max_bytes=_int(env, "NOTIFIER_WEBHOOK_MAX_BYTES", d.webhook_max_bytes),
+        api_token=env.get("NOTIFIER_API_TOKEN") or None,
     ))

@@ -17,13 +17,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifier import purge
 from notifier.campaign import Campaign, zone
 from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
 from notifier.config import Settings
 from notifier.errors import UserError, raised_at
 from notifier.events import Outcome, SendResult
 from notifier.i18n import negotiate
-from notifier.ledger import claims, queries
+from notifier.ledger import claims, queries, suppressions
 from notifier.ledger.claims import RowOutcome
 from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryState, SkipReason
@@ -47,6 +48,7 @@ class TickReport:
     blocked: dict[str, str] = field(default_factory=dict)  # channel → why it could send nothing (the setting to fix)
     chunks: int = 0  # chunk tasks published (distributed tick)
     requeued: int = 0  # rows of chunks the broker lost, due again
+    purged: dict[str, int] = field(default_factory=dict)  # campaign id → recipients whose personal data was deleted
 
 
 def _truthy(value: Any) -> bool:
@@ -110,6 +112,7 @@ class Dispatcher:
                     report.refused[row.id] = refusal
         with transaction(self.sessions) as s:
             report.materialized = queries.materialize_due(s, now, exclude=report.refused)
+        report.purged = self._purge_due(now)
         for campaign_id, why in report.refused.items():
             log.error("campaign %s: nothing sent: %s", campaign_id, why)
         for key, n in report.recovered.items():
@@ -176,6 +179,22 @@ class Dispatcher:
             log.error("channel %s sent nothing of this chunk: %s", channel, why)
         return counts
 
+    def _purge_due(self, now: datetime) -> dict[str, int]:
+        """Campaigns whose ``purge_after`` ran out: their recipients' personal data goes, each campaign alone."""
+        with self.sessions() as s:
+            due = list(purge.due(s, now))
+        done = {}
+        outbox = self.settings.outbox_dir if self.settings.transport == "outbox" else None
+        for campaign_id in due:
+            try:
+                done[campaign_id] = purge.purge(self.sessions, campaign_id, now, outbox).recipients
+            except Exception:  # this campaign stays due; the tick goes on
+                log.exception("campaign %s: the scheduled purge failed", campaign_id)
+                continue
+            log.warning("campaign %s: purged the personal data of %d recipients (purge_after)", campaign_id,
+                        done[campaign_id])
+        return done
+
     def close(self) -> None:
         """Release the channels' connections."""
         for channel in self.channels.values():
@@ -231,6 +250,13 @@ class Dispatcher:
             reason = SkipReason.NO_ADDRESS
         if reason is not None:
             return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id, skip_reason=reason)
+        suppressed, tokens = suppressions.verdict(row.listed, row.channel, row.tokens,
+                                                  marketing=campaign.honours_opt_outs)
+        if suppressed is not None:
+            return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
+                              skip_reason=SkipReason.SUPPRESSED, error=suppressed)
+        if tokens != row.tokens:  # some of its push tokens are suppressed: the message goes to the others
+            row = dataclasses.replace(row, tokens=tokens)
         tz = zone(row.timezone)
         grace = timedelta(seconds=self.settings.window_grace_seconds)
         reopens = window_reopens(now, tz, campaign.delivery.window, grace)

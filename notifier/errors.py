@@ -5,7 +5,9 @@
     │   ├── CampaignError         a campaign file is wrong; carries every Problem (file, line, field)
     │   ├── AudienceError         an audience file cannot be read at all (row problems are Rejections)
     │   ├── CampaignStateError    a command does not fit the campaign's state (unknown id, cancelled, ...)
-    │   └── ConfigError           a setting is missing or malformed
+    │   ├── ConfigError           a setting is missing or malformed
+    │   └── RequestRefused        notifier serve refuses a request (a bad webhook signature, an old or malformed
+    │                             batch, a wrong token); carries the HTTP ``status``; nothing of it is applied
     └── DeliveryError             a channel could not deliver; the dispatcher turns it into a ledger state
         ├── TransientError        try again later (retry_after seconds, when the provider said)
         │   └── ThrottledError    the provider rate-limited us (retry_after seconds)
@@ -75,6 +77,14 @@ class CampaignStateError(UserError):
 
 class ConfigError(UserError):
     """A setting is missing or malformed."""
+
+
+class RequestRefused(UserError):
+    """A webhook request we refuse, with the HTTP status to answer (401, 403, 400, 413) and why, in one line."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class DeliveryError(NotifierError):

@@ -75,5 +75,5 @@ def verify_unsubscribe_token(secrets: str | Sequence[str], token: str, *, today:
 def unsubscribe_headers(public_url: str, secret: str, delivery_id: int, *, issued: date) -> dict[str, str]:
     """RFC 8058 one-click unsubscribe headers for one message."""
     token = unsubscribe_token(secret, delivery_id, issued=issued)
-    url = f"{public_url.rstrip('/')}/unsubscribe/{token}"
+    url = f"{public_url.rstrip('/')}/u/{token}"
     return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}

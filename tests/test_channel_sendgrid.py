@@ -153,7 +153,7 @@ def test_each_recipient_has_their_own_one_click_unsubscribe_headers(fresh_emulat
     assert headers["user1@example.com"]["List-Unsubscribe"] != headers["user2@example.com"]["List-Unsubscribe"]
     for h in headers.values():
         assert h["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        assert h["List-Unsubscribe"].startswith("<https://notify.example.com/unsubscribe/")
+        assert h["List-Unsubscribe"].startswith("<https://notify.example.com/u/")
 
 
 @pytest.mark.parametrize(("group", "asm"), [(None, None), (42, {"group_id": 42})])

@@ -55,7 +55,7 @@ def test_a_rotated_key_still_accepts_links_made_with_the_previous_one() -> None:
 def test_the_headers_offer_one_click_unsubscribe_on_the_public_url() -> None:
     headers = unsubscribe_headers("https://notify.example.com/", KEY, 7, issued=SENT)
     assert headers == {
-        "List-Unsubscribe": f"<https://notify.example.com/unsubscribe/{unsubscribe_token(KEY, 7, issued=SENT)}>",
+        "List-Unsubscribe": f"<https://notify.example.com/u/{unsubscribe_token(KEY, 7, issued=SENT)}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
 

@@ -103,9 +103,11 @@ def i18n_check(c: CliContext, campaigns: tuple[str, ...]) -> None:
     from notifier.catalogs import check_catalogs
     from notifier.errors import CampaignError
     from notifier.review import review
+    from notifier.web.locales import check_ui_catalogs
 
     camps = _all_campaigns(c, campaigns)
     problems = [p for camp in camps for p in check_catalogs(c.settings.locales_dir, camp.locales, camp.id)]
+    problems += check_ui_catalogs() if not campaigns else []
     if not problems:  # rendering needs sound catalogs; check them first
         renderer = c.renderer()
         problems = [p for camp in camps for p in review(camp, renderer)]
@@ -114,3 +116,5 @@ def i18n_check(c: CliContext, campaigns: tuple[str, ...]) -> None:
     for camp in camps:
         click.echo(f"catalogs ok: {', '.join(sorted(camp.locales))}; every message of {camp.id} renders "
                    "within its limits")
+    if not campaigns:
+        click.echo("catalogs ok: the pages of notifier serve")

@@ -30,6 +30,7 @@ from notifier.ledger.models import (
     SkipReason,
 )
 from notifier.ledger.queries import campaign_of, dialect_insert
+from notifier.ledger.suppressions import NOT_LISTED, Listed, digest, scopes_of
 
 
 def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, exclude: Iterable[str] = (), *,
@@ -151,6 +152,7 @@ class ClaimedRow:
     tokens: tuple[str, ...]
     actions: frozenset[str]
     superseded: frozenset[str]  # deadlines a later due send of the same zone covers
+    listed: Listed = NOT_LISTED  # what the suppression list says about this recipient, its address and tokens
 
 
 def _among(session: Session, column: Any, ids: Sequence[int]) -> Any:
@@ -184,6 +186,7 @@ def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[Cl
             _among(session, RecipientAction.recipient_seq, seqs), RecipientAction.at <= now)):
         actions.setdefault(seq, set()).add(action)
     later = _later_due(session, {(row.campaign_id, row.timezone) for row in rows}, now)
+    listed = _listed(session, rows, tokens)
     out = []
     for row in rows:
         superseded = frozenset(dl for at, dls in later.get((row.campaign_id, row.timezone), ()) if at > row.send_at
@@ -195,8 +198,23 @@ def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[Cl
             name=row.name, locale=row.locale, timezone=row.timezone, country=row.country,
             attributes=dict(row.attributes or {}), tokens=tuple(tokens.get(row.seq, ())),
             actions=frozenset(actions.get(row.seq, ())), superseded=superseded,
+            listed=listed.get(row.seq, NOT_LISTED),
         ))
     return out
+
+
+def _listed(session: Session, rows: Sequence[Any], tokens: dict[int, list[str]]) -> dict[int, Listed]:
+    """The suppression list's word on each recipient of a batch, in one query over the hashes."""
+    keys = {}
+    for row in rows:
+        keys[row.seq] = (digest("recipient", row.recipient_id), digest("email", row.email) if row.email else None,
+                         {t: digest("token", t) for t in tokens.get(row.seq, ())})
+    found = scopes_of(session, {d for r, e, ts in keys.values() for d in (r, e, *ts.values()) if d})
+    if not found:
+        return {}
+    return {seq: Listed(found.get(r, {}), found.get(e, {}) if e else {},
+                        {t: found[d] for t, d in ts.items() if d in found})
+            for seq, (r, e, ts) in keys.items()}
 
 
 def _later_due(session: Session, zones: set[tuple[str, str]], now: datetime

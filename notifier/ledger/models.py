@@ -70,6 +70,7 @@ class SkipReason(enum.StrEnum):
     NO_ADDRESS = "no_address"
     UNCERTAIN = "uncertain"  # its worker died mid-request and the campaign says on_uncertain: skip
     SUPERSEDED = "superseded"  # a later reminder for the same deadline is already due (after a pause or outage)
+    SUPPRESSED = "suppressed"  # the address, token or recipient is on the suppression list (bounce, complaint, opt-out)
 
 
 class Base(DeclarativeBase):
@@ -89,6 +90,7 @@ class CampaignRow(Base):
     planned_zones: Mapped[list[str]] = mapped_column(JSON, default=list)  # zones whose send groups exist
     content_fingerprint: Mapped[str | None] = mapped_column(String(64))  # templates + catalogs as approved
     content_manifest: Mapped[dict[str, str] | None] = mapped_column(JSON)  # file → digest, to show changes
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # its recipients' personal data removed
 
 
 class Recipient(Base):
@@ -107,6 +109,7 @@ class Recipient(Base):
     import_run: Mapped[str | None] = mapped_column(String(36))
     import_line: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # email, name, tokens and attributes removed
 
 
 class PushToken(Base):
@@ -186,12 +189,40 @@ class DeliveryRow(Base):
 
 
 class DeliveryEvent(Base):
-    """What happened to a delivery over time: attempts now, provider events (webhooks) later."""
+    """What happened to a delivery over time: our attempts, and the provider's events (webhooks).
+
+    A provider event carries the provider's own id (``provider_event_id``, unique: a replayed webhook batch adds
+    nothing). One that names no delivery of ours (sent by something else on the same account, or purged since) is
+    kept with ``delivery_id`` NULL, for its effect on the address.
+    """
 
     __tablename__ = "delivery_events"
+    __table_args__ = (UniqueConstraint("provider", "provider_event_id", name="uq_provider_event"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
     type: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    provider: Mapped[str | None] = mapped_column(String(32))
+    provider_event_id: Mapped[str | None] = mapped_column(String(128))
+
+
+class Suppression(Base):
+    """An address, push token or recipient that must not get (some) messages again, kept as a hash only.
+
+    ``scope`` ``all`` stops every campaign on that channel (a hard bounce, a complaint); ``marketing`` stops
+    marketing campaigns on every channel (an unsubscribe). Purging a campaign keeps these: they hold no address.
+    """
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("digest", "scope", name="uq_suppression"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of the normalized address, token or recipient id
+    kind: Mapped[str] = mapped_column(String(16))  # email | token | recipient
+    scope: Mapped[str] = mapped_column(String(16))  # all | marketing
+    reason: Mapped[str] = mapped_column(String(64))  # an EventType / RejectReason word, or "manual"
+    source: Mapped[str] = mapped_column(String(64))  # sendgrid | unsubscribe-link | cli | api
+    campaign_id: Mapped[str | None] = mapped_column(String(64))  # the campaign whose message led to it, if known
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -1,0 +1,185 @@
+"""What happens after a message is sent changes what is sent next: provider events, unsubscribes, actions.
+
+- :func:`apply_events` takes a verified batch of provider events (``events.ProviderEvent``) in one transaction:
+  each event is kept once (by its provider event id), tied to our delivery when it carries our ids, and the ones
+  that say an address must not be mailed again (hard bounces, drops for bad addresses, complaints, unsubscribes)
+  put it on the suppression list (:data:`SUPPRESSING`).
+- :func:`unsubscribe` is the one-click opt-out of an unsubscribe link: the recipient leaves marketing on every
+  channel.
+- :func:`record_actions` notes completed actions (``skip_if``) in bulk, each bad one rejected alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from notifier.errors import UserError
+from notifier.events import EventType, ProviderEvent, RejectReason
+from notifier.ledger import queries, suppressions
+from notifier.ledger.models import DeliveryEvent, DeliveryRow, PushToken, Recipient
+
+# (event type, reject reason) → (scope, the reason kept on the list). Soft bounces (blocked, timed out) and
+# deferrals suppress nothing: the address may work tomorrow.
+SUPPRESSING: dict[tuple[EventType, RejectReason | None], tuple[str, str]] = {
+    (EventType.BOUNCED, RejectReason.INVALID): ("all", "bounced"),
+    (EventType.DROPPED, RejectReason.INVALID): ("all", "dropped: invalid address"),
+    (EventType.DROPPED, RejectReason.BOUNCED): ("all", "dropped: bounced address"),
+    (EventType.DROPPED, RejectReason.SPAM): ("all", "dropped: spam report"),
+    (EventType.COMPLAINED, None): ("all", "complained"),
+    (EventType.DROPPED, RejectReason.UNSUBSCRIBED): ("marketing", "unsubscribed"),
+    (EventType.UNSUBSCRIBED, None): ("marketing", "unsubscribed"),
+}
+_CHUNK = 500  # ids per IN list
+
+
+@dataclass
+class BatchReport:
+    """What one webhook batch did, in counts only."""
+
+    received: int = 0
+    new: int = 0
+    duplicates: int = 0
+    unmatched: int = 0  # events that name no delivery of ours: they act on the address only
+    suppressed: int = 0  # suppression entries added
+    types: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"received": self.received, "new": self.new, "duplicates": self.duplicates,
+                "unmatched": self.unmatched, "suppressed": self.suppressed, "types": dict(self.types)}
+
+
+def apply_events(session: Session, events: Sequence[ProviderEvent], now: datetime) -> BatchReport:
+    """Keep each new event once and act on it, in the caller's transaction: all of the batch or none of it."""
+    report = BatchReport(received=len(events))
+    unique: dict[tuple[str, str], ProviderEvent] = {}
+    for event in events:
+        unique.setdefault((event.provider, event.event_id), event)
+    seen = _known_events(session, list(unique))
+    fresh = [e for key, e in unique.items() if key not in seen]
+    report.duplicates = report.received - len(fresh)
+    ours = _deliveries(session, {e.delivery_id for e in fresh if e.delivery_id is not None})
+    rows = []
+    for event in fresh:
+        delivery = ours.get(event.delivery_id) if event.delivery_id is not None else None
+        if delivery is not None and event.campaign_id not in (None, delivery[0]):
+            delivery = None  # our id with another campaign's: not ours after all
+        report.unmatched += delivery is None
+        report.types[event.type.value] += 1
+        rows.append({"delivery_id": event.delivery_id if delivery is not None else None, "type": event.type.value,
+                     "at": event.at, "provider": event.provider, "provider_event_id": event.event_id,
+                     "detail": _detail(event)})
+        effect = SUPPRESSING.get((event.type, event.reject_reason))
+        if effect is None or not event.address:
+            continue
+        scope, reason = effect
+        values = [("email", event.address)]
+        if scope == "marketing" and delivery is not None:
+            values.append(("recipient", delivery[1]))
+        report.suppressed += suppressions.suppress(session, values, scope=scope, reason=reason,
+                                                   source=event.provider, now=now,
+                                                   campaign_id=delivery[0] if delivery else event.campaign_id)
+    for start in range(0, len(rows), _CHUNK):
+        stmt = queries.dialect_insert(session, DeliveryEvent).values(rows[start:start + _CHUNK])
+        report.new += session.execute(stmt.on_conflict_do_nothing(
+            index_elements=["provider", "provider_event_id"])).rowcount or 0
+    return report
+
+
+def _known_events(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    found: set[tuple[str, str]] = set()
+    for provider in {p for p, _ in keys}:
+        ids = [i for p, i in keys if p == provider]
+        for start in range(0, len(ids), _CHUNK):
+            found.update((provider, i) for i in session.scalars(select(DeliveryEvent.provider_event_id).where(
+                DeliveryEvent.provider == provider, DeliveryEvent.provider_event_id.in_(ids[start:start + _CHUNK]))))
+    return found
+
+
+def _deliveries(session: Session, ids: set[int]) -> dict[int, tuple[str, str]]:
+    """Delivery id → (campaign id, recipient id) for the ids that are ours."""
+    found: dict[int, tuple[str, str]] = {}
+    wanted = sorted(i for i in ids if i < 2**63)
+    for start in range(0, len(wanted), _CHUNK):
+        q = (select(DeliveryRow.id, DeliveryRow.campaign_id, Recipient.id)
+             .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
+             .where(DeliveryRow.id.in_(wanted[start:start + _CHUNK])))
+        found.update({d: (c, r) for d, c, r in session.execute(q)})
+    return found
+
+
+def _detail(event: ProviderEvent) -> dict[str, Any]:
+    detail: dict[str, Any] = {"description": event.description}
+    if event.reject_reason is not None:
+        detail["reject_reason"] = event.reject_reason.value
+    if event.raw is not None:
+        detail["raw"] = dict(event.raw)
+    return detail
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    """The result of an unsubscribe link: whose campaign, the recipient's locale, and whether it changed anything."""
+
+    campaign_id: str
+    locale: str | None
+    added: int  # 0: they had already opted out
+
+
+def unsubscribe(session: Session, delivery_id: int, now: datetime, *, source: str = "unsubscribe-link"
+                ) -> Unsubscribed | None:
+    """Opt the recipient of ``delivery_id`` out of marketing on every channel; None when the delivery is gone."""
+    found = session.execute(
+        select(DeliveryRow.campaign_id, DeliveryRow.locale, Recipient.seq, Recipient.id, Recipient.email,
+               Recipient.locale.label("preferred"))
+        .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq).where(DeliveryRow.id == delivery_id)).first()
+    if found is None:
+        return None
+    tokens = session.scalars(select(PushToken.token).where(PushToken.recipient_seq == found.seq)).all()
+    values = [("recipient", found.id), *([("email", found.email)] if found.email else []),
+              *(("token", t) for t in tokens)]
+    added = suppressions.suppress(session, values, scope="marketing", reason="unsubscribed", source=source, now=now,
+                                  campaign_id=found.campaign_id)
+    if added:
+        session.add(DeliveryEvent(delivery_id=delivery_id, type=EventType.UNSUBSCRIBED.value, at=now,
+                                  provider="notifier", detail={"source": source}))
+    return Unsubscribed(found.campaign_id, found.locale or found.preferred, added)
+
+
+@dataclass(frozen=True)
+class ActionRejection:
+    """One action that was not recorded, and why (the line of its file, when it came from one)."""
+
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}" if self.line is not None else self.reason
+
+
+def record_actions(session: Session, items: Iterable[tuple[int | None, str, str, datetime] | ActionRejection], *,
+                   force: bool = False) -> tuple[int, list[ActionRejection]]:
+    """Record (line, recipient id, action, at) items; an unknown recipient or action is rejected alone (as are
+    items the reader already rejected, passed through)."""
+    known = None if force else queries.skip_if_actions(session)
+    recorded, rejected = 0, []
+    for item in items:
+        if isinstance(item, ActionRejection):
+            rejected.append(item)
+            continue
+        line, recipient_id, action, at = item
+        if known is not None and action not in known:
+            rejected.append(ActionRejection(line, f"action {action!r}: no campaign's skip_if uses it (known: "
+                                                  f"{', '.join(sorted(known)) or 'none'})"))
+            continue
+        try:  # an unknown recipient is refused before anything is written
+            recorded += queries.record_action(session, recipient_id, action, at, force=True)
+        except UserError as exc:
+            rejected.append(ActionRejection(line, str(exc)))
+    return recorded, rejected

@@ -1,0 +1,149 @@
+"""The suppression list: addresses, push tokens and recipients that must not get (some) messages again.
+
+Entries are hashes (SHA-256 of the normalized value), so the list holds no address and survives a purge. Two scopes:
+
+- ``all``: every campaign, on that channel (a hard bounce, a drop for a bad address, a spam complaint);
+- ``marketing``: marketing campaigns only, on every channel (an unsubscribe). Service announcements still go out,
+  as the law allows.
+
+The guard asks :func:`verdict` before every send, on every channel and transport (outbox included).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from notifier.ledger.models import Suppression
+from notifier.ledger.queries import dialect_insert
+
+KINDS = ("email", "token", "recipient")
+SCOPES = ("all", "marketing")
+
+
+def normalized(kind: str, value: str) -> str:
+    """The form that is hashed: an address in lower case without surrounding space; tokens and ids as given."""
+    return value.strip().lower() if kind == "email" else value.strip()
+
+
+def digest(kind: str, value: str) -> str:
+    """The hash kept for ``value`` (an address, a push token or a recipient id)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    return hashlib.sha256(f"{kind}:{normalized(kind, value)}".encode()).hexdigest()
+
+
+def kind_of(value: str) -> str:
+    """What a value given on the command line is: an address when it has an @, else a push token."""
+    return "email" if "@" in value else "token"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One suppression as the CLI and the API show it (no address: only its hash)."""
+
+    digest: str
+    kind: str
+    scope: str
+    reason: str
+    source: str
+    campaign_id: str | None
+    created_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"digest": self.digest, "kind": self.kind, "scope": self.scope, "reason": self.reason,
+                "source": self.source, "campaign": self.campaign_id, "created_at": self.created_at.isoformat()}
+
+
+def suppress(session: Session, values: Iterable[tuple[str, str]], *, scope: str, reason: str, source: str,
+             now: datetime, campaign_id: str | None = None) -> int:
+    """Add (kind, value) pairs in ``scope``; one already there keeps its first reason. Returns entries added."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
+    rows = {digest(kind, value): kind for kind, value in values if value and value.strip()}
+    if not rows:
+        return 0
+    stmt = dialect_insert(session, Suppression).values([
+        {"digest": d, "kind": kind, "scope": scope, "reason": reason[:64], "source": source[:64],
+         "campaign_id": campaign_id, "created_at": now} for d, kind in rows.items()])
+    return session.execute(stmt.on_conflict_do_nothing(index_elements=["digest", "scope"])).rowcount or 0
+
+
+def lift(session: Session, kind: str, value: str, scope: str | None = None) -> int:
+    """Remove ``value`` from the list (in ``scope``, or in both); returns entries removed."""
+    stmt = delete(Suppression).where(Suppression.digest == digest(kind, value))
+    if scope is not None:
+        stmt = stmt.where(Suppression.scope == scope)
+    return session.execute(stmt).rowcount or 0
+
+
+def find(session: Session, kind: str, value: str) -> list[Entry]:
+    """The entries for ``value``, oldest first."""
+    rows = session.scalars(select(Suppression).where(Suppression.digest == digest(kind, value))
+                           .order_by(Suppression.id)).all()
+    return [_entry(r) for r in rows]
+
+
+def listing(session: Session, *, reason: str | None = None, limit: int = 100, offset: int = 0) -> list[Entry]:
+    """The newest entries first, paged."""
+    q = select(Suppression).order_by(Suppression.id.desc()).limit(limit).offset(offset)
+    if reason:
+        q = q.where(Suppression.reason == reason)
+    return [_entry(r) for r in session.scalars(q)]
+
+
+def scopes_of(session: Session, digests: Collection[str]) -> dict[str, dict[str, str]]:
+    """For each listed digest among ``digests``: scope → reason (one query for a whole batch)."""
+    found: dict[str, dict[str, str]] = {}
+    if not digests:
+        return found
+    for d, scope, reason in session.execute(select(Suppression.digest, Suppression.scope, Suppression.reason)
+                                            .where(Suppression.digest.in_(sorted(digests)))):
+        found.setdefault(d, {}).setdefault(scope, reason)
+    return found
+
+
+def _entry(row: Suppression) -> Entry:
+    return Entry(row.digest, row.kind, row.scope, row.reason, row.source, row.campaign_id, row.created_at)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """What the list says about one claimed row's recipient: scope → reason, per identifier."""
+
+    recipient: Mapping[str, str]
+    email: Mapping[str, str]
+    tokens: Mapping[str, Mapping[str, str]]  # only the tokens that are listed
+
+
+NOT_LISTED = Listed({}, {}, {})
+
+
+def verdict(listed: Listed, channel: str, tokens: tuple[str, ...], *, marketing: bool
+            ) -> tuple[str | None, tuple[str, ...]]:
+    """The guard's rule: (why this row must not be sent, or None; the push tokens it may still use).
+
+    A marketing campaign stops on every channel when the recipient, its address or any of its tokens opted out;
+    ``all`` entries stop their own channel (the address for email, each token for push) in every campaign.
+    """
+    def stops(scopes: Mapping[str, str]) -> str | None:
+        return scopes.get("all") or (scopes.get("marketing") if marketing else None)
+
+    if marketing:
+        opted_out = [s["marketing"] for s in (listed.recipient, listed.email, *listed.tokens.values())
+                     if "marketing" in s]
+        if opted_out:
+            return f"suppressed: {opted_out[0]}", ()
+    if channel == "email":
+        why = stops(listed.email)
+        return (f"suppressed: {why}", ()) if why else (None, tokens)
+    usable = tuple(t for t in tokens if not stops(listed.tokens.get(t, {})))
+    if tokens and not usable:
+        return f"suppressed: {next(stops(listed.tokens[t]) for t in tokens)}", ()
+    return None, usable

@@ -1,0 +1,118 @@
+"""``GET`` and ``POST /u/{token}``: one-click unsubscribe (RFC 8058).
+
+A mail client's one-click ``POST`` with the body ``List-Unsubscribe=One-Click`` unsubscribes at once and answers 200
+with no redirect. A ``GET`` (a person who clicked the link, or a scanner that follows every link) changes nothing:
+it shows a small page in the recipient's language with a button that makes that same ``POST``. Links of messages
+sent before this path existed (``/unsubscribe/{token}``) keep working.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from notifier.errors import RequestRefused
+from notifier.feedback import unsubscribe
+from notifier.i18n import load_translations, negotiate
+from notifier.ledger.db import transaction
+from notifier.ledger.models import DeliveryRow, Recipient
+from notifier.links import verify_unsubscribe_token
+from notifier.web.app import Web, read_body, web_of
+from notifier.web.locales import DOMAIN, TEMPLATES, UI_LOCALES
+from notifier.web.locales import HERE as LOCALES
+
+MAX_FORM_BYTES = 4096
+router = APIRouter(tags=["unsubscribe"])
+_PAGES: dict[int | str, dict[str, Any]] = {
+    404: {"description": "the link is not valid or has expired", "content": {"text/html": {}}},
+}
+
+
+@lru_cache(maxsize=len(UI_LOCALES))
+def _env(locale: str) -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
+                      extensions=["jinja2.ext.i18n"])
+    env.install_gettext_translations(load_translations(LOCALES, locale, DOMAIN), newstyle=True)  # type: ignore[attr-defined]
+    return env
+
+
+def page(name: str, locale: str, status: int = 200) -> HTMLResponse:
+    """One of the pages in the UI's locale nearest to ``locale``."""
+    lang = negotiate(locale, UI_LOCALES, "en")
+    html = _env(lang).get_template(name).render(lang=lang)
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store",
+                                                           "Referrer-Policy": "no-referrer"})
+
+
+def _accepted(request: Request) -> str:
+    """The first language of Accept-Language, for pages whose link names nobody."""
+    header = request.headers.get("accept-language", "")
+    return header.split(",")[0].split(";")[0].strip()[:35] or "en"
+
+
+def _delivery(web: Web, token: str) -> int | None:
+    if len(token) > 64:
+        return None
+    secrets = [web.settings.secret_key, *web.settings.secret_key_previous]
+    return verify_unsubscribe_token(secrets, token, today=web.now().date())
+
+
+def _locale_of(web: Web, delivery_id: int) -> str | None:
+    with web.sessions() as s:
+        found = s.execute(select(DeliveryRow.locale, Recipient.locale)
+                          .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
+                          .where(DeliveryRow.id == delivery_id)).first()
+    return (found[0] or found[1]) if found else None
+
+
+@router.get("/u/{token}", response_class=HTMLResponse, responses=_PAGES)
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def confirm(token: str, request: Request) -> HTMLResponse:
+    """A page with a button that unsubscribes; following the link alone changes nothing."""
+    web = web_of(request)
+    delivery_id = _delivery(web, token)
+    locale = await run_in_threadpool(_locale_of, web, delivery_id) if delivery_id is not None else None
+    if locale is None and delivery_id is not None and not await run_in_threadpool(_exists, web, delivery_id):
+        delivery_id = None
+    if delivery_id is None:
+        return page("unsubscribe_invalid.html", _accepted(request), 404)
+    return page("unsubscribe_confirm.html", locale or _accepted(request))
+
+
+def _exists(web: Web, delivery_id: int) -> bool:
+    with web.sessions() as s:
+        return s.get(DeliveryRow, delivery_id) is not None
+
+
+@router.post("/u/{token}", response_class=HTMLResponse, responses={
+    **_PAGES, 400: {"description": "the body is not List-Unsubscribe=One-Click"}, 413: {"description": "too big"}},
+    openapi_extra={"requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {
+        "schema": {"type": "object", "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}},
+                   "required": ["List-Unsubscribe"]}}}}})
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse, include_in_schema=False)
+async def one_click(token: str, request: Request) -> HTMLResponse:
+    """RFC 8058 one-click: unsubscribe now, answer 200 (no redirect)."""
+    web = web_of(request)
+    body = await read_body(request, MAX_FORM_BYTES)
+    form = parse_qs(body.decode("latin-1"), keep_blank_values=True)
+    if form.get("List-Unsubscribe") != ["One-Click"]:
+        raise RequestRefused(400, "expected the body List-Unsubscribe=One-Click (RFC 8058)")
+    delivery_id = _delivery(web, token)
+    if delivery_id is None:
+        return page("unsubscribe_invalid.html", _accepted(request), 404)
+
+    def apply() -> Any:
+        with transaction(web.sessions) as s:
+            return unsubscribe(s, delivery_id, web.now())
+
+    done = await run_in_threadpool(apply)
+    if done is None:
+        return page("unsubscribe_invalid.html", _accepted(request), 404)
+    return page("unsubscribe_done.html", done.locale or _accepted(request))
