@@ -127,12 +127,25 @@ def demo(c: CliContext, directory: Path | None, progress: bool, transport: str) 
 @click.option("--project", default="notifier-demo", show_default=True, help="project_id in the credentials.")
 @click.option("--log", "log", type=click.Choice(["full", "ids"]), default="full", show_default=True,
               help="What to keep of accepted messages: everything, or only their delivery ids (for millions).")
-def emulator(host: str, port: int, credentials: Path | None, project: str, log: str) -> None:
+@click.option("--events-url", metavar="URL", help="Post SendGrid Event Webhook batches for accepted mail here.")
+@click.option("--events-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="PEM ECDSA P-256 private key to sign events with (default: a new key at every start).")
+@click.option("--bounce", default=0.0, show_default=True, help="Share of accepted personalizations that bounce.")
+@click.option("--drop", default=0.0, show_default=True, help="Share that SendGrid drops (Bounced Address).")
+@click.option("--spam", default=0.0, show_default=True, help="Share delivered and then reported as spam.")
+def emulator(host: str, port: int, credentials: Path | None, project: str, log: str, events_url: str | None,
+             events_key: Path | None, bounce: float, drop: float, spam: float) -> None:
     """Serve a local SendGrid and FCM API with fault injection until Ctrl-C."""
-    from notifier.emulator import serve, write_credentials
+    from notifier.emulator import EventsConfig, EventsError, EventSigner, serve, write_credentials
 
+    flags = {"url": "--events-url", "bounce": "--bounce", "dropped": "--drop", "spamreport": "--spam",
+             "shares": "--bounce/--drop/--spam", "events key": "--events-key"}
+    try:
+        config = EventsConfig.from_json({"url": events_url, "bounce": bounce, "dropped": drop, "spamreport": spam})
+        signer = EventSigner.load(events_key) if events_key is not None else None
+    except EventsError as exc:
+        raise click.BadParameter(exc.reason, param_hint=flags.get(exc.field, exc.field)) from None
     if credentials is not None:
         write_credentials(credentials, f"http://{host}:{port}/token", project)
         click.echo(f"wrote {credentials}")
-    serve(host, port, credentials, log=log)
-
+    serve(host, port, credentials, log=log, events_config=config, events_signer=signer)

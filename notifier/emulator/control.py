@@ -1,4 +1,4 @@
-"""The emulator's own endpoints under ``/_emulator``: read the log and counters, set faults, reset."""
+"""The emulator's own endpoints under ``/_emulator``: read the log and counters, set faults and events, reset."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 from aiohttp import web
 
+from notifier.emulator.events import EventsConfig, EventsError
 from notifier.emulator.faults import FaultsError
 from notifier.emulator.wire import STATE, json_answer
 
@@ -58,6 +59,27 @@ async def faults(request: web.Request) -> web.Response:
         except FaultsError as exc:
             return json_answer({"error": str(exc)}, 400)
     return json_answer(state.faults.as_json())
+
+
+async def events(request: web.Request) -> web.Response:
+    """GET: the Event Webhook's configuration and counters. POST: replace the configuration (``url`` required).
+
+    A POST keeps what is pending; it goes to the new url, with outcomes drawn afresh from the new seed.
+    """
+    feed = request.app[STATE].events
+    if request.method == "POST":
+        try:
+            feed.configure(EventsConfig.from_json(json.loads(await request.read() or b"{}")))
+        except EventsError as exc:
+            return json_answer({"error": str(exc), "field": exc.field}, 400)
+        except ValueError as exc:
+            return json_answer({"error": f"not JSON: {exc}", "field": "body"}, 400)
+    return json_answer(feed.status())
+
+
+async def events_key(request: web.Request) -> web.Response:
+    """The public key a receiver verifies the signatures with, base64 DER as SendGrid's settings page shows it."""
+    return json_answer({"public_key": request.app[STATE].events.signer.public_key})
 
 
 async def reset(request: web.Request) -> web.Response:

@@ -1,6 +1,7 @@
 """SendGrid v3 ``POST /v3/mail/send``: SendGrid's checks and error shape, one log entry per personalization.
 
-In the ``ids`` log mode a personalization leaves only its ``custom_args`` delivery_id (see ``state``).
+In the ``ids`` log mode a personalization leaves only its ``custom_args`` delivery_id (see ``state``). Every
+accepted personalization also queues its Event Webhook events (see ``events``; in the ids mode only while a url is set).
 
 Authorization: any ``Bearer SG.…`` key is accepted; another form, or any key while the fault ``reject_api_key``
 is on, gets SendGrid's 401 (M_AUTH). The drawn fault ``403`` answers as for an unverified sender (M_SENDER).
@@ -341,7 +342,8 @@ async def send_mail(request: web.Request) -> web.Response:
     except ValueError:
         state.count("sendgrid", 400)
         return bytes_answer(_NOT_JSON, 400)
-    if state.ids_only:
+    events = state.events.generating  # the ids mode reads whole entries only when events are to be posted
+    if state.ids_only and not events:
         ids, problems = read_mail_ids(body)
     else:
         entries, problems = read_mail(body)
@@ -350,12 +352,15 @@ async def send_mail(request: web.Request) -> web.Response:
         return json_answer({"errors": [{"message": m, "field": f, "help": None} for m, f in problems]}, 400)
     message_id = secrets.token_urlsafe(16)
     if state.ids_only:
-        state.email_ids.extend(ids)
+        state.email_ids.extend(ids if not events else (delivery_id_of(e["custom_args"].get("delivery_id"))
+                                                       for e in entries))
     else:
         at = utc_now()
         for entry in entries:
             entry["message_id"] = message_id
             entry["at"] = at
         state.emails.extend(entries)
+    if events:
+        state.events.accept(message_id, entries)
     state.count("sendgrid", 202)
     return web.Response(status=202, headers={"X-Message-Id": message_id})

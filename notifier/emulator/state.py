@@ -1,4 +1,5 @@
-"""Everything the emulator remembers, in memory: accepted messages, counters, faults, issued tokens, trusted keys.
+"""Everything the emulator remembers, in memory: accepted messages, counters, faults, issued tokens, trusted keys,
+and the Event Webhook's queue (``events``).
 
 Two log modes. ``full`` (the default) keeps every accepted email and push as a dict, for tests that read what was
 sent. ``ids`` keeps no bodies, addresses or tokens: per accepted message only the ``delivery_id`` the sender put in
@@ -14,6 +15,7 @@ from array import array
 from collections import Counter
 from typing import Any
 
+from notifier.emulator.events import EventFeed, EventsConfig, EventSigner
 from notifier.emulator.faults import FaultPlan
 
 LOG_MODES = ("full", "ids")
@@ -30,7 +32,8 @@ def delivery_id_of(value: Any) -> int:
 class EmulatorState:
     """The one mutable object behind every endpoint; the server runs on one event loop, so no locks."""
 
-    def __init__(self, seed: int | None = None, log: str = "full") -> None:
+    def __init__(self, seed: int | None = None, log: str = "full", events: EventsConfig | None = None,
+                 events_signer: EventSigner | None = None) -> None:
         if log not in LOG_MODES:
             raise ValueError(f"log mode must be one of {', '.join(LOG_MODES)}, not {log!r}")
         self.log = log
@@ -44,6 +47,8 @@ class EmulatorState:
         self.access_tokens: set[str] = set()
         self.public_keys: dict[str, Any] = {}  # private_key_id → RSA public key of credentials we trust
         self.sequence = itertools.count(1)  # numbers FCM message names
+        self.events = EventFeed(events or EventsConfig(), events_signer or EventSigner.generate(),
+                                without_url=log == "full")  # the Event Webhook: what accepted mail posts back
 
     @property
     def ids_only(self) -> bool:
@@ -78,7 +83,8 @@ class EmulatorState:
         return part
 
     def reset(self) -> None:
-        """Forget messages, counters and faults; keep issued tokens and keys so running clients stay authorized."""
+        """Forget messages, counters, faults and pending events; keep issued tokens and keys so running clients stay
+        authorized (and the Event Webhook key its receiver trusts); events go back to the start-up configuration."""
         self.faults = FaultPlan()
         self.emails.clear()
         self.pushes.clear()
@@ -86,6 +92,7 @@ class EmulatorState:
         self.push_ids = array("q")
         self.requests.clear()
         self.injected.clear()
+        self.events.reset()
 
     def stats(self) -> dict[str, Any]:
         requests: dict[str, dict[str, int]] = {}
