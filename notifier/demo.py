@@ -98,7 +98,11 @@ def _run(settings: Settings, root: Path, progress: bool, echo: Callable[..., Any
 
     dispatcher = build_dispatcher(settings, sessions)
     try:
-        totals = _simulate(sessions, dispatcher, sorted(_actions(actions)), progress, echo)
+        if emulator is None:
+            totals = _simulate(sessions, dispatcher, sorted(_actions(actions)), progress, echo)
+        else:
+            totals = _with_feedback(settings, sessions, dispatcher, sorted(_actions(actions)), progress, echo,
+                                    emulator)
     finally:
         dispatcher.close()
     with sessions() as s:
@@ -124,8 +128,40 @@ def _run(settings: Settings, root: Path, progress: bool, echo: Callable[..., Any
     return totals
 
 
+def _with_feedback(settings: Settings, sessions: Any, dispatcher: Any, actions: list[tuple[datetime, str, str]],
+                   progress: bool, echo: Callable[..., Any], emulator: Any) -> dict[str, int]:
+    """The simulation with the loop closed: notifier serve in a thread, the emulator posting signed events to it
+    (bounces, drops, spam reports), each tick's events in the ledger before the next tick."""
+    from notifier.web import create_app, running
+
+    app = create_app(settings.with_(sendgrid_webhook_key=emulator.events_public_key()), sessions)
+    with running(app) as url:
+        emulator.set_events({"url": f"{url}/webhooks/sendgrid", **DEMO_EVENTS})
+        echo(f"notifier serve: {url} (the emulator posts signed events to /webhooks/sendgrid: {DEMO_EVENTS})")
+
+        def settle_events() -> None:
+            emulator.wait_events_posted(int(emulator.events_status()["generated"]), timeout=60)
+
+        totals = _simulate(sessions, dispatcher, actions, progress, echo, after_tick=settle_events)
+    with sessions() as s:
+        from sqlalchemy import func, select
+
+        from notifier.ledger.models import DeliveryEvent, Suppression
+
+        kinds = dict(s.execute(select(DeliveryEvent.type, func.count()).where(DeliveryEvent.provider == "sendgrid")
+                               .group_by(DeliveryEvent.type)).all())
+        listed = s.scalar(select(func.count()).select_from(Suppression)) or 0
+    echo(f"feedback: SendGrid events {counts_text(kinds)}; {listed} addresses suppressed "
+         "(later messages to them skipped as 'suppressed')")
+    return totals
+
+
+# The events the providers demo asks of the emulator: a few hard bounces, drops and spam complaints.
+DEMO_EVENTS = {"bounce": 0.02, "dropped": 0.005, "spamreport": 0.005, "seed": 2024, "interval": 0.05}
+
+
 def _simulate(sessions: Any, dispatcher: Any, actions: list[tuple[datetime, str, str]], progress: bool,
-              echo: Callable[..., Any]) -> dict[str, int]:
+              echo: Callable[..., Any], after_tick: Callable[[], None] = lambda: None) -> dict[str, int]:
     totals: dict[str, int] = defaultdict(int)
     span = int((END - START).total_seconds() // 3600)
     now, done_hours, next_action = START, 0, 0
@@ -139,6 +175,7 @@ def _simulate(sessions: Any, dispatcher: Any, actions: list[tuple[datetime, str,
                     next_action += 1
             for outcome, n in dispatcher.tick(now).outcomes.items():
                 totals[outcome] += n
+            after_tick()
             with sessions() as s:
                 wake = queries.next_wakeup(s, now)
             if next_action < len(actions):

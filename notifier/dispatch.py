@@ -353,18 +353,17 @@ class Dispatcher:
             assert row.email is not None
             headers = unsubscribe_headers(self.settings.public_url, self.settings.secret_key, row.id,
                                           issued=now.date())
-            group = self.settings.sendgrid_asm_group if campaign.honours_opt_outs else None
             return EmailMessage(row.id, row.email, personal.name, variant.subject, variant.text, variant.html, personal,
-                                variant=variant.key, categories=(campaign.id, f"{campaign.id}:{row.wave}"),
-                                custom_args=ids, headers=headers, unsubscribe_group=group,
+                                variant=variant.key, tags=(campaign.id, f"{campaign.id}:{row.wave}"),
+                                metadata=ids, headers=headers, marketing=campaign.honours_opt_outs,
                                 sender=campaign.sender.from_header if campaign.sender else None,
                                 reply_to=campaign.sender.reply_to if campaign.sender else None)
         push = self.renderer.push(variant, personal)
         # A merged push speaks for every deadline it carries: it lives, and collapses, with the latest of them.
         expires, latest = max((campaign.deadline(d).instant_in(tz), d) for d in deadlines)
         return PushMessage(row.id, row.tokens, push.title, push.body, expires_at=expires,
-                           collapse_key=f"{campaign.id}:{latest}", data=ids,
-                           analytics_label=_label(f"{campaign.id}-{row.wave}"), ttl=expires - now)
+                           collapse_key=f"{campaign.id}:{latest}", metadata=ids,
+                           tags=(f"{campaign.id}-{row.wave}",), marketing=campaign.honours_opt_outs, ttl=expires - now)
 
     def _outcome(self, result: SendResult, row: claims.ClaimedRow, locale: str, campaign: Campaign,
                  now: datetime) -> RowOutcome:
@@ -452,7 +451,3 @@ def _brief(exc: BaseException) -> str:
 def _hours(span: timedelta) -> str:
     return f"{span.total_seconds() / 3600:g} h"
 
-
-def _label(text: str) -> str:
-    """An FCM analytics label: at most 50 of [A-Za-z0-9-_.~%]."""
-    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.~%") else "_" for c in text)[:50]

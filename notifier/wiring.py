@@ -40,7 +40,8 @@ def _sendgrid(settings: Settings) -> Channel:
     if not settings.sendgrid_api_key:
         raise ConfigError("SENDGRID_API_KEY is not set (needed with NOTIFIER_TRANSPORT=providers)")
     return SendGridEmail(settings.sendgrid_api_key, settings.sendgrid_host, settings.email_from,
-                         timeout=settings.http_timeout, rate_limiter=_limiter(settings, "email", settings.email_rate))
+                         timeout=settings.http_timeout, rate_limiter=_limiter(settings, "email", settings.email_rate),
+                         asm_group=settings.sendgrid_asm_group)
 
 
 def _fcm(settings: Settings) -> Channel:

@@ -17,7 +17,16 @@ from firebase_admin import messaging
 from requests.structures import CaseInsensitiveDict
 
 from notifier.channels.base import PushMessage
-from notifier.channels.fcm import ERRORS, REFUSALS, FcmPush, TokenFate, TokenResult, _aggregate, _parse
+from notifier.channels.fcm import (
+    ERRORS,
+    REFUSALS,
+    FcmPush,
+    TokenFate,
+    TokenResult,
+    _aggregate,
+    _parse,
+    analytics_label,
+)
 from notifier.emulator.process import EmulatorProcess, free_port
 from notifier.events import Outcome, SendResult
 
@@ -36,11 +45,11 @@ def ledger_ids(delivery_id: int) -> dict[str, str]:
 
 
 def push(delivery_id: int, *tokens: str, title: str = "TikTok Music is closing",
-         body: str = "Transfer your playlists before 28 October 2024.", label: str | None = f"{CAMPAIGN}-P7D",
+         body: str = "Transfer your playlists before 28 October 2024.", tags: tuple[str, ...] = (f"{CAMPAIGN}-P7D",),
          ttl: timedelta = timedelta(days=3)) -> PushMessage:
     """One recipient's push the way the dispatcher builds it: ledger ids only, TTL and collapse key per deadline."""
     return PushMessage(delivery_id, tokens, title, body, expires_at=EXPIRES, collapse_key=COLLAPSE,
-                       data=ledger_ids(delivery_id), analytics_label=label, ttl=ttl)
+                       metadata=ledger_ids(delivery_id), tags=tags, ttl=ttl)
 
 
 @pytest.fixture
@@ -120,7 +129,7 @@ class _Recorder(requests.adapters.BaseAdapter):
 
 @pytest.mark.parametrize("message", [
     push(41, "device-token-1"),
-    push(42, "device-token-2", title="Halo Ana — TikTok Music ditutup", body="Sebelum 28 Oktober 2024 ✓", label=None,
+    push(42, "device-token-2", title="Halo Ana — TikTok Music ditutup", body="Sebelum 28 Oktober 2024 ✓", tags=(),
          ttl=timedelta(hours=5, seconds=0.25)),
 ], ids=["plain", "non-ascii-no-label"])
 def test_our_request_is_byte_for_byte_what_the_sdk_sends(
@@ -191,6 +200,25 @@ def test_a_deadline_more_than_four_weeks_away_gets_fcms_longest_ttl(
     [entry] = logged(fresh_emulator)
     assert entry["android"]["ttl"] == "2419200s"  # FCM refuses an android.ttl over 28 days (2,419,200 s)
     assert entry["apns"]["headers"]["apns-expiration"] == str(int(EXPIRES.timestamp()))  # APNs: still the deadline
+
+
+@pytest.mark.parametrize(("tags", "label"), [
+    ((), None),
+    ((f"{CAMPAIGN}-P7D",), f"{CAMPAIGN}-P7D"),
+    (("first", "last-P30D"), "last-P30D"),  # the last tag, not the first
+    (("x", "Frühling:P7D / 10%~ok"), "Fr_hling_P7D___10%~ok"),  # outside [A-Za-z0-9-_.~%]: "_"
+    (("x", "a" * 60), "a" * 50),  # at most 50 characters
+])
+def test_the_analytics_label_is_the_last_tag_sanitized(tags: tuple[str, ...], label: str | None) -> None:
+    assert analytics_label(tags) == label
+
+
+def test_the_analytics_label_goes_out_from_the_last_tag(fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    channel.send([push(1, "tok-a", tags=("spring", "spring:P7D")), push(2, "tok-b", tags=())])
+
+    entries = {e["token"]: e for e in logged(fresh_emulator)}
+    assert entries["tok-a"]["fcm_options"] == {"analytics_label": "spring_P7D"}
+    assert "analytics_label" not in (entries["tok-b"].get("fcm_options") or {})
 
 
 # --- FCM's answers, per token and per recipient ------------------------------------------------------

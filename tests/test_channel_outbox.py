@@ -20,7 +20,7 @@ NON_ASCII_ADDRESS = "jos\u00e9@example.com"
 def message(delivery_id: int, *, to: str | None = None, name: str | None = None) -> EmailMessage:
     return EmailMessage(delivery_id, to or f"user{delivery_id}@example.com", name, f"Hello {NAME}",
                         f"Hello {NAME},\n...", f"<p>Hello {NAME},</p>", Personal(name),
-                        custom_args={"delivery_id": str(delivery_id), "campaign_id": "spring"})
+                        metadata={"delivery_id": str(delivery_id), "campaign_id": "spring"})
 
 
 def written(outbox: Path, kind: str = "email") -> list[str]:
@@ -93,10 +93,10 @@ def test_an_unencodable_push_fails_alone(tmp_path: Path) -> None:
 
 def test_a_campaign_sender_and_reply_to_replace_the_default_from(tmp_path: Path) -> None:
     own = EmailMessage(8, "user8@example.com", None, "Hi", "text", "<p>html</p>",
-                       custom_args={"campaign_id": "spring"}, sender='"Acme Radio, Inc." <news@acme.example>',
+                       metadata={"campaign_id": "spring"}, sender='"Acme Radio, Inc." <news@acme.example>',
                        reply_to="help@acme.example")
     plain = EmailMessage(9, "user9@example.com", None, "Hi", "text", "<p>html</p>",
-                         custom_args={"campaign_id": "spring"})
+                         metadata={"campaign_id": "spring"})
 
     OutboxEmail(tmp_path, "Default <no-reply@default.example>").send([own, plain])
 
@@ -129,8 +129,8 @@ def test_two_campaigns_sharing_an_outbox_never_overwrite_each_other(tmp_path: Pa
     expires = datetime(2024, 10, 27, 17, 0, tzinfo=UTC)
     for campaign in ("spring", "autumn"):
         mail = EmailMessage(1, "a@example.com", None, campaign, "text", "<p>html</p>",
-                            custom_args={"delivery_id": "1", "campaign_id": campaign})
-        push = PushMessage(1, ("tok",), campaign, "body", expires, "c", data={"campaign_id": campaign})
+                            metadata={"delivery_id": "1", "campaign_id": campaign})
+        push = PushMessage(1, ("tok",), campaign, "body", expires, "c", metadata={"campaign_id": campaign})
         assert OutboxEmail(tmp_path).send([mail])[0].outcome == Outcome.SENT
         assert OutboxPush(tmp_path).send([push])[0].outcome == Outcome.SENT
 
@@ -141,6 +141,6 @@ def test_two_campaigns_sharing_an_outbox_never_overwrite_each_other(tmp_path: Pa
 
 def test_a_campaign_id_cannot_lead_the_outbox_out_of_its_folder(tmp_path: Path) -> None:
     mail = EmailMessage(1, "a@example.com", None, "Hi", "text", "<p>html</p>",
-                        custom_args={"delivery_id": "1", "campaign_id": "../../etc"})
+                        metadata={"delivery_id": "1", "campaign_id": "../../etc"})
     OutboxEmail(tmp_path / "outbox").send([mail])
     assert [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.eml")] == ["outbox/email/_.._etc/1.eml"]

@@ -32,17 +32,19 @@ def ledger_ids(delivery_id: int) -> dict[str, str]:
 
 
 def email(delivery_id: int, *, variant: Any = "en", subject: str = SUBJECT, text: str = TEXT, html: str = HTML,
-          name: str | None = None, unsubscribe_group: int | None = None) -> EmailMessage:
-    """One rendered email the way the dispatcher builds it: ledger ids, categories and unsubscribe headers."""
+          name: str | None = None, marketing: bool = False,
+          tags: tuple[str, ...] = (CAMPAIGN, f"{CAMPAIGN}:P7D")) -> EmailMessage:
+    """One rendered email the way the dispatcher builds it: tags, ledger ids as metadata, unsubscribe headers."""
     return EmailMessage(
         delivery_id, f"user{delivery_id}@example.com", name, subject, text, html, Personal(name), variant=variant,
-        categories=(CAMPAIGN, f"{CAMPAIGN}:P7D"), custom_args=ledger_ids(delivery_id),
+        tags=tags, metadata=ledger_ids(delivery_id),
         headers=unsubscribe_headers("https://notify.example.com", "s" * 32, delivery_id, issued=ISSUED),
-        unsubscribe_group=unsubscribe_group)
+        marketing=marketing)
 
 
-def sendgrid_channel(emulator: EmulatorProcess, *, key: str = "SG.test", timeout: float = 10.0) -> SendGridEmail:
-    return SendGridEmail(key, emulator.url, SENDER, timeout=timeout)
+def sendgrid_channel(emulator: EmulatorProcess, *, key: str = "SG.test", timeout: float = 10.0,
+                     asm_group: int | None = None) -> SendGridEmail:
+    return SendGridEmail(key, emulator.url, SENDER, timeout=timeout, asm_group=asm_group)
 
 
 def mail_requests(emulator: EmulatorProcess) -> Counter[str]:
@@ -94,8 +96,8 @@ def test_messages_of_different_variants_never_share_a_request(fresh_emulator: Em
     assert {by_id[i] for i in (1, 3, 5, 7)} != {by_id[i] for i in (2, 4, 6)}
 
 
-def test_an_unsubscribe_group_splits_a_batch(fresh_emulator: EmulatorProcess) -> None:
-    sendgrid_channel(fresh_emulator).send([email(1), email(2, unsubscribe_group=7)])
+def test_marketing_splits_a_batch(fresh_emulator: EmulatorProcess) -> None:
+    sendgrid_channel(fresh_emulator, asm_group=7).send([email(1), email(2, marketing=True)])
 
     assert mail_requests(fresh_emulator) == {"202": 2}
 
@@ -128,7 +130,7 @@ def test_each_recipient_sees_only_their_own_name_raw_in_text_and_escaped_in_html
     assert "None" not in entries[nameless.to]["html"]
 
 
-def test_custom_args_hold_the_ledger_ids_and_nothing_personal(fresh_emulator: EmulatorProcess) -> None:
+def test_metadata_becomes_custom_args_with_the_ledger_ids_and_nothing_personal(fresh_emulator: EmulatorProcess) -> None:
     messages = [email(1, name="Ana Lima"), email(2, name="Ben Ito")]
 
     sendgrid_channel(fresh_emulator).send(messages)
@@ -156,15 +158,30 @@ def test_each_recipient_has_their_own_one_click_unsubscribe_headers(fresh_emulat
         assert h["List-Unsubscribe"].startswith("<https://notify.example.com/u/")
 
 
-@pytest.mark.parametrize(("group", "asm"), [(None, None), (42, {"group_id": 42})])
-def test_the_unsubscribe_group_is_set_only_when_given(
-        fresh_emulator: EmulatorProcess, group: int | None, asm: dict[str, int] | None) -> None:
-    channel = sendgrid_channel(fresh_emulator)
-    assert ("asm" in channel.payload([email(1, unsubscribe_group=group)])) == (group is not None)
+@pytest.mark.parametrize(("marketing", "group", "asm"), [
+    (False, None, None), (False, 42, None), (True, None, None), (True, 42, {"group_id": 42})])
+def test_the_unsubscribe_group_goes_only_on_marketing_mail_when_configured(
+        fresh_emulator: EmulatorProcess, marketing: bool, group: int | None, asm: dict[str, int] | None) -> None:
+    channel = sendgrid_channel(fresh_emulator, asm_group=group)
+    payload = channel.payload([email(1, marketing=marketing)])
+    assert payload.get("asm") == ({"group_id": group} if marketing and group is not None else None)
 
-    channel.send([email(1, unsubscribe_group=group)])
+    channel.send([email(1, marketing=marketing)])
 
     assert [e["asm"] for e in logged(fresh_emulator)] == [asm]
+
+
+def test_tags_become_categories(fresh_emulator: EmulatorProcess) -> None:
+    channel = sendgrid_channel(fresh_emulator)
+    categories = channel.payload([email(1, tags=("spring", "spring:P7D"))])["categories"]
+    assert sorted(categories) == ["spring", "spring:P7D"]  # the SDK puts each category first: order is SendGrid's
+    assert "categories" not in channel.payload([email(1, tags=())])
+
+    channel.send([email(1, tags=("spring", "spring:P7D")), email(2, tags=("autumn",))])
+
+    assert mail_requests(fresh_emulator) == {"202": 2}  # different tags: different requests
+    got = {e["to"][0]: sorted(e["categories"]) for e in logged(fresh_emulator)}
+    assert got == {"user1@example.com": ["spring", "spring:P7D"], "user2@example.com": ["autumn"]}
 
 
 # --- SendGrid's answers ------------------------------------------------------------------------------

@@ -106,6 +106,29 @@ def test_the_providers_receive_ledger_ids_and_no_personal_data_beside_the_messag
     # The first message announces both deadlines: it lives, and collapses, with the later one.
     assert note["apns"]["headers"]["apns-expiration"] == str(int(JAKARTA_REFUND_DEADLINE.timestamp()))
     assert note["android"]["collapse_key"] == f"{CAMPAIGN_ID}:refund"
+    assert note["fcm_options"] == {"analytics_label": f"{CAMPAIGN_ID}-P30D"}  # campaign and wave, as before
+    assert "asm" not in mail or mail["asm"] is None  # a service campaign: no unsubscribe group
+
+
+@pytest.mark.parametrize(("category", "group", "asm"), [
+    ("marketing", 42, {"group_id": 42}), ("marketing", None, None), ("service", 42, None)])
+def test_the_asm_group_goes_only_on_a_marketing_campaigns_mail_when_configured(
+        sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule,
+        fresh_emulator: EmulatorProcess, category: str, group: int | None, asm: dict[str, int] | None) -> None:
+    add_recipient("ana")
+    schedule_campaign(SCHEDULED, text=CAMPAIGN_FILE.read_text(encoding="utf-8").replace(
+        "category: service", f"category: {category}"))
+    settings = Settings(transport="providers", sendgrid_api_key="SG.test", sendgrid_host=fresh_emulator.url,
+                        google_credentials=fresh_emulator.credentials, fcm_endpoint=fresh_emulator.url,
+                        sendgrid_asm_group=group, **TEST_SECRETS)
+    dispatcher = build_dispatcher(settings, sessions)
+    try:
+        assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 1}
+    finally:
+        dispatcher.close()
+
+    [mail] = accepted(fresh_emulator, "email")
+    assert mail.get("asm") == asm
 
 
 # --- retries -----------------------------------------------------------------------------------------

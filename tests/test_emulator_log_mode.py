@@ -36,12 +36,12 @@ def ledger_ids(delivery_id: int) -> dict[str, str]:
 
 def email(delivery_id: int) -> EmailMessage:
     return EmailMessage(delivery_id, f"user{delivery_id}@example.com", None, SUBJECT, TEXT, HTML, variant="en",
-                        categories=(CAMPAIGN,), custom_args=ledger_ids(delivery_id))
+                        tags=(CAMPAIGN,), metadata=ledger_ids(delivery_id))
 
 
 def push(delivery_id: int, *tokens: str) -> PushMessage:
     return PushMessage(delivery_id, tokens, TITLE, BODY, expires_at=datetime(2024, 10, 27, 17, tzinfo=UTC),
-                       collapse_key=f"{CAMPAIGN}:playlist-transfer", data=ledger_ids(delivery_id),
+                       collapse_key=f"{CAMPAIGN}:playlist-transfer", metadata=ledger_ids(delivery_id),
                        ttl=timedelta(days=3))
 
 

@@ -52,10 +52,10 @@ class EmailMessage:
     html: str
     personal: Personal = field(default_factory=Personal)
     variant: Hashable = None  # messages with the same variant share subject, text and html
-    categories: tuple[str, ...] = ()
-    custom_args: Mapping[str, str] = field(default_factory=dict)  # ledger ids only, never personal data
+    tags: tuple[str, ...] = ()  # for the provider's reports (SendGrid categories)
+    metadata: Mapping[str, str] = field(default_factory=dict)  # ledger ids only, never personal data
     headers: Mapping[str, str] = field(default_factory=dict)  # per recipient (List-Unsubscribe)
-    unsubscribe_group: int | None = None  # SendGrid ASM group, for marketing campaigns
+    marketing: bool = False  # honours opt-outs (SendGrid attaches its ASM unsubscribe group if one is configured)
     sender: str | None = None  # the From value ("Name <address>"); None: the channel's default (NOTIFIER_EMAIL_FROM)
     reply_to: str | None = None  # an address for replies; None: no Reply-To
 
@@ -75,8 +75,9 @@ class PushMessage:
     body: str
     expires_at: datetime  # a reminder is worthless after its deadline: the TTL ends here
     collapse_key: str  # one per campaign and deadline: a newer reminder replaces an older one
-    data: Mapping[str, str] = field(default_factory=dict)  # ledger ids only
-    analytics_label: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)  # ledger ids only, never personal data
+    tags: tuple[str, ...] = ()  # for the provider's reports (FCM: the last one, as the analytics label)
+    marketing: bool = False  # honours opt-outs
     ttl: timedelta = timedelta(days=28)  # from the send to ``expires_at`` (FCM keeps a message at most 4 weeks)
 
 

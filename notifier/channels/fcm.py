@@ -7,6 +7,9 @@ with connection resets under concurrency, against about 10,800/s for a pooled ke
 requests it would make go out through one pooled aiohttp session with bounded concurrency instead.
 ``tests/test_channel_fcm.py`` proves the requests are byte for byte what ``messaging.send`` sends.
 
+Our neutral message fields become FCM's words here: ``metadata`` (the ledger ids) is the message's ``data``, and
+the last of its ``tags`` is its analytics label (``analytics_label``).
+
 The endpoint: the SDK hard-codes ``https://fcm.googleapis.com/v1/projects/{project}/messages:send``
 (``_MessagingService.FCM_URL``); we build the same path on ``NOTIFIER_FCM_ENDPOINT``.
 
@@ -127,15 +130,16 @@ class FcmPush(Channel):
         """The SDK message for one token: normal priority, TTL to the deadline, one collapse key per deadline."""
         msg = self.messaging
         collapse = m.collapse_key[:64]
+        label = analytics_label(m.tags)
         return msg.Message(
             token=token,
             notification=msg.Notification(title=m.title, body=m.body),
-            data=dict(m.data),
+            data=dict(m.metadata),
             android=msg.AndroidConfig(ttl=min(max(ttl, timedelta(0)), MAX_TTL), priority="normal",
                                       collapse_key=collapse, notification=msg.AndroidNotification(tag=collapse)),
             apns=msg.APNSConfig(headers={"apns-collapse-id": collapse, "apns-priority": "5",
                                          "apns-expiration": str(int(m.expires_at.timestamp()))}),
-            fcm_options=msg.FCMOptions(analytics_label=m.analytics_label) if m.analytics_label else None,
+            fcm_options=msg.FCMOptions(analytics_label=label) if label else None,
         )
 
     def body(self, message: Any) -> bytes:
@@ -246,6 +250,14 @@ class FcmPush(Channel):
         import firebase_admin
 
         firebase_admin.delete_app(self.app)
+
+
+def analytics_label(tags: Sequence[str]) -> str | None:
+    """The FCM analytics label of a message: its last tag as at most 50 of [A-Za-z0-9-_.~%] (any other character
+    becomes ``_``); None without tags."""
+    if not tags:
+        return None
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.~%") else "_" for c in tags[-1])[:50] or None
 
 
 def _parse(status: int, text: str, retry_after: str | None) -> TokenResult:

@@ -43,7 +43,7 @@ def _mime(m: EmailMessage, sender: str, msgid: str, sent_at: datetime | None = N
     mime["Date"] = format_datetime(sent_at or datetime.now(UTC))
     for k, v in m.headers.items():
         mime[k] = v
-    for k, v in m.custom_args.items():
+    for k, v in m.metadata.items():
         mime[f"X-Notifier-{k.replace('_', '-').title()}"] = v
     mime.attach(MIMEText(text, "plain", "utf-8"))
     mime.attach(MIMEText(html, "html", "utf-8"))
@@ -55,7 +55,7 @@ def _line_break_field(m: EmailMessage) -> str | None:
     fields = {"to_name": m.to_name or "", "to": m.to, "subject": m.filled()[0], "sender": m.sender or "",
               "reply_to": m.reply_to or "",
               **{f"header {k}": v for k, v in m.headers.items()},
-              **{f"custom arg {k}": v for k, v in m.custom_args.items()}}
+              **{f"metadata {k}": v for k, v in m.metadata.items()}}
     return next((name for name, value in fields.items() if "\r" in str(value) or "\n" in str(value)), None)
 
 
@@ -114,7 +114,7 @@ class OutboxEmail(Channel):
                 results.append(_unbuildable(m, exc))
                 continue
             try:
-                folder = self.dir / campaign_folder(m.custom_args)
+                folder = self.dir / campaign_folder(m.metadata)
                 _make_dir(folder, "email")
                 _write_atomic(folder / f"{m.delivery_id}.eml", data)
             except OSError as exc:
@@ -140,7 +140,7 @@ class OutboxPush(Channel):
             doc = {
                 "tokens": list(m.tokens),
                 "notification": {"title": m.title, "body": m.body},
-                "data": dict(m.data),
+                "data": dict(m.metadata),  # the key FCM gives it: outbox readers expect "data"
                 "collapse_key": m.collapse_key,
                 "expires_at": m.expires_at.isoformat(),
             }
@@ -151,7 +151,7 @@ class OutboxPush(Channel):
                                                                 "cannot be encoded as UTF-8 JSON"))
                 continue
             try:
-                folder = self.dir / campaign_folder(m.data)
+                folder = self.dir / campaign_folder(m.metadata)
                 _make_dir(folder, "push")
                 _write_atomic(folder / f"{m.delivery_id}.json", data)
             except OSError as exc:

@@ -1,11 +1,13 @@
 """Email through SendGrid's v3 API with the official ``sendgrid`` SDK.
 
 Recipients who share a rendered variant go in one request with up to 1,000 personalizations; each
-recipient's own fields travel as substitutions (HTML-escaped for the HTML part). Every personalization
-carries the ledger ids in ``custom_args`` and its own one-click unsubscribe headers; nothing personal goes
-into categories or custom args. The SDK's transport (urllib) opens a connection per request and has no
-timeout by default: we pass one on every call; at 1,000 recipients a request the connection set-up is a
-rounding error.
+recipient's own fields travel as substitutions (HTML-escaped for the HTML part). Our neutral message fields
+become SendGrid's words here: ``tags`` are the request's ``categories``, ``metadata`` (the ledger ids) is each
+personalization's ``custom_args``, and a ``marketing`` message gets the ASM unsubscribe group (``asm_group``,
+SENDGRID_ASM_GROUP) when one is configured. Every personalization also carries its own one-click unsubscribe
+headers; nothing personal goes into categories or custom args. The SDK's transport (urllib) opens a connection
+per request and has no timeout by default: we pass one on every call; at 1,000 recipients a request the
+connection set-up is a rounding error.
 
 A 400 that blames only recipients' addresses fails just those, each as an invalid recipient (SendGrid took none of the
 request): the others go again in a request of their own.
@@ -77,8 +79,9 @@ class SendGridEmail(Channel):
     max_batch = 1000
 
     def __init__(self, api_key: str, host: str, sender: str, *, timeout: float = 10.0,
-                 rate_limiter: Pacer | None = None) -> None:
+                 rate_limiter: Pacer | None = None, asm_group: int | None = None) -> None:
         super().__init__(rate_limiter)
+        self.asm_group = asm_group  # the ASM unsubscribe group of marketing messages; None: none attached
         sendgrid, self._mail, self._http_error = _sdk()
         self.client = sendgrid.SendGridAPIClient(api_key=api_key, host=host)
         self.sender = parseaddr(sender)
@@ -86,7 +89,7 @@ class SendGridEmail(Channel):
 
     def batch_key(self, message: Message) -> Hashable:
         assert isinstance(message, EmailMessage)
-        return (message.variant, message.categories, message.unsubscribe_group, message.sender, message.reply_to)
+        return (message.variant, message.tags, message.marketing, message.sender, message.reply_to)
 
     def payload(self, batch: Sequence[EmailMessage]) -> dict[str, Any]:
         """The v3 request body for one variant and up to 1,000 recipients."""
@@ -100,10 +103,10 @@ class SendGridEmail(Channel):
         mail.subject = m.Subject(_tagged(first.subject, html=False))
         mail.add_content(m.Content("text/plain", _tagged(first.text, html=False)))
         mail.add_content(m.Content("text/html", _tagged(first.html, html=True)))
-        for category in first.categories:
-            mail.add_category(m.Category(category))
-        if first.unsubscribe_group is not None:
-            mail.asm = m.Asm(m.GroupId(first.unsubscribe_group))
+        for tag in first.tags:
+            mail.add_category(m.Category(tag))
+        if first.marketing and self.asm_group is not None:
+            mail.asm = m.Asm(m.GroupId(self.asm_group))
         for i, message in enumerate(batch):  # in the batch's order (the SDK inserts at index 0 unless told)
             mail.add_personalization(self._personalization(message, first), index=i)
         return mail.get()
@@ -116,7 +119,7 @@ class SendGridEmail(Channel):
             if marker in first.subject or marker in first.text or marker in first.html:
                 value = getattr(message.personal, "name" if marker == NAME else "refund") or ""
                 p.add_substitution(m.Substitution(tag, str(escape(value)) if html else value))
-        for key, value in message.custom_args.items():
+        for key, value in message.metadata.items():
             p.add_custom_arg(m.CustomArg(key, value))
         for key, value in message.headers.items():
             p.add_header(m.Header(key, value))
