@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -67,7 +68,9 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def _number(env: Mapping[str, str], name: str, default: float | None, kind: type = int) -> float | None:
+def _number(env: Mapping[str, str], name: str, default: float | None, kind: type = int, *,
+            zero: str | None = None) -> float | None:
+    """A positive number from ``env``; with ``zero`` (what 0 means), 0 is allowed too."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -75,8 +78,9 @@ def _number(env: Mapping[str, str], name: str, default: float | None, kind: type
         value = kind(raw)
     except ValueError:
         raise ConfigError(f"{name}: expected a {'whole ' if kind is int else ''}number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name}: must be positive, got {value}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and zero is None) or value >= 10**12:
+        allowed = f"0 ({zero}) or a positive number" if zero else "a positive number"
+        raise ConfigError(f"{name}: must be {allowed}, got {raw}")
     return value
 
 
@@ -105,16 +109,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     """A span in seconds where 0 means "off"."""
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a number of seconds, got {raw!r}") from None
-    if not 0 <= value < 10**9:
-        raise ConfigError(f"{name}: must be 0 (off) or a positive number of seconds, got {raw}")
-    return value
+    value = _number(env, name, default, float, zero="off")
+    return default if value is None else value
 
 
 def require_serving_secrets(settings: Settings) -> None:

@@ -267,4 +267,19 @@ def test_the_committed_catalogs_pass_the_gate_for_every_shipped_campaign() -> No
                                                              "NOTIFIER_TEMPLATES_DIR": str(ROOT / "templates"),
                                                              "NOTIFIER_CAMPAIGNS_DIR": str(ROOT / "campaigns")})
     assert result.exit_code == 0, result.output
-    assert result.output == f"catalogs ok: en, es-MX, id, pt-BR; every message of {FIRST} renders within its limits\n"
+    assert result.output == (f"catalogs ok: en, es-MX, id, pt-BR; every message of {FIRST} renders within its limits\n"
+                             "catalogs ok: the pages of notifier serve\n")
+
+
+def test_an_untranslated_string_of_the_serve_pages_fails_the_gate(tmp_path: Path) -> None:
+    from notifier.web import locales
+
+    copy = tmp_path / "web-locales"
+    shutil.copytree(locales.HERE, copy, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    po = copy / "id" / "LC_MESSAGES" / "web.po"
+    po.write_text(po.read_text(encoding="utf-8").replace('msgstr "Berhenti berlangganan"', 'msgstr ""'),
+                  encoding="utf-8")
+    from notifier.catalogs import check_catalogs
+
+    problems = check_catalogs(copy, locales.UI_LOCALES, locales.DOMAIN)
+    assert problems and "web.po" in str(problems[0])

@@ -287,7 +287,7 @@ def test_the_providers_demo_sends_every_message_exactly_once_through_injected_fa
     notifier = Path(sys.executable).with_name("notifier")
 
     done = subprocess.run([str(notifier), "demo", "--transport", "providers", "--no-progress", "--dir",
-                           str(tmp_path / "demo")], capture_output=True, text=True, env=env, timeout=240)
+                           str(tmp_path / "demo")], capture_output=True, text=True, env=env, timeout=600)
 
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
@@ -301,3 +301,9 @@ def test_the_providers_demo_sends_every_message_exactly_once_through_injected_fa
     assert {"429", "500", "503", "drop"} <= set(injected["sendgrid"])
     assert {"429", "500", "503", "drop", "unregistered"} <= set(injected["fcm"])
     assert all(n > 0 for counts in injected.values() for n in counts.values())
+    # The loop is closed: signed events came back through notifier serve and later waves skipped those addresses.
+    feedback = re.search(r"^feedback: SendGrid events (.*); (\d+) addresses suppressed", out, re.MULTILINE)
+    assert feedback is not None, out[-2000:]
+    assert "bounced: " in feedback.group(1) and "complained: " in feedback.group(1) and int(feedback.group(2)) > 0
+    skips = re.search(r"^skipped because: (.*)$", out, re.MULTILINE)
+    assert skips is not None and "suppressed: " in skips.group(1)
