@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from babel.messages.catalog import Catalog, Message
-from babel.messages.extract import extract_from_dir
+from babel.messages.extract import extract_from_dir, extract_from_file
 from babel.messages.plurals import get_plural
 from babel.messages.pofile import read_po, write_po
 
@@ -29,6 +29,7 @@ from notifier.i18n import CatalogError, catalog_domain, catalog_path, posix
 
 METHOD_MAP = [("**.j2", "jinja2.ext:babel_extract"), ("**.txt", "jinja2.ext:babel_extract"),
               ("**.html", "jinja2.ext:babel_extract")]
+PY_KEYWORDS = {"gettext": None, "_": None, "ngettext": (1, 2)}
 OPTIONS = {"**": {"extensions": "jinja2.ext.i18n", "newstyle_gettext": "true"}}
 # The plural rules of the languages we ship, as CLDR 46 states them (and Babel 2.19 writes them). They are
 # part of the catalogs, not of whichever Babel is installed: Babel up to 2.18 gave Indonesian two forms and
@@ -107,14 +108,19 @@ def _new_catalog(locale: str | None, project: str = "notifier") -> Catalog:
     return catalog
 
 
-def extract(templates_dir: Path, locales_dir: Path, domain: str) -> int:
-    """Write one campaign's ``locales/<domain>.pot`` from its own templates folder; returns the number of messages."""
+def extract(templates_dir: Path, locales_dir: Path, domain: str, python: Sequence[Path] = ()) -> int:
+    """Write one campaign's ``locales/<domain>.pot`` from its own templates folder (and the gettext calls of
+    ``python`` modules, for text built in code); returns the number of messages."""
     template = _new_catalog(None)
     folder = Path(templates_dir)
     for filename, lineno, message, comments, context in extract_from_dir(
             str(folder), method_map=METHOD_MAP, options_map=OPTIONS, strip_comment_tags=True):
         template.add(message, None, [(f"{folder.name}/{filename}", lineno)], auto_comments=comments,
                      context=context)
+    for module in python:
+        for lineno, message, comments, context in extract_from_file("python", str(module), keywords=PY_KEYWORDS):
+            template.add(message, None, [(f"{module.parent.name}/{module.name}", lineno)], auto_comments=comments,
+                         context=context)
     path = pot_path(locales_dir, domain)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as f:

@@ -63,6 +63,10 @@ class Settings:
     webhook_tolerance_seconds: float = 600.0  # a signed batch older than this is refused; 0: no age check
     webhook_max_bytes: int = 8 * 1024 * 1024  # a bigger request body gets 413
     api_token: str | None = None  # bearer token of POST /actions
+    # The dashboard: NOTIFIER_ADMIN_PASSWORD holds a hash (notifier admin hash-password) or, for local use only,
+    # the password itself, which is hashed as it is read and never kept.
+    admin_password_hash: str | None = None
+    admin_password_was_plain: bool = False
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -120,6 +124,9 @@ def require_serving_secrets(settings: Settings) -> None:
     if not settings.sendgrid_webhook_key:
         raise ConfigError("NOTIFIER_SENDGRID_WEBHOOK_KEY is not set: without it nobody can tell SendGrid's events from "
                           "forged ones (copy the verification key from SendGrid's Signed Event Webhook settings)")
+    if settings.admin_password_was_plain:
+        raise ConfigError("NOTIFIER_ADMIN_PASSWORD holds a password: outside --dev it must hold its hash, so that no "
+                          "process listing or environment dump shows it (run: notifier admin hash-password)")
     token = settings.api_token or ""
     if token in KNOWN_SECRETS or len(token) < MIN_SECRET_LENGTH:
         raise ConfigError(f"NOTIFIER_API_TOKEN is {'not set' if not token else 'too weak'}: POST /actions needs a "
@@ -178,4 +185,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_tolerance_seconds=_seconds(env, "NOTIFIER_WEBHOOK_TOLERANCE_SECONDS", d.webhook_tolerance_seconds),
         webhook_max_bytes=_int(env, "NOTIFIER_WEBHOOK_MAX_BYTES", d.webhook_max_bytes),
         api_token=env.get("NOTIFIER_API_TOKEN") or None,
+        **_admin_password(env.get("NOTIFIER_ADMIN_PASSWORD") or ""),
     ))
+
+
+def _admin_password(raw: str) -> dict[str, object]:
+    """The dashboard's password as a hash: a hash is checked, a password is hashed at once."""
+    if not raw:
+        return {}
+    from notifier.web.dashboard.auth import check_password_hash, hash_password, weak_password
+
+    if raw.startswith("scrypt$"):
+        return {"admin_password_hash": check_password_hash(raw)}
+    if raw in KNOWN_SECRETS or weak_password(raw):
+        raise ConfigError(f"NOTIFIER_ADMIN_PASSWORD is too weak: {weak_password(raw) or 'a well-known password'}")
+    return {"admin_password_hash": hash_password(raw), "admin_password_was_plain": True}

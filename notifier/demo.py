@@ -6,11 +6,15 @@ so two months of campaign play out in seconds with exactly the code production r
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import secrets
+import shutil
 import tempfile
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -160,26 +164,43 @@ def _with_feedback(settings: Settings, sessions: Any, dispatcher: Any, actions: 
 DEMO_EVENTS = {"bounce": 0.02, "dropped": 0.005, "spamreport": 0.005, "seed": 2024, "interval": 0.05}
 
 
+@dataclass
+class Simulation:
+    """One campaign on a simulated clock: each step records the recipients' actions that fell due, runs one tick
+    and answers the next moment anything is due (None: nothing is, ever again)."""
+
+    sessions: Any
+    dispatcher: Any
+    actions: list[tuple[datetime, str, str]]
+    after_tick: Callable[[], None] = lambda: None
+    totals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _next_action: int = 0
+
+    def step(self, now: datetime) -> datetime | None:
+        with transaction(self.sessions) as s:
+            while self._next_action < len(self.actions) and self.actions[self._next_action][0] <= now:
+                at, rid, action = self.actions[self._next_action]
+                queries.record_action(s, rid, action, at)
+                self._next_action += 1
+        for outcome, n in self.dispatcher.tick(now).outcomes.items():
+            self.totals[outcome] += n
+        self.after_tick()
+        with self.sessions() as s:
+            wake = queries.next_wakeup(s, now)
+        if self._next_action < len(self.actions):
+            wake = min(filter(None, (wake, self.actions[self._next_action][0])))
+        return wake
+
+
 def _simulate(sessions: Any, dispatcher: Any, actions: list[tuple[datetime, str, str]], progress: bool,
               echo: Callable[..., Any], after_tick: Callable[[], None] = lambda: None) -> dict[str, int]:
-    totals: dict[str, int] = defaultdict(int)
+    sim = Simulation(sessions, dispatcher, actions, after_tick)
     span = int((END - START).total_seconds() // 3600)
-    now, done_hours, next_action = START, 0, 0
+    now, done_hours = START, 0
     with click.progressbar(length=span, label="simulating 28 Sep → 29 Nov 2024", show_eta=False,
                            hidden=not progress) as bar:
         while now <= END:
-            with transaction(sessions) as s:
-                while next_action < len(actions) and actions[next_action][0] <= now:
-                    at, rid, action = actions[next_action]
-                    queries.record_action(s, rid, action, at)
-                    next_action += 1
-            for outcome, n in dispatcher.tick(now).outcomes.items():
-                totals[outcome] += n
-            after_tick()
-            with sessions() as s:
-                wake = queries.next_wakeup(s, now)
-            if next_action < len(actions):
-                wake = min(filter(None, (wake, actions[next_action][0])))
+            wake = sim.step(now)
             if wake is None:
                 break
             hours = min(span, int((wake - START).total_seconds() // 3600))
@@ -187,6 +208,96 @@ def _simulate(sessions: Any, dispatcher: Any, actions: list[tuple[datetime, str,
             done_hours = max(done_hours, hours)
             now = wake
         bar.update(span - done_hours)
-    echo(f"simulation done: {counts_text(totals)}")
-    return dict(totals)
+    echo(f"simulation done: {counts_text(sim.totals)}")
+    return dict(sim.totals)
 
+
+# --- the demo in the dashboard ------------------------------------------------------------------------------------
+
+
+class SimulatedClock:
+    """The demo's clock, shared by the dashboard (what "now" is when someone schedules or pauses) and the ticks."""
+
+    def __init__(self, start: datetime) -> None:
+        self._now = start
+        self._lock = threading.Lock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._now
+
+    def advance(self, to: datetime) -> None:
+        with self._lock:
+            self._now = max(self._now, to)
+
+
+def play(sim: Simulation, clock: SimulatedClock, campaign_id: str, stop: threading.Event, pace: float) -> None:
+    """Run ``sim`` while the campaign is scheduled, ``pace`` real seconds between ticks; until it is scheduled, and
+    while it is paused, the simulated clock stands still. Ends when nothing is due any more or it is cancelled."""
+    from notifier.ledger.models import CampaignRow, CampaignState
+
+    while not stop.is_set():
+        with sim.sessions() as s:
+            row = s.get(CampaignRow, campaign_id)
+            state = row.state if row is not None else None
+        if state == CampaignState.CANCELLED:
+            return
+        if state != CampaignState.SCHEDULED:
+            stop.wait(0.1)
+            continue
+        wake = sim.step(clock.now())
+        if wake is None or wake > END:
+            return
+        clock.advance(wake)
+        stop.wait(pace)
+
+
+def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str = "127.0.0.1", port: int = 8000,
+                       pace: float = 0.25, echo: Callable[..., Any] = click.echo,
+                       wait: Callable[[], None] | None = None, password: str | None = None,
+                       draft: bool = True) -> None:
+    """The demo in a browser: notifier serve with the dashboard on a simulated clock. The campaign file waits as a
+    draft (or, without ``draft``, for someone to upload it); once someone schedules it there, two months play out in
+    a few minutes, and pause and resume hold. ``wait`` returns when the demo should end (default: Ctrl-C)."""
+    from notifier.web import create_app, running
+    from notifier.web.dashboard.auth import hash_password
+
+    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="notifier-demo-", dir="."))
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / "ledger.db").exists():
+        raise click.UsageError(f"{root} already holds a demo; pass a new --dir")
+    password = password or secrets.token_urlsafe(12)
+    (root / "campaigns").mkdir(exist_ok=True)  # uploads of the demo land here, not in the project's folder
+    if draft:
+        shutil.copyfile(settings.campaigns_dir / f"{CAMPAIGN}.yaml", root / "campaigns" / f"{CAMPAIGN}.yaml")
+    settings = settings.with_(database_url=f"sqlite:///{root / 'ledger.db'}", outbox_dir=root / "outbox",
+                              campaigns_dir=root / "campaigns",
+                              transport="outbox", secret_key=secrets.token_urlsafe(32),
+                              admin_password_hash=hash_password(password), admin_password_was_plain=False)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    report = import_audience(sessions, DATA / "audience.csv", now=START)
+    clock = SimulatedClock(START)
+    dispatcher = build_dispatcher(settings, sessions)
+    stop = threading.Event()
+    sim = Simulation(sessions, dispatcher, sorted(_actions(DATA / "actions.csv")))
+    player = threading.Thread(target=play, args=(sim, clock, CAMPAIGN, stop, pace), daemon=True, name="demo-clock")
+    try:
+        with running(create_app(settings, sessions, clock=clock.now), host, port) as url:
+            player.start()
+            echo(f"demo folder: {root.resolve()}; {report.accepted} recipients imported")
+            echo(f"dashboard: {url}/login  password: {password}  (this demo's own; its clock starts at "
+                 f"{START:%d %b %Y})")
+            echo(f"open {CAMPAIGN}, press Schedule, and watch; Ctrl-C ends the demo")
+            (wait or _forever)()
+    finally:
+        stop.set()
+        player.join(timeout=30)
+        dispatcher.close()
+        engine.dispose()
+
+
+def _forever() -> None:
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()

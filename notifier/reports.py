@@ -287,7 +287,7 @@ def recipient_messages(session: Session, member: LedgerMember, campaign_id: str 
     q = (select(DeliveryRow, SendGroup.send_at).join(SendGroup, SendGroup.id == DeliveryRow.group_id)
          .where(*where))
     found = [RecipientMessage(d.campaign_id, d.send_key, d.channel, str(d.state), (d.sent_at or at).astimezone(tz),
-                              d.skip_reason, d.last_error, d.id) for d, at in session.execute(q).tuples()]
+                              d.skip_reason, d.last_error, d.id) for d, at in session.execute(q)]
     return sorted([*found, *_planned(session, member, campaign_id)],
                   key=lambda m: (m.at, m.campaign_id, m.send_key, m.channel))
 
@@ -301,7 +301,7 @@ def _planned(session: Session, member: LedgerMember, campaign_id: str | None) ->
          .order_by(SendGroup.send_at))
     if campaign_id is not None:
         q = q.where(SendGroup.campaign_id == campaign_id)
-    for group, row in session.execute(q).tuples():
+    for group, row in session.execute(q):
         campaign = campaign_of(row)
         if member.joined_at is not None and member.joined_at > group.send_at:
             continue

@@ -111,11 +111,22 @@ def status(c: CliContext, campaign_id: str, as_json: bool) -> None:
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
 @click.option("--transport", type=click.Choice(["outbox", "providers"]), default="outbox", show_default=True,
               help="providers: through the SendGrid and FCM SDKs to a local emulator, with faults switched on.")
+@click.option("--dashboard", is_flag=True, help="Serve the dashboard instead: schedule, watch, pause and resume the "
+                                               "campaign in a browser, on the simulated clock.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="With --dashboard.")
+@click.option("--pace", default=0.25, show_default=True, type=click.FloatRange(0, 10),
+              help="With --dashboard: real seconds between two ticks of the simulated clock.")
 @pass_ctx
-def demo(c: CliContext, directory: Path | None, progress: bool, transport: str) -> None:
+def demo(c: CliContext, directory: Path | None, progress: bool, transport: str, dashboard: bool, port: int,
+         pace: float) -> None:
     """Play the whole TikTok Music shutdown campaign on a simulated clock, into a local outbox or the emulator."""
-    from notifier.demo import run_demo
+    from notifier.demo import run_dashboard_demo, run_demo
 
+    if dashboard:
+        if transport != "outbox":
+            raise UserError("--dashboard plays into the local outbox; drop --transport")
+        run_dashboard_demo(c.settings, directory, port=port, pace=pace, echo=click.echo)
+        return
     run_demo(c.settings, directory, progress=progress, echo=click.echo, transport=transport)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +44,30 @@ def serve(c: CliContext, host: str, port: int, dev: bool, access_log: bool) -> N
     if dev:
         click.echo("notifier serve --dev: for local use only (default secrets are accepted)", err=True)
     click.echo(f"notifier serve on http://{host}:{port} (OpenAPI: /openapi.json)", err=True)
+    click.echo("dashboard: /login" if c.settings.admin_password_hash else
+               "dashboard: off (set NOTIFIER_ADMIN_PASSWORD to the hash of: notifier admin hash-password)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log)
+
+
+@cli.group()
+def admin() -> None:
+    """The dashboard's admin."""
+
+
+@admin.command("hash-password")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from the first line of standard input.")
+def admin_hash_password(from_stdin: bool) -> None:
+    """Print the hash to put in NOTIFIER_ADMIN_PASSWORD (the password itself is never stored)."""
+    from notifier.web.dashboard.auth import hash_password, weak_password
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Admin password", hide_input=True, confirmation_prompt=True, err=True)
+    why = weak_password(password)
+    if why:
+        raise UserError(f"that password is too weak: {why}")
+    click.echo(hash_password(password))
 
 
 # --- suppressions ------------------------------------------------------------------------------------------

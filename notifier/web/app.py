@@ -88,6 +88,9 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(actions.router)
+    from notifier.web.dashboard.controls import install
+
+    install(app, settings)
     return app
 
 

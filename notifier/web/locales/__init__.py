@@ -1,6 +1,8 @@
-"""The catalogs of notifier serve's own pages (gettext domain ``web``), shipped with the package and checked by
-``notifier i18n check`` with the campaigns' catalogs. After editing a page: ``python -m notifier.web.locales``
-extracts its strings and merges them into each locale's catalog (new entries need a translator)."""
+"""The catalogs of notifier serve's own pages, shipped with the package and checked by ``notifier i18n check`` with
+the campaigns' catalogs: domain ``web`` for the pages recipients see (unsubscribe), in every language we send in,
+and domain ``dashboard`` for marketing's dashboard, in English and Indonesian. After editing a page:
+``python -m notifier.web.locales`` extracts the strings and merges them into each catalog (new entries need a
+translator)."""
 
 from __future__ import annotations
 
@@ -12,23 +14,27 @@ HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE.parent / "templates"
 DOMAIN = "web"
 UI_LOCALES = ("en", "id", "pt-BR", "es-MX")
+DASHBOARD_TEMPLATES = HERE.parent / "dashboard" / "templates"
+DASHBOARD = "dashboard"
+DASHBOARD_LOCALES = ("en", "id")
+DASHBOARD_CODE = (HERE.parent / "dashboard" / "chart.py",)  # text the dashboard builds in code
+# (templates, modules, domain, locales) of every catalog here
+CATALOGS = ((TEMPLATES, (), DOMAIN, UI_LOCALES), (DASHBOARD_TEMPLATES, DASHBOARD_CODE, DASHBOARD, DASHBOARD_LOCALES))
 
 
 def check_ui_catalogs() -> list[Problem]:
     """The translation gate for the pages: every string translated in every UI locale."""
     from notifier.catalogs import check_catalogs
 
-    return check_catalogs(HERE, UI_LOCALES, DOMAIN)
+    return [p for _templates, _code, domain, locales in CATALOGS for p in check_catalogs(HERE, locales, domain)]
 
 
 def refresh() -> None:
     """Extract the pages' strings and merge them into every UI locale's catalog."""
     from notifier.catalogs import extract, update
 
-    extract(TEMPLATES, HERE, DOMAIN)
-    for path in update(HERE, UI_LOCALES, DOMAIN):
-        print(f"updated {path}")
+    for templates, code, domain, locales in CATALOGS:
+        extract(templates, HERE, domain, code)
+        for path in update(HERE, locales, domain):
+            print(f"updated {path}")
 
-
-if __name__ == "__main__":
-    refresh()

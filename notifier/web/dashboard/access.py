@@ -1,0 +1,133 @@
+"""The dashboard's door: who the request comes from, whether its form carries its session's CSRF token, and the
+pages' language. Pages redirect a stranger to ``/login``; anything that changes state answers 401 without a
+session and 403 without the right token (or from another origin).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from fastapi import Request
+from starlette.datastructures import FormData
+
+from notifier.config import Settings
+from notifier.errors import RequestRefused
+from notifier.i18n import negotiate
+from notifier.render import Renderer
+from notifier.web.dashboard.auth import Identity, Login, LoginLimiter, PasswordLogin, Sessions, same_token
+from notifier.web.locales import DASHBOARD_LOCALES as LOCALES
+
+SESSION = "notifier_session"
+LANG = "notifier_lang"
+MAX_FORM_BYTES = 512 * 1024
+
+
+class NotLoggedIn(Exception):
+    """No valid session: a page sends the browser to /login, anything else is refused with 401."""
+
+
+@dataclass
+class Dashboard:
+    """What the dashboard's routes share; ``login`` is None when no admin password is configured."""
+
+    login: Login | None
+    sessions: Sessions
+    limiter: LoginLimiter
+    secure: bool  # cookies only over https (NOTIFIER_PUBLIC_URL is https)
+    _renderer: Renderer | None = None
+
+    def renderer(self, settings: Settings) -> Renderer:
+        """One renderer for the gallery and scheduling; :meth:`Renderer.forget` a campaign whose file changed."""
+        if self._renderer is None:
+            self._renderer = Renderer(settings.templates_dir, settings.locales_dir, default_sender=settings.email_from)
+        return self._renderer
+
+    @classmethod
+    def of(cls, settings: Settings) -> Dashboard:
+        hashed = settings.admin_password_hash
+        login = PasswordLogin(hashed) if hashed else None
+        return cls(login, Sessions.of(settings.secret_key, hashed or "-"), LoginLimiter(),
+                   urlsplit(settings.public_url).scheme == "https")
+
+    @property
+    def cookie(self) -> str:
+        """``__Host-`` pins the cookie to this host, over https, for every path."""
+        return f"__Host-{SESSION}" if self.secure else SESSION
+
+    def set_session(self, response: Any, value: str) -> None:
+        response.set_cookie(self.cookie, value, max_age=self.sessions.lifetime, path="/", secure=self.secure,
+                            httponly=True, samesite="strict")
+
+    def clear_session(self, response: Any) -> None:
+        response.delete_cookie(self.cookie, path="/", secure=self.secure, httponly=True, samesite="strict")
+
+
+def dashboard_of(request: Request) -> Dashboard:
+    return request.app.state.dashboard  # type: ignore[no-any-return]
+
+
+def identity(request: Request) -> Identity:
+    """Who is logged in; NotLoggedIn otherwise."""
+    dash = dashboard_of(request)
+    ident = dash.sessions.read(request.cookies.get(dash.cookie)) if dash.login is not None else None
+    if ident is None:
+        raise NotLoggedIn
+    return ident
+
+
+def login_redirect(request: Request) -> str:
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return f"/login?next={quote(path, safe='')}"
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path of this site: never ``//evil.example`` or ``https://evil.example``."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target or len(target) > 2000:
+        return "/campaigns"
+    return target
+
+
+def same_origin(request: Request) -> None:
+    """Refuse a state change that a page of another site started (the browser says where it came from)."""
+    origin = request.headers.get("origin")
+    if origin is None:  # an old browser or a script: the CSRF token and the SameSite cookie still hold
+        return
+    host = request.headers.get("host", "")
+    if urlsplit(origin).netloc != host:
+        raise RequestRefused(403, "this form was posted from another site")
+
+
+async def form_of(request: Request, max_bytes: int = MAX_FORM_BYTES) -> FormData:
+    """The posted form, capped in size (413) before it is parsed."""
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        raise RequestRefused(411, "a form must say its length")
+    if int(declared) > max_bytes:
+        raise RequestRefused(413, f"the form is {declared} bytes; at most {max_bytes}")
+    return await request.form(max_files=1, max_fields=30, max_part_size=max_bytes)
+
+
+async def checked_form(request: Request) -> tuple[Identity, FormData]:
+    """A state change's form: a session (401), the same origin and the session's CSRF token (403)."""
+    ident = identity(request)
+    same_origin(request)
+    form = await form_of(request)
+    token = form.get("csrf")
+    if not same_token(ident.csrf, token if isinstance(token, str) else None):
+        raise RequestRefused(403, "the form's CSRF token is missing or wrong: reload the page and try again")
+    return ident, form
+
+
+def ui_locale(request: Request) -> str:
+    """``?lang=``, then the language cookie, then Accept-Language; English by default."""
+    for wanted in (request.query_params.get("lang"), request.cookies.get(LANG)):
+        if wanted in LOCALES:
+            return wanted
+    header = request.headers.get("accept-language", "")
+    for part in header.split(",")[:8]:
+        tag = part.split(";")[0].strip()[:35]
+        if tag and negotiate(tag, LOCALES, "") in LOCALES:
+            return negotiate(tag, LOCALES, "en")
+    return "en"

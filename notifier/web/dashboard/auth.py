@@ -1,0 +1,209 @@
+"""Who may use the dashboard: the admin password (kept only as a scrypt hash), signed session cookies carrying a
+CSRF token, and a limit on failed logins.
+
+A session is stateless: ``base64(json) . HMAC-SHA256`` under a key derived from ``NOTIFIER_SECRET_KEY``. It names
+the user, its CSRF token, its expiry and a fingerprint of the password hash, so changing the password ends every
+session. :class:`Login` is the seam for another way of proving who someone is (an SSO proxy, say): the pages only
+ever see an :class:`Identity`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from notifier.errors import ConfigError
+
+SCHEME = "scrypt"
+MIN_PASSWORD_LENGTH = 12
+_HASH = re.compile(r"^scrypt\$(\d{1,7})\$(\d{1,3})\$(\d{1,3})\$([A-Za-z0-9_-]{16,})\$([A-Za-z0-9_-]{32,})$")
+# scrypt's cost: 2**15 × 8 × 128 bytes = 32 MiB and about 0.1 s a try on one core; OWASP's minimum is 2**17 × 8 × 1
+# with less memory per try, or 2**15 with r=8: the same work.
+COST = (2**15, 8, 1)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32)
+
+
+def hash_password(password: str, *, cost: tuple[int, int, int] = COST) -> str:
+    """``scrypt$N$r$p$salt$hash``: what NOTIFIER_ADMIN_PASSWORD may hold instead of the password itself."""
+    n, r, p = cost
+    salt = secrets.token_bytes(16)
+    return f"{SCHEME}${n}${r}${p}${_b64(salt)}${_b64(_scrypt(password, salt, n, r, p))}"
+
+
+def is_password_hash(value: str) -> bool:
+    return _HASH.match(value) is not None
+
+
+def check_password_hash(value: str, setting: str = "NOTIFIER_ADMIN_PASSWORD") -> str:
+    """``value`` if it is a well-formed hash with a sane cost, else a ConfigError naming ``setting``."""
+    m = _HASH.match(value)
+    if m is None:
+        raise ConfigError(f"{setting}: not a password hash (expected scrypt$N$r$p$salt$hash, from: notifier admin "
+                          "hash-password)")
+    n, r, p = int(m[1]), int(m[2]), int(m[3])
+    if n < 2**14 or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16 or n * r * 128 > 256 * 1024 * 1024:
+        raise ConfigError(f"{setting}: scrypt cost N={n}, r={r}, p={p} is outside what notifier accepts "
+                          "(N a power of two from 16384, r 1-32, p 1-16, at most 256 MiB)")
+    return value
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """Whether ``password`` matches the hash ``stored``, in time that does not depend on where they differ."""
+    m = _HASH.match(stored)
+    if m is None or len(password) > 1024:
+        return False
+    n, r, p, salt, want = int(m[1]), int(m[2]), int(m[3]), _unb64(m[4]), _unb64(m[5])
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p), want)
+
+
+def weak_password(password: str) -> str | None:
+    """Why ``password`` is too weak for an admin, or None."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"at least {MIN_PASSWORD_LENGTH} characters"
+    if len(set(password)) < 5:
+        return "too few different characters"
+    return None
+
+
+# --- who is logged in -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Someone the dashboard trusts, with the CSRF token of their session."""
+
+    user: str
+    csrf: str
+    expires: int  # Unix time
+
+
+class Login(Protocol):
+    """A way to prove who someone is: the password form today, an SSO proxy's assertion tomorrow."""
+
+    def authenticate(self, user: str, password: str) -> str | None:
+        """The user's name when the proof holds, else None."""
+
+
+@dataclass(frozen=True)
+class PasswordLogin:
+    """The one admin of ``NOTIFIER_ADMIN_PASSWORD``."""
+
+    password_hash: str
+    user: str = "admin"
+
+    def authenticate(self, user: str, password: str) -> str | None:
+        return self.user if verify_password(self.password_hash, password) else None
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """Signs and reads session cookies; ``epoch`` (a fingerprint of the password hash) ends old sessions."""
+
+    key: bytes
+    epoch: str
+    lifetime: int = 8 * 3600
+    clock: Callable[[], float] = time.time
+
+    @classmethod
+    def of(cls, secret: str, password_hash: str, **kw: object) -> Sessions:
+        key = hashlib.sha256(b"notifier dashboard sessions\0" + secret.encode("utf-8")).digest()
+        epoch = hashlib.sha256(password_hash.encode("ascii")).hexdigest()[:16]
+        return cls(key, epoch, **kw)  # type: ignore[arg-type]
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self.key, payload.encode("ascii"), hashlib.sha256).digest())
+
+    def issue(self, user: str) -> tuple[str, Identity]:
+        """A new session for ``user``: the cookie's value and who it proves."""
+        ident = Identity(user, secrets.token_urlsafe(32), int(self.clock()) + self.lifetime)
+        payload = _b64(json.dumps({"u": ident.user, "c": ident.csrf, "e": ident.expires, "v": self.epoch},
+                                  separators=(",", ":")).encode("utf-8"))
+        return f"{payload}.{self._sign(payload)}", ident
+
+    def read(self, cookie: str | None) -> Identity | None:
+        """Who the cookie proves, or None (missing, forged, expired, or from before a password change)."""
+        if not cookie or len(cookie) > 1024 or "." not in cookie:
+            return None
+        payload, _, mac = cookie.rpartition(".")
+        if not hmac.compare_digest(mac.encode("ascii", "replace"), self._sign(payload).encode("ascii")):
+            return None
+        try:
+            doc = json.loads(_unb64(payload))
+            ident = Identity(str(doc["u"]), str(doc["c"]), int(doc["e"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+        if doc.get("v") != self.epoch or ident.expires <= self.clock():
+            return None
+        return ident
+
+
+def same_token(expected: str, given: str | None) -> bool:
+    """A CSRF token check in constant time."""
+    return bool(given) and hmac.compare_digest(expected.encode("utf-8"), str(given).encode("utf-8", "replace"))
+
+
+# --- failed logins ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoginLimiter:
+    """At most ``per_client`` failed logins per client and ``overall`` in all per ``window`` seconds (which
+    slows a distributed guesser too); a success clears that client's count."""
+
+    per_client: int = 5
+    overall: int = 100
+    window: float = 900.0
+    clock: Callable[[], float] = time.monotonic
+    _clients: dict[str, deque[float]] = field(default_factory=dict)
+    _all: deque[float] = field(default_factory=deque)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _trim(self, q: deque[float], now: float) -> None:
+        while q and q[0] <= now - self.window:
+            q.popleft()
+
+    def retry_after(self, client: str) -> int:
+        """Seconds until ``client`` may try again; 0: now."""
+        now = self.clock()
+        with self._lock:
+            self._trim(self._all, now)
+            q = self._clients.get(client, deque())
+            self._trim(q, now)
+            waits = [q[0] + self.window - now] if len(q) >= self.per_client else []
+            if len(self._all) >= self.overall:
+                waits.append(self._all[0] + self.window - now)
+        return max(1, int(max(waits)) + 1) if waits else 0
+
+    def failed(self, client: str) -> None:
+        now = self.clock()
+        with self._lock:
+            if len(self._clients) > 10_000:  # forget idle clients rather than grow without bound
+                for key in [k for k, q in self._clients.items() if not q or q[-1] <= now - self.window]:
+                    del self._clients[key]
+            self._clients.setdefault(client, deque()).append(now)
+            self._all.append(now)
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._clients.pop(client, None)

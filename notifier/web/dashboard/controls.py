@@ -1,0 +1,237 @@
+"""What the dashboard changes (every ``POST``): logging in and out, uploading or editing a campaign file, and
+scheduling, pausing, resuming, cancelling or retrying a campaign. Each one needs a session (401) and the
+session's CSRF token (403); the login form has a token of its own and a limit on failed attempts (429).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from notifier.campaign import Campaign, parse_campaign
+from notifier.config import Settings
+from notifier.errors import CampaignError, CampaignStateError, Problem, RequestRefused
+from notifier.ledger import queries
+from notifier.ledger.db import transaction
+from notifier.ledger.models import CampaignState
+from notifier.render import Content
+from notifier.review import review
+from notifier.web.app import web_of
+from notifier.web.dashboard import views
+from notifier.web.dashboard.access import (
+    Dashboard,
+    NotLoggedIn,
+    checked_form,
+    dashboard_of,
+    form_of,
+    login_redirect,
+    safe_next,
+    same_origin,
+)
+from notifier.web.dashboard.auth import same_token
+from notifier.web.dashboard.pages import campaign_page, render
+
+LOGIN_NONCE = "notifier_login"
+router = APIRouter(include_in_schema=False)
+
+
+def install(app: Any, settings: Settings) -> None:
+    """Mount the dashboard on ``app``: its pages, its controls and how it answers a stranger."""
+    from notifier.web.dashboard import pages
+
+    app.state.dashboard = Dashboard.of(settings)
+    app.include_router(pages.router)
+    app.include_router(router)
+
+    @app.exception_handler(NotLoggedIn)
+    async def stranger(request: Request, _exc: NotLoggedIn) -> Any:
+        if request.method in ("GET", "HEAD"):
+            return RedirectResponse(login_redirect(request), status_code=303)
+        return HTMLResponse("<!doctype html><title>401</title><p>Log in first: <a href=/login>/login</a></p>",
+                            status_code=401, headers={"WWW-Authenticate": 'Cookie realm="notifier"'})
+
+    @app.exception_handler(CampaignStateError)
+    async def wrong_state(request: Request, exc: CampaignStateError) -> Any:
+        status = 404 if str(exc).startswith("no ") else 409
+        return render(request, "error.html", status, message=str(exc))
+
+
+# --- logging in -------------------------------------------------------------------------------------------------
+
+
+def login_form(request: Request, target: str | None, status: int = 200, error: str | None = None) -> HTMLResponse:
+    """The login page with a fresh nonce, the login form's CSRF token (kept in a cookie of its own)."""
+    dash = dashboard_of(request)
+    if dash.login is None:
+        return render(request, "login.html", 503, off=True, nonce="", next=safe_next(target), error=None)
+    nonce = secrets.token_urlsafe(24)
+    response = render(request, "login.html", status, off=False, nonce=nonce, next=safe_next(target), error=error)
+    response.set_cookie(LOGIN_NONCE, nonce, max_age=1800, path="/login", secure=dash.secure, httponly=True,
+                        samesite="strict")
+    return response
+
+
+@router.post("/login")
+async def login(request: Request) -> Any:
+    dash = dashboard_of(request)
+    if dash.login is None:
+        return login_form(request, None)
+    client = request.client.host if request.client else "-"
+    wait = dash.limiter.retry_after(client)
+    if wait:
+        response = render(request, "login.html", 429, off=False, nonce="", next="/campaigns", error="throttled",
+                          wait=(wait + 59) // 60)
+        response.headers["Retry-After"] = str(wait)
+        return response
+    same_origin(request)
+    form = await form_of(request, 8192)
+    if not same_token(request.cookies.get(LOGIN_NONCE) or "", _text(form, "csrf")):
+        raise RequestRefused(403, "the login form's token is missing or wrong: reload the login page")
+    login = dash.login
+    user = await run_in_threadpool(login.authenticate, "admin", _text(form, "password"))
+    if user is None:
+        dash.limiter.failed(client)
+        return login_form(request, _text(form, "next"), 401, error="wrong")
+    dash.limiter.succeeded(client)
+    cookie, _ident = dash.sessions.issue(user)
+    response = RedirectResponse(safe_next(_text(form, "next")), status_code=303)
+    dash.set_session(response, cookie)
+    response.delete_cookie(LOGIN_NONCE, path="/login")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Any:
+    await checked_form(request)
+    response = RedirectResponse("/login", status_code=303)
+    dashboard_of(request).clear_session(response)
+    return response
+
+
+def _text(form: FormData, name: str, limit: int = 4096) -> str:
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+# --- campaign files ---------------------------------------------------------------------------------------------
+
+
+async def _upload(form: FormData) -> tuple[str, str]:
+    """(file name, text) of the uploaded file, else of the text box."""
+    upload = form.get("file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        raw = await upload.read(views.MAX_FILE_BYTES + 1)
+        name = upload.filename.replace("\\", "/").rsplit("/", 1)[-1][:100] or "campaign.yaml"
+    else:
+        raw, name = _text(form, "text", views.MAX_FILE_BYTES + 1).encode("utf-8"), ""
+    if len(raw) > views.MAX_FILE_BYTES:
+        raise RequestRefused(413, f"a campaign file may be at most {views.MAX_FILE_BYTES // 1024} KiB")
+    try:
+        return name, raw.decode("utf-8-sig").replace("\r\n", "\n")
+    except UnicodeDecodeError as exc:
+        raise RequestRefused(400, f"the file is not UTF-8 text (byte {exc.start})") from None
+
+
+def _validated(request: Request, text: str, source: str, campaign_id: str | None) -> Campaign:
+    """The campaign of ``text`` with every message rendered, or a CampaignError listing every problem."""
+    web, dash = web_of(request), dashboard_of(request)
+    campaign = parse_campaign(text, source)
+    problems: list[Problem] = []
+    if campaign_id is not None and campaign.id != campaign_id:
+        problems.append(Problem(source, None, "id", f"this page edits {campaign_id!r}; the file says "
+                                                    f"{campaign.id!r} (upload a new campaign instead)"))
+    if campaign_id is None:
+        with web.sessions() as s:
+            taken = s.get(views.CampaignRow, campaign.id) is not None
+        if taken or views.campaign_path(web.settings, campaign.id).exists():
+            problems.append(Problem(source, None, "id", f"a campaign {campaign.id!r} exists already: edit it"))
+    if not problems:
+        renderer = dash.renderer(web.settings)
+        renderer.forget(campaign.id)
+        problems = review(campaign, renderer)
+    if problems:
+        raise CampaignError(problems)
+    return campaign
+
+
+async def _save(request: Request, campaign_id: str | None) -> Any:
+    _ident, form = await checked_form(request)
+    name, text = await _upload(form)
+    source = name or f"{campaign_id or 'campaign'}.yaml"
+    try:
+        campaign = await run_in_threadpool(_validated, request, text, source, campaign_id)
+    except CampaignError as exc:
+        return render(request, "edit.html", 422, campaign_id=campaign_id, text=text,
+                      annotated=views.annotate(text, source, exc))
+    await run_in_threadpool(views.save_file, web_of(request).settings, campaign, text)
+    return RedirectResponse(f"/campaigns/{campaign.id}?done=saved", status_code=303)
+
+
+@router.post("/campaigns/new")
+async def upload_campaign(request: Request) -> Any:
+    return await _save(request, None)
+
+
+@router.post("/campaigns/{campaign_id}/edit")
+async def save_campaign(request: Request, campaign_id: str) -> Any:
+    return await _save(request, campaign_id)
+
+
+# --- a campaign's state -----------------------------------------------------------------------------------------
+
+
+def _schedule(request: Request, campaign_id: str) -> None:
+    web = web_of(request)
+    path = views.campaign_path(web.settings, campaign_id)
+    if not path.is_file():
+        raise CampaignStateError(f"no campaign file {path.name} in the campaigns folder: upload it first")
+    text = path.read_text(encoding="utf-8")
+    campaign = _validated(request, text, str(path), campaign_id)
+    content = Content.of(campaign, web.settings.templates_dir, web.settings.locales_dir)
+    with transaction(web.sessions) as s:
+        queries.schedule(s, campaign, text, web.now(), content)
+
+
+@router.post("/campaigns/{campaign_id}/{action}")
+async def control(request: Request, campaign_id: str, action: str) -> Any:
+    """schedule | pause | resume | cancel (with confirm=yes) | retry (optionally only a reason or a channel)."""
+    _ident, form = await checked_form(request)
+    web = web_of(request)
+    states = {"pause": CampaignState.PAUSED, "resume": CampaignState.SCHEDULED, "cancel": CampaignState.CANCELLED}
+    done = action
+    if action == "schedule":
+        try:
+            await run_in_threadpool(_schedule, request, campaign_id)
+        except CampaignError as exc:
+            return campaign_page(request, campaign_id, 422, problems=exc.problems)
+        done = "scheduled"
+    elif action in states:
+        if action == "cancel" and _text(form, "confirm") != "yes":
+            raise RequestRefused(400, "cancelling needs its confirmation (confirm=yes)")
+
+        def apply() -> None:
+            with transaction(web.sessions) as s:
+                queries.set_state(s, campaign_id, states[action], web.now())
+
+        await run_in_threadpool(apply)
+    elif action == "retry":
+        channel = _text(form, "channel") or None
+        if channel not in (None, "email", "push"):
+            raise RequestRefused(400, f"unknown channel {channel!r}")
+
+        def again() -> Any:
+            with transaction(web.sessions) as s:
+                return queries.retry_failed(s, campaign_id, web.now(), reason=_text(form, "reason") or None,
+                                            channel=channel)
+
+        result = await run_in_threadpool(again)
+        done = f"retried&n={result.retried}&late={result.too_late}"
+    else:
+        raise RequestRefused(404, f"no such action: {action[:40]!r}")
+    return RedirectResponse(f"/campaigns/{quote(campaign_id)}?done={done}", status_code=303)

@@ -1,0 +1,229 @@
+"""The dashboard's pages (every ``GET``): campaigns, one campaign with its timeline and live counts, the gallery
+of every message, one recipient's messages. Server-rendered with Jinja2 in the reader's language; the only
+script (``dash.js``) refreshes the counts.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from babel.dates import format_datetime
+from babel.numbers import format_decimal
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from notifier.errors import CampaignError, CampaignStateError
+from notifier.i18n import load_translations
+from notifier.ledger.db import transaction
+from notifier.reports import get_member, ledger_members, recipient_messages
+from notifier.review import render_sample, samples
+from notifier.timeline import PlanView
+from notifier.web.app import web_of
+from notifier.web.dashboard import views
+from notifier.web.dashboard.access import LANG, LOCALES, NotLoggedIn, dashboard_of, identity, ui_locale
+from notifier.web.dashboard.chart import timeline_rows, timeline_svg
+from notifier.web.locales import DASHBOARD as DOMAIN
+from notifier.web.locales import HERE as LOCALES_DIR
+
+HERE = Path(__file__).resolve().parent
+STATIC = {"dash.js": "text/javascript", "dash.css": "text/css"}
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
+       "connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+           "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
+router = APIRouter(include_in_schema=False)
+
+
+@lru_cache(maxsize=len(LOCALES))
+def translations(lang: str) -> Any:
+    return load_translations(LOCALES_DIR, lang, DOMAIN)
+
+
+@lru_cache(maxsize=len(LOCALES))
+def env(lang: str) -> Environment:
+    e = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
+                    extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
+    e.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    e.filters["num"] = lambda n: format_decimal(n or 0, locale=lang.replace("-", "_"))
+    e.filters["utc"] = lambda d: f"{d:%Y-%m-%d %H:%M} UTC" if isinstance(d, datetime) else "–"
+    e.filters["local"] = lambda d: f"{d:%Y-%m-%d %H:%M %Z (%z)}" if isinstance(d, datetime) else "–"
+    e.filters["when"] = lambda d: (format_datetime(d, "medium", tzinfo=d.tzinfo, locale=lang.replace("-", "_"))
+                                   if isinstance(d, datetime) else "–")
+    return e
+
+
+def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    """A page in the reader's language, with the session's CSRF token for its forms."""
+    lang = ui_locale(request)
+    try:
+        ident = identity(request)
+    except NotLoggedIn:
+        ident = None
+    html = env(lang).get_template(name).render(lang=lang, langs=LOCALES, user=ident.user if ident else None,
+                                               csrf=ident.csrf if ident else "", path=request.url.path,
+                                               query=request.query_params,
+                                               **{"done": request.query_params.get("done"), **ctx})
+    response = HTMLResponse(html, status_code=status, headers=HEADERS)
+    if request.query_params.get("lang") in LOCALES:
+        response.set_cookie(LANG, request.query_params["lang"], max_age=365 * 86400, samesite="lax",
+                            secure=dashboard_of(request).secure)
+    return response
+
+
+def gettext_of(request: Request) -> Any:
+    """The page language's gettext for text built outside the templates (the chart)."""
+    return translations(ui_locale(request)).gettext
+
+
+@router.get("/static/dashboard/{name}")
+def static(name: str) -> Response:
+    if name not in STATIC:
+        return Response(status_code=404)
+    return FileResponse(HERE / "static" / name, media_type=STATIC[name],
+                        headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"})
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/campaigns", status_code=303)
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/campaigns") -> HTMLResponse:
+    from notifier.web.dashboard.controls import login_form
+
+    return login_form(request, next)
+
+
+@router.get("/campaigns")
+def campaigns(request: Request) -> HTMLResponse:
+    identity(request)
+    web = web_of(request)
+    with web.sessions() as s:
+        cards = views.campaign_cards(s, web.settings)
+    return render(request, "campaigns.html", cards=cards)
+
+
+@router.get("/campaigns/new")
+def new_campaign(request: Request) -> HTMLResponse:
+    identity(request)
+    return render(request, "edit.html", campaign_id=None, text="", annotated=None)
+
+
+@router.get("/campaigns/{campaign_id}")
+def campaign(request: Request, campaign_id: str) -> HTMLResponse:
+    identity(request)
+    return campaign_page(request, campaign_id)
+
+
+def campaign_page(request: Request, campaign_id: str, status: int = 200, **extra: Any) -> HTMLResponse:
+    web = web_of(request)
+    with web.sessions() as s:
+        camp, row = views.load(web.settings, s, campaign_id)
+        sends, marks = views.timeline(s, camp, row is not None)
+        progress = views.progress(s, campaign_id, row is not None)
+        changed = row is not None and views.campaign_path(web.settings, campaign_id).is_file() \
+            and views.campaign_path(web.settings, campaign_id).read_text(encoding="utf-8") != row.spec
+    lang = ui_locale(request)
+    chart = timeline_svg(sends, marks, locale=lang, gettext=gettext_of(request))
+    return render(request, "campaign.html", status, campaign=camp, row=row, progress=progress, chart=chart,
+                  rows=timeline_rows(sends, gettext=gettext_of(request)), changed=changed, **extra)
+
+
+@router.get("/campaigns/{campaign_id}/progress")
+def progress_fragment(request: Request, campaign_id: str) -> HTMLResponse:
+    """The live part of the campaign page, which dash.js fetches every few seconds."""
+    identity(request)
+    web = web_of(request)
+    with web.sessions() as s:
+        if s.get(views.CampaignRow, campaign_id) is None:
+            raise CampaignStateError(f"campaign {campaign_id!r} is not scheduled")
+        progress = views.progress(s, campaign_id, True)
+    return render(request, "_progress.html", progress=progress, campaign_id=campaign_id)
+
+
+@router.get("/campaigns/{campaign_id}/timeline")
+def timeline_fragment(request: Request, campaign_id: str) -> HTMLResponse:
+    """The chart alone, which dash.js fetches now and then while the campaign sends."""
+    identity(request)
+    web = web_of(request)
+    with web.sessions() as s:
+        camp, row = views.load(web.settings, s, campaign_id)
+        sends, marks = views.timeline(s, camp, row is not None)
+        phase = views.progress(s, campaign_id, row is not None).status
+    chart = timeline_svg(sends, marks, locale=ui_locale(request), gettext=gettext_of(request))
+    return render(request, "_timeline.html", chart=chart, phase=phase.phase if phase else "draft")
+
+
+@router.get("/campaigns/{campaign_id}/edit")
+def edit_campaign(request: Request, campaign_id: str) -> HTMLResponse:
+    identity(request)
+    web = web_of(request)
+    with web.sessions() as s:
+        text = views.file_text(web.settings, s, campaign_id)
+    return render(request, "edit.html", campaign_id=campaign_id, text=text, annotated=None)
+
+
+@router.get("/campaigns/{campaign_id}/cancel")
+def confirm_cancel(request: Request, campaign_id: str) -> HTMLResponse:
+    identity(request)
+    web = web_of(request)
+    with web.sessions() as s:
+        camp, row = views.load(web.settings, s, campaign_id)
+    if row is None:
+        raise CampaignStateError(f"campaign {campaign_id!r} is not scheduled: there is nothing to cancel")
+    return render(request, "cancel.html", campaign=camp, row=row)
+
+
+@router.get("/campaigns/{campaign_id}/gallery")
+def gallery(request: Request, campaign_id: str) -> HTMLResponse:
+    """Every locale × send × channel with a sample recipient, as the recipient would see it."""
+    identity(request)
+    dash, web = dashboard_of(request), web_of(request)
+    with web.sessions() as s:
+        camp, _row = views.load(web.settings, s, campaign_id)
+    renderer = dash.renderer(web.settings)
+    try:
+        rendered = [render_sample(renderer, camp, sample) for sample in samples(camp)]
+    except CampaignError as exc:
+        return render(request, "gallery.html", 422, campaign=camp, rendered=[], problems=exc.problems, app="")
+    return render(request, "gallery.html", campaign=camp, rendered=rendered, problems=[],
+                  app=renderer.sender_name(camp))
+
+
+@router.get("/campaigns/{campaign_id}/recipients")
+def find_recipient(request: Request, campaign_id: str, rid: str = "") -> RedirectResponse:
+    from urllib.parse import quote
+
+    identity(request)
+    return RedirectResponse(f"/campaigns/{quote(campaign_id)}/recipients/{quote(rid.strip()[:200], safe='')}",
+                            status_code=303)
+
+
+@router.get("/campaigns/{campaign_id}/recipients/{recipient_id}")
+def recipient(request: Request, campaign_id: str, recipient_id: str) -> HTMLResponse:
+    """What one person got and will get, each skip with its reason, in their own time zone."""
+    identity(request)
+    web = web_of(request)
+    with transaction(web.sessions) as s:
+        camp, row = views.load(web.settings, s, campaign_id)
+        member = get_member(s, recipient_id)
+        messages = recipient_messages(s, member, campaign_id) if row is not None else []
+        view = PlanView(camp, recipient_id, web.now())
+        planned = list(view.entries(ledger_members(s, recipient_id)))
+    return render(request, "recipient.html", campaign=camp, row=row, member=member, messages=messages,
+                  notes=view.notes, planned=planned if row is None else [],
+                  email=_masked(member.email))
+
+
+def _masked(email: str | None) -> str:
+    """Enough of the address to tell two people apart on screen, not enough to copy it."""
+    if not email or "@" not in email:
+        return "–"
+    local, _, domain = email.rpartition("@")
+    return f"{local[:1]}{'•' * min(6, max(1, len(local) - 1))}@{domain}"
+

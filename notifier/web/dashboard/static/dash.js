@@ -1,0 +1,44 @@
+// notifier dashboard: the only script. It refreshes the parts of a page marked data-poll="URL" every
+// data-every milliseconds (the counts, the timeline), until the campaign is finished or cancelled; the last
+// refresh shows the end. Everything works without it.
+(function () {
+  "use strict";
+  // The page's own state badge follows the phase the fresh counts report.
+  function badge(el) {
+    var fresh = el.querySelector("[data-testid=phase]");
+    var top = document.getElementById("state");
+    if (fresh && top) { top.textContent = fresh.textContent; top.className = fresh.className; }
+  }
+  function poll(el) {
+    var every = parseInt(el.getAttribute("data-every") || "3000", 10);
+    var url = el.getAttribute("data-poll");
+    var timer = null;
+    function final() {
+      var body = el.querySelector("[data-phase]");
+      var phase = body ? body.getAttribute("data-phase") : "";
+      return phase === "finished" || phase === "cancelled";
+    }
+    function refresh() {
+      fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" }, cache: "no-store" })
+        .then(function (r) {
+          if (r.redirected || r.status === 401) { window.location.reload(); return null; }
+          return r.ok ? r.text() : null;
+        })
+        .then(function (html) {
+          if (html !== null && html !== undefined) { el.innerHTML = html; badge(el); }
+          if (!final()) { timer = setTimeout(refresh, every); }
+          else { document.dispatchEvent(new CustomEvent("notifier:final")); }
+        })
+        .catch(function () { timer = setTimeout(refresh, every * 2); });
+    }
+    if (!final()) { timer = setTimeout(refresh, every); }
+    // When one part sees the end, the others fetch theirs at once.
+    document.addEventListener("notifier:final", function () {
+      if (!final()) { clearTimeout(timer); refresh(); }
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var els = document.querySelectorAll("[data-poll]");
+    for (var i = 0; i < els.length; i++) { poll(els[i]); }
+  });
+})();

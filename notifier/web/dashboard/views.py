@@ -1,0 +1,223 @@
+"""What the dashboard's pages show, read from the ledger and the campaign files: plain data, no HTML.
+
+A campaign is either in the ledger (scheduled, paused, cancelled) or only a file in the campaigns folder (a
+draft). The timeline of a scheduled campaign is its send groups, the truth of what goes out; a draft's is
+planned for the time zones of the ledger's audience (or the sample zones of its locales when there is none).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from notifier.campaign import Campaign, parse_campaign, zone
+from notifier.config import Settings
+from notifier.errors import CampaignError, CampaignStateError, Problem
+from notifier.ledger.models import CampaignRow, Recipient, SendGroup, Suppression
+from notifier.ledger.queries import campaign_of
+from notifier.reports import CampaignLine, CampaignStatus, breakdown, campaign_lines, campaign_status
+from notifier.review import SAMPLE_PLACES
+from notifier.timeline import ZonePlans
+from notifier.web.dashboard.chart import DeadlineMark, TimelineSend
+
+MAX_ZONES = 400  # a draft's timeline plans at most this many of the audience's zones
+MAX_FILE_BYTES = 256 * 1024  # a campaign file bigger than this is refused before it is parsed
+OPEN_STATES = ("pending", "queued", "sending")
+
+
+def campaign_path(settings: Settings, campaign_id: str) -> Path:
+    return settings.campaigns_dir / f"{campaign_id}.yaml"
+
+
+def draft_ids(settings: Settings, scheduled: set[str]) -> list[str]:
+    """Campaign files of the campaigns folder that the ledger does not know yet."""
+    folder = settings.campaigns_dir
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in scheduled)
+
+
+@dataclass(frozen=True)
+class CampaignCard:
+    """One line of the campaigns page."""
+
+    line: CampaignLine | None  # None: a draft, only a file
+    campaign_id: str
+
+    @property
+    def state(self) -> str:
+        return self.line.state if self.line else "draft"
+
+    @property
+    def phase(self) -> str:
+        return self.line.phase if self.line else "draft"
+
+    @property
+    def percent(self) -> int:
+        if not self.line or not self.line.groups:
+            return 0
+        return int(100 * self.line.groups_done / self.line.groups)
+
+
+def campaign_cards(session: Session, settings: Settings) -> list[CampaignCard]:
+    lines = campaign_lines(session)
+    known = {ln.campaign_id for ln in lines}
+    return [*(CampaignCard(ln, ln.campaign_id) for ln in lines),
+            *(CampaignCard(None, cid) for cid in draft_ids(settings, known))]
+
+
+def file_text(settings: Settings, session: Session, campaign_id: str) -> str:
+    """The campaign's file as it is now, else the copy the ledger scheduled."""
+    path = campaign_path(settings, campaign_id)
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    row = session.get(CampaignRow, campaign_id)
+    if row is None:
+        raise CampaignStateError(f"no campaign {campaign_id!r}: neither a file in {settings.campaigns_dir} nor in "
+                                 "the ledger")
+    return row.spec
+
+
+def load(settings: Settings, session: Session, campaign_id: str) -> tuple[Campaign, CampaignRow | None]:
+    """The campaign as its file says (or as scheduled, when the file is gone), and its ledger row."""
+    row = session.get(CampaignRow, campaign_id)
+    path = campaign_path(settings, campaign_id)
+    if path.is_file():
+        return parse_campaign(path.read_text(encoding="utf-8"), str(path)), row
+    if row is None:
+        raise CampaignStateError(f"no campaign {campaign_id!r}")
+    return campaign_of(row), row
+
+
+def save_file(settings: Settings, campaign: Campaign, text: str) -> Path:
+    """Write a validated campaign's file into the campaigns folder, whole or not at all."""
+    path = campaign_path(settings, campaign.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{campaign.id}.", suffix=".yaml", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --- a file with its problems next to its lines ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnnotatedLine:
+    number: int
+    text: str
+    problems: tuple[Problem, ...]
+
+
+@dataclass(frozen=True)
+class Annotated:
+    """An uploaded file's lines, each with the problems that name it; problems of no line or of other files
+    (templates, catalogs) apart."""
+
+    lines: tuple[AnnotatedLine, ...]
+    elsewhere: tuple[Problem, ...]
+
+    @property
+    def count(self) -> int:
+        return sum(len(ln.problems) for ln in self.lines) + len(self.elsewhere)
+
+
+def annotate(text: str, source: str, error: CampaignError) -> Annotated:
+    by_line: dict[int, list[Problem]] = defaultdict(list)
+    elsewhere: list[Problem] = []
+    rows = text.splitlines() or [""]
+    for p in error.problems:
+        if p.file == source and p.line is not None and 1 <= p.line <= len(rows):
+            by_line[p.line].append(p)
+        else:
+            elsewhere.append(p)
+    lines = tuple(AnnotatedLine(i, t, tuple(by_line.get(i, ()))) for i, t in enumerate(rows, start=1))
+    return Annotated(lines, tuple(elsewhere))
+
+
+# --- one campaign's page ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """Counts by state per send (wave), locale and channel; what failed and why."""
+
+    status: CampaignStatus | None
+    by_send: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_locale: dict[str, dict[str, int]] = field(default_factory=dict)
+    by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=dict)
+    suppressions: dict[str, int] = field(default_factory=dict)  # reason → entries this campaign's events added
+
+    @property
+    def messages(self) -> int:
+        return sum(self.totals.values())
+
+    @property
+    def finished_messages(self) -> int:
+        return self.messages - sum(self.totals.get(s, 0) for s in OPEN_STATES)
+
+    @property
+    def percent(self) -> int:
+        st = self.status
+        if st is None or not st.groups:
+            return 0
+        return int(100 * st.groups_done / st.groups) if st.phase != "finished" else 100
+
+
+def progress(session: Session, campaign_id: str, in_ledger: bool) -> Progress:
+    if not in_ledger:
+        return Progress(None)
+    p = Progress(campaign_status(session, campaign_id))
+    for send, locale, channel, state, n in breakdown(session, campaign_id):
+        for table, key in ((p.by_send, send), (p.by_locale, locale), (p.by_channel, channel)):
+            row = table.setdefault(key, {})
+            row[state] = row.get(state, 0) + n
+        p.totals[state] = p.totals.get(state, 0) + n
+    p.suppressions = dict(session.execute(
+        select(Suppression.reason, func.count()).where(Suppression.campaign_id == campaign_id)
+        .group_by(Suppression.reason).order_by(Suppression.reason)).all())
+    return p
+
+
+def timeline(session: Session, campaign: Campaign, in_ledger: bool) -> tuple[list[TimelineSend], list[DeadlineMark]]:
+    """Every send of every zone, under each deadline it carries, and each deadline's instant in each zone."""
+    sends: list[TimelineSend] = []
+    if in_ledger:
+        q = (select(SendGroup.timezone, SendGroup.deadlines, SendGroup.wave, SendGroup.send_at,
+                    SendGroup.materialized_upto)
+             .where(SendGroup.campaign_id == campaign.id).order_by(SendGroup.send_at, SendGroup.timezone))
+        for tz, deadlines, wave, at, done in session.execute(q):
+            sends += [TimelineSend(tz, d, wave, at, done > 0) for d in deadlines]
+    else:
+        plans = ZonePlans(campaign)
+        for tz in _zones(session, campaign):
+            for send in plans(tz).sends:
+                sends += [TimelineSend(tz, i.deadline, i.wave, send.send_at, False) for i in send.items]
+    zones = sorted({s.zone for s in sends})
+    marks = [DeadlineMark(d.id, tz, d.instant_in(zone(tz))) for d in campaign.deadlines for tz in zones]
+    return sends, marks
+
+
+def _zones(session: Session, campaign: Campaign) -> list[str]:
+    """The audience's zones (at most MAX_ZONES), else each locale's sample zone."""
+    found = list(session.scalars(select(Recipient.timezone).distinct().order_by(Recipient.timezone)
+                                 .limit(MAX_ZONES)))
+    if found:
+        return found
+    return sorted({SAMPLE_PLACES.get(loc.split("-")[0], ("UTC",))[0] for loc in campaign.locales})
+
+
+def recipient_seq(session: Session, recipient_id: str) -> int | None:
+    return session.scalar(select(Recipient.seq).where(Recipient.id == recipient_id))

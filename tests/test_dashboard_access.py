@@ -1,0 +1,184 @@
+"""Who may use the dashboard: only the admin, with a hashed password, a signed session and a CSRF token on every
+form; a stranger is sent to /login (pages) or refused (state changes); guessing is throttled."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from notifier.config import Settings, load_settings, require_serving_secrets
+from notifier.errors import ConfigError
+from notifier.web import create_app
+from notifier.web.dashboard.auth import (
+    LoginLimiter,
+    Sessions,
+    check_password_hash,
+    hash_password,
+    verify_password,
+)
+from tests.conftest import ROOT, TEST_SECRETS
+
+PASSWORD = "correct horse battery staple"
+FAST = (2**14, 8, 1)  # the cheapest cost the settings accept: these tests hash many times
+PAGES = ["/campaigns", "/campaigns/new", "/campaigns/x", "/campaigns/x/edit", "/campaigns/x/gallery",
+         "/campaigns/x/cancel", "/campaigns/x/progress", "/campaigns/x/recipients/r1"]
+CONTROLS = ["/logout", "/campaigns/new", "/campaigns/x/edit", "/campaigns/x/schedule", "/campaigns/x/pause",
+            "/campaigns/x/resume", "/campaigns/x/cancel", "/campaigns/x/retry"]
+
+
+def dashboard_settings(tmp_path: Path, **changes: object) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path / 'ledger.db'}", campaigns_dir=tmp_path / "campaigns",
+                    templates_dir=ROOT / "templates", locales_dir=ROOT / "locales",
+                    admin_password_hash=hash_password(PASSWORD, cost=FAST), **TEST_SECRETS).with_(
+        **{"public_url": "http://127.0.0.1", **changes})
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(dashboard_settings(tmp_path)), base_url="http://127.0.0.1") as c:
+        yield c
+
+
+def nonce_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "the page has no CSRF field"
+    return found[1]
+
+
+def log_in(client: TestClient, password: str = PASSWORD, next_: str = "/campaigns") -> object:
+    page = client.get("/login")
+    return client.post("/login", data={"csrf": nonce_of(page.text), "password": password, "next": next_},
+                       follow_redirects=False)
+
+
+def test_a_stranger_is_sent_to_login_from_every_page(client: TestClient) -> None:
+    for path in PAGES:
+        r = client.get(path, follow_redirects=False)
+        assert r.status_code == 303, path
+        assert r.headers["location"].startswith("/login?next="), path
+
+
+def test_a_stranger_cannot_change_anything(client: TestClient) -> None:
+    for path in CONTROLS:
+        r = client.post(path, data={"csrf": "x", "confirm": "yes"}, follow_redirects=False)
+        assert r.status_code == 401, path
+
+
+def test_a_form_without_its_csrf_token_is_refused(client: TestClient) -> None:
+    assert log_in(client).status_code == 303
+    for path in CONTROLS:
+        for data in ({}, {"csrf": "forged"}):
+            r = client.post(path, data={**data, "confirm": "yes"}, follow_redirects=False)
+            assert r.status_code == 403, (path, data)
+
+
+def test_a_form_posted_from_another_site_is_refused(client: TestClient) -> None:
+    log_in(client)
+    csrf = nonce_of(client.get("/campaigns").text)
+    r = client.post("/campaigns/x/pause", data={"csrf": csrf}, headers={"Origin": "https://evil.example"},
+                    follow_redirects=False)
+    assert r.status_code == 403
+
+
+def test_the_login_form_needs_its_own_token(client: TestClient) -> None:
+    client.get("/login")
+    r = client.post("/login", data={"password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 403
+
+
+def test_a_login_sets_a_strict_http_only_session_and_goes_where_it_was_asked(client: TestClient) -> None:
+    r = log_in(client, next_="/campaigns/new")
+    assert r.status_code == 303 and r.headers["location"] == "/campaigns/new"
+    cookie = r.headers["set-cookie"]
+    assert "notifier_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert client.get("/campaigns").status_code == 200
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example", "/\\evil.example", "javascript:x"])
+def test_login_never_redirects_off_site(client: TestClient, target: str) -> None:
+    assert log_in(client, next_=target).headers["location"] == "/campaigns"
+
+
+def test_over_https_the_cookie_is_secure_and_host_only(tmp_path: Path) -> None:
+    settings = dashboard_settings(tmp_path, public_url="https://notifier.example.com")
+    with TestClient(create_app(settings), base_url="https://notifier.example.com") as c:
+        cookie = log_in(c).headers["set-cookie"]
+    assert cookie.startswith("__Host-notifier_session=") and "Secure" in cookie and "Path=/" in cookie
+
+
+def test_failed_logins_are_throttled_per_client(client: TestClient) -> None:
+    for _ in range(5):
+        assert log_in(client, "wrong password!!").status_code == 401
+    r = log_in(client)  # even the right password waits now
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+    assert client.get("/campaigns", follow_redirects=False).status_code == 303
+
+
+def test_the_limiter_forgets_after_its_window_and_limits_everyone_together() -> None:
+    now = [0.0]
+    limiter = LoginLimiter(per_client=2, overall=3, window=60, clock=lambda: now[0])
+    limiter.failed("a")
+    limiter.failed("a")
+    assert limiter.retry_after("a") > 0 and limiter.retry_after("b") == 0
+    limiter.failed("b")
+    assert limiter.retry_after("c") > 0  # three failures in all: a distributed guesser waits too
+    now[0] = 61
+    assert limiter.retry_after("a") == 0 and limiter.retry_after("c") == 0
+
+
+def test_a_tampered_expired_or_outdated_session_is_no_session() -> None:
+    now = [1000.0]
+    sessions = Sessions.of("k" * 32, "hash-1", lifetime=60, clock=lambda: now[0])
+    cookie, ident = sessions.issue("admin")
+    assert sessions.read(cookie) == ident
+    payload, _, mac = cookie.rpartition(".")
+    assert sessions.read(payload[:-2] + "AA." + mac) is None
+    assert sessions.read(cookie + "x") is None
+    assert Sessions.of("k" * 32, "hash-2", clock=lambda: now[0]).read(cookie) is None  # the password changed
+    assert Sessions.of("another secret key!", "hash-1", clock=lambda: now[0]).read(cookie) is None
+    now[0] += 61
+    assert sessions.read(cookie) is None
+
+
+def test_a_password_is_kept_only_as_its_scrypt_hash() -> None:
+    stored = hash_password(PASSWORD, cost=FAST)
+    assert PASSWORD not in stored and stored.startswith("scrypt$16384$8$1$")
+    assert verify_password(stored, PASSWORD) and not verify_password(stored, PASSWORD + " ")
+    assert hash_password(PASSWORD, cost=FAST) != stored  # salted
+    settings = load_settings({"NOTIFIER_ADMIN_PASSWORD": PASSWORD})
+    assert settings.admin_password_hash and verify_password(settings.admin_password_hash, PASSWORD)
+    assert PASSWORD not in repr(settings)
+
+
+def test_serve_refuses_a_password_in_plain_text_and_accepts_its_hash(tmp_path: Path) -> None:
+    base = {"NOTIFIER_SECRET_KEY": TEST_SECRETS["secret_key"], "NOTIFIER_PUBLIC_URL": "https://n.example.com",
+            "NOTIFIER_SENDGRID_WEBHOOK_KEY": "key", "NOTIFIER_API_TOKEN": "an-api-token-nobody-can-guess"}
+    with pytest.raises(ConfigError, match="NOTIFIER_ADMIN_PASSWORD holds a password"):
+        require_serving_secrets(load_settings({**base, "NOTIFIER_ADMIN_PASSWORD": PASSWORD}))
+    require_serving_secrets(load_settings({**base, "NOTIFIER_ADMIN_PASSWORD": hash_password(PASSWORD, cost=FAST)}))
+
+
+@pytest.mark.parametrize("value, error", [
+    ("short", "too weak"), ("change-me-please", "too weak"), ("scrypt$1$8$1$c2FsdHNhbHRzYWx0c2FsdA$xx", "not a"),
+    ("scrypt$1024$8$1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43, "cost"),
+])
+def test_a_weak_password_or_a_bad_hash_is_refused_naming_the_setting(value: str, error: str) -> None:
+    with pytest.raises(ConfigError, match=f"NOTIFIER_ADMIN_PASSWORD.*{error}"):
+        load_settings({"NOTIFIER_ADMIN_PASSWORD": value})
+
+
+def test_without_an_admin_password_the_dashboard_is_off(tmp_path: Path) -> None:
+    with TestClient(create_app(dashboard_settings(tmp_path, admin_password_hash=None))) as c:
+        page = c.get("/login")
+        assert page.status_code == 503 and "NOTIFIER_ADMIN_PASSWORD" in page.text
+        assert c.post("/login", data={"password": ""}, follow_redirects=False).status_code == 503
+        assert c.get("/campaigns", follow_redirects=False).status_code == 303
+
+
+def test_check_password_hash_accepts_what_hash_password_writes() -> None:
+    stored = hash_password("x" * 20, cost=FAST)
+    assert check_password_hash(stored) == stored

@@ -1,0 +1,192 @@
+"""The dashboard in a real browser (Debian's Chromium, headless, driven by Playwright): log in, upload the shutdown
+campaign, see a broken file's problems next to their lines, open the gallery, schedule, pause and resume, and
+watch the demo's progress reach its end, with the counts on screen equal to the ledger's. Screenshots of the
+timeline, the gallery and the progress go to test-artifacts/ (NOTIFIER_TEST_ARTIFACTS)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from notifier.config import load_settings
+from notifier.demo import CAMPAIGN, run_dashboard_demo
+from notifier.ledger.db import make_engine, session_factory
+from notifier.ledger.models import CampaignRow, DeliveryRow
+from tests.browser import shot
+from tests.conftest import ROOT
+
+PASSWORD = "a browser test's own password"
+SHUTDOWN = ROOT / "campaigns" / f"{CAMPAIGN}.yaml"
+
+
+@dataclass
+class Demo:
+    url: str
+    ledger: Path
+
+    def sent(self) -> int:
+        engine = make_engine(f"sqlite:///{self.ledger}")
+        try:
+            with session_factory(engine)() as s:
+                return s.scalar(select(func.count()).select_from(DeliveryRow).where(DeliveryRow.state == "sent")) or 0
+        finally:
+            engine.dispose()
+
+    def state(self) -> str | None:
+        engine = make_engine(f"sqlite:///{self.ledger}")
+        try:
+            with session_factory(engine)() as s:
+                row = s.get(CampaignRow, CAMPAIGN)
+                return str(row.state) if row else None
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    """``notifier demo --dashboard`` in a thread, with no draft: the browser uploads the campaign."""
+    started, stop = threading.Event(), threading.Event()
+    found: dict[str, str] = {}
+
+    def echo(line: str) -> None:
+        m = re.search(r"dashboard: (\S+)/login", line)
+        if m:
+            found["url"] = m[1]
+            started.set()
+
+    thread = threading.Thread(target=run_dashboard_demo, daemon=True, args=(load_settings({}), tmp_path / "demo"),
+                              kwargs={"port": 0, "pace": 0.02, "echo": echo, "wait": stop.wait,
+                                      "password": PASSWORD, "draft": False})
+    thread.start()
+    assert started.wait(60), "the dashboard demo did not start"
+    yield Demo(found["url"], tmp_path / "demo" / "ledger.db")
+    stop.set()
+    thread.join(60)
+
+
+def settled(read: Any, timeout: float = 30) -> int:
+    """The value ``read`` gives twice in a row, a second apart."""
+    last, deadline = read(), time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = read()
+        if now == last:
+            return int(now)
+        last = now
+    raise AssertionError(f"still changing after {timeout} s")
+
+
+def counted(page: Any, state: str) -> int:
+    text = page.locator(f'#progress [data-state="{state}"]').inner_text()
+    return int(re.sub(r"\D", "", text) or 0)
+
+
+def test_marketing_runs_the_shutdown_campaign_in_the_browser(demo: Demo, page: object, artifacts: Path) -> None:
+    p: Any = page  # Playwright's Page
+    # A stranger is sent to the login page; a wrong password is said so, the right one goes where they wanted.
+    p.goto(f"{demo.url}/campaigns/new")
+    assert "/login?next=" in p.url
+    p.get_by_label("Admin password").fill("not the password")
+    p.get_by_role("button", name="Log in").click()
+    assert "not right" in p.get_by_role("alert").inner_text()
+    p.get_by_label("Admin password").fill(PASSWORD)
+    p.get_by_role("button", name="Log in").click()
+    p.wait_for_url(f"{demo.url}/campaigns/new")
+
+    # A broken file: every problem under the line it names, and nothing saved.
+    broken = SHUTDOWN.read_text(encoding="utf-8").replace('at: "2024-10-28T00:00"', 'at: "2024-10-32T00:00"')
+    bad_line = next(i for i, ln in enumerate(broken.splitlines(), start=1) if "2024-10-32" in ln)
+    p.get_by_label("Upload a campaign file").set_input_files(
+        files=[{"name": "shutdown.yaml", "mimeType": "text/yaml", "buffer": broken.encode("utf-8")}])
+    p.get_by_role("button", name="Check and upload").click()
+    problem = p.locator(f"#L{bad_line} .problem")
+    assert "2024-10-32" in problem.inner_text()
+    assert p.locator("ol.source li.bad").count() == 1
+    shot(p, artifacts, "1-errors-in-place")
+
+    # The real file: saved as a draft, its timeline planned for the audience's zones.
+    p.get_by_label("Upload a campaign file").set_input_files(str(SHUTDOWN))
+    p.get_by_role("button", name="Check and upload").click()
+    p.wait_for_url(re.compile(rf"/campaigns/{CAMPAIGN}\?done=saved"))
+    assert p.locator("#state").inner_text() == "draft"
+    assert p.locator("#timeline svg circle").count() > 100
+
+    # The gallery: each email in a sandboxed frame, each push on a phone with the campaign's sender.
+    p.get_by_role("link", name="Every message").click()
+    p.wait_for_url(re.compile(r"/gallery$"))
+    p.wait_for_load_state("load")
+    frames = p.locator("iframe.email")
+    assert frames.count() >= 16 and frames.first.get_attribute("sandbox") == ""
+    assert "TikTok Music" in p.frame_locator("iframe.email").first.locator("body").inner_text()
+    assert "TikTok Music" in (p.locator(".phone .app").first.text_content() or "")
+    shot(p, artifacts, "2-gallery")
+
+    # Schedule; the counts move without a reload; pause holds them; resume goes on to the end.
+    p.get_by_role("link", name="Back to the campaign").click()
+    p.get_by_role("button", name="Schedule").click()
+    p.wait_for_url(re.compile(r"done=scheduled"))
+    p.wait_for_function("() => parseInt(document.querySelector('#progress [data-state=sent]')"
+                        ".textContent.replace(/\\D/g, '')) > 0", timeout=60_000)
+    p.get_by_role("button", name="Pause").click()
+    p.wait_for_url(re.compile(r"done=pause"))
+    assert demo.state() == "paused"
+    at_pause = demo.sent()
+    held = settled(demo.sent)  # the batch a tick had claimed before the pause goes out; nothing after it
+    assert held - at_pause <= 500  # NOTIFIER_BATCH_SIZE
+    time.sleep(3)
+    assert demo.sent() == held  # paused: the clock stands still and nothing is sent
+    assert p.locator("#progress [data-phase]").get_attribute("data-phase") == "paused"
+    p.get_by_role("button", name="Resume").click()
+    p.wait_for_url(re.compile(r"done=resume"))
+    shot(p, artifacts, "3-progress-sending")
+    p.locator('#progress [data-phase="finished"]').wait_for(timeout=300_000)
+    assert p.locator("#state").inner_text() == "finished"
+    assert counted(p, "sent") == demo.sent() > 10_000
+    assert counted(p, "pending") == counted(p, "queued") == counted(p, "sending") == 0
+    shot(p, artifacts, "4-progress-finished")
+    p.locator('#chart [data-phase="finished"]').wait_for(timeout=30_000)  # the chart follows, without a reload
+    titles = p.locator("#chart svg circle title").all_text_contents()
+    assert titles and not [t for t in titles if "planned" in t]
+    p.locator("#timeline").screenshot(path=str(artifacts / "5-timeline.png"))
+
+    # One recipient: what they got, in their own zone, with reasons.
+    p.get_by_label("Recipient id").fill("u00001")
+    p.get_by_role("button", name="Show what they get").click()
+    assert "Asia/Makassar" in p.locator("dl.facts").inner_text()
+    assert p.locator("tbody tr").count() >= 4
+
+    # The dashboard in Indonesian, and every visible form control has a label.
+    p.get_by_role("link", name="Bahasa Indonesia").click()
+    assert p.locator("html").get_attribute("lang") == "id"
+    p.goto(f"{demo.url}/campaigns/{CAMPAIGN}")
+    unlabelled = p.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
+        .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name)""")
+    assert unlabelled == []
+
+
+def test_without_a_session_or_a_token_nothing_changes(demo: Demo, browser: Any) -> None:
+    context = browser.new_context()
+    try:
+        stranger = context.request
+        for path in ("/campaigns/new", f"/campaigns/{CAMPAIGN}/schedule", f"/campaigns/{CAMPAIGN}/pause",
+                     f"/campaigns/{CAMPAIGN}/cancel", "/logout"):
+            assert stranger.post(f"{demo.url}{path}", form={"confirm": "yes"}, max_redirects=0).status == 401, path
+        page = context.new_page()
+        page.goto(f"{demo.url}/login")
+        page.get_by_label("Admin password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        page.wait_for_url(f"{demo.url}/campaigns")
+        forged = context.request.post(f"{demo.url}/campaigns/new", form={"text": SHUTDOWN.read_text()},
+                                      max_redirects=0)
+        assert forged.status == 403  # logged in, but the form has no CSRF token
+        assert demo.state() is None and not (demo.ledger.parent / "campaigns" / f"{CAMPAIGN}.yaml").exists()
+    finally:
+        context.close()

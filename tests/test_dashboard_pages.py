@@ -1,0 +1,193 @@
+"""The dashboard's pages and controls over HTTP (the browser test drives the same in Chromium): upload and edit
+with each problem next to its line, schedule / pause / resume / cancel / retry on the ledger, the gallery, one
+recipient's messages with their reasons, both languages, and hostile text kept inert."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from notifier.audience import import_audience
+from notifier.demo import DATA, START
+from notifier.ledger.db import make_engine, session_factory, upgrade
+from notifier.ledger.models import CampaignRow, DeliveryRow, SendGroup
+from notifier.web import create_app
+from notifier.wiring import build_dispatcher
+from tests.conftest import ROOT
+from tests.test_dashboard_access import dashboard_settings, log_in, nonce_of
+
+CAMPAIGN = "tiktok-music-shutdown"
+SHUTDOWN = (ROOT / "campaigns" / f"{CAMPAIGN}.yaml").read_text(encoding="utf-8")
+
+
+class Dash:
+    def __init__(self, client: TestClient, sessions: sessionmaker[Session], campaigns: Path, clock: list[datetime],
+                 settings: object) -> None:
+        self.client, self.sessions, self.campaigns, self.clock, self.settings = (client, sessions, campaigns,
+                                                                                 clock, settings)
+
+    def csrf(self, path: str = "/campaigns") -> str:
+        return nonce_of(self.client.get(path).text)
+
+    def post(self, path: str, **data: str) -> object:
+        return self.client.post(path, data={"csrf": self.csrf(), **data}, follow_redirects=False)
+
+    def upload(self, text: str, name: str = f"{CAMPAIGN}.yaml", path: str = "/campaigns/new") -> object:
+        return self.client.post(path, data={"csrf": self.csrf()}, follow_redirects=False,
+                                files={"file": (name, text.encode("utf-8"), "text/yaml")})
+
+    def state(self) -> str | None:
+        with self.sessions() as s:
+            row = s.get(CampaignRow, CAMPAIGN)
+            return str(row.state) if row else None
+
+
+@pytest.fixture
+def dash(tmp_path: Path) -> Iterator[Dash]:
+    settings = dashboard_settings(tmp_path, outbox_dir=tmp_path / "outbox")
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    import_audience(sessions, DATA / "audience.csv", now=START)
+    clock = [START]
+    with TestClient(create_app(settings, sessions, clock=lambda: clock[0]), base_url="http://127.0.0.1") as c:
+        assert log_in(c).status_code == 303
+        yield Dash(c, sessions, settings.campaigns_dir, clock, settings)
+    engine.dispose()
+
+
+def test_an_uploaded_campaign_is_checked_then_saved_as_a_draft(dash: Dash) -> None:
+    r = dash.upload(SHUTDOWN)
+    assert r.status_code == 303 and r.headers["location"] == f"/campaigns/{CAMPAIGN}?done=saved"
+    assert (dash.campaigns / f"{CAMPAIGN}.yaml").read_text(encoding="utf-8") == SHUTDOWN
+    listing = dash.client.get("/campaigns").text
+    assert f'data-campaign="{CAMPAIGN}"' in listing and "draft" in listing
+    page = dash.client.get(f"/campaigns/{CAMPAIGN}")
+    assert page.status_code == 200 and 'id="schedule"' in page.text and "<svg" in page.text
+    assert dash.state() is None  # saving sends nothing
+
+
+def test_each_problem_of_a_broken_file_is_shown_under_its_line_and_nothing_is_saved(dash: Dash) -> None:
+    broken = (SHUTDOWN.replace('at: "2024-10-28T00:00"', 'at: "2024-13-28T00:00"')
+              .replace("max_per_day: 1 ", "max_per_day: lots "))
+    lines = broken.splitlines()
+    wanted = {i + 1 for i, ln in enumerate(lines) if "2024-13-28" in ln or "lots" in ln}
+    r = dash.upload(broken)
+    assert r.status_code == 422
+    shown = {int(n) for n in re.findall(r'<p class="problem" data-line="(\d+)">', r.text)}
+    assert shown == wanted
+    for n in wanted:
+        item = re.search(rf'<li id="L{n}" value="{n}" class="bad">(.*?)</li>', r.text, re.S)
+        assert item and "problem" in item[1]
+    assert "2 problems" in r.text and 'href="#L' in r.text
+    assert not (dash.campaigns / f"{CAMPAIGN}.yaml").exists()
+
+
+def test_an_upload_may_not_take_an_existing_id_nor_an_edit_change_it(dash: Dash) -> None:
+    dash.upload(SHUTDOWN)
+    assert dash.upload(SHUTDOWN).status_code == 422
+    other = SHUTDOWN.replace(f"id: {CAMPAIGN}", "id: another-id")
+    r = dash.upload(other, path=f"/campaigns/{CAMPAIGN}/edit")
+    assert r.status_code == 422 and "another-id" in r.text
+    assert (dash.campaigns / f"{CAMPAIGN}.yaml").read_text(encoding="utf-8") == SHUTDOWN
+
+
+def test_a_file_that_is_too_big_or_not_text_is_refused(dash: Dash) -> None:
+    assert dash.upload("x" * (300 * 1024)).status_code == 413
+    r = dash.client.post("/campaigns/new", data={"csrf": dash.csrf()}, follow_redirects=False,
+                         files={"file": ("c.yaml", b"id: \xff\xfe", "text/yaml")})
+    assert r.status_code == 400
+
+
+def test_schedule_pause_resume_and_a_confirmed_cancel_change_the_ledger(dash: Dash) -> None:
+    dash.upload(SHUTDOWN)
+    assert dash.post(f"/campaigns/{CAMPAIGN}/schedule").status_code == 303
+    assert dash.state() == "scheduled"
+    with dash.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(SendGroup)) > 0
+    assert dash.post(f"/campaigns/{CAMPAIGN}/pause").status_code == 303 and dash.state() == "paused"
+    assert 'id="resume"' in dash.client.get(f"/campaigns/{CAMPAIGN}").text
+    assert dash.post(f"/campaigns/{CAMPAIGN}/resume").status_code == 303 and dash.state() == "scheduled"
+    assert "Cancelling is for good" in dash.client.get(f"/campaigns/{CAMPAIGN}/cancel").text
+    assert dash.post(f"/campaigns/{CAMPAIGN}/cancel").status_code == 400 and dash.state() == "scheduled"
+    assert dash.post(f"/campaigns/{CAMPAIGN}/cancel", confirm="yes").status_code == 303
+    assert dash.state() == "cancelled"
+    assert dash.post(f"/campaigns/{CAMPAIGN}/resume").status_code == 409  # a cancelled campaign stays cancelled
+
+
+def test_live_counts_follow_the_ledger_by_wave_locale_and_channel(dash: Dash) -> None:
+    dash.upload(SHUTDOWN)
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    dispatcher = build_dispatcher(dash.settings, dash.sessions)  # type: ignore[arg-type]
+    try:
+        dispatcher.tick(datetime(2024, 9, 28, 12, tzinfo=START.tzinfo))
+    finally:
+        dispatcher.close()
+    with dash.sessions() as s:
+        sent = s.scalar(select(func.count()).select_from(DeliveryRow).where(DeliveryRow.state == "sent"))
+    assert sent
+    fragment = dash.client.get(f"/campaigns/{CAMPAIGN}/progress").text
+    total = int(re.search(r'data-state="sent">([\d,.]+)<', fragment)[1].replace(",", ""))  # type: ignore[index]
+    assert total == sent
+    for caption in ("By wave", "By locale", "By channel"):
+        assert f"<caption>{caption}</caption>" in fragment
+    assert "<th scope=\"row\">email</th>" in fragment and "<th scope=\"row\">id</th>" in fragment
+
+
+def test_retry_puts_failed_messages_back(dash: Dash) -> None:
+    dash.upload(SHUTDOWN)
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    r = dash.post(f"/campaigns/{CAMPAIGN}/retry", channel="email")
+    assert r.status_code == 303 and "done=retried&n=0" in r.headers["location"]
+    assert dash.post(f"/campaigns/{CAMPAIGN}/retry", channel="sms").status_code == 400
+
+
+def test_the_gallery_shows_every_message_with_email_sandboxed_and_push_on_a_phone(dash: Dash) -> None:
+    dash.upload(SHUTDOWN)
+    page = dash.client.get(f"/campaigns/{CAMPAIGN}/gallery").text
+    frames = re.findall(r"<iframe class=\"email\" sandbox title=", page)
+    phones = re.findall(r'<div class="phone" role="img"', page)
+    assert len(frames) == len(phones) > 16
+    assert "TikTok Music" in page and 'lang="pt-BR"' in page
+    assert re.search(r"<iframe[^>]*srcdoc=\"[^\"]*&lt;", page)  # the email's HTML is an attribute, escaped
+
+
+def test_a_recipient_page_shows_what_they_got_and_why_anything_was_skipped(dash: Dash) -> None:
+    dash.upload(SHUTDOWN)
+    draft = dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/u00001").text
+    assert "Asia/Makassar" in draft and "planned" in draft and "putri.kusuma927@example.org" not in draft
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    dash.post(f"/campaigns/{CAMPAIGN}/cancel", confirm="yes")
+    dispatcher = build_dispatcher(dash.settings, dash.sessions)  # type: ignore[arg-type]
+    try:
+        dispatcher.tick(datetime(2024, 9, 28, 12, tzinfo=START.tzinfo))
+    finally:
+        dispatcher.close()
+    assert dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/u00001").status_code == 200
+    assert dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/nobody").status_code == 404
+
+
+def test_the_pages_speak_indonesian_when_asked_and_remember_it(dash: Dash) -> None:
+    r = dash.client.get("/campaigns?lang=id")
+    assert '<html lang="id">' in r.text and "Kampanye" in r.text
+    assert '<html lang="id">' in dash.client.get("/campaigns/new").text  # the cookie keeps it
+    assert "Kampanye" not in dash.client.get("/campaigns?lang=en").text
+
+
+def test_hostile_text_in_a_campaign_stays_text(dash: Dash) -> None:
+    hostile = SHUTDOWN.replace("name: TikTok Music is closing", 'name: "TikTok <script>alert(1)</script> & co"')
+    r = dash.upload(hostile)
+    assert r.status_code in (303, 422)
+    for path in ("/campaigns", f"/campaigns/{CAMPAIGN}", f"/campaigns/{CAMPAIGN}/gallery",
+                 f"/campaigns/{CAMPAIGN}/edit"):
+        page = dash.client.get(path)
+        assert "<script>alert(1)" not in page.text, path
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert page.headers["x-frame-options"] == "DENY"
