@@ -167,6 +167,10 @@ def test_marketing_runs_the_shutdown_campaign_in_the_browser(demo: Demo, page: o
     p.get_by_role("link", name="Bahasa Indonesia").click()
     assert p.locator("html").get_attribute("lang") == "id"
     p.goto(f"{demo.url}/campaigns/{CAMPAIGN}")
+    assert p.get_by_role("heading", name="Linimasa").is_visible()
+    shot(p, artifacts, "6-campaign-in-indonesian")
+    p.keyboard.press("Tab")  # the keyboard reaches the skip link first
+    assert p.evaluate("() => document.activeElement.getAttribute('href')") == "#main"
     unlabelled = p.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
         .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.name)""")
     assert unlabelled == []

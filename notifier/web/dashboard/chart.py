@@ -96,7 +96,8 @@ def timeline_svg(sends: Sequence[TimelineSend], marks: Sequence[DeadlineMark], *
                  gettext: Gettext = lambda s: s) -> markupsafe.Markup:
     """The whole chart as one ``<svg>`` (or a short paragraph when there is nothing to draw)."""
     if not sends and not marks:
-        return markupsafe.Markup(f"<p>{_text(gettext('Nothing is planned yet.'))}</p>")
+        nothing = gettext("Nothing is planned yet.")
+        return markupsafe.Markup(f"<p>{_text(nothing)}</p>")
     panels = _panels(sends, marks)
     axis = _Axis.spanning([s.at for s in sends] + [m.at for m in marks])
     height = panels[-1].bottom + BOTTOM
@@ -107,10 +108,11 @@ def timeline_svg(sends: Sequence[TimelineSend], marks: Sequence[DeadlineMark], *
         _marks(axis, panels, sends, marks, gettext),
     ])
     title_id = "timeline-" + hashlib.blake2s(body.encode(), digest_size=5).hexdigest()
+    title = gettext("Timeline of sends per deadline and time zone")
     return markupsafe.Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="{title_id}" '
         f'viewBox="0 0 {WIDTH} {height:.0f}" width="100%" font-family="{FONT}" font-size="13" fill="{INK}">'
-        f'<title id="{title_id}">{_text(gettext("Timeline of sends per deadline and time zone"))}</title>'
+        f'<title id="{title_id}">{_text(title)}</title>'
         f'<rect width="{WIDTH}" height="{height:.0f}" fill="#fff"/>{body}</svg>')
 
 
@@ -218,9 +220,10 @@ def _panel_frame(panel: _Panel) -> str:
 def _grid(axis: _Axis, top: float, bottom: float, locale: Locale, gettext: Gettext) -> str:
     """The shared UTC axis: a line per tick through every panel, labelled above and below."""
     ticks, kind = _ticks(axis.start, axis.end)
+    utc = _text(gettext("UTC"))
     parts = [f'<g font-size="12" fill="{MUTED}">',
-             f'<text x="8" y="{top - 10:.1f}" font-weight="700">{_text(gettext("UTC"))}</text>',
-             f'<text x="8" y="{bottom + 20:.1f}" font-weight="700">{_text(gettext("UTC"))}</text>']
+             f'<text x="8" y="{top - 10:.1f}" font-weight="700">{utc}</text>',
+             f'<text x="8" y="{bottom + 20:.1f}" font-weight="700">{utc}</text>']
     for tick in ticks:
         x = axis.x(tick)
         label = _text(_tick_label(tick, kind, locale))
