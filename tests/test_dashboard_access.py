@@ -4,6 +4,8 @@ form; a stranger is sent to /login (pages) or refused (state changes); guessing 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -182,3 +184,21 @@ def test_without_an_admin_password_the_dashboard_is_off(tmp_path: Path) -> None:
 def test_check_password_hash_accepts_what_hash_password_writes() -> None:
     stored = hash_password("x" * 20, cost=FAST)
     assert check_password_hash(stored) == stored
+
+
+def test_with_a_well_known_secret_nobody_can_forge_a_session(tmp_path: Path) -> None:
+    settings = dashboard_settings(tmp_path, secret_key="change-me")  # serve --dev with the default secret
+    forged, _ = Sessions.of("change-me", settings.admin_password_hash or "-").issue("admin")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as c:
+        c.cookies.set("notifier_session", forged)
+        assert c.get("/campaigns", follow_redirects=False).status_code == 303
+        assert log_in(c).status_code == 303 and c.get("/campaigns").status_code == 200
+
+
+def test_hash_password_prints_a_hash_and_refuses_a_weak_password() -> None:
+    done = subprocess.run([sys.executable, "-m", "notifier", "admin", "hash-password", "--stdin"], cwd=ROOT,
+                          input=PASSWORD + "\n", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and verify_password(done.stdout.strip(), PASSWORD)
+    weak = subprocess.run([sys.executable, "-m", "notifier", "admin", "hash-password", "--stdin"], cwd=ROOT,
+                          input="short\n", capture_output=True, text=True, timeout=60)
+    assert weak.returncode == 2 and "too weak" in weak.stderr and "Traceback" not in weak.stderr

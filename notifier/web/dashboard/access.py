@@ -5,6 +5,7 @@ session and 403 without the right token (or from another origin).
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -12,7 +13,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import Request
 from starlette.datastructures import FormData
 
-from notifier.config import Settings
+from notifier.config import KNOWN_SECRETS, MIN_SECRET_LENGTH, Settings
 from notifier.errors import RequestRefused
 from notifier.i18n import negotiate
 from notifier.render import Renderer
@@ -48,7 +49,10 @@ class Dashboard:
     def of(cls, settings: Settings) -> Dashboard:
         hashed = settings.admin_password_hash
         login = PasswordLogin(hashed) if hashed else None
-        return cls(login, Sessions.of(settings.secret_key, hashed or "-"), LoginLimiter(),
+        secret = settings.secret_key
+        if secret in KNOWN_SECRETS or len(secret) < MIN_SECRET_LENGTH:  # serve --dev: sessions nobody can forge,
+            secret = secrets.token_urlsafe(32)                          # which end when the process does
+        return cls(login, Sessions.of(secret, hashed or "-"), LoginLimiter(),
                    urlsplit(settings.public_url).scheme == "https")
 
     @property

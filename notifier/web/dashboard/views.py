@@ -218,6 +218,3 @@ def _zones(session: Session, campaign: Campaign) -> list[str]:
         return found
     return sorted({SAMPLE_PLACES.get(loc.split("-")[0], ("UTC",))[0] for loc in campaign.locales})
 
-
-def recipient_seq(session: Session, recipient_id: str) -> int | None:
-    return session.scalar(select(Recipient.seq).where(Recipient.id == recipient_id))

@@ -7,7 +7,10 @@
   function badge(el) {
     var fresh = el.querySelector("[data-testid=phase]");
     var top = document.getElementById("state");
-    if (fresh && top) { top.textContent = fresh.textContent; top.className = fresh.className; }
+    // Only a change is written, so a screen reader announces the new phase once (the badge is aria-live).
+    if (fresh && top && top.textContent !== fresh.textContent) {
+      top.textContent = fresh.textContent; top.className = fresh.className;
+    }
   }
   function poll(el) {
     var every = parseInt(el.getAttribute("data-every") || "3000", 10);
