@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.audience import import_audience
 from notifier.demo import DATA, START
-from notifier.ledger.db import make_engine, session_factory, upgrade
 from notifier.ledger.models import CampaignRow, DeliveryRow, SendGroup
 from notifier.web import create_app
 from notifier.wiring import build_dispatcher
@@ -50,17 +51,14 @@ class Dash:
 
 
 @pytest.fixture
-def dash(tmp_path: Path) -> Iterator[Dash]:
+def dash(tmp_path: Path, sessions: sessionmaker[Session]) -> Iterator[Dash]:
+    """Logged in, over the demo's audience, on SQLite and on PostgreSQL."""
     settings = dashboard_settings(tmp_path, outbox_dir=tmp_path / "outbox")
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    sessions = session_factory(engine)
     import_audience(sessions, DATA / "audience.csv", now=START)
     clock = [START]
     with TestClient(create_app(settings, sessions, clock=lambda: clock[0]), base_url="http://127.0.0.1") as c:
         assert log_in(c).status_code == 303
         yield Dash(c, sessions, settings.campaigns_dir, clock, settings)
-    engine.dispose()
 
 
 def test_an_uploaded_campaign_is_checked_then_saved_as_a_draft(dash: Dash) -> None:
@@ -191,3 +189,35 @@ def test_hostile_text_in_a_campaign_stays_text(dash: Dash) -> None:
         assert "<script>alert(1)" not in page.text, path
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert page.headers["x-frame-options"] == "DENY"
+
+
+def test_a_file_broken_on_disk_shows_its_problems_and_can_still_be_edited(dash: Dash) -> None:
+    dash.upload(SHUTDOWN)
+    (dash.campaigns / f"{CAMPAIGN}.yaml").write_text(SHUTDOWN.replace("channels: [email, push]", "channels: [fax]"))
+    page = dash.client.get(f"/campaigns/{CAMPAIGN}")
+    assert page.status_code == 422 and "fax" in page.text and f"/campaigns/{CAMPAIGN}/edit" in page.text
+    assert dash.client.get(f"/campaigns/{CAMPAIGN}/edit").status_code == 200
+
+
+@pytest.mark.parametrize("bad", ["a..b", "a%00b", "UPPER", "x" * 80])
+def test_an_id_that_cannot_be_a_campaign_names_nothing(dash: Dash, bad: str) -> None:
+    for path in (f"/campaigns/{bad}", f"/campaigns/{bad}/edit", f"/campaigns/{bad}/gallery"):
+        assert dash.client.get(path).status_code == 404, path
+    assert dash.post(f"/campaigns/{bad}/schedule").status_code == 404
+    dash.upload(SHUTDOWN)
+    assert dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/a%00b").status_code == 404
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.text(max_size=400), st.builds(lambda a, b: SHUTDOWN[:a] + b + SHUTDOWN[a:],
+                                                       st.integers(0, len(SHUTDOWN)), st.text(max_size=40))),
+       rid=st.text(max_size=60), reason=st.text(max_size=60))
+def test_no_generated_form_makes_the_dashboard_fail(dash: Dash, text: str, rid: str, reason: str) -> None:
+    r = dash.client.post("/campaigns/new", data={"csrf": dash.csrf(), "text": text}, follow_redirects=False)
+    assert r.status_code in (303, 400, 413, 422), r.text[:300]
+    if r.status_code == 303:
+        (dash.campaigns / r.headers["location"].split("/")[2].split("?")[0]).with_suffix(".yaml").unlink()
+    found = dash.client.get(f"/campaigns/{CAMPAIGN}/recipients", params={"rid": rid})
+    assert found.status_code in (200, 404, 409, 422), found.text[:300]
+    retried = dash.post(f"/campaigns/{CAMPAIGN}/retry", reason=reason)
+    assert retried.status_code in (303, 404, 409), retried.text[:300]

@@ -56,6 +56,12 @@ def install(app: Any, settings: Settings) -> None:
         return HTMLResponse("<!doctype html><title>401</title><p>Log in first: <a href=/login>/login</a></p>",
                             status_code=401, headers={"WWW-Authenticate": 'Cookie realm="notifier"'})
 
+    @app.exception_handler(CampaignError)
+    async def broken_file(request: Request, exc: CampaignError) -> Any:
+        """A campaign file someone broke on disk: its problems, and where to fix them."""
+        return render(request, "error.html", 422, message=str(exc).splitlines()[0], problems=exc.problems,
+                      campaign_id=request.path_params.get("campaign_id"))
+
     @app.exception_handler(CampaignStateError)
     async def wrong_state(request: Request, exc: CampaignStateError) -> Any:
         status = 404 if str(exc).startswith("no ") else 409
@@ -203,6 +209,7 @@ async def control(request: Request, campaign_id: str, action: str) -> Any:
     """schedule | pause | resume | cancel (with confirm=yes) | retry (optionally only a reason or a channel)."""
     _ident, form = await checked_form(request)
     web = web_of(request)
+    views.campaign_path(web.settings, campaign_id)  # an id that cannot be a campaign's: 404
     states = {"pause": CampaignState.PAUSED, "resume": CampaignState.SCHEDULED, "cancel": CampaignState.CANCELLED}
     done = action
     if action == "schedule":

@@ -126,12 +126,14 @@ def campaign_page(request: Request, campaign_id: str, status: int = 200, **extra
         camp, row = views.load(web.settings, s, campaign_id)
         sends, marks = views.timeline(s, camp, row is not None)
         progress = views.progress(s, campaign_id, row is not None)
-        changed = row is not None and views.campaign_path(web.settings, campaign_id).is_file() \
-            and views.campaign_path(web.settings, campaign_id).read_text(encoding="utf-8") != row.spec
-    lang = ui_locale(request)
-    chart = timeline_svg(sends, marks, locale=lang, gettext=gettext_of(request))
-    return render(request, "campaign.html", status, campaign=camp, row=row, progress=progress, chart=chart,
-                  rows=timeline_rows(sends, gettext=gettext_of(request)), changed=changed, **extra)
+        changed = views.file_changed(web.settings, row)
+    return render(request, "campaign.html", status, campaign=camp, row=row, progress=progress,
+                  chart=_chart(request, sends, marks), rows=timeline_rows(sends, gettext=gettext_of(request)),
+                  changed=changed, **extra)
+
+
+def _chart(request: Request, sends: Any, marks: Any) -> Any:
+    return timeline_svg(sends, marks, locale=ui_locale(request), gettext=gettext_of(request))
 
 
 @router.get("/campaigns/{campaign_id}/progress")
@@ -155,8 +157,8 @@ def timeline_fragment(request: Request, campaign_id: str) -> HTMLResponse:
         camp, row = views.load(web.settings, s, campaign_id)
         sends, marks = views.timeline(s, camp, row is not None)
         phase = views.progress(s, campaign_id, row is not None).status
-    chart = timeline_svg(sends, marks, locale=ui_locale(request), gettext=gettext_of(request))
-    return render(request, "_timeline.html", chart=chart, phase=phase.phase if phase else "draft")
+    return render(request, "_timeline.html", chart=_chart(request, sends, marks),
+                  phase=phase.phase if phase else "draft")
 
 
 @router.get("/campaigns/{campaign_id}/edit")
@@ -200,8 +202,10 @@ def find_recipient(request: Request, campaign_id: str, rid: str = "") -> Redirec
     from urllib.parse import quote
 
     identity(request)
-    return RedirectResponse(f"/campaigns/{quote(campaign_id)}/recipients/{quote(rid.strip()[:200], safe='')}",
-                            status_code=303)
+    rid = rid.strip()[:200]
+    if not rid:  # nothing asked: back to the campaign (an empty id would be a path with a trailing slash)
+        return RedirectResponse(f"/campaigns/{quote(campaign_id)}", status_code=303)
+    return RedirectResponse(f"/campaigns/{quote(campaign_id)}/recipients/{quote(rid, safe='')}", status_code=303)
 
 
 @router.get("/campaigns/{campaign_id}/recipients/{recipient_id}")
@@ -209,6 +213,8 @@ def recipient(request: Request, campaign_id: str, recipient_id: str) -> HTMLResp
     """What one person got and will get, each skip with its reason, in their own time zone."""
     identity(request)
     web = web_of(request)
+    if "\x00" in recipient_id or len(recipient_id) > 200:
+        raise CampaignStateError(f"no recipient {recipient_id[:80]!r}")
     with transaction(web.sessions) as s:
         camp, row = views.load(web.settings, s, campaign_id)
         member = get_member(s, recipient_id)

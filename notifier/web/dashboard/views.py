@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from notifier._located_yaml import SLUG
 from notifier.campaign import Campaign, parse_campaign, zone
 from notifier.config import Settings
 from notifier.errors import CampaignError, CampaignStateError, Problem
@@ -32,6 +33,9 @@ OPEN_STATES = ("pending", "queued", "sending")
 
 
 def campaign_path(settings: Settings, campaign_id: str) -> Path:
+    """The file of a campaign id; an id that could not be one (``..``, a NUL, a slash) names no campaign."""
+    if not SLUG.match(campaign_id):
+        raise CampaignStateError(f"no campaign {campaign_id[:80]!r}: an id is lowercase letters, digits, - and _")
     return settings.campaigns_dir / f"{campaign_id}.yaml"
 
 
@@ -84,10 +88,16 @@ def file_text(settings: Settings, session: Session, campaign_id: str) -> str:
     return row.spec
 
 
+def file_changed(settings: Settings, row: CampaignRow | None) -> bool:
+    """Whether the campaign's file says something else than the copy the ledger scheduled."""
+    path = campaign_path(settings, row.id) if row is not None else None
+    return path is not None and path.is_file() and path.read_text(encoding="utf-8") != row.spec  # type: ignore[union-attr]
+
+
 def load(settings: Settings, session: Session, campaign_id: str) -> tuple[Campaign, CampaignRow | None]:
     """The campaign as its file says (or as scheduled, when the file is gone), and its ledger row."""
-    row = session.get(CampaignRow, campaign_id)
     path = campaign_path(settings, campaign_id)
+    row = session.get(CampaignRow, campaign_id)
     if path.is_file():
         return parse_campaign(path.read_text(encoding="utf-8"), str(path)), row
     if row is None:
