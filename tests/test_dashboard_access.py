@@ -202,3 +202,12 @@ def test_hash_password_prints_a_hash_and_refuses_a_weak_password() -> None:
     weak = subprocess.run([sys.executable, "-m", "notifier", "admin", "hash-password", "--stdin"], cwd=ROOT,
                           input="short\n", capture_output=True, text=True, timeout=60)
     assert weak.returncode == 2 and "too weak" in weak.stderr and "Traceback" not in weak.stderr
+
+
+def test_a_session_cookie_replayed_after_logout_proves_nothing(client: TestClient) -> None:
+    log_in(client)
+    cookie = client.cookies.get("notifier_session")
+    assert cookie
+    client.post("/logout", data={"csrf": nonce_of(client.get("/campaigns").text)}, follow_redirects=False)
+    client.cookies.set("notifier_session", cookie)
+    assert client.get("/campaigns", follow_redirects=False).status_code == 303

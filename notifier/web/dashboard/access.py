@@ -6,7 +6,7 @@ session and 403 without the right token (or from another origin).
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -38,6 +38,17 @@ class Dashboard:
     limiter: LoginLimiter
     secure: bool  # cookies only over https (NOTIFIER_PUBLIC_URL is https)
     _renderer: Renderer | None = None
+    _ended: dict[str, int] = field(default_factory=dict)  # sessions logged out (by CSRF token) → their expiry
+
+    def end(self, ident: Identity) -> None:
+        """Log a session out for good: its cookie, even replayed, proves nothing in this process any more."""
+        now = int(self.sessions.clock())
+        for token in [t for t, until in self._ended.items() if until <= now]:
+            del self._ended[token]
+        self._ended[ident.csrf] = ident.expires
+
+    def ended(self, ident: Identity) -> bool:
+        return ident.csrf in self._ended
 
     def renderer(self, settings: Settings) -> Renderer:
         """One renderer for the gallery and scheduling; :meth:`Renderer.forget` a campaign whose file changed."""
@@ -76,7 +87,7 @@ def identity(request: Request) -> Identity:
     """Who is logged in; NotLoggedIn otherwise."""
     dash = dashboard_of(request)
     ident = dash.sessions.read(request.cookies.get(dash.cookie)) if dash.login is not None else None
-    if ident is None:
+    if ident is None or dash.ended(ident):
         raise NotLoggedIn
     return ident
 

@@ -1,10 +1,11 @@
 """Who may use the dashboard: the admin password (kept only as a scrypt hash), signed session cookies carrying a
 CSRF token, and a limit on failed logins.
 
-A session is stateless: ``base64(json) . HMAC-SHA256`` under a key derived from ``NOTIFIER_SECRET_KEY``. It names
-the user, its CSRF token, its expiry and a fingerprint of the password hash, so changing the password ends every
-session. :class:`Login` is the seam for another way of proving who someone is (an SSO proxy, say): the pages only
-ever see an :class:`Identity`.
+A session is a signed cookie: ``base64(json) . HMAC-SHA256`` under a key derived from ``NOTIFIER_SECRET_KEY``. It
+names the user, its CSRF token, its expiry and a fingerprint of the password hash, so changing the password ends
+every session; a logout ends its session in the serving process at once (``access.Dashboard.end``). :class:`Login`
+is the seam for another way of proving who someone is (an SSO proxy, say): the pages only ever see an
+:class:`Identity`.
 """
 
 from __future__ import annotations

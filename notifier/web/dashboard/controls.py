@@ -114,9 +114,11 @@ async def login(request: Request) -> Any:
 
 @router.post("/logout")
 async def logout(request: Request) -> Any:
-    await checked_form(request)
+    ident, _form = await checked_form(request)
+    dash = dashboard_of(request)
+    dash.end(ident)
     response = RedirectResponse("/login", status_code=303)
-    dashboard_of(request).clear_session(response)
+    dash.clear_session(response)
     return response
 
 
