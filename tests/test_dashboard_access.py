@@ -211,3 +211,52 @@ def test_a_session_cookie_replayed_after_logout_proves_nothing(client: TestClien
     client.post("/logout", data={"csrf": nonce_of(client.get("/campaigns").text)}, follow_redirects=False)
     client.cookies.set("notifier_session", cookie)
     assert client.get("/campaigns", follow_redirects=False).status_code == 303
+
+
+def test_a_burst_of_logins_in_parallel_is_limited_like_one_after_another() -> None:
+    import threading
+
+    limiter = LoginLimiter(per_client=5, overall=100, window=900)
+    allowed: list[int] = []
+    threads = [threading.Thread(target=lambda: allowed.append(limiter.attempt("a"))) for _ in range(30)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert allowed.count(0) == 5  # each attempt is counted before its password is checked
+    limiter.succeeded("a")
+    assert limiter.attempt("a") == 0
+
+
+def test_a_cookie_that_is_not_ascii_is_no_session_and_no_error(client: TestClient) -> None:
+    assert Sessions.of("k" * 32, "h").read("\xe9\xe9.abc") is None
+    r = client.get("/campaigns", headers={"cookie": "notifier_session=\xe9\xe9.abc".encode("latin-1")},
+                   follow_redirects=False)
+    assert r.status_code == 303
+    assert client.get("/login", headers={"cookie": "notifier_session=\xe9.x".encode("latin-1")}).status_code == 200
+
+
+def test_the_login_page_sends_someone_logged_in_on(client: TestClient) -> None:
+    log_in(client)
+    r = client.get("/login?next=/campaigns/new", follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/campaigns/new"
+
+
+def test_an_origin_is_ours_only_with_our_scheme_or_the_public_url(tmp_path: Path) -> None:
+    settings = dashboard_settings(tmp_path, public_url="https://notifier.example.com")
+    with TestClient(create_app(settings), base_url="https://backend.internal") as c:  # a proxy rewrote Host
+        for origin, status in (("http://backend.internal", 403), ("https://evil.example", 403),
+                               ("https://notifier.example.com", 401), ("https://backend.internal", 401)):
+            nonce = nonce_of(c.get("/login").text)  # each answer to a wrong password brings a new one
+            r = c.post("/login", data={"csrf": nonce, "password": "wrong password!!"}, follow_redirects=False,
+                       headers={"origin": origin})
+            assert r.status_code == status, origin
+
+
+def test_a_refusal_on_a_dashboard_page_is_a_page_for_a_browser(client: TestClient) -> None:
+    log_in(client)
+    r = client.post("/campaigns/x/pause", data={"csrf": "forged"}, headers={"accept": "text/html"},
+                    follow_redirects=False)
+    assert r.status_code == 403 and r.headers["content-type"].startswith("text/html") and "CSRF" in r.text
+    api = client.post("/actions", content=b"{}", headers={"accept": "text/html"})
+    assert api.headers["content-type"].startswith("application/json")

@@ -221,3 +221,21 @@ def test_no_generated_form_makes_the_dashboard_fail(dash: Dash, text: str, rid: 
     assert found.status_code in (200, 404, 409, 422), found.text[:300]
     retried = dash.post(f"/campaigns/{CAMPAIGN}/retry", reason=reason)
     assert retried.status_code in (303, 404, 409), retried.text[:300]
+
+
+def test_a_draft_whose_templates_are_missing_shows_why_in_the_gallery(dash: Dash) -> None:
+    dash.campaigns.mkdir(parents=True, exist_ok=True)
+    ghost = SHUTDOWN.replace(f"id: {CAMPAIGN}", "id: ghost").replace(f"templates: {CAMPAIGN}", "templates: nowhere")
+    (dash.campaigns / "ghost.yaml").write_text(ghost, encoding="utf-8")
+    (dash.campaigns / "Bad Name.yaml").write_text(ghost, encoding="utf-8")
+    (dash.campaigns / "new.yaml").write_text(ghost, encoding="utf-8")
+    listing = dash.client.get("/campaigns").text
+    assert 'data-campaign="ghost"' in listing and "Bad Name" not in listing and 'data-campaign="new"' not in listing
+    assert dash.client.get("/campaigns/ghost/gallery").status_code == 422
+    assert dash.client.get("/campaigns/ghost/progress").status_code == 409  # not scheduled
+    assert dash.client.get("/campaigns/a%00b/progress").status_code == 404
+
+
+def test_the_upload_page_s_own_name_is_no_campaign_id(dash: Dash) -> None:
+    r = dash.upload(SHUTDOWN.replace(f"id: {CAMPAIGN}", "id: new"))
+    assert r.status_code == 422 and "reserved" in r.text

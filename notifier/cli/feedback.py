@@ -27,9 +27,12 @@ if TYPE_CHECKING:
 @click.option("--dev", is_flag=True, help="Allow the default secret, a localhost public URL, no webhook key and no "
                                           "API token (never in production).")
 @click.option("--access-log", is_flag=True, help="Log every request line (paths carry unsubscribe tokens).")
+@click.option("--forwarded-allow-ips", metavar="IPS", default=None,
+              help="Trust X-Forwarded-For/-Proto from these proxy addresses (comma separated); by default no "
+                   "header is trusted and the login limit counts the connecting address.")
 @pass_ctx
-def serve(c: CliContext, host: str, port: int, dev: bool, access_log: bool) -> None:
-    """Serve the webhooks, one-click unsubscribe and POST /actions (OpenAPI at /openapi.json)."""
+def serve(c: CliContext, host: str, port: int, dev: bool, access_log: bool, forwarded_allow_ips: str | None) -> None:
+    """Serve the webhooks, one-click unsubscribe, POST /actions (OpenAPI at /openapi.json) and the dashboard."""
     from notifier.config import require_serving_secrets
 
     if not dev:
@@ -46,7 +49,8 @@ def serve(c: CliContext, host: str, port: int, dev: bool, access_log: bool) -> N
     click.echo(f"notifier serve on http://{host}:{port} (OpenAPI: /openapi.json)", err=True)
     click.echo("dashboard: /login" if c.settings.admin_password_hash else
                "dashboard: off (set NOTIFIER_ADMIN_PASSWORD to the hash of: notifier admin hash-password)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log,
+                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips)
 
 
 @cli.group()

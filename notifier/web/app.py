@@ -1,6 +1,7 @@
 """The FastAPI application of ``notifier serve``: one :class:`Web` holds the settings, the ledger and the keys, and
-the routers of ``webhooks``, ``unsubscribe`` and ``actions`` share it. Every refusal is a :class:`RequestRefused`
-with its status, answered as ``{"error": "..."}``; a ledger that cannot be reached is a 503, which providers retry.
+the routers of ``webhooks``, ``unsubscribe``, ``actions`` and the ``dashboard`` share it. Every refusal is a
+:class:`RequestRefused` with its status, answered as ``{"error": "..."}`` (a page, on the dashboard's paths); a
+ledger that cannot be reached is a 503, which providers retry.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
         sessions = session_factory(engine)
     webhook = load_verification_key(settings.sendgrid_webhook_key) if settings.sendgrid_webhook_key else None
     app = fastapi.FastAPI(title="notifier", version=__version__,
-                          description="The feedback loop of notifier: provider events, unsubscribes, actions.")
+                          description="The feedback loop of notifier: provider events, unsubscribes, actions "
+                                      "(the dashboard's pages are not part of this API).")
     app.state.web = Web(settings, sessions, webhook, clock or (lambda: datetime.now(UTC)))
 
     @app.exception_handler(RequestRefused)
@@ -124,7 +126,7 @@ def running(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
 
     sock = socket.socket()
     sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="notifier-serve")
     thread.start()
     deadline = time.monotonic() + 30

@@ -6,6 +6,7 @@ session and 403 without the right token (or from another origin).
 from __future__ import annotations
 
 import secrets
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -39,6 +40,18 @@ class Dashboard:
     secure: bool  # cookies only over https (NOTIFIER_PUBLIC_URL is https)
     _renderer: Renderer | None = None
     _ended: dict[str, int] = field(default_factory=dict)  # sessions logged out (by CSRF token) → their expiry
+
+    _checks: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
+
+    def authenticate(self, password: str) -> str | None:
+        """The admin's name when ``password`` is right. At most two checks run at once (each costs 32 MiB and
+        0.1 s of a core), so a flood of logins queues instead of taking the machine."""
+        if self.login is None or not self._checks.acquire(timeout=30):
+            raise RequestRefused(503, "too many logins at once; try again in a minute")
+        try:
+            return self.login.authenticate("admin", password)
+        finally:
+            self._checks.release()
 
     def end(self, ident: Identity) -> None:
         """Log a session out for good: its cookie, even replayed, proves nothing in this process any more."""
@@ -109,8 +122,9 @@ def same_origin(request: Request) -> None:
     origin = request.headers.get("origin")
     if origin is None:  # an old browser or a script: the CSRF token and the SameSite cookie still hold
         return
-    host = request.headers.get("host", "")
-    if urlsplit(origin).netloc != host:
+    public = urlsplit(request.app.state.web.settings.public_url)
+    ours = {f"{request.url.scheme}://{request.headers.get('host', '')}", f"{public.scheme}://{public.netloc}"}
+    if origin.rstrip("/") not in ours:  # behind a proxy that rewrites Host, NOTIFIER_PUBLIC_URL is ours
         raise RequestRefused(403, "this form was posted from another site")
 
 

@@ -147,6 +147,8 @@ class Sessions:
         if not cookie or len(cookie) > 1024 or "." not in cookie:
             return None
         payload, _, mac = cookie.rpartition(".")
+        if not (payload.isascii() and mac.isascii()):  # a cookie a neighbour site set: no session, not an error
+            return None
         if not hmac.compare_digest(mac.encode("ascii", "replace"), self._sign(payload).encode("ascii")):
             return None
         try:
@@ -186,25 +188,42 @@ class LoginLimiter:
 
     def retry_after(self, client: str) -> int:
         """Seconds until ``client`` may try again; 0: now."""
-        now = self.clock()
         with self._lock:
-            self._trim(self._all, now)
-            q = self._clients.get(client, deque())
-            self._trim(q, now)
-            waits = [q[0] + self.window - now] if len(q) >= self.per_client else []
-            if len(self._all) >= self.overall:
-                waits.append(self._all[0] + self.window - now)
+            return self._wait(client, self.clock())
+
+    def attempt(self, client: str) -> int:
+        """Count an attempt before its password is checked (so a burst in parallel is limited like one after
+        another): 0 when it may go on, else the seconds to wait. A success takes it back (:meth:`succeeded`)."""
+        with self._lock:
+            wait = self._wait(client, self.clock())
+            if not wait:
+                self._record(client, self.clock())
+        return wait
+
+    def _wait(self, client: str, now: float) -> int:
+        self._trim(self._all, now)
+        q = self._clients.get(client, deque())
+        self._trim(q, now)
+        waits = [q[0] + self.window - now] if len(q) >= self.per_client else []
+        if len(self._all) >= self.overall:
+            waits.append(self._all[0] + self.window - now)
         return max(1, int(max(waits)) + 1) if waits else 0
 
+    def _record(self, client: str, now: float) -> None:
+        if len(self._clients) > 10_000:  # forget idle clients rather than grow without bound
+            for key in [k for k, q in self._clients.items() if not q or q[-1] <= now - self.window]:
+                del self._clients[key]
+        self._clients.setdefault(client, deque()).append(now)
+        self._all.append(now)
+
     def failed(self, client: str) -> None:
-        now = self.clock()
+        """An attempt that was not counted by :meth:`attempt`."""
         with self._lock:
-            if len(self._clients) > 10_000:  # forget idle clients rather than grow without bound
-                for key in [k for k, q in self._clients.items() if not q or q[-1] <= now - self.window]:
-                    del self._clients[key]
-            self._clients.setdefault(client, deque()).append(now)
-            self._all.append(now)
+            self._record(client, self.clock())
 
     def succeeded(self, client: str) -> None:
+        """The right password: this client's attempts are forgotten, and its last one no longer counts in all."""
         with self._lock:
-            self._clients.pop(client, None)
+            q = self._clients.pop(client, None)
+            if q and q[-1] in self._all:
+                self._all.remove(q[-1])

@@ -5,18 +5,17 @@ session's CSRF token (403); the login form has a token of its own and a limit on
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from notifier.campaign import Campaign, parse_campaign
 from notifier.config import Settings
-from notifier.errors import CampaignError, CampaignStateError, Problem, RequestRefused
+from notifier.errors import CampaignError, CampaignStateError, Problem, RequestRefused, UserError
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState
@@ -35,10 +34,10 @@ from notifier.web.dashboard.access import (
     same_origin,
 )
 from notifier.web.dashboard.auth import same_token
-from notifier.web.dashboard.pages import campaign_page, render
+from notifier.web.dashboard.pages import LOGIN_NONCE, campaign_page, login_form, render
 
-LOGIN_NONCE = "notifier_login"
 router = APIRouter(include_in_schema=False)
+PATHS = ("/campaigns", "/login", "/logout", "/static/dashboard")  # the dashboard's; the rest is API
 
 
 def install(app: Any, settings: Settings) -> None:
@@ -56,6 +55,20 @@ def install(app: Any, settings: Settings) -> None:
         return HTMLResponse("<!doctype html><title>401</title><p>Log in first: <a href=/login>/login</a></p>",
                             status_code=401, headers={"WWW-Authenticate": 'Cookie realm="notifier"'})
 
+    @app.exception_handler(RequestRefused)
+    async def refused(request: Request, exc: RequestRefused) -> Any:
+        """A person in a browser reads a page; the providers and API clients keep their JSON."""
+        if request.url.path.startswith(PATHS) and "text/html" in request.headers.get("accept", ""):
+            return render(request, "error.html", exc.status, message=str(exc))
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(UserError)
+    async def not_possible(request: Request, exc: UserError) -> Any:
+        """Any other refusal of the core (a template that cannot be read, say): its one line, never a 500."""
+        if request.url.path.startswith(PATHS):
+            return render(request, "error.html", 422, message=str(exc))
+        return JSONResponse({"error": str(exc)}, status_code=422)
+
     @app.exception_handler(CampaignError)
     async def broken_file(request: Request, exc: CampaignError) -> Any:
         """A campaign file someone broke on disk: its problems, and where to fix them."""
@@ -71,44 +84,36 @@ def install(app: Any, settings: Settings) -> None:
 # --- logging in -------------------------------------------------------------------------------------------------
 
 
-def login_form(request: Request, target: str | None, status: int = 200, error: str | None = None) -> HTMLResponse:
-    """The login page with a fresh nonce, the login form's CSRF token (kept in a cookie of its own)."""
-    dash = dashboard_of(request)
-    if dash.login is None:
-        return render(request, "login.html", 503, off=True, nonce="", next=safe_next(target), error=None)
-    nonce = secrets.token_urlsafe(24)
-    response = render(request, "login.html", status, off=False, nonce=nonce, next=safe_next(target), error=error)
-    response.set_cookie(LOGIN_NONCE, nonce, max_age=1800, path="/login", secure=dash.secure, httponly=True,
-                        samesite="strict")
-    return response
-
-
 @router.post("/login")
 async def login(request: Request) -> Any:
     dash = dashboard_of(request)
     if dash.login is None:
         return login_form(request, None)
     client = request.client.host if request.client else "-"
-    wait = dash.limiter.retry_after(client)
-    if wait:
-        response = render(request, "login.html", 429, off=False, nonce="", next="/campaigns", error="throttled",
-                          wait=(wait + 59) // 60)
-        response.headers["Retry-After"] = str(wait)
-        return response
+    if dash.limiter.retry_after(client):
+        return _throttled(request, dash.limiter.retry_after(client))
     same_origin(request)
     form = await form_of(request, 8192)
     if not same_token(request.cookies.get(LOGIN_NONCE) or "", _text(form, "csrf")):
         raise RequestRefused(403, "the login form's token is missing or wrong: reload the login page")
-    login = dash.login
-    user = await run_in_threadpool(login.authenticate, "admin", _text(form, "password"))
+    wait = dash.limiter.attempt(client)  # counted before the check: a parallel burst is limited too
+    if wait:
+        return _throttled(request, wait)
+    user = await run_in_threadpool(dash.authenticate, _text(form, "password"))
     if user is None:
-        dash.limiter.failed(client)
         return login_form(request, _text(form, "next"), 401, error="wrong")
     dash.limiter.succeeded(client)
     cookie, _ident = dash.sessions.issue(user)
     response = RedirectResponse(safe_next(_text(form, "next")), status_code=303)
     dash.set_session(response, cookie)
     response.delete_cookie(LOGIN_NONCE, path="/login")
+    return response
+
+
+def _throttled(request: Request, wait: int) -> HTMLResponse:
+    response = render(request, "login.html", 429, off=False, nonce="", next="/campaigns", error="throttled",
+                      wait=(wait + 59) // 60)
+    response.headers["Retry-After"] = str(wait)
     return response
 
 
@@ -154,7 +159,9 @@ def _validated(request: Request, text: str, source: str, campaign_id: str | None
     if campaign_id is not None and campaign.id != campaign_id:
         problems.append(Problem(source, None, "id", f"this page edits {campaign_id!r}; the file says "
                                                     f"{campaign.id!r} (upload a new campaign instead)"))
-    if campaign_id is None:
+    if campaign.id in views.RESERVED:
+        problems.append(Problem(source, None, "id", f"{campaign.id!r} is reserved by the dashboard: choose another"))
+    elif campaign_id is None:
         with web.sessions() as s:
             taken = s.get(views.CampaignRow, campaign.id) is not None
         if taken or views.campaign_path(web.settings, campaign.id).exists():

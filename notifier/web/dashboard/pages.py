@@ -5,6 +5,7 @@ script (``dash.js``) refreshes the counts.
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -16,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from notifier.errors import CampaignError, CampaignStateError
+from notifier.errors import CampaignError, CampaignStateError, UserError
 from notifier.i18n import load_translations
 from notifier.ledger.db import transaction
 from notifier.reports import get_member, ledger_members, recipient_messages
@@ -24,12 +25,21 @@ from notifier.review import render_sample, samples
 from notifier.timeline import PlanView
 from notifier.web.app import web_of
 from notifier.web.dashboard import views
-from notifier.web.dashboard.access import LANG, LOCALES, NotLoggedIn, dashboard_of, identity, ui_locale
+from notifier.web.dashboard.access import (
+    LANG,
+    LOCALES,
+    NotLoggedIn,
+    dashboard_of,
+    identity,
+    safe_next,
+    ui_locale,
+)
 from notifier.web.dashboard.chart import timeline_rows, timeline_svg
 from notifier.web.locales import DASHBOARD as DOMAIN
 from notifier.web.locales import HERE as LOCALES_DIR
 
 HERE = Path(__file__).resolve().parent
+LOGIN_NONCE = "notifier_login"  # the login form's own CSRF token, in a cookie for /login only
 STATIC = {"dash.js": "text/javascript", "dash.css": "text/css"}
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
        "connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -93,10 +103,25 @@ def home() -> RedirectResponse:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str = "/campaigns") -> HTMLResponse:
-    from notifier.web.dashboard.controls import login_form
+def login_page(request: Request, next: str = "/campaigns") -> Response:
+    try:
+        identity(request)
+    except NotLoggedIn:
+        return login_form(request, next)
+    return RedirectResponse(safe_next(next), status_code=303)  # logged in already
 
-    return login_form(request, next)
+
+def login_form(request: Request, target: str | None, status: int = 200, error: str | None = None) -> HTMLResponse:
+    """The login page with a fresh nonce, the login form's CSRF token (kept in a cookie of its own)."""
+    dash = dashboard_of(request)
+    if dash.login is None:
+        return render(request, "login.html", 503, off=True, nonce="", next=safe_next(target), error=None)
+    nonce = secrets.token_urlsafe(24)
+    response = render(request, "login.html", status, off=False, nonce=nonce, next=safe_next(target), error=error)
+    response.set_cookie(LOGIN_NONCE, nonce, max_age=1800, path="/login", secure=dash.secure, httponly=True,
+                        samesite="strict")
+    return response
+
 
 
 @router.get("/campaigns")
@@ -141,6 +166,7 @@ def progress_fragment(request: Request, campaign_id: str) -> HTMLResponse:
     """The live part of the campaign page, which dash.js fetches every few seconds."""
     identity(request)
     web = web_of(request)
+    views.campaign_path(web.settings, campaign_id)  # an id that cannot be a campaign's: 404
     with web.sessions() as s:
         if s.get(views.CampaignRow, campaign_id) is None:
             raise CampaignStateError(f"campaign {campaign_id!r} is not scheduled")
@@ -193,6 +219,8 @@ def gallery(request: Request, campaign_id: str) -> HTMLResponse:
         rendered = [render_sample(renderer, camp, sample) for sample in samples(camp)]
     except CampaignError as exc:
         return render(request, "gallery.html", 422, campaign=camp, rendered=[], problems=exc.problems, app="")
+    except UserError as exc:  # a template or catalog that cannot be read (RenderError, CatalogError)
+        return render(request, "gallery.html", 422, campaign=camp, rendered=[], problems=[str(exc)], app="")
     return render(request, "gallery.html", campaign=camp, rendered=rendered, problems=[],
                   app=renderer.sender_name(camp))
 

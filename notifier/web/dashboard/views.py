@@ -30,11 +30,12 @@ from notifier.web.dashboard.chart import DeadlineMark, TimelineSend
 MAX_ZONES = 400  # a draft's timeline plans at most this many of the audience's zones
 MAX_FILE_BYTES = 256 * 1024  # a campaign file bigger than this is refused before it is parsed
 OPEN_STATES = ("pending", "queued", "sending")
+RESERVED = frozenset({"new"})  # /campaigns/new is the upload page: no campaign may have that id
 
 
 def campaign_path(settings: Settings, campaign_id: str) -> Path:
     """The file of a campaign id; an id that could not be one (``..``, a NUL, a slash) names no campaign."""
-    if not SLUG.match(campaign_id):
+    if not SLUG.match(campaign_id) or campaign_id in RESERVED:
         raise CampaignStateError(f"no campaign {campaign_id[:80]!r}: an id is lowercase letters, digits, - and _")
     return settings.campaigns_dir / f"{campaign_id}.yaml"
 
@@ -44,7 +45,8 @@ def draft_ids(settings: Settings, scheduled: set[str]) -> list[str]:
     folder = settings.campaigns_dir
     if not folder.is_dir():
         return []
-    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in scheduled)
+    return sorted(p.stem for p in folder.glob("*.yaml")
+                  if p.stem not in scheduled and SLUG.match(p.stem) and p.stem not in RESERVED)
 
 
 @dataclass(frozen=True)
