@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from notifier.errors import CampaignError, CampaignStateError, UserError
 from notifier.i18n import load_translations
 from notifier.ledger.db import transaction
-from notifier.reports import get_member, ledger_members, recipient_messages
+from notifier.reports import campaign_status, get_member, ledger_members, recipient_messages
 from notifier.review import render_sample, samples
 from notifier.timeline import PlanView
 from notifier.web.app import web_of
@@ -182,9 +182,8 @@ def timeline_fragment(request: Request, campaign_id: str) -> HTMLResponse:
     with web.sessions() as s:
         camp, row = views.load(web.settings, s, campaign_id)
         sends, marks = views.timeline(s, camp, row is not None)
-        phase = views.progress(s, campaign_id, row is not None).status
-    return render(request, "_timeline.html", chart=_chart(request, sends, marks),
-                  phase=phase.phase if phase else "draft")
+        phase = campaign_status(s, campaign_id).phase if row is not None else "draft"  # not the breakdowns
+    return render(request, "_timeline.html", chart=_chart(request, sends, marks), phase=phase)
 
 
 @router.get("/campaigns/{campaign_id}/edit")
