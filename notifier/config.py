@@ -197,6 +197,7 @@ def _admin_password(raw: str) -> dict[str, object]:
 
     if raw.startswith("scrypt$"):
         return {"admin_password_hash": check_password_hash(raw)}
-    if raw in KNOWN_SECRETS or weak_password(raw):
-        raise ConfigError(f"NOTIFIER_ADMIN_PASSWORD is too weak: {weak_password(raw) or 'a well-known password'}")
+    why = "a well-known password" if raw in KNOWN_SECRETS else weak_password(raw)
+    if why:
+        raise ConfigError(f"NOTIFIER_ADMIN_PASSWORD is too weak: {why}")
     return {"admin_password_hash": hash_password(raw), "admin_password_was_plain": True}

@@ -54,11 +54,8 @@ def run_demo(settings: Settings, directory: Path | None, *, progress: bool = Tru
              echo: Callable[..., Any] = click.echo, audience: Path = DATA / "audience.csv",
              actions: Path = DATA / "actions.csv", transport: str = "outbox") -> dict[str, int]:
     """Run the campaign end to end; returns the final count of messages per state."""
-    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="notifier-demo-", dir="."))
-    root.mkdir(parents=True, exist_ok=True)
+    root = _demo_folder(directory)
     db_path = root / "ledger.db"
-    if db_path.exists():
-        raise click.UsageError(f"{root} already holds a demo; pass a new --dir")
     settings = settings.with_(database_url=f"sqlite:///{db_path}", outbox_dir=root / "outbox", transport="outbox")
     echo(f"demo folder: {root.resolve()}")
     if transport == "outbox":
@@ -75,6 +72,15 @@ def run_demo(settings: Settings, directory: Path | None, *, progress: bool = Tru
                                   retry_base_seconds=30.0, secret_key=secrets.token_urlsafe(32),
                                   public_url="https://notifier-demo.invalid")
         return _run(settings, root, progress, echo, audience, actions, emulator)
+
+
+def _demo_folder(directory: Path | None) -> Path:
+    """``directory`` (default: a new notifier-demo-* folder here), refused if it holds a demo already."""
+    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="notifier-demo-", dir="."))
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / "ledger.db").exists():
+        raise click.UsageError(f"{root} already holds a demo; pass a new --dir")
+    return root
 
 
 def _some_tokens(audience: Path, every: int) -> list[str]:
@@ -262,10 +268,7 @@ def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str 
     from notifier.web import create_app, running
     from notifier.web.dashboard.auth import hash_password
 
-    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="notifier-demo-", dir="."))
-    root.mkdir(parents=True, exist_ok=True)
-    if (root / "ledger.db").exists():
-        raise click.UsageError(f"{root} already holds a demo; pass a new --dir")
+    root = _demo_folder(directory)
     password = password or secrets.token_urlsafe(12)
     (root / "campaigns").mkdir(exist_ok=True)  # uploads of the demo land here, not in the project's folder
     if draft:

@@ -65,11 +65,13 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
     app = fastapi.FastAPI(title="notifier", version=__version__,
                           description="The feedback loop of notifier: provider events, unsubscribes, actions "
                                       "(the dashboard's pages are not part of this API).")
+    app.state.refusal_page = lambda _request, _exc: None
     app.state.web = Web(settings, sessions, webhook, clock or (lambda: datetime.now(UTC)))
 
     @app.exception_handler(RequestRefused)
-    async def refused(_request: Any, exc: RequestRefused) -> Any:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    async def refused(request: Any, exc: RequestRefused) -> Any:
+        page = app.state.refusal_page(request, exc)  # the dashboard answers a browser on its paths with a page
+        return page if page is not None else JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(SQLAlchemyError)
     async def ledger_down(_request: Any, exc: SQLAlchemyError) -> Any:

@@ -55,12 +55,13 @@ def install(app: Any, settings: Settings) -> None:
         return HTMLResponse("<!doctype html><title>401</title><p>Log in first: <a href=/login>/login</a></p>",
                             status_code=401, headers={"WWW-Authenticate": 'Cookie realm="notifier"'})
 
-    @app.exception_handler(RequestRefused)
-    async def refused(request: Request, exc: RequestRefused) -> Any:
-        """A person in a browser reads a page; the providers and API clients keep their JSON."""
+    def refusal_page(request: Request, exc: RequestRefused) -> HTMLResponse | None:
+        """A person in a browser reads a page; the providers and API clients keep their JSON (None)."""
         if request.url.path.startswith(PATHS) and "text/html" in request.headers.get("accept", ""):
             return render(request, "error.html", exc.status, message=str(exc))
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return None
+
+    app.state.refusal_page = refusal_page
 
     @app.exception_handler(UserError)
     async def not_possible(request: Request, exc: UserError) -> Any:
