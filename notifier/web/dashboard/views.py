@@ -29,7 +29,6 @@ from notifier.web.dashboard.chart import DeadlineMark, TimelineSend
 
 MAX_ZONES = 400  # a draft's timeline plans at most this many of the audience's zones
 MAX_FILE_BYTES = 256 * 1024  # a campaign file bigger than this is refused before it is parsed
-OPEN_STATES = ("pending", "queued", "sending")
 RESERVED = frozenset({"new"})  # /campaigns/new is the upload page: no campaign may have that id
 
 
@@ -66,9 +65,15 @@ class CampaignCard:
 
     @property
     def percent(self) -> int:
-        if not self.line or not self.line.groups:
-            return 0
-        return int(100 * self.line.groups_done / self.line.groups)
+        ln = self.line
+        return groups_percent(ln.groups_done, ln.groups, ln.phase) if ln else 0
+
+
+def groups_percent(done: int, groups: int, phase: str) -> int:
+    """How far a campaign has come, by its send groups gone out; a finished one is at 100."""
+    if phase == "finished":
+        return 100
+    return int(100 * done / groups) if groups else 0
 
 
 def campaign_cards(session: Session, settings: Settings) -> list[CampaignCard]:
@@ -177,15 +182,9 @@ class Progress:
         return sum(self.totals.values())
 
     @property
-    def finished_messages(self) -> int:
-        return self.messages - sum(self.totals.get(s, 0) for s in OPEN_STATES)
-
-    @property
     def percent(self) -> int:
         st = self.status
-        if st is None or not st.groups:
-            return 0
-        return int(100 * st.groups_done / st.groups) if st.phase != "finished" else 100
+        return groups_percent(st.groups_done, st.groups, st.phase) if st else 0
 
 
 def progress(session: Session, campaign_id: str, in_ledger: bool) -> Progress:
