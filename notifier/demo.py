@@ -27,7 +27,7 @@ from notifier.config import Settings
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
 from notifier.render import Content
-from notifier.reports import audit, breakdown, campaign_status, counts_text, format_table
+from notifier.reports import audit, campaign_status, counts_text, format_table
 from notifier.wiring import build_dispatcher
 
 DATA = Path(__file__).resolve().parent / "demo"
@@ -117,10 +117,9 @@ def _run(settings: Settings, root: Path, progress: bool, echo: Callable[..., Any
         dispatcher.close()
     with sessions() as s:
         status = campaign_status(s, CAMPAIGN)
-        rows = breakdown(s, CAMPAIGN)
         checked = audit(s, CAMPAIGN, emulator.messages()) if emulator is not None else None
     echo("\nMessages per send, locale and channel:")
-    echo(format_table(["send", "locale", "channel", "state", "messages"], rows))
+    echo(format_table(["send", "locale", "channel", "state", "messages"], status.breakdown))
     echo("\nTotals per send and channel:")
     echo(format_table(["send", "channel", *status.states], status.table_rows()))
     echo(f"\nskipped because: {counts_text(status.skips, 'nothing skipped')}")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from notifier.campaign import zone
@@ -29,6 +29,16 @@ from notifier.ledger.queries import campaign_of, get_campaign
 STATES = [s.value for s in DeliveryState]
 
 
+OPEN_STATES = (DeliveryState.PENDING.value, DeliveryState.QUEUED.value, DeliveryState.SENDING.value)
+
+
+def phase_of(state: str, groups: int, groups_done: int, open_rows: bool) -> str:
+    """What a person wants to know first: still sending, finished, or stopped (paused, cancelled)."""
+    if state != CampaignState.SCHEDULED:
+        return str(state)
+    return "finished" if groups_done == groups and not open_rows else "sending"
+
+
 @dataclass
 class CampaignStatus:
     campaign_id: str
@@ -40,14 +50,12 @@ class CampaignStatus:
     skips: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str, int]] = field(default_factory=list)  # (channel, reason, rows) failed for good
     waiting: list[tuple[str, str, int]] = field(default_factory=list)  # (channel, reason, rows) pending after a try
+    breakdown: list[tuple[str, str, str, str, int]] = field(default_factory=list)  # (send, locale, channel, state, n)
 
     @property
     def phase(self) -> str:
-        """What a person wants to know first: still sending, finished, or stopped."""
-        if self.state != "scheduled":
-            return self.state  # paused, cancelled
-        open_rows = sum(c.get(s, 0) for c in self.counts.values() for s in ("pending", "queued", "sending"))
-        return "finished" if self.groups_done == self.groups and not open_rows else "sending"
+        open_rows = any(c.get(s, 0) for c in self.counts.values() for s in OPEN_STATES)
+        return phase_of(self.state, self.groups, self.groups_done, open_rows)
 
     @property
     def states(self) -> list[str]:
@@ -71,8 +79,22 @@ class CampaignStatus:
         }
 
 
+# Why a row is where it is: the skip reason of a skipped row, the last error of a failed one or of one waiting
+# for its retry; nothing for the rest. Few distinct values, so one GROUP BY can carry it.
+_REASON = case(
+    (DeliveryRow.state == DeliveryState.SKIPPED, DeliveryRow.skip_reason),
+    (or_(DeliveryRow.state == DeliveryState.FAILED,
+         and_(DeliveryRow.state == DeliveryState.PENDING, DeliveryRow.last_error.is_not(None))),
+     DeliveryRow.last_error),
+    else_=None,
+)
+NO_REASON = "(no reason recorded)"
+
+
 def campaign_status(session: Session, campaign_id: str) -> CampaignStatus:
-    """Counts by send (wave), channel and state, plus how far the plan has come."""
+    """Counts by send (wave), channel and state, by send, locale and channel, and the reasons for skips, failures
+    and waiting retries, plus how far the plan has come: one pass over the campaign's delivery rows (a live page
+    reads it every few seconds, on campaigns of millions of rows; bench/dashboard_counts.py)."""
     row = get_campaign(session, campaign_id)
     groups = session.execute(
         select(func.count(), func.count().filter(SendGroup.materialized_upto > 0))
@@ -81,54 +103,61 @@ def campaign_status(session: Session, campaign_id: str) -> CampaignStatus:
     next_at = None if row.state == "cancelled" else session.scalar(select(func.min(SendGroup.send_at)).where(
         SendGroup.campaign_id == campaign_id, SendGroup.materialized_upto == 0))
     st = CampaignStatus(row.id, row.state, groups[0], groups[1], next_at)
-    order = select(SendGroup.send_key, func.min(SendGroup.send_at).label("first")).where(
-        SendGroup.campaign_id == campaign_id).group_by(SendGroup.send_key).subquery()
-    q = (
-        select(DeliveryRow.send_key, DeliveryRow.channel, DeliveryRow.state, func.count())
-        .join(order, order.c.send_key == DeliveryRow.send_key)
-        .where(DeliveryRow.campaign_id == campaign_id)
-        .group_by(DeliveryRow.send_key, DeliveryRow.channel, DeliveryRow.state, order.c.first)
-        .order_by(order.c.first, DeliveryRow.send_key, DeliveryRow.channel)
-    )
-    for send, ch, state, n in session.execute(q):
-        st.counts.setdefault((send, ch), {})[state] = n
-    for send, ch, n in session.execute(
-        select(DeliveryRow.send_key, DeliveryRow.channel, func.count()).where(
-            DeliveryRow.campaign_id == campaign_id, DeliveryRow.uncertain.is_(True))
-        .group_by(DeliveryRow.send_key, DeliveryRow.channel)
-    ):
-        st.counts.setdefault((send, ch), {})["uncertain"] = n
-    for reason, n in session.execute(
-        select(DeliveryRow.skip_reason, func.count()).where(
-            DeliveryRow.campaign_id == campaign_id, DeliveryRow.state == DeliveryState.SKIPPED)
-        .group_by(DeliveryRow.skip_reason).order_by(DeliveryRow.skip_reason)
-    ):
-        st.skips[reason] = n
-    st.failures = _reasons(session, campaign_id, DeliveryRow.state == DeliveryState.FAILED)
-    st.waiting = _reasons(session, campaign_id, DeliveryRow.state == DeliveryState.PENDING,
-                          DeliveryRow.last_error.is_not(None))
+    first = dict(session.execute(select(SendGroup.send_key, func.min(SendGroup.send_at))
+                                 .where(SendGroup.campaign_id == campaign_id).group_by(SendGroup.send_key)).all())
+    reason = _REASON.label("reason")
+    q = (select(DeliveryRow.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason,
+                func.count(), func.count().filter(DeliveryRow.uncertain.is_(True)))
+         .where(DeliveryRow.campaign_id == campaign_id)
+         .group_by(DeliveryRow.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason))
+    counts: dict[tuple[str, str], Counter[str]] = {}
+    by_locale: Counter[tuple[str, str, str, str]] = Counter()
+    skips: Counter[str] = Counter()
+    failed: Counter[tuple[str, str]] = Counter()
+    waiting: Counter[tuple[str, str]] = Counter()
+    for send, locale, channel, state, why, n, uncertain in session.execute(q):
+        c = counts.setdefault((send, channel), Counter())
+        c[state] += n
+        c["uncertain"] += uncertain
+        by_locale[(send, locale or "-", channel, state)] += n
+        if state == DeliveryState.SKIPPED:
+            skips[why] += n
+        elif state == DeliveryState.FAILED:
+            failed[(channel, why or NO_REASON)] += n
+        elif state == DeliveryState.PENDING and why is not None:
+            waiting[(channel, why)] += n
+
+    def when(send: str) -> tuple[bool, datetime | None, str]:
+        at = first.get(send)
+        return (at is None, at, send)
+
+    for key in sorted(counts, key=lambda k: (when(k[0]), k[1])):
+        st.counts[key] = {s: n for s, n in counts[key].items() if n}
+    st.breakdown = [(*k, n) for k, n in sorted(by_locale.items(), key=lambda kv: (when(kv[0][0]), kv[0][1:]))]
+    st.skips = {why: skips[why] for why in sorted(skips, key=lambda w: w or "")}
+    st.failures = _most_first(failed)
+    st.waiting = _most_first(waiting)
     return st
 
 
-def _reasons(session: Session, campaign_id: str, *where: Any) -> list[tuple[str, str, int]]:
+def _most_first(reasons: Counter[tuple[str, str]]) -> list[tuple[str, str, int]]:
     """(channel, reason, rows), most rows first: the ledger's own error texts (ids and provider words only)."""
-    q = (select(DeliveryRow.channel, DeliveryRow.last_error, func.count())
-         .where(DeliveryRow.campaign_id == campaign_id, *where)
-         .group_by(DeliveryRow.channel, DeliveryRow.last_error)
-         .order_by(func.count().desc(), DeliveryRow.channel, DeliveryRow.last_error))
-    return [(ch, why or "(no reason recorded)", n) for ch, why, n in session.execute(q)]
+    return [(ch, why, n) for (ch, why), n in sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
-def breakdown(session: Session, campaign_id: str) -> list[tuple[str, str, str, str, int]]:
-    """(send, locale, channel, state, count) rows, ordered by the send's first time, then locale and channel."""
-    q = (
-        select(DeliveryRow.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, func.count(),
-               func.min(DeliveryRow.created_at))
-        .where(DeliveryRow.campaign_id == campaign_id)
-        .group_by(DeliveryRow.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state)
-    )
-    rows = sorted(session.execute(q), key=lambda r: (r[5], r[0], r[1] or "", r[2], r[3]))
-    return [(key, loc or "-", ch, st, n) for key, loc, ch, st, n, _ in rows]
+def campaign_phase(session: Session, campaign_id: str) -> str:
+    """The phase alone, without counting the campaign's rows: it only asks whether one is still open."""
+    row = get_campaign(session, campaign_id)
+    if row.state != CampaignState.SCHEDULED:
+        return str(row.state)
+    groups, done = session.execute(
+        select(func.count(), func.count().filter(SendGroup.materialized_upto > 0))
+        .where(SendGroup.campaign_id == campaign_id)).one()
+    if done < groups:
+        return phase_of(row.state, groups, done, True)  # sends still to come: no need to look at rows
+    open_row = session.scalar(select(DeliveryRow.id).where(DeliveryRow.campaign_id == campaign_id,
+                                                           DeliveryRow.state.in_(OPEN_STATES)).limit(1))
+    return phase_of(row.state, groups, done, open_row is not None)
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -201,15 +230,23 @@ class CampaignLine:
 
 
 def campaign_lines(session: Session) -> list[CampaignLine]:
-    """Every campaign in the ledger, by id, with its phase and progress."""
+    """Every campaign in the ledger, by id, with its phase and progress: one pass over all delivery rows."""
+    rows: dict[str, Counter[str]] = {}
+    for campaign_id, state, n in session.execute(select(DeliveryRow.campaign_id, DeliveryRow.state, func.count())
+                                                 .group_by(DeliveryRow.campaign_id, DeliveryRow.state)):
+        rows.setdefault(campaign_id, Counter())[state] = n
+    plans = {campaign_id: (n, done, nxt) for campaign_id, n, done, nxt in session.execute(
+        select(SendGroup.campaign_id, func.count(), func.count().filter(SendGroup.materialized_upto > 0),
+               func.min(SendGroup.send_at).filter(SendGroup.materialized_upto == 0))
+        .group_by(SendGroup.campaign_id))}
     lines = []
-    for campaign_id in session.scalars(select(CampaignRow.id).order_by(CampaignRow.id)):
-        st = campaign_status(session, campaign_id)
-        sent = sum(c.get(DeliveryState.SENT.value, 0) for c in st.counts.values())
-        total = sum(n for c in st.counts.values() for s, n in c.items() if s != "uncertain")
-        nxt = st.next_send_at if st.phase not in ("finished", "cancelled") else None
-        lines.append(CampaignLine(st.campaign_id, str(st.state), st.phase, sent, total, st.groups_done, st.groups,
-                                  nxt))
+    for campaign_id, state in session.execute(select(CampaignRow.id, CampaignRow.state).order_by(CampaignRow.id)):
+        counts = rows.get(campaign_id, Counter())
+        groups, done, nxt = plans.get(campaign_id, (0, 0, None))
+        phase = phase_of(state, groups, done, any(counts[s] for s in OPEN_STATES))
+        nxt = nxt if phase not in ("finished", "cancelled") else None
+        lines.append(CampaignLine(campaign_id, str(state), phase, counts[DeliveryState.SENT.value], counts.total(),
+                                  done, groups, nxt))
     return lines
 
 

@@ -40,3 +40,18 @@ def test_bench_smoke_run_prints_the_summary_line_and_writes_chart_and_results(tm
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     results = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
     assert "| 2000 |" in results.replace(" 2000 ", " 2000 ")
+
+
+@pytest.mark.postgres
+def test_dashboard_counts_smoke_run_prints_its_summary_line() -> None:
+    """``python -m bench.dashboard_counts`` at 2,000 recipients: the harness works (its figures are in
+    README's Measured, from a run at 700,000)."""
+    server = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.dashboard_counts", "--recipients", "2000", "--runs", "1", "--server", server],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    found = re.fullmatch(r"dashboard-counts: rows=3000 baseline_ms=\d+ progress_ms=\d+ fragment_ms=\d+ "
+                         r"chart_ms=\d+ list_ms=\d+ ratio=[\d.]+", last)
+    assert found, last

@@ -20,6 +20,7 @@ from notifier.audience import import_audience
 from notifier.demo import DATA, START
 from notifier.ledger.models import CampaignRow, DeliveryRow, SendGroup
 from notifier.web import create_app
+from notifier.web.dashboard.views import Progress
 from notifier.wiring import build_dispatcher
 from tests.conftest import ROOT
 from tests.test_dashboard_access import dashboard_settings, log_in, nonce_of
@@ -137,6 +138,15 @@ def test_live_counts_follow_the_ledger_by_wave_locale_and_channel(dash: Dash) ->
     for caption in ("By wave", "By locale", "By channel"):
         assert f"<caption>{caption}</caption>" in fragment
     assert "<th scope=\"row\">email</th>" in fragment and "<th scope=\"row\">id</th>" in fragment
+    every = int(re.search(r'data-every="(\d+)"', fragment)[1])  # type: ignore[index]
+    assert 2000 <= every <= 30000  # the page's next poll, from how long this read took
+
+
+def test_counts_slow_to_read_are_polled_less_often() -> None:
+    """A read of the counts costs the ledger a tenth of the page's time at most: the page waits ten times as long
+    as the read took before the next one, from 2 s up to 30 s."""
+    assert [Progress(None, took=t).every_ms for t in (0.0, 0.1, 0.25, 0.8, 3.0, 60.0)] == \
+        [2000, 2000, 2500, 8000, 30000, 30000]
 
 
 def test_retry_puts_failed_messages_back(dash: Dash) -> None:

@@ -20,7 +20,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from notifier.errors import CampaignError, CampaignStateError, UserError
 from notifier.i18n import load_translations
 from notifier.ledger.db import transaction
-from notifier.reports import campaign_status, get_member, ledger_members, recipient_messages
+from notifier.reports import campaign_phase, get_member, ledger_members, recipient_messages
 from notifier.review import render_sample, samples
 from notifier.timeline import PlanView
 from notifier.web.app import web_of
@@ -182,7 +182,7 @@ def timeline_fragment(request: Request, campaign_id: str) -> HTMLResponse:
     with web.sessions() as s:
         camp, row = views.load(web.settings, s, campaign_id)
         sends, marks = views.timeline(s, camp, row is not None)
-        phase = campaign_status(s, campaign_id).phase if row is not None else "draft"  # not the breakdowns
+        phase = campaign_phase(s, campaign_id) if row is not None else "draft"  # no counting
     return render(request, "_timeline.html", chart=_chart(request, sends, marks), phase=phase)
 
 

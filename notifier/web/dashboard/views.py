@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from notifier.config import Settings
 from notifier.errors import CampaignError, CampaignStateError, Problem
 from notifier.ledger.models import CampaignRow, Recipient, SendGroup, Suppression
 from notifier.ledger.queries import campaign_of
-from notifier.reports import CampaignLine, CampaignStatus, breakdown, campaign_lines, campaign_status
+from notifier.reports import CampaignLine, CampaignStatus, campaign_lines, campaign_status
 from notifier.review import SAMPLE_PLACES
 from notifier.timeline import ZonePlans
 from notifier.web.dashboard.chart import DeadlineMark, TimelineSend
@@ -166,6 +167,9 @@ def annotate(text: str, source: str, error: CampaignError) -> Annotated:
 # --- one campaign's page ---------------------------------------------------------------------------------------
 
 
+POLL_MIN_MS, POLL_MAX_MS = 2_000, 30_000
+
+
 @dataclass
 class Progress:
     """Counts by state per send (wave), locale and channel; what failed and why."""
@@ -176,6 +180,14 @@ class Progress:
     by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=dict)
     suppressions: dict[str, int] = field(default_factory=dict)  # reason → entries this campaign's events added
+    took: float = 0.0  # seconds the read took
+
+    @property
+    def every_ms(self) -> int:
+        """How long the page waits before it reads the counts again: every 2 s, or ten times as long as the read
+        took (at most 30 s), so that a page left open on a campaign of millions costs the ledger a tenth of its
+        time at most, however slow the counting."""
+        return min(POLL_MAX_MS, max(POLL_MIN_MS, round(self.took * 10_000)))
 
     @property
     def messages(self) -> int:
@@ -190,8 +202,10 @@ class Progress:
 def progress(session: Session, campaign_id: str, in_ledger: bool) -> Progress:
     if not in_ledger:
         return Progress(None)
-    p = Progress(campaign_status(session, campaign_id))
-    for send, locale, channel, state, n in breakdown(session, campaign_id):
+    began = time.perf_counter()
+    status = campaign_status(session, campaign_id)
+    p = Progress(status)
+    for send, locale, channel, state, n in status.breakdown:
         for table, key in ((p.by_send, send), (p.by_locale, locale), (p.by_channel, channel)):
             row = table.setdefault(key, {})
             row[state] = row.get(state, 0) + n
@@ -199,6 +213,7 @@ def progress(session: Session, campaign_id: str, in_ledger: bool) -> Progress:
     p.suppressions = dict(session.execute(
         select(Suppression.reason, func.count()).where(Suppression.campaign_id == campaign_id)
         .group_by(Suppression.reason).order_by(Suppression.reason)).all())
+    p.took = time.perf_counter() - began
     return p
 
 

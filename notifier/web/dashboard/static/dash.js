@@ -1,6 +1,7 @@
 // notifier dashboard: the only script. It refreshes the parts of a page marked data-poll="URL" every
 // data-every milliseconds (the counts, the timeline), until the campaign is finished or cancelled; the last
-// refresh shows the end. Everything works without it.
+// refresh shows the end. A fresh part may carry its own data-every: the server slows the polling of counts that
+// take long to read. Everything works without it.
 (function () {
   "use strict";
   // The page's own state badge follows the phase the fresh counts report.
@@ -28,7 +29,11 @@
           return r.ok ? r.text() : null;
         })
         .then(function (html) {
-          if (html !== null && html !== undefined) { el.innerHTML = html; badge(el); }
+          if (html !== null && html !== undefined) {
+            el.innerHTML = html; badge(el);
+            var told = el.querySelector("[data-every]");
+            if (told) { every = parseInt(told.getAttribute("data-every"), 10) || every; }
+          }
           if (!final()) { timer = setTimeout(refresh, every); }
           else { document.dispatchEvent(new CustomEvent("notifier:final")); }
         })
