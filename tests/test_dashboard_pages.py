@@ -17,9 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.audience import import_audience
+from notifier.campaign import CATEGORIES
 from notifier.demo import DATA, START
-from notifier.ledger.models import CampaignRow, DeliveryRow, SendGroup
+from notifier.ledger.models import CampaignRow, DeliveryRow, SendGroup, SkipReason
 from notifier.web import create_app
+from notifier.web.dashboard import pages
 from notifier.web.dashboard.views import Progress
 from notifier.wiring import build_dispatcher
 from tests.conftest import ROOT
@@ -249,3 +251,19 @@ def test_a_draft_whose_templates_are_missing_shows_why_in_the_gallery(dash: Dash
 def test_the_upload_page_s_own_name_is_no_campaign_id(dash: Dash) -> None:
     r = dash.upload(SHUTDOWN.replace(f"id: {CAMPAIGN}", "id: new"))
     assert r.status_code == 422 and "reserved" in r.text
+
+
+@pytest.mark.parametrize("lang", ["en", "id"])
+def test_every_skip_reason_and_category_has_words_in_each_language(lang: str) -> None:
+    words = pages.env(lang).get_template("_words.html").module
+    assert set(words.skip) == {r.value for r in SkipReason}  # a new reason needs its words here
+    assert set(words.category) == set(CATEGORIES)
+    if lang == "id":
+        assert words.skip["suppressed"] == "alamat atau token ada di daftar blokir"
+        assert all(w not in (k, k.replace("_", " ")) for k, w in words.skip.items())
+
+
+def test_send_keys_wrap_between_waves_and_stay_escaped() -> None:
+    assert str(pages.breakable("playlist-transfer@P30D+refund@P61D")) == \
+        "playlist-transfer<wbr>@P30D+<wbr>refund<wbr>@P61D"
+    assert str(pages.breakable('<b onmouseover="x">+')) == "&lt;b onmouseover=&#34;x&#34;&gt;+<wbr>"

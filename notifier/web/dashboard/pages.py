@@ -16,6 +16,7 @@ from babel.numbers import format_decimal
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from notifier.errors import CampaignError, CampaignStateError, UserError
 from notifier.i18n import load_translations
@@ -53,11 +54,17 @@ def translations(lang: str) -> Any:
     return load_translations(LOCALES_DIR, lang, DOMAIN)
 
 
+def breakable(send_key: str) -> Markup:
+    """A send key that may wrap between its waves and before each "@", never inside a deadline's id."""
+    return escape(send_key).replace("+", Markup("+<wbr>")).replace("@", Markup("<wbr>@"))
+
+
 @lru_cache(maxsize=len(LOCALES))
 def env(lang: str) -> Environment:
     e = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                     extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
     e.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    e.filters["breakable"] = breakable
     e.filters["num"] = lambda n: format_decimal(n or 0, locale=lang.replace("-", "_"))
     e.filters["utc"] = lambda d: f"{d:%Y-%m-%d %H:%M} UTC" if isinstance(d, datetime) else "–"
     e.filters["local"] = lambda d: f"{d:%Y-%m-%d %H:%M %Z (%z)}" if isinstance(d, datetime) else "–"
