@@ -16,6 +16,7 @@ from notifier.config import Settings, load_settings, require_serving_secrets
 from notifier.errors import ConfigError
 from notifier.web import create_app
 from notifier.web.dashboard.auth import (
+    Devices,
     LoginLimiter,
     Sessions,
     check_password_hash,
@@ -130,6 +131,75 @@ def test_the_limiter_forgets_after_its_window_and_limits_everyone_together() -> 
     assert limiter.retry_after("c") > 0  # three failures in all: a distributed guesser waits too
     now[0] = 61
     assert limiter.retry_after("a") == 0 and limiter.retry_after("c") == 0
+
+
+def log_out(client: TestClient) -> None:
+    client.post("/logout", data={"csrf": nonce_of(client.get("/campaigns").text)})
+
+
+def guessed_from_everywhere(app: object) -> None:
+    """A distributed guesser fills the cap on everyone: 100 failures from 100 addresses."""
+    limiter = app.state.dashboard.limiter  # type: ignore[attr-defined]
+    for i in range(limiter.overall):
+        limiter.failed(f"203.0.113.{i}")
+
+
+def test_a_guesser_who_fills_the_cap_locks_out_strangers_but_not_a_browser_that_logged_in_before(
+        tmp_path: Path) -> None:
+    app = create_app(dashboard_settings(tmp_path))
+    with TestClient(app, base_url="http://127.0.0.1") as admin, \
+            TestClient(app, base_url="http://127.0.0.1") as stranger:
+        assert log_in(admin).status_code == 303  # the admin's browser now holds a device cookie
+        log_out(admin)
+        guessed_from_everywhere(app)
+        r = log_in(stranger)
+        assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+        assert log_in(admin).status_code == 303
+        assert admin.get("/campaigns").status_code == 200
+
+
+def test_a_device_that_guesses_is_limited_on_its_own_and_never_fills_the_cap(tmp_path: Path) -> None:
+    app = create_app(dashboard_settings(tmp_path))
+    limiter = app.state.dashboard.limiter
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        assert log_in(c).status_code == 303
+        log_out(c)
+        for _ in range(5):
+            assert log_in(c, "wrong password!!").status_code == 401
+        assert log_in(c).status_code == 429  # this device waits now, like any client
+        assert len(limiter._all) == 0  # its failures were not counted against everyone
+        c.cookies.delete("notifier_device")
+        assert log_in(c).status_code == 303  # the same address without that cookie: a client with no failures
+
+
+@pytest.mark.parametrize("forged", ["x.y", "not-a-cookie", "e30.AAAA"])
+def test_a_forged_device_cookie_is_no_device(tmp_path: Path, forged: str) -> None:
+    app = create_app(dashboard_settings(tmp_path))
+    with TestClient(app, base_url="http://127.0.0.1") as c:
+        guessed_from_everywhere(app)
+        c.cookies.set("notifier_device", forged)
+        assert log_in(c).status_code == 429
+
+
+def test_a_device_cookie_is_strict_lasts_90_days_and_ends_with_the_password() -> None:
+    now = [1000.0]
+    devices = Devices.of("k" * 32, "hash-1", clock=lambda: now[0])
+    cookie = devices.issue()
+    assert devices.read(cookie)
+    assert Devices.of("k" * 32, "hash-2").read(cookie) is None  # the password changed
+    assert Sessions.of("k" * 32, "hash-1", clock=lambda: now[0]).read(cookie) is None  # not a session
+    session, _ = Sessions.of("k" * 32, "hash-1", clock=lambda: now[0]).issue("admin")
+    assert devices.read(session) is None  # and a session is not a device
+    now[0] += 90 * 86400
+    assert devices.read(cookie) is None
+
+
+def test_over_https_the_device_cookie_is_secure_and_host_only(tmp_path: Path) -> None:
+    settings = dashboard_settings(tmp_path, public_url="https://notifier.example.com")
+    with TestClient(create_app(settings), base_url="https://notifier.example.com") as c:
+        cookies = log_in(c).headers.get_list("set-cookie")
+    (device,) = [k for k in cookies if k.startswith("__Host-notifier_device=")]
+    assert all(f in device for f in ("Secure", "HttpOnly", "SameSite=strict", "Path=/", f"Max-Age={90 * 86400}"))
 
 
 def test_a_tampered_expired_or_outdated_session_is_no_session() -> None:

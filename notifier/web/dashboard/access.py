@@ -18,10 +18,11 @@ from notifier.config import KNOWN_SECRETS, MIN_SECRET_LENGTH, Settings
 from notifier.errors import RequestRefused
 from notifier.i18n import negotiate
 from notifier.render import Renderer
-from notifier.web.dashboard.auth import Identity, Login, LoginLimiter, PasswordLogin, Sessions, same_token
+from notifier.web.dashboard.auth import Devices, Identity, Login, LoginLimiter, PasswordLogin, Sessions, same_token
 from notifier.web.locales import DASHBOARD_LOCALES as LOCALES
 
 SESSION = "notifier_session"
+DEVICE = "notifier_device"
 LANG = "notifier_lang"
 MAX_FORM_BYTES = 512 * 1024
 
@@ -36,6 +37,7 @@ class Dashboard:
 
     login: Login | None
     sessions: Sessions
+    devices: Devices
     limiter: LoginLimiter
     secure: bool  # cookies only over https (NOTIFIER_PUBLIC_URL is https)
     _renderer: Renderer | None = None
@@ -76,13 +78,26 @@ class Dashboard:
         secret = settings.secret_key
         if secret in KNOWN_SECRETS or len(secret) < MIN_SECRET_LENGTH:  # serve --dev: sessions nobody can forge,
             secret = secrets.token_urlsafe(32)                          # which end when the process does
-        return cls(login, Sessions.of(secret, hashed or "-"), LoginLimiter(),
+        return cls(login, Sessions.of(secret, hashed or "-"), Devices.of(secret, hashed or "-"), LoginLimiter(),
                    urlsplit(settings.public_url).scheme == "https")
 
     @property
     def cookie(self) -> str:
         """``__Host-`` pins the cookie to this host, over https, for every path."""
         return f"__Host-{SESSION}" if self.secure else SESSION
+
+    @property
+    def device_cookie(self) -> str:
+        return f"__Host-{DEVICE}" if self.secure else DEVICE
+
+    def device(self, request: Request) -> str | None:
+        """The id of this browser's device cookie, when it has logged in here before (see auth.Devices)."""
+        return self.devices.read(request.cookies.get(self.device_cookie))
+
+    def set_device(self, response: Any) -> None:
+        """A fresh device cookie, after a login: this browser's failed logins are then its own."""
+        response.set_cookie(self.device_cookie, self.devices.issue(), max_age=self.devices.lifetime, path="/",
+                            secure=self.secure, httponly=True, samesite="strict")
 
     def set_session(self, response: Any, value: str) -> None:
         response.set_cookie(self.cookie, value, max_age=self.sessions.lifetime, path="/", secure=self.secure,

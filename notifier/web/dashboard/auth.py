@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 from notifier.errors import ConfigError
 
@@ -118,47 +118,84 @@ class PasswordLogin:
 
 
 @dataclass(frozen=True)
-class Sessions:
-    """Signs and reads session cookies; ``epoch`` (a fingerprint of the password hash) ends old sessions."""
+class _Signed:
+    """Cookies whose value is a JSON document and its HMAC: what they say holds only if this server wrote it,
+    before ``lifetime`` ran out and under the current password (``epoch``, a fingerprint of its hash)."""
 
     key: bytes
     epoch: str
-    lifetime: int = 8 * 3600
+    lifetime: int
     clock: Callable[[], float] = time.time
+    purpose: ClassVar[bytes] = b""
 
     @classmethod
-    def of(cls, secret: str, password_hash: str, **kw: object) -> Sessions:
-        key = hashlib.sha256(b"notifier dashboard sessions\0" + secret.encode("utf-8")).digest()
+    def of(cls, secret: str, password_hash: str, **kw: Any) -> Self:
+        key = hashlib.sha256(cls.purpose + b"\0" + secret.encode("utf-8")).digest()
         epoch = hashlib.sha256(password_hash.encode("ascii")).hexdigest()[:16]
-        return cls(key, epoch, **kw)  # type: ignore[arg-type]
+        return cls(key, epoch, **kw)
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self.key, payload.encode("ascii"), hashlib.sha256).digest())
 
-    def issue(self, user: str) -> tuple[str, Identity]:
-        """A new session for ``user``: the cookie's value and who it proves."""
-        ident = Identity(user, secrets.token_urlsafe(32), int(self.clock()) + self.lifetime)
-        payload = _b64(json.dumps({"u": ident.user, "c": ident.csrf, "e": ident.expires, "v": self.epoch},
-                                  separators=(",", ":")).encode("utf-8"))
-        return f"{payload}.{self._sign(payload)}", ident
+    def _seal(self, doc: dict[str, Any]) -> str:
+        payload = _b64(json.dumps({**doc, "v": self.epoch}, separators=(",", ":")).encode("utf-8"))
+        return f"{payload}.{self._sign(payload)}"
 
-    def read(self, cookie: str | None) -> Identity | None:
-        """Who the cookie proves, or None (missing, forged, expired, or from before a password change)."""
+    def _open(self, cookie: str | None) -> dict[str, Any] | None:
+        """The document, or None (missing, forged, expired, or from before a password change)."""
         if not cookie or len(cookie) > 1024 or "." not in cookie:
             return None
         payload, _, mac = cookie.rpartition(".")
-        if not (payload.isascii() and mac.isascii()):  # a cookie a neighbour site set: no session, not an error
+        if not (payload.isascii() and mac.isascii()):  # a cookie a neighbour site set: nothing, not an error
             return None
         if not hmac.compare_digest(mac.encode("ascii", "replace"), self._sign(payload).encode("ascii")):
             return None
         try:
             doc = json.loads(_unb64(payload))
-            ident = Identity(str(doc["u"]), str(doc["c"]), int(doc["e"]))
+            fresh = doc.get("v") == self.epoch and int(doc["e"]) > self.clock()
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return doc if fresh else None
+
+
+@dataclass(frozen=True)
+class Sessions(_Signed):
+    """Signs and reads session cookies."""
+
+    lifetime: int = 8 * 3600
+    purpose: ClassVar[bytes] = b"notifier dashboard sessions"
+
+    def issue(self, user: str) -> tuple[str, Identity]:
+        """A new session for ``user``: the cookie's value and who it proves."""
+        ident = Identity(user, secrets.token_urlsafe(32), int(self.clock()) + self.lifetime)
+        return self._seal({"u": ident.user, "c": ident.csrf, "e": ident.expires}), ident
+
+    def read(self, cookie: str | None) -> Identity | None:
+        """Who the cookie proves, or None."""
+        doc = self._open(cookie)
+        try:
+            return Identity(str(doc["u"]), str(doc["c"]), int(doc["e"])) if doc else None
         except (ValueError, KeyError, TypeError):
             return None
-        if doc.get("v") != self.epoch or ident.expires <= self.clock():
-            return None
-        return ident
+
+
+@dataclass(frozen=True)
+class Devices(_Signed):
+    """A browser that has logged in here before carries a device cookie (OWASP's "device cookies"): its failed
+    logins are counted on their own and never against the cap on everyone, so a guesser who fills that cap locks
+    out strangers, not the admin's own browser."""
+
+    lifetime: int = 90 * 86400
+    purpose: ClassVar[bytes] = b"notifier dashboard devices"
+
+    def issue(self) -> str:
+        return self._seal({"d": secrets.token_urlsafe(16), "e": int(self.clock()) + self.lifetime})
+
+    def read(self, cookie: str | None) -> str | None:
+        """The device's id, or None."""
+        doc = self._open(cookie)
+        device = doc.get("d") if doc else None
+        return device if isinstance(device, str) and device else None
 
 
 def same_token(expected: str, given: str | None) -> bool:
@@ -172,7 +209,8 @@ def same_token(expected: str, given: str | None) -> bool:
 @dataclass
 class LoginLimiter:
     """At most ``per_client`` failed logins per client and ``overall`` in all per ``window`` seconds (which
-    slows a distributed guesser too); a success clears that client's count."""
+    slows a distributed guesser too); a success clears that client's count. A browser with a device cookie
+    (:class:`Devices`) is limited on its own: its attempts neither count in all nor wait for the others'."""
 
     per_client: int = 5
     overall: int = 100
@@ -186,44 +224,49 @@ class LoginLimiter:
         while q and q[0] <= now - self.window:
             q.popleft()
 
-    def retry_after(self, client: str) -> int:
-        """Seconds until ``client`` may try again; 0: now."""
-        with self._lock:
-            return self._wait(client, self.clock())
+    @staticmethod
+    def _key(client: str, device: str | None) -> str:
+        return f"device {device}" if device else f"client {client}"
 
-    def attempt(self, client: str) -> int:
+    def retry_after(self, client: str, device: str | None = None) -> int:
+        """Seconds until ``client`` (or its ``device``) may try again; 0: now."""
+        with self._lock:
+            return self._wait(client, device, self.clock())
+
+    def attempt(self, client: str, device: str | None = None) -> int:
         """Count an attempt before its password is checked (so a burst in parallel is limited like one after
         another): 0 when it may go on, else the seconds to wait. A success takes it back (:meth:`succeeded`)."""
         with self._lock:
-            wait = self._wait(client, self.clock())
+            wait = self._wait(client, device, self.clock())
             if not wait:
-                self._record(client, self.clock())
+                self._record(client, device, self.clock())
         return wait
 
-    def _wait(self, client: str, now: float) -> int:
+    def _wait(self, client: str, device: str | None, now: float) -> int:
         self._trim(self._all, now)
-        q = self._clients.get(client, deque())
+        q = self._clients.get(self._key(client, device), deque())
         self._trim(q, now)
         waits = [q[0] + self.window - now] if len(q) >= self.per_client else []
-        if len(self._all) >= self.overall:
+        if device is None and len(self._all) >= self.overall:
             waits.append(self._all[0] + self.window - now)
         return max(1, int(max(waits)) + 1) if waits else 0
 
-    def _record(self, client: str, now: float) -> None:
+    def _record(self, client: str, device: str | None, now: float) -> None:
         if len(self._clients) > 10_000:  # forget idle clients rather than grow without bound
             for key in [k for k, q in self._clients.items() if not q or q[-1] <= now - self.window]:
                 del self._clients[key]
-        self._clients.setdefault(client, deque()).append(now)
-        self._all.append(now)
+        self._clients.setdefault(self._key(client, device), deque()).append(now)
+        if device is None:
+            self._all.append(now)
 
-    def failed(self, client: str) -> None:
+    def failed(self, client: str, device: str | None = None) -> None:
         """An attempt that was not counted by :meth:`attempt`."""
         with self._lock:
-            self._record(client, self.clock())
+            self._record(client, device, self.clock())
 
-    def succeeded(self, client: str) -> None:
-        """The right password: this client's attempts are forgotten, and its last one no longer counts in all."""
+    def succeeded(self, client: str, device: str | None = None) -> None:
+        """The right password: these attempts are forgotten, and the last one no longer counts in all."""
         with self._lock:
-            q = self._clients.pop(client, None)
-            if q and q[-1] in self._all:
+            q = self._clients.pop(self._key(client, device), None)
+            if device is None and q and q[-1] in self._all:
                 self._all.remove(q[-1])

@@ -91,22 +91,24 @@ async def login(request: Request) -> Any:
     if dash.login is None:
         return login_form(request, None)
     client = request.client.host if request.client else "-"
-    if dash.limiter.retry_after(client):
-        return _throttled(request, dash.limiter.retry_after(client))
+    device = dash.device(request)  # a browser that logged in here before: limited on its own
+    if dash.limiter.retry_after(client, device):
+        return _throttled(request, dash.limiter.retry_after(client, device))
     same_origin(request)
     form = await form_of(request, 8192)
     if not same_token(request.cookies.get(LOGIN_NONCE) or "", _text(form, "csrf")):
         raise RequestRefused(403, "the login form's token is missing or wrong: reload the login page")
-    wait = dash.limiter.attempt(client)  # counted before the check: a parallel burst is limited too
+    wait = dash.limiter.attempt(client, device)  # counted before the check: a parallel burst is limited too
     if wait:
         return _throttled(request, wait)
     user = await run_in_threadpool(dash.authenticate, _text(form, "password"))
     if user is None:
         return login_form(request, _text(form, "next"), 401, error="wrong")
-    dash.limiter.succeeded(client)
+    dash.limiter.succeeded(client, device)
     cookie, _ident = dash.sessions.issue(user)
     response = RedirectResponse(safe_next(_text(form, "next")), status_code=303)
     dash.set_session(response, cookie)
+    dash.set_device(response)
     response.delete_cookie(LOGIN_NONCE, path="/login")
     return response
 
