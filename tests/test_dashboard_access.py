@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from notifier.config import Settings, load_settings, require_serving_secrets
 from notifier.errors import ConfigError
+from notifier.ledger.db import make_engine, session_factory
+from notifier.ledger.models import EndedSession
 from notifier.web import create_app
 from notifier.web.dashboard.auth import (
     Devices,
@@ -281,6 +284,40 @@ def test_a_session_cookie_replayed_after_logout_proves_nothing(client: TestClien
     client.post("/logout", data={"csrf": nonce_of(client.get("/campaigns").text)}, follow_redirects=False)
     client.cookies.set("notifier_session", cookie)
     assert client.get("/campaigns", follow_redirects=False).status_code == 303
+
+
+def test_a_logout_holds_in_every_serving_process_and_after_a_restart(tmp_path: Path) -> None:
+    settings = dashboard_settings(tmp_path)
+    first, second = create_app(settings), create_app(settings)  # two workers, or one before and after a restart
+    with TestClient(first, base_url="http://127.0.0.1") as a, TestClient(second, base_url="http://127.0.0.1") as b:
+        log_in(a)
+        cookie = a.cookies.get("notifier_session")
+        assert cookie
+        b.cookies.set("notifier_session", cookie)
+        assert b.get("/campaigns", follow_redirects=False).status_code == 200  # one key: the cookie holds in both
+        log_out(a)
+        assert b.get("/campaigns", follow_redirects=False).status_code == 303
+    with TestClient(create_app(settings), base_url="http://127.0.0.1") as restarted:
+        restarted.cookies.set("notifier_session", cookie)
+        assert restarted.get("/campaigns", follow_redirects=False).status_code == 303
+    with session_factory(make_engine(settings.database_url))() as s:
+        (kept,) = s.scalars(select(EndedSession)).all()
+    assert len(kept.digest) == 64 and kept.digest not in cookie  # a hash of the token, never the token
+
+
+def test_a_logout_is_forgotten_once_its_cookie_would_have_expired(tmp_path: Path) -> None:
+    settings = dashboard_settings(tmp_path)
+    app = create_app(settings)
+    dash = app.state.dashboard
+    now = [1_000_000.0]
+    dash.sessions = Sessions(dash.sessions.key, dash.sessions.epoch, lifetime=60, clock=lambda: now[0])
+    old, _ = dash.sessions.issue("admin")
+    dash.end(dash.sessions.read(old))
+    now[0] += 61
+    fresh, _ = dash.sessions.issue("admin")
+    dash.end(dash.sessions.read(fresh))  # each logout clears those whose cookies ran out
+    with session_factory(make_engine(settings.database_url))() as s:
+        assert s.scalar(select(func.count()).select_from(EndedSession)) == 1
 
 
 def test_a_burst_of_logins_in_parallel_is_limited_like_one_after_another() -> None:

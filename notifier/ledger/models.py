@@ -226,3 +226,14 @@ class Suppression(Base):
     source: Mapped[str] = mapped_column(String(64))  # sendgrid | unsubscribe-link | cli | api
     campaign_id: Mapped[str | None] = mapped_column(String(64))  # the campaign whose message led to it, if known
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EndedSession(Base):
+    """A dashboard session logged out before its cookie ran out: the cookie, even replayed, proves nothing any
+    more, in any serving process and after a restart. Only a hash of the session's token is kept, until the
+    cookie would have expired anyway."""
+
+    __tablename__ = "ended_sessions"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the session's CSRF token
+    until: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -5,18 +5,24 @@ session and 403 without the right token (or from another origin).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import Request
+from sqlalchemy import delete
 from starlette.datastructures import FormData
 
 from notifier.config import KNOWN_SECRETS, MIN_SECRET_LENGTH, Settings
 from notifier.errors import RequestRefused
 from notifier.i18n import negotiate
+from notifier.ledger.db import transaction
+from notifier.ledger.models import EndedSession
+from notifier.ledger.queries import dialect_insert
 from notifier.render import Renderer
 from notifier.web.dashboard.auth import Devices, Identity, Login, LoginLimiter, PasswordLogin, Sessions, same_token
 from notifier.web.locales import DASHBOARD_LOCALES as LOCALES
@@ -40,8 +46,8 @@ class Dashboard:
     devices: Devices
     limiter: LoginLimiter
     secure: bool  # cookies only over https (NOTIFIER_PUBLIC_URL is https)
+    ledger: Any = None  # the ledger's sessionmaker: where logouts are kept (see end)
     _renderer: Renderer | None = None
-    _ended: dict[str, int] = field(default_factory=dict)  # sessions logged out (by CSRF token) → their expiry
 
     _checks: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
 
@@ -56,14 +62,17 @@ class Dashboard:
             self._checks.release()
 
     def end(self, ident: Identity) -> None:
-        """Log a session out for good: its cookie, even replayed, proves nothing in this process any more."""
-        now = int(self.sessions.clock())
-        for token in [t for t, until in self._ended.items() if until <= now]:
-            del self._ended[token]
-        self._ended[ident.csrf] = ident.expires
+        """Log a session out for good: its cookie, even replayed, proves nothing any more, in every serving
+        process and after a restart (the ledger keeps a hash of its token until the cookie would have expired)."""
+        now = datetime.fromtimestamp(self.sessions.clock(), UTC)
+        with transaction(self.ledger) as s:
+            s.execute(delete(EndedSession).where(EndedSession.until <= now))
+            s.execute(dialect_insert(s, EndedSession).values(
+                digest=_digest(ident), until=datetime.fromtimestamp(ident.expires, UTC)).on_conflict_do_nothing())
 
     def ended(self, ident: Identity) -> bool:
-        return ident.csrf in self._ended
+        with self.ledger() as s:
+            return s.get(EndedSession, _digest(ident)) is not None
 
     def renderer(self, settings: Settings) -> Renderer:
         """One renderer for the gallery and scheduling; :meth:`Renderer.forget` a campaign whose file changed."""
@@ -72,14 +81,14 @@ class Dashboard:
         return self._renderer
 
     @classmethod
-    def of(cls, settings: Settings) -> Dashboard:
+    def of(cls, settings: Settings, ledger: Any) -> Dashboard:
         hashed = settings.admin_password_hash
         login = PasswordLogin(hashed) if hashed else None
         secret = settings.secret_key
         if secret in KNOWN_SECRETS or len(secret) < MIN_SECRET_LENGTH:  # serve --dev: sessions nobody can forge,
             secret = secrets.token_urlsafe(32)                          # which end when the process does
         return cls(login, Sessions.of(secret, hashed or "-"), Devices.of(secret, hashed or "-"), LoginLimiter(),
-                   urlsplit(settings.public_url).scheme == "https")
+                   urlsplit(settings.public_url).scheme == "https", ledger)
 
     @property
     def cookie(self) -> str:
@@ -105,6 +114,10 @@ class Dashboard:
 
     def clear_session(self, response: Any) -> None:
         response.delete_cookie(self.cookie, path="/", secure=self.secure, httponly=True, samesite="strict")
+
+
+def _digest(ident: Identity) -> str:
+    return hashlib.sha256(ident.csrf.encode("utf-8")).hexdigest()
 
 
 def dashboard_of(request: Request) -> Dashboard:

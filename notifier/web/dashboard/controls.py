@@ -44,7 +44,7 @@ def install(app: Any, settings: Settings) -> None:
     """Mount the dashboard on ``app``: its pages, its controls and how it answers a stranger."""
     from notifier.web.dashboard import pages
 
-    app.state.dashboard = Dashboard.of(settings)
+    app.state.dashboard = Dashboard.of(settings, app.state.web.sessions)
     app.include_router(pages.router)
     app.include_router(router)
 
