@@ -27,9 +27,14 @@ from notifier.eligibility import in_audience_sql
 from notifier.errors import CampaignStateError
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
-from notifier.ledger.models import CampaignRow, CampaignState, DeliveryRow, DeliveryState, PushToken, Recipient
-
-UNSETTLED = (DeliveryState.PENDING, DeliveryState.QUEUED, DeliveryState.SENDING)
+from notifier.ledger.models import (
+    OPEN_STATES,
+    CampaignRow,
+    CampaignState,
+    DeliveryRow,
+    PushToken,
+    Recipient,
+)
 
 
 @dataclass(frozen=True)
@@ -84,7 +89,7 @@ def purge_ledger(session: Session, campaign_id: str, now: datetime) -> PurgeRepo
         raise CampaignStateError(f"campaign {campaign_id!r} has not ended: its last deadline passes at "
                                  f"{ends_at(row):%Y-%m-%d %H:%M} UTC (or cancel it first)")
     unsettled = session.scalar(select(func.count()).select_from(DeliveryRow).where(
-        DeliveryRow.campaign_id == campaign_id, DeliveryRow.state.in_(UNSETTLED))) or 0
+        DeliveryRow.campaign_id == campaign_id, DeliveryRow.state.in_(OPEN_STATES))) or 0
     if unsettled:
         raise CampaignStateError(f"campaign {campaign_id!r} still has {unsettled} sends pending, queued or in flight; "
                                  "a tick settles them (notifier dispatch --once), then purge")
@@ -138,6 +143,6 @@ def due(session: Session, now: datetime) -> Iterator[str]:
         if now < end + after:
             continue
         unsettled = session.scalar(select(func.count()).select_from(DeliveryRow).where(
-            DeliveryRow.campaign_id == row.id, DeliveryRow.state.in_(UNSETTLED))) or 0
+            DeliveryRow.campaign_id == row.id, DeliveryRow.state.in_(OPEN_STATES))) or 0
         if not unsettled:
             yield row.id

@@ -16,6 +16,7 @@ from notifier.campaign import zone
 from notifier.eligibility import eligible
 from notifier.errors import CampaignStateError
 from notifier.ledger.models import (
+    OPEN_STATES,
     CampaignRow,
     CampaignState,
     DeliveryRow,
@@ -27,9 +28,6 @@ from notifier.ledger.models import (
 from notifier.ledger.queries import campaign_of, get_campaign
 
 STATES = [s.value for s in DeliveryState]
-
-
-OPEN_STATES = (DeliveryState.PENDING.value, DeliveryState.QUEUED.value, DeliveryState.SENDING.value)
 
 
 def phase_of(state: str, groups: int, groups_done: int, open_rows: bool) -> str:
@@ -103,12 +101,19 @@ def campaign_status(session: Session, campaign_id: str) -> CampaignStatus:
     next_at = None if row.state == "cancelled" else session.scalar(select(func.min(SendGroup.send_at)).where(
         SendGroup.campaign_id == campaign_id, SendGroup.materialized_upto == 0))
     st = CampaignStatus(row.id, row.state, groups[0], groups[1], next_at)
+    _count_rows(session, st)
+    return st
+
+
+def _count_rows(session: Session, st: CampaignStatus) -> None:
+    """Fill ``st``'s counts, breakdown and reasons from one GROUP BY over the campaign's rows, sends in the
+    order they first go out."""
     first = dict(session.execute(select(SendGroup.send_key, func.min(SendGroup.send_at))
-                                 .where(SendGroup.campaign_id == campaign_id).group_by(SendGroup.send_key)).all())
+                                 .where(SendGroup.campaign_id == st.campaign_id).group_by(SendGroup.send_key)).all())
     reason = _REASON.label("reason")
     q = (select(DeliveryRow.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason,
                 func.count(), func.count().filter(DeliveryRow.uncertain.is_(True)))
-         .where(DeliveryRow.campaign_id == campaign_id)
+         .where(DeliveryRow.campaign_id == st.campaign_id)
          .group_by(DeliveryRow.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason))
     counts: dict[tuple[str, str], Counter[str]] = {}
     by_locale: Counter[tuple[str, str, str, str]] = Counter()
@@ -137,7 +142,6 @@ def campaign_status(session: Session, campaign_id: str) -> CampaignStatus:
     st.skips = {why: skips[why] for why in sorted(skips, key=lambda w: w or "")}
     st.failures = _most_first(failed)
     st.waiting = _most_first(waiting)
-    return st
 
 
 def _most_first(reasons: Counter[tuple[str, str]]) -> list[tuple[str, str, int]]:

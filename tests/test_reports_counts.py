@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
-from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SendGroup
+from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SendGroup, SkipReason
 from notifier.reports import NO_REASON, campaign_lines, campaign_phase, campaign_status
 
 CAMPAIGN = "tiktok-music-shutdown"
@@ -42,7 +42,7 @@ def spread(sessions: sessionmaker[Session], add_recipient: Callable[..., int],
     with transaction(sessions) as s:
         for row in s.scalars(select(DeliveryRow)):
             row.state = rng.choice([s.value for s in DeliveryState])
-            row.skip_reason = rng.choice(("suppressed", "opted_out", "deadline_passed")) \
+            row.skip_reason = rng.choice([r.value for r in SkipReason]) \
                 if row.state == DeliveryState.SKIPPED else None
             row.last_error = rng.choice(ERRORS) if row.state in ("failed", "pending") else None
             row.uncertain = rng.random() < 0.1

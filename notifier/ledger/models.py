@@ -63,6 +63,10 @@ class DeliveryState(enum.StrEnum):
     SKIPPED = "skipped"  # never sent on purpose; skip_reason says why
 
 
+# Rows whose outcome is still to come: a campaign with one of these has not finished.
+OPEN_STATES = (DeliveryState.PENDING, DeliveryState.QUEUED, DeliveryState.SENDING)
+
+
 class SkipReason(enum.StrEnum):
     DEADLINE_PASSED = "deadline_passed"
     ACTION_DONE = "action_done"
@@ -157,7 +161,8 @@ class SendGroup(Base):
 
 
 class DeliveryRow(Base):
-    """One message to one recipient on one channel: the unit of at-most-once."""
+    """One message to one recipient on one channel: what the ledger tracks. It goes out at most once, except a
+    row left uncertain by a dead worker, which a campaign with ``on_uncertain: resend`` may send a second time."""
 
     __tablename__ = "deliveries"
     __table_args__ = (

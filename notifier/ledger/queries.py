@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, func, literal, or_, select, update
+from sqlalchemy import String, delete, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from notifier.ledger.models import (
     CampaignState,
     DeliveryRow,
     DeliveryState,
+    EndedSession,
     PushToken,
     Recipient,
     RecipientAction,
@@ -315,3 +316,16 @@ def retry_failed(session: Session, campaign_id: str, now: datetime, *, reason: s
         .execution_options(synchronize_session=False)).rowcount or 0
     too_late = session.scalar(select(func.count()).select_from(DeliveryRow).where(*failed)) or 0
     return RetryResult(campaign_id, retried, too_late)
+
+
+# --- dashboard logouts ------------------------------------------------------------------------------------------
+
+
+def end_session(session: Session, digest: str, until: datetime, now: datetime) -> None:
+    """Remember a logged-out session (by its token's hash) until ``until``; forget those whose cookies ran out."""
+    session.execute(delete(EndedSession).where(EndedSession.until <= now))
+    session.execute(dialect_insert(session, EndedSession).values(digest=digest, until=until).on_conflict_do_nothing())
+
+
+def session_ended(session: Session, digest: str) -> bool:
+    return session.get(EndedSession, digest) is not None

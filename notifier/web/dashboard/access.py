@@ -14,15 +14,15 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import Request
-from sqlalchemy import delete
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from notifier.config import KNOWN_SECRETS, MIN_SECRET_LENGTH, Settings
 from notifier.errors import RequestRefused
 from notifier.i18n import negotiate
+from notifier.ledger import queries
 from notifier.ledger.db import transaction
-from notifier.ledger.models import EndedSession
-from notifier.ledger.queries import dialect_insert
 from notifier.render import Renderer
 from notifier.web.dashboard.auth import Devices, Identity, Login, LoginLimiter, PasswordLogin, Sessions, same_token
 from notifier.web.locales import DASHBOARD_LOCALES as LOCALES
@@ -46,7 +46,7 @@ class Dashboard:
     devices: Devices
     limiter: LoginLimiter
     secure: bool  # cookies only over https (NOTIFIER_PUBLIC_URL is https)
-    ledger: Any = None  # the ledger's sessionmaker: where logouts are kept (see end)
+    ledger: sessionmaker[Session]  # where logouts are kept (see end)
     _renderer: Renderer | None = None
 
     _checks: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
@@ -63,16 +63,15 @@ class Dashboard:
 
     def end(self, ident: Identity) -> None:
         """Log a session out for good: its cookie, even replayed, proves nothing any more, in every serving
-        process and after a restart (the ledger keeps a hash of its token until the cookie would have expired)."""
-        now = datetime.fromtimestamp(self.sessions.clock(), UTC)
+        process and after a restart (the ledger keeps a hash of its token until the cookie would have expired).
+        It writes to the ledger: call it from a worker thread, not the event loop."""
         with transaction(self.ledger) as s:
-            s.execute(delete(EndedSession).where(EndedSession.until <= now))
-            s.execute(dialect_insert(s, EndedSession).values(
-                digest=_digest(ident), until=datetime.fromtimestamp(ident.expires, UTC)).on_conflict_do_nothing())
+            queries.end_session(s, _digest(ident), datetime.fromtimestamp(ident.expires, UTC),
+                                datetime.fromtimestamp(self.sessions.clock(), UTC))
 
     def ended(self, ident: Identity) -> bool:
         with self.ledger() as s:
-            return s.get(EndedSession, _digest(ident)) is not None
+            return queries.session_ended(s, _digest(ident))
 
     def renderer(self, settings: Settings) -> Renderer:
         """One renderer for the gallery and scheduling; :meth:`Renderer.forget` a campaign whose file changed."""
@@ -81,7 +80,7 @@ class Dashboard:
         return self._renderer
 
     @classmethod
-    def of(cls, settings: Settings, ledger: Any) -> Dashboard:
+    def of(cls, settings: Settings, ledger: sessionmaker[Session]) -> Dashboard:
         hashed = settings.admin_password_hash
         login = PasswordLogin(hashed) if hashed else None
         secret = settings.secret_key
@@ -125,11 +124,17 @@ def dashboard_of(request: Request) -> Dashboard:
 
 
 def identity(request: Request) -> Identity:
-    """Who is logged in; NotLoggedIn otherwise."""
+    """Who is logged in; NotLoggedIn otherwise. The answer is kept for the rest of the request (a valid cookie
+    costs one ledger read: was it logged out?); an ``async`` route gets it through :func:`checked_form`, which
+    reads in a worker thread."""
+    known = getattr(request.state, "identity", None)
+    if known is not None:
+        return known  # type: ignore[no-any-return]
     dash = dashboard_of(request)
     ident = dash.sessions.read(request.cookies.get(dash.cookie)) if dash.login is not None else None
     if ident is None or dash.ended(ident):
         raise NotLoggedIn
+    request.state.identity = ident
     return ident
 
 
@@ -168,7 +173,7 @@ async def form_of(request: Request, max_bytes: int = MAX_FORM_BYTES) -> FormData
 
 async def checked_form(request: Request) -> tuple[Identity, FormData]:
     """A state change's form: a session (401), the same origin and the session's CSRF token (403)."""
-    ident = identity(request)
+    ident = await run_in_threadpool(identity, request)
     same_origin(request)
     form = await form_of(request)
     token = form.get("csrf")

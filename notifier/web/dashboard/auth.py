@@ -3,9 +3,10 @@ CSRF token, and a limit on failed logins.
 
 A session is a signed cookie: ``base64(json) . HMAC-SHA256`` under a key derived from ``NOTIFIER_SECRET_KEY``. It
 names the user, its CSRF token, its expiry and a fingerprint of the password hash, so changing the password ends
-every session; a logout ends its session in the serving process at once (``access.Dashboard.end``). :class:`Login`
-is the seam for another way of proving who someone is (an SSO proxy, say): the pages only ever see an
-:class:`Identity`.
+every session; a logout ends its session at once, kept in the ledger for every serving process
+(``access.Dashboard.end``). A device cookie, signed the same way under a key of its own, marks a browser that has
+logged in before, so a guesser cannot lock it out (:class:`Devices`). :class:`Login` is the seam for another way
+of proving who someone is (an SSO proxy, say): the pages only ever see an :class:`Identity`.
 """
 
 from __future__ import annotations
@@ -130,6 +131,8 @@ class _Signed:
 
     @classmethod
     def of(cls, secret: str, password_hash: str, **kw: Any) -> Self:
+        if not cls.purpose:  # each kind of cookie its own key: one can never pass for another
+            raise TypeError(f"{cls.__name__} needs a purpose of its own")
         key = hashlib.sha256(cls.purpose + b"\0" + secret.encode("utf-8")).digest()
         epoch = hashlib.sha256(password_hash.encode("ascii")).hexdigest()[:16]
         return cls(key, epoch, **kw)

@@ -124,7 +124,7 @@ def _throttled(request: Request, wait: int) -> HTMLResponse:
 async def logout(request: Request) -> Any:
     ident, _form = await checked_form(request)
     dash = dashboard_of(request)
-    dash.end(ident)
+    await run_in_threadpool(dash.end, ident)
     response = RedirectResponse("/login", status_code=303)
     dash.clear_session(response)
     return response
