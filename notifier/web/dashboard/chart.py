@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
 from itertools import islice
-from zoneinfo import ZoneInfo
 
 import markupsafe
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_time
+
+from notifier.zones import zone as iana_zone
 
 __all__ = ["DeadlineMark", "TimelineRow", "TimelineSend", "timeline_rows", "timeline_svg"]
 
@@ -349,10 +350,11 @@ def _offset_text(offset: timedelta) -> str:
 
 @lru_cache(maxsize=1024)
 def _zone(name: str) -> tzinfo | None:
-    """The named zone, or None for a name zoneinfo does not know (the send's own offset is shown instead)."""
+    """The named zone from the tzdata package, as everywhere in notifier (never the host's copy), or None for a
+    name it does not know (the send's own offset is shown instead)."""
     try:
-        return ZoneInfo(name)
-    except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError; a path-like name, ValueError
+        return iana_zone(name)
+    except ValueError:  # notifier.zones names the reason; the chart only needs to know there is none
         return None
 
 
