@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
-from notifier.campaign import Campaign, parse_campaign
+from notifier.campaign import CHANNELS, Campaign, parse_campaign
 from notifier.config import Settings
 from notifier.errors import CampaignError, CampaignStateError, Problem, RequestRefused, UserError
 from notifier.ledger import queries
@@ -228,7 +228,7 @@ async def control(request: Request, campaign_id: str, action: str) -> Any:
         try:
             await run_in_threadpool(_schedule, request, campaign_id)
         except CampaignError as exc:
-            return campaign_page(request, campaign_id, 422, problems=exc.problems)
+            return await run_in_threadpool(campaign_page, request, campaign_id, 422, problems=exc.problems)
         done = "scheduled"
     elif action in states:
         if action == "cancel" and _text(form, "confirm") != "yes":
@@ -241,7 +241,7 @@ async def control(request: Request, campaign_id: str, action: str) -> Any:
         await run_in_threadpool(apply)
     elif action == "retry":
         channel = _text(form, "channel") or None
-        if channel not in (None, "email", "push"):
+        if channel is not None and channel not in CHANNELS:
             raise RequestRefused(400, f"unknown channel {channel!r}")
 
         def again() -> Any:
