@@ -94,15 +94,19 @@ def campaign_status(session: Session, campaign_id: str) -> CampaignStatus:
     and waiting retries, plus how far the plan has come: one pass over the campaign's delivery rows (a live page
     reads it every few seconds, on campaigns of millions of rows; bench/dashboard_counts.py)."""
     row = get_campaign(session, campaign_id)
-    groups = session.execute(
-        select(func.count(), func.count().filter(SendGroup.materialized_upto > 0))
-        .where(SendGroup.campaign_id == campaign_id)
-    ).one()
+    groups, done = _groups_done(session, campaign_id)
     next_at = None if row.state == "cancelled" else session.scalar(select(func.min(SendGroup.send_at)).where(
         SendGroup.campaign_id == campaign_id, SendGroup.materialized_upto == 0))
-    st = CampaignStatus(row.id, row.state, groups[0], groups[1], next_at)
+    st = CampaignStatus(row.id, row.state, groups, done, next_at)
     _count_rows(session, st)
     return st
+
+
+def _groups_done(session: Session, campaign_id: str) -> tuple[int, int]:
+    """The campaign's send groups, and how many of them have fallen due (their rows exist)."""
+    groups, done = session.execute(select(func.count(), func.count().filter(SendGroup.materialized_upto > 0))
+                                   .where(SendGroup.campaign_id == campaign_id)).one()
+    return groups, done
 
 
 def _count_rows(session: Session, st: CampaignStatus) -> None:
@@ -154,9 +158,7 @@ def campaign_phase(session: Session, campaign_id: str) -> str:
     row = get_campaign(session, campaign_id)
     if row.state != CampaignState.SCHEDULED:
         return str(row.state)
-    groups, done = session.execute(
-        select(func.count(), func.count().filter(SendGroup.materialized_upto > 0))
-        .where(SendGroup.campaign_id == campaign_id)).one()
+    groups, done = _groups_done(session, campaign_id)
     if done < groups:
         return phase_of(row.state, groups, done, True)  # sends still to come: no need to look at rows
     open_row = session.scalar(select(DeliveryRow.id).where(DeliveryRow.campaign_id == campaign_id,

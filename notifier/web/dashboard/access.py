@@ -89,14 +89,21 @@ class Dashboard:
         return cls(login, Sessions.of(secret, hashed or "-"), Devices.of(secret, hashed or "-"), LoginLimiter(),
                    urlsplit(settings.public_url).scheme == "https", ledger)
 
+    def _named(self, name: str) -> str:
+        """``__Host-`` pins a cookie to this host, over https, for every path."""
+        return f"__Host-{name}" if self.secure else name
+
     @property
     def cookie(self) -> str:
-        """``__Host-`` pins the cookie to this host, over https, for every path."""
-        return f"__Host-{SESSION}" if self.secure else SESSION
+        return self._named(SESSION)
 
     @property
     def device_cookie(self) -> str:
-        return f"__Host-{DEVICE}" if self.secure else DEVICE
+        return self._named(DEVICE)
+
+    def _set_strict(self, response: Any, name: str, value: str, max_age: int) -> None:
+        response.set_cookie(name, value, max_age=max_age, path="/", secure=self.secure, httponly=True,
+                            samesite="strict")
 
     def device(self, request: Request) -> str | None:
         """The id of this browser's device cookie, when it has logged in here before (see auth.Devices)."""
@@ -104,12 +111,10 @@ class Dashboard:
 
     def set_device(self, response: Any) -> None:
         """A fresh device cookie, after a login: this browser's failed logins are then its own."""
-        response.set_cookie(self.device_cookie, self.devices.issue(), max_age=self.devices.lifetime, path="/",
-                            secure=self.secure, httponly=True, samesite="strict")
+        self._set_strict(response, self.device_cookie, self.devices.issue(), self.devices.lifetime)
 
     def set_session(self, response: Any, value: str) -> None:
-        response.set_cookie(self.cookie, value, max_age=self.sessions.lifetime, path="/", secure=self.secure,
-                            httponly=True, samesite="strict")
+        self._set_strict(response, self.cookie, value, self.sessions.lifetime)
 
     def clear_session(self, response: Any) -> None:
         response.delete_cookie(self.cookie, path="/", secure=self.secure, httponly=True, samesite="strict")
@@ -190,6 +195,7 @@ def ui_locale(request: Request) -> str:
     header = request.headers.get("accept-language", "")
     for part in header.split(",")[:8]:
         tag = part.split(";")[0].strip()[:35]
-        if tag and negotiate(tag, LOCALES, "") in LOCALES:
-            return negotiate(tag, LOCALES, "en")
+        found = negotiate(tag, LOCALES, "") if tag else ""
+        if found in LOCALES:
+            return found
     return "en"

@@ -53,10 +53,6 @@ def hash_password(password: str, *, cost: tuple[int, int, int] = COST) -> str:
     return f"{SCHEME}${n}${r}${p}${_b64(salt)}${_b64(_scrypt(password, salt, n, r, p))}"
 
 
-def is_password_hash(value: str) -> bool:
-    return _HASH.match(value) is not None
-
-
 def check_password_hash(value: str, setting: str = "NOTIFIER_ADMIN_PASSWORD") -> str:
     """``value`` if it is a well-formed hash with a sane cost, else a ConfigError naming ``setting``."""
     m = _HASH.match(value)

@@ -64,11 +64,12 @@ def env(lang: str) -> Environment:
     e = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                     extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
     e.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    babel = lang.replace("-", "_")
     e.filters["breakable"] = breakable
-    e.filters["num"] = lambda n: format_decimal(n or 0, locale=lang.replace("-", "_"))
+    e.filters["num"] = lambda n: format_decimal(n or 0, locale=babel)
     e.filters["utc"] = lambda d: f"{d:%Y-%m-%d %H:%M} UTC" if isinstance(d, datetime) else "–"
     e.filters["local"] = lambda d: f"{d:%Y-%m-%d %H:%M %Z (%z)}" if isinstance(d, datetime) else "–"
-    e.filters["when"] = lambda d: (format_datetime(d, "medium", tzinfo=d.tzinfo, locale=lang.replace("-", "_"))
+    e.filters["when"] = lambda d: (format_datetime(d, "medium", tzinfo=d.tzinfo, locale=babel)
                                    if isinstance(d, datetime) else "–")
     return e
 

@@ -33,9 +33,14 @@ MAX_FILE_BYTES = 256 * 1024  # a campaign file bigger than this is refused befor
 RESERVED = frozenset({"new"})  # /campaigns/new is the upload page: no campaign may have that id
 
 
+def could_be_campaign_id(name: str) -> bool:
+    """Lowercase letters, digits, - and _, and not a word a dashboard path uses (``..``, a NUL or a slash never)."""
+    return bool(SLUG.match(name)) and name not in RESERVED
+
+
 def campaign_path(settings: Settings, campaign_id: str) -> Path:
-    """The file of a campaign id; an id that could not be one (``..``, a NUL, a slash) names no campaign."""
-    if not SLUG.match(campaign_id) or campaign_id in RESERVED:
+    """The file of a campaign id; an id that could not be one names no campaign."""
+    if not could_be_campaign_id(campaign_id):
         raise CampaignStateError(f"no campaign {campaign_id[:80]!r}: an id is lowercase letters, digits, - and _")
     return settings.campaigns_dir / f"{campaign_id}.yaml"
 
@@ -45,8 +50,7 @@ def draft_ids(settings: Settings, scheduled: set[str]) -> list[str]:
     folder = settings.campaigns_dir
     if not folder.is_dir():
         return []
-    return sorted(p.stem for p in folder.glob("*.yaml")
-                  if p.stem not in scheduled and SLUG.match(p.stem) and p.stem not in RESERVED)
+    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in scheduled and could_be_campaign_id(p.stem))
 
 
 @dataclass(frozen=True)
