@@ -9,10 +9,11 @@ Tasks carry ledger ids only, never personal data; the ledger decides what is sti
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 
 from notifier import distributed
 from notifier.config import load_settings
@@ -29,6 +30,15 @@ def _check_services(**_: Any) -> None:
         distributed.check_services(settings)
     except Exception as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+@worker_process_init.connect
+def _finish_the_chunk_on_sigterm(**_: Any) -> None:
+    """A pool process lets SIGTERM pass. systemd's default KillMode sends it to every process of the service at once:
+    Celery's pool process would die mid-chunk, leaving its rows to be recovered as uncertain. Ignored here, the chunk
+    in hand is sent and recorded, and the main process's warm shutdown then ends the pool (a pool process still dies
+    with its main process: Celery sets it to get SIGKILL then)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 @app.task(name="notifier.tick")

@@ -44,6 +44,7 @@ class Settings:
     retry_max_seconds: float = 900.0
     give_up_seconds: float = 86_400.0
     window_grace_seconds: float = 900.0  # a send may start this long after the window's end, never later
+    max_clock_skew_seconds: float = 120.0  # a tick on a clock further from the ledger database's sends nothing
     # Providers (NOTIFIER_TRANSPORT=providers)
     sendgrid_api_key: str | None = None
     sendgrid_host: str = "https://api.sendgrid.com"
@@ -54,7 +55,9 @@ class Settings:
     public_url: str = "http://localhost:8000"  # where the unsubscribe links point
     secret_key: str = DEFAULT_SECRET  # keys and signs unsubscribe links; refused by real providers
     secret_key_previous: tuple[str, ...] = ()  # older keys whose links still work (rotation)
-    http_timeout: float = 10.0
+    http_timeout: float = 10.0  # SendGrid: seconds per socket operation of a request (push: the two below)
+    http_connect_timeout: float = 10.0  # push: getting a connection (DNS, TCP, TLS); past it, a plain retry
+    http_read_timeout: float = 10.0  # push: FCM's answer to a request written; past it, uncertain
     push_concurrency: int = 64
     email_rate: float | None = None  # messages per second for this process; None = unlimited
     push_rate: float | None = None
@@ -167,6 +170,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         retry_max_seconds=_float(env, "NOTIFIER_RETRY_MAX_SECONDS", d.retry_max_seconds),
         give_up_seconds=_float(env, "NOTIFIER_GIVE_UP_SECONDS", d.give_up_seconds),
         window_grace_seconds=_float(env, "NOTIFIER_WINDOW_GRACE_SECONDS", d.window_grace_seconds),
+        max_clock_skew_seconds=_float(env, "NOTIFIER_MAX_CLOCK_SKEW_SECONDS", d.max_clock_skew_seconds),
         sendgrid_api_key=env.get("SENDGRID_API_KEY") or None,
         sendgrid_host=(env.get("NOTIFIER_SENDGRID_HOST") or d.sendgrid_host).rstrip("/"),
         sendgrid_asm_group=int(asm) if asm else None,
@@ -178,6 +182,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key_previous=tuple(k.strip() for k in (env.get("NOTIFIER_SECRET_KEY_PREVIOUS") or "").split(",")
                                   if k.strip()),
         http_timeout=float(_number(env, "NOTIFIER_HTTP_TIMEOUT", d.http_timeout, float) or d.http_timeout),
+        http_connect_timeout=_float(env, "NOTIFIER_HTTP_CONNECT_TIMEOUT", d.http_connect_timeout),
+        http_read_timeout=_float(env, "NOTIFIER_HTTP_READ_TIMEOUT",  # unset: NOTIFIER_HTTP_TIMEOUT, as before
+                                 _float(env, "NOTIFIER_HTTP_TIMEOUT", d.http_read_timeout)),
         push_concurrency=_int(env, "NOTIFIER_PUSH_CONCURRENCY", d.push_concurrency),
         email_rate=_number(env, "NOTIFIER_EMAIL_RATE", None, float),
         push_rate=_number(env, "NOTIFIER_PUSH_RATE", None, float),

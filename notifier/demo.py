@@ -106,7 +106,7 @@ def _run(settings: Settings, root: Path, progress: bool, echo: Callable[..., Any
         result = queries.schedule(s, campaign, Path(campaign.source).read_text(encoding="utf-8"), START, content)
     echo(f"scheduled {campaign.id}: {result.groups} send groups over {result.zones} time zones")
 
-    dispatcher = build_dispatcher(settings, sessions)
+    dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     try:
         if emulator is None:
             totals = _simulate(sessions, dispatcher, sorted(_actions(actions)), progress, echo)
@@ -281,7 +281,7 @@ def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str 
     sessions = session_factory(engine)
     report = import_audience(sessions, DATA / "audience.csv", now=START)
     clock = SimulatedClock(START)
-    dispatcher = build_dispatcher(settings, sessions)
+    dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     stop = threading.Event()
     sim = Simulation(sessions, dispatcher, sorted(_actions(DATA / "actions.csv")))
     player = threading.Thread(target=play, args=(sim, clock, CAMPAIGN, stop, pace), daemon=True, name="demo-clock")

@@ -8,12 +8,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
+import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,15 +26,18 @@ from notifier.config import Settings
 from notifier.errors import UserError, raised_at
 from notifier.events import Outcome, SendResult
 from notifier.i18n import negotiate
-from notifier.ledger import claims, queries, suppressions
+from notifier.ledger import claims, holds, queries, suppressions
 from notifier.ledger.claims import RowOutcome
-from notifier.ledger.db import transaction
+from notifier.ledger.db import database_error, ledger_unreachable, transaction
 from notifier.ledger.models import DeliveryState, SkipReason
 from notifier.links import unsubscribe_headers
 from notifier.planner import parse_send_key, window_reopens
 from notifier.render import Content, Personal, Renderer
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+LEDGER_RETRY_FIRST = 0.5  # seconds before trying the ledger again, doubling up to LEDGER_RETRY_MAX
+LEDGER_RETRY_MAX = 30.0
 
 
 @dataclass
@@ -49,6 +54,8 @@ class TickReport:
     chunks: int = 0  # chunk tasks published (distributed tick)
     requeued: int = 0  # rows of chunks the broker lost, due again
     purged: dict[str, int] = field(default_factory=dict)  # campaign id → recipients whose personal data was deleted
+    held: str | None = None  # why this tick did nothing at all (the host's clock disagrees with the ledger's)
+    stopped: bool = False  # a stop was requested: the batch in flight was finished and recorded, nothing more claimed
 
 
 def _truthy(value: Any) -> bool:
@@ -86,12 +93,17 @@ class Dispatcher:
     """Moves due ledger rows through pending → sending → sent | failed | skipped, in batches."""
 
     def __init__(self, sessions: sessionmaker[Session], channels: Mapping[str, Channel], renderer: Renderer,
-                 settings: Settings, rng: random.Random | None = None) -> None:
+                 settings: Settings, rng: random.Random | None = None, *, simulated_clock: bool = False,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.sessions = sessions
         self.channels = channels
         self.renderer = renderer
         self.settings = settings
         self.rng = rng or random.Random()
+        # A simulated clock (the demo, tests, dispatch --now) says so; a real one is checked against the ledger's.
+        self.simulated_clock = simulated_clock
+        self.sleep = sleep  # between attempts to reach a ledger that is down
+        self.stopping = threading.Event()  # set by request_stop (SIGTERM): finish the batch in hand, claim no more
         self._content: dict[str, str] = {}  # campaign id → fingerprint of the copy being sent this tick
         self._blocked: dict[str, str] = {}  # channel → why it cannot send (credentials, configuration), this tick
         self.owner = f"local:{uuid.uuid4().hex}"  # lease owner for rows this process sends itself
@@ -101,6 +113,10 @@ class Dispatcher:
         and materialize the groups that fell due."""
         report = TickReport()
         self._blocked = {}
+        report.held = self.clock_hold(now)
+        if report.held is not None:
+            log.error("nothing sent: %s", report.held)
+            return report
         with transaction(self.sessions) as s:
             report.recovered = claims.recover_expired(s, now)
             report.requeued = claims.requeue_lost(s, now)
@@ -121,14 +137,36 @@ class Dispatcher:
             log.warning("%d queued rows were never picked up (a lost chunk): due again", report.requeued)
         return report
 
+    def request_stop(self) -> None:
+        """Stop soon and cleanly (a deploy's SIGTERM): the batch in hand is sent and recorded, nothing more is
+        claimed, and a wait between ticks ends at once. Safe from a signal handler or another thread."""
+        self.stopping.set()
+
+    def clock_hold(self, now: datetime) -> str | None:
+        """Why a tick at ``now`` must not send: this host's clock disagrees with the ledger's by more than
+        NOTIFIER_MAX_CLOCK_SKEW_SECONDS (never for a simulated clock). Noted in the ledger for status."""
+        if self.simulated_clock:
+            return None
+        with transaction(self.sessions) as s:
+            database_now = holds.ledger_now(s)
+            why = holds.skew_refusal(now, database_now, timedelta(seconds=self.settings.max_clock_skew_seconds))
+            if why is None:
+                holds.release(s, holds.CLOCK)
+            else:
+                holds.hold(s, holds.CLOCK, why, database_now)
+        return why
+
     def tick(self, now: datetime) -> TickReport:
         """Do everything due at ``now`` in this process; returns what was done."""
         report = self.prepare(now)
-        claimed = True
+        claimed = report.held is None
         while claimed:  # again after a pass that sent something: a push may have added a fallback email
             claimed = False
             for channel in self.channels:  # one channel at a time: a claim walks its due rows in time order
                 while True:
+                    if self.stopping.is_set():
+                        report.stopped = True
+                        break
                     with transaction(self.sessions) as s:
                         ids = claims.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
                                                 exclude=report.refused, owner=self.owner, channel=channel)
@@ -154,8 +192,11 @@ class Dispatcher:
         its lease runs out, so the ledger, not the broker, decides what is still owed.
         """
         report = self.prepare(now)
-        for channel in self.channels if channels is None else channels:
+        for channel in () if report.held else self.channels if channels is None else channels:
             while True:
+                if self.stopping.is_set():
+                    report.stopped = True
+                    break
                 with transaction(self.sessions) as s:
                     ids = claims.claim_due(s, now, chunk_size, self.settings.queue_lease_seconds,
                                             exclude=report.refused, into=DeliveryState.QUEUED, channel=channel)
@@ -167,7 +208,14 @@ class Dispatcher:
         return report
 
     def run_chunk(self, ids: Sequence[int], owner: str, now: datetime) -> Counter[str]:
-        """A worker's part: lease the chunk's rows still queued, then guard, render, send and record them."""
+        """A worker's part: lease the chunk's rows still queued, then guard, render, send and record them.
+
+        A worker whose clock disagrees with the ledger's leases nothing: the chunk stays queued and is handed out
+        again once its queue lease runs out."""
+        held = self.clock_hold(now)
+        if held is not None:
+            log.error("chunk of %d rows left queued: %s", len(ids), held)
+            return Counter()
         with transaction(self.sessions) as s:
             refused = [row.id for row in queries.active_campaigns(s) if self._content_refusal(row)]
             leased = claims.lease_chunk(s, ids, owner, now, self.settings.lease_seconds, exclude=refused)
@@ -216,10 +264,13 @@ class Dispatcher:
     def _process(self, ids: Sequence[int], now: datetime, owner: str) -> Counter[str]:
         """Guard, build, send and record a claimed batch. Each row and each channel fails alone, and a channel's
         outcomes are in the ledger before the next channel is tried."""
-        with self.sessions() as s:
-            rows = claims.load_claimed(s, ids, now)
-            campaigns = {cid: queries.campaign_of(queries.get_campaign(s, cid))
-                         for cid in {r.campaign_id for r in rows}}  # once per campaign, not per row
+        def load() -> tuple[list[claims.ClaimedRow], dict[str, Campaign]]:
+            with self.sessions() as s:
+                rows = claims.load_claimed(s, ids, now)
+                return rows, {cid: queries.campaign_of(queries.get_campaign(s, cid))
+                              for cid in {r.campaign_id for r in rows}}  # once per campaign, not per row
+
+        rows, campaigns = self.durably(f"reading a claimed batch of {len(ids)} rows", load)
         early: list[RowOutcome] = []
         ready: dict[str, list[tuple[claims.ClaimedRow, Message, str]]] = {}
         for row in rows:
@@ -312,12 +363,15 @@ class Dispatcher:
             self._blocked[channel] = blocked or f"{channel}: blocked"
         if not dead and not fallbacks:
             return
-        try:
+        def write() -> None:
             with transaction(self.sessions) as s:
                 if dead:
                     queries.deactivate_tokens(s, dead, now, "provider: token unregistered or invalid")
                 if fallbacks:
                     claims.add_fallback_emails(s, fallbacks, now)
+
+        try:  # a fallback email is a message owed: kept through a ledger outage like an outcome
+            self.durably(f"deactivating {len(dead)} tokens and adding {len(fallbacks)} fallback emails", write)
         except Exception:
             log.exception("could not deactivate %d tokens / add %d fallback emails", len(dead), len(fallbacks))
             return
@@ -329,18 +383,44 @@ class Dispatcher:
         if not outcomes:
             return Counter()
         campaigns = {o.campaign_id for o in outcomes}
-        with transaction(self.sessions) as s:
-            cancelled = queries.cancelled_among(s, campaigns)
-            if cancelled:  # cancelled while these were in flight: a retry is no longer owed
-                outcomes = [dataclasses.replace(o, state=DeliveryState.SKIPPED, skip_reason=SkipReason.CANCELLED,
-                                                next_attempt_at=None)
-                            if o.state == DeliveryState.PENDING and o.campaign_id in cancelled else o
-                            for o in outcomes]
-            landed = claims.record(s, outcomes, owner)
+
+        def write() -> tuple[int, Sequence[RowOutcome]]:
+            final = outcomes
+            with transaction(self.sessions) as s:
+                cancelled = queries.cancelled_among(s, campaigns)
+                if cancelled:  # cancelled while these were in flight: a retry is no longer owed
+                    final = [dataclasses.replace(o, state=DeliveryState.SKIPPED, skip_reason=SkipReason.CANCELLED,
+                                                 next_attempt_at=None)
+                             if o.state == DeliveryState.PENDING and o.campaign_id in cancelled else o
+                             for o in outcomes]
+                return claims.record(s, final, owner), final
+
+        landed, outcomes = self.durably(f"recording {len(outcomes)} outcomes", write)
         if landed < len(outcomes):
             log.warning("%d outcomes arrived after their lease was lost (rows recovered as uncertain)",
                         len(outcomes) - landed)
         return Counter(str(o.state) if o.state != DeliveryState.PENDING else "retry" for o in outcomes)
+
+    def durably(self, what: str, work: Callable[[], T]) -> T:
+        """Ledger work that must not be dropped (outcomes a provider already gave, a batch already claimed): while
+        the ledger is unreachable, wait and try again, 0.5 s doubling up to 30 s, for as long as it takes. The
+        caller claims nothing new meanwhile; a bug in a statement is raised at once."""
+        delay, waited = LEDGER_RETRY_FIRST, 0.0
+        while True:
+            try:
+                result = work()
+            except Exception as exc:
+                if not ledger_unreachable(exc):
+                    raise
+                log.warning("the ledger is unreachable while %s (%s); held in memory, trying again in %.1f s",
+                            what, database_error(exc), delay)
+                self.sleep(delay)
+                waited += delay
+                delay = min(delay * 2, LEDGER_RETRY_MAX)
+                continue
+            if waited:
+                log.warning("the ledger is back: %s done after %.0f s", what, waited)
+            return result
 
     def _message(self, campaign: Campaign, row: claims.ClaimedRow, deadlines: tuple[str, ...], locale: str,
                  now: datetime) -> Message:

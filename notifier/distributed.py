@@ -66,16 +66,21 @@ def now() -> datetime:
 
 
 def tick(publish: Callable[[str, list[int]], None], at: datetime | None = None) -> dict[str, Any]:
-    """The beat task's work: recover, plan, materialize, and publish due rows as chunks; counts only."""
+    """The beat task's work: recover, plan, materialize, and publish due rows as chunks; counts only. ``at`` is a
+    simulated time (tests); on the real clock nothing is published while it disagrees with the ledger's."""
     d = dispatcher()
+    d.simulated_clock = at is not None  # a given time is simulated; the real clock is checked against the ledger's
     report = d.enqueue(at or now(), publish, d.settings.chunk_size)
     return {"queued": report.claimed, "chunks": report.chunks, "materialized": report.materialized,
-            "recovered": report.recovered, "refused": sorted(report.refused)}
+            "recovered": report.recovered, "refused": sorted(report.refused),
+            **({"held": report.held} if report.held else {})}
 
 
 def run_chunk(ids: list[int], owner: str, at: datetime | None = None) -> dict[str, int]:
     """A chunk task's work: send the rows of ``ids`` that are still queued; outcome counts only."""
-    return dict(dispatcher().run_chunk(ids, owner, at or now()))
+    d = dispatcher()
+    d.simulated_clock = at is not None
+    return dict(d.run_chunk(ids, owner, at or now()))
 
 
 def check_services(settings: Settings, app: Any | None = None) -> None:

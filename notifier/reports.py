@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from notifier.campaign import zone
 from notifier.eligibility import eligible
 from notifier.errors import CampaignStateError
+from notifier.ledger import holds
 from notifier.ledger.models import (
     OPEN_STATES,
     CampaignRow,
@@ -49,6 +50,7 @@ class CampaignStatus:
     failures: list[tuple[str, str, int]] = field(default_factory=list)  # (channel, reason, rows) failed for good
     waiting: list[tuple[str, str, int]] = field(default_factory=list)  # (channel, reason, rows) pending after a try
     breakdown: list[tuple[str, str, str, str, int]] = field(default_factory=list)  # (send, locale, channel, state, n)
+    held: list[str] = field(default_factory=list)  # why the dispatcher sends nothing at all now (holds), if sending
 
     @property
     def phase(self) -> str:
@@ -74,6 +76,7 @@ class CampaignStatus:
             "skipped_because": self.skips,
             "failed_because": [{"channel": ch, "reason": why, "rows": n} for ch, why, n in self.failures],
             "waiting_because": [{"channel": ch, "reason": why, "rows": n} for ch, why, n in self.waiting],
+            "held": self.held,
         }
 
 
@@ -99,6 +102,8 @@ def campaign_status(session: Session, campaign_id: str) -> CampaignStatus:
         SendGroup.campaign_id == campaign_id, SendGroup.materialized_upto == 0))
     st = CampaignStatus(row.id, row.state, groups, done, next_at)
     _count_rows(session, st)
+    if st.phase == "sending":
+        st.held = [h.reason for h in holds.active(session)]
     return st
 
 
@@ -228,11 +233,13 @@ class CampaignLine:
     groups_done: int
     groups: int
     next_send_at: datetime | None
+    held: tuple[str, ...] = ()  # why the dispatcher sends nothing at all now (holds), if it is sending
 
     def as_dict(self) -> dict[str, Any]:
         return {"campaign": self.campaign_id, "state": self.state, "phase": self.phase, "sent": self.sent,
                 "total": self.total, "groups_done": self.groups_done, "groups": self.groups,
-                "next_send_at": self.next_send_at.isoformat() if self.next_send_at else None}
+                "next_send_at": self.next_send_at.isoformat() if self.next_send_at else None,
+                "held": list(self.held)}
 
 
 def campaign_lines(session: Session) -> list[CampaignLine]:
@@ -246,13 +253,14 @@ def campaign_lines(session: Session) -> list[CampaignLine]:
                func.min(SendGroup.send_at).filter(SendGroup.materialized_upto == 0))
         .group_by(SendGroup.campaign_id))}
     lines = []
+    held = tuple(h.reason for h in holds.active(session))
     for campaign_id, state in session.execute(select(CampaignRow.id, CampaignRow.state).order_by(CampaignRow.id)):
         counts = rows.get(campaign_id, Counter())
         groups, done, nxt = plans.get(campaign_id, (0, 0, None))
         phase = phase_of(state, groups, done, any(counts[s] for s in OPEN_STATES))
         nxt = nxt if phase not in ("finished", "cancelled") else None
         lines.append(CampaignLine(campaign_id, str(state), phase, counts[DeliveryState.SENT.value], counts.total(),
-                                  done, groups, nxt))
+                                  done, groups, nxt, held if phase == "sending" else ()))
     return lines
 
 

@@ -50,9 +50,13 @@ def _fcm(settings: Settings) -> Channel:
     if settings.google_credentials is None:
         raise ConfigError("GOOGLE_APPLICATION_CREDENTIALS is not set (needed with NOTIFIER_TRANSPORT=providers)")
     return FcmPush(settings.google_credentials, settings.fcm_endpoint, concurrency=settings.push_concurrency,
-                   timeout=settings.http_timeout, rate_limiter=_limiter(settings, "push", settings.push_rate))
+                   connect_timeout=settings.http_connect_timeout, read_timeout=settings.http_read_timeout,
+                   rate_limiter=_limiter(settings, "push", settings.push_rate))
 
 
-def build_dispatcher(settings: Settings, sessions: sessionmaker[Session]) -> Dispatcher:
+def build_dispatcher(settings: Settings, sessions: sessionmaker[Session], *,
+                     simulated_clock: bool = False) -> Dispatcher:
+    """The dispatcher of ``settings``; ``simulated_clock`` when its ticks are given a time that is not the host's
+    (the demo, tests, ``dispatch --now``), which turns off the check against the ledger database's clock."""
     renderer = Renderer(settings.templates_dir, settings.locales_dir, default_sender=settings.email_from)
-    return Dispatcher(sessions, build_channels(settings), renderer, settings)
+    return Dispatcher(sessions, build_channels(settings), renderer, settings, simulated_clock=simulated_clock)

@@ -223,7 +223,7 @@ def test_a_ledger_that_fails_answers_503(settings: Settings, tmp_path: Path) -> 
 @pytest.mark.usefixtures("campaign")
 def test_after_refund_requested_through_the_api_the_later_refund_wave_is_skipped_with_action_done(
         client: TestClient, sessions: sessionmaker[Session], tmp_path: Path) -> None:
-    dispatcher = build_dispatcher(Settings(outbox_dir=tmp_path / "outbox"), sessions)
+    dispatcher = build_dispatcher(Settings(outbox_dir=tmp_path / "outbox"), sessions, simulated_clock=True)
     assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 3}  # ana's email and push, budi's email
 
     response = client.post("/actions", headers=BEARER, json=actions(

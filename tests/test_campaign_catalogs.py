@@ -160,7 +160,7 @@ def test_an_edited_translation_of_one_campaign_freezes_only_that_campaign(
     changed = {k for k, v in now[SECOND].manifest.items() if approved[SECOND].manifest[k] != v}
     assert changed == {f"locales/pt_BR/LC_MESSAGES/{SECOND}.po"}
 
-    report = build_dispatcher(settings, sessions).tick(JAKARTA_FIRST)
+    report = build_dispatcher(settings, sessions, simulated_clock=True).tick(JAKARTA_FIRST)
 
     assert set(report.refused) == {SECOND}
     assert f"locales/pt_BR/LC_MESSAGES/{SECOND}.po: changed" in report.refused[SECOND]
@@ -168,7 +168,7 @@ def test_an_edited_translation_of_one_campaign_freezes_only_that_campaign(
     assert _sent_by_campaign(sessions) == {FIRST: 2}  # the first campaign keeps sending: email and push
 
     _schedule(sessions, settings, second, JAKARTA_FIRST)  # marketing approves the edit
-    assert build_dispatcher(settings, sessions).tick(JAKARTA_FIRST).refused == {}
+    assert build_dispatcher(settings, sessions, simulated_clock=True).tick(JAKARTA_FIRST).refused == {}
     assert _sent_by_campaign(sessions) == {FIRST: 2, SECOND: 2}
 
 

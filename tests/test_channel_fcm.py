@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
+import textwrap
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import aiohttp
 import pytest
 import requests
 import requests.adapters
@@ -25,10 +31,12 @@ from notifier.channels.fcm import (
     TokenResult,
     _aggregate,
     _parse,
+    _unanswered,
     analytics_label,
 )
 from notifier.emulator.process import EmulatorProcess, free_port
 from notifier.events import Outcome, SendResult
+from tests.conftest import ROOT
 
 # firebase-admin 7.7 deprecates Message.token in favour of Message.fid; FCM registration tokens still go in token.
 pytestmark = pytest.mark.filterwarnings("ignore:Message.token is deprecated:DeprecationWarning")
@@ -302,6 +310,135 @@ def test_a_batch_of_many_recipients_keeps_their_order(fresh_emulator: EmulatorPr
     assert [r.outcome for r in results] == [Outcome.INVALID_RECIPIENT if i % 3 == 0 else Outcome.SENT
                                             for i in range(120)]
     assert sorted(e["token"] for e in logged(fresh_emulator)) == sorted(f"tok-{i}" for i in range(120) if i % 3)
+
+
+# --- a slow or unreachable FCM: waiting is not doubt ------------------------------------------------
+
+
+@contextmanager
+def fcm_channel(emulator: EmulatorProcess, url: str | None = None, **options: Any) -> Iterator[FcmPush]:
+    ch = FcmPush(emulator.credentials, url or emulator.url, **options)
+    try:
+        yield ch
+    finally:
+        ch.close()
+
+
+NOT_SENT = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
+
+
+@pytest.mark.parametrize(("exc", "uncertain"), [
+    (aiohttp.ConnectionTimeoutError("Connection timeout to host"), False),  # no connection in time: pool, DNS, TLS
+    (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), True),  # written, then no answer in time
+    (aiohttp.ServerDisconnectedError(), True),  # cut after it was written
+    (aiohttp.ClientOSError(104, "Connection reset by peer"), True),
+    (aiohttp.ClientPayloadError("Response payload is not completed"), True),
+    (TimeoutError(), True),  # a total timeout, whenever it fell: it may have been written
+])
+def test_a_request_is_uncertain_only_when_it_may_have_been_written(exc: BaseException, uncertain: bool) -> None:
+    result = _unanswered(exc, NOT_SENT)
+
+    assert (result.fate, result.uncertain, result.code) == (TokenFate.RETRY, uncertain, "")
+    assert result.detail == f"fcm: {'no answer' if uncertain else 'not sent'} ({type(exc).__name__})"
+
+
+def test_fcm_unreachable_is_a_plain_retry(fresh_emulator: EmulatorProcess) -> None:
+    with fcm_channel(fresh_emulator, f"http://127.0.0.1:{free_port()}") as ch:  # nothing listens there
+        [result] = ch.send([push(1, "tok-a")])
+
+    assert (result.outcome, result.uncertain) == (Outcome.RETRY, False)
+    assert result.error == "fcm: not sent (ClientConnectorError)"
+
+
+def test_a_request_that_waited_for_a_pooled_connection_past_the_connect_timeout_is_a_plain_retry(
+        fresh_emulator: EmulatorProcess) -> None:
+    fresh_emulator.set_faults({"fcm": {"latency_ms": 800}})
+    with fcm_channel(fresh_emulator, concurrency=1, connect_timeout=0.2) as ch:
+        ch.send([push(1, "tok-warm")])  # makes the pool of one connection and the gate
+        ch._gate = asyncio.Semaphore(2)  # as if two requests shared the one connection (the per-slice gates did)
+
+        results = ch.send([push(2, "tok-a"), push(3, "tok-b")])
+
+    assert {(r.outcome, r.uncertain, r.error) for r in results} == {
+        (Outcome.SENT, False, None), (Outcome.RETRY, False, "fcm: not sent (ConnectionTimeoutError)")}
+    assert len(logged(fresh_emulator)) == 2  # the warm-up and one of the two; the other never left
+
+
+def test_no_answer_within_the_read_timeout_is_uncertain_since_fcm_may_have_it(
+        fresh_emulator: EmulatorProcess) -> None:
+    fresh_emulator.set_faults({"fcm": {"latency_ms": 1000}})
+    with fcm_channel(fresh_emulator, read_timeout=0.3) as ch:
+        [result] = ch.send([push(1, "tok-a")])
+
+    assert (result.outcome, result.uncertain) == (Outcome.RETRY, True)
+    assert result.error == "fcm: no answer (SocketTimeoutError)"
+
+
+def test_one_gate_per_channel_so_requests_wait_for_it_not_for_a_pooled_connection(
+        fresh_emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two calls at once, one request per slice, four requests for two connections, each answered after longer
+    than the connect timeout: every request waits at the channel's one gate, none inside the pool."""
+    fresh_emulator.set_faults({"fcm": {"latency_ms": 400}})
+    monkeypatch.setattr("notifier.channels.fcm.POST_SLICE", 1)
+    results: dict[int, list[SendResult]] = {}
+    with fcm_channel(fresh_emulator, concurrency=2, connect_timeout=0.1, read_timeout=5) as ch:
+        calls = [threading.Thread(target=lambda i=i: results.update({i: ch.send([push(10 * i + 1, f"tok-{i}a"),
+                                                                                   push(10 * i + 2, f"tok-{i}b")])}))
+                 for i in (1, 2)]
+        for call in calls:
+            call.start()
+        for call in calls:
+            call.join(timeout=30)
+
+    assert {(r.delivery_id, r.outcome) for rs in results.values() for r in rs} == {
+        (11, Outcome.SENT), (12, Outcome.SENT), (21, Outcome.SENT), (22, Outcome.SENT)}
+    assert fcm_requests(fresh_emulator) == {"200": 4}
+
+
+# --- closing -----------------------------------------------------------------------------------------
+
+
+def test_close_twice_is_harmless_and_a_send_after_it_is_a_plain_retry(fresh_emulator: EmulatorProcess) -> None:
+    ch = FcmPush(fresh_emulator.credentials, fresh_emulator.url)
+    assert [r.outcome for r in ch.send([push(1, "tok-a")])] == [Outcome.SENT]
+
+    ch.close()
+    ch.close()
+
+    assert ch._loop.is_closed() and not ch._thread.is_alive()
+    [late] = ch.send([push(2, "tok-b")])
+    assert (late.outcome, late.uncertain, late.error) == (Outcome.RETRY, False, "fcm: the push channel is closed")
+    assert len(logged(fresh_emulator)) == 1
+
+
+CLOSE_SCRIPT = textwrap.dedent("""\
+    import gc, sys
+    from datetime import UTC, datetime
+    from pathlib import Path
+    from notifier.channels.base import PushMessage
+    from notifier.channels.fcm import FcmPush
+
+    channel = FcmPush(Path(sys.argv[1]), sys.argv[2])
+    message = PushMessage(1, ("tok-a", "tok-b"), "title", "body", expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+                          collapse_key="c", metadata={"delivery_id": "1"})
+    print([r.outcome.value for r in channel.send([message])])
+    channel.close()
+    channel.close()
+    del channel
+    gc.collect()
+""")
+
+
+def test_close_leaves_no_unclosed_session_connector_or_loop(fresh_emulator: EmulatorProcess) -> None:
+    """Run as ``notifier dispatch --once`` ends: every ResourceWarning shown (the session, its connector and the
+    sender loop warn when collected unclosed) and asyncio in debug mode."""
+    done = subprocess.run([sys.executable, "-X", "dev", "-W", "always::ResourceWarning", "-W",
+                           "ignore::DeprecationWarning", "-c", CLOSE_SCRIPT, str(fresh_emulator.credentials),
+                           fresh_emulator.url], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    assert (done.returncode, done.stdout.strip()) == (0, "['sent']"), done.stderr
+    assert "unclosed" not in done.stderr.lower(), done.stderr
+    assert "ResourceWarning" not in done.stderr, done.stderr
 
 
 # --- authorization -----------------------------------------------------------------------------------

@@ -251,7 +251,8 @@ def test_campaign_list_shows_state_phase_progress_and_next_send(audience_file: P
     scheduled_and_dispatched(audience_file, env)
     [doc] = [json.loads(line) for line in run("campaign", "list", "--json", env=env).stdout.splitlines()]
     assert doc == {"campaign": "tiktok-music-shutdown", "state": "scheduled", "phase": "sending", "sent": 3,
-                   "total": 4, "groups_done": 3, "groups": 24, "next_send_at": "2024-09-28T16:00:00+00:00"}
+                   "total": 4, "groups_done": 3, "groups": 24, "next_send_at": "2024-09-28T16:00:00+00:00",
+                   "held": []}
     table = run("campaign", "list", env=env).stdout.splitlines()
     assert table[0].split() == ["campaign", "state", "phase", "sent/total", "send", "groups", "next", "send", "(UTC)"]
     assert table[2].split() == ["tiktok-music-shutdown", "scheduled", "sending", "3/4", "3/24", "2024-09-28", "16:00"]

@@ -57,7 +57,7 @@ def test_an_edited_template_stops_sending_until_the_campaign_is_scheduled_again(
     add_recipient("ana", timezone="Asia/Jakarta", country="ID", locale="id", tokens=["ana-phone"])
     first = _schedule(sessions, settings, datetime(2024, 9, 1, tzinfo=UTC))
     assert first.created and first.content_changes == ()
-    dispatcher = build_dispatcher(settings, sessions)
+    dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 2}
     approved = Content.of(load_campaign(CAMPAIGN_FILE), settings.templates_dir, settings.locales_dir).fingerprint
 
@@ -88,7 +88,7 @@ def test_an_edited_translation_counts_as_changed_copy(
     po.write_text(po.read_text(encoding="utf-8").replace('msgstr "Último dia"', 'msgstr "Último dia!"'),
                   encoding="utf-8")
 
-    report = build_dispatcher(settings, sessions).tick(JAKARTA_FIRST)
+    report = build_dispatcher(settings, sessions, simulated_clock=True).tick(JAKARTA_FIRST)
 
     assert report.outcomes == {}
     assert "locales/pt_BR/LC_MESSAGES/tiktok-music-shutdown.po: changed" in report.refused["tiktok-music-shutdown"]
@@ -110,7 +110,7 @@ def test_a_running_dispatcher_sends_the_reapproved_translation_not_the_one_it_st
         sessions: sessionmaker[Session], add_recipient, settings: Settings) -> None:
     add_recipient("ana", timezone="Asia/Jakarta", country="ID", locale="id", tokens=["ana-phone"])
     _schedule(sessions, settings, datetime(2024, 9, 1, tzinfo=UTC))
-    dispatcher = build_dispatcher(settings, sessions)
+    dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 2}  # the Indonesian catalog is loaded and cached
     po = settings.locales_dir / "id" / "LC_MESSAGES" / "tiktok-music-shutdown.po"
     po.write_text(po.read_text(encoding="utf-8").replace("Tinggal %(num)d hari lagi untuk memindahkan",

@@ -533,3 +533,59 @@ def test_cancelling_mid_wave_sends_nothing_that_was_not_already_in_flight(
     assert {rows[i] for i in rows.keys() - sent} <= {(DeliveryState.SKIPPED, SkipReason.CANCELLED)}
     assert len(sent) < wave.expected
     assert result.exactly_once, result
+
+
+# --- a deploy's warm shutdown mid-wave ---------------------------------------------------------------------
+
+
+@dataclass
+class Term:
+    """SIGTERM worker w1 (its main process as Docker does, or its whole process group as systemd's default
+    KillMode does) once the emulator took ``after`` pushes and w1 holds rows; wait for its warm shutdown, then
+    start it again. Once more (up to ``attempts``) if w1 had just finished its chunk when the signal landed."""
+
+    wave: Wave
+    after: int
+    group: bool
+    attempts: int = 3
+    terms: int = 0
+    in_flight: set[int] = field(default_factory=set)  # rows w1 held in ``sending`` when the signal landed
+    exit_codes: list[int] = field(default_factory=list)
+    shutdown_seconds: float = 0.0
+
+    def __call__(self) -> None:
+        if self.in_flight or self.terms >= self.attempts:
+            return
+        if self.wave.pushes_accepted() < self.after or not self.wave.held_by("w1"):
+            return
+        process = self.wave.fleet.processes["w1"]
+        began = time.monotonic()
+        if self.group:
+            os.killpg(process.pid, signal.SIGTERM)
+        else:
+            process.send_signal(signal.SIGTERM)
+        self.terms += 1
+        self.in_flight = self.wave.held_by("w1")
+        self.exit_codes.append(process.wait(timeout=60))  # warm: the chunk in hand is finished first
+        self.shutdown_seconds = time.monotonic() - began
+        self.wave.fleet.start("w1")
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["main-process", "process-group"])
+def test_a_warm_shutdown_mid_wave_finishes_the_chunk_in_hand_and_sends_nothing_twice(
+        start_wave: Callable[[str, int], Wave], own_redis: OwnRedis, capsys: pytest.CaptureFixture[str],
+        group: bool) -> None:
+    wave = start_wave(own_redis.url, WAVE)
+    term = Term(wave, after=wave.recipients // 5, group=group)
+
+    seconds = wave.drive(term)
+
+    assert term.in_flight, f"no SIGTERM landed mid-chunk ({term.terms} tried) before the wave ended"
+    counts, result, uncertain = wave.counts(), wave.audit(), wave.uncertain()
+    report(capsys, f"crash[sigterm-{'group' if group else 'main'}]: sent={counts[DeliveryState.SENT]} "
+                   f"duplicates={result.duplicates} uncertain={uncertain} in_flight_at_signal={len(term.in_flight)} "
+                   f"exit={term.exit_codes} shutdown={term.shutdown_seconds:.1f}s seconds={seconds:.0f}")
+    assert term.exit_codes == [0] * term.terms
+    assert counts == {DeliveryState.SENT: wave.expected}
+    assert (result.duplicates, result.missing, result.unexpected, uncertain) == (0, 0, 0, 0)
+    assert result.sent_rows == result.accepted == {"email": wave.recipients, "push": wave.recipients}

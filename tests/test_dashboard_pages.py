@@ -127,7 +127,7 @@ def test_schedule_pause_resume_and_a_confirmed_cancel_change_the_ledger(dash: Da
 def test_live_counts_follow_the_ledger_by_wave_locale_and_channel(dash: Dash) -> None:
     dash.upload(SHUTDOWN)
     dash.post(f"/campaigns/{CAMPAIGN}/schedule")
-    dispatcher = build_dispatcher(dash.settings, dash.sessions)  # type: ignore[arg-type]
+    dispatcher = build_dispatcher(dash.settings, dash.sessions, simulated_clock=True)  # type: ignore[arg-type]
     try:
         dispatcher.tick(datetime(2024, 9, 28, 12, tzinfo=START.tzinfo))
     finally:
@@ -184,7 +184,7 @@ def test_a_recipient_page_shows_what_they_got_and_why_anything_was_skipped(dash:
     assert "Asia/Makassar" in draft and "planned" in draft and "putri.kusuma927@example.org" not in draft
     dash.post(f"/campaigns/{CAMPAIGN}/schedule")
     dash.post(f"/campaigns/{CAMPAIGN}/cancel", confirm="yes")
-    dispatcher = build_dispatcher(dash.settings, dash.sessions)  # type: ignore[arg-type]
+    dispatcher = build_dispatcher(dash.settings, dash.sessions, simulated_clock=True)  # type: ignore[arg-type]
     try:
         dispatcher.tick(datetime(2024, 9, 28, 12, tzinfo=START.tzinfo))
     finally:

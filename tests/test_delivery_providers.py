@@ -52,7 +52,7 @@ def providers(sessions: sessionmaker[Session], fresh_emulator: EmulatorProcess) 
     settings = Settings(transport="providers", sendgrid_api_key="SG.test", sendgrid_host=fresh_emulator.url,
                         google_credentials=fresh_emulator.credentials, fcm_endpoint=fresh_emulator.url,
                         retry_base_seconds=60, max_attempts=MAX_ATTEMPTS, **TEST_SECRETS)
-    dispatcher = build_dispatcher(settings, sessions)
+    dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     yield dispatcher
     dispatcher.close()
 
@@ -121,7 +121,7 @@ def test_the_asm_group_goes_only_on_a_marketing_campaigns_mail_when_configured(
     settings = Settings(transport="providers", sendgrid_api_key="SG.test", sendgrid_host=fresh_emulator.url,
                         google_credentials=fresh_emulator.credentials, fcm_endpoint=fresh_emulator.url,
                         sendgrid_asm_group=group, **TEST_SECRETS)
-    dispatcher = build_dispatcher(settings, sessions)
+    dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     try:
         assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 1}
     finally:

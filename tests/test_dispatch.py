@@ -101,7 +101,7 @@ def outbox(tmp_path: Path) -> Path:
 @pytest.fixture
 def dispatcher(sessions: sessionmaker[Session], outbox: Path) -> Dispatcher:
     """The real dispatcher with the outbox channels and the shipped templates."""
-    return build_dispatcher(Settings(outbox_dir=outbox), sessions)
+    return build_dispatcher(Settings(outbox_dir=outbox), sessions, simulated_clock=True)
 
 
 @pytest.fixture
@@ -432,7 +432,8 @@ def scripted(sessions: sessionmaker[Session], add_recipient: AddRecipient,
         channel = ScriptedEmail(*steps)
         settings = Settings(retry_base_seconds=RETRY_BASE, max_attempts=MAX_ATTEMPTS)
         renderer = Renderer(settings.templates_dir, settings.locales_dir)
-        dispatcher = Dispatcher(sessions, {"email": channel}, renderer, settings, rng=random.Random(0))
+        dispatcher = Dispatcher(sessions, {"email": channel}, renderer, settings, rng=random.Random(0),
+                                simulated_clock=True)
         return dispatcher, channel
 
     return make
@@ -545,7 +546,7 @@ def test_a_marketing_campaign_skips_a_message_that_may_have_been_taken(
     schedule_campaign(SCHEDULED, text=text)
     settings = Settings()
     dispatcher = Dispatcher(sessions, {"email": ScriptedEmail(timed_out)},
-                            Renderer(settings.templates_dir, settings.locales_dir), settings)
+                            Renderer(settings.templates_dir, settings.locales_dir), settings, simulated_clock=True)
 
     dispatcher.tick(JAKARTA_FIRST)
 

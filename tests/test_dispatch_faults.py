@@ -46,7 +46,7 @@ def schedule(sessions: sessionmaker[Session], settings: Settings, text: str = SP
 
 def make(sessions: sessionmaker[Session], settings: Settings, **channels: ScriptedChannel) -> Dispatcher:
     renderer = Renderer(settings.templates_dir, settings.locales_dir)
-    return Dispatcher(sessions, channels, renderer, settings, rng=random.Random(0))
+    return Dispatcher(sessions, channels, renderer, settings, rng=random.Random(0), simulated_clock=True)
 
 
 def states(sessions: sessionmaker[Session]) -> dict[int, DeliveryRow]:

@@ -76,7 +76,7 @@ def locales(tmp_path: Path) -> Path:
 @pytest.fixture
 def dispatcher(sessions: sessionmaker[Session], outbox: Path, locales: Path) -> Iterator[Dispatcher]:
     """The real dispatcher with the outbox channels (leases: 300 s sending, QUEUE_LEASE s queued)."""
-    d = build_dispatcher(Settings(outbox_dir=outbox, locales_dir=locales), sessions)
+    d = build_dispatcher(Settings(outbox_dir=outbox, locales_dir=locales), sessions, simulated_clock=True)
     yield d
     d.close()
 
@@ -255,7 +255,7 @@ def test_a_row_in_flight_at_the_cancel_that_comes_back_for_a_retry_is_skipped_no
     schedule_campaign(now, wave_spec(now, CAMPAIGN_ID), locales_dir=locales)
     settings = Settings(locales_dir=locales)
     dispatcher = Dispatcher(sessions, {"email": CancelledWhileSending(sessions, now)},
-                            Renderer(settings.templates_dir, settings.locales_dir), settings)
+                            Renderer(settings.templates_dir, settings.locales_dir), settings, simulated_clock=True)
     published, _ = enqueue(dispatcher, now, chunk_size=10)
 
     dispatcher.run_chunk(published[0][1], "worker-1", now)

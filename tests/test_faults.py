@@ -61,7 +61,7 @@ def providers(sessions: sessionmaker[Session], fresh_emulator: EmulatorProcess) 
     """The dispatcher as production wires it for NOTIFIER_TRANSPORT=providers, with the default retry settings."""
     settings = Settings(transport="providers", sendgrid_api_key="SG.test", sendgrid_host=fresh_emulator.url,
                         google_credentials=fresh_emulator.credentials, fcm_endpoint=fresh_emulator.url, **TEST_SECRETS)
-    dispatcher = build_dispatcher(settings, sessions)
+    dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     yield dispatcher
     dispatcher.close()
 
@@ -222,7 +222,7 @@ def test_a_line_break_in_a_name_injects_no_header_and_a_non_ascii_address_fails_
     add_recipient("jose", email="josé.müller@example.com", name="José Müller")
     schedule_campaign(SCHEDULED)
     outbox = tmp_path / "outbox"
-    dispatcher = build_dispatcher(Settings(outbox_dir=outbox), sessions)
+    dispatcher = build_dispatcher(Settings(outbox_dir=outbox), sessions, simulated_clock=True)
     try:
         report = dispatcher.tick(JAKARTA_FIRST)  # returns normally
     finally:

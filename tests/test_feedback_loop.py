@@ -110,7 +110,7 @@ def test_a_hard_bounce_suppresses_the_address_and_the_next_wave_skips_its_email_
     add_recipient("ana", email="ana@example.com", tokens=["ana-phone"])
     add_recipient("bob", email="bob@example.com")
     schedule_campaign(SCHEDULED)
-    dispatcher = build_dispatcher(settings, sessions)
+    dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 3}
     with sessions() as s:
         ana_email = s.scalar(select(DeliveryRow.id).join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
@@ -141,7 +141,8 @@ def test_a_suppressed_push_token_is_left_out_and_a_recipient_with_only_suppresse
     with transaction(sessions) as s:
         suppressions.suppress(s, [("token", "ana-tablet"), ("token", "max-phone")], scope="all", reason="manual",
                               source="test", now=now)
-    assert build_dispatcher(settings, sessions).tick(JAKARTA_FIRST).outcomes == {"sent": 1, "skipped": 1}
+    dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
+    assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 1, "skipped": 1}
     pushed = json.loads(next((settings.outbox_dir / "push" / SERVICE).glob("*.json")).read_text())
     assert pushed["tokens"] == ["ana-phone"]
     assert at(sessions, "max", FIRST_KEY)["push"] == ("skipped", "suppressed", "suppressed: manual")
@@ -156,7 +157,7 @@ def test_one_click_unsubscribe_from_a_real_email_stops_marketing_on_every_channe
     add_recipient("ana", email="ana@example.com", tokens=["ana-phone"], locale="id")
     schedule_campaign(SCHEDULED)
     schedule_campaign(SCHEDULED, text=marketing_text(), locales_dir=locales)
-    dispatcher = build_dispatcher(settings, sessions)
+    dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 4}  # email and push of both campaigns
 
     eml = next((settings.outbox_dir / "email" / MARKETING).glob("*.eml"))
@@ -225,7 +226,7 @@ def test_actions_imported_from_a_file_skip_the_later_waves_with_the_reason(
     assert f"{actions}:4: action 'plan_switched'" in result.output
     assert f"{actions}:5: at:" in result.output
 
-    build_dispatcher(settings, sessions).tick(JAKARTA_PLAYLIST_P7D)
+    build_dispatcher(settings, sessions, simulated_clock=True).tick(JAKARTA_PLAYLIST_P7D)
     assert at(sessions, "ana", P7D)["email"][:2] == ("skipped", "action_done")
     assert at(sessions, "bob", P7D)["email"][0] == "sent"
 

@@ -67,7 +67,7 @@ def test_every_outbox_email_parses_back_to_exactly_its_one_recipient(
     for kind, name in HOSTILE_NAMES.items():  # PostgreSQL itself refuses NUL and names over the column's 200
         add_recipient(kind, name=name.replace("\x00", " ")[:200] if postgres else name, locale="en")
     schedule_campaign(datetime(2024, 9, 1, tzinfo=UTC))
-    dispatcher = build_dispatcher(Settings(outbox_dir=tmp_path / "outbox"), sessions)
+    dispatcher = build_dispatcher(Settings(outbox_dir=tmp_path / "outbox"), sessions, simulated_clock=True)
 
     report = dispatcher.tick(JAKARTA_FIRST)
 

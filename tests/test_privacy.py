@@ -40,7 +40,7 @@ def test_logs_and_message_ids_carry_no_personal_data(sessions: sessionmaker[Sess
     content = Content.of(campaign, Settings().templates_dir, Settings().locales_dir)
     with transaction(sessions) as s:
         queries.schedule(s, campaign, CAMPAIGN_FILE.read_text(), start, content)
-    dispatcher = build_dispatcher(Settings(outbox_dir=tmp_path / "outbox"), sessions)
+    dispatcher = build_dispatcher(Settings(outbox_dir=tmp_path / "outbox"), sessions, simulated_clock=True)
     report = dispatcher.tick(datetime(2024, 9, 28, 12, tzinfo=UTC))
     assert report.outcomes["sent"] == 2
     logged = "\n".join(r.getMessage() for r in caplog.records)

@@ -58,7 +58,8 @@ def every_value(sessions: sessionmaker[Session]) -> list[tuple[str, str, str]]:
 
 
 def run_to_the_end(sessions: sessionmaker[Session], settings: Settings) -> None:
-    settle(build_dispatcher(settings, sessions), sessions, SCHEDULED, AFTER_THE_END, every=timedelta(hours=1))
+    settle(build_dispatcher(settings, sessions, simulated_clock=True), sessions, SCHEDULED, AFTER_THE_END,
+           every=timedelta(hours=1))
 
 
 @pytest.mark.usefixtures("audience")
@@ -94,7 +95,7 @@ def test_purge_leaves_no_address_name_or_token_in_any_column_and_removes_the_out
 def test_purge_refuses_before_the_end_and_while_sends_are_pending(
         sessions: sessionmaker[Session], schedule_campaign: Schedule, settings: Settings) -> None:
     schedule_campaign(SCHEDULED)
-    build_dispatcher(settings, sessions).tick(JAKARTA_FIRST)
+    build_dispatcher(settings, sessions, simulated_clock=True).tick(JAKARTA_FIRST)
     with pytest.raises(CampaignStateError, match="has not ended: its last deadline passes at 2024-11-28"):
         purge(sessions, CAMPAIGN_ID, JAKARTA_FIRST)
     with transaction(sessions) as s:  # cancelled, with a row still pending: a tick has to settle it first
@@ -130,7 +131,7 @@ def test_purge_after_in_the_campaign_file_makes_the_tick_purge_once_its_time_has
     spec = CAMPAIGN_FILE.read_text(encoding="utf-8").replace("deadlines:\n", "purge_after: P7D\ndeadlines:\n", 1)
     schedule_campaign(SCHEDULED, text=spec)
     run_to_the_end(sessions, settings)
-    dispatcher = build_dispatcher(settings, sessions)
+    dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     assert dispatcher.tick(THE_END + timedelta(days=7, minutes=-1)).purged == {}
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Recipient).where(Recipient.email.is_not(None))) == 2

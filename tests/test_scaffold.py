@@ -113,7 +113,7 @@ def test_two_campaigns_go_out_side_by_side_with_their_own_sender_and_catalogs(
     now = datetime(2024, 9, 1, tzinfo=UTC)
     _schedule(sessions, project, "tiktok-music-shutdown", now)
     _schedule(sessions, project, ACME, now)
-    dispatcher = build_dispatcher(project, sessions)
+    dispatcher = build_dispatcher(project, sessions, simulated_clock=True)
 
     first = datetime(2024, 9, 28, 3, 0, tzinfo=UTC)  # 10:00 in Jakarta: TikTok's first wave and Acme's P30D
     assert dispatcher.tick(first).outcomes == {"sent": 4}  # an email and a push of each

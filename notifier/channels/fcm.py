@@ -7,6 +7,14 @@ with connection resets under concurrency, against about 10,800/s for a pooled ke
 requests it would make go out through one pooled aiohttp session with bounded concurrency instead.
 ``tests/test_channel_fcm.py`` proves the requests are byte for byte what ``messaging.send`` sends.
 
+A slow FCM never turns waiting into doubt: the channel has one gate of ``concurrency`` requests, shared by every
+slice and every call, over a pool of as many connections, so a request waits at our gate (no timeout runs there),
+never inside aiohttp's pool. Once it has a connection, the timeouts are per phase (aiohttp's ``ClientTimeout`` with
+``connect``/``sock_connect`` and ``sock_read``, no ``total``): a request that never left (no connection within the
+connect timeout, refused, DNS; aiohttp's ``ConnectionTimeoutError`` and ``ClientConnectorError``) is a plain retry;
+only one written and then unanswered (``SocketTimeoutError`` after the read timeout, a cut connection) is
+``uncertain``, since FCM may have taken it (see ``_unanswered``).
+
 Our neutral message fields become FCM's words here: ``metadata`` (the ledger ids) is the message's ``data``, and
 the last of its ``tags`` is its analytics label (``analytics_label``).
 
@@ -22,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,8 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from notifier.channels.base import Channel, Message, Pacer, PushMessage
-from notifier.errors import ChannelConfigError, ConfigError
+from notifier.errors import ChannelConfigError, ConfigError, TransientError
 from notifier.events import SendResult
+
+log = logging.getLogger(__name__)
 
 
 class TokenFate(enum.Enum):
@@ -70,6 +81,7 @@ REFUSALS: dict[str, str] = {
 CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
 
 POST_SLICE = 100  # messages encoded before their requests go out; the next slice is encoded while they fly
+CLOSE_WAIT = 10.0  # seconds close() waits for the pooled session to close on its loop
 MAX_TTL = timedelta(days=28)  # FCM refuses an android.ttl over 2,419,200 s; a later deadline gets the longest it keeps
 
 
@@ -101,8 +113,8 @@ class FcmPush(Channel):
     provider = "fcm"
     max_batch = 500
 
-    def __init__(self, credentials_file: Path, endpoint: str, *, concurrency: int = 64, timeout: float = 10.0,
-                 rate_limiter: Pacer | None = None) -> None:
+    def __init__(self, credentials_file: Path, endpoint: str, *, concurrency: int = 64, connect_timeout: float = 10.0,
+                 read_timeout: float = 10.0, rate_limiter: Pacer | None = None) -> None:
         super().__init__(rate_limiter)
         self._aiohttp, firebase_admin, credentials, self.messaging = _sdk()
         try:
@@ -118,11 +130,17 @@ class FcmPush(Channel):
                          "Content-Type": "application/json"}
         self._credential = self.app.credential.get_credential()
         self._auth_lock = threading.Lock()
-        self.concurrency, self.timeout = concurrency, timeout
+        self.concurrency, self.connect_timeout, self.read_timeout = concurrency, connect_timeout, read_timeout
+        # Not sent: no connection (refused, DNS, TLS) or none within the connect timeout. Anything else unanswered
+        # may have reached FCM.
+        self._not_sent = (self._aiohttp.ClientConnectorError, self._aiohttp.ConnectionTimeoutError)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fcm-sender", daemon=True)
         self._thread.start()
-        self._session: Any = None
+        self._session: Any = None  # made on the loop by _pool(), with the gate
+        self._gate: asyncio.Semaphore | None = None
+        self._closing = threading.Lock()
+        self._closed = False
 
     # -- building (the SDK) --------------------------------------------------------------------------------
 
@@ -187,6 +205,7 @@ class FcmPush(Channel):
         owners = [i for i, m in enumerate(pushes) for _ in m.tokens]
         tokens = [t for m in pushes for t in m.tokens]
         results = self._post_authorized(pushes)
+        _log_unanswered(results)
         per_message: list[list[tuple[str, TokenResult]]] = [[] for _ in pushes]
         for i, token, result in zip(owners, tokens, results, strict=True):
             per_message[i].append((token, result))
@@ -195,6 +214,8 @@ class FcmPush(Channel):
     def _post_now(self, slices: Iterable[list[bytes]]) -> list[TokenResult]:
         """Post every body on the pooled session with the current access token (fetched first if need be); each
         slice goes out as soon as it is built, so encoding the next one overlaps the requests of this one."""
+        if self._closed:  # nothing can leave: a plain retry, never uncertain
+            raise TransientError("fcm: the push channel is closed", provider="fcm")
         headers = self.headers()
         futures = [asyncio.run_coroutine_threadsafe(self._post_all(bodies, headers), self._loop)
                    for bodies in slices]
@@ -221,35 +242,59 @@ class FcmPush(Channel):
             self._forget_token()
         return results
 
-    async def _post_all(self, bodies: list[bytes], headers: dict[str, str]) -> list[TokenResult]:
-        aiohttp = self._aiohttp
-        if self._session is None:
+    def _pool(self) -> tuple[Any, asyncio.Semaphore]:
+        """The pooled session and the channel's one gate, made on first use on the sender loop (so both belong to it):
+        ``concurrency`` requests in flight and as many connections, per-phase timeouts and no ``total``, which would
+        count the time spent queueing (see the module's docstring)."""
+        if self._session is None or self._gate is None:
+            aiohttp = self._aiohttp
+            self._gate = asyncio.Semaphore(self.concurrency)
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(total=self.timeout))
-        gate = asyncio.Semaphore(self.concurrency)
+                timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout,
+                                              sock_connect=self.connect_timeout, sock_read=self.read_timeout))
+        return self._session, self._gate
+
+    async def _post_all(self, bodies: list[bytes], headers: dict[str, str]) -> list[TokenResult]:
+        session, gate = self._pool()
 
         async def post(body: bytes) -> TokenResult:
             async with gate:
                 try:
-                    async with self._session.post(self.url, data=body, headers=headers) as response:
+                    async with session.post(self.url, data=body, headers=headers) as response:
                         text = await response.text()
                         return _parse(response.status, text, response.headers.get("Retry-After"))
-                except aiohttp.ClientConnectorError as exc:  # never reached FCM
-                    return TokenResult(TokenFate.RETRY, f"fcm: {type(exc).__name__}")
-                except (TimeoutError, aiohttp.ClientError) as exc:  # sent, but no answer: FCM may have it
-                    return TokenResult(TokenFate.RETRY, f"fcm: {type(exc).__name__}", uncertain=True)
+                except (TimeoutError, self._aiohttp.ClientError) as exc:
+                    return _unanswered(exc, self._not_sent)
 
         return list(await asyncio.gather(*(post(b) for b in bodies)))
 
     def close(self) -> None:
-        if self._session is not None:
-            asyncio.run_coroutine_threadsafe(self._session.close(), self._loop).result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        """Close the pooled session on its own loop, then stop and close that loop and let go of the SDK's app.
+
+        Idempotent; a send after it is a plain retry. A session that does not close within CLOSE_WAIT is logged
+        and left to the process's exit (the loop is then stopped but not closed)."""
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+        if self._thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(self._close_pool(), self._loop).result(timeout=CLOSE_WAIT)
+            except Exception as exc:  # a hung close must not hang the process that is shutting down
+                log.warning("fcm: the connection pool did not close cleanly (%s)", type(exc).__name__)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=CLOSE_WAIT)
+        if not self._thread.is_alive():
+            self._loop.close()
         import firebase_admin
 
         firebase_admin.delete_app(self.app)
+
+    async def _close_pool(self) -> None:
+        session, self._session, self._gate = self._session, None, None
+        if session is not None:
+            await session.close()  # aiohttp 3.14 waits here for the connections' transports to close
 
 
 def analytics_label(tags: Sequence[str]) -> str | None:
@@ -279,6 +324,23 @@ def _parse(status: int, text: str, retry_after: str | None) -> TokenResult:
     except ValueError:
         wait = minimum
     return TokenResult(fate, f"fcm {code} ({status}): {str(error.get('message', ''))[:200]}", wait, code=code)
+
+
+def _unanswered(exc: BaseException, not_sent: tuple[type[BaseException], ...]) -> TokenResult:
+    """A request without an answer: one that never left (``not_sent``: no connection, none in time) is a plain retry;
+    one written and then unanswered (a read timeout, a cut connection) is uncertain, since FCM may have taken it."""
+    if isinstance(exc, not_sent):
+        return TokenResult(TokenFate.RETRY, f"fcm: not sent ({type(exc).__name__})")
+    return TokenResult(TokenFate.RETRY, f"fcm: no answer ({type(exc).__name__})", uncertain=True)
+
+
+def _log_unanswered(results: Sequence[TokenResult]) -> None:
+    """One line per batch when requests got no answer: counts only, never a token."""
+    unanswered = [r for r in results if r.fate == TokenFate.RETRY and not r.code]
+    if unanswered:
+        uncertain = sum(r.uncertain for r in unanswered)
+        log.warning("fcm: %d of %d requests unanswered: %d never left (plain retry), %d written, then no answer "
+                    "(uncertain)", len(unanswered), len(results), len(unanswered) - uncertain, uncertain)
 
 
 def _all_refused(results: list[TokenResult]) -> bool:

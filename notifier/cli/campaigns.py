@@ -150,6 +150,8 @@ def campaign_list(c: CliContext, as_json: bool) -> None:
     if not lines:
         click.echo("no campaign is scheduled (run: notifier campaign schedule FILE)")
         return
+    for why in dict.fromkeys(why for ln in lines for why in ln.held):
+        click.echo(f"held: nothing is sent: {why}")
     click.echo(format_table(
         ["campaign", "state", "phase", "sent/total", "send groups", "next send (UTC)"],
         [[ln.campaign_id, ln.state, ln.phase, f"{ln.sent}/{ln.total}", f"{ln.groups_done}/{ln.groups}",

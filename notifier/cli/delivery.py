@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
-import time as _time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -17,7 +17,7 @@ from notifier.cli._app import parse_now as _parse_now
 from notifier.errors import UserError
 
 if TYPE_CHECKING:
-    pass
+    from notifier.dispatch import Dispatcher
 
 
 @cli.command()
@@ -26,14 +26,46 @@ if TYPE_CHECKING:
 @click.option("--interval", default=30.0, show_default=True, help="Seconds between ticks.")
 @pass_ctx
 def dispatch(c: CliContext, once: bool, now: str | None, interval: float) -> None:
-    """Send what is due: materialize due groups, claim, guard, render, send, record."""
-    from notifier.reports import counts_text
+    """Send what is due: materialize due groups, claim, guard, render, send, record.
+
+    SIGTERM or Ctrl-C stops it cleanly: the batch in flight is sent and recorded, nothing more is claimed, and it
+    exits 0 (a second signal stops it at once, like SIGKILL: what it held is recovered as uncertain)."""
     from notifier.wiring import build_dispatcher
 
     if now is not None and not once:
         raise UserError("--now needs --once (a fixed clock cannot tick)")
-    dispatcher = build_dispatcher(c.settings, c.sessions())
-    while True:
+    dispatcher = build_dispatcher(c.settings, c.sessions(), simulated_clock=now is not None)
+    previous = _stop_on_signals(dispatcher)
+    try:
+        _dispatch_loop(dispatcher, once, now, interval)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        dispatcher.close()
+
+
+def _stop_on_signals(dispatcher: Dispatcher) -> dict[int, Any]:
+    """The first SIGTERM or SIGINT asks the dispatcher to stop after the batch in hand; the next one is the
+    default again (stop at once)."""
+    signals = (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.getsignal(sig) for sig in signals}
+
+    def stop(signum: int, _frame: Any) -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        dispatcher.request_stop()
+        click.echo(f"{datetime.now(UTC):%H:%M:%S} {signal.Signals(signum).name}: stopping once the batch in flight "
+                   f"is sent and recorded (send it again to stop at once)", err=True)
+
+    for sig in signals:
+        signal.signal(sig, stop)
+    return previous
+
+
+def _dispatch_loop(dispatcher: Dispatcher, once: bool, now: str | None, interval: float) -> None:
+    from notifier.reports import counts_text
+
+    while not dispatcher.stopping.is_set():
         try:
             report = dispatcher.tick(_parse_now(now))
         except UserError:
@@ -44,19 +76,22 @@ def dispatch(c: CliContext, once: bool, now: str | None, interval: float) -> Non
             logging.getLogger("notifier.dispatch").exception("tick failed")
             click.echo(f"{datetime.now(UTC):%H:%M:%S} error: the tick failed ({type(exc).__name__}); "
                        f"trying again in {interval:g} s", err=True)
-            _time.sleep(interval)
+            dispatcher.stopping.wait(interval)
             continue
         click.echo(f"{datetime.now(UTC):%H:%M:%S} materialized {report.materialized}, claimed {report.claimed}, "
                    f"{counts_text(report.outcomes, 'nothing due')}")
+        if report.held:
+            click.echo(f"error: nothing sent: {report.held}", err=True)
         for campaign_id, why in report.refused.items():
             click.echo(f"error: campaign {campaign_id}: nothing sent: {why}", err=True)
         for channel, why in report.blocked.items():
             click.echo(f"error: channel {channel}: nothing sent, its messages wait: {why}", err=True)
         if once:
-            if report.refused or report.blocked:
+            if report.held or report.refused or report.blocked:
                 sys.exit(2)
             return
-        _time.sleep(interval)
+        dispatcher.stopping.wait(interval)
+    click.echo(f"{datetime.now(UTC):%H:%M:%S} stopped: nothing in flight", err=True)
 
 
 @cli.command()
@@ -97,6 +132,8 @@ def status(c: CliContext, campaign_id: str, as_json: bool) -> None:
         return
     nxt = f", next at {st.next_send_at:%Y-%m-%d %H:%M} UTC" if st.next_send_at and st.phase != "finished" else ""
     click.echo(f"{st.campaign_id}: {st.phase}; {st.groups_done}/{st.groups} send groups due so far{nxt}")
+    for why in st.held:
+        click.echo(f"held: nothing is sent: {why}")
     click.echo(format_table(["send", "channel", *st.states], st.table_rows()))
     for title, rows in (("failed because", st.failures), ("waiting because", st.waiting)):
         if rows:

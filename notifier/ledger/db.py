@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -83,6 +83,25 @@ def database_error(exc: BaseException, url: URL | None = None) -> str | None:
     first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
     where = url.render_as_string(hide_password=True) if url is not None else "the ledger database"
     return f"{where}: {first}"
+
+
+# SQLite's OperationalErrors that pass: a busy or locked file, a disk that failed a write. Its others ("no such
+# table", a syntax error) are bugs or a wrong file, and waiting would not mend them.
+_SQLITE_PASSING = ("locked", "busy", "disk i/o", "unable to open", "disk is full", "readonly")
+
+
+def ledger_unreachable(exc: BaseException) -> bool:
+    """The ledger cannot be reached or answered with a passing failure (a restart, a network blip, a lock):
+    trying the same work again later may succeed. A bug in a statement is not one."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        return any(word in str(exc.orig).lower() for word in _SQLITE_PASSING)
+    return True  # PostgreSQL: connection refused or lost, admin shutdown, deadlock, serialization failure
 
 
 def _connect(engine: Engine) -> Connection:

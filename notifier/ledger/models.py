@@ -242,3 +242,15 @@ class EndedSession(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the session's CSRF token
     until: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class DispatchHold(Base):
+    """Why the dispatcher sends nothing at all right now (its clock disagrees with the ledger's), so that
+    ``status``, ``campaign list`` and the dashboard can say so; the row goes when a tick passes the check again."""
+
+    __tablename__ = "dispatch_holds"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # what holds it: "clock"
+    reason: Mapped[str] = mapped_column(Text)  # one line for an operator, no personal data
+    since: Mapped[datetime] = mapped_column(UTCDateTime())  # on the ledger's clock
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the last tick that found it (the ledger's clock)

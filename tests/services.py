@@ -1,0 +1,120 @@
+"""Services of a test's own, that it may stop and start (never the machine's shared ones), and the real
+``notifier dispatch`` as a process: what the everyday-operations tests need to break things as production does."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import text
+
+from notifier.ledger.db import make_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(what)
+        time.sleep(0.1)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_audience(path: Path, recipients: int) -> Path:
+    """Recipients in Jakarta, each with an email address and one push token."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        out = csv.writer(f)
+        out.writerow(["id", "email", "name", "locale", "timezone", "country", "push_tokens", "joined_at"])
+        for n in range(recipients):
+            out.writerow([f"u{n:06d}", f"user{n:06d}@example.org", f"User {n}", "en", "Asia/Jakarta", "ID",
+                          f"crash-token-{n:06d}", "2024-01-15T00:00:00Z"])
+    return path
+
+
+@dataclass
+class OwnPostgres:
+    """A PostgreSQL cluster of the test's own (initdb in a temporary folder, a random port, no fsync): stopping it
+    is an outage of the ledger that touches nobody else. As root, its commands run as the ``postgres`` user."""
+
+    workdir: Path
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, *args: str) -> None:
+        assert PG_BIN is not None, "PostgreSQL's server programs are not installed"
+        command = [str(PG_BIN / args[0]), *args[1:]]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{args[0]}: {done.stderr.strip() or done.stdout.strip()}"
+
+    def init(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres")
+        self.port = free_port()
+        self._run("initdb", "-D", str(self.workdir / "data"), "-A", "trust", "-U", "postgres", "--no-sync")
+        self.start()
+
+    def start(self) -> None:
+        self._run("pg_ctl", "-D", str(self.workdir / "data"), "-l", str(self.workdir / "server.log"), "-w", "-o",
+                  f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+
+    def stop(self) -> None:
+        """A fast shutdown: every connection is cut, as when the server restarts or the network fails."""
+        self._run("pg_ctl", "-D", str(self.workdir / "data"), "-m", "fast", "-w", "stop")
+
+    def up(self) -> bool:
+        engine = make_engine(self.url, connect_args={"connect_timeout": 2})
+        try:
+            with engine.connect() as conn:
+                return conn.execute(text("select 1")).scalar() == 1
+        except Exception:
+            return False
+        finally:
+            engine.dispose()
+
+
+class Dispatch:
+    """``notifier dispatch --interval N`` in a process of its own, its output in a file."""
+
+    def __init__(self, env: dict[str, str], log: Path, *args: str) -> None:
+        self.log = log
+        notifier = Path(sys.executable).with_name("notifier")
+        with log.open("ab") as out:
+            self.process = subprocess.Popen([str(notifier), "-v", "dispatch", *args], cwd=ROOT, env=env,
+                                            stdout=out, stderr=subprocess.STDOUT)
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def wait(self, seconds: float) -> int:
+        return self.process.wait(timeout=seconds)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
