@@ -51,6 +51,7 @@ def _fcm(settings: Settings) -> Channel:
         raise ConfigError("GOOGLE_APPLICATION_CREDENTIALS is not set (needed with NOTIFIER_TRANSPORT=providers)")
     return FcmPush(settings.google_credentials, settings.fcm_endpoint, concurrency=settings.push_concurrency,
                    connect_timeout=settings.http_connect_timeout, read_timeout=settings.http_read_timeout,
+                   batch_seconds=settings.lease_seconds / 2,
                    rate_limiter=_limiter(settings, "push", settings.push_rate))
 
 

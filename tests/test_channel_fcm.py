@@ -374,6 +374,21 @@ def test_no_answer_within_the_read_timeout_is_uncertain_since_fcm_may_have_it(
     assert result.error == "fcm: no answer (SocketTimeoutError)"
 
 
+def test_requests_still_waiting_at_the_gate_when_the_batch_runs_out_of_time_never_leave(
+        fresh_emulator: EmulatorProcess) -> None:
+    """A batch may take at most half the lease (``batch_seconds``): past it, the requests still waiting for the gate
+    are not sent, a plain retry, so a slow FCM never keeps rows past their lease (recovered as uncertain then)."""
+    fresh_emulator.set_faults({"fcm": {"latency_ms": 700}})
+    with fcm_channel(fresh_emulator, concurrency=2, batch_seconds=0.5) as ch:
+        results = ch.send([push(i, f"tok-{i}") for i in range(1, 7)])
+
+    sent = [r for r in results if r.outcome == Outcome.SENT]
+    waited = [r for r in results if r.outcome != Outcome.SENT]
+    assert len(sent) == 2 == len(logged(fresh_emulator))  # the first two; the rest never reached FCM
+    assert {(r.outcome, r.uncertain) for r in waited} == {(Outcome.RETRY, False)}
+    assert waited[0].error is not None and "half of NOTIFIER_LEASE_SECONDS" in waited[0].error
+
+
 def test_one_gate_per_channel_so_requests_wait_for_it_not_for_a_pooled_connection(
         fresh_emulator: EmulatorProcess, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two calls at once, one request per slice, four requests for two connections, each answered after longer

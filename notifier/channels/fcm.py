@@ -32,6 +32,7 @@ import enum
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -114,7 +115,8 @@ class FcmPush(Channel):
     max_batch = 500
 
     def __init__(self, credentials_file: Path, endpoint: str, *, concurrency: int = 64, connect_timeout: float = 10.0,
-                 read_timeout: float = 10.0, rate_limiter: Pacer | None = None) -> None:
+                 read_timeout: float = 10.0, batch_seconds: float | None = None,
+                 rate_limiter: Pacer | None = None) -> None:
         super().__init__(rate_limiter)
         self._aiohttp, firebase_admin, credentials, self.messaging = _sdk()
         try:
@@ -131,6 +133,9 @@ class FcmPush(Channel):
         self._credential = self.app.credential.get_credential()
         self._auth_lock = threading.Lock()
         self.concurrency, self.connect_timeout, self.read_timeout = concurrency, connect_timeout, read_timeout
+        # A request still waiting at the gate this long after its batch began is not sent (a plain retry): a slow FCM
+        # must not hold a batch past its lease, after which its rows would be recovered as uncertain.
+        self.batch_seconds = batch_seconds
         # Not sent: no connection (refused, DNS, TLS) or none within the connect timeout. Anything else unanswered
         # may have reached FCM.
         self._not_sent = (self._aiohttp.ClientConnectorError, self._aiohttp.ConnectionTimeoutError)
@@ -217,7 +222,8 @@ class FcmPush(Channel):
         if self._closed:  # nothing can leave: a plain retry, never uncertain
             raise TransientError("fcm: the push channel is closed", provider="fcm")
         headers = self.headers()
-        futures = [asyncio.run_coroutine_threadsafe(self._post_all(bodies, headers), self._loop)
+        give_up_at = None if self.batch_seconds is None else time.monotonic() + self.batch_seconds
+        futures = [asyncio.run_coroutine_threadsafe(self._post_all(bodies, headers, give_up_at), self._loop)
                    for bodies in slices]
         return [result for future in futures for result in future.result()]
 
@@ -255,11 +261,15 @@ class FcmPush(Channel):
                                               sock_connect=self.connect_timeout, sock_read=self.read_timeout))
         return self._session, self._gate
 
-    async def _post_all(self, bodies: list[bytes], headers: dict[str, str]) -> list[TokenResult]:
+    async def _post_all(self, bodies: list[bytes], headers: dict[str, str],
+                        give_up_at: float | None = None) -> list[TokenResult]:
         session, gate = self._pool()
 
         async def post(body: bytes) -> TokenResult:
             async with gate:
+                if give_up_at is not None and time.monotonic() > give_up_at:  # never left: a plain retry
+                    return TokenResult(TokenFate.RETRY, f"fcm: not sent (the batch took over {self.batch_seconds:g} s, "
+                                                        f"half of NOTIFIER_LEASE_SECONDS)")
                 try:
                     async with session.post(self.url, data=body, headers=headers) as response:
                         text = await response.text()
