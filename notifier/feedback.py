@@ -56,7 +56,11 @@ class BatchReport:
 
 
 def apply_events(session: Session, events: Sequence[ProviderEvent], now: datetime) -> BatchReport:
-    """Keep each new event once and act on it, in the caller's transaction: all of the batch or none of it."""
+    """Keep each new event once and act on it, in the caller's transaction: all of the batch or none of it.
+
+    The batch's suppressions are written first, then its events, each in key order and in as few statements as
+    the drivers allow: concurrent batches that name the same addresses in other orders (a bounce spike) lock the
+    same keys in the same order, so none of them dies in a deadlock."""
     report = BatchReport(received=len(events))
     unique: dict[tuple[str, str], ProviderEvent] = {}
     for event in events:
@@ -65,7 +69,7 @@ def apply_events(session: Session, events: Sequence[ProviderEvent], now: datetim
     fresh = [e for key, e in unique.items() if key not in seen]
     report.duplicates = report.received - len(fresh)
     ours = _deliveries(session, {e.delivery_id for e in fresh if e.delivery_id is not None})
-    rows = []
+    rows, additions = [], []
     for event in fresh:
         delivery = ours.get(event.delivery_id) if event.delivery_id is not None else None
         if delivery is not None and event.campaign_id not in (None, delivery[0]):
@@ -75,21 +79,28 @@ def apply_events(session: Session, events: Sequence[ProviderEvent], now: datetim
         rows.append({"delivery_id": event.delivery_id if delivery is not None else None, "type": event.type.value,
                      "at": event.at, "provider": event.provider, "provider_event_id": event.event_id,
                      "detail": _detail(event)})
-        effect = SUPPRESSING.get((event.type, event.reject_reason))
-        if effect is None or not event.address:
-            continue
-        scope, reason = effect
-        values = [("email", event.address)]
-        if scope == "marketing" and delivery is not None:
-            values.append(("recipient", delivery[1]))
-        report.suppressed += suppressions.suppress(session, values, scope=scope, reason=reason,
-                                                   source=event.provider, now=now,
-                                                   campaign_id=delivery[0] if delivery else event.campaign_id)
+        additions += _suppressions(event, delivery)
+    report.suppressed = suppressions.add(session, additions, now)
+    rows.sort(key=lambda row: (row["provider"], row["provider_event_id"]))
     for start in range(0, len(rows), _CHUNK):
         stmt = queries.dialect_insert(session, DeliveryEvent).values(rows[start:start + _CHUNK])
         report.new += session.execute(stmt.on_conflict_do_nothing(
             index_elements=["provider", "provider_event_id"])).rowcount or 0
     return report
+
+
+def _suppressions(event: ProviderEvent, delivery: tuple[str, str] | None) -> list[suppressions.Addition]:
+    """What ``event`` puts on the list (:data:`SUPPRESSING`): its address, and for an unsubscribe from one of our
+    messages its recipient too."""
+    effect = SUPPRESSING.get((event.type, event.reject_reason))
+    if effect is None or not event.address:
+        return []
+    scope, reason = effect
+    campaign_id = delivery[0] if delivery else event.campaign_id
+    values = [("email", event.address)]
+    if scope == "marketing" and delivery is not None:
+        values.append(("recipient", delivery[1]))
+    return [suppressions.Addition(kind, value, scope, reason, event.provider, campaign_id) for kind, value in values]
 
 
 def _known_events(session: Session, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:

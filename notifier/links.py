@@ -10,8 +10,9 @@ a token made with any of the keys given to ``verify_unsubscribe_token`` (the cur
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
+import math
+import re
 from collections.abc import Sequence
 from datetime import date, timedelta
 
@@ -19,6 +20,7 @@ VALID_DAYS = 365  # an unsubscribe link keeps working this long after the messag
 _EPOCH = date(2000, 1, 1)
 _HALF = 6  # bytes: the id (8 bytes) and the expiry day (4 bytes) make one 12-byte block
 _TAG = 12  # bytes of signature
+_TOKEN = re.compile(f"[A-Za-z0-9_-]{{{math.ceil((2 * _HALF + _TAG) * 4 / 3)}}}")  # unpadded base64url: 32 characters
 
 
 def _mac(secret: str, purpose: bytes, data: bytes) -> bytes:
@@ -56,12 +58,12 @@ def unsubscribe_token(secret: str, delivery_id: int, *, issued: date, valid_days
 
 
 def verify_unsubscribe_token(secrets: str | Sequence[str], token: str, *, today: date) -> int | None:
-    """The delivery id of a genuine, unexpired token made with any of ``secrets``, else None."""
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except (binascii.Error, ValueError):
+    """The delivery id of a genuine, unexpired token made with any of ``secrets``, else None. A token has one
+    spelling: a stray character, padding, or another alphabet is refused, not skipped over by the decoder."""
+    if not _TOKEN.fullmatch(token):
         return None
-    if len(raw) != 2 * _HALF + _TAG:
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    if base64.urlsafe_b64encode(raw).decode().rstrip("=") != token:  # unused low bits set: another spelling
         return None
     block, tag = raw[: 2 * _HALF], raw[2 * _HALF :]
     for secret in [secrets] if isinstance(secrets, str) else secrets:

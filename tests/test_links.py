@@ -38,6 +38,15 @@ def test_a_tampered_or_foreign_token_is_refused() -> None:
         assert verify_unsubscribe_token(KEY, junk, today=SENT) is None
 
 
+def test_a_token_has_one_spelling() -> None:
+    """The decoder is not left to skip what it does not know: one delivery, one token, one string."""
+    token = unsubscribe_token(KEY, 42, issued=SENT)
+    for other in (f"{token[:7]}.{token[7:]}", f"{token}=", f"{token}==", f"{token[:7]} {token[7:]}",
+                  f"{token[:7]}\n{token[7:]}", f"{token}A", f" {token}", f"+{token[1:]}", f"/{token[1:]}"):
+        assert verify_unsubscribe_token(KEY, other, today=SENT) is None, other
+    assert verify_unsubscribe_token(KEY, token, today=SENT) == 42
+
+
 def test_a_token_expires() -> None:
     token = unsubscribe_token(KEY, 42, issued=SENT)
     assert verify_unsubscribe_token(KEY, token, today=SENT + timedelta(days=VALID_DAYS)) == 42

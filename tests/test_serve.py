@@ -1,8 +1,10 @@
 """``notifier serve``: it refuses to start without real secrets (one line, exit code 2), it really serves when they
-are good, its health check tells a ledger that cannot be reached, and no generated request makes it answer 5xx."""
+are good, its health check tells a ledger that cannot be reached, no generated request makes it answer 5xx, a
+client that hangs up mid-body is one short line in the log, and a connection that goes silent is closed."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import shutil
@@ -11,21 +13,28 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 import schemathesis
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notifier.config import Settings
 from notifier.ledger.db import make_engine, session_factory
+from notifier.links import unsubscribe_token
 from notifier.web import create_app
+from notifier.web.app import running as in_process
+from notifier.web.dashboard.auth import hash_password
 from tests.conftest import PG_URL, ROOT, TEST_SECRETS
 
 TOKEN = "an-api-token-nobody-can-guess-0123456789"
@@ -100,13 +109,14 @@ def test_serve_refuses_a_webhook_key_that_is_not_a_public_key_in_one_line(good_e
 # --- it really serves -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def running(request: pytest.FixtureRequest, good_env: dict[str, str]) -> Iterator[str]:
-    """``notifier serve`` in its own process, with the arguments of the test's parameter; yields its base URL."""
-    env, args = request.param(good_env)
+@contextmanager
+def serving(env: dict[str, str], *args: str, options: tuple[str, ...] = (),
+            stderr: IO[str] | int = subprocess.PIPE) -> Iterator[str]:
+    """``notifier [options] serve [args]`` in its own process, until it answers its health check; yields its base
+    URL, and stops it at the end."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "notifier", "serve", "--port", str(port), *args], env=env,
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "notifier", *options, "serve", "--port", str(port), *args],
+                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -128,6 +138,14 @@ def running(request: pytest.FixtureRequest, good_env: dict[str, str]) -> Iterato
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
+
+
+@pytest.fixture
+def running(request: pytest.FixtureRequest, good_env: dict[str, str]) -> Iterator[str]:
+    """``notifier serve`` in its own process, with the arguments of the test's parameter; yields its base URL."""
+    env, args = request.param(good_env)
+    with serving(env, *args) as base:
+        yield base
 
 
 def with_good_secrets(env: dict[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -210,3 +228,104 @@ def test_no_request_generated_from_the_openapi_document_makes_the_app_answer_5xx
                                                 f"{response.text[:300]}")
 
         answers_below_500()
+
+
+# --- clients that hang up, or go silent -------------------------------------------------------------------
+
+
+def hang_up_mid_body(base: str, path: str, headers: dict[str, str]) -> None:
+    """Say a body of 1000 bytes, send 100 of them, and close the connection."""
+    url = urlsplit(base)
+    head = "".join(f"{k}: {v}\r\n" for k, v in {"Host": url.netloc, "Content-Length": "1000", **headers}.items())
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall(f"POST {path} HTTP/1.1\r\n{head}\r\n".encode() + b"[" * 100)
+        time.sleep(0.01)
+
+
+def test_clients_that_hang_up_mid_body_leave_one_short_line_each_and_no_traceback(
+        good_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**good_env, "NOTIFIER_ADMIN_PASSWORD": hash_password("a long admin password for this test")}
+    token = unsubscribe_token(TEST_SECRETS["secret_key"], 1, issued=date.today())
+    clients = [("/webhooks/sendgrid", {"Content-Type": "application/json"})] * 20 + [
+        (f"/u/{token}", {"Content-Type": "application/x-www-form-urlencoded"})] * 5 + [
+        ("/actions", {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})] * 5 + [
+        ("/login", {"Content-Type": "application/x-www-form-urlencoded"})] * 5
+    log = tmp_path / "serve.log"
+    with log.open("w") as stderr, serving(env, options=("-v",), stderr=stderr) as base:
+        for path, headers in clients:
+            hang_up_mid_body(base, path, headers)
+        deadline = time.monotonic() + 20
+        while log.read_text().count("went away") < len(clients) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    text = log.read_text()
+
+    assert "Traceback" not in text and "Exception in ASGI application" not in text, text[:3000]
+    lines = [line for line in text.splitlines() if "went away" in line]
+    assert len(lines) == len(clients)
+    assert set(lines) == {f"INFO notifier.web.app: a client went away before sending its whole body: POST {route}"
+                          for route in ("/webhooks/sendgrid", "/u/{token}", "/actions", "/login")}
+    assert token not in text
+
+
+@pytest.mark.parametrize(("sent", "trickle"), [
+    (b"", False),
+    (b"POST /actions HTTP/1.1\r\nHost: test\r\n", False),
+    (b"POST /actions HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer " + TOKEN.encode()
+     + b"\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n" + b'{"actions": [', False),
+    (b"POST /actions HTTP/1.1\r\nHost: test\r\nX-Slow: " + b"a" * 200, True),
+], ids=["nothing", "half-a-head", "half-a-body", "a-head-trickled-a-byte-at-a-time"])
+def test_a_connection_that_goes_silent_or_trickles_its_head_is_closed_within_the_read_timeout(
+        app: Any, sent: bytes, trickle: bool) -> None:
+    with in_process(app, read_timeout=0.5) as base:
+        url = urlsplit(base)
+        with socket.create_connection((url.hostname, url.port)) as sock:
+            started = time.monotonic()
+            answer = _closed(sock, sent, trickle=trickle)
+            took = time.monotonic() - started
+
+    assert answer == b""  # closed without a word
+    assert 0.4 < took < 3
+
+
+def _closed(sock: socket.socket, sent: bytes, *, trickle: bool) -> bytes | None:
+    """What the server sent before it closed ``sock`` (None: still open after 10 s)."""
+    if not trickle:
+        sock.sendall(sent)
+    sock.settimeout(0.1)
+    for i in range(100):
+        if trickle and i < len(sent):
+            try:
+                sock.sendall(sent[i:i + 1])
+            except OSError:
+                return b""
+        try:
+            return sock.recv(1024)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return b""
+    return None
+
+
+def test_a_slow_but_steady_body_and_a_slow_application_are_not_cut_by_the_read_timeout(app: Any) -> None:
+    slow = FastAPI()
+
+    @slow.post("/slow")
+    async def wait_then_read(request: Request) -> dict[str, int]:
+        await asyncio.sleep(1.5)  # longer than the read timeout, with a big body waiting unread
+        return {"bytes": len(await request.body())}
+
+    def steady() -> Iterator[bytes]:
+        for _ in range(8):
+            time.sleep(0.2)
+            yield b" "
+        yield b'{"actions": []}'
+
+    with in_process(app, read_timeout=0.5) as base:
+        steady_answer = httpx.post(f"{base}/actions", content=steady(), timeout=10,
+                                   headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with in_process(slow, read_timeout=0.5) as base:
+        slow_answer = httpx.post(f"{base}/slow", content=b"x" * 1_000_000, timeout=10)
+
+    assert steady_answer.status_code == 200, steady_answer.text
+    assert slow_answer.status_code == 200 and slow_answer.json() == {"bytes": 1_000_000}

@@ -124,8 +124,8 @@ def delivery(sessions: sessionmaker[Session], add_recipient: AddRecipient, sched
     """Ana's first email, sent through the outbox: its id as SendGrid gives it back in custom args."""
     add_recipient("ana", timezone="Asia/Jakarta", country="ID")
     schedule_campaign(SCHEDULED)
-    assert build_dispatcher(Settings(outbox_dir=tmp_path / "outbox"), sessions).tick(JAKARTA_FIRST).outcomes == {
-        "sent": 1}
+    dispatcher = build_dispatcher(Settings(outbox_dir=tmp_path / "outbox"), sessions, simulated_clock=True)
+    assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 1}
     return str(the_row(sessions, "ana").id)
 
 
@@ -341,8 +341,12 @@ def test_a_streamed_body_stops_being_read_once_it_passes_the_cap(
      "event 1: timestamp: expected a Unix time"),
     (json.dumps([sg("e0", "bounce", type="bounce"), {**sg("e1", "spamreport"), "email": ["a@b"]}]).encode(),
      "event 1: email: expected a string"),
+    (b"[" * 100_000 + b"]" * 100_000, "the body's JSON is nested too deeply"),
+    (json.dumps([sg("e0", "bounce", type="bounce")]).encode()[:-2] + b', "x": ' + b"[" * 100_000 + b"]" * 100_000
+     + b"}]", "the body's JSON is nested too deeply"),
 ], ids=["not-json", "not-an-array", "not-an-object", "no-sg_event_id", "long-sg_event_id",
-        "empty-event", "timestamp-string", "timestamp-negative", "timestamp-bool", "email-list"])
+        "empty-event", "timestamp-string", "timestamp-negative", "timestamp-bool", "email-list", "nested-100000",
+        "field-nested-100000"])
 def test_a_malformed_batch_is_refused_whole_with_400_naming_the_event_and_field(
         client: TestClient, sessions: sessionmaker[Session], body: bytes, error: str) -> None:
     before = counts(sessions)
@@ -352,6 +356,19 @@ def test_a_malformed_batch_is_refused_whole_with_400_naming_the_event_and_field(
     assert response.status_code == 400
     assert response.json() == {"error": error}
     assert counts(sessions) == before == (0, 0)
+
+
+def test_fields_nested_as_deep_as_json_allows_are_read_as_no_value_not_a_crash(
+        client: TestClient, sessions: sessionmaker[Session]) -> None:
+    deep = json.loads("[" * 800 + "]" * 800)  # parses, but would exhaust the stack if turned into text
+
+    response = post(client, [sg("e0", "bounce", type=deep, status=deep), sg("e1", "dropped", reason=deep)])
+
+    assert response.status_code == 200, response.text
+    assert response.json()["types"] == {"bounced": 1, "dropped": 1}
+    assert provider_event(sessions, "e0").detail == {"description": "bounce; status=; type=",
+                                                     "reject_reason": RejectReason.OTHER.value}
+    assert counts(sessions) == (2, 0)  # a bounce of no known type suppresses nothing
 
 
 def test_a_batch_whose_later_event_is_bad_applies_none_of_its_valid_first_events(

@@ -106,6 +106,8 @@ def parse(body: bytes) -> list[ProviderEvent]:
         items = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise RequestRefused(400, "the body is not JSON") from None
+    except RecursionError:  # the C decoder refuses nesting past the interpreter's recursion limit
+        raise RequestRefused(400, "the body's JSON is nested too deeply") from None
     if not isinstance(items, list):
         raise RequestRefused(400, "the body is not a JSON array of events")
     if len(items) > MAX_EVENTS:
@@ -137,9 +139,9 @@ def _event(item: dict[str, Any], event_id: str, word: str, at: datetime, address
     kind = EVENT_TYPES.get(word, EventType.UNKNOWN)
     reason = None
     if kind == EventType.BOUNCED:
-        reason = BOUNCE_TYPES.get(str(item.get("type", "bounce")).lower(), RejectReason.OTHER)
+        reason = BOUNCE_TYPES.get(_scalar(item.get("type", "bounce")).lower(), RejectReason.OTHER)
     elif kind == EventType.DROPPED:
-        reason = DROP_REASONS.get(str(item.get("reason", "")).strip().lower(), RejectReason.OTHER)
+        reason = DROP_REASONS.get(_scalar(item.get("reason")).strip().lower(), RejectReason.OTHER)
     return ProviderEvent(
         provider=PROVIDER, event_id=event_id, type=kind, at=at, address=address or None,
         delivery_id=_delivery_id(item.get("delivery_id")), campaign_id=_short(item.get("campaign_id")),
@@ -155,13 +157,19 @@ def _delivery_id(value: Any) -> int | None:
     return None
 
 
+def _scalar(value: Any) -> str:
+    """A field's value as text when it is a string or a number; "" for anything else (a nested value is never
+    turned into text: a deep one would exhaust the stack)."""
+    return str(value) if isinstance(value, str | int | float | bool) else ""
+
+
 def _short(value: Any, limit: int = 64) -> str | None:
     return value if isinstance(value, str) and 0 < len(value) <= limit else None
 
 
 def _description(item: Mapping[str, Any], word: str) -> str:
     """SendGrid's own words for the ledger, without the address (a bounce reason often quotes it)."""
-    parts = [word] + [f"{k}={_no_address(str(item[k]))[:120]}" for k in _ADDRESS_FREE if item.get(k) is not None]
+    parts = [word] + [f"{k}={_no_address(_scalar(item[k]))[:120]}" for k in _ADDRESS_FREE if item.get(k) is not None]
     return "; ".join(parts)[:300]
 
 

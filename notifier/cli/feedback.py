@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
@@ -30,8 +31,12 @@ if TYPE_CHECKING:
 @click.option("--forwarded-allow-ips", metavar="IPS", default=None,
               help="Trust X-Forwarded-For/-Proto from these proxy addresses (comma separated); by default no "
                    "header is trusted and the login limit counts the connecting address.")
+@click.option("--read-timeout", metavar="SECONDS", default=20.0, show_default=True,  # web.server.READ_TIMEOUT
+              type=click.FloatRange(0.1, 3600),
+              help="Close a connection that takes longer to send a request's head, or pauses its body longer.")
 @pass_ctx
-def serve(c: CliContext, host: str, port: int, dev: bool, access_log: bool, forwarded_allow_ips: str | None) -> None:
+def serve(c: CliContext, host: str, port: int, dev: bool, access_log: bool, forwarded_allow_ips: str | None,
+          read_timeout: float) -> None:
     """Serve the webhooks, one-click unsubscribe, POST /actions (OpenAPI at /openapi.json) and the dashboard."""
     from notifier.config import require_serving_secrets
 
@@ -39,6 +44,8 @@ def serve(c: CliContext, host: str, port: int, dev: bool, access_log: bool, forw
         require_serving_secrets(c.settings)
     try:
         import uvicorn
+
+        from notifier.web.server import ServeConfig
     except ImportError:  # pragma: no cover - depends on the install
         raise UserError("notifier serve needs its web extra: pip install 'notifier[web]'") from None
     from notifier.web import create_app
@@ -49,8 +56,13 @@ def serve(c: CliContext, host: str, port: int, dev: bool, access_log: bool, forw
     click.echo(f"notifier serve on http://{host}:{port} (OpenAPI: /openapi.json)", err=True)
     click.echo("dashboard: /login" if c.settings.admin_password_hash else
                "dashboard: off (set NOTIFIER_ADMIN_PASSWORD to the hash of: notifier admin hash-password)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=access_log,
-                proxy_headers=forwarded_allow_ips is not None, forwarded_allow_ips=forwarded_allow_ips)
+    server = uvicorn.Server(ServeConfig(app, host=host, port=port, read_timeout=read_timeout, access_log=access_log,
+                                        proxy_headers=forwarded_allow_ips is not None,
+                                        forwarded_allow_ips=forwarded_allow_ips))
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut down, as uvicorn.run does
+        server.run()
+    if not server.started:  # uvicorn has logged why (the port is taken, say)
+        raise UserError(f"notifier serve could not start on {host}:{port}")
 
 
 @cli.group()

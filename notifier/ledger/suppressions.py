@@ -61,18 +61,48 @@ class Entry:
                 "source": self.source, "campaign": self.campaign_id, "created_at": self.created_at.isoformat()}
 
 
+ROWS_PER_STATEMENT = 2000  # 7 parameters a row: under SQLite's 32,766 and PostgreSQL's 65,535
+
+
+@dataclass(frozen=True)
+class Addition:
+    """One entry to add: a (kind, value) pair in ``scope``, why, and who said so."""
+
+    kind: str
+    value: str
+    scope: str
+    reason: str
+    source: str
+    campaign_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}")
+
+
 def suppress(session: Session, values: Iterable[tuple[str, str]], *, scope: str, reason: str, source: str,
              now: datetime, campaign_id: str | None = None) -> int:
     """Add (kind, value) pairs in ``scope``; one already there keeps its first reason. Returns entries added."""
-    if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
-    rows = {digest(kind, value): kind for kind, value in values if value and value.strip()}
-    if not rows:
-        return 0
-    stmt = dialect_insert(session, Suppression).values([
-        {"digest": d, "kind": kind, "scope": scope, "reason": reason[:64], "source": source[:64],
-         "campaign_id": campaign_id, "created_at": now} for d, kind in rows.items()])
-    return session.execute(stmt.on_conflict_do_nothing(index_elements=["digest", "scope"])).rowcount or 0
+    return add(session, [Addition(kind, value, scope, reason, source, campaign_id) for kind, value in values], now)
+
+
+def add(session: Session, additions: Iterable[Addition], now: datetime) -> int:
+    """Add entries in key order (digest, scope), in one statement per ROWS_PER_STATEMENT: concurrent writers (a
+    spike of webhook batches bouncing the same addresses in other orders, an unsubscribe) then lock the same keys
+    in the same order and never deadlock. The first addition of a key keeps its reason, as does an entry already
+    there. Returns entries added."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for a in additions:
+        if a.value and a.value.strip():
+            key = (digest(a.kind, a.value), a.scope)
+            rows.setdefault(key, {"digest": key[0], "kind": a.kind, "scope": a.scope, "reason": a.reason[:64],
+                                  "source": a.source[:64], "campaign_id": a.campaign_id, "created_at": now})
+    ordered = [rows[key] for key in sorted(rows)]
+    added = 0
+    for start in range(0, len(ordered), ROWS_PER_STATEMENT):
+        stmt = dialect_insert(session, Suppression).values(ordered[start:start + ROWS_PER_STATEMENT])
+        added += session.execute(stmt.on_conflict_do_nothing(index_elements=["digest", "scope"])).rowcount or 0
+    return added
 
 
 def lift(session: Session, kind: str, value: str, scope: str | None = None) -> int:

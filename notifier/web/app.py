@@ -1,18 +1,20 @@
 """The FastAPI application of ``notifier serve``: one :class:`Web` holds the settings, the ledger and the keys, and
 the routers of ``webhooks``, ``unsubscribe``, ``actions`` and the ``dashboard`` share it. Every refusal is a
 :class:`RequestRefused` with its status, answered as ``{"error": "..."}`` (a page, on the dashboard's paths); a
-ledger that cannot be reached is a 503, which providers retry.
+ledger that cannot be reached is a 503, which providers retry; a client that goes away before its body is read
+is one line in the log. Every answer carries the headers of :class:`SecurityHeaders`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,6 +25,7 @@ from notifier.config import Settings
 from notifier.errors import ConfigError, RequestRefused
 
 log = logging.getLogger(__name__)
+HSTS = "max-age=31536000"  # a year of https only, once a browser has seen it over https
 
 
 def _fastapi() -> Any:
@@ -50,7 +53,8 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
                clock: Callable[[], datetime] | None = None) -> Any:
     """The application; ``sessions`` defaults to the ledger of ``settings`` (migrated to head)."""
     fastapi = _fastapi()
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
+    from starlette.requests import ClientDisconnect
 
     from notifier.channels.sendgrid_events import load_verification_key
     from notifier.web import actions, unsubscribe, webhooks
@@ -67,6 +71,8 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
                                       "(the dashboard's pages are not part of this API).")
     app.state.refusal_page = lambda _request, _exc: None
     app.state.web = Web(settings, sessions, webhook, clock or (lambda: datetime.now(UTC)))
+    app.add_middleware(SecurityHeaders, https=urlsplit(settings.public_url).scheme == "https",
+                       docs={app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url} - {None})
 
     @app.exception_handler(RequestRefused)
     async def refused(request: Any, exc: RequestRefused) -> Any:
@@ -77,6 +83,14 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
     async def ledger_down(_request: Any, exc: SQLAlchemyError) -> Any:
         log.error("the ledger failed: %s", type(exc).__name__)
         return JSONResponse({"error": "the ledger is unavailable; try again later"}, status_code=503)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Any, _exc: ClientDisconnect) -> Any:
+        """A client that hung up (or went silent past the read timeout) before its whole body came: one line,
+        with the route's pattern, never its path (an unsubscribe token)."""
+        route = getattr(request.scope.get("route"), "path", "?")
+        log.info("a client went away before sending its whole body: %s %s", request.method, route)
+        return Response(status_code=400)  # nobody is left to read it
 
     @app.get("/healthz", tags=["health"], responses={503: {"description": "the ledger is unreachable"}})
     def healthz() -> Any:
@@ -105,7 +119,8 @@ def web_of(request: Any) -> Web:
 
 async def read_body(request: Any, limit: int) -> bytes:
     """The raw body, refused with 413 as soon as it passes ``limit`` bytes (before reading it, when the client says
-    its length)."""
+    its length). A client that goes away first raises starlette's ``ClientDisconnect``, which the application
+    answers for every route (one log line, no traceback)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestRefused(413, f"the body is {declared} bytes; at most {limit}")
@@ -118,17 +133,78 @@ async def read_body(request: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def page_csp(**allowed: str) -> str:
+    """A page's Content-Security-Policy: it loads nothing, posts its forms here only, and no site may frame it;
+    ``allowed`` adds what the page needs (``style_src="'sha256-…'"`` becomes ``style-src 'sha256-…'``)."""
+    directives = {"default-src": "'none'", **{name.replace("_", "-"): value for name, value in allowed.items()},
+                  "form-action": "'self'", "frame-ancestors": "'none'", "base-uri": "'none'"}
+    return "; ".join(f"{name} {value}" for name, value in directives.items())
+
+
+PAGE_HEADERS = {"Content-Security-Policy": page_csp(), "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+# FastAPI's API docs pages load their script and styles from a CDN: only their framing is refused.
+DOCS_HEADERS = {**PAGE_HEADERS, "Content-Security-Policy": "frame-ancestors 'none'; base-uri 'none'"}
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+
+
+class SecurityHeaders:
+    """The headers of every answer, set in one place (an ASGI middleware, so refusals, 404s and files get them
+    too; a header a route sets itself is left as it is):
+
+    - ``X-Content-Type-Options: nosniff`` on every answer, and ``Strict-Transport-Security`` when
+      NOTIFIER_PUBLIC_URL is https;
+    - on an HTML page, :data:`PAGE_HEADERS`: a CSP that loads nothing and lets no site frame the page (a page
+      that needs more sets its own, built with :func:`page_csp`), ``X-Frame-Options: DENY`` for older browsers,
+      and ``Referrer-Policy: no-referrer`` (unsubscribe tokens are in the URL).
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]], *, https: bool, docs: Collection[str] = ()) -> None:
+        self.app = app
+        every = {"X-Content-Type-Options": "nosniff", **({"Strict-Transport-Security": HSTS} if https else {})}
+        self.every = _raw(every)
+        self.page, self.docs_page = _raw(PAGE_HEADERS), _raw(DOCS_HEADERS)
+        self.docs = frozenset(docs)
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = headers = list(message.get("headers", ()))
+                present = {bytes(name).lower(): bytes(value) for name, value in headers}
+                wanted = self.every
+                if present.get(b"content-type", b"").startswith(b"text/html"):
+                    wanted = wanted + (self.docs_page if scope["path"] in self.docs else self.page)
+                headers += [(name, value) for name, value in wanted if name not in present]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
 @contextmanager
-def running(app: Any, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Serve ``app`` on uvicorn in a thread of this process (the demo and tests); yields its base URL."""
+def running(app: Any, host: str = "127.0.0.1", port: int = 0, *, read_timeout: float | None = None) -> Iterator[str]:
+    """Serve ``app`` on uvicorn in a thread of this process (the demo and tests), with ``notifier serve``'s
+    configuration (its read timeout: :data:`notifier.web.server.READ_TIMEOUT` unless given); yields its base URL."""
     import socket
     import threading
 
     import uvicorn
 
+    from notifier.web.server import READ_TIMEOUT, ServeConfig
+
     sock = socket.socket()
     sock.bind((host, port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False))
+    server = uvicorn.Server(ServeConfig(app, read_timeout=READ_TIMEOUT if read_timeout is None else read_timeout,
+                                        access_log=False, proxy_headers=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="notifier-serve")
     thread.start()
     deadline = time.monotonic() + 30

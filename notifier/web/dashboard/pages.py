@@ -24,7 +24,7 @@ from notifier.ledger.db import transaction
 from notifier.reports import campaign_phase, get_member, ledger_members, recipient_messages
 from notifier.review import render_sample, samples
 from notifier.timeline import PlanView
-from notifier.web.app import web_of
+from notifier.web.app import page_csp, web_of
 from notifier.web.dashboard import views
 from notifier.web.dashboard.access import (
     LANG,
@@ -42,10 +42,10 @@ from notifier.web.locales import HERE as LOCALES_DIR
 HERE = Path(__file__).resolve().parent
 LOGIN_NONCE = "notifier_login"  # the login form's own CSRF token, in a cookie for /login only
 STATIC = {"dash.js": "text/javascript", "dash.css": "text/css"}
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
-       "connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-           "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
+CSP = page_csp(script_src="'self'", style_src="'self' 'unsafe-inline'", img_src="'self' data: https:",
+               connect_src="'self'", frame_src="'self'")
+HEADERS = {"Content-Security-Policy": CSP, "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
+# nosniff, X-Frame-Options and HSTS: the app's SecurityHeaders, on every answer
 router = APIRouter(include_in_schema=False)
 
 
@@ -102,7 +102,7 @@ def static(name: str) -> Response:
     if name not in STATIC:
         return Response(status_code=404)
     return FileResponse(HERE / "static" / name, media_type=STATIC[name],
-                        headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"})
+                        headers={"Cache-Control": "max-age=300"})
 
 
 @router.get("/")
