@@ -4,10 +4,18 @@
     ├── UserError                 bad input or a refused command: one clear line, exit code 2
     │   ├── CampaignError         a campaign file is wrong; carries every Problem (file, line, field)
     │   ├── AudienceError         an audience file cannot be read at all (row problems are Rejections)
-    │   ├── CampaignStateError    a command does not fit the campaign's state (unknown id, cancelled, ...)
+    │   ├── CampaignStateError    a command does not fit the campaign's state (cancelled, ...)
+    │   │   └── NotFound          no such campaign, recipient or file (a 404 on the dashboard)
     │   ├── ConfigError           a setting is missing or malformed
+    │   ├── RenderError           a template is missing, refused by the sandbox or failed to render
+    │   ├── CatalogError          a catalog is missing or unreadable
+    │   ├── PreviewError          a preview asked for a locale, deadline, wave or channel the campaign lacks
+    │   ├── RefundError           a refund field that cannot be shown (also a ValueError); carries ``field``
+    │   ├── FaultsError           a fault configuration the emulator cannot apply
+    │   ├── EventsError           an Event Webhook configuration or key the emulator cannot use; carries ``field``
     │   └── RequestRefused        notifier serve refuses a request (a bad webhook signature, an old or malformed
     │                             batch, a wrong token); carries the HTTP ``status``; nothing of it is applied
+    ├── EmulatorStartError        the emulator process did not come up
     └── DeliveryError             a channel could not deliver; the dispatcher turns it into a ledger state
         ├── TransientError        try again later (retry_after seconds, when the provider said)
         │   └── ThrottledError    the provider rate-limited us (retry_after seconds)
@@ -75,8 +83,48 @@ class CampaignStateError(UserError):
     """The command does not fit the campaign's current state, or the campaign is unknown."""
 
 
+class NotFound(CampaignStateError):
+    """No such campaign, recipient or file."""
+
+
 class ConfigError(UserError):
     """A setting is missing or malformed."""
+
+
+class RenderError(UserError):
+    """A template is missing, refused by the sandbox or failed to render; names template, campaign and locale."""
+
+
+class CatalogError(UserError):
+    """A catalog is missing or unreadable; names the file and what to run."""
+
+
+class PreviewError(UserError):
+    """The preview asked for a locale, deadline, wave or channel the campaign does not have."""
+
+
+class RefundError(UserError, ValueError):
+    """A refund field that cannot be shown: ``field`` is refund_amount or refund_currency."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.message = field, message
+
+
+class FaultsError(UserError):
+    """A fault configuration the emulator cannot apply (unknown key, share outside 0..1, ...)."""
+
+
+class EventsError(UserError):
+    """An Event Webhook configuration or key the emulator cannot use; ``field`` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field, self.reason = field, message
+
+
+class EmulatorStartError(NotifierError):
+    """The emulator process did not come up."""
 
 
 class RequestRefused(UserError):

@@ -20,7 +20,7 @@ from babel.numbers import format_currency, format_decimal
 from babel.support import Translations
 
 from notifier._located_yaml import SLUG
-from notifier.errors import UserError
+from notifier.errors import CatalogError
 
 # Old or alternative language codes that Babel does not map by itself.
 ALIASES = {"in": "id", "iw": "he", "ji": "yi", "tl": "fil"}
@@ -79,10 +79,6 @@ def _negotiate(requested: str | None, available: tuple[str, ...], default: str) 
 
 
 # --- catalogs and formatting ------------------------------------------------------------------------------
-
-
-class CatalogError(UserError):
-    """A catalog is missing or unreadable; names the file and what to run."""
 
 
 def posix(tag: str) -> str:

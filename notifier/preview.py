@@ -9,15 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from notifier.campaign import Campaign, zone
-from notifier.errors import UserError
+from notifier.errors import PreviewError
 from notifier.i18n import negotiate
 from notifier.planner import plan_zone
 from notifier.render import HTML_MAX_BYTES, PUSH_BODY_MAX, PUSH_TITLE_MAX, Personal, Renderer
 from notifier.review import Rendered, Sample, render_sample, samples
-
-
-class PreviewError(UserError):
-    """The preview asked for a locale, deadline, wave or channel the campaign does not have."""
 
 
 def find_sample(campaign: Campaign, locale: str, deadline: str, wave: str) -> Sample:

@@ -13,6 +13,8 @@ from typing import Any
 
 from babel.numbers import list_currencies
 
+from notifier.errors import RefundError
+
 MAX_REFUND = Decimal(10) ** 12  # a trillion: room for IDR and VND, not for a mistyped column
 MAX_PLACES = 4  # ISO 4217 minor units go up to 4 (CLF, UYW)
 # Metals, bond units, drawing rights, testing and "no currency": nobody is refunded in them.
@@ -25,14 +27,6 @@ _JSON_KINDS = {dict: "an object", list: "a list", str: "text", bool: "true/false
 def json_kind(value: Any) -> str:
     """A JSON value's kind in words, for messages that must not quote the value."""
     return "null" if value is None else _JSON_KINDS.get(type(value), type(value).__name__)
-
-
-class RefundError(ValueError):
-    """A refund field that cannot be shown: ``field`` is refund_amount or refund_currency."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.message = field, message
 
 
 def refund_amount(value: Any) -> Decimal:

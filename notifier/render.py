@@ -29,7 +29,7 @@ from markupsafe import escape
 from notifier.campaign import Campaign
 from notifier.config import Settings
 from notifier.display_names import plain_name
-from notifier.errors import UserError
+from notifier.errors import RenderError
 from notifier.i18n import (
     catalog_digest,
     catalog_path,
@@ -47,10 +47,6 @@ from notifier.refunds import RefundError, refund_of
 TEMPLATE_NAMES = ("email_subject.txt", "email.txt", "email.html", "push_title.txt", "push_body.txt")
 PUSH_TITLE_MAX, PUSH_BODY_MAX, HTML_MAX_BYTES = 65, 240, 100_000
 NAME, REFUND = "\ue000", "\ue001"  # private-use markers for per-recipient fields; never in real copy
-
-
-class RenderError(UserError):
-    """A template is missing, refused by the sandbox or failed to render; names template, campaign and locale."""
 
 
 @dataclass(frozen=True)

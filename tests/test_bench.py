@@ -38,8 +38,17 @@ def test_bench_smoke_run_prints_the_summary_line_and_writes_chart_and_results(tm
     assert "email: " in result.stdout and "push: " in result.stdout
     png = tmp_path / "wave-2000.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    results = (tmp_path / "RESULTS.md").read_text(encoding="utf-8")
-    assert "| 2000 |" in results.replace(" 2000 ", " 2000 ")
+    lines = (tmp_path / "RESULTS.md").read_text(encoding="utf-8").splitlines()
+    header, ruler, row = lines[-3:]
+    assert ruler.startswith("|---")
+    cells = dict(zip(_cells(header), _cells(row), strict=True))
+    assert cells["recipients"] == "2000" and cells["cores"] == str(os.cpu_count())
+    assert (cells["email_per_s"], cells["push_per_s"]) == (found["email"], found["push"])  # the row is this run's
+    assert int(cells["emails"]) > 0 and int(cells["pushes"]) > 0
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
 @pytest.mark.postgres

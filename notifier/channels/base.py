@@ -93,7 +93,7 @@ class Pacer(Protocol):
 class RateLimiter:
     """A token bucket: at most ``rate`` messages per second on average, bursts up to ``burst``.
 
-    Per process; a fleet shares one limit through the ledger's broker (see the distributed delivery docs).
+    Per process; a fleet shares one limit through Redis instead (``channels.pacing.RedisRateLimiter``).
     """
 
     def __init__(self, rate: float, burst: float | None = None, *, clock: Callable[[], float] = time.monotonic,

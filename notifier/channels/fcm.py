@@ -59,7 +59,7 @@ class TokenFate(enum.Enum):
 ERRORS: dict[str, tuple[TokenFate, float]] = {  # fate, minimum seconds before a retry
     "UNREGISTERED": (TokenFate.DEAD, 0),
     "NOT_FOUND": (TokenFate.DEAD, 0),
-    "INVALID_ARGUMENT": (TokenFate.DEAD, 0),  # a malformed token; see _fate for payload errors
+    "INVALID_ARGUMENT": (TokenFate.DEAD, 0),  # a malformed token; a payload error keeps the token (see _parse)
     "SENDER_ID_MISMATCH": (TokenFate.PERMANENT, 0),
     "THIRD_PARTY_AUTH_ERROR": (TokenFate.PERMANENT, 0),
     "APNS_AUTH_ERROR": (TokenFate.PERMANENT, 0),

@@ -34,7 +34,7 @@ import aiohttp
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from notifier.errors import UserError
+from notifier.errors import EventsError
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -61,14 +61,6 @@ OUTCOME_EVENTS: dict[str, tuple[tuple[str, dict[str, str]], ...]] = {
     "spamreport": (("processed", {}), ("delivered", _DELIVERED), ("spamreport", {})),
     "unsubscribe": (("processed", {}), ("delivered", _DELIVERED), ("unsubscribe", {})),
 }
-
-
-class EventsError(UserError):
-    """An Event Webhook configuration or key the emulator cannot use; ``field`` names the culprit."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field, self.reason = field, message
 
 
 def _share(name: str, value: Any) -> float:

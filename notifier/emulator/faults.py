@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from notifier.errors import UserError
+from notifier.errors import FaultsError
 
 PROVIDERS = ("sendgrid", "fcm")
 
@@ -31,10 +31,6 @@ _FLAGS = {"sendgrid": ("reject_api_key",), "fcm": ("reject_token_exchange",)}  #
 _COMMON = {"latency_ms", "retry_after"}
 _KEYS = {"sendgrid": {*_COMMON, *_DRAWN_BY["sendgrid"], *_FLAGS["sendgrid"]},
          "fcm": {*_COMMON, *_DRAWN_BY["fcm"], *_TOKEN_LISTS, *_FLAGS["fcm"]}}
-
-
-class FaultsError(UserError):
-    """A fault configuration the emulator cannot apply (unknown key, share outside 0..1, ...)."""
 
 
 @dataclass(frozen=True)

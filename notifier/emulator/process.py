@@ -16,11 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from notifier.errors import NotifierError
-
-
-class EmulatorStartError(NotifierError):
-    """The emulator process did not come up."""
+from notifier.errors import EmulatorStartError
 
 
 def free_port() -> int:

@@ -72,7 +72,7 @@ class SkipReason(enum.StrEnum):
     ACTION_DONE = "action_done"
     CANCELLED = "cancelled"
     NO_ADDRESS = "no_address"
-    UNCERTAIN = "uncertain"  # its worker died mid-request and the campaign says on_uncertain: skip
+    UNCERTAIN = "uncertain"  # the provider may have it (a dead worker, no answer) and the campaign says skip
     SUPERSEDED = "superseded"  # a later reminder for the same deadline is already due (after a pause or outage)
     SUPPRESSED = "suppressed"  # the address, token or recipient is on the suppression list (bounce, complaint, opt-out)
 
@@ -162,7 +162,8 @@ class SendGroup(Base):
 
 class DeliveryRow(Base):
     """One message to one recipient on one channel: what the ledger tracks. It goes out at most once, except a
-    row left uncertain by a dead worker, which a campaign with ``on_uncertain: resend`` may send a second time."""
+    row left uncertain (its worker died mid-request, or the provider took the request and never answered: a read
+    timeout, a cut connection), which a campaign with ``on_uncertain: resend`` may send a second time."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -183,7 +184,7 @@ class DeliveryRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_owner: Mapped[str | None] = mapped_column(String(200))  # the worker task holding the lease
-    uncertain: Mapped[bool] = mapped_column(Boolean, default=False)  # a worker died with it in flight
+    uncertain: Mapped[bool] = mapped_column(Boolean, default=False)  # the provider may have it: no answer came
     last_error: Mapped[str | None] = mapped_column(Text)
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     locale: Mapped[str | None] = mapped_column(String(35))

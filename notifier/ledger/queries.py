@@ -1,7 +1,8 @@
-"""Ledger queries: schedule and plan groups, materialize due groups, claim due rows, record outcomes.
+"""Ledger queries: schedule and plan groups, materialize due groups, campaign states, tokens and actions.
+Claims, leases and recording outcomes live in ``claims.py``.
 
-Every query is safe with several dispatchers at once: claims use ``FOR UPDATE SKIP LOCKED`` on
-PostgreSQL and a single atomic UPDATE on SQLite; inserts rely on the unique constraints.
+Every query is safe with several dispatchers at once: inserts rely on the unique constraints (INSERT … SELECT …
+ON CONFLICT DO NOTHING), so planning or materializing twice adds nothing.
 """
 
 from __future__ import annotations
