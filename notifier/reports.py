@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from notifier.campaign import zone
 from notifier.eligibility import eligible
-from notifier.errors import CampaignStateError
+from notifier.errors import NotFound
 from notifier.ledger import holds
 from notifier.ledger.models import (
     OPEN_STATES,
@@ -300,7 +300,7 @@ def ledger_members(session: Session, recipient_id: str | None = None, chunk: int
 def get_member(session: Session, recipient_id: str) -> LedgerMember:
     member = next(ledger_members(session, recipient_id), None)
     if member is None:
-        raise CampaignStateError(f"no recipient with id {recipient_id!r} in the ledger (see: notifier audience import)")
+        raise NotFound(f"no recipient with id {recipient_id!r} in the ledger (see: notifier audience import)")
     return member
 
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from notifier.campaign import Campaign, parse_campaign, zone
 from notifier.eligibility import eligible_sql
-from notifier.errors import CampaignStateError, ConfigError, UserError
+from notifier.errors import CampaignStateError, ConfigError, NotFound, UserError
 from notifier.ledger.models import (
     CampaignRow,
     CampaignState,
@@ -57,7 +57,7 @@ def _ts(value: datetime) -> Any:
 def get_campaign(session: Session, campaign_id: str) -> CampaignRow:
     row = session.get(CampaignRow, campaign_id)
     if row is None:
-        raise CampaignStateError(f"no campaign {campaign_id!r} is scheduled (run: notifier campaign schedule FILE)")
+        raise NotFound(f"no campaign {campaign_id!r} is scheduled (run: notifier campaign schedule FILE)")
     return row
 
 
@@ -260,7 +260,7 @@ def record_action(session: Session, recipient_id: str, action: str, at: datetime
     """
     seq = session.scalar(select(Recipient.seq).where(Recipient.id == recipient_id))
     if seq is None:
-        raise CampaignStateError(f"no recipient with id {recipient_id!r}")
+        raise NotFound(f"no recipient with id {recipient_id!r}")
     if not force:
         known = skip_if_actions(session)
         if action not in known:
