@@ -38,7 +38,7 @@ NAMES = {
     "SG": (("Wei Ling", "Jun Jie", "Siti Nurhaliza", "Ravi", "Mei", "Darren"),
            ("Tan", "Lim", "Ng", "Krishnan", "陈", "Wong")),
 }
-FIELDS = ("id", "email", "name", "locale", "timezone", "country", "push_tokens", "joined_at", "plan")
+FIELDS = ("id", "email", "name", "locale", "timezone", "country", "push_tokens", "joined_at", "attributes.plan")
 _TOKEN = string.ascii_letters + string.digits + "-_"
 
 

@@ -12,12 +12,12 @@ import itertools
 import json
 import re
 import sys
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from notifier._audience_rows import FIELDS, RecipientRecord, Rejection, kind, validate
+from notifier._audience_columns import Column, ExtraColumns, csv_header, first_record, split_record, unknown_keys
+from notifier._audience_rows import RecipientRecord, Rejection, kind, validate
 from notifier.errors import AudienceError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -94,8 +94,9 @@ def format_of(p: Path, fmt: str | None) -> str:
     return kind_
 
 
-def records(p: Path, file: str, fmt: str) -> Iterator[RecipientRecord | Rejection]:
-    """Validated rows of the file, in order; AudienceError when the file cannot be read (on from that line)."""
+def records(p: Path, file: str, fmt: str, extra: ExtraColumns) -> Iterator[RecipientRecord | Rejection]:
+    """Validated rows of the file, in order; AudienceError when the file cannot be read (on from that line) or its
+    columns are not ours (before the first row: see :mod:`notifier._audience_columns`)."""
     try:
         # surrogateescape: a byte that is not UTF-8 survives decoding, and _Lines reports it on its own line
         f = p.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
@@ -103,7 +104,7 @@ def records(p: Path, file: str, fmt: str) -> Iterator[RecipientRecord | Rejectio
         raise AudienceError(f"{file}: cannot open ({exc.strerror})") from None
     with f:
         lines = _Lines(f, file)
-        rows = _csv_rows(lines, file) if fmt == "csv" else _jsonl_rows(lines, file)
+        rows = _csv_rows(lines, file, extra) if fmt == "csv" else _jsonl_rows(lines, file, extra)
         for line, raw in rows:
             yield raw if isinstance(raw, Rejection) else validate(file, line, raw)
 
@@ -113,12 +114,12 @@ def _too_long(file: str, start: int, at: int) -> Rejection:
     return Rejection(file, start, None, None, f"the row is longer than {MAX_ROW:,} characters{where}")
 
 
-def _csv_rows(lines: _Lines, file: str) -> Iterator[Row]:
+def _csv_rows(lines: _Lines, file: str, extra: ExtraColumns) -> Iterator[Row]:
     # csv's own limit (131,072 by default, and process-wide) is raised above ours, so our caps speak first.
     csv.field_size_limit(max(csv.field_size_limit(), MAX_ROW + 2))
     first = _first_line(lines, file)
     reader = csv.reader(itertools.chain([first], lines), delimiter=_delimiter(first))
-    header = _csv_header(reader, file)
+    names, columns = _csv_header(reader, file, extra)
     while True:
         start, lines.row = lines.number + 1, 0  # a quoted newline makes one row span several lines
         try:
@@ -133,23 +134,22 @@ def _csv_rows(lines: _Lines, file: str) -> Iterator[Row]:
             continue
         if not any(cell.strip() for cell in cells):
             continue
-        if len(cells) > len(header):
-            reason = f"the row has {len(cells)} cells but the header names {len(header)} columns"
+        if len(cells) > len(names):
+            reason = f"the row has {len(cells)} cells but the header names {len(names)} columns"
             yield start, Rejection(file, start, None, None, reason)
             continue
         if max(map(len, cells)) > MAX_CELL:
-            yield start, _cell_too_long(file, start, header, cells)
+            yield start, _cell_too_long(file, start, names, columns, cells)
             continue
-        yield start, _csv_record(header, cells)
+        yield start, _csv_record(columns, cells)
 
 
-def _cell_too_long(file: str, line: int, header: list[str], cells: list[str]) -> Rejection:
+def _cell_too_long(file: str, line: int, names: list[str], columns: list[Column], cells: list[str]) -> Rejection:
     """The row's rejection, naming the first over-long cell's column and, when it looks like one, the row's id."""
-    column = next(name for name, cell in zip(header, cells, strict=False) if len(cell) > MAX_CELL)
-    at = header.index("id")
-    rid = cells[at].strip() if at < len(cells) else ""
-    shown = rid if 0 < len(rid) <= 128 and rid.isprintable() else None
-    return Rejection(file, line, shown, column or None, f"the cell is longer than {MAX_CELL:,} characters")
+    column = next(name for name, cell in zip(names, cells, strict=False) if len(cell) > MAX_CELL)
+    at = next(i for i, c in enumerate(columns) if c.field == "id")
+    rid = _shown_id(cells[at] if at < len(cells) else None)
+    return Rejection(file, line, rid, column or None, f"the cell is longer than {MAX_CELL:,} characters")
 
 
 def _first_line(lines: _Lines, file: str) -> str:
@@ -169,45 +169,36 @@ def _delimiter(header_line: str) -> str:
         return ","
 
 
-def _column(name: str) -> str:
-    """A header name as the importer knows it: ours case-insensitively (``ID``, ``Email``), others as written."""
-    name = name.strip()
-    return name.lower() if name.lower() in FIELDS else name
-
-
-def _csv_header(reader: Iterator[list[str]], file: str) -> list[str]:
+def _csv_header(reader: Iterator[list[str]], file: str, extra: ExtraColumns) -> tuple[list[str], list[Column]]:
+    """The header's names as written, and where each column goes; every problem with it is an AudienceError."""
     try:
-        header = [_column(name) for name in next(reader)]
+        names = [name.strip() for name in next(reader)]
     except StopIteration:
         raise AudienceError(f"{file}:1: the file is empty; its first line must name the columns") from None
     except _TooLong:
         raise AudienceError(f"{file}:1: the header is longer than {MAX_ROW:,} characters") from None
     except csv.Error as exc:
         raise AudienceError(f"{file}:1: not readable as CSV ({exc})") from None
-    if "id" not in header:
-        raise AudienceError(f"{file}:1: the header has no id column (the first line must name the columns)")
-    twice = [name for name, n in Counter(header).items() if name and n > 1]
-    if twice:
-        raise AudienceError(f"{file}:1: column {twice[0][:64]!r} appears twice in the header")
-    return header
+    return names, csv_header(file, names, extra)
 
 
-def _csv_record(header: list[str], cells: list[str]) -> dict[str, Any]:
-    """Known columns by name, push tokens split on '|', every other non-empty cell an attribute."""
+def _csv_record(columns: list[Column], cells: list[str]) -> dict[str, Any]:
+    """Fields by column, push tokens split on '|', every non-empty attribute cell under ``attributes``."""
     raw: dict[str, Any] = {}
     attributes: dict[str, str] = {}
-    for name, cell in zip(header, cells, strict=False):
-        if name == "push_tokens":
-            raw[name] = cell.split("|")
-        elif name in FIELDS:
-            raw[name] = cell
-        elif name and cell.strip():
-            attributes[name] = cell.strip()
+    for column, cell in zip(columns, cells, strict=False):
+        if column.field == "push_tokens":
+            raw["push_tokens"] = cell.split("|")
+        elif column.field is not None:
+            raw[column.field] = cell
+        elif column.attribute is not None and cell.strip():
+            attributes[column.attribute] = cell.strip()
     raw["attributes"] = attributes
     return raw
 
 
-def _jsonl_rows(lines: _Lines, file: str) -> Iterator[Row]:
+def _jsonl_rows(lines: _Lines, file: str, extra: ExtraColumns) -> Iterator[Row]:
+    first = True
     while True:
         lines.row = 0
         try:
@@ -239,7 +230,20 @@ def _jsonl_rows(lines: _Lines, file: str) -> Iterator[Row]:
             reason = "not valid JSON text (an unpaired surrogate escape such as \\ud800 is not a character)"
             yield line, Rejection(file, line, None, None, reason)
             continue
-        yield line, obj
+        if first:  # JSON Lines has no header: the first record's keys stand for one
+            first_record(file, line, obj, extra)
+            first = False
+        raw, unknown = split_record(obj, extra)
+        if unknown:
+            yield line, Rejection(file, line, _shown_id(obj.get("id")), None, unknown_keys(unknown))
+            continue
+        yield line, raw
+
+
+def _shown_id(value: Any) -> str | None:
+    """The id of a row rejected before validation, for its rejection, when it looks like one."""
+    rid = str(value).strip() if isinstance(value, str | int) and not isinstance(value, bool) else ""
+    return rid if 0 < len(rid) <= 128 and rid.isprintable() else None
 
 
 def _has_lone_surrogate(obj: dict[str, Any]) -> bool:

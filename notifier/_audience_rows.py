@@ -249,14 +249,13 @@ def _tokens(raw: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _attributes(raw: dict[str, Any]) -> dict[str, Any]:
-    """The attributes object plus every unknown top-level key; the explicit object wins on a clash."""
+    """Every attribute of the row, gathered by the reader (see :mod:`notifier._audience_columns`), checked."""
     given = raw.get("attributes")
     if given is None:
         given = {}
     if not isinstance(given, dict):
         raise RowError("attributes", f"expected an object, got {kind(given)}")
-    extra = {k: v for k, v in raw.items() if k not in FIELDS and k != "attributes"}
-    attributes = _refund({**extra, **given})
+    attributes = _refund(given)
     if not attributes:
         return attributes
     if _deeper_than(attributes, MAX_ATTRIBUTES_DEPTH):

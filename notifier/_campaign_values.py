@@ -63,6 +63,18 @@ def parse_duration(text: str) -> timedelta:
     return delta
 
 
+def parse_wave(text: str) -> timedelta:
+    """A wave: how long before its deadline a message goes out, as a duration (:func:`parse_duration`).
+
+    A minus sign gets what a wave is rather than a syntax error: ``-P1D`` (or ``P-1D``) reads as "a day after", and
+    nothing is sent after a deadline.
+    """
+    if text.strip().upper().startswith(("-", "P-")):
+        raise ValueError(f"{shown(text)}: a wave is a duration before the deadline (such as P7D), never negative: "
+                         "nothing is sent after a deadline")
+    return parse_duration(text)
+
+
 def parse_hhmm(text: str) -> time:
     """A time of day as HH:MM (ASCII digits), 00:00 to 23:59."""
     m = _HHMM.fullmatch(text.strip())

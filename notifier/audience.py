@@ -5,6 +5,13 @@ with one commit each, so memory stays flat however long the file is. Duplicate i
 ledger (every run stamps its rows with ``import_run`` and ``import_line``), not through a set of every id seen,
 so a duplicate's rejection arrives when its batch is stored, after rejections of rows read later in that batch.
 
+The columns are checked before the first row is stored (:mod:`notifier._audience_columns`): each one a field, an
+attribute the renderer reads, ``attributes.NAME``, or, when the caller asks (``extra_columns="attributes"``), any
+other name that does not look like a field; otherwise one AudienceError lists every unknown column with a
+suggestion ("'e-mail' (column 2: did you mean 'email'?)"). A CSV header must name ``id`` and ``email`` or
+``push_tokens``. JSON Lines has no header: its first record's keys are checked as one, and an unknown key in a later
+record rejects that record.
+
 Hostile or malformed input costs at most its own row; only a file that cannot be decoded stops the import:
 
 - **Names are cleaned, never a reason to reject** (counted in ``ImportReport.cleaned_names``): control characters
@@ -16,7 +23,8 @@ Hostile or malformed input costs at most its own row; only a file that cannot be
 - **Email addresses** are stored normalized with an internationalized domain in its ASCII (IDNA) form; a
   non-ASCII local part is rejected: it needs SMTPUTF8, which our providers do not take.
 - **Time zones** are the IANA names of the installed ``tzdata`` package (:mod:`notifier.zones`), never a host
-  file such as ``localtime``, ``posixrules``, ``right/...``, ``posix/...``, a path, or ``Factory``.
+  file such as ``localtime``, ``posixrules``, ``right/...``, ``posix/...``, a path, or ``Factory``; a misspelt one
+  rejects its row with a suggestion (``America/Sao_Paolo``: did you mean ``America/Sao_Paulo``?).
 - **Sizes** reject the row: a row over 1 MiB of characters (a JSONL line, or all lines of one CSV record; reading
   goes on with the next physical line), a CSV cell over 64 KiB, more than 20 distinct push tokens (none are kept:
   which of them live is not ours to guess), attributes over 16 KiB as JSON or nested deeper than 4 levels, a JSON
@@ -42,6 +50,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifier._audience_columns import EXTRA_COLUMNS, ExtraColumns
 from notifier._audience_files import format_of, records
 from notifier._audience_rows import RecipientRecord, Rejection
 from notifier.errors import AudienceError
@@ -49,7 +58,8 @@ from notifier.ledger import bulk
 from notifier.ledger.models import PushToken, Recipient
 from notifier.ledger.queries import dialect_insert
 
-__all__ = ["ImportReport", "RecipientRecord", "Rejection", "import_audience", "read_audience"]
+__all__ = ["EXTRA_COLUMNS", "ExtraColumns", "ImportReport", "RecipientRecord", "Rejection", "import_audience",
+           "read_audience"]
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +81,35 @@ class ImportReport:
 # --- reading --------------------------------------------------------------------------------------------
 
 
-def read_audience(path: str | Path, fmt: str | None = None) -> Iterator[RecipientRecord | Rejection]:
-    """Validated rows one at a time, so a file of any size streams through in flat memory."""
+def read_audience(path: str | Path, fmt: str | None = None, *,
+                  extra_columns: ExtraColumns = "error") -> Iterator[RecipientRecord | Rejection]:
+    """Validated rows one at a time, so a file of any size streams through in flat memory.
+
+    ``extra_columns="attributes"`` keeps a column that names no field as an attribute instead of refusing the file.
+    """
     # A bad format or a missing file fails here; a bad header or bad bytes when iterating. Duplicate ids need
     # the ledger, so only import_audience finds them.
+    if extra_columns not in EXTRA_COLUMNS:
+        raise ValueError(f"extra_columns must be one of {', '.join(EXTRA_COLUMNS)}")
     p = Path(path)
     file = str(p)
     kind = format_of(p, fmt)
     if not p.is_file():
         raise AudienceError(f"{file}: no such file")
-    return records(p, file, kind)
+    return records(p, file, kind, extra_columns)
 
 
 # --- importing ------------------------------------------------------------------------------------------
 
 
 def import_audience(sessions: sessionmaker[Session], path: str | Path, *, now: datetime, fmt: str | None = None,
-                    on_reject: Callable[[Rejection], None] | None = None, batch_size: int = 1000) -> ImportReport:
-    """Upsert every valid row in batches of ``batch_size``, one commit each; bad rows go to ``on_reject``."""
+                    on_reject: Callable[[Rejection], None] | None = None, batch_size: int = 1000,
+                    extra_columns: ExtraColumns = "error") -> ImportReport:
+    """Upsert every valid row in batches of ``batch_size``, one commit each; bad rows go to ``on_reject``.
+
+    A header with a column that names no field stops the import before anything is stored, unless
+    ``extra_columns="attributes"`` keeps such columns as attributes (see :func:`read_audience`).
+    """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     if batch_size < 1:
@@ -102,7 +123,7 @@ def import_audience(sessions: sessionmaker[Session], path: str | Path, *, now: d
         if on_reject is not None:
             on_reject(rejection)
 
-    items = read_audience(path, fmt)  # an unknown format or a missing file fails here, before the ledger
+    items = read_audience(path, fmt, extra_columns=extra_columns)  # a bad format or no file fails before the ledger
     batch: list[RecipientRecord] = []
     unreadable: AudienceError | None = None
     try:

@@ -25,6 +25,7 @@ from notifier._campaign_values import (
     parse_link,
     parse_max_per_day,
     parse_title,
+    parse_wave,
     read_deadline_channels,
     read_sender,
 )
@@ -41,6 +42,8 @@ class Wave:
 
     label: str
     delta: timedelta
+    path: str = field(default="", compare=False)  # where the file writes it: deadlines[0].waves[1]
+    line: int | None = field(default=None, compare=False)
 
     @property
     def whole_days(self) -> bool:
@@ -65,6 +68,8 @@ class Deadline:
     skip_if: str | None = None
     label: str | None = None
     channels: tuple[str, ...] = CHANNELS  # the campaign's channels this deadline is announced on
+    path: str = field(default="", compare=False)  # where the file writes it: deadlines[0]
+    at_line: int | None = field(default=None, compare=False)  # the line of its ``at``
 
     @property
     def is_wall_time(self) -> bool:
@@ -75,6 +80,19 @@ class Deadline:
         if self.at.tzinfo is not None:
             return self.at.astimezone(zone)
         return _wall_time_in(self.at, zone)
+
+
+def last_day(deadline_at: datetime) -> tuple[date, time | None]:
+    """The last local calendar day on which a recipient can still act before a deadline at ``deadline_at`` (aware,
+    in their zone), and the time of day that day ends.
+
+    A deadline at local midnight (00:00) ends as its own day begins, so the last day is the day before, all of it
+    (None); at any other time (09:00) the deadline's own day is the last, until that time. docs/templates.md
+    ("What 'last day' means") says the same to template writers.
+    """
+    if deadline_at.time() == time(0):
+        return deadline_at.date() - timedelta(days=1), None
+    return deadline_at.date(), deadline_at.time()
 
 
 @dataclass(frozen=True)
@@ -215,7 +233,7 @@ def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int], channels
     elif r.at_most(m.get("waves"), f"{path}.waves", MAX_WAVES, "waves per deadline"):
         for j, (text, line) in enumerate(r.text_list(m.get("waves"), f"{path}.waves") or []):
             try:
-                wave = Wave(text.strip().upper(), parse_duration(text))
+                wave = Wave(text.strip().upper(), parse_wave(text), f"{path}.waves[{j}]", line)
             except ValueError as exc:
                 r.fail(line, f"{path}.waves[{j}]", str(exc))
                 continue
@@ -230,7 +248,8 @@ def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int], channels
     if ident is None or at is None or not waves:
         return None
     waves.sort(key=lambda w: w.delta, reverse=True)
-    return Deadline(id=ident, at=at, waves=tuple(waves), skip_if=skip_if, label=label, channels=own_channels)
+    return Deadline(id=ident, at=at, waves=tuple(waves), skip_if=skip_if, label=label, channels=own_channels,
+                    path=path, at_line=m["at"].line)
 
 
 _TOP_REQUIRED = ("id", "name", "locales", "default_locale", "channels", "deadlines")
@@ -382,3 +401,4 @@ def zone(name: str) -> ZoneInfo:
     from notifier.zones import zone as iana_zone
 
     return iana_zone(name)
+

@@ -10,7 +10,10 @@ from pathlib import Path
 
 from notifier.errors import ConfigError
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The shipped campaign, its templates and catalogs: package data in a wheel; in the source tree notifier/_data/* are
+# links to the folders at the project's root, resolved here so that paths read as they are.
+SHIPPED = {name: (Path(__file__).resolve().parent / "_data" / name).resolve()
+           for name in ("templates", "locales", "campaigns")}
 TRANSPORTS = ("outbox", "providers")
 
 
@@ -18,6 +21,7 @@ DEFAULT_SECRET = "change-me"
 KNOWN_SECRETS = frozenset({DEFAULT_SECRET, "", "secret", "changeme", "change-me-please"})
 MIN_SECRET_LENGTH = 16
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "0.0.0.0", ""})
+NEW_SECRET = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"  # how to make one
 
 
 @dataclass(frozen=True)
@@ -26,9 +30,9 @@ class Settings:
 
     database_url: str = "sqlite:///notifier.db"
     outbox_dir: Path = Path("outbox")
-    templates_dir: Path = PROJECT_ROOT / "templates"
-    locales_dir: Path = PROJECT_ROOT / "locales"
-    campaigns_dir: Path = PROJECT_ROOT / "campaigns"
+    templates_dir: Path = SHIPPED["templates"]
+    locales_dir: Path = SHIPPED["locales"]
+    campaigns_dir: Path = SHIPPED["campaigns"]
     transport: str = "outbox"
     batch_size: int = 500
     lease_seconds: int = 300  # how long a worker may hold a row it is sending
@@ -95,21 +99,6 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
     return int(_number(env, name, default) or default)
 
 
-def require_production_secrets(settings: Settings) -> None:
-    """Refuse, in one line, to reach real recipients with a secret anyone knows or links that lead nowhere."""
-    from urllib.parse import urlsplit
-
-    key = settings.secret_key
-    if key in KNOWN_SECRETS or len(key) < MIN_SECRET_LENGTH:
-        raise ConfigError(f"NOTIFIER_SECRET_KEY is {'the default' if key in KNOWN_SECRETS else 'too short'}: with "
-                          f"real providers it must be a private random string of at least {MIN_SECRET_LENGTH} "
-                          "characters (python -c 'import secrets; print(secrets.token_urlsafe(32))')")
-    url = urlsplit(settings.public_url)
-    if url.scheme != "https" or (url.hostname or "") in LOCAL_HOSTS or (url.hostname or "").endswith(".localhost"):
-        raise ConfigError(f"NOTIFIER_PUBLIC_URL is {settings.public_url!r}: with real providers the unsubscribe links "
-                          "must lead to the public https address of notifier serve")
-
-
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return float(_number(env, name, default, float) or default)
 
@@ -120,20 +109,79 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return default if value is None else value
 
 
-def require_serving_secrets(settings: Settings) -> None:
-    """What ``notifier serve`` needs beyond :func:`require_production_secrets`: a webhook key and an API token that
-    nobody can guess."""
-    require_production_secrets(settings)
+def _guessable(value: str | None) -> str | None:
+    """Why a secret is one anybody could know ("not set", "the default", "too short"), or None when it is not."""
+    if not value:
+        return "not set"
+    if value in KNOWN_SECRETS:
+        return "the default" if value == DEFAULT_SECRET else "a well-known value"
+    return "too short" if len(value) < MIN_SECRET_LENGTH else None
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """What keeps the links in messages from being safe: a secret anyone knows, a public URL that leads nowhere.
+    The words fit the transport: real providers reach real people; a server in front of the outbox still checks the
+    links it is shown."""
+    from urllib.parse import urlsplit
+
+    providers = settings.transport == "providers"
+    problems = []
+    why = _guessable(settings.secret_key)
+    if why:
+        need = ("with real providers it must be" if providers
+                else "anyone could forge the unsubscribe links it signs; set")
+        problems.append(f"NOTIFIER_SECRET_KEY is {why}: {need} a private random string of at least "
+                        f"{MIN_SECRET_LENGTH} characters ({NEW_SECRET})")
+    url = urlsplit(settings.public_url)
+    host = url.hostname or ""
+    if url.scheme != "https" or host in LOCAL_HOSTS or host.endswith(".localhost"):
+        need = ("with real providers the unsubscribe links must lead to the public https address of notifier serve"
+                if providers else "set the public https address of notifier serve, where the unsubscribe links lead")
+        problems.append(f"NOTIFIER_PUBLIC_URL is {settings.public_url!r}: {need}")
+    return problems
+
+
+def serving_problems(settings: Settings) -> list[str]:
+    """Every setting ``notifier serve`` refuses to start without, at once: the secrets of
+    :func:`production_problems`, SendGrid's webhook key, an API token nobody can guess and a hashed admin password."""
+    problems = production_problems(settings)
     if not settings.sendgrid_webhook_key:
-        raise ConfigError("NOTIFIER_SENDGRID_WEBHOOK_KEY is not set: without it nobody can tell SendGrid's events from "
-                          "forged ones (copy the verification key from SendGrid's Signed Event Webhook settings)")
+        problems.append("NOTIFIER_SENDGRID_WEBHOOK_KEY is not set: without it nobody can tell SendGrid's events from "
+                        "forged ones (copy the verification key from SendGrid's Signed Event Webhook settings)")
+    else:
+        from notifier.channels.sendgrid_events import load_verification_key
+
+        try:
+            load_verification_key(settings.sendgrid_webhook_key)
+        except ConfigError as exc:
+            problems.append(str(exc))
     if settings.admin_password_was_plain:
-        raise ConfigError("NOTIFIER_ADMIN_PASSWORD holds a password: outside --dev it must hold its hash, so that no "
-                          "process listing or environment dump shows it (run: notifier admin hash-password)")
-    token = settings.api_token or ""
-    if token in KNOWN_SECRETS or len(token) < MIN_SECRET_LENGTH:
-        raise ConfigError(f"NOTIFIER_API_TOKEN is {'not set' if not token else 'too weak'}: POST /actions needs a "
-                          f"private random token of at least {MIN_SECRET_LENGTH} characters")
+        problems.append("NOTIFIER_ADMIN_PASSWORD holds a password: outside --dev it must hold its hash, so that no "
+                        "process listing or environment dump shows it (run: notifier admin hash-password)")
+    why = _guessable(settings.api_token)
+    if why:
+        problems.append(f"NOTIFIER_API_TOKEN is {'not set' if why == 'not set' else 'too weak'}: POST /actions needs "
+                        f"a private random token of at least {MIN_SECRET_LENGTH} characters ({NEW_SECRET})")
+    return problems
+
+
+def require_production_secrets(settings: Settings) -> None:
+    """Refuse to reach real recipients with a secret anyone knows or links that lead nowhere, naming every problem."""
+    _refuse(production_problems(settings), "real providers need these settings")
+
+
+def require_serving_secrets(settings: Settings) -> None:
+    """Refuse to start ``notifier serve`` without what :func:`serving_problems` asks for, naming all of it at once."""
+    _refuse(serving_problems(settings), "notifier serve needs these settings (for local use only: notifier serve "
+                                        "--dev)")
+
+
+def _refuse(problems: list[str], headline: str) -> None:
+    """One problem is one line; several are a headline and a line each."""
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError("\n  ".join([f"{headline}:", *problems]))
 
 
 def _check(settings: Settings) -> Settings:

@@ -264,6 +264,9 @@ def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str 
     """The demo in a browser: notifier serve with the dashboard on a simulated clock. The campaign file waits as a
     draft (or, without ``draft``, for someone to upload it); once someone schedules it there, two months play out in
     a few minutes, and pause and resume hold. ``wait`` returns when the demo should end (default: Ctrl-C)."""
+    from notifier.web.app import require_web_extra
+
+    require_web_extra("notifier demo --dashboard")  # before any folder, thread or server
     from notifier.web import create_app, running
     from notifier.web.dashboard.auth import hash_password
 
@@ -286,7 +289,9 @@ def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str 
     sim = Simulation(sessions, dispatcher, sorted(_actions(DATA / "actions.csv")))
     player = threading.Thread(target=play, args=(sim, clock, CAMPAIGN, stop, pace), daemon=True, name="demo-clock")
     try:
-        with running(create_app(settings, sessions, clock=clock.now), host, port) as url:
+        app = create_app(settings, sessions, clock=clock.now)
+        app.state.dashboard.simulated_clock = True  # the pages show the simulated date
+        with running(app, host, port) as url:
             player.start()
             echo(f"demo folder: {root.resolve()}; {report.accepted} recipients imported")
             echo(f"dashboard: {url}/login  password: {password}  (this demo's own; its clock starts at "
@@ -295,7 +300,8 @@ def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str 
             (wait or _forever)()
     finally:
         stop.set()
-        player.join(timeout=30)
+        if player.ident is not None:  # started: the server came up
+            player.join(timeout=30)
         dispatcher.close()
         engine.dispose()
 

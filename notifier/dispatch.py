@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifier import purge
+from notifier import approval, purge
 from notifier.campaign import Campaign, zone
 from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
 from notifier.config import Settings
@@ -32,7 +32,8 @@ from notifier.ledger.db import database_error, ledger_unreachable, transaction
 from notifier.ledger.models import DeliveryState, SkipReason
 from notifier.links import unsubscribe_headers
 from notifier.planner import parse_send_key, window_reopens
-from notifier.render import Content, Personal, Renderer
+from notifier.render import Personal, Renderer
+from notifier.words import tick_word, window_wait
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -249,17 +250,13 @@ class Dispatcher:
             channel.close()
 
     def _content_refusal(self, row: Any) -> str | None:
-        """Why a campaign's copy may not be sent now: it changed since it was scheduled (or cannot be read)."""
-        campaign = queries.campaign_of(row)
-        current = Content.of(campaign, self.settings.templates_dir, self.settings.locales_dir)
-        if self._content.get(row.id, current.fingerprint) != current.fingerprint:
+        """Why a campaign's copy may not be sent now: it is blocked, its copy changed since it was approved (the
+        verdict ``status``, ``campaign list`` and the dashboard show, from the same ``approval.check``)."""
+        verdict = approval.check(row, self.settings.templates_dir, self.settings.locales_dir)
+        if self._content.get(row.id, verdict.fingerprint) != verdict.fingerprint:
             self.renderer.forget(row.id)  # a long-running process must not send what it rendered from the old copy
-        self._content[row.id] = current.fingerprint
-        if current.fingerprint == row.content_fingerprint:
-            return None
-        changed = "; ".join(queries.changed_files(row.content_manifest or {}, current.manifest))
-        return (f"its copy changed since it was scheduled ({changed or 'no approved copy recorded'}); "
-                f"review it (notifier preview) and approve it again: notifier campaign schedule {row.id}")
+        self._content[row.id] = verdict.fingerprint
+        return verdict.refusal or None
 
     def _process(self, ids: Sequence[int], now: datetime, owner: str) -> Counter[str]:
         """Guard, build, send and record a claimed batch. Each row and each channel fails alone, and a channel's
@@ -316,9 +313,8 @@ class Dispatcher:
                 return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
                                   skip_reason=SkipReason.DEADLINE_PASSED,
                                   error="outside the delivery window until after the deadline")
-            window = "–".join(f"{t:%H:%M}" for t in campaign.delivery.window)
             return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, next_attempt_at=reopens,
-                              attempts=row.attempts - 1, error=f"waiting for the delivery window ({window} local time)")
+                              attempts=row.attempts - 1, error=window_wait(campaign.delivery.window))
         blocked = self._blocked.get(row.channel)
         if blocked is not None:
             return self._blocked_outcome(row, blocked, now)
@@ -399,7 +395,7 @@ class Dispatcher:
         if landed < len(outcomes):
             log.warning("%d outcomes arrived after their lease was lost (rows recovered as uncertain)",
                         len(outcomes) - landed)
-        return Counter(str(o.state) if o.state != DeliveryState.PENDING else "retry" for o in outcomes)
+        return Counter(tick_word(o.state, o.error) for o in outcomes)  # a wait for the window is no retry
 
     def durably(self, what: str, work: Callable[[], T]) -> T:
         """Ledger work that must not be dropped (outcomes a provider already gave, a batch already claimed): while
@@ -516,8 +512,10 @@ class Dispatcher:
 
 
 def _may_fall_back_to_email(campaign: Campaign, row: claims.ClaimedRow) -> bool:
-    """A fallback email may carry the push's deadlines unless one of them is explicitly not for email."""
-    return not campaign.channels_vary or all("email" in campaign.deadline(d).channels for d in row.deadlines)
+    """A fallback email takes a dead push's place: always in a campaign without email, else only when the send
+    goes by email too (the one rule, ``queries.send_channels``), so it never carries a deadline announced by push
+    only, nor one that email merges into another send."""
+    return "email" not in campaign.channels or "email" in queries.send_channels(campaign, row.timezone, row.send_key)
 
 
 def _brief(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from sqlalchemy import exists, false, or_, true
+from sqlalchemy import exists, false, or_, select, true
 
 from notifier.ledger.models import PushToken, Recipient
 
@@ -35,6 +35,15 @@ def channels_of(channels: Iterable[str], email: str | None, active_push_tokens: 
     return [ch for ch in channels if has_channel(ch, email, tokens)]
 
 
+def reachable(countries: Collection[str], channels: Iterable[str], country: str | None, email: str | None,
+              active_push_tokens: Iterable[str]) -> tuple[str, ...]:
+    """The campaign's ``channels`` this recipient is eligible on: none outside its audience, else those present.
+    Which of them one send goes on is the planner's (``ZonePlan.channels_of``)."""
+    if not in_audience(countries, country):
+        return ()
+    return tuple(channels_of(channels, email, active_push_tokens))
+
+
 def in_audience_sql(countries: Collection[str]) -> Any:
     """:func:`in_audience` as a WHERE clause on :class:`Recipient` (``IN`` is never true for NULL)."""
     return Recipient.country.in_(sorted(countries)) if countries else true()
@@ -45,6 +54,12 @@ def has_channel_sql(channel: str) -> Any:
     if channel == "email":
         return Recipient.email.is_not(None) & (Recipient.email != "")
     return exists().where(PushToken.recipient_seq == Recipient.seq, PushToken.active.is_(True))
+
+
+def push_holders_sql() -> Any:
+    """The recipients :func:`has_channel_sql` finds for ``push`` (an active token), as a subquery of their ``seq``
+    to outer-join when counting many recipients at once: one hash join instead of a probe per recipient."""
+    return select(PushToken.recipient_seq.label("seq")).where(PushToken.active.is_(True)).distinct().subquery()
 
 
 def eligible(countries: Collection[str], channel: str, country: str | None, email: str | None,

@@ -15,6 +15,8 @@ Rules (pinned down in tests/test_planner.py):
 - a deadline with its own ``channels`` is planned only on those: each channel is merged on its own, so a
   channel's message never carries a deadline that is not announced on it;
 - a recipient gets only the sends at or after ``not_before`` (late joiners get the waves still ahead).
+
+:func:`outlook` asks the same question of every time zone at once: which waves will no one get after ``now``?
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from notifier.campaign import Campaign, Deadline, Wave, resolve_local
+from notifier.errors import CampaignError, Problem
 
 
 class NoteKind(enum.StrEnum):
@@ -94,9 +97,17 @@ class ZonePlan:
     deadline_instants: dict[str, datetime]
     send_channels: dict[str, tuple[str, ...]] = field(default_factory=dict)  # send key → its channels
 
-    def channels_of(self, send: PlannedSend, campaign: Campaign) -> tuple[str, ...]:
-        """The campaign's channels this send goes out on."""
-        return self.send_channels.get(send.send_key, campaign.channels)
+    def channels_of(self, send_key: str, reachable: Iterable[str] | None = None) -> tuple[str, ...]:
+        """Which channels a send goes out on, the one rule (materialization, the recipient page, the plan view and
+        the email fallback all ask here): the campaign's channels whose own plan has this send (a deadline with
+        channels of its own is planned only on those, each channel merged on its own), in the campaign's order;
+        for one recipient, only those of ``reachable``, the channels they can be reached on
+        (``notifier.eligibility.reachable``). None: the send's own channels, whoever gets it."""
+        planned = self.send_channels.get(send_key, ())
+        if reachable is None:
+            return planned
+        present = set(reachable)
+        return tuple(ch for ch in planned if ch in present)
 
 
 @dataclass(frozen=True)
@@ -269,7 +280,7 @@ def plan_recipient(
                     s.first.deadline, s.wave,
                 ))
             continue
-        sends.extend((ch, s) for ch in zone_plan.channels_of(s, campaign) if ch in channels)
+        sends.extend((ch, s) for ch in zone_plan.channels_of(s.send_key, channels))
     return RecipientPlan(tuple(sends), tuple(notes))
 
 
@@ -289,3 +300,74 @@ def window_reopens(now: datetime, tz: tzinfo, window: tuple[time, time],
         return None
     day = local.date() if local < opens else local.date() + timedelta(days=1)
     return resolve_local(day, start, tz).astimezone(UTC)
+
+
+NOTHING_SENT = "nothing will be sent: no wave of any deadline is still ahead in any time zone"
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """Which waves of a campaign some time zone still gets at or after ``now``, and a located Problem for every wave
+    that none does: its deadline is over, its time has passed everywhere, or it falls at or after its deadline."""
+
+    campaign: Campaign
+    not_sent: tuple[Problem, ...]
+    waves: int  # every wave of every deadline
+    waves_ahead: int  # the waves some time zone still gets
+
+    @property
+    def sends_nothing(self) -> bool:
+        return self.waves_ahead == 0
+
+    def refuse_if_empty(self, allow_empty: bool = False) -> None:
+        """CampaignError (every wave not sent, and why the whole is refused) for a campaign that would send nothing,
+        unless ``allow_empty``: schedule's rule, and validate's."""
+        if self.sends_nothing and not allow_empty:
+            raise CampaignError([*self.not_sent, Problem(
+                self.campaign.source, None, None,
+                f"{NOTHING_SENT}; fix the dates, or pass --allow-empty to accept a campaign that sends nothing")])
+
+
+def outlook(campaign: Campaign, zones: Iterable[tzinfo], now: datetime) -> Outlook:
+    """What of ``campaign`` is still to be sent at ``now`` in any of ``zones`` (a send is planned when its time is at
+    or after ``now``, as scheduling plans it). Pass every zone a recipient may be in
+    (``notifier.zones.every_zone()``): a wave is reported only when no one anywhere gets it."""
+    zones = tuple(zones)
+    if not zones:
+        raise ValueError("an outlook needs at least one time zone")
+    ahead: set[tuple[str, str]] = set()
+    last_send: dict[tuple[str, str], datetime] = {}  # each wave's latest send time over the zones
+    # Each deadline's latest instant over the zones: every send is before its deadline, so when all are over (a
+    # wrong year) nothing needs planning.
+    last_deadline = {d.id: max(d.instant_in(tz) for tz in zones) for d in campaign.deadlines}
+    total = sum(len(d.waves) for d in campaign.deadlines)
+    for tz in zones if any(at > now for at in last_deadline.values()) else ():
+        plan = plan_zone(campaign, tz)
+        for s in plan.sends:
+            for item in s.items:
+                key = (item.deadline, item.wave)
+                last_send[key] = max(s.send_at, last_send.get(key, s.send_at))
+                if s.send_at >= now:
+                    ahead.add(key)
+        if len(ahead) == total:  # the usual answer for a campaign ahead of us: one zone tells
+            break
+    problems: list[Problem] = []
+    for d in campaign.deadlines:
+        missed = [w for w in d.waves if (d.id, w.label) not in ahead]
+        over = last_deadline[d.id]
+        if missed and over <= now:
+            problems.append(Problem(
+                campaign.source, d.at_line, f"{d.path}.at",
+                f"{d.at.isoformat(timespec='minutes')} has passed in every time zone (the last at {_utc(over)}; now "
+                f"is {_utc(now)}): none of its waves ({', '.join(w.label for w in d.waves)}) will be sent"))
+            continue
+        for w in missed:
+            last = last_send.get((d.id, w.label))
+            why = (f"it was due by {_utc(last)} in every time zone, before now ({_utc(now)})" if last is not None
+                   else "in every time zone it falls at or after its deadline")
+            problems.append(Problem(campaign.source, w.line, w.path, f"{w.label} will not be sent: {why}"))
+    return Outlook(campaign, tuple(problems), total, len(ahead))
+
+
+def _utc(dt: datetime) -> str:
+    return f"{dt.astimezone(UTC):%Y-%m-%d %H:%M} UTC"

@@ -14,10 +14,12 @@ from notifier.i18n import negotiate
 from notifier.planner import plan_zone
 from notifier.render import HTML_MAX_BYTES, PUSH_BODY_MAX, PUSH_TITLE_MAX, Personal, Renderer
 from notifier.review import Rendered, Sample, render_sample, samples
+from notifier.words import Words
 
 
-def find_sample(campaign: Campaign, locale: str, deadline: str, wave: str) -> Sample:
-    """The sample send of ``locale`` that carries ``deadline``'s ``wave`` (merged with others if the plan merges it)."""
+def find_sample(campaign: Campaign, locale: str, deadline: str, wave: str, channel: str | None = None) -> Sample:
+    """The sample send of ``locale`` that carries ``deadline``'s ``wave`` (merged with others if the plan merges it),
+    on ``channel`` when given: a message that is never sent on it is refused, with the reason."""
     if locale not in campaign.locales:
         raise PreviewError(f"--locale {locale}: the campaign's locales are {', '.join(campaign.locales)}")
     try:
@@ -27,19 +29,27 @@ def find_sample(campaign: Campaign, locale: str, deadline: str, wave: str) -> Sa
         raise PreviewError(f"--deadline {deadline}: the campaign's deadlines are {ids}") from None
     if wave.upper() not in {w.label for w in d.waves}:
         raise PreviewError(f"--wave {wave}: {deadline} has waves {', '.join(w.label for w in d.waves)}")
-    for s in samples(campaign):
-        if s.locale == locale and any(i.deadline == deadline and i.wave == wave.upper() for i in s.items):
-            return s
-    raise PreviewError(f"{deadline} {wave} is never sent in the sample zone for {locale} (see campaign plan)")
+    found = [s for s in samples(campaign)
+             if s.locale == locale and any(i.deadline == deadline and i.wave == wave.upper() for i in s.items)]
+    if not found:
+        raise PreviewError(f"{deadline} {wave} is never sent in the sample zone for {locale} (see campaign plan)")
+    on = next((s for s in found if channel is None or channel in s.channels), None)
+    if on is None:
+        why = Words().never_sent(campaign, found[0], channel or "")
+        raise PreviewError(f"--channel {channel}: {deadline} {wave.upper()} is {why}")
+    return on
 
 
 def recipient_sample(campaign: Campaign, sample: Sample, recipient: Any, locale: str | None) -> tuple[Sample, Personal]:
     """The same send as the recipient would get it: their zone, country, send time, name and locale."""
     chosen = locale or negotiate(recipient.locale, campaign.locales, campaign.default_locale)
     wanted = {(i.deadline, i.wave) for i in sample.items}
-    for send in plan_zone(campaign, zone(recipient.timezone)).sends:
-        if wanted & {(i.deadline, i.wave) for i in send.items}:
-            s = Sample(chosen, recipient.timezone, recipient.country or "", send.items, send.send_at)
+    plan = plan_zone(campaign, zone(recipient.timezone))
+    for send in plan.sends:
+        on = plan.channels_of(send.send_key)
+        same_channel = not sample.channels or set(on) & set(sample.channels)
+        if same_channel and wanted & {(i.deadline, i.wave) for i in send.items}:
+            s = Sample(chosen, recipient.timezone, recipient.country or "", send.items, send.send_at, on)
             return s, Personal.of(recipient.name, dict(recipient.attributes or {}), chosen)
     raise PreviewError(f"recipient {recipient.id} never gets {sample.label}: see campaign plan --recipient")
 
@@ -63,7 +73,7 @@ def write_gallery(campaign: Campaign, renderer: Renderer, directory: Path, now: 
     rows = []
     app = renderer.sender_name(campaign)  # what the phone shows as the notification's app
     for label in labels:
-        cells = "".join(_cell(by_key.get((label, loc)), app) for loc in campaign.locales)
+        cells = "".join(_cell(by_key.get((label, loc)), app, campaign) for loc in campaign.locales)
         rows.append(f'<tr><th class="send">{html.escape(label)}</th>{cells}</tr>')
     head = "".join(f"<th>{html.escape(loc)}</th>" for loc in campaign.locales)
     page = _PAGE.format(title=html.escape(f"{campaign.name}: every message"), campaign=html.escape(campaign.id),
@@ -75,28 +85,36 @@ def write_gallery(campaign: Campaign, renderer: Renderer, directory: Path, now: 
     return path
 
 
-def _cell(r: Rendered | None, app: str) -> str:
+def _cell(r: Rendered | None, app: str, campaign: Campaign) -> str:
+    """One locale's message of one send: the email and the push it goes out as, or why it never goes on one."""
     if r is None:
         return '<td class="none">not sent in this locale\'s sample zone</td>'
     s = r.sample
     size = len(r.email.html.encode())
     flags = []
-    if len(r.push.title) > PUSH_TITLE_MAX or len(r.push.body) > PUSH_BODY_MAX:
+    if "push" in s.channels and (len(r.push.title) > PUSH_TITLE_MAX or len(r.push.body) > PUSH_BODY_MAX):
         flags.append("push over its limits")
-    if size > HTML_MAX_BYTES:
+    if "email" in s.channels and size > HTML_MAX_BYTES:
         flags.append("email over 100 KB")
     warn = f'<p class="warn">{html.escape("; ".join(flags))}</p>' if flags else ""
-    return (
-        f'<td><p class="meta">{html.escape(s.zone)} · {html.escape(s.send_at.strftime("%d %b %Y %H:%M %Z"))} · '
-        f'{html.escape(r.variant.stage)}</p>{warn}'
-        f'<p class="subject">{html.escape(r.email.subject)}</p>'
-        f'<iframe title="email" sandbox srcdoc="{html.escape(r.email.html, quote=True)}"></iframe>'
-        f'<p class="meta">HTML {size:,} bytes</p>'
-        f'<div class="phone"><div class="notification"><div class="app">{html.escape(app)} · now</div>'
-        f'<div class="title">{html.escape(r.push.title)}</div><div class="body">{html.escape(r.push.body)}</div>'
-        f'</div></div><p class="meta">push title {len(r.push.title)}/{PUSH_TITLE_MAX}, '
-        f"body {len(r.push.body)}/{PUSH_BODY_MAX} characters</p></td>"
-    )
+    parts = [f'<td><p class="meta">{html.escape(s.zone)} · {html.escape(s.send_at.strftime("%d %b %Y %H:%M %Z"))} · '
+             f'{html.escape(r.variant.stage)}</p>{warn}']
+    words = Words()
+    for channel in campaign.channels:
+        if channel not in s.channels:
+            parts.append(f'<p class="never">{html.escape(channel)}: '
+                         f'{html.escape(words.never_sent(campaign, s, channel))}</p>')
+        elif channel == "email":
+            parts.append(f'<p class="subject">{html.escape(r.email.subject)}</p>'
+                         f'<iframe title="email" sandbox srcdoc="{html.escape(r.email.html, quote=True)}"></iframe>'
+                         f'<p class="meta">HTML {size:,} bytes</p>')
+        else:
+            parts.append(f'<div class="phone"><div class="notification"><div class="app">{html.escape(app)} · now'
+                         f'</div><div class="title">{html.escape(r.push.title)}</div><div class="body">'
+                         f'{html.escape(r.push.body)}</div></div></div><p class="meta">push title '
+                         f"{len(r.push.title)}/{PUSH_TITLE_MAX}, "
+                         f"body {len(r.push.body)}/{PUSH_BODY_MAX} characters</p>")
+    return "".join(parts) + "</td>"
 
 
 _PAGE = """<!DOCTYPE html>
@@ -115,6 +133,7 @@ iframe {{ width: 640px; height: 560px; border: 1px solid #ccc; background: #fff;
 .app {{ font-size: 11px; color: #666; text-transform: uppercase; }}
 .title {{ font-weight: 600; margin-top: 2px; }}
 .none {{ color: #999; }}
+.never {{ color: #5f4b00; background: #fff8e1; padding: 8px; width: 340px; }}
 </style></head>
 <body>
 <h1>{title}</h1>

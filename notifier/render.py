@@ -26,7 +26,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_auto
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from markupsafe import escape
 
-from notifier.campaign import Campaign
+from notifier.campaign import Campaign, last_day
 from notifier.config import Settings
 from notifier.display_names import plain_name
 from notifier.errors import RenderError
@@ -59,6 +59,10 @@ class DeadlineView:
     label: str = ""  # the deadline's label from the campaign file, else its id
     time: str = ""  # the local time of day, written the locale's way (00:00, 12:00 AM)
     stage: str = "n_days"  # today (0 days left), tomorrow (1) or n_days
+    # The last day to act (campaign.last_day): the day before a deadline at local midnight, else the deadline's day.
+    last_day: str = ""  # written the locale's way (30 January 2030)
+    last_day_left: int = 0  # local calendar days from the day of the send to the last day (0: today is the last day)
+    last_day_until: str = ""  # the time the last day ends, the locale's way (09:00); empty: all of it (00:00 deadline)
 
 
 def deadline_stage(days_left: int) -> str:
@@ -206,11 +210,13 @@ class Renderer:
         for d in campaign.deadlines:  # the file's order, whatever order the send's items are in
             if d.id not in carried:
                 continue
-            at = campaign.deadline(d.id).instant_in(tz)
+            at = d.instant_in(tz)
             left = (at.date() - day).days
-            deadlines.append(DeadlineView(d.id, format_day(at.date(), locale), left, d.label or d.id,
-                                          format_time(at, "short", locale=formatting_locale(locale)),
-                                          deadline_stage(left)))
+            clock = format_time(at, "short", locale=formatting_locale(locale))
+            last, until = last_day(at)
+            deadlines.append(DeadlineView(d.id, format_day(at.date(), locale), left, d.label or d.id, clock,
+                                          deadline_stage(left), format_day(last, locale), (last - day).days,
+                                          clock if until is not None else ""))
         closing = max(d.instant_in(tz) for d in campaign.deadlines).date()
         return {
             "campaign": campaign.name, "sender_name": self.sender_name(campaign), "locale": locale,

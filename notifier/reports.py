@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,8 +12,11 @@ from typing import Any
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
+from notifier import approval
+from notifier.approval import Approval
 from notifier.campaign import zone
-from notifier.eligibility import eligible
+from notifier.config import Settings
+from notifier.eligibility import reachable
 from notifier.errors import NotFound
 from notifier.ledger import holds
 from notifier.ledger.models import (
@@ -26,16 +29,31 @@ from notifier.ledger.models import (
     Recipient,
     SendGroup,
 )
-from notifier.ledger.queries import campaign_of, get_campaign
+from notifier.ledger.queries import campaign_of, get_campaign, rows_to_come, send_channels
 
 STATES = [s.value for s in DeliveryState]
+ToCome = Callable[[Session, CampaignRow], int]  # the rows a campaign's groups not yet due will create
 
 
-def phase_of(state: str, groups: int, groups_done: int, open_rows: bool) -> str:
-    """What a person wants to know first: still sending, finished, or stopped (paused, cancelled)."""
+def phase_of(state: str, groups: int, groups_done: int, open_rows: bool, blocked: bool = False) -> str:
+    """What a person wants to know first: still sending, finished, stopped (paused, cancelled), or blocked: its
+    copy changed since it was approved, so the dispatcher sends nothing of it (``approval.check``), not even to a
+    zone whose recipients are imported after the rest finished."""
     if state != CampaignState.SCHEDULED:
         return str(state)
+    if blocked:
+        return "blocked"
     return "finished" if groups_done == groups and not open_rows else "sending"
+
+
+FINAL_STATES = (DeliveryState.SENT, DeliveryState.SKIPPED, DeliveryState.FAILED)
+
+
+def percent(done: int, planned: int, phase: str) -> int:
+    """How far a campaign has come, in messages with an outcome of all the plan makes; a finished one is at 100."""
+    if phase == "finished":
+        return 100
+    return min(100, int(100 * done / planned)) if planned else 0
 
 
 @dataclass
@@ -51,11 +69,28 @@ class CampaignStatus:
     waiting: list[tuple[str, str, int]] = field(default_factory=list)  # (channel, reason, rows) pending after a try
     breakdown: list[tuple[str, str, str, str, int]] = field(default_factory=list)  # (send, locale, channel, state, n)
     held: list[str] = field(default_factory=list)  # why the dispatcher sends nothing at all now (holds), if sending
+    copy: Approval | None = None  # its copy against the approved one (None: not checked, or not scheduled)
+    to_come: int = 0  # rows the send groups not yet due will create (queries.rows_to_come)
 
     @property
     def phase(self) -> str:
         open_rows = any(c.get(s, 0) for c in self.counts.values() for s in OPEN_STATES)
-        return phase_of(self.state, self.groups, self.groups_done, open_rows)
+        blocked = self.copy is not None and self.copy.blocked
+        return phase_of(self.state, self.groups, self.groups_done, open_rows, blocked)
+
+    @property
+    def planned(self) -> int:
+        """Every message of the plan: the rows that exist and those still to come."""
+        return sum(sum(n for s, n in c.items() if s in STATES) for c in self.counts.values()) + self.to_come
+
+    @property
+    def done(self) -> int:
+        """Messages with an outcome: sent, skipped or failed."""
+        return sum(c.get(s, 0) for c in self.counts.values() for s in FINAL_STATES)
+
+    @property
+    def percent(self) -> int:
+        return percent(self.done, self.planned, self.phase)
 
     @property
     def states(self) -> list[str]:
@@ -70,7 +105,8 @@ class CampaignStatus:
     def as_dict(self) -> dict[str, Any]:
         return {
             "campaign": self.campaign_id, "state": self.state, "groups": self.groups, "groups_done": self.groups_done,
-            "phase": self.phase,
+            "phase": self.phase, "planned": self.planned, "done": self.done,
+            "blocked": self.copy.as_dict() if self.copy else None,
             "next_send_at": self.next_send_at.isoformat() if self.next_send_at else None,
             "counts": [{"send": send, "channel": ch, **c} for (send, ch), c in self.counts.items()],
             "skipped_because": self.skips,
@@ -92,19 +128,30 @@ _REASON = case(
 NO_REASON = "(no reason recorded)"
 
 
-def campaign_status(session: Session, campaign_id: str) -> CampaignStatus:
+def campaign_status(session: Session, campaign_id: str, settings: Settings | None = None,
+                    to_come: ToCome = rows_to_come) -> CampaignStatus:
     """Counts by send (wave), channel and state, by send, locale and channel, and the reasons for skips, failures
     and waiting retries, plus how far the plan has come: one pass over the campaign's delivery rows (a live page
-    reads it every few seconds, on campaigns of millions of rows; bench/dashboard_counts.py)."""
+    reads it every few seconds, on campaigns of millions of rows; bench/dashboard_counts.py), and the rows still to
+    come (``to_come``: a live page keeps that count a while, queries.RowsToCome). With ``settings``, a scheduled
+    campaign's copy is checked against the approved one (its phase may be blocked)."""
     row = get_campaign(session, campaign_id)
     groups, done = _groups_done(session, campaign_id)
     next_at = None if row.state == "cancelled" else session.scalar(select(func.min(SendGroup.send_at)).where(
         SendGroup.campaign_id == campaign_id, SendGroup.materialized_upto == 0))
-    st = CampaignStatus(row.id, row.state, groups, done, next_at)
+    st = CampaignStatus(row.id, row.state, groups, done, next_at, copy=_copy(row, settings),
+                        to_come=to_come(session, row))
     _count_rows(session, st)
-    if st.phase == "sending":
+    if st.phase in ("sending", "blocked"):
         st.held = [h.reason for h in holds.active(session)]
     return st
+
+
+def _copy(row: CampaignRow, settings: Settings | None) -> Approval | None:
+    """The scheduled campaign's copy against the approved one, as the dispatcher judges it."""
+    if settings is None or row.state != CampaignState.SCHEDULED:
+        return None
+    return approval.check(row, settings.templates_dir, settings.locales_dir)
 
 
 def _groups_done(session: Session, campaign_id: str) -> tuple[int, int]:
@@ -234,16 +281,26 @@ class CampaignLine:
     groups: int
     next_send_at: datetime | None
     held: tuple[str, ...] = ()  # why the dispatcher sends nothing at all now (holds), if it is sending
+    planned: int = 0  # every message of the plan: the rows so far and those its groups not yet due will create
+    done: int = 0  # messages with an outcome: sent, skipped or failed
+    copy: Approval | None = None  # its copy against the approved one (None: not checked, or not scheduled)
+
+    @property
+    def percent(self) -> int:
+        return percent(self.done, self.planned, self.phase)
 
     def as_dict(self) -> dict[str, Any]:
         return {"campaign": self.campaign_id, "state": self.state, "phase": self.phase, "sent": self.sent,
-                "total": self.total, "groups_done": self.groups_done, "groups": self.groups,
+                "total": self.total, "planned": self.planned, "done": self.done,
+                "groups_done": self.groups_done, "groups": self.groups,
                 "next_send_at": self.next_send_at.isoformat() if self.next_send_at else None,
-                "held": list(self.held)}
+                "held": list(self.held), "blocked": self.copy.as_dict() if self.copy else None}
 
 
-def campaign_lines(session: Session) -> list[CampaignLine]:
-    """Every campaign in the ledger, by id, with its phase and progress: one pass over all delivery rows."""
+def campaign_lines(session: Session, settings: Settings | None = None,
+                   to_come: ToCome = rows_to_come) -> list[CampaignLine]:
+    """Every campaign in the ledger, by id, with its phase and progress: one pass over all delivery rows. With
+    ``settings``, each scheduled campaign's copy is checked against the approved one (as campaign_status does)."""
     rows: dict[str, Counter[str]] = {}
     for campaign_id, state, n in session.execute(select(DeliveryRow.campaign_id, DeliveryRow.state, func.count())
                                                  .group_by(DeliveryRow.campaign_id, DeliveryRow.state)):
@@ -254,13 +311,17 @@ def campaign_lines(session: Session) -> list[CampaignLine]:
         .group_by(SendGroup.campaign_id))}
     lines = []
     held = tuple(h.reason for h in holds.active(session))
-    for campaign_id, state in session.execute(select(CampaignRow.id, CampaignRow.state).order_by(CampaignRow.id)):
-        counts = rows.get(campaign_id, Counter())
-        groups, done, nxt = plans.get(campaign_id, (0, 0, None))
-        phase = phase_of(state, groups, done, any(counts[s] for s in OPEN_STATES))
+    for row in session.scalars(select(CampaignRow).order_by(CampaignRow.id)):
+        counts = rows.get(row.id, Counter())
+        groups, done, nxt = plans.get(row.id, (0, 0, None))
+        copy = _copy(row, settings)
+        blocked = copy is not None and copy.blocked
+        phase = phase_of(row.state, groups, done, any(counts[s] for s in OPEN_STATES), blocked)
         nxt = nxt if phase not in ("finished", "cancelled") else None
-        lines.append(CampaignLine(campaign_id, str(state), phase, counts[DeliveryState.SENT.value], counts.total(),
-                                  done, groups, nxt, held if phase == "sending" else ()))
+        lines.append(CampaignLine(row.id, str(row.state), phase, counts[DeliveryState.SENT.value], counts.total(),
+                                  done, groups, nxt, held if phase in ("sending", "blocked") else (),
+                                  counts.total() + to_come(session, row), sum(counts[s] for s in FINAL_STATES),
+                                  copy))
     return lines
 
 
@@ -356,9 +417,9 @@ def _planned(session: Session, member: LedgerMember, campaign_id: str | None) ->
         campaign = campaign_of(row)
         if member.joined_at is not None and member.joined_at > group.send_at:
             continue
-        for channel in campaign.channels:
-            if eligible(campaign.countries, channel, member.country, member.email, member.push_tokens):
-                yield RecipientMessage(row.id, group.send_key, channel, "planned", group.send_at.astimezone(tz))
+        on = reachable(campaign.countries, campaign.channels, member.country, member.email, member.push_tokens)
+        for channel in send_channels(campaign, group.timezone, group.send_key, on):
+            yield RecipientMessage(row.id, group.send_key, channel, "planned", group.send_at.astimezone(tz))
 
 
 def counts_text(counts: Mapping[Any, int], empty: str = "nothing") -> str:

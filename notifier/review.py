@@ -5,12 +5,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
 from pathlib import Path
 
+from babel.core import get_global
+from babel.languages import get_official_languages
+from babel.numbers import get_territory_currencies
+
+from notifier._audience_rows import COUNTRY_ZONES
 from notifier.campaign import Campaign, zone
 from notifier.errors import Problem, UserError
 from notifier.i18n import format_money, parse_tag
@@ -26,12 +32,61 @@ from notifier.render import (
     RenderError,
     Variant,
 )
+from notifier.zones import is_iana_zone
 
-# Where a sample reader of each language lives, and what they pay in: the campaign's own markets first.
-SAMPLE_PLACES = {"id": ("Asia/Jakarta", "ID", "IDR"), "pt": ("America/Sao_Paulo", "BR", "BRL"),
-                 "es": ("America/Mexico_City", "MX", "MXN"), "en": ("Australia/Sydney", "AU", "AUD")}
-SAMPLE_NAME = "Maria Fernanda de Souza Albuquerque"  # long, accented: the worst case for length and encoding
+
+@dataclass(frozen=True)
+class SamplePlace:
+    """Where a sample reader lives: a country, its zone, its currency and a name from there."""
+
+    country: str
+    zone: str
+    currency: str
+    name: str
+
+
+# Our markets: the zone most of each country's audience is in (as the import guesses it), and a long name from
+# there, accented where the country writes accents: the worst case for length and encoding.
+SAMPLE_NAME = "Maria Fernanda de Souza Albuquerque"  # Brazil's, and any country's we have no name of
+SAMPLE_PLACES = {p.country: p for p in (
+    SamplePlace("ID", "Asia/Jakarta", "IDR", "Siti Nurhaliza Kusumawardhani Putri"),
+    SamplePlace("BR", "America/Sao_Paulo", "BRL", SAMPLE_NAME),
+    SamplePlace("MX", "America/Mexico_City", "MXN", "María Guadalupe Hernández Peñaloza"),
+    SamplePlace("AU", "Australia/Sydney", "AUD", "Charlotte Elizabeth Montgomery-Whitfield"),
+    SamplePlace("SG", "Asia/Singapore", "SGD", "Tan Wei Ling Rachel Goh"),
+)}
+HOMES = {"id": "ID", "pt": "BR", "es": "MX", "en": "AU"}  # a language's market when the campaign names no country
 SAMPLE_REFUND = Decimal("149900.50")
+
+
+def sample_place(locale: str, countries: Sequence[str] = ()) -> SamplePlace:
+    """Where the sample reader of ``locale`` lives, in a country of that locale: its own region (pt-BR: Brazil);
+    else the first of the campaign's ``countries`` that speaks its language (en: Australia for the shutdown
+    campaign); else the campaign's first country (an English reader in Brazil); else the language's market."""
+    loc = parse_tag(locale)
+    language = loc.language if loc else locale
+    country = (loc.territory if loc else None) or next(
+        (c for c in countries if language in get_official_languages(c, de_facto=True)),
+        countries[0] if countries else HOMES.get(language) or _likely_country(language))
+    return _place(country) if country else SamplePlace("", "UTC", "USD", SAMPLE_NAME)
+
+
+@cache
+def _place(country: str) -> SamplePlace:
+    """One of our markets, else the country's own zone (its first, when it has several) and currency."""
+    if country in SAMPLE_PLACES:
+        return SAMPLE_PLACES[country]
+    zones = [str(z) for z in get_global("territory_zones").get(country, ()) if is_iana_zone(str(z))]
+    currencies = get_territory_currencies(country)
+    return SamplePlace(country, COUNTRY_ZONES.get(country) or (zones[0] if zones else "UTC"),
+                       currencies[0] if currencies else "USD", SAMPLE_NAME)
+
+
+def _likely_country(language: str) -> str | None:
+    """CLDR's most likely region of a language (fr: FR), if any."""
+    likely = get_global("likely_subtags").get(language, "")
+    parts = likely.split("_")
+    return next((p for p in parts[1:] if len(p) == 2 and p.isupper()), None)
 
 
 @dataclass(frozen=True)
@@ -43,31 +98,35 @@ class Sample:
     country: str
     items: tuple[WaveRef, ...]
     send_at: datetime
+    channels: tuple[str, ...] = field(default=(), compare=False)  # those the send goes out on (ZonePlan.channels_of)
 
     @property
     def label(self) -> str:
         return send_key(self.items)
 
     def personal(self) -> Personal:
-        currency = SAMPLE_PLACES.get(_language(self.locale), ("UTC", "", "USD"))[2]
-        return Personal(SAMPLE_NAME, format_money(SAMPLE_REFUND, currency, self.locale))
-
-
-def _language(locale: str) -> str:
-    loc = parse_tag(locale)
-    return loc.language if loc else locale
+        place = _place(self.country) if self.country else SamplePlace("", "UTC", "USD", SAMPLE_NAME)
+        return Personal(place.name, format_money(SAMPLE_REFUND, place.currency, self.locale))
 
 
 def samples(campaign: Campaign) -> Iterator[Sample]:
-    """Every send of the plan in each locale's sample zone, plus each deadline of a merged send on its own."""
+    """Every send of the plan in each locale's sample zone, plus each deadline of a merged send on its own, once
+    each, with every channel that may send it (a deadline alone: its own send's, and its merged send's, whose
+    guard may drop the others)."""
     for locale in campaign.locales:
-        tz_name, country, _ = SAMPLE_PLACES.get(_language(locale), ("UTC", "", "USD"))
-        for send in plan_zone(campaign, zone(tz_name)).sends:
-            yield Sample(locale, tz_name, country, send.items, send.send_at)
-            if len(send.deadlines) > 1:  # the guard may drop one deadline of a merged send
-                for d in send.deadlines:
-                    yield Sample(locale, tz_name, country, tuple(i for i in send.items if i.deadline == d),
-                                 send.send_at)
+        place = sample_place(locale, campaign.countries)
+        plan = plan_zone(campaign, zone(place.zone))
+        found: dict[tuple[WaveRef, ...], Sample] = {}
+        for send in plan.sends:
+            on = plan.channels_of(send.send_key)
+            alone = [tuple(i for i in send.items if i.deadline == d) for d in send.deadlines] \
+                if len(send.deadlines) > 1 else []
+            for items in (send.items, *alone):
+                seen = found.get(items)
+                channels = tuple(ch for ch in campaign.channels if ch in on or (seen and ch in seen.channels))
+                found[items] = Sample(locale, place.zone, place.country, items,
+                                      seen.send_at if seen else send.send_at, channels)
+        yield from found.values()
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,10 @@ It writes the campaign file, the five templates (built from one ``_copy.j2`` of 
 written and translated once) and the campaign's own catalogs: the template ``locales/<id>.pot`` and a ``.po`` per
 locale. The English catalog is the source language, so it is filled in (each message translates to itself); the
 others start empty, and ``campaign validate`` names every string still to translate.
+
+The starter's words about a deadline are computed from its ``at`` (``last_day``, ``last_day_left``,
+``last_day_until``; docs/templates.md, "What 'last day' means"), never written out, so they stay true whatever date
+or time the user gives it.
 """
 
 from __future__ import annotations
@@ -47,13 +51,26 @@ deadlines:
 """
 
 COPY = """\
-{#- Every sentence once, translated once; the five templates import these macros. Edit the wording here. -#}
+{#- Every sentence once, translated once; the five templates import these macros. Edit the wording here.
+    Each deadline's words come from its `at`: d.last_day is the last day to act (the day before a deadline at 00:00,
+    else the deadline's own day, until d.last_day_until) and d.last_day_left the days from the send to it; see
+    "What 'last day' means" in docs/templates.md. Today counts as a day left: on the last day, 1 day is left. -#}
 {% macro news() -%}{{ _("Something is changing, and we want you to know in good time.") }}{%- endmacro %}
+{% macro last_day(d) -%}
+{%- if d.last_day_until -%}{{ _("%(date)s, until %(time)s", date=d.last_day, time=d.last_day_until) }}
+{%- else -%}{{ d.last_day }}{%- endif -%}
+{%- endmacro %}
+{% macro headline(d) -%}
+{%- if d.last_day_left <= 0 -%}{{ _("Today is the last day") }}
+{%- elif d.last_day_left == 1 -%}{{ _("Tomorrow is the last day") }}
+{%- else -%}{{ ngettext("%(num)d day left", "%(num)d days left", d.last_day_left + 1) }}
+{%- endif -%}
+{%- endmacro %}
 {% macro deadline_line(d) -%}
-{%- if d.stage == "today" -%}{{ _("Today is the last day (%(date)s).", date=d.date) }}
-{%- elif d.stage == "tomorrow" -%}{{ _("Tomorrow is the last day (%(date)s).", date=d.date) }}
-{%- else -%}{{ ngettext("%(num)d day left, until %(date)s.", "%(num)d days left, until %(date)s.", d.days_left,
-                        date=d.date) }}
+{%- if d.last_day_left <= 0 -%}{{ _("Today is the last day (%(date)s).", date=last_day(d)) }}
+{%- elif d.last_day_left == 1 -%}{{ _("Tomorrow is the last day (%(date)s).", date=last_day(d)) }}
+{%- else -%}{{ ngettext("%(num)d day left: the last day is %(date)s.", "%(num)d days left: the last day is %(date)s.",
+                        d.last_day_left + 1, date=last_day(d)) }}
 {%- endif -%}
 {%- endmacro %}
 {% macro greeting() -%}
@@ -91,8 +108,9 @@ TEMPLATES = {
 <p>{{ sender_name }}</p>
 </body></html>
 """,
-    "push_title.txt": '{% import "_copy.j2" as copy with context %}{{ copy.deadline_line(deadlines[0]) }}\n',
-    "push_body.txt": '{% import "_copy.j2" as copy with context %}{{ copy.news() }}\n',
+    "push_title.txt": '{% import "_copy.j2" as copy with context %}{{ copy.headline(deadlines[0]) }}\n',
+    "push_body.txt": '{% import "_copy.j2" as copy with context %}{{ copy.deadline_line(deadlines[0]) }} '
+                     '{{ copy.news() }}\n',
 }
 
 

@@ -63,9 +63,9 @@ def tokens_of(sessions: sessionmaker[Session], recipient_id: str) -> dict[str, b
 # --- reading CSV and JSON Lines -------------------------------------------------------------------------
 
 
-def test_csv_row_splits_tokens_and_keeps_extra_columns_as_attributes(tmp_path: Path) -> None:
+def test_csv_row_splits_tokens_and_keeps_attribute_columns_as_attributes(tmp_path: Path) -> None:
     path = csv_file(tmp_path, "u1,Ana@Example.COM,Ana,pt_br,America/Sao_Paulo,br,tok-a|tok-b,gold,",
-                    header=HEADER + ",plan,referrer")
+                    header=HEADER + ",attributes.plan,attributes.referrer")
     [record] = read_audience(path)
     assert record == RecipientRecord(
         id="u1", email="Ana@example.com", name="Ana", locale="pt-BR", timezone="America/Sao_Paulo",
@@ -74,12 +74,13 @@ def test_csv_row_splits_tokens_and_keeps_extra_columns_as_attributes(tmp_path: P
     )
 
 
-def test_jsonl_row_takes_token_list_attributes_object_and_unknown_keys(tmp_path: Path) -> None:
+def test_jsonl_row_takes_token_list_attributes_object_and_unknown_keys_when_asked(tmp_path: Path) -> None:
     path = jsonl_file(tmp_path, {
         "id": "u1", "email": "ana@example.com", "locale": "en_us", "timezone": "Asia/Jakarta",
         "push_tokens": ["tok-a", "tok-a", " tok-b "], "attributes": {"plan": "gold", "seats": 3}, "tier": 2,
     })
-    [record] = accepted(path)
+    [record] = read_audience(path, extra_columns="attributes")
+    assert isinstance(record, RecipientRecord)
     assert record.push_tokens == ("tok-a", "tok-b")
     assert record.attributes == {"plan": "gold", "seats": 3, "tier": 2}
     assert record.locale == "en-US"
@@ -111,7 +112,7 @@ def test_utf8_bom_does_not_hide_the_id_column(tmp_path: Path) -> None:
 
 
 def test_semicolon_csv_from_a_pt_br_or_es_mx_spreadsheet_is_read(tmp_path: Path) -> None:
-    path = write(tmp_path, "excel-br.csv", "id;email;name;timezone;country;push_tokens;plan\n"
+    path = write(tmp_path, "excel-br.csv", "id;email;name;timezone;country;push_tokens;attributes.plan\n"
                                             "u1;ana@example.com;Silva, Ana;America/Sao_Paulo;BR;tok-a|tok-b;gold\n")
     [record] = accepted(path)
     assert (record.id, record.name, record.country, record.push_tokens, record.attributes) == (
@@ -125,7 +126,7 @@ def test_a_comma_csv_whose_cells_hold_semicolons_stays_comma_separated(tmp_path:
 
 def test_header_names_are_matched_case_insensitively(tmp_path: Path) -> None:
     path = csv_file(tmp_path, "u1,ana@example.com,Ana,,UTC,BR,,gold", header="ID,Email,Name,Locale,TimeZone,Country,"
-                                                                            "Push_Tokens,Plan")
+                                                                            "Push_Tokens,Attributes.Plan")
     [record] = accepted(path)
     assert (record.id, record.email, record.country, record.attributes) == ("u1", "ana@example.com", "BR",
                                                                             {"Plan": "gold"})
@@ -303,7 +304,7 @@ def test_text_that_is_not_utf8_is_an_audience_error_on_its_line(tmp_path: Path) 
 
 def test_import_inserts_recipients_and_their_tokens(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     path = csv_file(tmp_path, "u1,Ana@Example.com,Ana,pt_br,,BR,tok-a|tok-b,gold",
-                    "u2,bob@example.com,Bob,xx-YY,Europe/Paris,FR,,", header=HEADER + ",plan")
+                    "u2,bob@example.com,Bob,xx-YY,Europe/Paris,FR,,", header=HEADER + ",attributes.plan")
     report = import_audience(sessions, path, now=NOW)
     assert report == ImportReport(file=str(path), accepted=2, inserted=2, guessed_timezones=1)
     rows = stored(sessions)
@@ -318,7 +319,7 @@ def test_import_inserts_recipients_and_their_tokens(sessions: sessionmaker[Sessi
 
 def test_import_of_jsonl(sessions: sessionmaker[Session], tmp_path: Path) -> None:
     path = jsonl_file(tmp_path, {"id": "u1", "country": "ID", "push_tokens": ["tok-a"], "attributes": {"seats": 3}},
-                      "not json", {"id": "u2", "email": "b@example.com", "timezone": "UTC", "plan": "gold"})
+                      "not json", {"id": "u2", "email": "b@example.com", "timezone": "UTC", "attributes.plan": "gold"})
     seen: list[Rejection] = []
     report = import_audience(sessions, path, now=NOW, on_reject=seen.append)
     assert (report.accepted, report.inserted, report.rejected, report.guessed_timezones) == (2, 2, 1, 1)
@@ -422,7 +423,7 @@ def generate_audience(path: Path, rows: int) -> None:
     """Every 1000th row has a bad email; row 19999 repeats the id of row 1 (far apart, many batches)."""
     countries = ("ID", "BR", "AU", "SG", "MX")
     with path.open("w", encoding="utf-8") as f:
-        f.write(HEADER + ",plan\n")
+        f.write(HEADER + ",attributes.plan\n")
         for i in range(1, rows + 1):
             rid = "r1" if i == 19_999 else f"r{i}"
             email = "broken" if i % 1000 == 0 else f"user{i}@example.com"

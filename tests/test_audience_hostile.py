@@ -207,8 +207,8 @@ def test_integer_of_5000_digits_rejects_its_line_only(sessions: sessionmaker[Ses
 def test_csv_cell_over_the_csv_module_limit_rejects_its_row_only(sessions: sessionmaker[Session],
                                                                  tmp_path: Path) -> None:
     path = csv_file(tmp_path, "before,a@example.com,,,UTC,,,gold", "bad,b@example.com,,,UTC,,," + "x" * 140_000,
-                    "after,c@example.com,,,UTC,,,gold", header=HEADER + ",plan")
-    assert_only_rejected(sessions, path, 3, "id bad: plan: the cell is longer than 65,536 characters")
+                    "after,c@example.com,,,UTC,,,gold", header=HEADER + ",attributes.plan")
+    assert_only_rejected(sessions, path, 3, "id bad: attributes.plan: the cell is longer than 65,536 characters")
 
 
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])

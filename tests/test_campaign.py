@@ -282,6 +282,22 @@ def test_wave_items_on_their_own_lines_are_located_exactly() -> None:
     assert (p.line, p.field) == (15, "deadlines[0].waves[1]")
 
 
+@pytest.mark.parametrize("wave", ["-P1D", "-PT6H", "P-1D"])
+def test_a_negative_wave_is_told_what_a_wave_is(wave: str) -> None:
+    p = only_problem(with_lines(l13=f"    waves: [P7D, {wave}]"))
+    assert (p.line, p.field) == (13, "deadlines[0].waves[1]")
+    assert p.message == (f"{wave!r}: a wave is a duration before the deadline (such as P7D), never negative: "
+                         "nothing is sent after a deadline")
+
+
+def test_waves_know_where_the_file_writes_them() -> None:
+    c = parse_campaign(with_lines(l13="    waves:\n      - P1D\n      - P7D"))
+    transfer = c.deadline("transfer")
+    assert [(w.label, w.line, w.path) for w in transfer.waves] == [
+        ("P7D", 15, "deadlines[0].waves[1]"), ("P1D", 14, "deadlines[0].waves[0]")]  # longest first
+    assert (transfer.at_line, transfer.path) == (12, "deadlines[0]")
+
+
 def test_deadline_without_waves_is_refused() -> None:
     p = only_problem(with_lines(l13="    waves: []"))
     assert (p.line, p.field) == (13, "deadlines[0].waves")

@@ -44,8 +44,9 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_validate_accepts_the_shipped_campaign() -> None:
-    result = run("campaign", "validate", str(CAMPAIGN_FILE))
+    result = run("campaign", "validate", str(CAMPAIGN_FILE), "--now", "2024-09-01T00:00Z")  # before its first wave
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
     assert "tiktok-music-shutdown: 2 deadlines, 7 waves" in result.stdout
 
 
@@ -57,6 +58,86 @@ def test_validate_reports_file_line_and_field_without_traceback(tmp_path: Path) 
     assert "Traceback" not in result.stderr
     line = next(i for i, t in enumerate(bad.read_text().splitlines(), 1) if "P7X" in t)
     assert f"error: {bad}:{line}: deadlines[0].waves[1]: 'P7X' is not an ISO-8601 duration" in result.stderr
+
+
+def test_a_negative_wave_is_told_what_a_wave_is_on_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "after.yaml"
+    bad.write_text(CAMPAIGN_FILE.read_text().replace("waves: [P30D, P7D, P1D]", "waves: [P30D, P7D, -P1D]", 1))
+    result = run("campaign", "validate", str(bad))
+    line = _line_of(bad, "-P1D")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines() == [
+        f"error: {bad}:{line}: deadlines[0].waves[2]: '-P1D': a wave is a duration before the deadline (such as P7D), "
+        "never negative: nothing is sent after a deadline"]
+
+
+# --- waves that will not be sent, and campaigns that would send nothing -------------------------------------
+
+
+def _line_of(path: Path, text: str, start: int = 1) -> int:
+    """The first line of ``path`` at or after ``start`` that contains ``text``."""
+    return next(i for i, t in enumerate(path.read_text().splitlines(), 1) if i >= start and text in t)
+
+
+def test_validate_and_schedule_name_each_wave_already_past_and_go_on(env: dict[str, str]) -> None:
+    now = "2024-10-22T00:00Z"  # the playlist P30D and P7D and the refund P61D went out, even at UTC-12
+    transfer, refund = _line_of(CAMPAIGN_FILE, "waves: [P30D"), _line_of(CAMPAIGN_FILE, "waves: [P61D")
+    expected = [
+        "deadlines[0].waves[0]: P30D will not be sent: it was due by 2024-09-28 22:00 UTC in every time zone, "
+        "before now (2024-10-22 00:00 UTC)",
+        "deadlines[0].waves[1]: P7D will not be sent: it was due by 2024-10-21 22:00 UTC in every time zone, "
+        "before now (2024-10-22 00:00 UTC)",
+        "deadlines[1].waves[0]: P61D will not be sent: it was due by 2024-09-28 22:00 UTC in every time zone, "
+        "before now (2024-10-22 00:00 UTC)",
+    ]
+    lines = (transfer, transfer, refund)
+
+    validated = run("campaign", "validate", str(CAMPAIGN_FILE), "--now", now)
+    assert validated.returncode == 0, validated.stderr
+    assert validated.stderr.splitlines() == [f"warning: {CAMPAIGN_FILE}:{n}: {e}"
+                                             for n, e in zip(lines, expected, strict=True)]
+    assert ": ok — tiktok-music-shutdown" in validated.stdout
+
+    scheduled = run("campaign", "schedule", "tiktok-music-shutdown", "--now", now, env=env)
+    assert scheduled.returncode == 0, scheduled.stderr
+    assert scheduled.stderr == validated.stderr
+    assert scheduled.stdout.startswith("scheduled tiktok-music-shutdown: ")
+
+
+def test_a_campaign_that_would_send_nothing_is_refused_unless_allowed(tmp_path: Path, env: dict[str, str]) -> None:
+    wrong = tmp_path / "wrong-year.yaml"  # 2023 instead of 2024: every deadline is over
+    wrong.write_text(CAMPAIGN_FILE.read_text().replace('"2024-1', '"2023-1'))
+    now = ("--now", "2024-09-01T00:00Z")
+    transfer = _line_of(wrong, 'at: "2023-10-28T00:00"')
+    refund = _line_of(wrong, 'at: "2023-11-28T00:00"')
+    why = [
+        f"{wrong}:{transfer}: deadlines[0].at: 2023-10-28T00:00 has passed in every time zone (the last at "
+        "2023-10-28 12:00 UTC; now is 2024-09-01 00:00 UTC): none of its waves (P30D, P7D, P1D) will be sent",
+        f"{wrong}:{refund}: deadlines[1].at: 2023-11-28T00:00 has passed in every time zone (the last at "
+        "2023-11-28 12:00 UTC; now is 2024-09-01 00:00 UTC): none of its waves (P61D, P30D, P7D, P1D) will be sent",
+    ]
+    refusal = (f"{wrong}: nothing will be sent: no wave of any deadline is still ahead in any time zone; fix the "
+               "dates, or pass --allow-empty to accept a campaign that sends nothing")
+
+    for command in ("schedule", "validate"):
+        refused = run("campaign", command, str(wrong), *now, env=env)
+        assert (refused.returncode, refused.stdout) == (2, ""), (command, refused.stdout)
+        assert refused.stderr.splitlines() == [f"error: {w}" for w in [*why, refusal]], command
+
+    allowed = run("campaign", "schedule", str(wrong), *now, "--allow-empty", env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.startswith("scheduled tiktok-music-shutdown: 0 new send groups")  # the refusal stored nothing
+    assert allowed.stderr.splitlines() == [
+        *(f"warning: {w}" for w in why),
+        f"warning: {wrong}: nothing will be sent: no wave of any deadline is still ahead in any time zone "
+        "(accepted: --allow-empty)"]
+
+
+def test_the_shipped_campaign_validated_today_is_refused_for_its_past_deadlines() -> None:
+    result = run("campaign", "validate", str(CAMPAIGN_FILE))  # the clock: its deadlines were in 2024
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].endswith("fix the dates, or pass --allow-empty to accept a campaign that "
+                                                   "sends nothing")
 
 
 def test_validate_reports_malformed_yaml_with_its_line(tmp_path: Path) -> None:
@@ -199,7 +280,7 @@ def test_the_dispatch_daemon_survives_a_failing_tick(audience_file: Path, env: d
 
 def test_real_providers_refuse_to_start_with_the_default_secret(env: dict[str, str]) -> None:
     providers = {**env, "NOTIFIER_TRANSPORT": "providers", "SENDGRID_API_KEY": "SG.x",
-                 "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent.json"}
+                 "GOOGLE_APPLICATION_CREDENTIALS": "/nonexistent.json", "NOTIFIER_PUBLIC_URL": "https://notifier.test"}
     providers.pop("NOTIFIER_SECRET_KEY", None)
     result = run("dispatch", "--once", env=providers)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -251,11 +332,47 @@ def test_campaign_list_shows_state_phase_progress_and_next_send(audience_file: P
     scheduled_and_dispatched(audience_file, env)
     [doc] = [json.loads(line) for line in run("campaign", "list", "--json", env=env).stdout.splitlines()]
     assert doc == {"campaign": "tiktok-music-shutdown", "state": "scheduled", "phase": "sending", "sent": 3,
-                   "total": 4, "groups_done": 3, "groups": 24, "next_send_at": "2024-09-28T16:00:00+00:00",
-                   "held": []}
+                   "total": 4, "planned": 25, "done": 3, "groups_done": 3, "groups": 24,
+                   "next_send_at": "2024-09-28T16:00:00+00:00", "held": [], "blocked": None}
     table = run("campaign", "list", env=env).stdout.splitlines()
-    assert table[0].split() == ["campaign", "state", "phase", "sent/total", "send", "groups", "next", "send", "(UTC)"]
-    assert table[2].split() == ["tiktok-music-shutdown", "scheduled", "sending", "3/4", "3/24", "2024-09-28", "16:00"]
+    assert table[0].split() == ["campaign", "state", "phase", "sent/planned", "done", "next", "send", "(UTC)"]
+    assert table[2].split() == ["tiktok-music-shutdown", "scheduled", "sending", "3/25", "12%", "2024-09-28", "16:00"]
+
+
+def test_right_after_scheduling_the_list_and_status_show_the_planned_total(
+        audience_file: Path, env: dict[str, str]) -> None:
+    """Ana 2 × 6 sends, Budi (email) and Noah (push) 6 each, Late (joined 22 Nov) only the refund's last day."""
+    assert run("audience", "import", str(audience_file), "--now", "2024-09-01T00:00Z", env=env).returncode == 0
+    assert run("campaign", "schedule", "tiktok-music-shutdown", "--now", "2024-09-01T00:00Z", env=env).returncode == 0
+    [doc] = [json.loads(line) for line in run("campaign", "list", "--json", env=env).stdout.splitlines()]
+    assert (doc["sent"], doc["done"], doc["planned"], doc["total"]) == (0, 0, 25, 0)
+    assert run("campaign", "list", env=env).stdout.splitlines()[2].split()[3:5] == ["0/25", "0%"]
+    status = run("status", "tiktok-music-shutdown", env=env).stdout
+    assert status.startswith("tiktok-music-shutdown: sending; 0 of 25 messages done (0%), next at 2024-09-28 ")
+    assert "send groups" not in status
+    assert json.loads(run("status", "tiktok-music-shutdown", "--json", env=env).stdout)["planned"] == 25
+    # Once every send is past (all rows made, the late ones skipped), the ledger holds exactly the planned total.
+    assert run("dispatch", "--once", "--now", "2024-12-01T00:00Z", env=env).returncode == 0
+    done = json.loads(run("status", "tiktok-music-shutdown", "--json", env=env).stdout)
+    assert sum(c[s] for c in done["counts"] for s in ("sent", "skipped", "failed") if s in c) == 25
+    assert (done["planned"], done["done"], done["phase"]) == (25, 25, "finished")
+
+
+def test_status_speaks_in_waves_messages_and_reasons(audience_file: Path, env: dict[str, str]) -> None:
+    scheduled_and_dispatched(audience_file, env)
+    lines = run("status", "tiktok-music-shutdown", env=env).stdout.splitlines()
+    assert lines[0] == "tiktok-music-shutdown: sending; 3 of 25 messages done (12%), next at 2024-09-28 16:00 UTC"
+    first = "30 days before Playlist transfer, and 61 days before Refund requests and service closure"
+    assert [ln.split("  ")[0] for ln in lines[3:5]] == [first, first]
+    assert "playlist-transfer@P30D" not in "\n".join(lines)
+    assert lines[lines.index("waiting because:") + 1].split() == ["1", "push", "waiting", "for", "08:00", "local"]
+    over = run("status", "tiktok-music-shutdown", env={**env, "NOTIFIER_CAMPAIGNS_DIR": "/nonexistent"}).stdout
+    assert over.splitlines()[0] == lines[0]  # the campaign file is not needed: the ledger has it
+    late = run("dispatch", "--once", "--now", "2024-12-01T00:00Z", env=env)
+    assert late.returncode == 0, late.stderr
+    skipped = run("status", "tiktok-music-shutdown", env=env).stdout.splitlines()
+    assert skipped[skipped.index("skipped because:") + 1].split("  ")[-1].strip() == \
+        "its deadline had passed (deadline_passed)"
 
 
 def test_recipient_show_lists_actual_and_planned_messages_in_their_own_zone(
@@ -271,7 +388,11 @@ def test_recipient_show_lists_actual_and_planned_messages_in_their_own_zone(
     assert later[0]["at"] == "2024-10-21T10:00:00+11:00"  # daylight saving time began in Sydney on 6 Oct
     table = run("recipient", "show", "ana", "--campaign", "tiktok-music-shutdown", env=env).stdout
     assert table.startswith("ana: time zone America/Sao_Paulo, country BR, reachable by email, push; 12 messages")
-    assert "playlist-transfer@P30D+refund@P61D  email    sent     2024-09-28 11:00 -0300" in table
+    first = "30 days before Playlist transfer, and 61 days before Refund requests and service closure"
+    assert f"{first}  email    sent     2024-09-28 11:00 -0300" in table
+    assert "playlist-transfer@P30D" not in table
+    noah = run("recipient", "show", "noah", env=env).stdout.splitlines()
+    assert noah[3].endswith("  waiting for 08:00 local")
     unknown = run("recipient", "show", "nobody", env=env)
     assert unknown.returncode == 2 and "no recipient with id 'nobody'" in unknown.stderr
 
@@ -326,4 +447,6 @@ def test_dispatch_prints_states_as_words(audience_file: Path, env: dict[str, str
     assert run("audience", "import", str(audience_file), "--now", "2024-09-01T00:00Z", env=env).returncode == 0
     assert run("campaign", "schedule", "tiktok-music-shutdown", "--now", "2024-09-01T00:00Z", env=env).returncode == 0
     out = run("dispatch", "--once", "--now", "2024-09-28T14:00Z", env=env).stdout
-    assert out.rstrip().endswith("materialized 4, claimed 4, retry: 1, sent: 3") and "DeliveryState" not in out
+    # Noah's push waits for 08:00 in Sydney: a wait for the window, not a retry.
+    assert out.rstrip().endswith("materialized 4, claimed 4, sent: 3, waiting for 08:00 local: 1")
+    assert "DeliveryState" not in out and "retry" not in out

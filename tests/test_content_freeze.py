@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
 import os
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -123,3 +126,77 @@ def test_a_running_dispatcher_sends_the_reapproved_translation_not_the_one_it_st
     emails = sorted((settings.outbox_dir / "email").rglob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
     subject = email.message_from_bytes(emails[-1].read_bytes(), policy=email.policy.default)["Subject"]
     assert subject.startswith("Hanya 7 hari lagi untuk memindahkan"), subject
+
+
+# --- blocked: every view says what the dispatcher does ---------------------------------------------------------
+
+BLOCKED = "blocked: the copy changed since it was approved: schedule again to approve it"
+CHANGED = "templates/tiktok-music-shutdown/push_body.txt: changed"
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "notifier", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300)
+
+
+def test_a_campaign_whose_copy_changed_is_blocked_in_status_in_the_list_and_for_dispatch(
+        tmp_path: Path, settings: Settings) -> None:
+    env = {**os.environ, "NOTIFIER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+           "NOTIFIER_TEMPLATES_DIR": str(settings.templates_dir), "NOTIFIER_LOCALES_DIR": str(settings.locales_dir),
+           "NOTIFIER_OUTBOX_DIR": str(settings.outbox_dir)}
+    audience = tmp_path / "audience.csv"
+    audience.write_text("id,email,name,locale,timezone,country,push_tokens,joined_at\n"
+                        "ana,ana@example.com,Ana,id,Asia/Jakarta,ID,ana-phone,2024-01-01T00:00:00Z\n", encoding="utf-8")
+    assert _cli(env, "audience", "import", str(audience), "--now", "2024-09-01T00:00Z").returncode == 0
+    assert _cli(env, "campaign", "schedule", "tiktok-music-shutdown", "--now", "2024-09-01T00:00Z").returncode == 0
+    assert _cli(env, "dispatch", "--once", "--now", JAKARTA_FIRST.isoformat()).returncode == 0
+    body = settings.templates_dir / "tiktok-music-shutdown" / "push_body.txt"
+    body.write_text(body.read_text(encoding="utf-8") + "{# a typo fixed after approval #}\n", encoding="utf-8")
+
+    status = _cli(env, "status", "tiktok-music-shutdown").stdout.splitlines()
+    assert status[0].startswith("tiktok-music-shutdown: blocked; 2 of 12 messages done")
+    assert status[1:4] == [BLOCKED, f"  {CHANGED}", "  approve it: notifier campaign schedule tiktok-music-shutdown"]
+    doc = json.loads(_cli(env, "status", "tiktok-music-shutdown", "--json").stdout)
+    assert doc["phase"] == "blocked"
+    assert doc["blocked"] == {"reason": BLOCKED.removeprefix("blocked: "), "changed": [CHANGED],
+                              "command": "notifier campaign schedule tiktok-music-shutdown"}
+    listed = _cli(env, "campaign", "list").stdout.splitlines()
+    assert listed[0] == f"tiktok-music-shutdown: {BLOCKED} (notifier campaign schedule tiktok-music-shutdown)"
+    assert listed[3].split()[:3] == ["tiktok-music-shutdown", "scheduled", "blocked"]
+    [line] = [json.loads(x) for x in _cli(env, "campaign", "list", "--json").stdout.splitlines()]
+    assert (line["phase"], line["blocked"]["changed"]) == ("blocked", [CHANGED])
+
+    refused = _cli(env, "dispatch", "--once", "--now", JAKARTA_PLAYLIST_P7D.isoformat())
+    assert refused.returncode == 2
+    assert (f"error: campaign tiktok-music-shutdown: nothing sent: {BLOCKED.removeprefix('blocked: ')} ({CHANGED})"
+            in refused.stderr)
+
+    assert _cli(env, "campaign", "schedule", "tiktok-music-shutdown", "--now",
+                JAKARTA_PLAYLIST_P7D.isoformat()).returncode == 0  # approve the fixed copy
+    assert _cli(env, "status", "tiktok-music-shutdown").stdout.startswith("tiktok-music-shutdown: sending; ")
+    assert _cli(env, "dispatch", "--once", "--now", JAKARTA_PLAYLIST_P7D.isoformat()).returncode == 0
+
+
+def test_the_copy_is_read_again_only_when_one_of_its_files_changed(
+        settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A live page asks every few seconds: the digest is kept until a file changes, even a write that keeps the
+    file's size and puts its mtime back (its ctime moves)."""
+    from notifier import approval
+
+    campaign = load_campaign(CAMPAIGN_FILE)
+    reads: list[str] = []
+    real = Content.of
+    monkeypatch.setattr(approval.Content, "of", lambda c, t, loc: reads.append(c.id) or real(c, t, loc))
+    first = approval.copy_on_disk(campaign, settings.templates_dir, settings.locales_dir)
+    assert approval.copy_on_disk(campaign, settings.templates_dir, settings.locales_dir) is first
+    assert reads == [campaign.id]
+
+    body = settings.templates_dir / "tiktok-music-shutdown" / "push_body.txt"
+    before = body.stat()
+    text = body.read_text(encoding="utf-8")
+    body.write_text(text[:-2] + ("X" if text[-2] != "X" else "Y") + text[-1], encoding="utf-8")  # same size
+    os.utime(body, ns=(before.st_atime_ns, before.st_mtime_ns))
+    changed = approval.copy_on_disk(campaign, settings.templates_dir, settings.locales_dir)
+    assert len(reads) == 2 and changed.fingerprint != first.fingerprint
+    (settings.templates_dir / "tiktok-music-shutdown" / "extra.txt").write_text("new\n", encoding="utf-8")
+    assert approval.copy_on_disk(campaign, settings.templates_dir, settings.locales_dir).manifest != changed.manifest

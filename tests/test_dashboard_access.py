@@ -230,9 +230,14 @@ def test_a_password_is_kept_only_as_its_scrypt_hash() -> None:
     assert PASSWORD not in repr(settings)
 
 
+# A P-256 public key as SendGrid's Signed Event Webhook shows it (serve checks that the key is one).
+WEBHOOK_KEY = ("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE0S1U2YL2nuTv4ivACRAjgl2zuDpuyxVH7j/dXzfkPDfnseBWTu/AGpPiKV/V2mG7sqH"
+               "NRhVIv8B/kfmqDGUGTg==")
+
+
 def test_serve_refuses_a_password_in_plain_text_and_accepts_its_hash(tmp_path: Path) -> None:
     base = {"NOTIFIER_SECRET_KEY": TEST_SECRETS["secret_key"], "NOTIFIER_PUBLIC_URL": "https://n.example.com",
-            "NOTIFIER_SENDGRID_WEBHOOK_KEY": "key", "NOTIFIER_API_TOKEN": "an-api-token-nobody-can-guess"}
+            "NOTIFIER_SENDGRID_WEBHOOK_KEY": WEBHOOK_KEY, "NOTIFIER_API_TOKEN": "an-api-token-nobody-can-guess"}
     with pytest.raises(ConfigError, match="NOTIFIER_ADMIN_PASSWORD holds a password"):
         require_serving_secrets(load_settings({**base, "NOTIFIER_ADMIN_PASSWORD": PASSWORD}))
     require_serving_secrets(load_settings({**base, "NOTIFIER_ADMIN_PASSWORD": hash_password(PASSWORD, cost=FAST)}))

@@ -107,6 +107,7 @@ def test_marketing_runs_the_shutdown_campaign_in_the_browser(demo: Demo, page: o
     p.get_by_label("Admin password").fill(PASSWORD)
     p.get_by_role("button", name="Log in").click()
     p.wait_for_url(f"{demo.url}/campaigns/new")
+    assert p.locator("#clock").inner_text() == "Simulated date: 2024-09-27 12:00 UTC"  # the demo's clock, not ours
 
     # A broken file: every problem under the line it names, and nothing saved.
     broken = SHUTDOWN.read_text(encoding="utf-8").replace('at: "2024-10-28T00:00"', 'at: "2024-10-32T00:00"')
@@ -158,6 +159,11 @@ def test_marketing_runs_the_shutdown_campaign_in_the_browser(demo: Demo, page: o
     shot(p, artifacts, "3-progress-sending")
     p.locator('#progress [data-phase="finished"]').wait_for(timeout=300_000)
     assert p.locator("#state").inner_text() == "finished"
+    # Without a reload: nothing left to pause or cancel, and the simulated date has moved on with the ticks.
+    p.wait_for_function("() => !document.querySelector('#pause') && !document.querySelector('#cancel')",
+                        timeout=10_000)
+    assert p.locator("#actions a", has_text="Every message").count() == 1
+    assert re.fullmatch(r"Simulated date: 2024-1[01]-\d\d \d\d:\d\d UTC", p.locator("#clock").inner_text())
     assert counted(p, "sent") == demo.sent() > 10_000
     assert counted(p, "pending") == counted(p, "queued") == counted(p, "sending") == 0
     shot(p, artifacts, "4-progress-finished")

@@ -5,8 +5,9 @@ recipient's messages with their reasons, both languages, and hostile text kept i
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.audience import import_audience
@@ -57,7 +58,19 @@ class Dash:
 @pytest.fixture
 def dash(tmp_path: Path, sessions: sessionmaker[Session]) -> Iterator[Dash]:
     """Logged in, over the demo's audience, on SQLite and on PostgreSQL."""
-    settings = dashboard_settings(tmp_path, outbox_dir=tmp_path / "outbox")
+    yield from _dashboard(tmp_path, sessions)
+
+
+@pytest.fixture
+def own_copy(tmp_path: Path, sessions: sessionmaker[Session]) -> Iterator[Dash]:
+    """The same, over a private copy of the templates and catalogs, which a test may edit."""
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    shutil.copytree(ROOT / "locales", tmp_path / "locales")
+    yield from _dashboard(tmp_path, sessions, templates_dir=tmp_path / "templates", locales_dir=tmp_path / "locales")
+
+
+def _dashboard(tmp_path: Path, sessions: sessionmaker[Session], **changes: object) -> Iterator[Dash]:
+    settings = dashboard_settings(tmp_path, outbox_dir=tmp_path / "outbox", **changes)
     import_audience(sessions, DATA / "audience.csv", now=START)
     clock = [START]
     with TestClient(create_app(settings, sessions, clock=lambda: clock[0]), base_url="http://127.0.0.1") as c:
@@ -122,6 +135,19 @@ def test_schedule_pause_resume_and_a_confirmed_cancel_change_the_ledger(dash: Da
     assert dash.post(f"/campaigns/{CAMPAIGN}/cancel", confirm="yes").status_code == 303
     assert dash.state() == "cancelled"
     assert dash.post(f"/campaigns/{CAMPAIGN}/resume").status_code == 409  # a cancelled campaign stays cancelled
+
+
+def test_a_campaign_that_would_send_nothing_is_refused_with_its_reasons_and_nothing_is_scheduled(dash: Dash) -> None:
+    """The dashboard refuses what `campaign schedule` refuses: every deadline of the shutdown campaign is over by
+    the first of December 2024, so scheduling it then would plan nothing."""
+    dash.upload(SHUTDOWN)
+    dash.clock[0] = datetime(2024, 12, 1, tzinfo=UTC)
+
+    page = dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+
+    assert page.status_code == 422  # type: ignore[attr-defined]
+    assert "nothing will be sent" in page.text and "has passed in every time zone" in page.text  # type: ignore[attr-defined]
+    assert dash.state() is None
 
 
 def test_live_counts_follow_the_ledger_by_wave_locale_and_channel(dash: Dash) -> None:
@@ -276,3 +302,141 @@ def test_send_keys_wrap_between_waves_and_stay_escaped() -> None:
     assert str(pages.breakable("playlist-transfer@P30D+refund@P61D")) == \
         "playlist-transfer<wbr>@P30D+<wbr>refund<wbr>@P61D"
     assert str(pages.breakable('<b onmouseover="x">+')) == "&lt;b onmouseover=&#34;x&#34;&gt;+<wbr>"
+
+
+# --- what the views say is what the dispatcher does (issue 23) ------------------------------------------------
+
+BLOCKED = "the copy changed since it was approved: schedule again to approve it"
+EMAIL_ONLY_REFUND = SHUTDOWN.replace("    skip_if: refund_requested\n",
+                                     "    skip_if: refund_requested\n    channels: [email]\n")
+
+
+def tick(dash: Dash, at: datetime) -> None:
+    dispatcher = build_dispatcher(dash.settings, dash.sessions, simulated_clock=True)  # type: ignore[arg-type]
+    try:
+        dispatcher.tick(at)
+    finally:
+        dispatcher.close()
+
+
+def test_a_campaign_whose_copy_changed_is_blocked_on_the_list_and_its_page_until_scheduled_again(
+        own_copy: Dash) -> None:
+    dash = own_copy
+    dash.upload(SHUTDOWN)
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    assert 'id="schedule"' not in dash.client.get(f"/campaigns/{CAMPAIGN}").text  # approved: nothing to schedule
+    body = dash.settings.templates_dir / CAMPAIGN / "push_body.txt"  # type: ignore[attr-defined]
+    body.write_text(body.read_text(encoding="utf-8") + "{# a typo fixed #}\n", encoding="utf-8")
+
+    listing = dash.client.get("/campaigns").text
+    row = re.search(rf'<tr data-campaign="{CAMPAIGN}">(.*?)</tr>', listing, re.S)[1]  # type: ignore[index]
+    assert '<span class="state state-blocked">blocked</span>' in row
+    assert f"<b>blocked:</b> {BLOCKED}" in listing
+    page = dash.client.get(f"/campaigns/{CAMPAIGN}").text
+    assert 'id="state" aria-live="polite">blocked<' in page
+    assert f"<b>blocked:</b> {BLOCKED}" in page and f"<code>templates/{CAMPAIGN}/push_body.txt: changed</code>" in page
+    assert re.search(r'<button type="submit" id="schedule">Schedule again</button>', page)
+    fragment = dash.client.get(f"/campaigns/{CAMPAIGN}/progress").text
+    assert 'data-phase="blocked"' in fragment and 'id="schedule"' in fragment  # the live part brings the button
+    assert "diblokir" in dash.client.get(f"/campaigns/{CAMPAIGN}?lang=id").text
+
+    assert dash.post(f"/campaigns/{CAMPAIGN}/schedule").status_code == 303  # schedule again: approve this copy
+    page = dash.client.get(f"/campaigns/{CAMPAIGN}?lang=en").text
+    assert BLOCKED not in page and 'id="state" aria-live="polite">sending<' in page
+    assert 'id="schedule"' not in page
+
+
+def test_the_recipient_page_plans_no_push_for_a_deadline_announced_by_email_only(dash: Dash) -> None:
+    dash.upload(EMAIL_ONLY_REFUND)
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    page = dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/u00001").text  # an email and a push token
+    planned = re.findall(r'<tr class="state-planned">(.*?)</tr>', page, re.S)
+    pushes = [r for r in planned if "<td>push</td>" in r]
+    emails = [r for r in planned if "<td>email</td>" in r]
+    assert pushes and emails
+    assert not [r for r in pushes if "refund" in r.lower()]  # never a push about the refund
+    assert [r for r in emails if "refund" in r.lower()]
+
+
+def test_the_gallery_says_the_push_of_an_email_only_deadline_is_never_sent(dash: Dash) -> None:
+    dash.upload(EMAIL_ONLY_REFUND)
+    page = dash.client.get(f"/campaigns/{CAMPAIGN}/gallery").text
+    never = re.findall(r'<p class="warning" data-testid="never-sent">([^<]*)</p>', page)
+    assert "never sent: this deadline is announced by email only" in never
+    assert "never sent: not every deadline of it is announced by push" in never  # the first, merged send
+    frames = len(re.findall(r'<iframe class="email"', page))
+    phones = len(re.findall(r'<div class="phone" role="img"', page))
+    samples = len(re.findall(r'<article class="message"', page))
+    assert frames + phones + len(never) == 2 * samples and phones < frames  # each channel drawn or said never sent
+
+
+def test_a_drafts_timeline_covers_the_zones_of_its_own_audience_countries(dash: Dash) -> None:
+    dash.upload(SHUTDOWN.replace("countries: [ID, BR, AU, SG, MX]", "countries: [BR, MX, ID]"))
+    page = dash.client.get(f"/campaigns/{CAMPAIGN}").text
+    table = page[page.index("<details>"):]
+    assert "America/Sao_Paulo" in table and "Asia/Jakarta" in table and "America/Mexico_City" in table
+    assert "Australia/" not in page and "Asia/Singapore" not in page  # the demo's audience has both
+
+
+def test_right_after_scheduling_the_pages_show_every_planned_message(dash: Dash) -> None:
+    dash.upload(SHUTDOWN)
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    with dash.sessions() as s:
+        from notifier.reports import campaign_lines
+
+        (line,) = campaign_lines(s)
+    assert line.total == 0 and line.planned > 10_000  # nothing due yet, every message planned
+    planned = f"{line.planned:,}"
+    listing = dash.client.get("/campaigns").text
+    assert f"0 of {planned} messages done" in listing and f'<td data-testid="sent">0 of {planned}</td>' in listing
+    fragment = dash.client.get(f"/campaigns/{CAMPAIGN}/progress").text
+    assert f"0 of {planned} messages done" in fragment and "send groups" not in fragment
+
+
+def test_the_live_part_says_waves_and_waits_in_words(dash: Dash) -> None:
+    dash.upload(SHUTDOWN)
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    tick(dash, datetime(2024, 9, 28, 12, tzinfo=START.tzinfo))  # 22:00 in Sydney: its group waits for the morning
+    fragment = dash.client.get(f"/campaigns/{CAMPAIGN}/progress").text
+    first = "30 days before Playlist transfer, and 61 days before Refund requests and service closure"
+    assert f'<span title="playlist-transfer@P30D+refund@P61D">{first}</span>' in fragment
+    assert "<td>waiting for 08:00 local</td>" in fragment and "waiting to retry" not in fragment
+    indonesian = dash.client.get(f"/campaigns/{CAMPAIGN}/progress?lang=id").text
+    assert "30 hari sebelum Playlist transfer, dan 61 hari sebelum" in indonesian
+    assert "menunggu pukul 08:00 waktu setempat" in indonesian
+
+
+def test_the_live_part_brings_the_actions_so_a_finished_campaign_loses_pause_and_cancel(dash: Dash) -> None:
+    dash.upload(SHUTDOWN)
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    actions = re.compile(r'<template data-swap="actions">(.*?)</template>', re.S)
+    sending = actions.search(dash.client.get(f"/campaigns/{CAMPAIGN}/progress").text)
+    assert sending and 'id="pause"' in sending[1] and 'id="cancel"' in sending[1]
+    with dash.sessions.begin() as s:  # every send has gone out and every message has its outcome
+        s.execute(update(SendGroup).values(materialized_upto=10**9))
+    fragment = dash.client.get(f"/campaigns/{CAMPAIGN}/progress").text
+    finished = actions.search(fragment)
+    assert 'data-phase="finished"' in fragment and finished
+    assert 'id="pause"' not in finished[1] and 'id="cancel"' not in finished[1] and "/gallery" in finished[1]
+
+
+def test_a_simulated_clock_shows_its_date_on_every_page(dash: Dash) -> None:
+    assert 'id="clock"' not in dash.client.get("/campaigns").text  # a real clock needs no saying
+    dash.client.app.state.dashboard.simulated_clock = True  # type: ignore[attr-defined]  # as the demo's
+    dash.clock[0] = datetime(2024, 10, 21, 3, 0, tzinfo=START.tzinfo)
+    assert "Simulated date: 2024-10-21 03:00 UTC" in dash.client.get("/campaigns").text
+    dash.upload(SHUTDOWN)
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    fragment = dash.client.get(f"/campaigns/{CAMPAIGN}/progress").text
+    assert '<template data-swap="clock">Simulated date: 2024-10-21 03:00 UTC' in fragment  # follows the clock
+    assert "Tanggal simulasi: 2024-10-21 03:00 UTC" in dash.client.get("/campaigns?lang=id").text
+
+
+def test_a_recipient_page_does_not_call_a_wave_already_sent_not_sent(dash: Dash) -> None:
+    dash.upload(SHUTDOWN)
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    tick(dash, datetime(2024, 9, 28, 12, tzinfo=START.tzinfo))  # Makassar's first wave goes out
+    dash.clock[0] = datetime(2024, 10, 21, tzinfo=START.tzinfo)
+    page = dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/u00001").text
+    sent = re.findall(r'<tr class="state-sent">(.*?)</tr>', page, re.S)
+    assert len(sent) == 2 and "not sent" not in page  # the notes explain the plan, not the clock

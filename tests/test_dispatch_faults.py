@@ -276,7 +276,7 @@ def test_a_campaign_resumed_at_night_waits_for_the_morning(
     email, push = ScriptedChannel("email"), ScriptedChannel("push")
     dispatcher = make(sessions, settings, email=email, push=push)
 
-    assert dispatcher.tick(night).outcomes == {"retry": 2}
+    assert dispatcher.tick(night).outcomes == {"waiting for 08:00 local": 2}  # a wait for the window, no retry
 
     assert email.batches == push.batches == []
     morning = datetime(2024, 9, 29, 1, 0, tzinfo=UTC)  # 08:00 WIB

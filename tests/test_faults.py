@@ -258,7 +258,7 @@ def test_a_campaign_resumed_at_night_sends_nothing_until_the_morning_and_then_ev
     morning = datetime(2024, 9, 29, 1, 0, tzinfo=UTC)  # 08:00 in Jakarta, the window opens
     set_state(sessions, CampaignState.SCHEDULED, night)
 
-    assert providers.tick(night).outcomes == {"retry": 100}
+    assert providers.tick(night).outcomes == {"waiting for 08:00 local": 100}  # a wait for the window, no retry
     for hour in range(1, 5):  # a dispatcher that keeps ticking through the night
         assert providers.tick(night + timedelta(hours=hour)).claimed == 0
     assert providers.tick(morning - timedelta(minutes=1)).claimed == 0

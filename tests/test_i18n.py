@@ -31,7 +31,6 @@ LOCALES_DIR = ROOT / "locales"
 DOMAIN = load_campaign(CAMPAIGN_FILE).id
 FIRST = "playlist-transfer@P30D+refund@P61D"
 LAST_DAY = "refund@P1D"
-NAME = review.SAMPLE_NAME
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,7 @@ def _rendered(renderer: Renderer, campaign: Campaign, locale: str, place: tuple[
 GOLDEN = {
     "id": {
         "place": ("Asia/Jakarta", "ID"),
-        "greeting": f"Halo {NAME},",
+        "greeting": "Halo Siti Nurhaliza Kusumawardhani Putri,",
         FIRST: (
             "TikTok Music akan ditutup: pindah playlist sebelum 28 Oktober 2024, "
             "pengembalian dana sebelum 28 November 2024",
@@ -75,7 +74,7 @@ GOLDEN = {
     },
     "pt-BR": {
         "place": ("America/Sao_Paulo", "BR"),
-        "greeting": f"Olá, {NAME},",
+        "greeting": "Olá, Maria Fernanda de Souza Albuquerque,",
         FIRST: (
             "O TikTok Music será encerrado: playlists antes de 28 de outubro de 2024, "
             "reembolsos antes de 28 de novembro de 2024",
@@ -91,7 +90,7 @@ GOLDEN = {
     },
     "es-MX": {
         "place": ("America/Mexico_City", "MX"),
-        "greeting": f"Hola, {NAME}:",
+        "greeting": "Hola, María Guadalupe Hernández Peñaloza:",
         FIRST: (
             "TikTok Music cierra: playlists antes del 28 de octubre de 2024 "
             "y reembolsos antes del 28 de noviembre de 2024",
@@ -107,7 +106,7 @@ GOLDEN = {
     },
     "en": {
         "place": ("Australia/Sydney", "AU"),
-        "greeting": f"Hi {NAME},",
+        "greeting": "Hi Charlotte Elizabeth Montgomery-Whitfield,",
         FIRST: (
             "TikTok Music is closing: transfer your playlists before 28 October 2024 "
             "and request refunds before 28 November 2024",

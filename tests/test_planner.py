@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from notifier.campaign import Campaign, load_campaign, parse_campaign, resolve_local
-from notifier.planner import NoteKind, PlannedSend, ZonePlan, plan_recipient, plan_zone
+from notifier.errors import CampaignError
+from notifier.planner import NoteKind, PlannedSend, ZonePlan, outlook, plan_recipient, plan_zone
+from notifier.zones import every_zone
 
 CAMPAIGN_FILE = Path(__file__).resolve().parent.parent / "campaigns" / "tiktok-music-shutdown.yaml"
 
@@ -654,6 +656,75 @@ def test_channels_the_campaign_does_not_use_are_ignored() -> None:
     assert notes_of(rp.notes, NoteKind.CHANNEL_MISSING) == []
 
 
+# --- what no time zone gets: the outlook at schedule time ------------------------------------------------
+# make_campaign's lines: 11 "- id: a", 12 "at", 13 "waves" (then 14, 15, 16 for a second deadline).
+
+
+def not_sent(c: Campaign, now: str) -> list[str]:
+    return [str(p) for p in outlook(c, every_zone(), at(now)).not_sent]
+
+
+def test_a_wave_past_in_every_time_zone_is_named_with_its_line_and_when_it_was_last_due() -> None:
+    c = make_campaign(("a", "2030-01-31T00:00", "P30D, P7D, P1D"))
+    # P7D is 24 Jan at 10:00 local: 22:00 UTC in the last time zone (UTC-12).
+    assert not_sent(c, "2030-01-24T22:01+00:00") == [
+        "<memory>:13: deadlines[0].waves[0]: P30D will not be sent: it was due by 2030-01-01 22:00 UTC in every time "
+        "zone, before now (2030-01-24 22:01 UTC)",
+        "<memory>:13: deadlines[0].waves[1]: P7D will not be sent: it was due by 2030-01-24 22:00 UTC in every time "
+        "zone, before now (2030-01-24 22:01 UTC)",
+    ]
+
+
+def test_a_wave_still_due_in_some_time_zone_is_not_reported() -> None:
+    c = make_campaign(("a", "2030-01-31T00:00", "P7D"))
+    assert not_sent(c, "2030-01-24T12:00+00:00") == []  # past in Jakarta, ahead in the Americas
+    assert not_sent(c, "2030-01-24T22:00+00:00") == []  # due now in the last time zone: still sent
+
+
+def test_an_instants_wave_is_past_only_once_the_zone_that_sends_it_last_is_past() -> None:
+    # One instant, 31 Jan 00:00 UTC: P1D is 30 Jan 10:00 in London but 29 Jan 10:00 at UTC-12 (its 30 Jan 12:00).
+    c = make_campaign(("a", "2030-01-31T00:00+00:00", "P1D"))
+    assert not_sent(c, "2030-01-30T09:59+00:00") == []
+    assert not_sent(c, "2030-01-30T10:01+00:00") == [
+        "<memory>:13: deadlines[0].waves[0]: P1D will not be sent: it was due by 2030-01-30 10:00 UTC in every time "
+        "zone, before now (2030-01-30 10:01 UTC)"]
+
+
+def test_a_deadline_over_in_every_time_zone_is_named_once_on_its_at_line() -> None:
+    c = make_campaign(("a", "2029-01-31T00:00", "P7D, P1D"), ("b", "2030-01-31T00:00", "P1D"))
+    seen = outlook(c, every_zone(), at("2029-06-01T00:00+00:00"))
+    assert [str(p) for p in seen.not_sent] == [
+        "<memory>:12: deadlines[0].at: 2029-01-31T00:00 has passed in every time zone (the last at 2029-01-31 12:00 "
+        "UTC; now is 2029-06-01 00:00 UTC): none of its waves (P7D, P1D) will be sent"]
+    assert (seen.waves, seen.waves_ahead, seen.sends_nothing) == (3, 1, False)
+    seen.refuse_if_empty()  # b is still ahead: nothing to refuse
+
+
+def test_a_wave_at_or_after_its_deadline_in_every_time_zone_is_never_sent() -> None:
+    c = make_campaign(("a", "2030-01-31T00:00", "P1D, P0D"))  # P0D: 10:00 on the 31st, after midnight
+    assert not_sent(c, "2030-01-01T00:00+00:00") == [
+        "<memory>:13: deadlines[0].waves[1]: P0D will not be sent: in every time zone it falls at or after its "
+        "deadline"]
+
+
+def test_a_campaign_with_every_wave_past_sends_nothing_and_is_refused_unless_allowed() -> None:
+    c = make_campaign(("a", "2023-10-28T00:00", "P30D, P1D"), ("b", "2023-11-28T00:00", "P1D"))
+    seen = outlook(c, every_zone(), at("2024-09-01T00:00+00:00"))
+    assert seen.sends_nothing and len(seen.not_sent) == 2
+    with pytest.raises(CampaignError) as refused:
+        seen.refuse_if_empty()
+    *each, why = [str(p) for p in refused.value.problems]
+    assert each == [str(p) for p in seen.not_sent]
+    assert why == ("<memory>: nothing will be sent: no wave of any deadline is still ahead in any time zone; fix the "
+                   "dates, or pass --allow-empty to accept a campaign that sends nothing")
+    seen.refuse_if_empty(allow_empty=True)
+
+
+def test_the_shipped_campaign_scheduled_on_time_sends_every_wave(shipped: Campaign) -> None:
+    seen = outlook(shipped, every_zone(), at("2024-09-01T00:00+00:00"))
+    assert (seen.not_sent, seen.waves_ahead) == ((), 7)
+
+
 # --- invariants (hypothesis) -------------------------------------------------------------------------
 
 ZONES = sorted(available_timezones())
@@ -752,6 +823,25 @@ def test_late_joiner_gets_exactly_the_sends_at_or_after_joining(c: Campaign, zon
     assert passed == {d for d, instant in zp.deadline_instants.items() if instant <= joined}
     missed = [s for s in zp.sends if s.send_at < joined and not set(s.deadlines) <= passed]
     assert len(notes_of(rp.notes, NoteKind.JOINED_AFTER)) == len(missed)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    c=campaigns(),
+    zones=st.lists(st.sampled_from(ZONES), min_size=1, max_size=3, unique=True),
+    now=st.datetimes(min_value=datetime(2019, 9, 1), max_value=datetime(2031, 1, 1), timezones=st.just(UTC)),
+)
+def test_the_outlook_names_exactly_the_waves_no_zone_plans_at_or_after_now(c: Campaign, zones: list[str],
+                                                                          now: datetime) -> None:
+    seen = outlook(c, [ZoneInfo(z) for z in zones], now)
+    ahead = {(i.deadline, i.wave) for z in zones for s in plan(c, z).sends if s.send_at >= now for i in s.items}
+    named = set()
+    for p in seen.not_sent:
+        d = c.deadlines[int(p.field.split("[")[1].split("]")[0])]
+        named |= {(d.id, w.label) for w in d.waves} if p.field.endswith(".at") else {
+            (d.id, next(w.label for w in d.waves if w.path == p.field))}
+    assert named == {(d.id, w.label) for d in c.deadlines for w in d.waves} - ahead
+    assert seen.waves_ahead == len(ahead) and seen.sends_nothing == (not ahead)
 
 
 def _transitions(zone: str, year: int) -> list[date]:

@@ -163,3 +163,52 @@ def test_the_gallerys_phone_shows_the_campaigns_sender_name(tmp_path: Path) -> N
                          datetime(2024, 9, 1, tzinfo=UTC)).read_text()
     assert '<div class="app">Acme &amp; Co · now</div>' in page
     assert "TikTok Music · now" not in page
+
+
+# --- what is never sent, and who the sample readers are -------------------------------------------------------
+
+EMAIL_ONLY_REFUND = CAMPAIGN_FILE.read_text(encoding="utf-8").replace(
+    "    skip_if: refund_requested\n", "    skip_if: refund_requested\n    channels: [email]\n")
+
+
+def test_a_push_of_a_deadline_announced_by_email_only_is_not_previewed_but_said_never_sent(tmp_path: Path) -> None:
+    spec = tmp_path / "email-only-refund.yaml"
+    spec.write_text(EMAIL_ONLY_REFUND, encoding="utf-8")
+    push = notifier("preview", str(spec), "--locale", "pt-BR", *REFUND_P7D, "--channel", "push")
+    assert push.returncode == 2 and push.stdout == ""
+    assert push.stderr == "error: --channel push: refund P7D is never sent: this deadline is announced by email only\n"
+    email = notifier("preview", str(spec), "--locale", "pt-BR", *REFUND_P7D, "--channel", "email")
+    assert email.returncode == 0 and email.stdout.startswith(f"Subject: {PT_SUBJECT}\n")
+
+
+def test_the_gallery_draws_only_what_is_sent_and_says_why_the_rest_never_is(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from notifier.campaign import parse_campaign
+    from notifier.preview import write_gallery
+    from notifier.render import Renderer
+
+    campaign = parse_campaign(EMAIL_ONLY_REFUND)
+    page = write_gallery(campaign, Renderer(ROOT / "templates", ROOT / "locales"), tmp_path,
+                         datetime(2024, 9, 1, tzinfo=UTC)).read_text()
+    never = re.findall(r'<p class="never">([^<]*)</p>', page)
+    assert "push: never sent: this deadline is announced by email only" in never
+    count = len(list(samples(campaign)))
+    assert page.count("<iframe") + page.count('<div class="notification">') + len(never) == 2 * count
+    assert page.count('<div class="notification">') < page.count("<iframe")
+
+
+def test_each_locales_sample_reader_lives_in_a_country_of_that_locale_with_a_name_from_there() -> None:
+    places = {s.locale: (s.zone, s.country, s.personal().name) for s in samples(CAMPAIGN)}
+    assert places["id"][:2] == ("Asia/Jakarta", "ID") and places["id"][2] != SAMPLE_NAME  # not a Brazilian name
+    assert places["pt-BR"] == ("America/Sao_Paulo", "BR", SAMPLE_NAME)
+    assert places["es-MX"][:2] == ("America/Mexico_City", "MX") and "Hernández" in places["es-MX"][2]
+    assert places["en"][:2] == ("Australia/Sydney", "AU")  # the campaign's first English-speaking country
+    from notifier.campaign import parse_campaign
+
+    elsewhere = parse_campaign(CAMPAIGN_FILE.read_text(encoding="utf-8").replace(
+        "countries: [ID, BR, AU, SG, MX]", "countries: [BR, MX, ID]"))
+    assert {s.zone for s in samples(elsewhere) if s.locale == "en"} == {"America/Sao_Paulo"}  # no English country
+    result = preview("--locale", "id", *REFUND_P7D)
+    assert result.returncode == 0, result.stderr
+    assert f"\n\nHalo {places['id'][2]},\n" in result.stdout

@@ -140,6 +140,43 @@ def test_a_deadline_time_is_written_the_locales_way(renderer: Renderer, campaign
     assert ctx["deadlines"][0].time == "12.00"
 
 
+def _last_day(renderer: Renderer, campaign: Campaign, where: str, day: date) -> tuple[str, str, int, str]:
+    """(date, last_day, last_day_left, last_day_until) of the transfer deadline's P1D in English, seen from ``where``
+    on ``day`` (the 12-hour clock's narrow space and case made plain)."""
+    ctx = renderer.context(campaign, "en", parse_send_key("playlist-transfer@P1D"), zone(where), day, "ID", Personal())
+    d = ctx["deadlines"][0]
+    return d.date, d.last_day, d.last_day_left, d.last_day_until.replace("\u202f", " ").lower()
+
+
+def _transfer_at(campaign: Campaign, at: datetime) -> Campaign:
+    return dataclasses.replace(campaign, deadlines=tuple(
+        dataclasses.replace(d, at=at) if d.id == "playlist-transfer" else d for d in campaign.deadlines))
+
+
+def test_a_midnight_deadlines_last_day_is_the_day_before_all_of_it(renderer: Renderer, campaign: Campaign) -> None:
+    # at: 2024-10-28T00:00: the P1D wave goes out on 27 October, which is the last day itself.
+    assert _last_day(renderer, campaign, "Asia/Jakarta", date(2024, 10, 27)) == (
+        "28 October 2024", "27 October 2024", 0, "")
+    assert _last_day(renderer, campaign, "Asia/Jakarta", date(2024, 10, 21)) == (
+        "28 October 2024", "27 October 2024", 6, "")
+
+
+def test_a_deadline_at_another_time_leaves_its_own_day_until_that_time(renderer: Renderer, campaign: Campaign) -> None:
+    nine = _transfer_at(campaign, datetime(2024, 10, 28, 9, 0))
+    assert _last_day(renderer, nine, "Asia/Jakarta", date(2024, 10, 27)) == (
+        "28 October 2024", "28 October 2024", 1, "9:00 am")
+
+
+def test_an_instants_last_day_is_read_on_each_recipients_clock(renderer: Renderer, campaign: Campaign) -> None:
+    from datetime import timedelta, timezone
+
+    instant = _transfer_at(campaign, datetime(2024, 10, 28, 0, 0, tzinfo=timezone(timedelta(hours=7))))
+    assert _last_day(renderer, instant, "Asia/Jakarta", date(2024, 10, 27)) == (
+        "28 October 2024", "27 October 2024", 0, "")  # midnight in Jakarta
+    assert _last_day(renderer, instant, "Europe/London", date(2024, 10, 26)) == (
+        "27 October 2024", "27 October 2024", 1, "5:00 pm")  # 17:00 on the 27th in London
+
+
 def test_the_sender_name_is_the_campaigns_else_the_default_senders() -> None:
     text = CAMPAIGN_FILE.read_text() + "sender:\n  name: Acme Radio\n  email: news@acme.example\n"
     own = parse_campaign(text)

@@ -10,13 +10,21 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SendGroup, SkipReason
-from notifier.reports import NO_REASON, campaign_lines, campaign_phase, campaign_status
+from notifier.reports import (
+    NO_REASON,
+    campaign_lines,
+    campaign_phase,
+    campaign_status,
+    ledger_members,
+    recipient_messages,
+)
+from tests.conftest import CAMPAIGN_FILE
 
 CAMPAIGN = "tiktok-music-shutdown"
 SCHEDULED = datetime(2024, 9, 20, tzinfo=UTC)
@@ -143,3 +151,77 @@ def test_a_campaign_without_rows_counts_nothing(sessions: sessionmaker[Session],
         phase = campaign_phase(s, CAMPAIGN)
     assert (st.counts, st.breakdown, st.skips, st.failures, st.waiting) == ({}, [], {}, [], [])
     assert (line.sent, line.total, line.phase, phase) == (0, 0, "sending", "sending")
+
+
+# --- the planned total, and one rule for a send's channels -------------------------------------------------------
+
+EMAIL_ONLY_REFUND = CAMPAIGN_FILE.read_text(encoding="utf-8").replace(
+    "    skip_if: refund_requested\n", "    skip_if: refund_requested\n    channels: [email]\n")
+AFTER_ALL = datetime(2024, 12, 1, tzinfo=UTC)
+
+
+def planned_by_recipient(sessions: sessionmaker[Session]) -> dict[str, set[tuple[str, str]]]:
+    """(send, channel) of every message each recipient's page lists, planned or made."""
+    with sessions() as s:
+        return {m.id: {(x.send_key, x.channel) for x in recipient_messages(s, m, CAMPAIGN)}
+                for m in ledger_members(s)}
+
+
+def test_the_planned_total_is_every_row_the_campaign_then_makes_and_each_page_lists_them(
+        sessions: sessionmaker[Session], add_recipient: Callable[..., int],
+        schedule_campaign: Callable[..., queries.ScheduleResult]) -> None:
+    """A campaign whose refund is announced by email only (push then plans the playlist's first wave alone), over
+    someone on both channels, one by email, one by push, one who joins before the refund's last wave only, and one
+    outside the audience: the total shown right after scheduling is the rows the ledger makes, recipient by
+    recipient; no page lists a push about the refund."""
+    add_recipient("both", timezone="Asia/Jakarta", country="ID", tokens=["t-both"])
+    add_recipient("mail", timezone="America/Sao_Paulo", country="BR")
+    add_recipient("phone", timezone="Australia/Sydney", country="AU", email=None, tokens=["t-phone"])
+    add_recipient("late", timezone="America/Mexico_City", country="MX", joined_at=datetime(2024, 11, 22, tzinfo=UTC))
+    add_recipient("away", timezone="Europe/Paris", country="FR", tokens=["t-away"])
+    schedule_campaign(SCHEDULED, text=EMAIL_ONLY_REFUND)
+    with sessions() as s:
+        (line,) = campaign_lines(s)
+        planned = campaign_status(s, CAMPAIGN).planned
+    pages = planned_by_recipient(sessions)
+    assert line.total == 0 and line.planned == planned == sum(len(v) for v in pages.values())
+    assert not [key for key, ch in pages["both"] | pages["phone"] if ch == "push" and "refund" in key]
+    assert pages["away"] == set() and pages["late"] == {("refund@P1D", "email")}
+
+    with transaction(sessions) as s:
+        queries.materialize_due(s, MIDWAY)
+    with sessions() as s:
+        assert campaign_status(s, CAMPAIGN).planned == planned  # part made, part to come: the same total
+    with transaction(sessions) as s:
+        queries.materialize_due(s, AFTER_ALL)  # every send fell due (the late ones skipped: deadline passed)
+    with sessions() as s:
+        made = s.scalar(select(func.count()).select_from(DeliveryRow))
+        st = campaign_status(s, CAMPAIGN)
+    assert made == planned and (st.planned, st.to_come) == (planned, 0)
+    assert planned_by_recipient(sessions) == pages
+
+
+def test_a_live_page_keeps_the_count_still_to_come_a_while_but_not_past_an_import(
+        sessions: sessionmaker[Session], add_recipient: Callable[..., int],
+        schedule_campaign: Callable[..., queries.ScheduleResult]) -> None:
+    add_recipient("r1", tokens=["t1"])
+    schedule_campaign(SCHEDULED)
+    now = [0.0]
+    kept = queries.RowsToCome(max_age=30, clock=lambda: now[0])
+
+    def both() -> tuple[int, int]:
+        with sessions() as s:
+            row = queries.get_campaign(s, CAMPAIGN)
+            return kept(s, row), queries.rows_to_come(s, row)
+
+    assert both() == (12, 12)  # 6 sends × email and push
+    with transaction(sessions) as s:
+        queries.deactivate_tokens(s, [(1, "t1")], MIDWAY, "test")
+    assert both() == (12, 6)  # kept: the page shows it within max_age
+    now[0] = 31
+    assert both() == (6, 6)
+    add_recipient("r2")  # an import: counted at once
+    assert both() == (12, 12)
+    with transaction(sessions) as s:
+        queries.materialize_due(s, MIDWAY)  # groups fell due: counted at once
+    assert both()[0] == both()[1] < 12

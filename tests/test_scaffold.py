@@ -5,21 +5,27 @@ from __future__ import annotations
 
 import email
 import email.policy
+import json
+import os
 import shutil
-from datetime import UTC, datetime, timedelta
+import subprocess
+import sys
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
+from babel.dates import format_time
 from babel.messages.pofile import read_po, write_po
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifier.campaign import load_campaign
+from notifier.campaign import load_campaign, zone
 from notifier.config import Settings
 from notifier.errors import UserError
-from notifier.i18n import catalog_path, posix
+from notifier.i18n import catalog_path, formatting_locale, posix
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
-from notifier.render import Content, Renderer
+from notifier.planner import plan_zone
+from notifier.render import Content, Personal, Renderer
 from notifier.review import review
 from notifier.scaffold import new_campaign
 from notifier.wiring import build_dispatcher
@@ -89,6 +95,73 @@ def test_campaign_new_refuses_a_bad_id_unknown_locales_and_an_existing_campaign(
         scaffold(project, "tiktok-music-shutdown")
 
 
+# --- the starter's words follow its deadline (docs/templates.md, "What 'last day' means") ----------------------
+
+
+def clock(hour: int) -> str:
+    """A time of day as the English messages write it (Babel's short format, plain spaces)."""
+    return format_time(time(hour, 0), "short", locale=formatting_locale("en")).replace("\u202f", " ")
+
+
+def set_at(settings: Settings, at: str, campaign_id: str = ACME) -> None:
+    spec = settings.campaigns_dir / f"{campaign_id}.yaml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace('at: "2030-01-31T00:00"', f'at: "{at}"'),
+                    encoding="utf-8")
+
+
+def starter_says(settings: Settings, wave: str, where: str) -> tuple[str, str, str]:
+    """The subject, push title and push body of the starter's ``wave``, for an English reader in ``where``."""
+    campaign = load_campaign(settings.campaigns_dir / f"{ACME}.yaml")
+    tz = zone(where)
+    [send] = [s for s in plan_zone(campaign, tz).sends if s.wave == wave]
+    v = Renderer(settings.templates_dir, settings.locales_dir).variant(campaign, "en", send.items, tz, send.send_at,
+                                                                      None, Personal())
+    return tuple(x.replace("\u202f", " ") for x in (v.subject, v.push_title, v.push_body))  # type: ignore[return-value]
+
+
+NEWS = "Something is changing, and we want you to know in good time."
+
+
+@pytest.mark.parametrize(("at", "where", "p1d", "p7d"), [
+    # Midnight: the 31st has not begun to be usable, so the last day is the 30th, and the P1D wave goes out on it.
+    ("2030-01-31T00:00", "Asia/Jakarta", ("Today is the last day (30 January 2030).", "Today is the last day"),
+     ("7 days left: the last day is 30 January 2030.", "7 days left")),
+    ("2030-03-01T00:00", "America/Sao_Paulo", ("Today is the last day (28 February 2030).", "Today is the last day"),
+     ("7 days left: the last day is 28 February 2030.", "7 days left")),
+    # 09:00: the 31st is the last day, until 09:00; the P1D wave goes out the day before it.
+    ("2030-01-31T09:00", "Asia/Jakarta",
+     (f"Tomorrow is the last day (31 January 2030, until {clock(9)}).", "Tomorrow is the last day"),
+     (f"8 days left: the last day is 31 January 2030, until {clock(9)}.", "8 days left")),
+    # One instant for everyone: midnight in Jakarta, 17:00 on the 30th in London.
+    ("2030-01-31T00:00+07:00", "Asia/Jakarta", ("Today is the last day (30 January 2030).", "Today is the last day"),
+     ("7 days left: the last day is 30 January 2030.", "7 days left")),
+    ("2030-01-31T00:00+07:00", "Europe/London",
+     (f"Tomorrow is the last day (30 January 2030, until {clock(17)}).", "Tomorrow is the last day"),
+     (f"8 days left: the last day is 30 January 2030, until {clock(17)}.", "8 days left")),
+])
+def test_the_starters_words_name_the_last_day_its_at_leaves(project: Settings, at: str, where: str,
+                                                            p1d: tuple[str, str], p7d: tuple[str, str]) -> None:
+    scaffold(project, ACME, ["en"])
+    set_at(project, at)
+    for wave, (line, title) in (("P1D", p1d), ("P7D", p7d)):
+        assert starter_says(project, wave, where) == (line, title, f"{line} {NEWS}"), (wave, where)
+
+
+def test_campaign_new_then_preview_the_one_day_wave_names_the_real_last_day(project: Settings) -> None:
+    made = cli(project, "campaign", "new", ACME, "--locales", "en")
+    assert made.returncode == 0, made.stderr
+
+    def p1d_subject() -> str:
+        shown = cli(project, "preview", ACME, "--locale", "en", "--deadline", "change", "--wave", "P1D", "--channel",
+                    "email", "--format", "json")
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)["subject"].replace("\u202f", " ")
+
+    assert p1d_subject() == "Today is the last day (30 January 2030)."  # at: 2030-01-31T00:00, as written
+    set_at(project, "2030-01-31T09:00")
+    assert p1d_subject() == f"Tomorrow is the last day (31 January 2030, until {clock(9)})."
+
+
 def _schedule(sessions: sessionmaker[Session], settings: Settings, campaign_id: str, now: datetime) -> None:
     path = settings.campaigns_dir / f"{campaign_id}.yaml"
     campaign = load_campaign(path)
@@ -142,17 +215,17 @@ def test_two_campaigns_go_out_side_by_side_with_their_own_sender_and_catalogs(
     assert launch_rows == {"email": "sent"}
 
 
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The notifier command on this project's content folders."""
+    env = {**os.environ, "NOTIFIER_CAMPAIGNS_DIR": str(settings.campaigns_dir),
+           "NOTIFIER_TEMPLATES_DIR": str(settings.templates_dir), "NOTIFIER_LOCALES_DIR": str(settings.locales_dir)}
+    return subprocess.run([sys.executable, "-m", "notifier", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=120)
+
+
 def test_the_campaign_new_command_writes_a_campaign_that_validate_then_accepts(project: Settings) -> None:
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "NOTIFIER_CAMPAIGNS_DIR": str(project.campaigns_dir),
-           "NOTIFIER_TEMPLATES_DIR": str(project.templates_dir), "NOTIFIER_LOCALES_DIR": str(project.locales_dir)}
-
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "notifier", *args], capture_output=True, text=True, env=env,
-                              cwd=ROOT, timeout=120)
+        return cli(project, *args)
 
     made = run("campaign", "new", ACME, "--locales", "en,id", "--name", "Acme Stream")
     assert made.returncode == 0, made.stderr

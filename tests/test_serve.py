@@ -106,6 +106,49 @@ def test_serve_refuses_a_webhook_key_that_is_not_a_public_key_in_one_line(good_e
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(("transport", "secret_words", "url_words"), [
+    ("outbox", "anyone could forge the unsubscribe links it signs", "set the public https address of notifier serve"),
+    ("providers", "with real providers it must be", "with real providers the unsubscribe links must lead"),
+], ids=["outbox", "providers"])
+def test_serve_with_nothing_set_names_every_missing_setting_at_once_in_the_words_of_its_transport(
+        good_env: dict[str, str], transport: str, secret_words: str, url_words: str) -> None:
+    env = {**without(good_env, "NOTIFIER_SECRET_KEY", "NOTIFIER_PUBLIC_URL", "NOTIFIER_SENDGRID_WEBHOOK_KEY",
+                     "NOTIFIER_API_TOKEN"), "NOTIFIER_TRANSPORT": transport}
+
+    result = serve(env)
+
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "error: notifier serve needs these settings (for local use only: notifier serve --dev):"
+    assert [line.split(" is ")[0].strip() for line in lines[1:]] == [
+        "NOTIFIER_SECRET_KEY", "NOTIFIER_PUBLIC_URL", "NOTIFIER_SENDGRID_WEBHOOK_KEY", "NOTIFIER_API_TOKEN"]
+    assert secret_words in lines[1] and url_words in lines[2]
+    assert ("real providers" in result.stderr) == (transport == "providers")
+    assert all("secrets.token_urlsafe" in lines[i] for i in (1, 4))  # how to make one
+
+
+def test_serve_names_a_malformed_webhook_key_and_a_plain_password_with_the_rest(good_env: dict[str, str]) -> None:
+    env = {**without(good_env, "NOTIFIER_API_TOKEN"), "NOTIFIER_SENDGRID_WEBHOOK_KEY": "not-a-key",
+           "NOTIFIER_ADMIN_PASSWORD": "a password long enough to be accepted"}
+
+    result = serve(env)
+
+    assert result.returncode == 2, result.stderr
+    named = [line.split(" is ")[0].split(" holds ")[0].strip() for line in result.stderr.strip().splitlines()[1:]]
+    assert named == ["NOTIFIER_SENDGRID_WEBHOOK_KEY", "NOTIFIER_ADMIN_PASSWORD", "NOTIFIER_API_TOKEN"]
+
+
+def test_serve_without_the_web_extra_names_the_extra_before_any_setting(good_env: dict[str, str]) -> None:
+    without_fastapi = ("-c", "import sys; sys.modules['fastapi'] = None; sys.argv[0] = 'notifier'; "
+                             "from notifier.cli import main; main()")
+    result = subprocess.run([sys.executable, *without_fastapi, "serve", "--port", str(free_port())],
+                            capture_output=True, text=True, env=without(good_env, "NOTIFIER_API_TOKEN"), cwd=ROOT,
+                            timeout=60)
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "error: notifier serve needs its web extra: pip install 'notifier[web]'\n"
+
+
 # --- it really serves -------------------------------------------------------------------------------
 
 

@@ -12,9 +12,11 @@ import click
 
 from notifier.cli._app import NOW, CliContext, campaign_file, cli, pass_ctx
 from notifier.cli._app import parse_now as _parse_now
-from notifier.errors import CampaignError, UserError
+from notifier.errors import CampaignError, Problem, UserError
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from notifier.audience import RecipientRecord
     from notifier.campaign import Campaign
     from notifier.timeline import TimelineEntry
@@ -42,11 +44,18 @@ def campaign_new(c: CliContext, campaign_id: str, locales: str, name: str | None
     click.echo(f"next: edit {written[0]}, translate the catalogs, then: notifier campaign validate {written[0]}")
 
 
+ALLOW_EMPTY = click.option("--allow-empty", is_flag=True,
+                           help="Accept a campaign that would send nothing (every wave past or never due).")
+
+
 @campaign.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@NOW
+@ALLOW_EMPTY
 @pass_ctx
-def campaign_validate(c: CliContext, files: tuple[Path, ...]) -> None:
-    """Check campaign files (or folders of them) and render every message; every problem is reported at once."""
+def campaign_validate(c: CliContext, files: tuple[Path, ...], now: str | None, allow_empty: bool) -> None:
+    """Check campaign files (or folders of them) and render every message; every problem is reported at once. Then
+    name each wave no time zone still gets at --now, and refuse a campaign that would send nothing."""
     from notifier.campaign import load_campaigns
     from notifier.review import review
 
@@ -55,10 +64,33 @@ def campaign_validate(c: CliContext, files: tuple[Path, ...]) -> None:
     problems = [p for camp in campaigns for p in review(camp, renderer)]
     if problems:
         raise CampaignError(problems)
+    at = _parse_now(now)
+    refused: list[Problem] = []
+    for camp in campaigns:
+        try:
+            _not_sent(camp, at, allow_empty)
+        except CampaignError as exc:
+            refused.extend(exc.problems)
+    if refused:
+        raise CampaignError(refused)
     for camp in campaigns:
         waves = sum(len(d.waves) for d in camp.deadlines)
         click.echo(f"{camp.source}: ok — {camp.id}: {len(camp.deadlines)} deadlines, {waves} waves, "
                    f"locales {', '.join(camp.locales)}, channels {', '.join(camp.channels)}; every message renders")
+
+
+def _not_sent(camp: Campaign, now: datetime, allow_empty: bool) -> None:
+    """Warn of every wave no time zone gets at or after ``now``; refuse a campaign that would send nothing, unless
+    ``allow_empty`` (then say so)."""
+    from notifier.planner import NOTHING_SENT, outlook
+    from notifier.zones import every_zone
+
+    seen = outlook(camp, every_zone(), now)
+    seen.refuse_if_empty(allow_empty)
+    for problem in seen.not_sent:
+        click.echo(f"warning: {problem}", err=True)
+    if seen.sends_nothing:
+        click.echo(f"warning: {camp.source}: {NOTHING_SENT} (accepted: --allow-empty)", err=True)
 
 
 @campaign.command("plan")
@@ -137,12 +169,14 @@ def _print_plan(rows: Iterable[TimelineEntry], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per campaign and line.")
 @pass_ctx
 def campaign_list(c: CliContext, as_json: bool) -> None:
-    """Every campaign in the ledger: state, phase, messages sent so far and the next send."""
+    """Every campaign in the ledger: state, phase, messages sent and done of those planned, and the next send; a
+    campaign whose copy changed since it was approved is blocked."""
+    from notifier.approval import BLOCKED
     from notifier.ledger.db import transaction
     from notifier.reports import campaign_lines, format_table
 
     with transaction(c.sessions()) as s:
-        lines = campaign_lines(s)
+        lines = campaign_lines(s, c.settings)
     if as_json:
         for line in lines:
             click.echo(json.dumps(line.as_dict()))
@@ -152,19 +186,23 @@ def campaign_list(c: CliContext, as_json: bool) -> None:
         return
     for why in dict.fromkeys(why for ln in lines for why in ln.held):
         click.echo(f"held: nothing is sent: {why}")
+    for ln in lines:
+        if ln.copy is not None and ln.copy.blocked:
+            click.echo(f"{ln.campaign_id}: blocked: {BLOCKED} ({ln.copy.command})")
     click.echo(format_table(
-        ["campaign", "state", "phase", "sent/total", "send groups", "next send (UTC)"],
-        [[ln.campaign_id, ln.state, ln.phase, f"{ln.sent}/{ln.total}", f"{ln.groups_done}/{ln.groups}",
+        ["campaign", "state", "phase", "sent/planned", "done", "next send (UTC)"],
+        [[ln.campaign_id, ln.state, ln.phase, f"{ln.sent:,}/{ln.planned:,}", f"{ln.percent}%",
           f"{ln.next_send_at:%Y-%m-%d %H:%M}" if ln.next_send_at else "-"] for ln in lines]))
-
 
 
 @campaign.command("schedule")
 @click.argument("campaign_ref", metavar="FILE_OR_ID")
 @NOW
+@ALLOW_EMPTY
 @pass_ctx
-def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None) -> None:
-    """Approve the campaign's copy and schedule it; re-run it after editing the file, templates or catalogs."""
+def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None, allow_empty: bool) -> None:
+    """Approve the campaign's copy and schedule it; re-run it after editing the file, templates or catalogs. Each wave
+    no time zone will get is named; a campaign that would send nothing is refused unless --allow-empty."""
     from notifier.campaign import load_campaign
     from notifier.ledger import queries
     from notifier.ledger.db import transaction
@@ -176,9 +214,11 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None) -> None
     problems = review(camp, c.renderer())
     if problems:
         raise CampaignError(problems)
+    at = _parse_now(now)
+    _not_sent(camp, at, allow_empty)
     content = Content.of(camp, c.settings.templates_dir, c.settings.locales_dir)
     with transaction(c.sessions()) as s:
-        result = queries.schedule(s, camp, path.read_text(encoding="utf-8"), _parse_now(now), content)
+        result = queries.schedule(s, camp, path.read_text(encoding="utf-8"), at, content)
     verb = "scheduled" if result.created else "updated"
     click.echo(f"{verb} {camp.id}: {result.groups} new send groups over {result.zones} time zones; "
                f"approved copy {content.fingerprint[:12]}")

@@ -41,7 +41,7 @@ def preview(c: CliContext, campaign_ref: str, locale: str | None, deadline: str 
         chosen = normalize_locale_tag(locale) if locale else None
     except ValueError:
         chosen = locale  # not a locale tag at all: find_sample names the campaign's locales
-    sample = find_sample(camp, chosen or camp.default_locale, deadline, wave)
+    sample = find_sample(camp, chosen or camp.default_locale, deadline, wave, channel)
     if recipient is not None:
         from sqlalchemy import select
 

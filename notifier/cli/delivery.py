@@ -121,24 +121,39 @@ def worker(c: CliContext, queues: str, concurrency: int | None, beat: bool) -> N
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def status(c: CliContext, campaign_id: str, as_json: bool) -> None:
-    """Counts of messages by wave, channel and state."""
+    """Messages by wave, channel and state; how many of the plan's are done; why any were skipped, failed or wait;
+    and whether the campaign is sending, finished, paused, cancelled or blocked (its copy changed)."""
+    from notifier.approval import BLOCKED
     from notifier.ledger.db import transaction
+    from notifier.ledger.queries import campaign_of, get_campaign
     from notifier.reports import campaign_status, format_table
+    from notifier.words import Words
 
     with transaction(c.sessions()) as s:
-        st = campaign_status(s, campaign_id)
+        st = campaign_status(s, campaign_id, c.settings)
+        campaign = campaign_of(get_campaign(s, campaign_id))
     if as_json:
         click.echo(json.dumps(st.as_dict(), indent=2))
         return
+    words = Words()
     nxt = f", next at {st.next_send_at:%Y-%m-%d %H:%M} UTC" if st.next_send_at and st.phase != "finished" else ""
-    click.echo(f"{st.campaign_id}: {st.phase}; {st.groups_done}/{st.groups} send groups due so far{nxt}")
+    click.echo(f"{st.campaign_id}: {st.phase}; {st.done:,} of {st.planned:,} messages done ({st.percent}%){nxt}")
+    if st.copy is not None and st.copy.blocked:
+        click.echo(f"blocked: {BLOCKED}")
+        for change in st.copy.changed:
+            click.echo(f"  {change}")
+        click.echo(f"  approve it: {st.copy.command}")
     for why in st.held:
         click.echo(f"held: nothing is sent: {why}")
-    click.echo(format_table(["send", "channel", *st.states], st.table_rows()))
-    for title, rows in (("failed because", st.failures), ("waiting because", st.waiting)):
-        if rows:
+    rows = [[words.send(campaign, send) if send != "total" else send, *rest] for send, *rest in st.table_rows()]
+    click.echo(format_table(["send", "channel", *st.states], rows))
+    sections = (("failed because", [(n, ch, why) for ch, why, n in st.failures]),
+                ("waiting because", [(n, ch, words.waiting(why)) for ch, why, n in st.waiting]),
+                ("skipped because", [(n, "", words.skipped(why)) for why, n in st.skips.items()]))
+    for title, lines in sections:
+        if lines:
             click.echo(f"\n{title}:")
-            for channel, why, n in rows:
+            for n, channel, why in lines:
                 click.echo(f"  {n:>8}  {channel:<5}  {why}")
 
 

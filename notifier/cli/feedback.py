@@ -39,16 +39,15 @@ def serve(c: CliContext, host: str, port: int, dev: bool, access_log: bool, forw
           read_timeout: float) -> None:
     """Serve the webhooks, one-click unsubscribe, POST /actions (OpenAPI at /openapi.json) and the dashboard."""
     from notifier.config import require_serving_secrets
+    from notifier.web.app import require_web_extra
 
+    require_web_extra("notifier serve")
     if not dev:
-        require_serving_secrets(c.settings)
-    try:
-        import uvicorn
+        require_serving_secrets(c.settings)  # every missing or weak setting at once
+    import uvicorn
 
-        from notifier.web.server import ServeConfig
-    except ImportError:  # pragma: no cover - depends on the install
-        raise UserError("notifier serve needs its web extra: pip install 'notifier[web]'") from None
     from notifier.web import create_app
+    from notifier.web.server import ServeConfig
 
     app = create_app(c.settings, c.sessions())
     if dev:

@@ -12,7 +12,7 @@ from notifier.cli._app import NOW, CliContext, cli, pass_ctx
 from notifier.cli._app import parse_now as _parse_now
 
 if TYPE_CHECKING:
-    pass
+    from notifier.audience import ExtraColumns
 
 
 @cli.group()
@@ -42,11 +42,20 @@ def audience() -> None:
 @audience.command("import")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), help="Default: from the file extension.")
+@click.option("--extra-columns", "extra_columns", type=click.Choice(["error", "attributes"]), default="error",
+              show_default=True, help="A column that names no field: refuse the file, or keep it as an attribute "
+                                      "that skip_if can test. One that looks like a field (tz, e-mail) is refused "
+                                      "either way; a column named attributes.NAME is always an attribute.")
 @NOW
 @click.option("--show", default=50, show_default=True, help="Print at most this many rejected rows.")
 @pass_ctx
-def audience_import(c: CliContext, file: Path, fmt: str | None, now: str | None, show: int) -> None:
-    """Import (upsert) recipients from CSV or JSON Lines; rejected rows are reported with line numbers."""
+def audience_import(c: CliContext, file: Path, fmt: str | None, extra_columns: ExtraColumns,
+                    now: str | None, show: int) -> None:
+    """Import (upsert) recipients from CSV or JSON Lines; rejected rows are reported with line numbers.
+
+    Every column must be a field (id, email, name, locale, timezone, country, push_tokens, joined_at, refund_amount,
+    refund_currency) or attributes.NAME; a header with any other column is refused before anything is stored.
+    """
     from notifier.audience import import_audience
 
     shown = 0
@@ -57,7 +66,8 @@ def audience_import(c: CliContext, file: Path, fmt: str | None, now: str | None,
         if shown <= show:
             click.echo(f"rejected {rejection}", err=True)
 
-    report = import_audience(c.sessions(), file, now=_parse_now(now), fmt=fmt, on_reject=on_reject)
+    report = import_audience(c.sessions(), file, now=_parse_now(now), fmt=fmt, on_reject=on_reject,
+                             extra_columns=extra_columns)
     if report.rejected > show:
         click.echo(f"... and {report.rejected - show} more rejected rows", err=True)
     click.echo(f"{file}: {report.accepted} accepted ({report.inserted} new, {report.updated} updated), "
@@ -98,11 +108,14 @@ def recipient() -> None:
 def recipient_show(c: CliContext, recipient_id: str, campaign_id: str | None, as_json: bool) -> None:
     """Every planned and actual message of the recipient, in their own time zone, with why any was skipped or failed."""
     from notifier.ledger.db import transaction
+    from notifier.ledger.queries import campaign_of, get_campaign
     from notifier.reports import format_table, get_member, recipient_messages
+    from notifier.words import Words
 
     with transaction(c.sessions()) as s:
         member = get_member(s, recipient_id)
         messages = recipient_messages(s, member, campaign_id)
+        campaigns = {cid: campaign_of(get_campaign(s, cid)) for cid in {m.campaign_id for m in messages}}
     if as_json:
         click.echo(json.dumps({"recipient": member.id, "timezone": member.timezone, "country": member.country,
                                "messages": [m.as_dict() for m in messages]}, indent=2))
@@ -111,10 +124,11 @@ def recipient_show(c: CliContext, recipient_id: str, campaign_id: str | None, as
     click.echo(f"{member.id}: time zone {member.timezone}, country {member.country or '-'}, "
                f"reachable by {', '.join(reach) or 'nothing'}; {len(messages)} messages")
     if messages:
+        words = Words()
         click.echo(format_table(
             ["campaign", "send", "channel", "state", "when (recipient local time)", "reason"],
-            [[m.campaign_id, m.send_key, m.channel, m.state, f"{m.at:%Y-%m-%d %H:%M %z}", m.reason or "-"]
-             for m in messages]))
+            [[m.campaign_id, words.send(campaigns[m.campaign_id], m.send_key), m.channel, m.state,
+              f"{m.at:%Y-%m-%d %H:%M %z}", words.reason(m.state, m.skip_reason, m.last_error)] for m in messages]))
 
 
 # --- dispatch and status ----------------------------------------------------------------------------------

@@ -7,17 +7,19 @@ ON CONFLICT DO NOTHING), so planning or materializing twice adds nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, delete, func, literal, or_, select, update
+from sqlalchemy import String, case, delete, func, literal, literal_column, or_, select, type_coerce, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from notifier.campaign import Campaign, parse_campaign, zone
-from notifier.eligibility import eligible_sql
+from notifier.eligibility import eligible_sql, has_channel_sql, in_audience_sql, push_holders_sql
 from notifier.errors import CampaignStateError, ConfigError, NotFound, UserError
 from notifier.ledger.models import (
     CampaignRow,
@@ -32,7 +34,7 @@ from notifier.ledger.models import (
     SkipReason,
     UTCDateTime,
 )
-from notifier.planner import plan_zone
+from notifier.planner import ZonePlan, plan_zone
 from notifier.render import Content
 
 MATERIALIZE_CHUNK = 50_000  # recipients per INSERT ... SELECT, so one statement never grows unbounded
@@ -121,8 +123,7 @@ def changed_files(old: dict[str, str], new: dict[str, str]) -> tuple[str, ...]:
 def plan_groups(session: Session, row: CampaignRow, not_before: datetime) -> tuple[int, int]:
     """Create the send groups, from ``not_before`` on, of audience time zones not planned yet; (zones, groups)."""
     campaign = campaign_of(row)
-    zones = session.scalars(select(Recipient.timezone).distinct()
-                            .where(eligible_sql(campaign.countries, campaign.channels))).all()
+    zones = audience_zones(session, campaign)
     new_zones = sorted(set(zones) - set(row.planned_zones or ()))
     values = []
     for name in new_zones:
@@ -209,13 +210,16 @@ def materialize_due(session: Session, now: datetime, exclude: Iterable[str] = ()
     return created
 
 
-def send_channels(campaign: Campaign, timezone: str, send_key: str) -> tuple[str, ...]:
-    """The channels a planned send goes out on: those whose plan has it (every campaign channel, unless a deadline
-    has channels of its own; see the planner)."""
-    if not campaign.channels_vary:
-        return campaign.channels
-    plan = plan_zone(campaign, zone(timezone))
-    return plan.send_channels.get(send_key, ())
+def send_channels(campaign: Campaign, timezone: str, send_key: str,
+                  reachable: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The channels a send group goes out on (for one recipient: of those they are ``reachable`` on), by the
+    planner's one rule, ``ZonePlan.channels_of``. When no deadline has channels of its own every send goes on every
+    campaign channel, so the zone is not planned again (and a group planned from an earlier file keeps them)."""
+    if campaign.channels_vary:
+        plan = plan_zone(campaign, zone(timezone))
+    else:
+        plan = ZonePlan(timezone, (), (), {}, {send_key: campaign.channels})
+    return plan.channels_of(send_key, reachable)
 
 
 def _materialize(session: Session, group: SendGroup, campaign: Campaign, channel: str,
@@ -233,6 +237,74 @@ def _materialize(session: Session, group: SendGroup, campaign: Campaign, channel
             "next_attempt_at", "created_at", "updated_at"]
     stmt = dialect_insert(session, DeliveryRow).from_select(cols, source).on_conflict_do_nothing()
     return session.execute(stmt).rowcount or 0
+
+
+def rows_to_come(session: Session, row: CampaignRow) -> int:
+    """The delivery rows the campaign's send groups not yet due will create, as the audience stands now: for each
+    group, the recipients of its zone who joined by its time, on each of its channels (:func:`send_channels`) they
+    are eligible on, as :func:`_materialize` will take them. With the rows that exist: every message of the plan.
+
+    One pass over the recipients of those zones, whatever the number of groups: those who joined before the first
+    of them count for every group of their zone; the few who joined later, for the groups they had joined by.
+    About 130 ms at 300,000 recipients on PostgreSQL; a live page keeps it a while (:class:`RowsToCome`)."""
+    groups = _groups_to_come(session, row)
+    return _count_to_come(session, row, groups) if groups else 0
+
+
+def _groups_to_come(session: Session, row: CampaignRow) -> tuple[Any, ...]:
+    if row.state == CampaignState.CANCELLED:
+        return ()
+    return tuple(session.execute(select(SendGroup.timezone, SendGroup.send_key, SendGroup.send_at).where(
+        SendGroup.campaign_id == row.id, SendGroup.materialized_upto == 0).order_by(SendGroup.id)).all())
+
+
+def _count_to_come(session: Session, row: CampaignRow, groups: Sequence[Any]) -> int:
+    campaign = campaign_of(row)
+    first = min(at for _, _, at in groups)
+    late = type_coerce(case((Recipient.joined_at > _ts(first), Recipient.joined_at), else_=None), UTCDateTime())
+    holders = push_holders_sql()
+    present = {"email": has_channel_sql("email"), "push": holders.c.seq.is_not(None)}
+    q = (select(Recipient.timezone, late.label("late"), *(func.count().filter(present[ch]) for ch in campaign.channels))
+         .outerjoin(holders, holders.c.seq == Recipient.seq)
+         .where(Recipient.timezone.in_(sorted({tz for tz, _, _ in groups})), in_audience_sql(campaign.countries))
+         .group_by(Recipient.timezone, literal_column("late")))
+    eligible: dict[str, list[tuple[datetime | None, dict[str, int]]]] = {}
+    for tz, joined, *counts in session.execute(q):
+        eligible.setdefault(tz, []).append((joined, dict(zip(campaign.channels, counts, strict=True))))
+    return sum(counts[ch] for tz, key, at in groups for ch in send_channels(campaign, tz, key)
+               for joined, counts in eligible.get(tz, ()) if joined is None or joined <= at)
+
+
+class RowsToCome:
+    """:func:`rows_to_come` for a page that asks every few seconds: each campaign's count is kept ``max_age``
+    seconds while its groups still to come and the newest recipient stay the same (an import counts at once; a
+    token found dead, or an address removed, shows that much later). One per serving app, so one per ledger."""
+
+    def __init__(self, max_age: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age, self.clock = max_age, clock
+        self._kept: dict[str, tuple[Any, float, int]] = {}  # campaign id → (what was counted, when, the count)
+        self._lock = threading.Lock()
+
+    def __call__(self, session: Session, row: CampaignRow) -> int:
+        groups = _groups_to_come(session, row)
+        if not groups:
+            return 0
+        key = (row.spec, groups, session.scalar(select(func.max(Recipient.seq))))
+        with self._lock:
+            kept = self._kept.get(row.id)
+        if kept is not None and kept[0] == key and self.clock() - kept[1] < self.max_age:
+            return kept[2]
+        count = _count_to_come(session, row, groups)
+        with self._lock:
+            self._kept[row.id] = (key, self.clock(), count)
+        return count
+
+
+def audience_zones(session: Session, campaign: Campaign, limit: int | None = None) -> list[str]:
+    """The time zones of the campaign's audience in the ledger (eligible on one of its channels), by name."""
+    q = (select(Recipient.timezone).distinct().where(eligible_sql(campaign.countries, campaign.channels))
+         .order_by(Recipient.timezone))
+    return list(session.scalars(q if limit is None else q.limit(limit)))
 
 
 # --- claiming and recording ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from notifier.errors import RequestRefused
 from notifier.feedback import record_actions
 from notifier.ledger.db import transaction
-from notifier.web.app import read_body, web_of
+from notifier.web.requests import read_body, web_of
 
 MAX_ACTIONS = 10_000
 MAX_BODY = MAX_ACTIONS * 400  # bytes: generous for 10,000 actions

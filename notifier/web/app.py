@@ -11,7 +11,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, MutableMapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,9 +22,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from notifier import __version__
 from notifier.config import Settings
 from notifier.errors import ConfigError, RequestRefused
+from notifier.web.requests import Web, page_csp
 
 log = logging.getLogger(__name__)
 HSTS = "max-age=31536000"  # a year of https only, once a browser has seen it over https
+
+
+# The modules of the web extra (pyproject.toml): serving, the dashboard's forms, SendGrid's signed events.
+WEB_EXTRA = ("fastapi", "uvicorn", "python_multipart", "sendgrid", "cryptography")
+
+
+def require_web_extra(command: str = "notifier serve") -> None:
+    """Refuse in one line, before anything starts, when the web extra is not installed (``command`` names what
+    needs it)."""
+    import importlib.util
+
+    if not all(importlib.util.find_spec(module) for module in WEB_EXTRA):
+        raise ConfigError(f"{command} needs its web extra: pip install 'notifier[web]'")
 
 
 def _fastapi() -> Any:
@@ -36,19 +49,6 @@ def _fastapi() -> Any:
     return fastapi
 
 
-@dataclass
-class Web:
-    """What every endpoint shares: settings, the ledger's sessions, the webhook key and the clock."""
-
-    settings: Settings
-    sessions: sessionmaker[Session]
-    webhook: Any  # the SDK's EventWebhook verifier, or None when NOTIFIER_SENDGRID_WEBHOOK_KEY is not set
-    clock: Callable[[], datetime]
-
-    def now(self) -> datetime:
-        return self.clock()
-
-
 def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None, *,
                clock: Callable[[], datetime] | None = None) -> Any:
     """The application; ``sessions`` defaults to the ledger of ``settings`` (migrated to head)."""
@@ -57,7 +57,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
     from starlette.requests import ClientDisconnect
 
     from notifier.channels.sendgrid_events import load_verification_key
-    from notifier.web import actions, unsubscribe, webhooks
+    from notifier.web import actions, dashboard, unsubscribe, webhooks
 
     if sessions is None:
         from notifier.ledger.db import make_engine, session_factory, upgrade
@@ -106,39 +106,8 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(actions.router)
-    from notifier.web.dashboard.controls import install
-
-    install(app, settings)
+    dashboard.install(app, settings)
     return app
-
-
-def web_of(request: Any) -> Web:
-    """The shared state of the application serving ``request``."""
-    return request.app.state.web  # type: ignore[no-any-return]
-
-
-async def read_body(request: Any, limit: int) -> bytes:
-    """The raw body, refused with 413 as soon as it passes ``limit`` bytes (before reading it, when the client says
-    its length). A client that goes away first raises starlette's ``ClientDisconnect``, which the application
-    answers for every route (one log line, no traceback)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestRefused(413, f"the body is {declared} bytes; at most {limit}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestRefused(413, f"the body is over {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def page_csp(**allowed: str) -> str:
-    """A page's Content-Security-Policy: it loads nothing, posts its forms here only, and no site may frame it;
-    ``allowed`` adds what the page needs (``style_src="'sha256-…'"`` becomes ``style-src 'sha256-…'``)."""
-    directives = {"default-src": "'none'", **{name.replace("_", "-"): value for name, value in allowed.items()},
-                  "form-action": "'self'", "frame-ancestors": "'none'", "base-uri": "'none'"}
-    return "; ".join(f"{name} {value}" for name, value in directives.items())
 
 
 PAGE_HEADERS = {"Content-Security-Policy": page_csp(), "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
@@ -202,7 +171,11 @@ def running(app: Any, host: str = "127.0.0.1", port: int = 0, *, read_timeout: f
     from notifier.web.server import READ_TIMEOUT, ServeConfig
 
     sock = socket.socket()
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --port)") from None
     server = uvicorn.Server(ServeConfig(app, read_timeout=READ_TIMEOUT if read_timeout is None else read_timeout,
                                         access_log=False, proxy_headers=False))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="notifier-serve")

@@ -27,9 +27,9 @@ from notifier.i18n import load_translations, negotiate
 from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryRow, Recipient
 from notifier.links import verify_unsubscribe_token
-from notifier.web.app import Web, page_csp, read_body, web_of
 from notifier.web.locales import DOMAIN, TEMPLATES, UI_LOCALES
 from notifier.web.locales import HERE as LOCALES
+from notifier.web.requests import Web, page_csp, read_body, web_of
 
 MAX_FORM_BYTES = 4096
 router = APIRouter(tags=["unsubscribe"])

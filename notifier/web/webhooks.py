@@ -17,7 +17,7 @@ from notifier.channels import sendgrid_events
 from notifier.errors import RequestRefused
 from notifier.feedback import apply_events
 from notifier.ledger.db import transaction
-from notifier.web.app import read_body, web_of
+from notifier.web.requests import read_body, web_of
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])

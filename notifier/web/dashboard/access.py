@@ -48,6 +48,8 @@ class Dashboard:
     secure: bool  # cookies only over https (NOTIFIER_PUBLIC_URL is https)
     ledger: sessionmaker[Session]  # where logouts are kept (see end)
     _renderer: Renderer | None = None
+    simulated_clock: bool = False  # the demo's: every page shows the simulated date
+    to_come: queries.RowsToCome = field(default_factory=queries.RowsToCome)  # kept a while: pages poll
 
     _checks: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
 

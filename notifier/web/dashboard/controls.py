@@ -15,13 +15,13 @@ from starlette.datastructures import FormData, UploadFile
 
 from notifier.campaign import CHANNELS, Campaign, parse_campaign
 from notifier.config import Settings
-from notifier.errors import CampaignError, CampaignStateError, Problem, RequestRefused, UserError
+from notifier.errors import CampaignError, CampaignStateError, NotFound, Problem, RequestRefused, UserError
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState
+from notifier.planner import outlook
 from notifier.render import Content
 from notifier.review import review
-from notifier.web.app import web_of
 from notifier.web.dashboard import views
 from notifier.web.dashboard.access import (
     Dashboard,
@@ -35,6 +35,8 @@ from notifier.web.dashboard.access import (
 )
 from notifier.web.dashboard.auth import same_token
 from notifier.web.dashboard.pages import LOGIN_NONCE, campaign_page, login_form, render
+from notifier.web.requests import web_of
+from notifier.zones import every_zone
 
 router = APIRouter(include_in_schema=False)
 PATHS = ("/campaigns", "/login", "/logout", "/static/dashboard")  # the dashboard's; the rest is API
@@ -78,7 +80,7 @@ def install(app: Any, settings: Settings) -> None:
 
     @app.exception_handler(CampaignStateError)
     async def wrong_state(request: Request, exc: CampaignStateError) -> Any:
-        status = 404 if str(exc).startswith("no ") else 409
+        status = 404 if isinstance(exc, NotFound) else 409
         return render(request, "error.html", status, message=str(exc))
 
 
@@ -208,9 +210,10 @@ def _schedule(request: Request, campaign_id: str) -> None:
     web = web_of(request)
     path = views.campaign_path(web.settings, campaign_id)
     if not path.is_file():
-        raise CampaignStateError(f"no campaign file {path.name} in the campaigns folder: upload it first")
+        raise NotFound(f"no campaign file {path.name} in the campaigns folder: upload it first")
     text = path.read_text(encoding="utf-8")
     campaign = _validated(request, text, str(path), campaign_id)
+    outlook(campaign, every_zone(), web.now()).refuse_if_empty()  # a campaign that sends nothing: as the CLI says
     content = Content.of(campaign, web.settings.templates_dir, web.settings.locales_dir)
     with transaction(web.sessions) as s:
         queries.schedule(s, campaign, text, web.now(), content)

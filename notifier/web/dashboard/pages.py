@@ -18,13 +18,12 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
 
-from notifier.errors import CampaignError, CampaignStateError, UserError
+from notifier.errors import CampaignError, CampaignStateError, NotFound, UserError
 from notifier.i18n import load_translations
 from notifier.ledger.db import transaction
 from notifier.reports import campaign_phase, get_member, ledger_members, recipient_messages
 from notifier.review import render_sample, samples
 from notifier.timeline import PlanView
-from notifier.web.app import page_csp, web_of
 from notifier.web.dashboard import views
 from notifier.web.dashboard.access import (
     LANG,
@@ -38,6 +37,8 @@ from notifier.web.dashboard.access import (
 from notifier.web.dashboard.chart import timeline_rows, timeline_svg
 from notifier.web.locales import DASHBOARD as DOMAIN
 from notifier.web.locales import HERE as LOCALES_DIR
+from notifier.web.requests import page_csp, web_of
+from notifier.words import Words
 
 HERE = Path(__file__).resolve().parent
 LOGIN_NONCE = "notifier_login"  # the login form's own CSRF token, in a cookie for /login only
@@ -64,6 +65,7 @@ def env(lang: str) -> Environment:
     e = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                     extensions=["jinja2.ext.i18n"], trim_blocks=True, lstrip_blocks=True)
     e.install_gettext_translations(translations(lang), newstyle=True)  # type: ignore[attr-defined]
+    e.globals["vocabulary"] = Words(translations(lang))  # the ledger's codes in words, as the CLI says them
     babel = lang.replace("-", "_")
     e.filters["breakable"] = breakable
     e.filters["num"] = lambda n: format_decimal(n or 0, locale=babel)
@@ -81,9 +83,10 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRe
         ident = identity(request)
     except NotLoggedIn:
         ident = None
+    clock = web_of(request).now() if dashboard_of(request).simulated_clock else None  # the demo's date
     html = env(lang).get_template(name).render(lang=lang, langs=LOCALES, user=ident.user if ident else None,
                                                csrf=ident.csrf if ident else "", path=request.url.path,
-                                               query=request.query_params,
+                                               query=request.query_params, clock=clock,
                                                **{"done": request.query_params.get("done"), **ctx})
     response = HTMLResponse(html, status_code=status, headers=HEADERS)
     if request.query_params.get("lang") in LOCALES:
@@ -137,7 +140,7 @@ def campaigns(request: Request) -> HTMLResponse:
     identity(request)
     web = web_of(request)
     with web.sessions() as s:
-        cards = views.campaign_cards(s, web.settings)
+        cards = views.campaign_cards(s, web.settings, dashboard_of(request).to_come)
     return render(request, "campaigns.html", cards=cards)
 
 
@@ -158,11 +161,11 @@ def campaign_page(request: Request, campaign_id: str, status: int = 200, **extra
     with web.sessions() as s:
         camp, row = views.load(web.settings, s, campaign_id)
         sends, marks = views.timeline(s, camp, row is not None)
-        progress = views.progress(s, campaign_id, row is not None)
+        progress = views.progress(s, campaign_id, row is not None, web.settings, dashboard_of(request).to_come)
         changed = views.file_changed(web.settings, row)
     return render(request, "campaign.html", status, campaign=camp, row=row, progress=progress,
                   chart=_chart(request, sends, marks), rows=timeline_rows(sends, gettext=gettext_of(request)),
-                  changed=changed, **extra)
+                  changed=changed, campaign_id=campaign_id, **extra)
 
 
 def _chart(request: Request, sends: Any, marks: Any) -> Any:
@@ -171,15 +174,19 @@ def _chart(request: Request, sends: Any, marks: Any) -> Any:
 
 @router.get("/campaigns/{campaign_id}/progress")
 def progress_fragment(request: Request, campaign_id: str) -> HTMLResponse:
-    """The live part of the campaign page, which dash.js fetches every few seconds."""
+    """The live part of the campaign page, which dash.js fetches every few seconds: the counts, and the actions
+    and the date that follow them (a finished campaign loses Pause and Cancel, a blocked one gains Schedule)."""
     identity(request)
     web = web_of(request)
     views.campaign_path(web.settings, campaign_id)  # an id that cannot be a campaign's: 404
     with web.sessions() as s:
-        if s.get(views.CampaignRow, campaign_id) is None:
+        row = s.get(views.CampaignRow, campaign_id)
+        if row is None:
             raise CampaignStateError(f"campaign {campaign_id!r} is not scheduled")
-        progress = views.progress(s, campaign_id, True)
-    return render(request, "_progress.html", progress=progress, campaign_id=campaign_id)
+        progress = views.progress(s, campaign_id, True, web.settings, dashboard_of(request).to_come)
+        changed = views.file_changed(web.settings, row)
+    return render(request, "_progress.html", progress=progress, campaign_id=campaign_id, row=row, changed=changed,
+                  live=True)
 
 
 @router.get("/campaigns/{campaign_id}/timeline")
@@ -249,12 +256,14 @@ def recipient(request: Request, campaign_id: str, recipient_id: str) -> HTMLResp
     identity(request)
     web = web_of(request)
     if "\x00" in recipient_id or len(recipient_id) > 200:
-        raise CampaignStateError(f"no recipient {recipient_id[:80]!r}")
+        raise NotFound(f"no recipient {recipient_id[:80]!r}")
     with transaction(web.sessions) as s:
         camp, row = views.load(web.settings, s, campaign_id)
         member = get_member(s, recipient_id)
         messages = recipient_messages(s, member, campaign_id) if row is not None else []
-        view = PlanView(camp, recipient_id, web.now())
+        # Why a wave is missing: for a scheduled campaign, as it was planned (from its scheduling on), not as of now,
+        # when every wave already sent would read "before now; not sent".
+        view = PlanView(camp, recipient_id, row.scheduled_at if row is not None else web.now())
         planned = list(view.entries(ledger_members(s, recipient_id)))
     return render(request, "recipient.html", campaign=camp, row=row, member=member, messages=messages,
                   notes=view.notes, planned=planned if row is None else [],

@@ -2,7 +2,8 @@
 
 A campaign is either in the ledger (scheduled, paused, cancelled) or only a file in the campaigns folder (a
 draft). The timeline of a scheduled campaign is its send groups, the truth of what goes out; a draft's is
-planned for the time zones of the ledger's audience (or the sample zones of its locales when there is none).
+planned for the time zones of its audience in the ledger (its countries, a channel present: the zones scheduling
+would plan), or the sample zones of its locales when there is none.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from sqlalchemy.orm import Session
 from notifier._located_yaml import SLUG
 from notifier.campaign import Campaign, parse_campaign, zone
 from notifier.config import Settings
-from notifier.errors import CampaignError, CampaignStateError, Problem
-from notifier.ledger.models import CampaignRow, Recipient, SendGroup, Suppression
-from notifier.ledger.queries import campaign_of
-from notifier.reports import CampaignLine, CampaignStatus, campaign_lines, campaign_status
-from notifier.review import SAMPLE_PLACES
+from notifier.errors import CampaignError, NotFound, Problem
+from notifier.ledger.models import CampaignRow, SendGroup, Suppression
+from notifier.ledger.queries import audience_zones, campaign_of, get_campaign, rows_to_come
+from notifier.reports import CampaignLine, CampaignStatus, ToCome, campaign_lines, campaign_status
+from notifier.review import sample_place
 from notifier.timeline import ZonePlans
 from notifier.web.dashboard.chart import DeadlineMark, TimelineSend
 
@@ -41,7 +42,7 @@ def could_be_campaign_id(name: str) -> bool:
 def campaign_path(settings: Settings, campaign_id: str) -> Path:
     """The file of a campaign id; an id that could not be one names no campaign."""
     if not could_be_campaign_id(campaign_id):
-        raise CampaignStateError(f"no campaign {campaign_id[:80]!r}: an id is lowercase letters, digits, - and _")
+        raise NotFound(f"no campaign {campaign_id[:80]!r}: an id is lowercase letters, digits, - and _")
     return settings.campaigns_dir / f"{campaign_id}.yaml"
 
 
@@ -70,19 +71,11 @@ class CampaignCard:
 
     @property
     def percent(self) -> int:
-        ln = self.line
-        return groups_percent(ln.groups_done, ln.groups, ln.phase) if ln else 0
+        return self.line.percent if self.line else 0
 
 
-def groups_percent(done: int, groups: int, phase: str) -> int:
-    """How far a campaign has come, by its send groups gone out; a finished one is at 100."""
-    if phase == "finished":
-        return 100
-    return int(100 * done / groups) if groups else 0
-
-
-def campaign_cards(session: Session, settings: Settings) -> list[CampaignCard]:
-    lines = campaign_lines(session)
+def campaign_cards(session: Session, settings: Settings, to_come: ToCome = rows_to_come) -> list[CampaignCard]:
+    lines = campaign_lines(session, settings, to_come)
     known = {ln.campaign_id for ln in lines}
     return [*(CampaignCard(ln, ln.campaign_id) for ln in lines),
             *(CampaignCard(None, cid) for cid in draft_ids(settings, known))]
@@ -95,7 +88,7 @@ def file_text(settings: Settings, session: Session, campaign_id: str) -> str:
         return path.read_text(encoding="utf-8")
     row = session.get(CampaignRow, campaign_id)
     if row is None:
-        raise CampaignStateError(f"no campaign {campaign_id!r}: neither a file in {settings.campaigns_dir} nor in "
+        raise NotFound(f"no campaign {campaign_id!r}: neither a file in {settings.campaigns_dir} nor in "
                                  "the ledger")
     return row.spec
 
@@ -113,7 +106,7 @@ def load(settings: Settings, session: Session, campaign_id: str) -> tuple[Campai
     if path.is_file():
         return parse_campaign(path.read_text(encoding="utf-8"), str(path)), row
     if row is None:
-        raise CampaignStateError(f"no campaign {campaign_id!r}")
+        raise NotFound(f"no campaign {campaign_id!r}")
     return campaign_of(row), row
 
 
@@ -179,6 +172,7 @@ class Progress:
     """Counts by state per send (wave), locale and channel; what failed and why."""
 
     status: CampaignStatus | None
+    campaign: Campaign | None = None  # as scheduled: the one its send keys come from
     by_send: dict[str, dict[str, int]] = field(default_factory=dict)
     by_locale: dict[str, dict[str, int]] = field(default_factory=dict)
     by_channel: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -194,21 +188,18 @@ class Progress:
         return min(POLL_MAX_MS, max(POLL_MIN_MS, round(self.took * 10_000)))
 
     @property
-    def messages(self) -> int:
-        return sum(self.totals.values())
-
-    @property
     def percent(self) -> int:
-        st = self.status
-        return groups_percent(st.groups_done, st.groups, st.phase) if st else 0
+        return self.status.percent if self.status else 0
 
 
-def progress(session: Session, campaign_id: str, in_ledger: bool) -> Progress:
+def progress(session: Session, campaign_id: str, in_ledger: bool, settings: Settings | None = None,
+             to_come: ToCome = rows_to_come) -> Progress:
+    """What the live part of a campaign's page shows; with ``settings``, whether its copy blocks it."""
     if not in_ledger:
         return Progress(None)
     began = time.perf_counter()
-    status = campaign_status(session, campaign_id)
-    p = Progress(status)
+    status = campaign_status(session, campaign_id, settings, to_come)
+    p = Progress(status, campaign_of(get_campaign(session, campaign_id)))
     for send, locale, channel, state, n in status.breakdown:
         for table, key in ((p.by_send, send), (p.by_locale, locale), (p.by_channel, channel)):
             row = table.setdefault(key, {})
@@ -232,7 +223,7 @@ def timeline(session: Session, campaign: Campaign, in_ledger: bool) -> tuple[lis
             sends += [TimelineSend(tz, d, wave, at, done > 0) for d in deadlines]
     else:
         plans = ZonePlans(campaign)
-        for tz in _zones(session, campaign):
+        for tz in draft_zones(session, campaign):
             for send in plans(tz).sends:
                 sends += [TimelineSend(tz, i.deadline, i.wave, send.send_at, False) for i in send.items]
     zones = sorted({s.zone for s in sends})
@@ -240,11 +231,9 @@ def timeline(session: Session, campaign: Campaign, in_ledger: bool) -> tuple[lis
     return sends, marks
 
 
-def _zones(session: Session, campaign: Campaign) -> list[str]:
-    """The audience's zones (at most MAX_ZONES), else each locale's sample zone."""
-    found = list(session.scalars(select(Recipient.timezone).distinct().order_by(Recipient.timezone)
-                                 .limit(MAX_ZONES)))
-    if found:
-        return found
-    return sorted({SAMPLE_PLACES.get(loc.split("-")[0], ("UTC",))[0] for loc in campaign.locales})
+def draft_zones(session: Session, campaign: Campaign) -> list[str]:
+    """The zones scheduling would plan: its audience's in the ledger (at most MAX_ZONES), else each locale's sample
+    zone (a country of the locale's, among the campaign's countries where one speaks it)."""
+    return (audience_zones(session, campaign, MAX_ZONES)
+            or sorted({sample_place(loc, campaign.countries).zone for loc in campaign.locales}))
 

@@ -17,7 +17,8 @@ UI_LOCALES = ("en", "id", "pt-BR", "es-MX")
 DASHBOARD_TEMPLATES = HERE.parent / "dashboard" / "templates"
 DASHBOARD = "dashboard"
 DASHBOARD_LOCALES = ("en", "id")
-DASHBOARD_CODE = (HERE.parent / "dashboard" / "chart.py",)  # text the dashboard builds in code
+# Text the dashboard builds in code: the chart's, and the words of the ledger's codes (shared with the CLI).
+DASHBOARD_CODE = (HERE.parent / "dashboard" / "chart.py", HERE.parent.parent / "words.py")
 # (templates, modules, domain, locales) of every catalog here
 CATALOGS = ((TEMPLATES, (), DOMAIN, UI_LOCALES), (DASHBOARD_TEMPLATES, DASHBOARD_CODE, DASHBOARD, DASHBOARD_LOCALES))
 
