@@ -19,7 +19,7 @@ from babel.messages.pofile import PoFileError, read_po
 from babel.numbers import format_currency, format_decimal
 from babel.support import Translations
 
-from notifier._located_yaml import SLUG
+from notifier.campaign import SLUG
 from notifier.errors import CatalogError
 
 # Old or alternative language codes that Babel does not map by itself.

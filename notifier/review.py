@@ -16,7 +16,6 @@ from babel.core import get_global
 from babel.languages import get_official_languages
 from babel.numbers import get_territory_currencies
 
-from notifier._audience_rows import COUNTRY_ZONES
 from notifier.campaign import Campaign, zone
 from notifier.errors import Problem, UserError
 from notifier.i18n import format_money, parse_tag
@@ -32,7 +31,7 @@ from notifier.render import (
     RenderError,
     Variant,
 )
-from notifier.zones import is_iana_zone
+from notifier.zones import COUNTRY_ZONES, is_iana_zone
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ _LONGEST = 64  # characters; the longest zone name has 32
 _REGIONS = frozenset({"Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia", "Europe", "Indian",
                       "Pacific"})
 _CUTOFF = 0.8  # difflib's similarity for a suggestion: Sao_Paolo → Sao_Paulo, not Asia → Asia/Dili
+# The zone to assume for our own countries when a recipient has none: where most of the audience lives.
+COUNTRY_ZONES = {"ID": "Asia/Jakarta", "BR": "America/Sao_Paulo", "AU": "Australia/Sydney", "SG": "Asia/Singapore",
+                 "MX": "America/Mexico_City"}
 # In tzdata's list but not a place: a recipient "in" it would get messages at the wrong hour.
 _NOT_PLACES = {"Factory": "tzdata's placeholder for an unconfigured host"}
 # Names that are files in a system zoneinfo folder but not IANA zones.

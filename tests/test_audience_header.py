@@ -15,8 +15,8 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier import zones
-from notifier._audience_columns import suggestion
 from notifier.audience import EXTRA_COLUMNS, import_audience, read_audience
+from notifier.audience._columns import suggestion
 from notifier.campaign import zone as campaign_zone
 from notifier.cli import cli
 from notifier.errors import AudienceError

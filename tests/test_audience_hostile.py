@@ -382,7 +382,7 @@ def test_fast_email_path_stores_what_email_validator_would(address: str) -> None
     """The per-domain cache is an optimization only: every address is stored, or refused, as the validator says."""
     from email_validator import EmailNotValidError, validate_email
 
-    from notifier._audience_rows import RowError, _email
+    from notifier.audience._rows import RowError, _email
 
     try:
         valid = validate_email(address, check_deliverability=False, allow_smtputf8=False)

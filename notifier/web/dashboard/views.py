@@ -18,8 +18,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from notifier._located_yaml import SLUG
-from notifier.campaign import Campaign, parse_campaign, zone
+from notifier.campaign import SLUG, Campaign, parse_campaign, zone
 from notifier.config import Settings
 from notifier.errors import CampaignError, NotFound, Problem
 from notifier.ledger.models import CampaignRow, SendGroup, Suppression

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from notifier._audience_rows import FIELDS
+from notifier.audience._rows import FIELDS
 from notifier.errors import AudienceError
 
 ExtraColumns = Literal["error", "attributes"]

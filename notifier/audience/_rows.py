@@ -22,9 +22,6 @@ from notifier.i18n import parse_tag, tag_of
 from notifier.refunds import RefundError, json_kind, refund_of
 
 FIELDS = ("id", "email", "name", "locale", "timezone", "country", "push_tokens", "joined_at")
-# The zone to assume for our own countries when a row has none: where most of the audience lives.
-COUNTRY_ZONES = {"ID": "Asia/Jakarta", "BR": "America/Sao_Paulo", "AU": "Australia/Sydney", "SG": "Asia/Singapore",
-                 "MX": "America/Mexico_City"}
 # Codes Babel names that are groupings or placeholders, not countries (ZZ would even "guess" Etc/GMT).
 _NOT_COUNTRIES = frozenset({"EU", "EZ", "QO", "UN", "XA", "XB", "ZZ"})
 _MAX_ID, _MAX_EMAIL, _MAX_NAME, _MAX_LOCALE = 128, 320, 200, 35  # the ledger's column sizes
@@ -211,8 +208,8 @@ def _timezone(raw: dict[str, Any], country: str | None) -> tuple[str, bool]:
 @cache
 def _country_zone(country: str) -> str | None:
     """Our own map first, else the country's zone when it has only one; a multi-zone country is no guess."""
-    if country in COUNTRY_ZONES:
-        return COUNTRY_ZONES[country]
+    if country in zones.COUNTRY_ZONES:
+        return zones.COUNTRY_ZONES[country]
     valid = [str(name) for name in get_global("territory_zones").get(country, ()) if zones.is_iana_zone(str(name))]
     return valid[0] if len(valid) == 1 else None
 
@@ -249,7 +246,7 @@ def _tokens(raw: dict[str, Any]) -> tuple[str, ...]:
 
 
 def _attributes(raw: dict[str, Any]) -> dict[str, Any]:
-    """Every attribute of the row, gathered by the reader (see :mod:`notifier._audience_columns`), checked."""
+    """Every attribute of the row, gathered by the reader (see :mod:`notifier.audience._columns`), checked."""
     given = raw.get("attributes")
     if given is None:
         given = {}

@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 from email.headerregistry import Address
 from urllib.parse import urlsplit
 
-from notifier._located_yaml import Node, Reader, shown
+from notifier.campaign._yaml import Node, Reader, shown
 
 # The bounds a campaign lives in. Generous for any real campaign, small enough that no arithmetic on them overflows
 # and no plan or message grows without limit.

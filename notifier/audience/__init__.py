@@ -5,7 +5,7 @@ with one commit each, so memory stays flat however long the file is. Duplicate i
 ledger (every run stamps its rows with ``import_run`` and ``import_line``), not through a set of every id seen,
 so a duplicate's rejection arrives when its batch is stored, after rejections of rows read later in that batch.
 
-The columns are checked before the first row is stored (:mod:`notifier._audience_columns`): each one a field, an
+The columns are checked before the first row is stored (:mod:`notifier.audience._columns`): each one a field, an
 attribute the renderer reads, ``attributes.NAME``, or, when the caller asks (``extra_columns="attributes"``), any
 other name that does not look like a field; otherwise one AudienceError lists every unknown column with a
 suggestion ("'e-mail' (column 2: did you mean 'email'?)"). A CSV header must name ``id`` and ``email`` or
@@ -50,9 +50,9 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifier._audience_columns import EXTRA_COLUMNS, ExtraColumns
-from notifier._audience_files import format_of, records
-from notifier._audience_rows import RecipientRecord, Rejection
+from notifier.audience._columns import EXTRA_COLUMNS, ExtraColumns
+from notifier.audience._files import format_of, records
+from notifier.audience._rows import RecipientRecord, Rejection
 from notifier.errors import AudienceError
 from notifier.ledger import bulk
 from notifier.ledger.models import PushToken, Recipient

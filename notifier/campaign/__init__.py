@@ -1,7 +1,7 @@
 """Campaign files: YAML in, a validated :class:`Campaign` out, every problem located by file, line and field.
 
-Every value is bounded (``_campaign_values``: waves, dates, counts, names, links) and the file itself too
-(``_located_yaml``: size, nesting, anchors), so a hostile file gets located problems, never a traceback.
+Every value is bounded (``_values``: waves, dates, counts, names, links) and the file itself too
+(``_yaml``: size, nesting, anchors), so a hostile file gets located problems, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from notifier._campaign_values import (
+from notifier.campaign._values import (
     MAX_DEADLINES,
     MAX_LOCALES,
     MAX_WAVES,
@@ -29,7 +29,8 @@ from notifier._campaign_values import (
     read_deadline_channels,
     read_sender,
 )
-from notifier._located_yaml import MAX_FILE_BYTES, TOO_LARGE, Node, Reader, read_tree, shown
+from notifier.campaign._yaml import MAX_FILE_BYTES, TOO_LARGE, Node, Reader, read_tree, shown
+from notifier.campaign._yaml import SLUG as SLUG  # what a campaign id (and gettext domain) may be
 from notifier.errors import CampaignError, Problem
 
 CHANNELS = ("email", "push")

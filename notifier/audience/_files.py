@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from notifier._audience_columns import Column, ExtraColumns, csv_header, first_record, split_record, unknown_keys
-from notifier._audience_rows import RecipientRecord, Rejection, kind, validate
+from notifier.audience._columns import Column, ExtraColumns, csv_header, first_record, split_record, unknown_keys
+from notifier.audience._rows import RecipientRecord, Rejection, kind, validate
 from notifier.errors import AudienceError
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -96,7 +96,7 @@ def format_of(p: Path, fmt: str | None) -> str:
 
 def records(p: Path, file: str, fmt: str, extra: ExtraColumns) -> Iterator[RecipientRecord | Rejection]:
     """Validated rows of the file, in order; AudienceError when the file cannot be read (on from that line) or its
-    columns are not ours (before the first row: see :mod:`notifier._audience_columns`)."""
+    columns are not ours (before the first row: see :mod:`notifier.audience._columns`)."""
     try:
         # surrogateescape: a byte that is not UTF-8 survives decoding, and _Lines reports it on its own line
         f = p.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
