@@ -189,8 +189,21 @@ def test_counts_slow_to_read_are_polled_less_often() -> None:
 def test_retry_puts_failed_messages_back(dash: Dash) -> None:
     dash.upload(SHUTDOWN)
     dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    tick(dash, datetime(2024, 9, 28, 12, tzinfo=UTC))
+    with dash.sessions.begin() as s:  # two emails that failed for good, one push
+        ids = s.scalars(select(DeliveryRow.id).where(DeliveryRow.channel == "email").order_by(DeliveryRow.id)
+                        .limit(2)).all()
+        push = s.scalars(select(DeliveryRow.id).where(DeliveryRow.channel == "push").limit(1)).one()
+        s.execute(update(DeliveryRow).where(DeliveryRow.id.in_([*ids, push]))
+                  .values(state="failed", last_error="gave up after 25 attempts: sendgrid 500"))
+
     r = dash.post(f"/campaigns/{CAMPAIGN}/retry", channel="email")
-    assert r.status_code == 303 and "done=retried&n=0" in r.headers["location"]
+
+    assert r.status_code == 303 and "done=retried&n=2" in r.headers["location"]
+    with dash.sessions() as s:
+        rows = s.execute(select(DeliveryRow.id, DeliveryRow.state).where(DeliveryRow.id.in_([*ids, push])))
+        states = dict(rows.all())
+    assert states == {ids[0]: "pending", ids[1]: "pending", push: "failed"}  # only the channel asked for
     assert dash.post(f"/campaigns/{CAMPAIGN}/retry", channel="sms").status_code == 400
 
 
@@ -208,14 +221,20 @@ def test_a_recipient_page_shows_what_they_got_and_why_anything_was_skipped(dash:
     dash.upload(SHUTDOWN)
     draft = dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/u00001").text
     assert "Asia/Makassar" in draft and "planned" in draft and "putri.kusuma927@example.org" not in draft
+    assert "7 days before Playlist transfer" in draft  # the whole plan, before anything is sent
     dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    tick(dash, datetime(2024, 9, 28, 12, tzinfo=UTC))  # the first, merged message goes out
     dash.post(f"/campaigns/{CAMPAIGN}/cancel", confirm="yes")
-    dispatcher = build_dispatcher(dash.settings, dash.sessions, simulated_clock=True)  # type: ignore[arg-type]
-    try:
-        dispatcher.tick(datetime(2024, 9, 28, 12, tzinfo=START.tzinfo))
-    finally:
-        dispatcher.close()
-    assert dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/u00001").status_code == 200
+    tick(dash, datetime(2024, 10, 21, 12, tzinfo=UTC))  # a week before the playlist deadline: nothing more
+
+    page = dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/u00001")
+
+    assert page.status_code == 200
+    rows = re.findall(r'<tr class="state-(\w+)">(.*?)</tr>', page.text, re.S)
+    assert [state for state, _ in rows] == ["sent", "sent"]  # the email and the push, before the cancel
+    assert all("30 days before Playlist transfer, and 61 days before Refund" in row for _, row in rows)
+    assert "7 days before Playlist transfer" not in page.text  # a cancelled campaign plans nothing more
+    assert "putri.kusuma927@example.org" not in page.text
     assert dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/nobody").status_code == 404
 
 
@@ -229,7 +248,8 @@ def test_the_pages_speak_indonesian_when_asked_and_remember_it(dash: Dash) -> No
 def test_hostile_text_in_a_campaign_stays_text(dash: Dash) -> None:
     hostile = SHUTDOWN.replace("name: TikTok Music is closing", 'name: "TikTok <script>alert(1)</script> & co"')
     r = dash.upload(hostile)
-    assert r.status_code in (303, 422)
+    assert r.status_code == 303  # saved: the pages below show the name, escaped
+    assert "TikTok &lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in dash.client.get(f"/campaigns/{CAMPAIGN}").text
     for path in ("/campaigns", f"/campaigns/{CAMPAIGN}", f"/campaigns/{CAMPAIGN}/gallery",
                  f"/campaigns/{CAMPAIGN}/edit"):
         page = dash.client.get(path)
