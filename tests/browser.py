@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,33 @@ def shot(page: Any, artifacts: Path, name: str) -> Path:
     path = artifacts / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+@contextmanager
+def dashboard_demo(folder: Path, password: str, *, draft: bool = True, pace: float = 0.02) -> Iterator[str]:
+    """``notifier demo --dashboard`` in a thread of this process, on port 0; yields its base URL, stops it after."""
+    import re
+    import threading
+
+    from notifier.config import load_settings
+    from notifier.demo import run_dashboard_demo
+
+    started, stop = threading.Event(), threading.Event()
+    found: dict[str, str] = {}
+
+    def echo(line: str) -> None:
+        m = re.search(r"dashboard: (\S+)/login", line)
+        if m:
+            found["url"] = m[1]
+            started.set()
+
+    thread = threading.Thread(target=run_dashboard_demo, daemon=True, args=(load_settings({}), folder),
+                              kwargs={"port": 0, "pace": pace, "echo": echo, "wait": stop.wait,
+                                      "password": password, "draft": draft})
+    thread.start()
+    assert started.wait(60), "the dashboard demo did not start"
+    try:
+        yield found["url"]
+    finally:
+        stop.set()
+        thread.join(60)

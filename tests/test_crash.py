@@ -15,7 +15,6 @@ and a push each; the README's figures are for 20,000); the whole file takes abou
 from __future__ import annotations
 
 import contextlib
-import csv
 import os
 import signal
 import socket
@@ -49,6 +48,7 @@ from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, Sk
 from notifier.render import Content
 from notifier.reports import DeliveryAudit, audit
 from tests.conftest import TEST_SECRETS, shipped_catalogs_as, wave_now, wave_spec
+from tests.services import free_port, wait_for, write_audience
 
 if TYPE_CHECKING:
     from tests.conftest import SharedLedger
@@ -71,16 +71,6 @@ FAULTS: dict[str, Any] = {  # a little latency on push, so a wave lasts long eno
             "invalid_tokens": [], "sender_mismatch_tokens": []},
 }
 
-
-def write_audience(path: Path, recipients: int) -> Path:
-    """Recipients in Jakarta, each with an email address and one push token."""
-    with path.open("w", newline="", encoding="utf-8") as f:
-        out = csv.writer(f)
-        out.writerow(["id", "email", "name", "locale", "timezone", "country", "push_tokens", "joined_at"])
-        for n in range(recipients):
-            out.writerow([f"u{n:06d}", f"user{n:06d}@example.org", f"User {n}", "en", "Asia/Jakarta", "ID",
-                          f"crash-token-{n:06d}", "2024-01-15T00:00:00Z"])
-    return path
 
 
 # --- the services: emulator, broker, workers -------------------------------------------------------------
@@ -117,9 +107,7 @@ class OwnRedis:
 
     def start(self) -> None:
         if not self.port:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                self.port = probe.getsockname()[1]
+            self.port = free_port()
         with (self.workdir / "redis.log").open("ab") as log:
             self.process = subprocess.Popen(
                 ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly",
@@ -168,13 +156,6 @@ def rabbitmq_vhost() -> Iterator[str]:
     finally:
         _rabbitmqctl("delete_vhost", name)
 
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(what)
-        time.sleep(0.1)
 
 
 def empty_broker(url: str) -> None:

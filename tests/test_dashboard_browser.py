@@ -6,7 +6,6 @@ timeline, the gallery and the progress go to test-artifacts/ (NOTIFIER_TEST_ARTI
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,11 +15,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from notifier.config import load_settings
-from notifier.demo import CAMPAIGN, run_dashboard_demo
+from notifier.demo import CAMPAIGN
 from notifier.ledger.db import make_engine, session_factory
 from notifier.ledger.models import CampaignRow, DeliveryRow
-from tests.browser import shot
+from tests.browser import dashboard_demo, shot
 from tests.conftest import ROOT
 
 PASSWORD = "a browser test's own password"
@@ -63,23 +61,8 @@ class Demo:
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
     """``notifier demo --dashboard`` in a thread, with no draft: the browser uploads the campaign."""
-    started, stop = threading.Event(), threading.Event()
-    found: dict[str, str] = {}
-
-    def echo(line: str) -> None:
-        m = re.search(r"dashboard: (\S+)/login", line)
-        if m:
-            found["url"] = m[1]
-            started.set()
-
-    thread = threading.Thread(target=run_dashboard_demo, daemon=True, args=(load_settings({}), tmp_path / "demo"),
-                              kwargs={"port": 0, "pace": 0.02, "echo": echo, "wait": stop.wait,
-                                      "password": PASSWORD, "draft": False})
-    thread.start()
-    assert started.wait(60), "the dashboard demo did not start"
-    yield Demo(found["url"], tmp_path / "demo" / "ledger.db")
-    stop.set()
-    thread.join(60)
+    with dashboard_demo(tmp_path / "demo", PASSWORD, draft=False) as url:
+        yield Demo(url, tmp_path / "demo" / "ledger.db")
 
 
 def drained(read: Any, timeout: float = 60) -> None:

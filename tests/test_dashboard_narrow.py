@@ -5,16 +5,14 @@ Full-page screenshots of each go to test-artifacts/ (NOTIFIER_TEST_ARTIFACTS).""
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from notifier.config import load_settings
-from notifier.demo import CAMPAIGN, run_dashboard_demo
-from tests.browser import shot
+from notifier.demo import CAMPAIGN
+from tests.browser import dashboard_demo, shot
 
 PASSWORD = "a narrow screen's own password"
 PAGES = {"campaigns": "/campaigns", "campaign": f"/campaigns/{CAMPAIGN}", "gallery": f"/campaigns/{CAMPAIGN}/gallery"}
@@ -34,24 +32,8 @@ STICKING_OUT = """() => {
 def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``notifier demo --dashboard`` with its draft; the fixture's browser schedules it and pauses it once
     messages have gone out, so that every table of the campaign's page has rows."""
-    started, stop = threading.Event(), threading.Event()
-    found: dict[str, str] = {}
-
-    def echo(line: str) -> None:
-        m = re.search(r"dashboard: (\S+)/login", line)
-        if m:
-            found["url"] = m[1]
-            started.set()
-
-    folder = tmp_path_factory.mktemp("narrow") / "demo"
-    thread = threading.Thread(target=run_dashboard_demo, daemon=True, args=(load_settings({}), folder),
-                              kwargs={"port": 0, "pace": 0.02, "echo": echo, "wait": stop.wait,
-                                      "password": PASSWORD})
-    thread.start()
-    assert started.wait(60), "the dashboard demo did not start"
-    yield found["url"]
-    stop.set()
-    thread.join(60)
+    with dashboard_demo(tmp_path_factory.mktemp("narrow") / "demo", PASSWORD) as url:
+        yield url
 
 
 def logged_in(browser: Any, url: str, width: int) -> Any:
