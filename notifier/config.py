@@ -14,6 +14,10 @@ from notifier.errors import ConfigError
 # links to the folders at the project's root, resolved here so that paths read as they are.
 SHIPPED = {name: (Path(__file__).resolve().parent / "_data" / name).resolve()
            for name in ("templates", "locales", "campaigns")}
+# Installed from a wheel, the shipped folders are files inside the package (no links): they are read, never written.
+_INSTALLED = not (Path(__file__).resolve().parent / "_data" / "campaigns").is_symlink()
+_SETTING_OF = {"templates": "NOTIFIER_TEMPLATES_DIR", "locales": "NOTIFIER_LOCALES_DIR",
+               "campaigns": "NOTIFIER_CAMPAIGNS_DIR"}
 TRANSPORTS = ("outbox", "providers")
 
 
@@ -256,3 +260,16 @@ def _admin_password(raw: str) -> dict[str, object]:
     if why:
         raise ConfigError(f"NOTIFIER_ADMIN_PASSWORD is too weak: {why}")
     return {"admin_password_hash": hash_password(raw), "admin_password_was_plain": True}
+
+
+def writable(folder: Path) -> Path:
+    """``folder`` if notifier may write a campaign, templates or catalogs into it; a ConfigError naming the setting
+    when it is the shipped data inside an installed package (a new campaign would land in site-packages)."""
+    if _INSTALLED:
+        resolved = Path(folder).resolve()
+        for name, shipped in SHIPPED.items():
+            if resolved == shipped or shipped in resolved.parents:
+                raise ConfigError(f"{_SETTING_OF[name]} is the {name} folder shipped inside the installed package "
+                                  f"({shipped}), which is never written: set NOTIFIER_CAMPAIGNS_DIR, "
+                                  f"NOTIFIER_TEMPLATES_DIR and NOTIFIER_LOCALES_DIR to folders of your own")
+    return Path(folder)

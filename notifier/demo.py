@@ -104,7 +104,9 @@ def _run(settings: Settings, root: Path, progress: bool, echo: Callable[..., Any
     content = Content.of(campaign, settings.templates_dir, settings.locales_dir)
     with transaction(sessions) as s:
         result = queries.schedule(s, campaign, Path(campaign.source).read_text(encoding="utf-8"), START, content)
-    echo(f"scheduled {campaign.id}: {result.groups} send groups over {result.zones} time zones")
+    with sessions() as s:
+        planned = campaign_status(s, campaign.id, settings).planned
+    echo(f"scheduled {campaign.id}: {planned:,} messages planned over {result.zones} time zones")
 
     dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     try:

@@ -317,7 +317,7 @@ def campaign_lines(session: Session, settings: Settings | None = None,
         copy = _copy(row, settings)
         blocked = copy is not None and copy.blocked
         phase = phase_of(row.state, groups, done, any(counts[s] for s in OPEN_STATES), blocked)
-        nxt = nxt if phase not in ("finished", "cancelled") else None
+        nxt = nxt if phase not in ("finished", "cancelled", "blocked") else None  # blocked: nothing goes out then
         lines.append(CampaignLine(row.id, str(row.state), phase, counts[DeliveryState.SENT.value], counts.total(),
                                   done, groups, nxt, held if phase in ("sending", "blocked") else (),
                                   counts.total() + to_come(session, row), sum(counts[s] for s in FINAL_STATES),

@@ -19,6 +19,7 @@ from pathlib import Path
 from babel.messages.pofile import read_po, write_po
 
 from notifier.catalogs import extract, update
+from notifier.config import writable
 from notifier.errors import UserError
 from notifier.i18n import catalog_path, parse_tag
 
@@ -124,6 +125,7 @@ def new_campaign(campaign_id: str, locales: Sequence[str], *, campaigns_dir: Pat
     if not locales or unknown:
         raise UserError(f"--locales: {', '.join(unknown) or 'none given'}: expected locale tags such as id, pt-BR")
     default = next((tag for tag in locales if tag.split("-")[0] == "en"), locales[0])
+    campaigns_dir, templates_dir, locales_dir = (writable(d) for d in (campaigns_dir, templates_dir, locales_dir))
     campaign_file = Path(campaigns_dir) / f"{campaign_id}.yaml"
     folder = Path(templates_dir) / campaign_id
     taken = [p for p in (campaign_file, folder) if p.exists()]

@@ -43,8 +43,8 @@ SKIP_REASONS: dict[str, str] = {
     SkipReason.ACTION_DONE.value: _("they had already done what it asks"),
     SkipReason.CANCELLED.value: _("the campaign was cancelled"),
     SkipReason.NO_ADDRESS.value: _("no address or push token"),
-    SkipReason.UNCERTAIN.value: _("a worker stopped while sending it, and the campaign says not to risk a second "
-                                  "copy"),
+    SkipReason.UNCERTAIN.value: _("the provider may already have it (no answer came), and the campaign says not to "
+                                  "risk a second copy"),
     SkipReason.SUPERSEDED.value: _("a later reminder for the same deadline was already due"),
     SkipReason.SUPPRESSED.value: _("the address or token is on the suppression list"),
 }

@@ -8,11 +8,11 @@ Run it from the repository root (it needs only the standard library):
 It writes two files, byte for byte the same on every run (random.Random(2024), no clock, no environment):
 
 ``audience.csv``
-    ``id,email,name,locale,timezone,country,push_tokens,joined_at,plan,refund_amount,refund_currency``:
+    ``id,email,name,locale,timezone,country,push_tokens,joined_at,attributes.plan,refund_amount,refund_currency``:
     2,000 data rows, 1,984 of
     them valid, for Indonesia (~40%), Brazil (~25%), Mexico (~15%), Australia (~12%) and Singapore (~8%).
     ``push_tokens`` holds 0-2 tokens separated by ``|``; ``joined_at`` is ISO-8601 UTC with a ``Z``;
-    ``plan`` (premium/family/student) is a free attribute column. About 3% of the valid rows have an empty
+    ``attributes.plan`` (premium/family/student) is an attribute column. About 3% of the valid rows have an empty
     timezone, to be derived from the country. The id of every row is ``u`` + its data-row number (line - 1),
     so the ids that the duplicate-id and empty-id rows would have had appear nowhere. Two valid rows have
     hostile names (``<script>alert(1)</script>`` and ``{{ 7*7 }}``) to exercise escaping in templates.
@@ -62,8 +62,8 @@ N_ROWS = 2000  # data rows in audience.csv, bad rows included
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT_DIR = ROOT / "notifier" / "demo"
 
-AUDIENCE_HEADER = ["id", "email", "name", "locale", "timezone", "country", "push_tokens", "joined_at", "plan",
-                   "refund_amount", "refund_currency"]
+AUDIENCE_HEADER = ["id", "email", "name", "locale", "timezone", "country", "push_tokens", "joined_at",
+                   "attributes.plan", "refund_amount", "refund_currency"]
 ACTIONS_HEADER = ["recipient_id", "action", "at"]
 
 COUNTRY_WEIGHTS: dict[str, int] = {"ID": 40, "BR": 25, "MX": 15, "AU": 12, "SG": 8}

@@ -165,6 +165,15 @@ def test_a_file_without_a_header_is_refused_without_quoting_its_first_address(tm
     assert "@" not in str(raised.value).replace(str(path), "")
 
 
+def test_a_file_without_a_header_and_without_an_address_quotes_none_of_its_first_row(tmp_path: Path) -> None:
+    path = write(tmp_path / "audience.csv", "u1,Ana Souza,,pt-BR,America/Sao_Paulo,BR,tok-secret-123")
+    with pytest.raises(AudienceError) as raised:
+        next(read_audience(path))
+    message = str(raised.value)
+    assert message.startswith(f"{path}:1: the first line names no column we know: is the header line missing?")
+    assert "Ana" not in message and "tok-secret" not in message
+
+
 def test_the_header_is_judged_before_any_row_is_read(tmp_path: Path) -> None:
     """Streaming stays: the refusal comes from line 1 alone (line 2 is not even UTF-8)."""
     path = tmp_path / "audience.csv"

@@ -126,7 +126,7 @@ def test_a_campaign_that_would_send_nothing_is_refused_unless_allowed(tmp_path: 
 
     allowed = run("campaign", "schedule", str(wrong), *now, "--allow-empty", env=env)
     assert allowed.returncode == 0, allowed.stderr
-    assert allowed.stdout.startswith("scheduled tiktok-music-shutdown: 0 new send groups")  # the refusal stored nothing
+    assert allowed.stdout.startswith("scheduled tiktok-music-shutdown: 0 messages planned")  # refused: nothing stored
     assert allowed.stderr.splitlines() == [
         *(f"warning: {w}" for w in why),
         f"warning: {wrong}: nothing will be sent: no wave of any deadline is still ahead in any time zone "

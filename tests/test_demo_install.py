@@ -92,4 +92,17 @@ def test_the_wheel_alone_plays_the_demo_in_an_empty_folder(tmp_path: Path) -> No
     assert f"outbox: {folder.resolve() / 'outbox'}" in result.stdout
     assert len(list((folder / "outbox" / "email").rglob("*.eml"))) > 1000
     assert len(list((folder / "outbox" / "push").rglob("*.json"))) > 1000
+
+    # A new campaign never lands in site-packages: the shipped folders are read, not written.
+    new = subprocess.run([str(venv / "bin" / "notifier"), "campaign", "new", "acme-stream"], capture_output=True,
+                         text=True, cwd=empty, env=CLEAN_ENV, timeout=120)
+    assert new.returncode == 2 and "shipped inside the installed package" in new.stderr, new.stderr
+    assert "NOTIFIER_CAMPAIGNS_DIR, NOTIFIER_TEMPLATES_DIR and NOTIFIER_LOCALES_DIR" in new.stderr
+    assert not list(venv.rglob("acme-stream*"))
+    own = {"NOTIFIER_CAMPAIGNS_DIR": str(empty / "campaigns"), "NOTIFIER_TEMPLATES_DIR": str(empty / "templates"),
+           "NOTIFIER_LOCALES_DIR": str(empty / "locales")}
+    made = subprocess.run([str(venv / "bin" / "notifier"), "campaign", "new", "acme-stream"], capture_output=True,
+                          text=True, cwd=empty, env={**CLEAN_ENV, **own}, timeout=120)
+    assert made.returncode == 0, made.stderr
+    assert (empty / "campaigns" / "acme-stream.yaml").is_file()
     print(f"wheel built, installed and its demo played in {time.monotonic() - started:.0f} s")

@@ -115,6 +115,9 @@ def csv_header(file: str, names: list[str], extra: ExtraColumns) -> list[Column]
         raise AudienceError(f"{file}:1: column {_shown(twice[0])} appears twice in the header")
     unknown = [(name, i) for i, (name, c) in enumerate(zip(names, columns, strict=True), 1) if c is None]
     fields = {c.field for c in columns if c is not None} | {suggestion(name) for name, _ in unknown}
+    if unknown and not fields - {None}:  # nothing here names a field: a data row, whose values are never shown
+        raise AudienceError(f"{file}:1: the first line names no column we know: is the header line missing? It "
+                            f"must name the columns ({', '.join(KNOWN)}); nothing was imported")
     missing = []  # not reported for a field that an unknown column seems to be (e-mail: did you mean email?)
     if "id" not in fields:
         missing.append("no id column")

@@ -207,6 +207,7 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None, allow_e
     from notifier.ledger import queries
     from notifier.ledger.db import transaction
     from notifier.render import Content
+    from notifier.reports import campaign_status
     from notifier.review import review
 
     path = campaign_file(c, campaign_ref)
@@ -219,8 +220,10 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None, allow_e
     content = Content.of(camp, c.settings.templates_dir, c.settings.locales_dir)
     with transaction(c.sessions()) as s:
         result = queries.schedule(s, camp, path.read_text(encoding="utf-8"), at, content)
+    with c.sessions()() as s:
+        planned = campaign_status(s, camp.id, c.settings).planned
     verb = "scheduled" if result.created else "updated"
-    click.echo(f"{verb} {camp.id}: {result.groups} new send groups over {result.zones} time zones; "
+    click.echo(f"{verb} {camp.id}: {planned:,} messages planned to today's audience, over {result.zones} time zones; "
                f"approved copy {content.fingerprint[:12]}")
     for change in result.content_changes:
         click.echo(f"  copy changed: {change}")

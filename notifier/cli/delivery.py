@@ -136,7 +136,8 @@ def status(c: CliContext, campaign_id: str, as_json: bool) -> None:
         click.echo(json.dumps(st.as_dict(), indent=2))
         return
     words = Words()
-    nxt = f", next at {st.next_send_at:%Y-%m-%d %H:%M} UTC" if st.next_send_at and st.phase != "finished" else ""
+    shown = st.next_send_at and st.phase not in ("finished", "blocked")  # a blocked campaign sends nothing then
+    nxt = f", next at {st.next_send_at:%Y-%m-%d %H:%M} UTC" if shown else ""
     click.echo(f"{st.campaign_id}: {st.phase}; {st.done:,} of {st.planned:,} messages done ({st.percent}%){nxt}")
     if st.copy is not None and st.copy.blocked:
         click.echo(f"blocked: {BLOCKED}")

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from notifier.campaign import SLUG, Campaign, parse_campaign, zone
-from notifier.config import Settings
+from notifier.config import Settings, writable
 from notifier.errors import CampaignError, NotFound, Problem
 from notifier.ledger.models import CampaignRow, SendGroup, Suppression
 from notifier.ledger.queries import audience_zones, campaign_of, get_campaign, rows_to_come
@@ -111,7 +111,7 @@ def load(settings: Settings, session: Session, campaign_id: str) -> tuple[Campai
 
 def save_file(settings: Settings, campaign: Campaign, text: str) -> Path:
     """Write a validated campaign's file into the campaigns folder, whole or not at all."""
-    path = campaign_path(settings, campaign.id)
+    path = writable(settings.campaigns_dir) / campaign_path(settings, campaign.id).name
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{campaign.id}.", suffix=".yaml", dir=path.parent)
     try:
