@@ -28,7 +28,7 @@ from notifier.events import Outcome, SendResult
 from notifier.i18n import negotiate
 from notifier.ledger import claims, holds, queries, suppressions
 from notifier.ledger.claims import RowOutcome
-from notifier.ledger.db import database_error, ledger_unreachable, transaction
+from notifier.ledger.db import durably, transaction
 from notifier.ledger.models import DeliveryState, SkipReason
 from notifier.links import unsubscribe_headers
 from notifier.planner import parse_send_key, window_reopens
@@ -37,8 +37,6 @@ from notifier.words import tick_word, window_wait
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-LEDGER_RETRY_FIRST = 0.5  # seconds before trying the ledger again, doubling up to LEDGER_RETRY_MAX
-LEDGER_RETRY_MAX = 30.0
 
 
 @dataclass
@@ -148,14 +146,7 @@ class Dispatcher:
         NOTIFIER_MAX_CLOCK_SKEW_SECONDS (never for a simulated clock). Noted in the ledger for status."""
         if self.simulated_clock:
             return None
-        with transaction(self.sessions) as s:
-            database_now = holds.ledger_now(s)
-            why = holds.skew_refusal(now, database_now, timedelta(seconds=self.settings.max_clock_skew_seconds))
-            if why is None:
-                holds.release(s, holds.CLOCK)
-            else:
-                holds.hold(s, holds.CLOCK, why, database_now)
-        return why
+        return holds.check_clock(self.sessions, now, timedelta(seconds=self.settings.max_clock_skew_seconds))
 
     def tick(self, now: datetime) -> TickReport:
         """Do everything due at ``now`` in this process; returns what was done."""
@@ -399,24 +390,9 @@ class Dispatcher:
 
     def durably(self, what: str, work: Callable[[], T]) -> T:
         """Ledger work that must not be dropped (outcomes a provider already gave, a batch already claimed): while
-        the ledger is unreachable, wait and try again, 0.5 s doubling up to 30 s, for as long as it takes. The
-        caller claims nothing new meanwhile; a bug in a statement is raised at once."""
-        delay, waited = LEDGER_RETRY_FIRST, 0.0
-        while True:
-            try:
-                result = work()
-            except Exception as exc:
-                if not ledger_unreachable(exc):
-                    raise
-                log.warning("the ledger is unreachable while %s (%s); held in memory, trying again in %.1f s",
-                            what, database_error(exc), delay)
-                self.sleep(delay)
-                waited += delay
-                delay = min(delay * 2, LEDGER_RETRY_MAX)
-                continue
-            if waited:
-                log.warning("the ledger is back: %s done after %.0f s", what, waited)
-            return result
+        the ledger is unreachable, wait and try again for as long as it takes (``ledger.db.durably``); the caller
+        claims nothing new meanwhile."""
+        return durably(what, work, sleep=self.sleep)
 
     def _message(self, campaign: Campaign, row: claims.ClaimedRow, deadlines: tuple[str, ...], locale: str,
                  now: datetime) -> Message:

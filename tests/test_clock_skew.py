@@ -135,3 +135,19 @@ def test_the_skew_allowed_is_two_minutes_either_way(skew: timedelta, expected: s
     database = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
     why = holds.skew_refusal(database + skew, database, timedelta(seconds=Settings().max_clock_skew_seconds))
     assert (why is None) if expected is None else (why is not None and expected in why)
+
+
+def test_a_hosts_good_clock_never_clears_another_hosts_hold_and_a_hold_unseen_for_an_hour_is_not_shown(
+        sessions: sessionmaker[Session], settings: Settings, scheduled: datetime) -> None:
+    with transaction(sessions) as s:
+        now = holds.ledger_now(s)
+        holds.hold(s, "clock:worker-7", "worker-7's clock is 1.0 days ahead", now)
+        holds.hold(s, "clock:gone", "a host since retired", now - timedelta(hours=2))
+    dispatcher = build_dispatcher(settings, sessions)
+
+    assert dispatcher.tick(datetime.now(UTC)).held is None  # this host's clock is fine: it sends
+
+    with sessions() as s:
+        assert [h.name for h in holds.active(s)] == ["clock:worker-7"]
+        assert campaign_status(s, CAMPAIGN_ID).held == []  # the campaign finished: nothing is held any more
+    dispatcher.close()

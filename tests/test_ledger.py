@@ -501,3 +501,29 @@ def test_invalid_state_changes_are_refused(
 def test_state_change_of_an_unknown_campaign_is_refused(sessions: sessionmaker[Session]) -> None:
     with pytest.raises(CampaignStateError, match="no campaign"):
         set_state(sessions, CampaignState.PAUSED, SCHEDULED)
+
+
+def test_durable_ledger_work_waits_out_an_unreachable_ledger_but_never_a_bug() -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from notifier.ledger.db import durably
+
+    waits: list[float] = []
+    answers = [OperationalError("UPDATE", {}, sqlite3.OperationalError("database is locked"))] * 3
+
+    def work() -> str:
+        if answers:
+            raise answers.pop()
+        return "recorded"
+
+    assert durably("recording 3 outcomes", work, sleep=waits.append) == "recorded"
+    assert waits == [0.5, 1.0, 2.0]  # doubling, then done; nothing dropped
+
+    def bug() -> None:
+        raise OperationalError("SELECT", {}, sqlite3.OperationalError("no such table: deliveries"))
+
+    with pytest.raises(OperationalError):
+        durably("reading", bug, sleep=waits.append)
+    assert waits == [0.5, 1.0, 2.0]  # a bug is raised at once, never waited on

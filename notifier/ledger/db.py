@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -16,6 +18,8 @@ from sqlalchemy.pool import NullPool
 from notifier.errors import ConfigError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# The dispatcher's logger: what it says about holding outcomes belongs with its other lines.
+log = logging.getLogger("notifier.dispatch")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -102,6 +106,33 @@ def ledger_unreachable(exc: BaseException) -> bool:
     if type(exc.orig).__module__.startswith("sqlite3"):
         return any(word in str(exc.orig).lower() for word in _SQLITE_PASSING)
     return True  # PostgreSQL: connection refused or lost, admin shutdown, deadlock, serialization failure
+
+
+LEDGER_RETRY_FIRST = 0.5  # seconds before trying the ledger again, doubling up to LEDGER_RETRY_MAX
+LEDGER_RETRY_MAX = 30.0
+T = TypeVar("T")
+
+
+def durably(what: str, work: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
+    """``work()``, tried again while the ledger is unreachable (:func:`ledger_unreachable`), 0.5 s doubling up to
+    30 s, for as long as it takes; a bug in a statement is raised at once. For work that must not be dropped: the
+    outcomes a provider already gave, a batch already claimed."""
+    delay, waited = LEDGER_RETRY_FIRST, 0.0
+    while True:
+        try:
+            result = work()
+        except Exception as exc:
+            if not ledger_unreachable(exc):
+                raise
+            log.warning("the ledger is unreachable while %s (%s); held in memory, trying again in %.1f s",
+                        what, database_error(exc), delay)
+            sleep(delay)
+            waited += delay
+            delay = min(delay * 2, LEDGER_RETRY_MAX)
+            continue
+        if waited:
+            log.warning("the ledger is back: %s done after %.0f s", what, waited)
+        return result
 
 
 def _connect(engine: Engine) -> Connection:

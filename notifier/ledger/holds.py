@@ -8,16 +8,18 @@ finds the clocks agreeing again.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.ledger.models import DispatchHold
 from notifier.ledger.queries import dialect_insert
 
-CLOCK = "clock"
+CLOCK = "clock"  # a hold's name: "clock:<host>", one per host, so a fleet's good clocks never clear a bad one's
+STALE = timedelta(hours=1)  # a hold no tick has seen this long (its host was fixed or is gone) is no longer shown
 
 
 def ledger_now(session: Session) -> datetime:
@@ -40,6 +42,19 @@ def skew_refusal(process_now: datetime, database_now: datetime, max_skew: timede
             f"({process_now:%Y-%m-%d %H:%M:%S} against {database_now:%Y-%m-%d %H:%M:%S} UTC; at most "
             f"{_span(max_skew)} allowed, NOTIFIER_MAX_CLOCK_SKEW_SECONDS): nothing is sent until they agree; "
             f"fix the host's time (NTP)")
+
+
+def check_clock(sessions: sessionmaker[Session], now: datetime, max_skew: timedelta) -> str | None:
+    """Why a tick at ``now`` (this host's clock) must not send, else None; noted as this host's hold, or its hold
+    released, in the ledger for status and the dashboard."""
+    with sessions() as s, s.begin():
+        database_now = ledger_now(s)
+        why = skew_refusal(now, database_now, max_skew)
+        if why is None:
+            release(s, clock_hold_name())
+        else:
+            hold(s, clock_hold_name(), why, database_now)
+    return why
 
 
 def _span(span: timedelta) -> str:
@@ -72,7 +87,14 @@ def release(session: Session, name: str) -> None:
     session.execute(delete(DispatchHold).where(DispatchHold.name == name))
 
 
+def clock_hold_name() -> str:
+    """This host's clock hold."""
+    return f"{CLOCK}:{socket.gethostname()[:50]}"
+
+
 def active(session: Session) -> list[Hold]:
-    """Every hold, oldest first."""
+    """Every hold a tick has seen within the last hour, oldest first."""
+    recent = ledger_now(session) - STALE
     return [Hold(h.name, h.reason, h.since, h.seen_at)
-            for h in session.scalars(select(DispatchHold).order_by(DispatchHold.since))]
+            for h in session.scalars(select(DispatchHold).where(DispatchHold.seen_at >= recent)
+                                     .order_by(DispatchHold.since))]

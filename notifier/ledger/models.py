@@ -251,7 +251,7 @@ class DispatchHold(Base):
 
     __tablename__ = "dispatch_holds"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # what holds it: "clock"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)  # what holds it: "clock:<host>"
     reason: Mapped[str] = mapped_column(Text)  # one line for an operator, no personal data
     since: Mapped[datetime] = mapped_column(UTCDateTime())  # on the ledger's clock
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the last tick that found it (the ledger's clock)
