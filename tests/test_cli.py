@@ -175,6 +175,9 @@ def test_plan_for_one_recipient_explains_missing_and_merged_waves(audience_file:
     assert "playlist-transfer: the deadline 2024-10-28 00:00 CST had already passed when the recipient joined" in out
     assert "push: the recipient has no active push token" in out
     assert "merged with refund P61D" in out
+    table = out.split("\nWhy some waves")[0].splitlines()
+    assert table[0].split()[-1] == "wave" and "1 day before Refund requests and service closure" in table[1]
+    assert not any("@P" in line for line in table)  # waves in words, not send keys
 
 
 def test_plan_unknown_recipient_is_a_clear_error(audience_file: Path) -> None:

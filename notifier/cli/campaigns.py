@@ -106,17 +106,18 @@ def campaign_plan(c: CliContext, campaign_ref: str, audience_file: Path | None, 
     """Show every send the campaign would make to an audience file or the ledger's audience; nothing is written."""
     from notifier.timeline import PlanView, sorted_entries
 
-    view = PlanView(_plan_campaign(c, campaign_ref), recipient, _parse_now(now) if now else None)
+    planned = _plan_campaign(c, campaign_ref)
+    view = PlanView(planned, recipient, _parse_now(now) if now else None)
     if audience_file is not None:
         rows = sorted_entries(view.entries(_file_members(audience_file, recipient)))
-        _print_plan(rows, as_json)
+        _print_plan(planned, rows, as_json)
         where = str(audience_file)
     else:
         from notifier.ledger.db import transaction
         from notifier.reports import ledger_members
 
         with transaction(c.sessions()) as s:
-            _print_plan(sorted_entries(view.entries(ledger_members(s, recipient))), as_json)
+            _print_plan(planned, sorted_entries(view.entries(ledger_members(s, recipient))), as_json)
         where = "the ledger"
     if recipient is not None:
         if not view.found:
@@ -154,15 +155,19 @@ def _file_members(audience_file: Path, recipient: str | None) -> Iterator[Recipi
         yield rec
 
 
-def _print_plan(rows: Iterable[TimelineEntry], as_json: bool) -> None:
+def _print_plan(campaign: Campaign, rows: Iterable[TimelineEntry], as_json: bool) -> None:
+    """One line per send: JSON with the send's codes, or a table with its wave in words."""
+    from notifier.words import Words
+
     if as_json:
         for e in rows:
             click.echo(e.as_json())
         return
-    click.echo(f"{'send at (recipient local time)':<32} {'recipient':<12} {'channel':<7} {'wave':<6} deadlines")
+    words = Words()
+    click.echo(f"{'send at (recipient local time)':<30} {'recipient':<12} {'channel':<7} wave")
     for e in rows:
-        click.echo(f"{e.send_at.strftime('%Y-%m-%d %H:%M %z'):<32} {e.recipient:<12} {e.channel:<7} "
-                   f"{e.wave:<6} {', '.join(e.deadlines)}")
+        click.echo(f"{e.send_at.strftime('%Y-%m-%d %H:%M %z'):<30} {e.recipient:<12} {e.channel:<7} "
+                   f"{words.send(campaign, e.send_key)}")
 
 
 @campaign.command("list")
