@@ -11,13 +11,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.ledger.db import make_engine
+from notifier.ledger.models import DeliveryRow
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
@@ -35,6 +38,21 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def state_counts(sessions: sessionmaker[Session], channel: str | None = None) -> Counter[str]:
+    """The ledger's delivery rows by state (of one channel, if given)."""
+    with sessions() as s:
+        q = select(DeliveryRow.state, func.count()).group_by(DeliveryRow.state)
+        if channel is not None:
+            q = q.where(DeliveryRow.channel == channel)
+        return Counter({state: n for state, n in s.execute(q)})
+
+
+def uncertain_count(sessions: sessionmaker[Session]) -> int:
+    """Rows flagged uncertain: the provider may have had them when no answer came."""
+    with sessions() as s:
+        return int(s.scalar(select(func.count()).where(DeliveryRow.uncertain.is_(True))) or 0)
 
 
 def write_audience(path: Path, recipients: int) -> Path:

@@ -34,7 +34,7 @@ import redis
 from celery import Celery
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier import distributed
@@ -48,7 +48,7 @@ from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, Sk
 from notifier.render import Content
 from notifier.reports import DeliveryAudit, audit
 from tests.conftest import TEST_SECRETS, shipped_catalogs_as, wave_now, wave_spec
-from tests.services import free_port, wait_for, write_audience
+from tests.services import free_port, state_counts, uncertain_count, wait_for, write_audience
 
 if TYPE_CHECKING:
     from tests.conftest import SharedLedger
@@ -247,9 +247,7 @@ class Wave:
         return distributed.tick(self.publish)
 
     def counts(self) -> Counter[str]:
-        with self.sessions() as s:
-            rows = s.execute(select(DeliveryRow.state, func.count()).group_by(DeliveryRow.state))
-            return Counter({state: n for state, n in rows})
+        return state_counts(self.sessions)
 
     def drive(self, watch: Callable[[], None] = lambda: None, timeout: float = SETTLE_TIMEOUT) -> float:
         """Tick every 2 s until every row is settled (none pending, queued or sending); ``watch`` runs in between."""
@@ -277,8 +275,7 @@ class Wave:
                                                               DeliveryRow.lease_owner.like(f"%@{worker}@%"))))
 
     def uncertain(self) -> int:
-        with self.sessions() as s:
-            return int(s.scalar(select(func.count()).where(DeliveryRow.uncertain.is_(True))) or 0)
+        return uncertain_count(self.sessions)
 
     def audit(self) -> DeliveryAudit:
         with self.sessions() as s:

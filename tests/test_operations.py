@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.audience import import_audience
@@ -29,11 +29,11 @@ from notifier.config import load_settings
 from notifier.emulator.process import EmulatorProcess
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
-from notifier.ledger.models import DeliveryRow, DeliveryState
+from notifier.ledger.models import DeliveryState
 from notifier.render import Content
 from notifier.reports import DeliveryAudit, audit
 from tests.conftest import NO_FAULTS, TEST_SECRETS, shipped_catalogs_as, wave_now, wave_spec
-from tests.services import Dispatch, OwnPostgres, wait_for, write_audience
+from tests.services import Dispatch, OwnPostgres, state_counts, uncertain_count, wait_for, write_audience
 
 pytestmark = pytest.mark.filterwarnings("ignore:Message.token is deprecated:DeprecationWarning")
 
@@ -57,15 +57,10 @@ class Wave:
     logs: Path
 
     def counts(self, channel: str | None = None) -> Counter[str]:
-        with self.sessions() as s:
-            q = select(DeliveryRow.state, func.count()).group_by(DeliveryRow.state)
-            if channel is not None:
-                q = q.where(DeliveryRow.channel == channel)
-            return Counter({state: n for state, n in s.execute(q)})
+        return state_counts(self.sessions, channel)
 
     def uncertain(self) -> int:
-        with self.sessions() as s:
-            return int(s.scalar(select(func.count()).where(DeliveryRow.uncertain.is_(True))) or 0)
+        return uncertain_count(self.sessions)
 
     def audit(self) -> DeliveryAudit:
         with self.sessions() as s:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifier.ledger.db import transaction
 from notifier.ledger.models import DispatchHold
 from notifier.ledger.queries import dialect_insert
 
@@ -47,7 +48,7 @@ def skew_refusal(process_now: datetime, database_now: datetime, max_skew: timede
 def check_clock(sessions: sessionmaker[Session], now: datetime, max_skew: timedelta) -> str | None:
     """Why a tick at ``now`` (this host's clock) must not send, else None; noted as this host's hold, or its hold
     released, in the ledger for status and the dashboard."""
-    with sessions() as s, s.begin():
+    with transaction(sessions) as s:
         database_now = ledger_now(s)
         why = skew_refusal(now, database_now, max_skew)
         if why is None:
