@@ -28,7 +28,7 @@ from notifier.errors import Problem
 from notifier.i18n import CatalogError, catalog_domain, catalog_path, posix
 
 METHOD_MAP = [("**.j2", "jinja2.ext:babel_extract"), ("**.txt", "jinja2.ext:babel_extract"),
-              ("**.html", "jinja2.ext:babel_extract")]
+              ("**.html", "jinja2.ext:babel_extract"), ("**.mjml", "jinja2.ext:babel_extract")]
 PY_KEYWORDS = {"gettext": None, "_": None, "ngettext": (1, 2)}
 OPTIONS = {"**": {"extensions": "jinja2.ext.i18n", "newstyle_gettext": "true"}}
 # The plural rules of the languages we ship, as CLDR 46 states them (and Babel 2.19 writes them). They are

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -63,6 +64,9 @@ class Settings:
     public_url: str = "http://localhost:8000"  # where the unsubscribe links point
     secret_key: str = DEFAULT_SECRET  # keys and signs unsubscribe links; refused by real providers
     secret_key_previous: tuple[str, ...] = ()  # older keys whose links still work (rotation)
+    # An address whose mail SendGrid Inbound Parse posts to POST /webhooks/sendgrid/inbound: List-Unsubscribe then
+    # offers a mailto: beside the https link; None: the link only.
+    unsubscribe_mailto: str | None = None
     http_timeout: float = 10.0  # SendGrid: seconds per socket operation of a request (push: the two below)
     http_connect_timeout: float = 10.0  # push: getting a connection (DNS, TCP, TLS); past it, a plain retry
     http_read_timeout: float = 10.0  # push: FCM's answer to a request written; past it, uncertain
@@ -233,6 +237,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=env.get("NOTIFIER_SECRET_KEY") or d.secret_key,
         secret_key_previous=tuple(k.strip() for k in (env.get("NOTIFIER_SECRET_KEY_PREVIOUS") or "").split(",")
                                   if k.strip()),
+        unsubscribe_mailto=_mailto_address(env.get("NOTIFIER_UNSUBSCRIBE_MAILTO") or ""),
         http_timeout=float(_number(env, "NOTIFIER_HTTP_TIMEOUT", d.http_timeout, float) or d.http_timeout),
         http_connect_timeout=_float(env, "NOTIFIER_HTTP_CONNECT_TIMEOUT", d.http_connect_timeout),
         http_read_timeout=_float(env, "NOTIFIER_HTTP_READ_TIMEOUT",  # unset: NOTIFIER_HTTP_TIMEOUT, as before
@@ -246,6 +251,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_token=env.get("NOTIFIER_API_TOKEN") or None,
         **_admin_password(env.get("NOTIFIER_ADMIN_PASSWORD") or ""),
     ))
+
+
+_MAILTO_ADDRESS = re.compile(r"[A-Za-z0-9._+-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+
+
+def _mailto_address(raw: str) -> str | None:
+    """The unsubscribe address, plain (it goes into a mailto: URI as it is), or None when not set."""
+    address = raw.strip()
+    if not address:
+        return None
+    if not _MAILTO_ADDRESS.fullmatch(address):
+        raise ConfigError(f"NOTIFIER_UNSUBSCRIBE_MAILTO: expected a plain address such as "
+                          f"unsubscribe@mail.example.com (letters, digits, '.', '_', '+', '-'), got {raw!r}")
+    return address
 
 
 def _admin_password(raw: str) -> dict[str, object]:

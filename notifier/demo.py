@@ -15,7 +15,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,9 @@ class Simulation:
     actions: list[tuple[datetime, str, str]]
     after_tick: Callable[[], None] = lambda: None
     totals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # The least the clock moves between ticks (a beat ticks every 30 s): a send spread over 20 minutes
+    # (delivery.spread) goes out in a few ticks, not in one per recipient.
+    every: timedelta = timedelta(minutes=5)
     _next_action: int = 0
 
     def step(self, now: datetime) -> datetime | None:
@@ -196,7 +199,7 @@ class Simulation:
             wake = queries.next_wakeup(s, now)
         if self._next_action < len(self.actions):
             wake = min(filter(None, (wake, self.actions[self._next_action][0])))
-        return wake
+        return None if wake is None else max(wake, now + self.every)
 
 
 def _simulate(sessions: Any, dispatcher: Any, actions: list[tuple[datetime, str, str]], progress: bool,

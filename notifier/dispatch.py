@@ -26,7 +26,7 @@ from notifier.config import Settings
 from notifier.errors import UserError, raised_at
 from notifier.events import Outcome, SendResult
 from notifier.i18n import negotiate
-from notifier.ledger import claims, holds, queries, suppressions
+from notifier.ledger import claims, holds, queries, spread, suppressions
 from notifier.ledger.claims import RowOutcome
 from notifier.ledger.db import durably, transaction
 from notifier.ledger.models import DeliveryState, SkipReason
@@ -290,7 +290,7 @@ class Dispatcher:
         if reason is not None:
             return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id, skip_reason=reason)
         suppressed, tokens = suppressions.verdict(row.listed, row.channel, row.tokens,
-                                                  marketing=campaign.honours_opt_outs)
+                                                  marketing=campaign.honours_opt_outs, campaign=campaign.id)
         if suppressed is not None:
             return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
                               skip_reason=SkipReason.SUPPRESSED, error=suppressed)
@@ -304,6 +304,7 @@ class Dispatcher:
                 return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
                                   skip_reason=SkipReason.DEADLINE_PASSED,
                                   error="outside the delivery window until after the deadline")
+            reopens = spread.after(campaign, tz, reopens, deadlines, row.recipient_seq)  # off the hour, as a wave
             return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, next_attempt_at=reopens,
                               attempts=row.attempts - 1, error=window_wait(campaign.delivery.window))
         blocked = self._blocked.get(row.channel)
@@ -398,24 +399,26 @@ class Dispatcher:
                  now: datetime) -> Message:
         tz = zone(row.timezone)
         items = tuple(i for i in parse_send_key(row.send_key) if i.deadline in deadlines)
-        personal = Personal.of(row.name, row.attributes, locale)
+        personal = Personal.of(row.name, row.attributes, locale, row.country)
         variant = self.renderer.variant(campaign, locale, items, tz, now, row.country, personal)
         ids = {"delivery_id": str(row.id), "campaign_id": campaign.id, "send_key": row.send_key}
         if row.channel == "email":
             assert row.email is not None
             headers = unsubscribe_headers(self.settings.public_url, self.settings.secret_key, row.id,
-                                          issued=now.date())
+                                          issued=now.date(), mailto=self.settings.unsubscribe_mailto)
             return EmailMessage(row.id, row.email, personal.name, variant.subject, variant.text, variant.html, personal,
                                 variant=variant.key, tags=(campaign.id, f"{campaign.id}:{row.wave}"),
                                 metadata=ids, headers=headers, marketing=campaign.honours_opt_outs,
                                 sender=campaign.sender.from_header if campaign.sender else None,
-                                reply_to=campaign.sender.reply_to if campaign.sender else None)
+                                reply_to=campaign.sender.reply_to if campaign.sender else None,
+                                date=now if self.simulated_clock else None)  # a simulated run's mail is dated by it
         push = self.renderer.push(variant, personal)
         # A merged push speaks for every deadline it carries: it lives, and collapses, with the latest of them.
         expires, latest = max((campaign.deadline(d).instant_in(tz), d) for d in deadlines)
         return PushMessage(row.id, row.tokens, push.title, push.body, expires_at=expires,
                            collapse_key=f"{campaign.id}:{latest}", metadata=ids,
-                           tags=(f"{campaign.id}-{row.wave}",), marketing=campaign.honours_opt_outs, ttl=expires - now)
+                           tags=(f"{campaign.id}-{row.wave}",), marketing=campaign.honours_opt_outs, ttl=expires - now,
+                           link=push.link or None)
 
     def _outcome(self, result: SendResult, row: claims.ClaimedRow, locale: str, campaign: Campaign,
                  now: datetime) -> RowOutcome:

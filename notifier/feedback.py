@@ -4,8 +4,9 @@
   each event is kept once (by its provider event id), tied to our delivery when it carries our ids, and the ones
   that say an address must not be mailed again (hard bounces, drops for bad addresses, complaints, unsubscribes)
   put it on the suppression list (:data:`SUPPRESSING`).
-- :func:`unsubscribe` is the one-click opt-out of an unsubscribe link: the recipient leaves marketing on every
-  channel.
+- :func:`unsubscribe` is the opt-out of an unsubscribe link (one click, or a mail to the ``mailto:`` address):
+  from a marketing message the recipient leaves all marketing, from a service message the rest of that campaign,
+  on every channel (:func:`opt_out_of` says which, for the page that asks first).
 - :func:`record_actions` notes completed actions (``skip_if``) in bulk, each bad one rejected alone.
 """
 
@@ -135,32 +136,65 @@ def _detail(event: ProviderEvent) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Unsubscribed:
-    """The result of an unsubscribe link: whose campaign, the recipient's locale, and whether it changed anything."""
+class OptOut:
+    """What the unsubscribe link of one delivery stops, and in which language to say so: all marketing (the link of
+    a marketing message) or the rest of that one campaign on every channel (a service message: the law lets
+    service mail reach someone who left marketing, but nobody should get more of what they asked to stop)."""
 
+    delivery_id: int
     campaign_id: str
+    campaign_name: str
+    scope: str  # "marketing", or suppressions.campaign_scope(campaign_id)
     locale: str | None
+
+    @property
+    def marketing(self) -> bool:
+        return self.scope == "marketing"
+
+
+@dataclass(frozen=True)
+class Unsubscribed:
+    """The result of an unsubscribe link: what it stopped, and whether it changed anything."""
+
+    opt_out: OptOut
     added: int  # 0: they had already opted out
+
+    @property
+    def locale(self) -> str | None:
+        return self.opt_out.locale
+
+
+def opt_out_of(session: Session, delivery_id: int) -> OptOut | None:
+    """What unsubscribing through ``delivery_id``'s link stops; None when the delivery is gone."""
+    found = session.execute(
+        select(DeliveryRow.campaign_id, DeliveryRow.locale, Recipient.locale.label("preferred"))
+        .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq).where(DeliveryRow.id == delivery_id)).first()
+    if found is None:
+        return None
+    campaign = queries.campaign_of(queries.get_campaign(session, found.campaign_id))
+    scope = "marketing" if campaign.honours_opt_outs else suppressions.campaign_scope(campaign.id)
+    return OptOut(delivery_id, campaign.id, campaign.name, scope, found.locale or found.preferred)
 
 
 def unsubscribe(session: Session, delivery_id: int, now: datetime, *, source: str = "unsubscribe-link"
                 ) -> Unsubscribed | None:
-    """Opt the recipient of ``delivery_id`` out of marketing on every channel; None when the delivery is gone."""
-    found = session.execute(
-        select(DeliveryRow.campaign_id, DeliveryRow.locale, Recipient.seq, Recipient.id, Recipient.email,
-               Recipient.locale.label("preferred"))
-        .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq).where(DeliveryRow.id == delivery_id)).first()
-    if found is None:
+    """Opt the recipient of ``delivery_id`` out (:func:`opt_out_of`) by its id, its address and its push tokens, so
+    that no channel reaches them; None when the delivery is gone."""
+    opt_out = opt_out_of(session, delivery_id)
+    if opt_out is None:
         return None
+    found = session.execute(select(Recipient.seq, Recipient.id, Recipient.email)
+                            .join(DeliveryRow, DeliveryRow.recipient_seq == Recipient.seq)
+                            .where(DeliveryRow.id == delivery_id)).one()
     tokens = session.scalars(select(PushToken.token).where(PushToken.recipient_seq == found.seq)).all()
     values = [("recipient", found.id), *([("email", found.email)] if found.email else []),
               *(("token", t) for t in tokens)]
-    added = suppressions.suppress(session, values, scope="marketing", reason="unsubscribed", source=source, now=now,
-                                  campaign_id=found.campaign_id)
+    added = suppressions.suppress(session, values, scope=opt_out.scope, reason="unsubscribed", source=source,
+                                  now=now, campaign_id=opt_out.campaign_id)
     if added:
         session.add(DeliveryEvent(delivery_id=delivery_id, type=EventType.UNSUBSCRIBED.value, at=now,
-                                  provider="notifier", detail={"source": source}))
-    return Unsubscribed(found.campaign_id, found.locale or found.preferred, added)
+                                  provider="notifier", detail={"source": source, "scope": opt_out.scope}))
+    return Unsubscribed(opt_out, added)
 
 
 @dataclass(frozen=True)

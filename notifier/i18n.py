@@ -5,18 +5,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections.abc import Sequence
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 
-from babel import Locale, UnknownLocaleError
+from babel import Locale, UnknownLocaleError, localedata
 from babel.dates import format_date
 from babel.messages.catalog import Catalog, Message
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import PoFileError, read_po
-from babel.numbers import format_currency, format_decimal
+from babel.numbers import format_currency, format_decimal, get_currency_symbol
 from babel.support import Translations
 
 from notifier.campaign import SLUG
@@ -86,8 +87,20 @@ def posix(tag: str) -> str:
     return tag.replace("-", "_")
 
 
-def formatting_locale(tag: str) -> str:
-    """The Babel locale that formats dates and numbers: plain 'en' writes international English (28 November)."""
+def formatting_locale(tag: str, country: str | None = None) -> str:
+    """The Babel locale that formats dates, numbers and money: a tag without a region takes the reader's country when
+    CLDR writes the language there (en + SG: en_SG, en + ID: en_ID); plain 'en' elsewhere writes international
+    English (en_001: 28 November); a tag with a region keeps it (pt-BR in Mexico still writes R$ 21,90)."""
+    return _formatting_locale(tag, (country or "").upper())
+
+
+@lru_cache(maxsize=1024)
+def _formatting_locale(tag: str, country: str) -> str:
+    loc = parse_tag(tag)
+    if loc is not None and not loc.territory and re.fullmatch(r"[A-Z]{2}", country):
+        regional = f"{posix(tag_of(loc))}_{country}"
+        if localedata.exists(regional):
+            return regional
     return "en_001" if tag == "en" else posix(tag)
 
 
@@ -172,18 +185,44 @@ def catalog_digest(locales_dir: Path, tag: str, domain: str) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def format_day(day: date, tag: str) -> str:
-    """A calendar date the way the locale writes it: 28 November 2024, 28 de novembro de 2024."""
-    return format_date(day, "long", locale=formatting_locale(tag))
+def format_day(day: date, tag: str, country: str | None = None) -> str:
+    """A calendar date the way the reader's locale writes it: 28 November 2024, 28 de novembro de 2024."""
+    return format_date(day, "long", locale=formatting_locale(tag, country))
 
 
-def format_money(amount: Decimal, currency: str, tag: str) -> str:
-    """An amount in its currency, written the locale's way: Rp49.000 (id), R$ 21,90 (pt-BR), $115.00 (es-MX)."""
-    return format_currency(amount, currency, locale=formatting_locale(tag))
+# CLDR's international English letters each dollar (A$, NZ$, US$), but a country's English writes its own bare ($9.99
+# in en_SG and en_AU). An email from a global company letters it, so that no reader wonders which dollar it is (a bare
+# US dollar stays $). CLDR's English has no letters for the Singapore dollar, only its code (SGD9.99): S$ is how
+# Singapore's own English letters it beside other dollars, and what global services show readers there.
+LETTERED_DOLLARS = {"SGD": "S$"}
 
 
-def format_count(value: float, tag: str) -> str:
-    return format_decimal(value, locale=formatting_locale(tag))
+def format_money(amount: Decimal, currency: str, tag: str, country: str | None = None) -> str:
+    """An amount in its currency, written for the reader's language and country: Rp49.000 (id), R$ 21,90 (pt-BR),
+    $115.00 (es-MX), S$9.99 (en in Singapore), Rp78.400 (en in Indonesia)."""
+    locale = formatting_locale(tag, country)
+    symbol = _english_symbol(currency, locale) if locale.startswith("en") else None
+    if symbol is None:
+        return format_currency(amount, currency, locale=locale)
+    pattern = Locale.parse(locale).currency_formats["standard"].pattern.replace("\xa4", f"'{symbol}'")
+    return format_currency(amount, currency, pattern, locale=locale)
+
+
+def _english_symbol(currency: str, locale: str) -> str | None:
+    """The lettered symbol of a dollar that an English locale writes bare ($) or as its code (SGD); None: keep the
+    locale's own."""
+    own = get_currency_symbol(currency, locale)
+    if currency in LETTERED_DOLLARS:
+        wanted = LETTERED_DOLLARS[currency]
+    elif own == "$" and currency != "USD":
+        wanted = get_currency_symbol(currency, "en_001")  # A$, NZ$, CA$
+    else:
+        return None
+    return wanted if wanted != own else None
+
+
+def format_count(value: float, tag: str, country: str | None = None) -> str:
+    return format_decimal(value, locale=formatting_locale(tag, country))
 
 
 def country_name(code: str | None, tag: str) -> str:

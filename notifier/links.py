@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import itertools
 import math
 import re
 from collections.abc import Sequence
@@ -74,8 +75,30 @@ def verify_unsubscribe_token(secrets: str | Sequence[str], token: str, *, today:
     return None
 
 
-def unsubscribe_headers(public_url: str, secret: str, delivery_id: int, *, issued: date) -> dict[str, str]:
-    """RFC 8058 one-click unsubscribe headers for one message."""
+MAILTO_SUBJECT = "unsubscribe"  # the subject a mailto: unsubscribe asks for, before the token
+
+
+def unsubscribe_mailto(address: str, token: str) -> str:
+    """The ``mailto:`` URI (RFC 6068) of one message's unsubscribe by mail: the token goes in the subject, which
+    mail clients send as given (a local part holds 64 characters at most, and many fold its case)."""
+    return f"mailto:{address}?subject={MAILTO_SUBJECT}%20{token}"
+
+
+def tokens_in(text: str, limit: int = 8) -> list[str]:
+    """The first ``limit`` strings in ``text`` spelled like a token (a mail's subject or body): candidates to
+    verify, not tokens yet."""
+    return [m.group(0) for m in itertools.islice(_CANDIDATE.finditer(text), limit)]
+
+
+_CANDIDATE = re.compile(f"(?<![A-Za-z0-9_-]){_TOKEN.pattern}(?![A-Za-z0-9_-])")
+
+
+def unsubscribe_headers(public_url: str, secret: str, delivery_id: int, *, issued: date,
+                        mailto: str | None = None) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe headers for one message; with ``mailto`` (an address whose mail reaches
+    ``POST /webhooks/sendgrid/inbound``) ``List-Unsubscribe`` offers a ``mailto:`` after the https link, as bulk
+    senders are expected to (RFC 2369: a client uses the first it can)."""
     token = unsubscribe_token(secret, delivery_id, issued=issued)
-    url = f"{public_url.rstrip('/')}/u/{token}"
-    return {"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}
+    uris = [f"{public_url.rstrip('/')}/u/{token}", *([unsubscribe_mailto(mailto, token)] if mailto else [])]
+    return {"List-Unsubscribe": ", ".join(f"<{uri}>" for uri in uris),
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}

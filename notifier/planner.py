@@ -7,7 +7,10 @@ Rules (pinned down in tests/test_planner.py):
 - a whole-day wave (P7D) goes out on the local calendar day that many days before the deadline's local
   date, at ``delivery.local_time``; a sub-day wave (PT6H) at exactly the deadline minus the offset;
 - a send outside the window moves to the nearest earlier time inside it (before the window: the
-  previous day's window end);
+  previous day's window end); with ``delivery.spread``, to the window's end minus the spread, so that its
+  spread fits (a send inside the window but later than that moves there too);
+- a send's messages go out over its ``spread`` after its time (:func:`spread_room`: the campaign's spread,
+  cut short so it ends before the earliest deadline the send carries and by the window's end);
 - a send at or after its deadline is dropped;
 - per local day, at most ``max_per_day`` messages per channel: the day's first ``max_per_day - 1``
   sends go alone and the rest merge into one message at the earliest of their times, carrying every
@@ -27,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from notifier.campaign import Campaign, Deadline, Wave, resolve_local
+from notifier.campaign import Campaign, Deadline, Delivery, Wave, resolve_local
 from notifier.errors import CampaignError, Problem
 
 
@@ -68,6 +71,7 @@ class PlannedSend:
     items: tuple[WaveRef, ...]
     send_at: datetime
     earliest: WaveRef | None = None  # None: the first item
+    spread: timedelta = timedelta(0)  # its messages go out over this long after send_at (spread_room)
 
     @property
     def deadlines(self) -> tuple[str, ...]:
@@ -148,6 +152,23 @@ def _window_end(day: date, end: time, tz: tzinfo) -> datetime:
     return at
 
 
+def _latest_start(day: date, end: time, spread: timedelta, tz: tzinfo) -> datetime:
+    """The latest time on ``day`` a send may start so that its spread ends by the window's end."""
+    return (_window_end(day, end, tz).astimezone(UTC) - spread).astimezone(tz)
+
+
+def spread_room(delivery: Delivery, tz: tzinfo, send_at: datetime, deadlines: Iterable[datetime]) -> timedelta:
+    """How long after ``send_at`` a send's messages may go out: the campaign's spread, cut short so that each
+    goes by the window's end that local day and a second before the earliest of the send's ``deadlines``; zero
+    without a spread. Materialization, the window's wait and the plan view ask here."""
+    if not delivery.spread:
+        return timedelta(0)
+    start = send_at.astimezone(UTC)
+    ends = [_window_end(send_at.astimezone(tz).date(), delivery.window[1], tz).astimezone(UTC) - start,
+            *(d.astimezone(UTC) - start - timedelta(seconds=1) for d in deadlines)]
+    return max(timedelta(0), min(delivery.spread, *ends))
+
+
 def _raw_send(c: Campaign, d: Deadline, w: Wave, tz: tzinfo, deadline_at: datetime,
               notes: list[Note]) -> datetime | None:
     dl = c.delivery
@@ -158,16 +179,19 @@ def _raw_send(c: Campaign, d: Deadline, w: Wave, tz: tzinfo, deadline_at: dateti
     original = at
     for _ in range(3):  # a window end inside a DST gap can need a second step
         local = at.time()
-        if local > dl.window[1]:
-            at = _window_end(at.date(), dl.window[1], tz)
+        if local > dl.window[1] or (dl.spread and at > _latest_start(at.date(), dl.window[1], dl.spread, tz)):
+            at = _latest_start(at.date(), dl.window[1], dl.spread, tz)
         elif local < dl.window[0]:
-            at = _window_end(at.date() - timedelta(days=1), dl.window[1], tz)
+            at = _latest_start(at.date() - timedelta(days=1), dl.window[1], dl.spread, tz)
         else:
             break
     if at != original:
+        inside = dl.window[0] <= original.time() <= dl.window[1]
+        why = (f"leaves less than its spread ({_minutes(dl.spread)}) of the window" if inside
+               else "is outside the window")
         notes.append(Note(
             NoteKind.MOVED,
-            f"{d.id} {w}: {_fmt(original)} is outside the window "
+            f"{d.id} {w}: {_fmt(original)} {why} "
             f"{dl.window[0]:%H:%M}–{dl.window[1]:%H:%M}; moved earlier to {_fmt(at)}",
             d.id, w.label,
         ))
@@ -229,7 +253,9 @@ def _plan_deadlines(campaign: Campaign, tz: tzinfo, instants: dict[str, datetime
                                  key=lambda i: (_order(campaign, i.deadline), i.wave)))
             first = min(group, key=lambda r: (r.at, r.order))
             at = first.at
-            sends.append(PlannedSend(send_key(items), items, at, WaveRef(first.deadline.id, first.wave.label)))
+            room = spread_room(campaign.delivery, tz, at, (instants[r.deadline.id] for r in group))
+            sends.append(PlannedSend(send_key(items), items, at, WaveRef(first.deadline.id, first.wave.label),
+                                     room))
             if len(group) > 1:
                 on = f" ({channel})" if channel else ""
                 for r in group:
@@ -371,3 +397,9 @@ def outlook(campaign: Campaign, zones: Iterable[tzinfo], now: datetime) -> Outlo
 
 def _utc(dt: datetime) -> str:
     return f"{dt.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _minutes(span: timedelta) -> str:
+    """A spread in words: '20 min', '90 s'."""
+    seconds = int(span.total_seconds())
+    return f"{seconds // 60} min" if seconds % 60 == 0 else f"{seconds} s"

@@ -12,7 +12,15 @@ from notifier.campaign import Campaign, zone
 from notifier.errors import PreviewError
 from notifier.i18n import negotiate
 from notifier.planner import plan_zone
-from notifier.render import HTML_MAX_BYTES, PUSH_BODY_MAX, PUSH_TITLE_MAX, Personal, Renderer
+from notifier.render import (
+    HTML_MAX_BYTES,
+    PUSH_BODY_FITS,
+    PUSH_BODY_MAX,
+    PUSH_TITLE_FITS,
+    PUSH_TITLE_MAX,
+    Personal,
+    Renderer,
+)
 from notifier.review import Rendered, Sample, render_sample, samples
 from notifier.words import Words
 
@@ -50,7 +58,7 @@ def recipient_sample(campaign: Campaign, sample: Sample, recipient: Any, locale:
         same_channel = not sample.channels or set(on) & set(sample.channels)
         if same_channel and wanted & {(i.deadline, i.wave) for i in send.items}:
             s = Sample(chosen, recipient.timezone, recipient.country or "", send.items, send.send_at, on)
-            return s, Personal.of(recipient.name, dict(recipient.attributes or {}), chosen)
+            return s, Personal.of(recipient.name, dict(recipient.attributes or {}), chosen, recipient.country)
     raise PreviewError(f"recipient {recipient.id} never gets {sample.label}: see campaign plan --recipient")
 
 
@@ -58,11 +66,11 @@ def as_text(r: Rendered, channel: str, fmt: str) -> str:
     """One message the way ``notifier preview`` prints it."""
     if fmt == "json":
         doc = ({"subject": r.email.subject, "text": r.email.text, "html": r.email.html} if channel == "email"
-               else {"title": r.push.title, "body": r.push.body})
+               else {"title": r.push.title, "body": r.push.body, "link": r.push.link})
         return json.dumps(doc, ensure_ascii=False, indent=2)
     if channel == "email":
         return f"Subject: {r.email.subject}\n\n{r.email.text}"
-    return f"{r.push.title}\n{r.push.body}"
+    return f"{r.push.title}\n{r.push.body}" + (f"\nopens {r.push.link}" if r.push.link else "")
 
 
 def write_gallery(campaign: Campaign, renderer: Renderer, directory: Path, now: datetime) -> Path:
@@ -94,6 +102,8 @@ def _cell(r: Rendered | None, app: str, campaign: Campaign) -> str:
     flags = []
     if "push" in s.channels and (len(r.push.title) > PUSH_TITLE_MAX or len(r.push.body) > PUSH_BODY_MAX):
         flags.append("push over its limits")
+    elif "push" in s.channels and (len(r.push.title) > PUSH_TITLE_FITS or len(r.push.body) > PUSH_BODY_FITS):
+        flags.append(f"push cut in Android's collapsed view (over {PUSH_TITLE_FITS}/{PUSH_BODY_FITS} characters)")
     if "email" in s.channels and size > HTML_MAX_BYTES:
         flags.append("email over 100 KB")
     warn = f'<p class="warn">{html.escape("; ".join(flags))}</p>' if flags else ""
@@ -112,8 +122,9 @@ def _cell(r: Rendered | None, app: str, campaign: Campaign) -> str:
             parts.append(f'<div class="phone"><div class="notification"><div class="app">{html.escape(app)} · now'
                          f'</div><div class="title">{html.escape(r.push.title)}</div><div class="body">'
                          f'{html.escape(r.push.body)}</div></div></div><p class="meta">push title '
-                         f"{len(r.push.title)}/{PUSH_TITLE_MAX}, "
-                         f"body {len(r.push.body)}/{PUSH_BODY_MAX} characters</p>")
+                         f"{len(r.push.title)}/{PUSH_TITLE_FITS}, "
+                         f"body {len(r.push.body)}/{PUSH_BODY_FITS} characters; opens "
+                         f"{html.escape(r.push.link or 'the app')}</p>")
     return "".join(parts) + "</td>"
 
 

@@ -17,18 +17,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from email.utils import parseaddr
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import css_inline
 from babel.dates import format_time
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, pass_context, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 from markupsafe import escape
 
 from notifier.campaign import Campaign, last_day
 from notifier.config import Settings
 from notifier.display_names import plain_name
+from notifier.email_markup import MARKUP_NAMES, MJML, markup_file, to_html
 from notifier.errors import RenderError
 from notifier.i18n import (
     catalog_digest,
@@ -44,8 +45,13 @@ from notifier.i18n import (
 from notifier.planner import WaveRef
 from notifier.refunds import RefundError, refund_of
 
-TEMPLATE_NAMES = ("email_subject.txt", "email.txt", "email.html", "push_title.txt", "push_body.txt")
-PUSH_TITLE_MAX, PUSH_BODY_MAX, HTML_MAX_BYTES = 65, 240, 100_000
+# email.mjml is the HTML part; a folder without one may have a legacy email.html instead (notifier.email_markup).
+TEMPLATE_NAMES = ("email_subject.txt", "email.txt", MJML, "push_title.txt", "push_body.txt")
+PUSH_TITLE_MAX, PUSH_BODY_MAX, HTML_MAX_BYTES = 65, 178, 100_000
+# Push text that shows whole where most readers see it (docs/templates.md, "Push length"): a body over 110 characters
+# is cut in Android's collapsed view, one over 178 in iOS's four lock-screen lines (the gate refuses it); a title
+# over 40 is cut on iOS and small Androids, one over 65 on every Android (refused).
+PUSH_TITLE_FITS, PUSH_BODY_FITS = 40, 110
 NAME, REFUND = "\ue000", "\ue001"  # private-use markers for per-recipient fields; never in real copy
 
 
@@ -63,6 +69,7 @@ class DeadlineView:
     last_day: str = ""  # written the locale's way (30 January 2030)
     last_day_left: int = 0  # local calendar days from the day of the send to the last day (0: today is the last day)
     last_day_until: str = ""  # the time the last day ends, the locale's way (09:00); empty: all of it (00:00 deadline)
+    link: str = ""  # the page a message about it opens: its ``link:`` in the campaign file, an https URL; else empty
 
 
 def deadline_stage(days_left: int) -> str:
@@ -81,6 +88,7 @@ class Variant:
     push_body: str
     stage: str
     key: tuple[Any, ...] = ()  # what it was rendered for: messages with equal keys share one provider request
+    push_link: str = ""  # the page the push opens: the link of its most urgent deadline that has one (push_link_of)
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,7 @@ class RenderedEmail:
 class RenderedPush:
     title: str
     body: str
+    link: str = ""  # the https page a tap opens; empty: the app's home (see docs/templates.md, "Where a push leads")
 
 
 @dataclass(frozen=True)
@@ -104,14 +113,21 @@ class Personal:
     refund: str | None = None  # already formatted for the locale
 
     @classmethod
-    def of(cls, name: str | None, attributes: dict[str, Any], locale: str) -> Personal:
+    def of(cls, name: str | None, attributes: dict[str, Any], locale: str, country: str | None = None) -> Personal:
         """The fields as a message may show them: a plain name, and a refund only when it is a real amount in a
-        real currency (``notifier.refunds``; otherwise the line is left out rather than shown wrong)."""
+        real currency (``notifier.refunds``; otherwise the line is left out rather than shown wrong), written for
+        the reader's language and country (S$9.99 for English in Singapore)."""
         try:
             refund = refund_of(attributes.get("refund_amount"), attributes.get("refund_currency"))
         except RefundError:
             refund = None
-        return cls(plain_name(name), format_money(*refund, locale) if refund else None)
+        return cls(plain_name(name), format_money(*refund, locale, country) if refund else None)
+
+
+def push_link_of(links: Sequence[tuple[datetime, str]]) -> str:
+    """The page a push opens: of its deadlines (instant, link), the link of the soonest one that has one (a merged
+    push leads where the reader must act first); empty when none has a link."""
+    return min(((at, link) for at, link in links if link), default=(None, ""))[1]
 
 
 def stage_of(campaign: Campaign, items: Sequence[WaveRef], days_left: int) -> str:
@@ -137,6 +153,7 @@ class Renderer:
         self.locales_dir = Path(locales_dir)
         self.cache_size = cache_size
         self.default_sender = default_sender  # NOTIFIER_EMAIL_FROM, for campaigns without a sender of their own
+        self._default_name = parseaddr(default_sender)[0]  # parsed once: every variant lookup asks for it
         self._envs: dict[tuple[str, str, str], tuple[SandboxedEnvironment, object]] = {}
         self._variants: OrderedDict[tuple[Any, ...], Variant] = OrderedDict()
 
@@ -159,14 +176,16 @@ class Renderer:
                 loader=FileSystemLoader(folder),
                 extensions=["jinja2.ext.i18n"],
                 undefined=StrictUndefined,
-                autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+                autoescape=select_autoescape(enabled_extensions=("html", "mjml"), default_for_string=False),
                 finalize=_sandbox_finalize,
             )
             translations = load_translations(self.locales_dir, locale, campaign.id)
             env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
-            env.filters["number"] = lambda v: format_count(v, locale)
-            env.filters["day"] = lambda d: format_day(d, locale)
-            env.filters["money"] = lambda amount, currency: format_money(Decimal(str(amount)), currency, locale)
+            # Numbers, dates and money are written for the reader's language and country (the variant's).
+            env.filters["number"] = pass_context(lambda c, v: format_count(v, locale, c.get("country_code")))
+            env.filters["day"] = pass_context(lambda c, d: format_day(d, locale, c.get("country_code")))
+            env.filters["money"] = pass_context(lambda c, amount, currency: format_money(
+                Decimal(str(amount)), currency, locale, c.get("country_code")))
             self._envs[key] = (env, catalog)
         return env
 
@@ -181,7 +200,7 @@ class Renderer:
         """The name messages come from: the campaign's sender, else the default sender's, else the campaign's."""
         if campaign.sender is not None:
             return campaign.sender.name
-        return parseaddr(self.default_sender)[0] or campaign.name
+        return self._default_name or campaign.name
 
     # -- variants ----------------------------------------------------------------------------------------
 
@@ -206,22 +225,25 @@ class Renderer:
                 country: str | None, personal: Personal) -> dict[str, Any]:
         """The template variables of a variant (per-recipient fields as markers)."""
         carried = {i.deadline for i in items}
-        deadlines = []
+        deadlines, links = [], []
         for d in campaign.deadlines:  # the file's order, whatever order the send's items are in
             if d.id not in carried:
                 continue
             at = d.instant_in(tz)
             left = (at.date() - day).days
+            # The clock stays the language's (English: 12-hour); en_ID would write a 24-hour 12.00.
             clock = format_time(at, "short", locale=formatting_locale(locale))
             last, until = last_day(at)
-            deadlines.append(DeadlineView(d.id, format_day(at.date(), locale), left, d.label or d.id, clock,
-                                          deadline_stage(left), format_day(last, locale), (last - day).days,
-                                          clock if until is not None else ""))
+            deadlines.append(DeadlineView(d.id, format_day(at.date(), locale, country), left, d.label or d.id, clock,
+                                          deadline_stage(left), format_day(last, locale, country), (last - day).days,
+                                          clock if until is not None else "", d.link or ""))
+            links.append((at, d.link or ""))
         closing = max(d.instant_in(tz) for d in campaign.deadlines).date()
         return {
             "campaign": campaign.name, "sender_name": self.sender_name(campaign), "locale": locale,
             "deadlines": deadlines, "stage": stage_of(campaign, items, min(d.days_left for d in deadlines)),
-            "closing_date": format_day(closing, locale), "country_name": country_name(country, locale),
+            "push_link": push_link_of(links),
+            "closing_date": format_day(closing, locale, country), "country_name": country_name(country, locale),
             "country_code": (country or "").upper(), "links": dict(campaign.links),
             "recipient_name": NAME if personal.name is not None else "",
             "refund_amount": REFUND if personal.refund is not None else "",
@@ -231,15 +253,12 @@ class Renderer:
                         country: str | None, personal: Personal) -> Variant:
         ctx = self.context(campaign, locale, items, tz, day, country, personal)
         subject = self._render(campaign, locale, "email_subject.txt", ctx)
-        html = self._render(campaign, locale, "email.html", {**ctx, "subject": subject})
-        try:
-            html = css_inline.inline(html)
-        except ValueError as exc:
-            raise RenderError(f"campaign {campaign.id}: email.html ({locale}): CSS cannot be inlined: {exc}") from exc
+        html = self._html(campaign, locale, {**ctx, "subject": subject})
         return Variant(
             subject=" ".join(subject.split()), text=self._render(campaign, locale, "email.txt", ctx), html=html,
             push_title=" ".join(self._render(campaign, locale, "push_title.txt", ctx).split()),
             push_body=" ".join(self._render(campaign, locale, "push_body.txt", ctx).split()),
+            push_link=ctx["push_link"],
             stage=ctx["stage"],
         )
 
@@ -248,12 +267,26 @@ class Renderer:
         """Every template of a variant that fails, each rendered on its own: review reports them all at once."""
         ctx = self.context(campaign, locale, items, tz, now.astimezone(tz).date(), country, personal)
         errors = []
-        for name in TEMPLATE_NAMES:
+        for name in self.template_names(campaign):
             try:
-                self._render(campaign, locale, name, {**ctx, "subject": ""})
+                if name in MARKUP_NAMES:
+                    self._html(campaign, locale, {**ctx, "subject": ""})
+                else:
+                    self._render(campaign, locale, name, {**ctx, "subject": ""})
             except RenderError as exc:
                 errors.append(exc)
         return errors
+
+    def template_names(self, campaign: Campaign) -> tuple[str, ...]:
+        """The five templates of a campaign's folder: ``email.mjml``, or a legacy ``email.html``, for the HTML."""
+        markup = markup_file(self.templates_dir / campaign.templates)
+        return tuple(markup if name == MJML else name for name in TEMPLATE_NAMES)
+
+    def _html(self, campaign: Campaign, locale: str, ctx: dict[str, Any]) -> str:
+        """The HTML part: email.mjml rendered by Jinja2 then compiled by MRML (or a legacy email.html, inlined)."""
+        name = markup_file(self.templates_dir / campaign.templates)
+        source = self._render(campaign, locale, name, ctx)
+        return to_html(name, source, f"campaign {campaign.id}: template {campaign.templates}/{name} ({locale})")
 
     def _render(self, campaign: Campaign, locale: str, name: str, ctx: dict[str, Any]) -> str:
         where = f"campaign {campaign.id}: template {campaign.templates}/{name} ({locale})"
@@ -278,10 +311,17 @@ class Renderer:
 
     def push(self, variant: Variant, personal: Personal) -> RenderedPush:
         return RenderedPush(fill(variant.push_title, personal, html=False),
-                            fill(variant.push_body, personal, html=False))
+                            fill(variant.push_body, personal, html=False), variant.push_link)
 
 
-_MARKERS = re.compile(f"[{NAME}{REFUND}]")
+_MARKERS = re.compile(f"([{NAME}{REFUND}])")
+
+
+@lru_cache(maxsize=4096)
+def _pieces(text: str) -> tuple[str, ...]:
+    """A variant's text cut at its markers (text, marker, text, …), once per variant: an email is 20 KB, and
+    joining its pieces costs a copy where scanning it for every recipient cost 40 µs."""
+    return tuple(_MARKERS.split(text))
 
 
 def fill(text: str, personal: Personal, *, html: bool) -> str:
@@ -292,7 +332,7 @@ def fill(text: str, personal: Personal, *, html: bool) -> str:
     values = {NAME: personal.name or "", REFUND: personal.refund or ""}
     if html:
         values = {k: str(escape(v)) for k, v in values.items()}
-    return _MARKERS.sub(lambda m: values[m.group()], text)
+    return "".join(values.get(piece, piece) if len(piece) == 1 else piece for piece in _pieces(text))
 
 
 @dataclass(frozen=True)
@@ -300,7 +340,8 @@ class Content:
     """The approved copy of a campaign: a digest of its templates and catalogs, and each file's digest.
 
     A template counts by its bytes; a catalog by the translations it makes us send (``i18n.catalog_digest``),
-    so re-saving a ``.po`` with another Babel or new line numbers does not freeze a campaign.
+    so re-saving a ``.po`` with another Babel or new line numbers does not freeze a campaign. So ``email.mjml``
+    counts as written (or a legacy ``email.html``), not as MRML compiles it: a newer MRML changes markup, not words.
     """
 
     fingerprint: str

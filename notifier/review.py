@@ -22,7 +22,9 @@ from notifier.i18n import format_money, parse_tag
 from notifier.planner import WaveRef, plan_zone, send_key
 from notifier.render import (
     HTML_MAX_BYTES,
+    PUSH_BODY_FITS,
     PUSH_BODY_MAX,
+    PUSH_TITLE_FITS,
     PUSH_TITLE_MAX,
     Personal,
     RenderedEmail,
@@ -105,7 +107,7 @@ class Sample:
 
     def personal(self) -> Personal:
         place = _place(self.country) if self.country else SamplePlace("", "UTC", "USD", SAMPLE_NAME)
-        return Personal(place.name, format_money(SAMPLE_REFUND, place.currency, self.locale))
+        return Personal(place.name, format_money(SAMPLE_REFUND, place.currency, self.locale, self.country))
 
 
 def samples(campaign: Campaign) -> Iterator[Sample]:
@@ -155,6 +157,30 @@ def limits(r: Rendered, campaign: Campaign) -> Iterator[str]:
     size = len(r.email.html.encode())
     if size > HTML_MAX_BYTES:
         yield f"HTML email is {size:,} bytes (limit {HTML_MAX_BYTES:,})"
+
+
+def push_warnings(r: Rendered) -> Iterator[str]:
+    """What of a rendered push is within its limits but cut where most readers see it (docs/templates.md)."""
+    if PUSH_TITLE_FITS < len(r.push.title) <= PUSH_TITLE_MAX:
+        yield (f"push title is {len(r.push.title)} characters: iOS and small Androids cut it after "
+               f"{PUSH_TITLE_FITS}: {r.push.title!r}")
+    if PUSH_BODY_FITS < len(r.push.body) <= PUSH_BODY_MAX:
+        yield (f"push body is {len(r.push.body)} characters: Android's collapsed view cuts it after "
+               f"{PUSH_BODY_FITS}: {r.push.body!r}")
+
+
+def warnings(campaign: Campaign, renderer: Renderer) -> list[Problem]:
+    """Every push the gate lets through that is cut on some screens, per locale and send: the copy should be
+    shortened, but it can be sent. A sample that does not render is review()'s to report."""
+    where = str(Path(renderer.templates_dir) / campaign.templates)
+    found = []
+    for sample in samples(campaign):
+        try:
+            rendered = render_sample(renderer, campaign, sample)
+        except UserError:
+            continue
+        found.extend(Problem(where, None, f"{sample.locale} {sample.label}", m) for m in push_warnings(rendered))
+    return found
 
 
 def review(campaign: Campaign, renderer: Renderer) -> list[Problem]:

@@ -1,9 +1,10 @@
 """``notifier campaign new``: a new campaign that validates, to edit rather than to write from nothing.
 
 It writes the campaign file, the five templates (built from one ``_copy.j2`` of macros, so each sentence is
-written and translated once) and the campaign's own catalogs: the template ``locales/<id>.pot`` and a ``.po`` per
-locale. The English catalog is the source language, so it is filled in (each message translates to itself); the
-others start empty, and ``campaign validate`` names every string still to translate.
+written and translated once; the HTML part is ``email.mjml``, MJML that MRML compiles) and the campaign's own
+catalogs: the template ``locales/<id>.pot`` and a ``.po`` per locale. The English catalog is the source language,
+so it is filled in (each message translates to itself); the others start empty, and ``campaign validate`` names
+every string still to translate.
 
 The starter's words about a deadline are computed from its ``at`` (``last_day``, ``last_day_left``,
 ``last_day_until``; docs/templates.md, "What 'last day' means"), never written out, so they stay true whatever date
@@ -49,6 +50,7 @@ deadlines:
     label: The change takes effect
     at: "2030-01-31T00:00"     # no offset: wall time in each recipient's zone
     waves: [P30D, P7D, P1D]
+    link: details              # the page its push opens (a name from links, or an https URL)
 """
 
 COPY = """\
@@ -78,6 +80,7 @@ COPY = """\
 {%- if recipient_name -%}{{ _("Hi %(name)s,", name=recipient_name) }}{%- else -%}{{ _("Hello,") }}{%- endif -%}
 {%- endmacro %}
 {% macro more() -%}{{ _("Read more:") }}{%- endmacro %}
+{% macro button() -%}{{ _("Read more") }}{%- endmacro %}
 """
 
 TEMPLATES = {
@@ -96,18 +99,76 @@ TEMPLATES = {
 
 {{ sender_name }}
 """,
-    "email.html": """\
+    "email.mjml": """\
+{#- The HTML part, in MJML (compiled by MRML): columns that stack on phones, a button Outlook draws, the <style>
+    block kept for phones and dark mode. Every text colour pair is at least 4.5:1, in light and in dark mode; see
+    docs/templates.md, "The HTML part". -#}
 {%- import "_copy.j2" as copy with context -%}
-<!doctype html>
-<html lang="{{ locale }}"><head><meta charset="utf-8"><title>{{ subject }}</title>
-<style>p { font-family: sans-serif; font-size: 16px; }</style></head>
-<body>
-<p>{{ copy.greeting() }}</p>
-<p>{{ copy.news() }}</p>
-{% for d in deadlines %}<p><strong>{{ copy.deadline_line(d) }}</strong></p>
-{% endfor %}<p>{{ copy.more() }} <a href="{{ links.details }}">{{ links.details }}</a></p>
-<p>{{ sender_name }}</p>
-</body></html>
+<mjml lang="{{ locale }}">
+  <mj-head>
+    <mj-title>{{ subject }}</mj-title>
+    <mj-preview>{{ copy.news() }}</mj-preview>
+    <mj-raw>
+      <meta name="color-scheme" content="light dark" />
+      <meta name="supported-color-schemes" content="light dark" />
+    </mj-raw>
+    <mj-attributes>
+      <mj-all font-family="Helvetica, Arial, sans-serif" />
+      <mj-section padding="0" background-color="#ffffff" css-class="card" />
+      <mj-column padding="0" />
+      <mj-text font-size="16px" line-height="1.5" color="#1f2328" padding="0 32px 16px 32px" css-class="copy" />
+      <mj-button background-color="#0b57d0" color="#ffffff" font-size="16px" font-weight="bold"
+                 inner-padding="14px 28px" border-radius="6px" align="left" padding="8px 32px 32px 32px"
+                 css-class="button" />
+    </mj-attributes>
+    <mj-style>
+      :root { color-scheme: light dark; supported-color-schemes: light dark; }
+      @media only screen and (max-width: 479px) {
+        .copy, .button { padding-left: 20px !important; padding-right: 20px !important; }
+        .brand > table > tbody > tr > td, .footer > table > tbody > tr > td { padding: 20px !important; }
+        .button table { width: 100% !important; }
+        .button a { display: block !important; }
+      }
+      @media (prefers-color-scheme: dark) {
+        body, .page, .page > div, .footer, .footer > table { background: #0b0b0c !important; }
+        .card, .card > table { background: #1c1c1e !important; }
+        .copy div { color: #f1f1f2 !important; }
+        .copy a { color: #8ab4f8 !important; }
+        .footer div, .footer a { color: #a8aab0 !important; }
+      }
+    </mj-style>
+  </mj-head>
+  <mj-body width="600px" background-color="#f6f8fa" css-class="page">
+    <mj-section background-color="#1f2328" css-class="brand" padding="20px 32px">
+      <mj-column>
+        <mj-text color="#ffffff" font-size="20px" font-weight="bold" padding="0" css-class="brand">
+          {{ sender_name }}
+        </mj-text>
+      </mj-column>
+    </mj-section>
+    <mj-section padding="32px 0 0 0">
+      <mj-column>
+        <mj-text padding="0 32px 20px 32px">
+          <h1 style="margin:0;font-size:28px;line-height:1.25;">{{ copy.headline(deadlines[0]) }}</h1>
+        </mj-text>
+        <mj-text>{{ copy.greeting() }}</mj-text>
+        <mj-text>{{ copy.news() }}</mj-text>
+        {%- for d in deadlines %}
+        <mj-text><strong>{{ copy.deadline_line(d) }}</strong></mj-text>
+        {%- endfor %}
+        <mj-button href="{{ links.details }}">{{ copy.button() }}</mj-button>
+      </mj-column>
+    </mj-section>
+    <mj-section background-color="#f6f8fa" css-class="footer" padding="24px 32px 32px 32px">
+      <mj-column>
+        <mj-text font-size="13px" color="#57606a" padding="0" css-class="footer">
+          {{ copy.more() }} <a href="{{ links.details }}" style="color:#57606a;">{{ links.details }}</a><br />
+          {{ sender_name }}
+        </mj-text>
+      </mj-column>
+    </mj-section>
+  </mj-body>
+</mjml>
 """,
     "push_title.txt": '{% import "_copy.j2" as copy with context %}{{ copy.headline(deadlines[0]) }}\n',
     "push_body.txt": '{% import "_copy.j2" as copy with context %}{{ copy.deadline_line(deadlines[0]) }} '

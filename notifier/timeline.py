@@ -7,11 +7,12 @@ recipients never sit in a Python list.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -28,11 +29,21 @@ class TimelineEntry:
     wave: str
     send_key: str
     send_at: datetime  # in the recipient's own zone
+    spread: timedelta = timedelta(0)  # the message goes out within this long after send_at (delivery.spread)
 
     def as_json(self) -> str:
-        return json.dumps({"recipient": self.recipient, "channel": self.channel, "deadlines": list(self.deadlines),
-                           "wave": self.wave, "send_key": self.send_key, "send_at": self.send_at.isoformat()},
-                          ensure_ascii=False)
+        doc = {"recipient": self.recipient, "channel": self.channel, "deadlines": list(self.deadlines),
+               "wave": self.wave, "send_key": self.send_key, "send_at": self.send_at.isoformat()}
+        if self.spread:
+            doc["spread"] = iso_duration(self.spread)
+        return json.dumps(doc, ensure_ascii=False)
+
+
+def iso_duration(span: timedelta) -> str:
+    """A spread as the campaign file writes it: PT20M, PT9M59S, PT1H."""
+    seconds = int(span.total_seconds())
+    parts = [(seconds // 3600, "H"), (seconds % 3600 // 60, "M"), (seconds % 60, "S")]
+    return "PT" + ("".join(f"{n}{unit}" for n, unit in parts if n) or "0S")
 
 
 class ZonePlans:
@@ -73,9 +84,18 @@ def sorted_entries(entries: Iterable[TimelineEntry]) -> Iterator[TimelineEntry]:
             for (doc,) in db.execute("SELECT doc FROM s ORDER BY utc, recipient, channel"):
                 d = json.loads(doc)
                 yield TimelineEntry(d["recipient"], d["channel"], tuple(d["deadlines"]), d["wave"], d["send_key"],
-                                    datetime.fromisoformat(d["send_at"]))
+                                    datetime.fromisoformat(d["send_at"]), _seconds(d.get("spread")))
         finally:
             db.close()
+
+
+def _seconds(iso: str | None) -> timedelta:
+    """The inverse of :func:`iso_duration`."""
+    m = re.fullmatch(r"PT(?:([0-9]+)H)?(?:([0-9]+)M)?(?:([0-9]+)S)?", iso or "")
+    if m is None:
+        return timedelta(0)
+    hours, minutes, seconds = (int(g or 0) for g in m.groups())
+    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
 def entries_for(recipient_id: str, plan: RecipientPlan) -> Iterator[TimelineEntry]:
@@ -84,7 +104,7 @@ def entries_for(recipient_id: str, plan: RecipientPlan) -> Iterator[TimelineEntr
 
 
 def _entry(recipient_id: str, channel: str, s: PlannedSend) -> TimelineEntry:
-    return TimelineEntry(recipient_id, channel, s.deadlines, s.wave, s.send_key, s.send_at)
+    return TimelineEntry(recipient_id, channel, s.deadlines, s.wave, s.send_key, s.send_at, s.spread)
 
 
 def explain(notes: Iterable[Note]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import uuid
@@ -140,13 +141,28 @@ def add_recipient(sessions: sessionmaker[Session]) -> Callable[..., int]:
     return add
 
 
+def without_spread(text: str) -> str:
+    """A campaign file's text without its ``delivery.spread``: the tests of other rules tick at a send's own time (the
+    spread has tests/test_spread.py, and the demo's test runs the shipped campaign with it)."""
+    return re.sub(r"(?m)^ +spread: .*\n", "", text)
+
+
+@pytest.fixture
+def ledger_url(engine: Engine, request: pytest.FixtureRequest) -> str:
+    """The URL another process (notifier serve, the CLI) reaches the test's ledger by (on PostgreSQL: with its
+    schema)."""
+    if engine.dialect.name == "postgresql":
+        return str(request.getfixturevalue("postgres_schema").url)
+    return str(engine.url.render_as_string(hide_password=False))
+
+
 @pytest.fixture
 def schedule_campaign(sessions: sessionmaker[Session]) -> Callable[..., queries.ScheduleResult]:
-    """Schedule the shipped campaign file (or ``text`` as if it were that file) at ``now``."""
+    """Schedule the shipped campaign file without its spread (or ``text`` as if it were that file) at ``now``."""
 
     def schedule(now: datetime, text: str | None = None, source: Path = CAMPAIGN_FILE,
                  locales_dir: Path = DEFAULTS.locales_dir) -> queries.ScheduleResult:
-        spec = CAMPAIGN_FILE.read_text(encoding="utf-8") if text is None else text
+        spec = without_spread(CAMPAIGN_FILE.read_text(encoding="utf-8")) if text is None else text
         campaign = parse_campaign(spec, source=str(source))
         content = Content.of(campaign, DEFAULTS.templates_dir, locales_dir)
         with transaction(sessions) as s:

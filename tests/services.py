@@ -12,10 +12,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
+import httpx
+import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -136,3 +140,34 @@ class Dispatch:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+@contextmanager
+def serving(env: dict[str, str], *args: str, options: tuple[str, ...] = (),
+            stderr: IO[str] | int = subprocess.PIPE) -> Iterator[str]:
+    """``notifier [options] serve [args]`` in its own process, until it answers its health check; yields its base
+    URL, and stops it at the end."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "notifier", *options, "serve", "--port", str(port), *args],
+                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"notifier serve exited with {process.returncode}: {process.communicate()[1]}")
+            try:
+                httpx.get(f"{base}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    pytest.fail("notifier serve did not answer within 30 s")
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()

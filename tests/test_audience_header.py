@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier import zones
@@ -41,14 +41,6 @@ def write(path: Path, *lines: str) -> Path:
 
 def jsonl(path: Path, *records: dict[str, Any]) -> Path:
     return write(path, *(json.dumps(r) for r in records))
-
-
-@pytest.fixture
-def ledger_url(engine: Engine, request: pytest.FixtureRequest) -> str:
-    """The URL the CLI, in its own process, reaches the test's ledger by (on PostgreSQL: with its schema)."""
-    if engine.dialect.name == "postgresql":
-        return str(request.getfixturevalue("postgres_schema").url)
-    return engine.url.render_as_string(hide_password=False)
 
 
 def notifier(url: str, *args: str) -> subprocess.CompletedProcess[str]:

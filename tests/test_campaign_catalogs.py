@@ -30,7 +30,7 @@ from notifier.ledger.models import DeliveryRow, DeliveryState
 from notifier.planner import parse_send_key
 from notifier.render import Content, Renderer
 from notifier.wiring import build_dispatcher
-from tests.conftest import CAMPAIGN_FILE, ROOT
+from tests.conftest import CAMPAIGN_FILE, ROOT, without_spread
 
 FIRST = "tiktok-music-shutdown"
 SECOND = "acme-radio-shutdown"
@@ -39,8 +39,8 @@ LAST_DAY = "refund@P1D"
 
 
 def _second_spec(templates: str = SECOND) -> str:
-    """The shipped campaign file under another id, pointing at ``templates``."""
-    spec = CAMPAIGN_FILE.read_text(encoding="utf-8")
+    """The shipped campaign file (without its spread) under another id, pointing at ``templates``."""
+    spec = without_spread(CAMPAIGN_FILE.read_text(encoding="utf-8"))
     assert spec.count(f"id: {FIRST}\n") == 1 and spec.count(f"templates: {FIRST} ") == 1
     return spec.replace(f"id: {FIRST}\n", f"id: {SECOND}\n").replace(f"templates: {FIRST} ", f"templates: {templates} ")
 
@@ -66,7 +66,8 @@ def settings(tmp_path: Path) -> Settings:
     locales = Path(shutil.copytree(ROOT / "locales", tmp_path / "locales"))
     campaigns = tmp_path / "campaigns"
     campaigns.mkdir()
-    shutil.copyfile(CAMPAIGN_FILE, campaigns / CAMPAIGN_FILE.name)
+    (campaigns / CAMPAIGN_FILE.name).write_text(without_spread(CAMPAIGN_FILE.read_text(encoding="utf-8")),
+                                              encoding="utf-8")  # its ticks at a send's own time
     (campaigns / f"{SECOND}.yaml").write_text(_second_spec(), encoding="utf-8")
     _copy_catalogs(locales, parse_campaign(_second_spec()), FIRST)
     return Settings(templates_dir=templates, locales_dir=locales, campaigns_dir=campaigns,
@@ -200,7 +201,7 @@ def test_update_on_a_new_campaign_starts_its_catalogs_empty_without_another_camp
     for locale in second.locales:
         po = catalog_path(settings.locales_dir, locale, domain=SECOND)
         entries = _entries(po, locale)
-        assert len(entries) == 30 and "Last day!" in {m.id for m in entries}
+        assert len(entries) == 36 and "Last day!" in {m.id for m in entries}
         for m in entries:
             strings = m.string if isinstance(m.string, tuple) else (m.string,)
             assert not any(strings), (locale, m.id, m.string)
@@ -218,8 +219,8 @@ def test_extract_writes_each_campaigns_template_from_its_own_folder(settings: Se
     result = _i18n(settings, "extract")
 
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == [f"{pot_path(settings.locales_dir, SECOND)}: 31 messages",
-                                          f"{pot_path(settings.locales_dir, FIRST)}: 30 messages"]
+    assert result.output.splitlines() == [f"{pot_path(settings.locales_dir, SECOND)}: 37 messages",
+                                          f"{pot_path(settings.locales_dir, FIRST)}: 36 messages"]
     assert "Only on Acme" in {m.id for m in _entries(pot_path(settings.locales_dir, SECOND))}
     assert "Only on Acme" not in {m.id for m in _entries(pot_path(settings.locales_dir, FIRST))}
     assert f"#: {SECOND}/push_body.txt" in pot_path(settings.locales_dir, SECOND).read_text(encoding="utf-8")

@@ -254,7 +254,8 @@ def test_real_links_are_kept_exactly() -> None:
 LINKS = {"transfer": HOSTILE_LINK, "refund": "https://x.example/refund?a=1&b=2&amp;c='x'",
          "help": "javascript:alert(1)//<img src=x onerror=alert(1)>"}
 HOSTILE_NAME = "<script>alert('name')</script> & {{ 7*7 }}"
-TAGS = {"html", "head", "meta", "title", "body", "table", "tbody", "tr", "td", "p", "div", "h2", "a", "strong"}
+TAGS = {"html", "head", "meta", "title", "style", "body", "table", "tbody", "tr", "td", "p", "div", "h1", "h2", "a",
+        "strong"}
 
 
 class _Elements(HTMLParser):
@@ -275,7 +276,11 @@ class _Elements(HTMLParser):
 @pytest.fixture(scope="module")
 def hostile() -> Campaign:
     """The shipped campaign with values its validation refuses: what the templates alone must survive."""
-    return dataclasses.replace(load_campaign(CAMPAIGN_FILE), name=HOSTILE_NAME, links=LINKS)
+    shipped = load_campaign(CAMPAIGN_FILE)
+    # Each deadline's link: the name under links it names (link: transfer), resolved to the hostile URL.
+    deadlines = tuple(dataclasses.replace(d, link=LINKS["transfer" if d.id == "playlist-transfer" else "refund"])
+                      for d in shipped.deadlines)
+    return dataclasses.replace(shipped, name=HOSTILE_NAME, links=LINKS, deadlines=deadlines)
 
 
 def test_every_html_email_escapes_campaign_values_exactly_once(hostile: Campaign) -> None:

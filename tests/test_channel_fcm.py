@@ -44,6 +44,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Message.token is deprecated:Depr
 CAMPAIGN = "tiktok-music-shutdown"
 EXPIRES = datetime(2024, 10, 27, 17, 0, tzinfo=UTC)  # 28 Oct 00:00 in Jakarta
 COLLAPSE = f"{CAMPAIGN}:playlist-transfer"
+TRANSFER_PAGE = "https://music.tiktok.com/transfer"
 COMPARED_HEADERS = ("Authorization", "X-GOOG-API-FORMAT-VERSION", "X-FIREBASE-CLIENT", "x-goog-api-client",
                     "Content-Type")
 
@@ -54,10 +55,10 @@ def ledger_ids(delivery_id: int) -> dict[str, str]:
 
 def push(delivery_id: int, *tokens: str, title: str = "TikTok Music is closing",
          body: str = "Transfer your playlists before 28 October 2024.", tags: tuple[str, ...] = (f"{CAMPAIGN}-P7D",),
-         ttl: timedelta = timedelta(days=3)) -> PushMessage:
+         ttl: timedelta = timedelta(days=3), link: str | None = None) -> PushMessage:
     """One recipient's push the way the dispatcher builds it: ledger ids only, TTL and collapse key per deadline."""
     return PushMessage(delivery_id, tokens, title, body, expires_at=EXPIRES, collapse_key=COLLAPSE,
-                       metadata=ledger_ids(delivery_id), tags=tags, ttl=ttl)
+                       metadata=ledger_ids(delivery_id), tags=tags, ttl=ttl, link=link)
 
 
 @pytest.fixture
@@ -139,7 +140,8 @@ class _Recorder(requests.adapters.BaseAdapter):
     push(41, "device-token-1"),
     push(42, "device-token-2", title="Halo Ana — TikTok Music ditutup", body="Sebelum 28 Oktober 2024 ✓", tags=(),
          ttl=timedelta(hours=5, seconds=0.25)),
-], ids=["plain", "non-ascii-no-label"])
+    push(43, "device-token-3", link=TRANSFER_PAGE),
+], ids=["plain", "non-ascii-no-label", "with-link"])
 def test_our_request_is_byte_for_byte_what_the_sdk_sends(
         emulator: EmulatorProcess, capture: _CaptureServer, message: PushMessage) -> None:
     ours = FcmPush(emulator.credentials, f"http://127.0.0.1:{capture.server_address[1]}")
@@ -187,6 +189,18 @@ def test_the_push_expires_at_the_deadline_and_collapses_per_deadline(
     assert entry["notification"] == {"title": "TikTok Music is closing",
                                      "body": "Transfer your playlists before 28 October 2024."}
     assert entry["data"] == ledger_ids(7)
+
+
+def test_a_push_with_a_link_carries_it_for_the_app_and_for_the_browser(
+        fresh_emulator: EmulatorProcess, channel: FcmPush) -> None:
+    channel.send([push(9, "ana-phone", link=TRANSFER_PAGE), push(10, "budi-phone")])
+
+    by_id = {entry["data"]["delivery_id"]: entry for entry in logged(fresh_emulator)}  # sent concurrently
+    linked, plain = by_id["9"], by_id["10"]
+    assert linked["data"] == {**ledger_ids(9), "link": TRANSFER_PAGE}  # the app opens data.link on a tap
+    assert linked["webpush"] == {"fcm_options": {"link": TRANSFER_PAGE}}  # FCM's web SDK opens it itself
+    assert "click_action" not in linked["android"]["notification"]  # an intent the app may not declare: unset
+    assert plain["data"] == ledger_ids(10) and plain["webpush"] is None  # no link: the app's home, as before
 
 
 def test_a_past_deadline_gives_a_zero_ttl_and_a_long_collapse_key_is_cut_to_64(

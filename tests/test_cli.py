@@ -158,7 +158,7 @@ def test_plan_json_is_sorted_with_each_recipients_own_offset(audience_file: Path
     assert instants == sorted(instants)
     budi_p7d = [e for e in lines if e["recipient"] == "budi" and e["send_key"] == "refund@P7D"]
     assert budi_p7d == [{"recipient": "budi", "channel": "email", "deadlines": ["refund"], "wave": "P7D",
-                         "send_key": "refund@P7D", "send_at": "2024-11-21T10:00:00+07:00"}]
+                         "send_key": "refund@P7D", "send_at": "2024-11-21T10:00:00+07:00", "spread": "PT20M"}]
     # Noah has no email, Budi no push token: those channels never appear for them.
     assert {e["channel"] for e in lines if e["recipient"] == "noah"} == {"push"}
     assert {e["channel"] for e in lines if e["recipient"] == "budi"} == {"email"}
@@ -210,7 +210,7 @@ def test_schedule_dispatch_status_pause_and_cancel(audience_file: Path, env: dic
     assert doc["phase"] == "sending"
     assert doc["waiting_because"] == [
         {"channel": "push", "reason": "waiting for the delivery window (08:00–21:00 local time)", "rows": 1}]
-    morning = run("dispatch", "--once", "--now", "2024-09-28T22:00Z", env=env)  # 08:00 in Sydney
+    morning = run("dispatch", "--once", "--now", "2024-09-28T22:20Z", env=env)  # 08:00 in Sydney, and its spread
     assert morning.returncode == 0, morning.stderr
     assert len(list((tmp_path / "outbox" / "push").rglob("*.json"))) == 2
     paused = run("campaign", "pause", "tiktok-music-shutdown", env=env)
@@ -233,7 +233,8 @@ def test_status_explains_failures_and_retry_sends_them_once_the_cause_is_fixed(
     broken = {**env, "NOTIFIER_OUTBOX_DIR": str(blocked), "NOTIFIER_MAX_ATTEMPTS": "1"}
     assert run("audience", "import", str(audience_file), "--now", "2024-09-01T00:00Z", env=env).returncode == 0
     assert run("campaign", "schedule", "tiktok-music-shutdown", "--now", "2024-09-01T00:00Z", env=env).returncode == 0
-    assert run("dispatch", "--once", "--now", "2024-09-28T03:00Z", env=broken).returncode == 0  # Jakarta, Sydney
+    # Jakarta, Sydney (10:00 there, and the shipped campaign's 20-minute spread).
+    assert run("dispatch", "--once", "--now", "2024-09-28T03:20Z", env=broken).returncode == 0
 
     doc = json.loads(run("status", "tiktok-music-shutdown", "--json", env=env).stdout)
     assert doc["phase"] == "sending"
@@ -245,11 +246,11 @@ def test_status_explains_failures_and_retry_sends_them_once_the_cause_is_fixed(
     assert "failed because:" in table and "gave up after 1 attempts: outbox" in table
 
     retried = run("campaign", "retry", "tiktok-music-shutdown", "--channel", "email", "--json",
-                  "--now", "2024-09-28T03:05Z", env=env)
+                  "--now", "2024-09-28T03:25Z", env=env)
     assert retried.returncode == 0, retried.stderr
     assert json.loads(retried.stdout) == {"campaign": "tiktok-music-shutdown", "retried": 1,
                                           "refused_deadline_passed": 0}
-    assert run("dispatch", "--once", "--now", "2024-09-28T03:06Z", env=env).returncode == 0
+    assert run("dispatch", "--once", "--now", "2024-09-28T03:26Z", env=env).returncode == 0
     assert len(list((tmp_path / "outbox" / "email").rglob("*.eml"))) == 1
     doc = json.loads(run("status", "tiktok-music-shutdown", "--json", env=env).stdout)
     assert [f["channel"] for f in doc["failed_because"]] == ["push"]  # only the channel asked for

@@ -28,13 +28,13 @@ from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, Sk
 from notifier.render import Content, Renderer
 from notifier.reports import campaign_status
 from notifier.testing import ScriptedChannel, sent
-from tests.conftest import CAMPAIGN_FILE, ROOT, settle, shipped_catalogs_as
+from tests.conftest import CAMPAIGN_FILE, ROOT, settle, shipped_catalogs_as, without_spread
 from tests.ledger_views import FIRST_KEY, rows_of, the_row
 
 SCHEDULED = datetime(2024, 9, 27, 12, 0, tzinfo=UTC)
 JAKARTA_FIRST = datetime(2024, 9, 28, 3, 0, tzinfo=UTC)  # 10:00 WIB
 JAKARTA_PLAYLIST_P1D = datetime(2024, 10, 27, 3, 0, tzinfo=UTC)  # 27 Oct 10:00 WIB, the playlist's last day
-SPEC = CAMPAIGN_FILE.read_text(encoding="utf-8")
+SPEC = without_spread(CAMPAIGN_FILE.read_text(encoding="utf-8"))  # ticks at the send's own time
 FINAL = {DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED}
 
 

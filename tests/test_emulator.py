@@ -532,6 +532,8 @@ def test_fcm_refuses_a_token_it_did_not_issue(emulator: Emulator) -> None:
     ({"token": "t", "android": {"priority": "urgent"}}, "message.android.priority"),
     ({"token": "t", "apns": {"headers": {"apns-priority": 10}}}, "message.apns.headers[apns-priority]"),
     ({"token": "t", "data": {"n": 1}}, "message.data[n]"),
+    ({"token": "t", "webpush": {"fcm_options": {"link": "http://music.example.com/refund"}}},
+     "message.webpush.fcm_options.link"),
 ])
 def test_fcm_refuses_invalid_messages(emulator: Emulator, message: dict[str, Any], field: str) -> None:
     status, _, body = emulator.push({"message": message}, _access_token(emulator))

@@ -29,7 +29,7 @@ from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryRow, Recipient
 from notifier.web import create_app
 from notifier.wiring import build_dispatcher
-from tests.conftest import CAMPAIGN_FILE, DEFAULTS, shipped_catalogs_as
+from tests.conftest import CAMPAIGN_FILE, DEFAULTS, shipped_catalogs_as, without_spread
 from tests.ledger_views import FIRST_KEY
 
 SCHEDULED = datetime(2024, 9, 27, 12, 0, tzinfo=UTC)
@@ -47,7 +47,7 @@ Schedule = Callable[..., queries.ScheduleResult]
 
 def marketing_text() -> str:
     """The shipped campaign as a marketing campaign of another id (same templates, its own catalogs)."""
-    return (CAMPAIGN_FILE.read_text(encoding="utf-8").replace(f"id: {SERVICE}", f"id: {MARKETING}", 1)
+    return (without_spread(CAMPAIGN_FILE.read_text(encoding="utf-8")).replace(f"id: {SERVICE}", f"id: {MARKETING}", 1)
             .replace("category: service ", "category: marketing ", 1)
             .replace(f"templates: {SERVICE}", f"templates: {SERVICE}", 1))
 
@@ -61,14 +61,6 @@ def locales(tmp_path: Path) -> Path:
 def settings(tmp_path: Path, locales: Path) -> Settings:
     return Settings(outbox_dir=tmp_path / "outbox", locales_dir=locales, secret_key=SECRET,
                     public_url="https://notify.example.com")
-
-
-@pytest.fixture
-def ledger_url(engine: Any, request: pytest.FixtureRequest) -> str:
-    """The URL another process (the CLI) reaches the test's ledger by (on PostgreSQL: with its schema)."""
-    if engine.dialect.name == "postgresql":
-        return str(request.getfixturevalue("postgres_schema").url)
-    return str(engine.url.render_as_string(hide_password=False))
 
 
 def states(sessions: sessionmaker[Session], recipient_id: str, campaign_id: str = SERVICE

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import re
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from babel.messages.pofile import read_po
+from sqlalchemy.orm import Session, sessionmaker
 
 from notifier import review
 from notifier.campaign import Campaign, load_campaign, zone
 from notifier.catalogs import expected_plural_forms, pot_path
+from notifier.config import Settings
 from notifier.i18n import (
     catalog_path,
     country_name,
@@ -23,8 +29,10 @@ from notifier.i18n import (
     parse_tag,
     tag_of,
 )
+from notifier.ledger import queries
 from notifier.planner import parse_send_key
-from notifier.render import Renderer
+from notifier.render import Personal, Renderer
+from notifier.wiring import build_dispatcher
 from tests.conftest import CAMPAIGN_FILE, ROOT
 
 LOCALES_DIR = ROOT / "locales"
@@ -58,13 +66,14 @@ def _rendered(renderer: Renderer, campaign: Campaign, locale: str, place: tuple[
 GOLDEN = {
     "id": {
         "place": ("Asia/Jakarta", "ID"),
-        "greeting": "Halo Siti Nurhaliza Kusumawardhani Putri,",
+        "greeting": "Halo, Siti Nurhaliza Kusumawardhani Putri,",
         FIRST: (
-            "TikTok Music akan ditutup: pindah playlist sebelum 28 Oktober 2024, "
+            # "pindahkan" (move something), not "pindah" (move oneself), and a verb for each deadline
+            "TikTok Music akan ditutup: pindahkan playlist sebelum 28 Oktober 2024 dan ajukan "
             "pengembalian dana sebelum 28 November 2024",
             "TikTok Music akan ditutup",
-            "Pindahkan playlist Anda sebelum 28 Oktober 2024 dan ajukan pengembalian dana (jika ada) sebelum "
-            "28 November 2024. Aplikasi akan ditutup pada 28 November 2024.",
+            "Pindahkan playlist sebelum 28 Oktober 2024 dan ajukan pengembalian dana (jika ada) sebelum "
+            "28 November 2024.",
         ),
         LAST_DAY: (
             "Hari terakhir: TikTok Music tutup besok, ajukan pengembalian dana hari ini",
@@ -79,8 +88,8 @@ GOLDEN = {
             "O TikTok Music será encerrado: playlists antes de 28 de outubro de 2024, "
             "reembolsos antes de 28 de novembro de 2024",
             "O TikTok Music está chegando ao fim",
-            "Transfira suas playlists antes de 28 de outubro de 2024 e peça seu reembolso, se for o caso, antes de "
-            "28 de novembro de 2024. O app será encerrado em 28 de novembro de 2024.",
+            "Transfira suas playlists antes de 28 de outubro de 2024 e peça reembolso antes de "
+            "28 de novembro de 2024.",
         ),
         LAST_DAY: (
             "Último dia: o TikTok Music sai do ar amanhã. Peça seu reembolso hoje",
@@ -95,8 +104,8 @@ GOLDEN = {
             "TikTok Music cierra: playlists antes del 28 de octubre de 2024 "
             "y reembolsos antes del 28 de noviembre de 2024",
             "TikTok Music se despide",
-            "Transfiere tus playlists antes del 28 de octubre de 2024 y, si te corresponde un reembolso, pídelo "
-            "antes del 28 de noviembre de 2024. La app cierra el 28 de noviembre de 2024.",
+            "Transfiere tus playlists antes del 28 de octubre de 2024 y pide reembolso antes del "
+            "28 de noviembre de 2024.",
         ),
         LAST_DAY: (
             "Último día: TikTok Music cierra mañana, pide tu reembolso hoy",
@@ -111,8 +120,7 @@ GOLDEN = {
             "TikTok Music is closing: transfer your playlists before 28 October 2024 "
             "and request refunds before 28 November 2024",
             "TikTok Music is closing",
-            "Transfer your playlists before 28 October 2024 and request any refund before 28 November 2024. "
-            "The app closes on 28 November 2024.",
+            "Transfer your playlists before 28 October 2024 and request any refund before 28 November 2024.",
         ),
         LAST_DAY: (
             "Last day: TikTok Music closes tomorrow, request your refund today",
@@ -258,12 +266,71 @@ def test_a_count_uses_the_locales_separators(locale: str, expected: str) -> None
     ("149900.50", "MXN", "es-MX", "$149,900.50"),  # pesos are plain $ in Mexico
     ("149900.50", "MXN", "en", "MX$149,900.50"),
     ("14.99", "AUD", "en", "A$14.99"),
-    ("14.99", "SGD", "en", "SGD14.99"),
+    ("14.99", "SGD", "en", "S$14.99"),  # CLDR's English has only the code; Singapore's English letters it
     ("14.99", "SGD", "id", "SGD14,99"),
 ])
 def test_money_is_written_in_its_currency_the_locales_way(amount: str, currency: str, locale: str,
                                                           expected: str) -> None:
     assert format_money(Decimal(amount), currency, locale) == expected
+
+
+@pytest.mark.parametrize(("amount", "currency", "locale", "country", "expected"), [
+    ("9.99", "SGD", "en", "SG", "S$9.99"),  # Babel's en_SG writes a bare $9.99; Singapore letters its dollar
+    ("78400", "IDR", "en", "ID", "Rp78.400"),  # English as written in Indonesia (CLDR en_ID), not IDR78,400
+    ("14.99", "AUD", "en", "AU", "A$14.99"),  # en_AU's bare $ lettered as before: English letters every dollar
+    ("14.99", "USD", "en", "SG", "US$14.99"),
+    ("-9.99", "SGD", "en", "SG", "-S$9.99"),
+    ("1234567.5", "SGD", "en", "SG", "S$1,234,567.50"),
+    # Other locales are unchanged: their own country, or a locale whose region is not the reader's.
+    ("49000", "IDR", "id", "ID", "Rp49.000"),
+    ("21.90", "BRL", "pt-BR", "BR", "R$\xa021,90"),
+    ("115", "MXN", "es-MX", "MX", "$115.00"),
+    ("21.90", "BRL", "pt-BR", "MX", "R$\xa021,90"),
+    ("14.99", "SGD", "id", "SG", "SGD14,99"),
+    ("14.99", "AUD", "en", "BR", "A$14.99"),  # no English of Brazil in CLDR: international English
+    ("14.99", "AUD", "en", None, "A$14.99"),
+])
+def test_money_is_written_for_the_readers_language_and_country(amount: str, currency: str, locale: str,
+                                                               country: str | None, expected: str) -> None:
+    assert format_money(Decimal(amount), currency, locale, country) == expected
+
+
+@pytest.mark.parametrize(("locale", "country", "expected"), [
+    ("en", "SG", "28 November 2024"), ("en", "ID", "28 November 2024"), ("en", "AU", "28 November 2024"),
+    ("en", "US", "November 28, 2024"),  # the reader's country decides, where CLDR writes English there
+    ("id", "ID", "28 November 2024"), ("pt-BR", "MX", "28 de novembro de 2024"),
+])
+def test_a_date_is_written_for_the_readers_language_and_country(locale: str, country: str, expected: str) -> None:
+    assert format_day(date(2024, 11, 28), locale, country) == expected
+
+
+@pytest.mark.parametrize(("country", "refund", "currency", "amount"), [
+    ("SG", "9.99", "SGD", "S$9.99"), ("ID", "78400", "IDR", "Rp78.400"), ("AU", "14.99", "AUD", "A$14.99")])
+def test_an_english_readers_refund_is_written_the_way_of_their_country(
+        country: str, refund: str, currency: str, amount: str, campaign: Campaign, renderer: Renderer) -> None:
+    personal = Personal.of("Tan Wei Ling", {"refund_amount": refund, "refund_currency": currency}, "en", country)
+    tz = zone(review.SAMPLE_PLACES[country].zone)
+    variant = renderer.variant(campaign, "en", parse_send_key("refund@P7D"), tz, datetime(2024, 11, 21, 10, 0,
+                                                                                           tzinfo=tz), country,
+                               personal)
+    assert f"Your estimated refund: {amount}." in renderer.email(variant, personal).text
+
+
+def test_the_dispatcher_writes_a_singapore_readers_refund_in_singapore_dollars(
+        sessions: sessionmaker[Session], add_recipient: Callable[..., int],
+        schedule_campaign: Callable[..., queries.ScheduleResult], tmp_path: Path) -> None:
+    add_recipient("tan", timezone="Asia/Singapore", country="SG", locale="en-SG", name="Tan",
+                  attributes={"refund_amount": "9.99", "refund_currency": "SGD"})
+    schedule_campaign(datetime(2024, 9, 27, 12, 0, tzinfo=UTC))
+    dispatcher = build_dispatcher(Settings(outbox_dir=tmp_path), sessions, simulated_clock=True)
+    try:
+        assert dispatcher.tick(datetime(2024, 9, 28, 2, 0, tzinfo=UTC)).outcomes == {"sent": 1}  # 10:00 in Singapore
+    finally:
+        dispatcher.close()
+    [eml] = (tmp_path / "email").rglob("*.eml")
+    mail = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert "Your estimated refund: S$9.99." in text and "SGD" not in text
 
 
 @pytest.mark.parametrize(("code", "locale", "expected"), [
@@ -272,6 +339,40 @@ def test_money_is_written_in_its_currency_the_locales_way(amount: str, currency:
 ])
 def test_the_country_is_named_in_the_readers_language(code: str | None, locale: str, expected: str) -> None:
     assert country_name(code, locale) == expected
+
+
+# --- words: in which country ------------------------------------------------------------------------------
+
+IN_COUNTRY = {  # how each language says "a TikTok Music account in <country>"
+    "pt-BR": ("tem uma conta do TikTok Music {}.", {"BR": "no Brasil", "AU": "na Austrália", "SG": "em Singapura",
+                                                    "MX": "no México", "ID": "na Indonésia"}),
+    "id": ("memiliki akun TikTok Music {}.", {"BR": "di Brasil", "AU": "di Australia", "SG": "di Singapura",
+                                               "MX": "di Meksiko", "ID": "di Indonesia"}),
+    "es-MX": ("tienes una cuenta de TikTok Music {}.", {"BR": "en Brasil", "AU": "en Australia", "SG": "en Singapur",
+                                                        "MX": "en México", "ID": "en Indonesia"}),
+    "en": ("you have a TikTok Music account {}.", {"BR": "in Brazil", "AU": "in Australia", "SG": "in Singapore",
+                                                   "MX": "in Mexico", "ID": "in Indonesia"}),
+}
+
+
+@pytest.mark.parametrize("locale", list(IN_COUNTRY))
+@pytest.mark.parametrize("country", ["BR", "AU", "SG", "MX", "ID"])
+def test_the_footer_says_in_which_country_the_way_the_language_does(
+        locale: str, country: str, campaign: Campaign, renderer: Renderer) -> None:
+    sentence, phrases = IN_COUNTRY[locale]
+    tz = zone(review.SAMPLE_PLACES[country].zone)
+    variant = renderer.variant(campaign, locale, parse_send_key("refund@P7D"), tz,
+                               datetime(2024, 11, 21, 10, 0, tzinfo=tz), country, Personal())
+    assert sentence.format(phrases[country]) in variant.text
+    assert sentence.format(phrases[country]) in variant.html
+    assert "(país:" not in variant.text
+
+
+def test_a_country_outside_the_campaigns_reads_in_the_country_named(campaign: Campaign, renderer: Renderer) -> None:
+    tz = zone("Europe/Lisbon")
+    variant = renderer.variant(campaign, "pt-BR", parse_send_key("refund@P7D"), tz,
+                               datetime(2024, 11, 21, 10, 0, tzinfo=tz), "PT", Personal())
+    assert "tem uma conta do TikTok Music em Portugal." in variant.text
 
 
 # --- locale negotiation ------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def test_preview_prints_the_email_as_json_in_the_chosen_locale() -> None:
     assert doc["text"].startswith(f"Olá, {SAMPLE_NAME},\n")
     assert "antes de 28 de novembro de 2024 (7 dias restantes)." in doc["text"]
     assert "Valor estimado do seu reembolso: R$\xa0149.900,50." in doc["text"]
-    assert '<html lang="pt-BR">' in doc["html"] and "Solicitar meu reembolso" in doc["html"]
+    assert '<html lang="pt-BR"' in doc["html"] and "Solicitar meu reembolso" in doc["html"]
 
 
 def test_preview_prints_the_push_as_json_title_and_body() -> None:
@@ -51,7 +51,8 @@ def test_preview_prints_the_push_as_json_title_and_body() -> None:
     assert json.loads(result.stdout) == {
         "title": "7 dias restantes",
         "body": "O TikTok Music será encerrado em 28 de novembro de 2024. "
-                "Se você tiver direito a reembolso, peça antes dessa data.",
+                "Se tiver direito a reembolso, peça antes disso.",
+        "link": "https://music.tiktok.com/refund",  # the refund deadline's link: the page a tap opens
     }
 
 
@@ -211,4 +212,4 @@ def test_each_locales_sample_reader_lives_in_a_country_of_that_locale_with_a_nam
     assert {s.zone for s in samples(elsewhere) if s.locale == "en"} == {"America/Sao_Paulo"}  # no English country
     result = preview("--locale", "id", *REFUND_P7D)
     assert result.returncode == 0, result.stderr
-    assert f"\n\nHalo {places['id'][2]},\n" in result.stdout
+    assert f"\n\nHalo, {places['id'][2]},\n" in result.stdout

@@ -48,7 +48,9 @@ def test_logs_and_message_ids_carry_no_personal_data(sessions: sessionmaker[Sess
     for secret in SECRETS:
         assert secret not in logged
     push = json.loads(next((tmp_path / "outbox" / "push").rglob("*.json")).read_text())
-    assert set(push["data"]) == {"delivery_id", "campaign_id", "send_key"}
+    # ids, and the deadline's page from the campaign file (the same for everyone): nothing of the recipient's
+    assert set(push["data"]) == {"delivery_id", "campaign_id", "send_key", "link"}
+    assert push["data"]["link"] in dict(campaign.links).values()
     for secret in SECRETS:
         assert secret not in json.dumps(push["data"])
     eml = next((tmp_path / "outbox" / "email").rglob("*.eml")).read_text()

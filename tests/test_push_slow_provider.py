@@ -28,7 +28,7 @@ from notifier.ledger import queries
 from notifier.ledger.models import DeliveryRow
 from notifier.reports import audit
 from notifier.wiring import build_dispatcher
-from tests.conftest import CAMPAIGN_FILE, TEST_SECRETS
+from tests.conftest import CAMPAIGN_FILE, TEST_SECRETS, without_spread
 
 pytestmark = pytest.mark.filterwarnings("ignore:Message.token is deprecated:DeprecationWarning")
 
@@ -47,7 +47,7 @@ def test_a_slow_push_provider_sends_every_push_once_and_skips_none_as_uncertain(
         fresh_emulator: EmulatorProcess) -> None:
     for i in range(MESSAGES):
         add_recipient(f"r{i:05}", email=None, tokens=[f"phone-{i:05}"])
-    spec = CAMPAIGN_FILE.read_text(encoding="utf-8")
+    spec = without_spread(CAMPAIGN_FILE.read_text(encoding="utf-8"))  # ticks at the send's own time
     schedule_campaign(SCHEDULED, text=spec.replace("channels: [email, push]\n", "channels: [push]\n"
                                                                                 "on_uncertain: skip\n"))
     fresh_emulator.set_faults({"fcm": {"latency_ms": LATENCY_MS}})

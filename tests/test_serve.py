@@ -13,10 +13,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,6 +35,7 @@ from notifier.web import create_app
 from notifier.web.app import running as in_process
 from notifier.web.dashboard.auth import hash_password
 from tests.conftest import PG_URL, ROOT, TEST_SECRETS
+from tests.services import free_port, serving
 
 TOKEN = "an-api-token-nobody-can-guess-0123456789"
 PATHS = {"/webhooks/sendgrid", "/u/{token}", "/actions", "/healthz"}
@@ -60,12 +60,6 @@ def serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``notifier serve`` that is expected to refuse (a timeout means it started a server instead)."""
     return subprocess.run([sys.executable, "-m", "notifier", "serve", "--port", str(free_port()), *args],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def without(env: dict[str, str], *names: str) -> dict[str, str]:
@@ -150,37 +144,6 @@ def test_serve_without_the_web_extra_names_the_extra_before_any_setting(good_env
 
 
 # --- it really serves -------------------------------------------------------------------------------
-
-
-@contextmanager
-def serving(env: dict[str, str], *args: str, options: tuple[str, ...] = (),
-            stderr: IO[str] | int = subprocess.PIPE) -> Iterator[str]:
-    """``notifier [options] serve [args]`` in its own process, until it answers its health check; yields its base
-    URL, and stops it at the end."""
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "notifier", *options, "serve", "--port", str(port), *args],
-                               env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"notifier serve exited with {process.returncode}: {process.communicate()[1]}")
-            try:
-                httpx.get(f"{base}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    pytest.fail("notifier serve did not answer within 30 s")
-                time.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 @pytest.fixture

@@ -24,9 +24,11 @@ from notifier.campaign._values import (
     parse_hhmm,
     parse_link,
     parse_max_per_day,
+    parse_spread,
     parse_title,
     parse_wave,
     read_deadline_channels,
+    read_deadline_link,
     read_sender,
 )
 from notifier.campaign._yaml import MAX_FILE_BYTES, TOO_LARGE, Node, Reader, read_tree, shown
@@ -69,6 +71,7 @@ class Deadline:
     skip_if: str | None = None
     label: str | None = None
     channels: tuple[str, ...] = CHANNELS  # the campaign's channels this deadline is announced on
+    link: str | None = None  # the page a message about it opens (its ``link:``, resolved to an https URL)
     path: str = field(default="", compare=False)  # where the file writes it: deadlines[0]
     at_line: int | None = field(default=None, compare=False)  # the line of its ``at``
 
@@ -103,6 +106,7 @@ class Delivery:
     local_time: time = time(10, 0)
     window: tuple[time, time] = (time(8, 0), time(21, 0))
     max_per_day: int = 1
+    spread: timedelta = timedelta(0)  # a send's messages go out over this long after its time (0: all at once)
 
 
 @dataclass(frozen=True)
@@ -190,7 +194,7 @@ def _read_locales(r: Reader, top: dict[str, Node]) -> tuple[tuple[str, ...], str
 def _read_delivery(r: Reader, node: Node | None) -> Delivery:
     if node is None:
         return Delivery()
-    m = r.mapping(node, "delivery", (), ("local_time", "window", "max_per_day"))
+    m = r.mapping(node, "delivery", (), ("local_time", "window", "max_per_day", "spread"))
     if m is None:
         return Delivery()
     d = Delivery()
@@ -214,12 +218,19 @@ def _read_delivery(r: Reader, node: Node | None) -> Delivery:
         r.fail(line, "delivery.local_time",
                f"{local_time:%H:%M} is outside the window {window[0]:%H:%M}–{window[1]:%H:%M}")
     max_per_day = r.parsed(m.get("max_per_day"), "delivery.max_per_day", parse_max_per_day) or d.max_per_day
-    return Delivery(local_time=local_time, window=window, max_per_day=max_per_day)
+    spread = r.parsed(m.get("spread"), "delivery.spread", parse_spread) or d.spread
+    # The spread of a send at local_time ends by the window's end (sends moved to the window's end start earlier).
+    if spread and datetime.combine(date.min, local_time) + spread > datetime.combine(date.min, window[1]):
+        r.fail(m["spread"].line, "delivery.spread",
+               f"{m['spread'].value.strip()} after local_time {local_time:%H:%M} runs past the window's end "
+               f"{window[1]:%H:%M}: shorten the spread or send earlier")
+    return Delivery(local_time=local_time, window=window, max_per_day=max_per_day, spread=spread)
 
 
-def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int], channels: tuple[str, ...]) -> Deadline | None:
+def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int], channels: tuple[str, ...],
+                   links: dict[str, str]) -> Deadline | None:
     path = f"deadlines[{i}]"
-    m = r.mapping(node, path, ("id", "at", "waves"), ("skip_if", "label", "channels"))
+    m = r.mapping(node, path, ("id", "at", "waves"), ("skip_if", "label", "channels", "link"))
     if m is None:
         return None
     ident = r.slug(m.get("id"), f"{path}.id")
@@ -246,11 +257,12 @@ def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int], channels
         m["skip_if"].value is not None else None
     label = r.parsed(m.get("label"), f"{path}.label", parse_title) if "label" in m else None
     own_channels = read_deadline_channels(r, m.get("channels"), f"{path}.channels", channels)
+    link = read_deadline_link(r, m.get("link"), f"{path}.link", links)
     if ident is None or at is None or not waves:
         return None
     waves.sort(key=lambda w: w.delta, reverse=True)
     return Deadline(id=ident, at=at, waves=tuple(waves), skip_if=skip_if, label=label, channels=own_channels,
-                    path=path, at_line=m["at"].line)
+                    link=link, path=path, at_line=m["at"].line)
 
 
 _TOP_REQUIRED = ("id", "name", "locales", "default_locale", "channels", "deadlines")
@@ -301,7 +313,7 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
         elif r.at_most(dl_node, "deadlines", MAX_DEADLINES, "deadlines"):
             seen: dict[str, int] = {}
             for i, item in enumerate(dl_node.value):
-                d = _read_deadline(r, item, i, seen, tuple(channels))
+                d = _read_deadline(r, item, i, seen, tuple(channels), links)
                 if d is not None:
                     deadlines.append(d)
     if r.problems:

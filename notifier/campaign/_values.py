@@ -7,6 +7,7 @@ than a few dozen characters of what it was given.
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ MAX_DEADLINES = 20
 MAX_LOCALES = 50
 EARLIEST_DEADLINE, LATEST_DEADLINE = date(2000, 1, 1), date(2100, 12, 31)  # the date as written in the file
 MAX_PER_DAY = 10
+MAX_SPREAD = timedelta(hours=12)  # delivery.spread: a send's messages go out within this long after its time
 MAX_TITLE = 200  # a campaign name or deadline label (the ledger keeps names in 200 characters)
 MAX_WAVE_LABEL = 20  # P1DT23H59M59S is 13; the ledger keeps wave labels in 32
 MAX_LINK = 2000
@@ -100,6 +102,27 @@ def parse_max_per_day(text: str) -> int:
     if not re.fullmatch(r"[0-9]{1,2}", text) or not 1 <= int(text) <= MAX_PER_DAY:
         raise ValueError(f"expected a whole number from 1 to {MAX_PER_DAY}, got {shown(text)}")
     return int(text)
+
+
+def parse_spread(text: str) -> timedelta:
+    """How long after its time a send's messages may spread (``delivery.spread``): an ISO-8601 duration such as
+    PT20M, from zero (every message at the send's time) to MAX_SPREAD; the window bounds it further."""
+    if text.strip().upper().startswith(("-", "P-")):
+        raise ValueError(f"{shown(text)}: a spread is a duration after the send's time (such as PT20M), never "
+                         "negative")
+    m = _DURATION.fullmatch(text.strip().upper())
+    if not m:
+        raise ValueError(f"{shown(text)} is not an ISO-8601 duration such as PT20M")
+    if m["y"] or m["mo"]:
+        raise ValueError(f"{shown(text)}: months and years have no fixed length; write minutes instead (PT20M)")
+    too_long = f"{shown(text)} is more than PT12H, the longest a spread may be"
+    if any(len(v.lstrip("0")) > 8 for v in m.groupdict().values() if v):  # digits counted before int() sees them
+        raise ValueError(too_long)
+    parts = {k: int(v) if v else 0 for k, v in m.groupdict().items()}
+    delta = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["mi"], seconds=parts["s"])
+    if delta > MAX_SPREAD:
+        raise ValueError(too_long)
+    return delta
 
 
 def parse_title(text: str) -> str:
@@ -200,3 +223,21 @@ def read_deadline_channels(r: Reader, node: Node | None, path: str, campaign: tu
             r.fail(line, f"{path}[{i}]", f"{ch!r} is listed twice")
         chosen.add(ch)
     return tuple(ch for ch in campaign if ch in chosen)
+
+
+def read_deadline_link(r: Reader, node: Node | None, path: str, links: dict[str, str]) -> str | None:
+    """A deadline's ``link:``, the page a message about it opens: a name under the campaign's ``links:`` or an https
+    URL, resolved to the URL; None when absent or invalid (then a problem names the field)."""
+    text = r.text(node, path)
+    if text is None:
+        return None
+    assert node is not None
+    if ":" in text or "/" in text:  # a URL, not a name
+        return r.parsed(node, path, parse_link)
+    if text in links:
+        return links[text]
+    close = difflib.get_close_matches(text, list(links), n=1)
+    known = f"did you mean {close[0]!r}?" if close else \
+        f"the campaign's links are {', '.join(links)}" if links else "the campaign has no links:"
+    r.fail(node.line, path, f"{shown(text)} is neither a name under links ({known}) nor an https:// URL")
+    return None

@@ -58,6 +58,7 @@ class EmailMessage:
     marketing: bool = False  # honours opt-outs (SendGrid attaches its ASM unsubscribe group if one is configured)
     sender: str | None = None  # the From value ("Name <address>"); None: the channel's default (NOTIFIER_EMAIL_FROM)
     reply_to: str | None = None  # an address for replies; None: no Reply-To
+    date: datetime | None = None  # its Date: the dispatcher's simulated clock (demo, --now); None: when it is sent
 
     def filled(self) -> tuple[str, str, str]:
         """(subject, text, html) with the recipient's fields in place, HTML-escaped in the HTML part."""
@@ -79,6 +80,7 @@ class PushMessage:
     tags: tuple[str, ...] = ()  # for the provider's reports (FCM: the last one, as the analytics label)
     marketing: bool = False  # honours opt-outs
     ttl: timedelta = timedelta(days=28)  # from the send to ``expires_at`` (FCM keeps a message at most 4 weeks)
+    link: str | None = None  # the https page a tap opens (its most urgent deadline's link); None: the app's home
 
 
 Message = EmailMessage | PushMessage

@@ -16,7 +16,12 @@ only one written and then unanswered (``SocketTimeoutError`` after the read time
 ``uncertain``, since FCM may have taken it (see ``_unanswered``).
 
 Our neutral message fields become FCM's words here: ``metadata`` (the ledger ids) is the message's ``data``, and
-the last of its ``tags`` is its analytics label (``analytics_label``).
+the last of its ``tags`` is its analytics label (``analytics_label``). Its ``link`` (the https page of its most
+urgent deadline) is ``data["link"]`` for our Android and iOS apps, which open it on a tap (FCM hands ``data`` to the
+launched activity's intent extras on Android and to the APNs payload's custom keys on iOS; docs/templates.md, "Where a
+push leads", is the app's contract), and ``webpush.fcm_options.link``, which FCM's web SDK opens itself. Android's
+``click_action`` is left unset: it names an intent filter the app must declare, and a name it lacks makes the tap
+open nothing; APNs has no link field of its own.
 
 The endpoint: the SDK hard-codes ``https://fcm.googleapis.com/v1/projects/{project}/messages:send``
 (``_MessagingService.FCM_URL``); we build the same path on ``NOTIFIER_FCM_ENDPOINT``.
@@ -84,6 +89,7 @@ CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
 POST_SLICE = 100  # messages encoded before their requests go out; the next slice is encoded while they fly
 CLOSE_WAIT = 10.0  # seconds close() waits for the pooled session to close on its loop
 MAX_TTL = timedelta(days=28)  # FCM refuses an android.ttl over 2,419,200 s; a later deadline gets the longest it keeps
+LINK = "link"  # the data key of the page a tap opens (the app's contract: docs/templates.md, "Where a push leads")
 
 
 @dataclass(frozen=True)
@@ -150,18 +156,20 @@ class FcmPush(Channel):
     # -- building (the SDK) --------------------------------------------------------------------------------
 
     def build(self, m: PushMessage, token: str, ttl: timedelta) -> Any:
-        """The SDK message for one token: normal priority, TTL to the deadline, one collapse key per deadline."""
+        """The SDK message for one token: normal priority, TTL to the deadline, one collapse key per deadline, and
+        the page a tap opens in ``data`` (apps) and ``webpush.fcm_options`` (browsers)."""
         msg = self.messaging
         collapse = m.collapse_key[:64]
         label = analytics_label(m.tags)
         return msg.Message(
             token=token,
             notification=msg.Notification(title=m.title, body=m.body),
-            data=dict(m.metadata),
+            data={**m.metadata, LINK: m.link} if m.link else dict(m.metadata),
             android=msg.AndroidConfig(ttl=min(max(ttl, timedelta(0)), MAX_TTL), priority="normal",
                                       collapse_key=collapse, notification=msg.AndroidNotification(tag=collapse)),
             apns=msg.APNSConfig(headers={"apns-collapse-id": collapse, "apns-priority": "5",
                                          "apns-expiration": str(int(m.expires_at.timestamp()))}),
+            webpush=msg.WebpushConfig(fcm_options=msg.WebpushFCMOptions(link=m.link)) if m.link else None,
             fcm_options=msg.FCMOptions(analytics_label=label) if label else None,
         )
 

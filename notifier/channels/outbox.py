@@ -91,7 +91,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 class OutboxEmail(Channel):
-    """Writes ``<outbox>/email/<campaign id>/<delivery id>.eml``, dated by ``clock`` (default: now)."""
+    """Writes ``<outbox>/email/<campaign id>/<delivery id>.eml``, dated by the message's own ``date`` (a simulated
+    clock's), else by ``clock`` (default: now)."""
 
     name = "email"
 
@@ -109,7 +110,7 @@ class OutboxEmail(Channel):
             assert isinstance(m, EmailMessage)
             msgid = make_msgid(idstring=f"d{m.delivery_id}", domain="outbox.notifier")
             try:
-                data = _mime(m, self.sender, msgid, self.clock()).as_bytes(policy=email.policy.SMTP)
+                data = _mime(m, self.sender, msgid, m.date or self.clock()).as_bytes(policy=email.policy.SMTP)
             except (ValueError, TypeError) as exc:  # this message only (UnicodeError is a ValueError)
                 results.append(_unbuildable(m, exc))
                 continue
@@ -140,7 +141,8 @@ class OutboxPush(Channel):
             doc = {
                 "tokens": list(m.tokens),
                 "notification": {"title": m.title, "body": m.body},
-                "data": dict(m.metadata),  # the key FCM gives it: outbox readers expect "data"
+                # The keys FCM gives them: outbox readers expect "data", with the page a tap opens as data.link.
+                "data": {**m.metadata, "link": m.link} if m.link else dict(m.metadata),
                 "collapse_key": m.collapse_key,
                 "expires_at": m.expires_at.isoformat(),
             }

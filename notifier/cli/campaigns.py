@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,7 +58,7 @@ def campaign_validate(c: CliContext, files: tuple[Path, ...], now: str | None, a
     """Check campaign files (or folders of them) and render every message; every problem is reported at once. Then
     name each wave no time zone still gets at --now, and refuse a campaign that would send nothing."""
     from notifier.campaign import load_campaigns
-    from notifier.review import review
+    from notifier.review import review, warnings
 
     campaigns = load_campaigns(files)
     renderer = c.renderer()
@@ -74,6 +75,8 @@ def campaign_validate(c: CliContext, files: tuple[Path, ...], now: str | None, a
     if refused:
         raise CampaignError(refused)
     for camp in campaigns:
+        for warning in warnings(camp, renderer):  # sent as written, but cut on some screens
+            click.echo(f"warning: {warning}", err=True)
         waves = sum(len(d.waves) for d in camp.deadlines)
         click.echo(f"{camp.source}: ok — {camp.id}: {len(camp.deadlines)} deadlines, {waves} waves, "
                    f"locales {', '.join(camp.locales)}, channels {', '.join(camp.channels)}; every message renders")
@@ -166,8 +169,16 @@ def _print_plan(campaign: Campaign, rows: Iterable[TimelineEntry], as_json: bool
     words = Words()
     click.echo(f"{'send at (recipient local time)':<30} {'recipient':<12} {'channel':<7} wave")
     for e in rows:
-        click.echo(f"{e.send_at.strftime('%Y-%m-%d %H:%M %z'):<30} {e.recipient:<12} {e.channel:<7} "
+        # With delivery.spread, the span the message goes out in (its minute is the recipient's own, off the hour).
+        end = (e.send_at.astimezone(UTC) + e.spread).astimezone(e.send_at.tzinfo)
+        until = f"–{end:%H:%M}" if e.spread else ""
+        click.echo(f"{e.send_at.strftime(f'%Y-%m-%d %H:%M{until} %z'):<30} {e.recipient:<12} {e.channel:<7} "
                    f"{words.send(campaign, e.send_key)}")
+    if campaign.delivery.spread:
+        from notifier.timeline import iso_duration
+
+        click.echo(f"(delivery.spread {iso_duration(campaign.delivery.spread)}: each recipient's message goes out at a "
+                   "moment of its own in the span shown, never on the hour)")
 
 
 @campaign.command("list")
@@ -230,6 +241,11 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None, allow_e
     verb = "scheduled" if result.created else "updated"
     click.echo(f"{verb} {camp.id}: {planned:,} messages planned to today's audience, over {result.zones} time zones; "
                f"approved copy {content.fingerprint[:12]}")
+    if camp.delivery.spread:
+        from notifier.timeline import iso_duration
+
+        click.echo(f"  each send's messages spread over the {iso_duration(camp.delivery.spread)} after its time "
+                   "(delivery.spread), never on the hour")
     for change in result.content_changes:
         click.echo(f"  copy changed: {change}")
 

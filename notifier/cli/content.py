@@ -102,7 +102,7 @@ def i18n_check(c: CliContext, campaigns: tuple[str, ...]) -> None:
     """The translation gate, per campaign: untranslated, fuzzy or broken entries, push text over its limits."""
     from notifier.catalogs import check_catalogs
     from notifier.errors import CampaignError
-    from notifier.review import review
+    from notifier.review import review, warnings
     from notifier.web.locales import check_ui_catalogs
 
     camps = _all_campaigns(c, campaigns)
@@ -114,6 +114,8 @@ def i18n_check(c: CliContext, campaigns: tuple[str, ...]) -> None:
     if problems:
         raise CampaignError(problems)
     for camp in camps:
+        for warning in warnings(camp, renderer):  # sent as written, but cut on some screens
+            click.echo(f"warning: {warning}", err=True)
         click.echo(f"catalogs ok: {', '.join(sorted(camp.locales))}; every message of {camp.id} renders "
                    "within its limits")
     if not campaigns:

@@ -96,6 +96,16 @@ def suppressions() -> None:
 VALUE = click.argument("value", metavar="ADDRESS_OR_TOKEN")
 
 
+def _scope(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """all, marketing or campaign:<id>, refused in one line otherwise."""
+    from notifier.ledger import suppressions as sup
+
+    try:
+        return None if value is None else sup.check_scope(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @suppressions.command("list")
 @click.option("--reason", help="Only entries with this reason (bounced, complained, unsubscribed, manual, ...).")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
@@ -118,8 +128,9 @@ def suppressions_list(c: CliContext, reason: str | None, limit: int, as_json: bo
 
 @suppressions.command("add")
 @VALUE
-@click.option("--scope", type=click.Choice(["all", "marketing"]), default="all", show_default=True,
-              help="all: no message on its channel from any campaign; marketing: no marketing on any channel.")
+@click.option("--scope", default="all", show_default=True, callback=_scope, metavar="all|marketing|campaign:ID",
+              help="all: no message on its channel from any campaign; marketing: no marketing on any channel; "
+                   "campaign:ID: nothing more of that campaign on any channel.")
 @click.option("--reason", default="manual", show_default=True)
 @pass_ctx
 def suppressions_add(c: CliContext, value: str, scope: str, reason: str) -> None:
@@ -135,7 +146,8 @@ def suppressions_add(c: CliContext, value: str, scope: str, reason: str) -> None
 
 @suppressions.command("remove")
 @VALUE
-@click.option("--scope", type=click.Choice(["all", "marketing"]), help="Only this scope (default: both).")
+@click.option("--scope", callback=_scope, metavar="all|marketing|campaign:ID",
+              help="Only this scope (default: every one). Lifting an address lifts its recipient's opt-outs too.")
 @pass_ctx
 def suppressions_remove(c: CliContext, value: str, scope: str | None) -> None:
     """Lift a suppression (someone fixed their mailbox, or asked to hear from us again)."""

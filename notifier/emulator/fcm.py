@@ -100,6 +100,14 @@ def _check_android(android: Any, out: list[tuple[str, str]]) -> None:
     _string_map(android.get("data"), "message.android.data", out)
 
 
+def _check_webpush_link(options: Any, out: list[tuple[str, str]]) -> None:
+    """FCM's web SDK opens ``webpush.fcm_options.link`` on a click, and FCM requires HTTPS of it."""
+    link = options.get("link") if isinstance(options, dict) else None
+    if link is not None and (type(link) is not str or not link.startswith("https://")):
+        out.append(("message.webpush.fcm_options.link",
+                    f"Invalid value at 'message.webpush.fcm_options.link' ({json.dumps(link)}): HTTPS is required"))
+
+
 def check_message(message: Any) -> list[tuple[str, str]]:
     """FCM's checks of a v1 message: (field, description) for every violation."""
     if not isinstance(message, dict):
@@ -124,6 +132,7 @@ def check_message(message: Any) -> list[tuple[str, str]]:
     if isinstance(webpush, dict):
         _string_map(webpush.get("headers"), "message.webpush.headers", out)
         _string_map(webpush.get("data"), "message.webpush.data", out)
+        _check_webpush_link(webpush.get("fcm_options"), out)
     return out
 
 

@@ -218,7 +218,8 @@ class Suppression(Base):
     """An address, push token or recipient that must not get (some) messages again, kept as a hash only.
 
     ``scope`` ``all`` stops every campaign on that channel (a hard bounce, a complaint); ``marketing`` stops
-    marketing campaigns on every channel (an unsubscribe). Purging a campaign keeps these: they hold no address.
+    marketing campaigns on every channel (an unsubscribe from marketing); ``campaign:<id>`` stops that campaign on
+    every channel (an unsubscribe from a service message). Purging a campaign keeps these: they hold no address.
     """
 
     __tablename__ = "suppressions"
@@ -227,7 +228,7 @@ class Suppression(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     digest: Mapped[str] = mapped_column(String(64))  # sha256 of the normalized address, token or recipient id
     kind: Mapped[str] = mapped_column(String(16))  # email | token | recipient
-    scope: Mapped[str] = mapped_column(String(16))  # all | marketing
+    scope: Mapped[str] = mapped_column(String(80))  # all | marketing | campaign:<campaign id>
     reason: Mapped[str] = mapped_column(String(64))  # an EventType / RejectReason word, or "manual"
     source: Mapped[str] = mapped_column(String(64))  # sendgrid | unsubscribe-link | cli | api
     campaign_id: Mapped[str | None] = mapped_column(String(64))  # the campaign whose message led to it, if known

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, case, delete, func, literal, literal_column, or_, select, type_coerce, update
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from notifier.campaign import Campaign, parse_campaign, zone
 from notifier.eligibility import eligible_sql, has_channel_sql, in_audience_sql, push_holders_sql
 from notifier.errors import CampaignStateError, ConfigError, NotFound, UserError
+from notifier.ledger import spread
 from notifier.ledger.models import (
     CampaignRow,
     CampaignState,
@@ -225,9 +226,11 @@ def send_channels(campaign: Campaign, timezone: str, send_key: str,
 def _materialize(session: Session, group: SendGroup, campaign: Campaign, channel: str,
                  lo: int, hi: int, now: datetime, skipped: SkipReason | None = None) -> int:
     state = DeliveryState.SKIPPED if skipped else DeliveryState.PENDING
+    room = timedelta(0) if skipped else spread.room_of(campaign, group)  # each recipient's offset in its spread
+    due = spread.due_sql(session.get_bind().dialect.name, group.send_at, Recipient.seq, room)
     source = select(
         literal(group.campaign_id), literal(group.id), literal(group.send_key), Recipient.seq, literal(channel),
-        literal(state.value), literal(skipped.value if skipped else None, String), literal(0), _ts(group.send_at),
+        literal(state.value), literal(skipped.value if skipped else None, String), literal(0), due,
         _ts(now), _ts(now),
     ).where(
         Recipient.timezone == group.timezone, Recipient.seq > lo, Recipient.seq <= hi,

@@ -1,10 +1,14 @@
 """The suppression list: addresses, push tokens and recipients that must not get (some) messages again.
 
-Entries are hashes (SHA-256 of the normalized value), so the list holds no address and survives a purge. Two scopes:
+Entries are hashes (SHA-256 of the normalized value), so the list holds no address and survives a purge. Three
+scopes:
 
 - ``all``: every campaign, on that channel (a hard bounce, a drop for a bad address, a spam complaint);
-- ``marketing``: marketing campaigns only, on every channel (an unsubscribe). Service announcements still go out,
-  as the law allows.
+- ``marketing``: marketing campaigns only, on every channel (an unsubscribe from a marketing message). Service
+  announcements still go out, as the law allows;
+- ``campaign:<id>``: that one campaign only, on every channel (an unsubscribe from a service message: the rest of
+  its reminders stop, other campaigns still go out). The scope names its campaign so that one recipient can leave
+  several campaigns, each an entry of its own under the list's one key (digest, scope).
 
 The guard asks :func:`verdict` before every send, on every channel and transport (outbox included).
 """
@@ -17,14 +21,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from notifier.ledger.models import Suppression
+from notifier.campaign import SLUG
+from notifier.ledger.models import PushToken, Recipient, Suppression
 from notifier.ledger.queries import dialect_insert
 
 KINDS = ("email", "token", "recipient")
-SCOPES = ("all", "marketing")
+SCOPES = ("all", "marketing")  # and campaign_scope(id) for each campaign
+CAMPAIGN = "campaign:"  # the prefix of a campaign's scope
+
+
+def campaign_scope(campaign_id: str) -> str:
+    """The scope of an opt-out from one campaign only."""
+    return f"{CAMPAIGN}{campaign_id}"
+
+
+def check_scope(scope: str) -> str:
+    """``scope`` when it is ``all``, ``marketing`` or ``campaign:<id>``; else a ValueError naming the three."""
+    if scope in SCOPES or (scope.startswith(CAMPAIGN) and SLUG.fullmatch(scope.removeprefix(CAMPAIGN))):
+        return scope
+    raise ValueError(f"scope must be all, marketing or campaign:<campaign id>, not {scope!r}")
 
 
 def normalized(kind: str, value: str) -> str:
@@ -76,8 +94,7 @@ class Addition:
     campaign_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.scope not in SCOPES:
-            raise ValueError(f"scope must be one of {', '.join(SCOPES)}, not {self.scope!r}")
+        check_scope(self.scope)
 
 
 def suppress(session: Session, values: Iterable[tuple[str, str]], *, scope: str, reason: str, source: str,
@@ -95,8 +112,9 @@ def add(session: Session, additions: Iterable[Addition], now: datetime) -> int:
     for a in additions:
         if a.value and a.value.strip():
             key = (digest(a.kind, a.value), a.scope)
+            campaign_id = a.campaign_id or (a.scope.removeprefix(CAMPAIGN) if a.scope.startswith(CAMPAIGN) else None)
             rows.setdefault(key, {"digest": key[0], "kind": a.kind, "scope": a.scope, "reason": a.reason[:64],
-                                  "source": a.source[:64], "campaign_id": a.campaign_id, "created_at": now})
+                                  "source": a.source[:64], "campaign_id": campaign_id, "created_at": now})
     ordered = [rows[key] for key in sorted(rows)]
     added = 0
     for start in range(0, len(ordered), ROWS_PER_STATEMENT):
@@ -106,11 +124,27 @@ def add(session: Session, additions: Iterable[Addition], now: datetime) -> int:
 
 
 def lift(session: Session, kind: str, value: str, scope: str | None = None) -> int:
-    """Remove ``value`` from the list (in ``scope``, or in both); returns entries removed."""
-    stmt = delete(Suppression).where(Suppression.digest == digest(kind, value))
+    """Remove ``value`` from the list (in ``scope``, or in every scope); returns entries removed.
+
+    An unsubscribe lists the recipient, its address and its push tokens together, so lifting an address lifts the
+    opt-outs (every scope but ``all``) of the recipients with that address and of their tokens too: otherwise
+    the recipient's own entry would go on stopping what the address no longer does."""
+    digests = [digest(kind, value)]
+    if kind == "email" and scope != "all":
+        for seq, recipient_id in session.execute(select(Recipient.seq, Recipient.id).where(
+                func.lower(func.trim(Recipient.email)) == normalized(kind, value))):
+            digests.append(digest("recipient", recipient_id))
+            digests += [digest("token", t) for t in session.scalars(
+                select(PushToken.token).where(PushToken.recipient_seq == seq))]
+    stmt = delete(Suppression).where(Suppression.digest == digests[0])
     if scope is not None:
         stmt = stmt.where(Suppression.scope == scope)
-    return session.execute(stmt).rowcount or 0
+    removed = session.execute(stmt).rowcount or 0
+    if len(digests) > 1:
+        related = delete(Suppression).where(Suppression.digest.in_(sorted(set(digests[1:]))),
+                                            Suppression.scope != "all")
+        removed += session.execute(related.where(Suppression.scope == scope) if scope else related).rowcount or 0
+    return removed
 
 
 def find(session: Session, kind: str, value: str) -> list[Entry]:
@@ -155,19 +189,20 @@ class Listed:
 NOT_LISTED = Listed({}, {}, {})
 
 
-def verdict(listed: Listed, channel: str, tokens: tuple[str, ...], *, marketing: bool
-            ) -> tuple[str | None, tuple[str, ...]]:
+def verdict(listed: Listed, channel: str, tokens: tuple[str, ...], *, marketing: bool,
+            campaign: str | None = None) -> tuple[str | None, tuple[str, ...]]:
     """The guard's rule: (why this row must not be sent, or None; the push tokens it may still use).
 
-    A marketing campaign stops on every channel when the recipient, its address or any of its tokens opted out;
+    A marketing campaign stops on every channel when the recipient, its address or any of its tokens opted out of
+    marketing; ``campaign`` (any category) stops on every channel when one of them opted out of that campaign;
     ``all`` entries stop their own channel (the address for email, each token for push) in every campaign.
     """
     def stops(scopes: Mapping[str, str]) -> str | None:
         return scopes.get("all") or (scopes.get("marketing") if marketing else None)
 
-    if marketing:
-        opted_out = [s["marketing"] for s in (listed.recipient, listed.email, *listed.tokens.values())
-                     if "marketing" in s]
+    opt_outs = [*(["marketing"] if marketing else []), *([campaign_scope(campaign)] if campaign else [])]
+    for scope in opt_outs:
+        opted_out = [s[scope] for s in (listed.recipient, listed.email, *listed.tokens.values()) if scope in s]
         if opted_out:
             return f"suppressed: {opted_out[0]}", ()
     if channel == "email":

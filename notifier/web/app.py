@@ -1,6 +1,6 @@
 """The FastAPI application of ``notifier serve``: one :class:`Web` holds the settings, the ledger and the keys, and
-the routers of ``webhooks``, ``unsubscribe``, ``actions`` and the ``dashboard`` share it. Every refusal is a
-:class:`RequestRefused` with its status, answered as ``{"error": "..."}`` (a page, on the dashboard's paths); a
+the routers of ``webhooks``, ``inbound``, ``unsubscribe``, ``actions`` and the ``dashboard`` share it. Every refusal
+is a :class:`RequestRefused` with its status, answered as ``{"error": "..."}`` (a page, on the dashboard's paths); a
 ledger that cannot be reached is a 503, which providers retry; a client that goes away before its body is read
 is one line in the log. Every answer carries the headers of :class:`SecurityHeaders`.
 """
@@ -57,7 +57,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
     from starlette.requests import ClientDisconnect
 
     from notifier.channels.sendgrid_events import load_verification_key
-    from notifier.web import actions, dashboard, unsubscribe, webhooks
+    from notifier.web import actions, dashboard, inbound, unsubscribe, webhooks
 
     if sessions is None:
         from notifier.ledger.db import make_engine, session_factory, upgrade
@@ -104,6 +104,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
         return {"status": "ok", "ledger": "reachable"}
 
     app.include_router(webhooks.router)
+    app.include_router(inbound.router)
     app.include_router(unsubscribe.router)
     app.include_router(actions.router)
     dashboard.install(app, settings)

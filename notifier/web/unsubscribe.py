@@ -2,8 +2,10 @@
 
 A mail client's one-click ``POST`` with the body ``List-Unsubscribe=One-Click`` unsubscribes at once and answers 200
 with no redirect. A ``GET`` (a person who clicked the link, or a scanner that follows every link) changes nothing:
-it shows a small page in the recipient's language with a button that makes that same ``POST``. Links of messages
-sent before this path existed (``/unsubscribe/{token}``) keep working.
+it shows a small page in the recipient's language with a button that makes that same ``POST``. Both pages say what
+the link stops (``feedback.opt_out_of``): all marketing, or every further message of that one service campaign,
+named as the recipient's catalog names it. Links of messages sent before this path existed
+(``/unsubscribe/{token}``) keep working.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from notifier.errors import RequestRefused
-from notifier.feedback import unsubscribe
+from notifier.errors import NotifierError, RequestRefused
+from notifier.feedback import OptOut, opt_out_of, unsubscribe
 from notifier.i18n import load_translations, negotiate
 from notifier.ledger.db import transaction
-from notifier.ledger.models import DeliveryRow, Recipient
 from notifier.links import verify_unsubscribe_token
 from notifier.web.locales import DOMAIN, TEMPLATES, UI_LOCALES
 from notifier.web.locales import HERE as LOCALES
@@ -58,10 +58,10 @@ def _env(locale: str) -> Environment:
     return env
 
 
-def page(name: str, locale: str, status: int = 200) -> HTMLResponse:
+def page(name: str, locale: str, status: int = 200, **context: Any) -> HTMLResponse:
     """One of the pages in the UI's locale nearest to ``locale``."""
     lang = negotiate(locale, UI_LOCALES, "en")
-    html = _env(lang).get_template(name).render(lang=lang)
+    html = _env(lang).get_template(name).render(lang=lang, **context)
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store",
                                                            "Content-Security-Policy": CSP})
 
@@ -77,12 +77,27 @@ def _delivery(web: Web, token: str) -> int | None:
     return verify_unsubscribe_token(secrets, token, today=web.now().date())
 
 
-def _locale_of(web: Web, delivery_id: int) -> str | None:
+def _opt_out(web: Web, delivery_id: int) -> OptOut | None:
     with web.sessions() as s:
-        found = s.execute(select(DeliveryRow.locale, Recipient.locale)
-                          .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
-                          .where(DeliveryRow.id == delivery_id)).first()
-    return (found[0] or found[1]) if found else None
+        return opt_out_of(s, delivery_id)
+
+
+def campaign_name(web: Web, opt_out: OptOut) -> str:
+    """The campaign's name in the language its message was sent in, when the campaign's catalog translates it (its
+    msgid is the name as the campaign file writes it), else as written."""
+    if not opt_out.locale:
+        return opt_out.campaign_name
+    try:
+        translations = load_translations(web.settings.locales_dir, opt_out.locale, opt_out.campaign_id)
+    except (NotifierError, OSError, ValueError):  # no catalog here for it: the name as written
+        return opt_out.campaign_name
+    return translations.gettext(opt_out.campaign_name)
+
+
+def opt_out_page(web: Web, name: str, opt_out: OptOut, fallback_locale: str) -> HTMLResponse:
+    """The confirmation or the done page of ``opt_out``: about marketing, or about its one campaign by name."""
+    campaign = None if opt_out.marketing else campaign_name(web, opt_out)
+    return page(name, opt_out.locale or fallback_locale, campaign=campaign)
 
 
 @router.get("/u/{token}", response_class=HTMLResponse, responses=_PAGES)
@@ -91,17 +106,10 @@ async def confirm(token: str, request: Request) -> HTMLResponse:
     """A page with a button that unsubscribes; following the link alone changes nothing."""
     web = web_of(request)
     delivery_id = _delivery(web, token)
-    locale = await run_in_threadpool(_locale_of, web, delivery_id) if delivery_id is not None else None
-    if locale is None and delivery_id is not None and not await run_in_threadpool(_exists, web, delivery_id):
-        delivery_id = None
-    if delivery_id is None:
+    opt_out = await run_in_threadpool(_opt_out, web, delivery_id) if delivery_id is not None else None
+    if opt_out is None:
         return page("unsubscribe_invalid.html", _accepted(request), 404)
-    return page("unsubscribe_confirm.html", locale or _accepted(request))
-
-
-def _exists(web: Web, delivery_id: int) -> bool:
-    with web.sessions() as s:
-        return s.get(DeliveryRow, delivery_id) is not None
+    return await run_in_threadpool(opt_out_page, web, "unsubscribe_confirm.html", opt_out, _accepted(request))
 
 
 @router.post("/u/{token}", response_class=HTMLResponse, responses={
@@ -128,4 +136,4 @@ async def one_click(token: str, request: Request) -> HTMLResponse:
     done = await run_in_threadpool(apply)
     if done is None:
         return page("unsubscribe_invalid.html", _accepted(request), 404)
-    return page("unsubscribe_done.html", done.locale or _accepted(request))
+    return await run_in_threadpool(opt_out_page, web, "unsubscribe_done.html", done.opt_out, _accepted(request))

@@ -1,0 +1,129 @@
+"""``POST /webhooks/sendgrid/inbound``: the unsubscribe by mail that ``List-Unsubscribe``'s ``mailto:`` offers.
+
+With NOTIFIER_UNSUBSCRIBE_MAILTO set, every email offers ``<mailto:ADDRESS?subject=unsubscribe%20TOKEN>`` beside its
+one-click link. A mail client that uses it sends a mail to ADDRESS; SendGrid Inbound Parse (the MX of ADDRESS's
+domain pointed at mx.sendgrid.net, this URL in its settings) posts that mail here as multipart/form-data: the fields
+``to``, ``from``, ``subject``, ``envelope``, ``text``, ``html``, ``headers``, ``charsets``, …, or, with "POST the
+raw, full MIME message", ``email`` (the whole message) beside them. The token is looked for in the subject, then in
+the raw message's subject, then in the text; the first genuine one is verified exactly as the one-click link's is
+(``links.verify_unsubscribe_token`` with the current and previous keys) and unsubscribes the same way
+(``feedback.unsubscribe``, source ``unsubscribe-mailto``).
+
+Answers: 413 for a body over NOTIFIER_WEBHOOK_MAX_BYTES and 400 for one that is not multipart/form-data; otherwise
+200 with the same body whatever the mail held (SendGrid posts a mail again after a 5xx, and a sender learns nothing
+about its token). A ledger that fails answers 503, so SendGrid posts the mail again. Nothing of a mail is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.parser import HeaderParser
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from notifier.errors import RequestRefused
+from notifier.feedback import Unsubscribed, unsubscribe
+from notifier.ledger.db import transaction
+from notifier.links import tokens_in, verify_unsubscribe_token
+from notifier.web.requests import Web, read_body, web_of
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["webhooks"])
+SOURCE = "unsubscribe-mailto"
+TEXT_CHARS = 65_536  # of a mail's text, where a token is looked for after the subject
+RECEIVED = {"status": "received"}  # the one answer to every well-formed mail
+_FIELDS = ("to", "from", "subject", "envelope", "text", "html", "headers", "charsets", "email")
+_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "properties": {name: {"type": "string"} for name in _FIELDS},
+    "description": "a mail as SendGrid Inbound Parse posts it"}}}}}
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "the body is not multipart/form-data"},
+    413: {"description": "the body is over NOTIFIER_WEBHOOK_MAX_BYTES"},
+    503: {"description": "the ledger is unavailable (SendGrid posts the mail again)"},
+}
+
+
+@router.post("/webhooks/sendgrid/inbound", responses=_REFUSALS, openapi_extra=_BODY)
+async def sendgrid_inbound(request: Request) -> dict[str, str]:
+    """Unsubscribe the sender of a mail to the ``mailto:`` address by the token its subject carries."""
+    web = web_of(request)
+    limit = web.settings.webhook_max_bytes
+    body = await read_body(request, limit)
+    form = await _form(request, body, limit)
+    try:
+        fields = {name: await _text(form.get(name), limit) for name in ("subject", "email", "text")}
+    finally:
+        await form.close()
+    delivery_id = _genuine(web, _places(fields))
+    if delivery_id is None:
+        log.info("inbound mail: no genuine unsubscribe token")
+        return RECEIVED
+
+    def apply() -> Unsubscribed | None:
+        with transaction(web.sessions) as s:
+            return unsubscribe(s, delivery_id, web.now(), source=SOURCE)
+
+    done = await run_in_threadpool(apply)
+    if done is None:
+        log.info("inbound mail: its token names a delivery that is gone")
+    else:
+        log.info("inbound mail: unsubscribed (%s, %d entries added)", done.opt_out.scope, done.added)
+    return RECEIVED
+
+
+async def _form(request: Request, body: bytes, limit: int) -> FormData:
+    """The multipart form of ``body`` (already read within ``limit``); 400 when it is not one."""
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise RequestRefused(400, "expected multipart/form-data, as SendGrid Inbound Parse posts")
+
+    async def once() -> AsyncIterator[bytes]:
+        yield body
+
+    try:
+        return await MultiPartParser(request.headers, once(), max_files=1000, max_fields=1000,
+                                     max_part_size=limit).parse()
+    except MultiPartException:
+        raise RequestRefused(400, "the multipart body is malformed") from None
+
+
+async def _text(value: str | UploadFile | None, limit: int) -> str:
+    """A field as text (a part sent as a file too); latin-1 for bytes, which keeps every token's ASCII as it is."""
+    if isinstance(value, UploadFile):
+        return (await value.read(limit)).decode("latin-1")
+    return value or ""
+
+
+def _places(fields: dict[str, str]) -> Iterator[str]:
+    """Where a token may be, in order: the subject, the raw message's subject, then the text."""
+    yield fields["subject"]
+    if fields["email"]:
+        yield _raw_subject(fields["email"])
+    yield fields["text"][:TEXT_CHARS]
+
+
+def _raw_subject(raw: str) -> str:
+    """The decoded Subject of a raw message (RFC 2047 words: an ``_`` of a token may be written ``=5F``)."""
+    subject = HeaderParser().parsestr(raw, headersonly=True).get("subject", "")
+    try:
+        return str(make_header(decode_header(str(subject))))
+    except (HeaderParseError, UnicodeError, LookupError, ValueError):  # an unknown charset, a broken word
+        return str(subject)
+
+
+def _genuine(web: Web, places: Iterator[str]) -> int | None:
+    """The delivery id of the first genuine, unexpired token found in ``places``, else None."""
+    secrets = [web.settings.secret_key, *web.settings.secret_key_previous]
+    today = web.now().date()
+    for text in places:
+        for candidate in tokens_in(text):
+            delivery_id = verify_unsubscribe_token(secrets, candidate, today=today)
+            if delivery_id is not None:
+                return delivery_id
+    return None
