@@ -26,13 +26,14 @@ from notifier.config import Settings
 from notifier.errors import UserError, raised_at
 from notifier.events import Outcome, SendResult
 from notifier.i18n import negotiate
-from notifier.ledger import claims, holds, queries, spread, suppressions
+from notifier.ledger import claims, holds, queries, suppressions
 from notifier.ledger.claims import RowOutcome
 from notifier.ledger.db import durably, transaction
 from notifier.ledger.models import DeliveryState, SkipReason
 from notifier.links import unsubscribe_headers
 from notifier.planner import parse_send_key, window_reopens
 from notifier.render import Personal, Renderer
+from notifier.spread import after
 from notifier.words import tick_word, window_wait
 
 log = logging.getLogger(__name__)
@@ -304,7 +305,7 @@ class Dispatcher:
                 return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
                                   skip_reason=SkipReason.DEADLINE_PASSED,
                                   error="outside the delivery window until after the deadline")
-            reopens = spread.after(campaign, tz, reopens, deadlines, row.recipient_seq)  # off the hour, as a wave
+            reopens = after(campaign, tz, reopens, deadlines, row.recipient_seq)  # off the hour, as a wave
             return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, next_attempt_at=reopens,
                               attempts=row.attempts - 1, error=window_wait(campaign.delivery.window))
         blocked = self._blocked.get(row.channel)

@@ -9,8 +9,8 @@ Rules (pinned down in tests/test_planner.py):
 - a send outside the window moves to the nearest earlier time inside it (before the window: the
   previous day's window end); with ``delivery.spread``, to the window's end minus the spread, so that its
   spread fits (a send inside the window but later than that moves there too);
-- a send's messages go out over its ``spread`` after its time (:func:`spread_room`: the campaign's spread,
-  cut short so it ends before the earliest deadline the send carries and by the window's end);
+- a send's messages go out over its ``spread`` after its time (:func:`~notifier.spread.spread_room`: the
+  campaign's spread, cut short so it ends before the earliest deadline the send carries and by the window's end);
 - a send at or after its deadline is dropped;
 - per local day, at most ``max_per_day`` messages per channel: the day's first ``max_per_day - 1``
   sends go alone and the rest merge into one message at the earliest of their times, carrying every
@@ -28,10 +28,11 @@ import enum
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 
-from notifier.campaign import Campaign, Deadline, Delivery, Wave, resolve_local
+from notifier.campaign import Campaign, Deadline, Wave, resolve_local
 from notifier.errors import CampaignError, Problem
+from notifier.spread import latest_start, spread_room, window_end
 
 
 class NoteKind(enum.StrEnum):
@@ -144,31 +145,6 @@ def parse_send_key(key: str) -> tuple[WaveRef, ...]:
     return tuple(WaveRef(*part.split("@", 1)) for part in key.split("+"))
 
 
-def _window_end(day: date, end: time, tz: tzinfo) -> datetime:
-    """The window end on ``day``; when a DST jump skips it, the jump's length earlier, so never past the window."""
-    at = resolve_local(day, end, tz)
-    if at.time() != end:  # skipped: resolve_local moved it forward, out of the window
-        at = datetime.combine(day, end).replace(tzinfo=tz, fold=1).astimezone(UTC).astimezone(tz)
-    return at
-
-
-def _latest_start(day: date, end: time, spread: timedelta, tz: tzinfo) -> datetime:
-    """The latest time on ``day`` a send may start so that its spread ends by the window's end."""
-    return (_window_end(day, end, tz).astimezone(UTC) - spread).astimezone(tz)
-
-
-def spread_room(delivery: Delivery, tz: tzinfo, send_at: datetime, deadlines: Iterable[datetime]) -> timedelta:
-    """How long after ``send_at`` a send's messages may go out: the campaign's spread, cut short so that each
-    goes by the window's end that local day and a second before the earliest of the send's ``deadlines``; zero
-    without a spread. Materialization, the window's wait and the plan view ask here."""
-    if not delivery.spread:
-        return timedelta(0)
-    start = send_at.astimezone(UTC)
-    ends = [_window_end(send_at.astimezone(tz).date(), delivery.window[1], tz).astimezone(UTC) - start,
-            *(d.astimezone(UTC) - start - timedelta(seconds=1) for d in deadlines)]
-    return max(timedelta(0), min(delivery.spread, *ends))
-
-
 def _raw_send(c: Campaign, d: Deadline, w: Wave, tz: tzinfo, deadline_at: datetime,
               notes: list[Note]) -> datetime | None:
     dl = c.delivery
@@ -179,10 +155,10 @@ def _raw_send(c: Campaign, d: Deadline, w: Wave, tz: tzinfo, deadline_at: dateti
     original = at
     for _ in range(3):  # a window end inside a DST gap can need a second step
         local = at.time()
-        if local > dl.window[1] or (dl.spread and at > _latest_start(at.date(), dl.window[1], dl.spread, tz)):
-            at = _latest_start(at.date(), dl.window[1], dl.spread, tz)
+        if local > dl.window[1] or (dl.spread and at > latest_start(at.date(), dl.window[1], dl.spread, tz)):
+            at = latest_start(at.date(), dl.window[1], dl.spread, tz)
         elif local < dl.window[0]:
-            at = _latest_start(at.date() - timedelta(days=1), dl.window[1], dl.spread, tz)
+            at = latest_start(at.date() - timedelta(days=1), dl.window[1], dl.spread, tz)
         else:
             break
     if at != original:
@@ -321,7 +297,7 @@ def window_reopens(now: datetime, tz: tzinfo, window: tuple[time, time],
     local = now.astimezone(tz)
     start, end = window
     opens = resolve_local(local.date(), start, tz)
-    closes = _window_end(local.date(), end, tz) + grace
+    closes = window_end(local.date(), end, tz) + grace
     if opens <= local <= closes:
         return None
     day = local.date() if local < opens else local.date() + timedelta(days=1)

@@ -57,30 +57,35 @@ COPY = """\
 {#- Every sentence once, translated once; the five templates import these macros. Edit the wording here.
     Each deadline's words come from its `at`: d.last_day is the last day to act (the day before a deadline at 00:00,
     else the deadline's own day, until d.last_day_until) and d.last_day_left the days from the send to it; see
-    "What 'last day' means" in docs/templates.md. Today counts as a day left: on the last day, 1 day is left. -#}
-{% macro news() -%}{{ _("Something is changing, and we want you to know in good time.") }}{%- endmacro %}
-{% macro last_day(d) -%}
+    "What 'last day' means" in docs/templates.md. Today counts as a day left: on the last day, 1 day is left.
+    In email.mjml (which sets html_part) each macro escapes what it prints, and its result counts as markup there:
+    every value reaches the HTML escaped exactly once; the text parts get them as they are. -#}
+{%- set in_html = html_part|default(false) -%}
+{% macro news() -%}{%- autoescape in_html -%}
+{{ _("Something is changing, and we want you to know in good time.") }}
+{%- endautoescape -%}{%- endmacro %}
+{% macro last_day(d) -%}{%- autoescape in_html -%}
 {%- if d.last_day_until -%}{{ _("%(date)s, until %(time)s", date=d.last_day, time=d.last_day_until) }}
 {%- else -%}{{ d.last_day }}{%- endif -%}
-{%- endmacro %}
-{% macro headline(d) -%}
+{%- endautoescape -%}{%- endmacro %}
+{% macro headline(d) -%}{%- autoescape in_html -%}
 {%- if d.last_day_left <= 0 -%}{{ _("Today is the last day") }}
 {%- elif d.last_day_left == 1 -%}{{ _("Tomorrow is the last day") }}
 {%- else -%}{{ ngettext("%(num)d day left", "%(num)d days left", d.last_day_left + 1) }}
 {%- endif -%}
-{%- endmacro %}
-{% macro deadline_line(d) -%}
+{%- endautoescape -%}{%- endmacro %}
+{% macro deadline_line(d) -%}{%- autoescape in_html -%}
 {%- if d.last_day_left <= 0 -%}{{ _("Today is the last day (%(date)s).", date=last_day(d)) }}
 {%- elif d.last_day_left == 1 -%}{{ _("Tomorrow is the last day (%(date)s).", date=last_day(d)) }}
 {%- else -%}{{ ngettext("%(num)d day left: the last day is %(date)s.", "%(num)d days left: the last day is %(date)s.",
                         d.last_day_left + 1, date=last_day(d)) }}
 {%- endif -%}
-{%- endmacro %}
-{% macro greeting() -%}
+{%- endautoescape -%}{%- endmacro %}
+{% macro greeting() -%}{%- autoescape in_html -%}
 {%- if recipient_name -%}{{ _("Hi %(name)s,", name=recipient_name) }}{%- else -%}{{ _("Hello,") }}{%- endif -%}
-{%- endmacro %}
-{% macro more() -%}{{ _("Read more:") }}{%- endmacro %}
-{% macro button() -%}{{ _("Read more") }}{%- endmacro %}
+{%- endautoescape -%}{%- endmacro %}
+{% macro more() -%}{%- autoescape in_html -%}{{ _("Read more:") }}{%- endautoescape -%}{%- endmacro %}
+{% macro button() -%}{%- autoescape in_html -%}{{ _("Read more") }}{%- endautoescape -%}{%- endmacro %}
 """
 
 TEMPLATES = {
@@ -103,6 +108,7 @@ TEMPLATES = {
 {#- The HTML part, in MJML (compiled by MRML): columns that stack on phones, a button Outlook draws, the <style>
     block kept for phones and dark mode. Every text colour pair is at least 4.5:1, in light and in dark mode; see
     docs/templates.md, "The HTML part". -#}
+{%- set html_part = true -%}
 {%- import "_copy.j2" as copy with context -%}
 <mjml lang="{{ locale }}">
   <mj-head>

@@ -7,7 +7,6 @@ recipients never sit in a Python list.
 from __future__ import annotations
 
 import json
-import re
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from notifier.campaign import Campaign, zone
+from notifier.campaign._values import parse_spread
 from notifier.eligibility import channels_of, in_audience
 from notifier.planner import Note, PlannedSend, RecipientPlan, ZonePlan, plan_recipient, plan_zone
 
@@ -84,18 +84,10 @@ def sorted_entries(entries: Iterable[TimelineEntry]) -> Iterator[TimelineEntry]:
             for (doc,) in db.execute("SELECT doc FROM s ORDER BY utc, recipient, channel"):
                 d = json.loads(doc)
                 yield TimelineEntry(d["recipient"], d["channel"], tuple(d["deadlines"]), d["wave"], d["send_key"],
-                                    datetime.fromisoformat(d["send_at"]), _seconds(d.get("spread")))
+                                    datetime.fromisoformat(d["send_at"]), parse_spread(d.get("spread") or "PT0M"))
         finally:
             db.close()
 
-
-def _seconds(iso: str | None) -> timedelta:
-    """The inverse of :func:`iso_duration`."""
-    m = re.fullmatch(r"PT(?:([0-9]+)H)?(?:([0-9]+)M)?(?:([0-9]+)S)?", iso or "")
-    if m is None:
-        return timedelta(0)
-    hours, minutes, seconds = (int(g or 0) for g in m.groups())
-    return timedelta(hours=hours, minutes=minutes, seconds=seconds)
 
 
 def entries_for(recipient_id: str, plan: RecipientPlan) -> Iterator[TimelineEntry]:

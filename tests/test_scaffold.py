@@ -3,6 +3,7 @@ next to the shipped one, each with its own sender and catalogs, and editing one 
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import json
@@ -251,3 +252,19 @@ def test_the_readmes_campaign_example_is_a_valid_campaign() -> None:
     assert campaign.id == "tiktok-music-shutdown" and campaign.sender is not None
     assert [d.id for d in campaign.deadlines] == ["playlist-transfer", "refund"]
     assert campaign.deadline("refund").channels == ("email",)
+
+
+def test_a_new_campaigns_email_escapes_what_its_macros_print_exactly_once(project: Settings) -> None:
+    """email.mjml sets html_part, so _copy.j2's macros escape their values there, as the shipped campaign's do: a
+    value with markup in it is printed as text, neither raw (it would break the MJML) nor escaped twice."""
+    scaffold(project, "acme-en", ["en"])
+    campaign = load_campaign(project.campaigns_dir / "acme-en.yaml")
+    renderer = Renderer(project.templates_dir, project.locales_dir)
+    tz = zone("Asia/Jakarta")
+    send = plan_zone(campaign, tz).sends[0]
+    ctx = renderer.context(campaign, "en", send.items, tz, send.send_at.astimezone(tz).date(), "ID", Personal())
+    ctx["deadlines"] = [dataclasses.replace(d, last_day="<b>R&D</b>") for d in ctx["deadlines"]]
+    html = renderer.env(campaign, "en").get_template("email.mjml").render({**ctx, "subject": "s"})
+
+    assert "&lt;b&gt;R&amp;D&lt;/b&gt;" in html
+    assert "<b>R&D" not in html and "&amp;lt;" not in html

@@ -19,13 +19,15 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifier import spread
 from notifier.campaign import parse_campaign
 from notifier.config import Settings
 from notifier.errors import CampaignError
-from notifier.ledger import queries, spread
+from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, Recipient, SendGroup
-from notifier.planner import NoteKind, plan_zone, spread_room
+from notifier.planner import NoteKind, plan_zone
+from notifier.spread import spread_room
 from notifier.wiring import build_dispatcher
 from tests.conftest import CAMPAIGN_FILE, shipped_catalogs_as, wave_now
 
@@ -131,7 +133,7 @@ def test_the_room_is_the_spread_cut_short_by_the_window_end_and_a_second_before_
 
 
 @pytest.mark.parametrize(("value", "expected"), [
-    ("PT20M", TWENTY), ("PT90S", timedelta(seconds=90)), ("PT1H", timedelta(hours=1)), ("PT0M", timedelta(0))])
+    ("PT20M", TWENTY), ("PT1H30M", timedelta(minutes=90)), ("PT1H", timedelta(hours=1)), ("PT0M", timedelta(0))])
 def test_spread_is_an_iso_duration_in_the_delivery_block(value: str, expected: timedelta) -> None:
     assert parse_campaign(spec(value)).delivery.spread == expected
 
@@ -149,6 +151,8 @@ def test_the_shipped_campaign_spreads_its_sends_over_twenty_minutes() -> None:
     ("-PT20M", "'-PT20M': a spread is a duration after the send's time (such as PT20M), never negative"),
     ("P1M", "'P1M': months and years have no fixed length; write minutes instead (PT20M)"),
     ("PT13H", "'PT13H' is more than PT12H, the longest a spread may be"),
+    # moved to the window's end minus PT90S, a send would start at 20:58:30 and its offsets land on whole minutes
+    ("PT90S", "'PT90S': a spread is a whole number of minutes (PT20M), so that no message lands on a whole minute"),
     ("PT99999999999M", "'PT99999999999M' is more than PT12H, the longest a spread may be"),
     ("PT12H", "PT12H after local_time 10:00 runs past the window's end 21:00: shorten the spread or send earlier"),
 ])

@@ -122,6 +122,9 @@ def parse_spread(text: str) -> timedelta:
     delta = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["mi"], seconds=parts["s"])
     if delta > MAX_SPREAD:
         raise ValueError(too_long)
+    if delta.total_seconds() % 60:  # a send moved to the window's end minus PT90S would start at hh:58:30
+        raise ValueError(f"{shown(text)}: a spread is a whole number of minutes (PT20M), so that no message lands "
+                         "on a whole minute")
     return delta
 
 

@@ -9,9 +9,10 @@ the raw message's subject, then in the text; the first genuine one is verified e
 (``links.verify_unsubscribe_token`` with the current and previous keys) and unsubscribes the same way
 (``feedback.unsubscribe``, source ``unsubscribe-mailto``).
 
-Answers: 413 for a body over NOTIFIER_WEBHOOK_MAX_BYTES and 400 for one that is not multipart/form-data; otherwise
-200 with the same body whatever the mail held (SendGrid posts a mail again after a 5xx, and a sender learns nothing
-about its token). A ledger that fails answers 503, so SendGrid posts the mail again. Nothing of a mail is logged.
+Answers: 400 for a body that is not multipart/form-data (SendGrid always posts one); otherwise 200 with the same
+body whatever the mail held, a mail over NOTIFIER_WEBHOOK_MAX_BYTES included (it is not read, and a count is
+logged): SendGrid posts a mail again until it gets a 2xx, for up to three days, and a sender learns nothing about
+its token. A ledger that fails answers 503, so SendGrid posts the mail again. Nothing of a mail is logged.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ _BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"
     "description": "a mail as SendGrid Inbound Parse posts it"}}}}}
 _REFUSALS: dict[int | str, dict[str, Any]] = {
     400: {"description": "the body is not multipart/form-data"},
-    413: {"description": "the body is over NOTIFIER_WEBHOOK_MAX_BYTES"},
     503: {"description": "the ledger is unavailable (SendGrid posts the mail again)"},
 }
 
@@ -55,7 +55,13 @@ async def sendgrid_inbound(request: Request) -> dict[str, str]:
     """Unsubscribe the sender of a mail to the ``mailto:`` address by the token its subject carries."""
     web = web_of(request)
     limit = web.settings.webhook_max_bytes
-    body = await read_body(request, limit)
+    try:
+        body = await read_body(request, limit)
+    except RequestRefused as exc:
+        if exc.status != 413:
+            raise
+        log.info("inbound mail over %d bytes: not read", limit)  # an attachment, most likely; never posted again
+        return RECEIVED
     form = await _form(request, body, limit)
     try:
         fields = {name: await _text(form.get(name), limit) for name in ("subject", "email", "text")}
