@@ -181,8 +181,9 @@ class Simulation:
     actions: list[tuple[datetime, str, str]]
     after_tick: Callable[[], None] = lambda: None
     totals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    # The least the clock moves between ticks (a beat ticks every 30 s): a send spread over 20 minutes
-    # (delivery.spread) goes out in a few ticks, not in one per recipient.
+    # The least the clock moves between ticks, as a slow beat would (a real one ticks every 30 s): a send spread over
+    # 20 minutes (delivery.spread) goes out in four or five ticks, not in one per recipient; a retry or an action
+    # may therefore be taken up to 5 simulated minutes after its time, and the mail is dated by that tick.
     every: timedelta = timedelta(minutes=5)
     _next_action: int = 0
 

@@ -15,13 +15,11 @@ from notifier.planner import plan_zone
 from notifier.render import (
     HTML_MAX_BYTES,
     PUSH_BODY_FITS,
-    PUSH_BODY_MAX,
     PUSH_TITLE_FITS,
-    PUSH_TITLE_MAX,
     Personal,
     Renderer,
 )
-from notifier.review import Rendered, Sample, render_sample, samples
+from notifier.review import Rendered, Sample, push_limits, push_warnings, render_sample, samples
 from notifier.words import Words
 
 
@@ -99,11 +97,7 @@ def _cell(r: Rendered | None, app: str, campaign: Campaign) -> str:
         return '<td class="none">not sent in this locale\'s sample zone</td>'
     s = r.sample
     size = len(r.email.html.encode())
-    flags = []
-    if "push" in s.channels and (len(r.push.title) > PUSH_TITLE_MAX or len(r.push.body) > PUSH_BODY_MAX):
-        flags.append("push over its limits")
-    elif "push" in s.channels and (len(r.push.title) > PUSH_TITLE_FITS or len(r.push.body) > PUSH_BODY_FITS):
-        flags.append(f"push cut in Android's collapsed view (over {PUSH_TITLE_FITS}/{PUSH_BODY_FITS} characters)")
+    flags = [*push_limits(r), *push_warnings(r)] if "push" in s.channels else []  # the gate's own words
     if "email" in s.channels and size > HTML_MAX_BYTES:
         flags.append("email over 100 KB")
     warn = f'<p class="warn">{html.escape("; ".join(flags))}</p>' if flags else ""

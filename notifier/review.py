@@ -146,12 +146,17 @@ def render_sample(renderer: Renderer, campaign: Campaign, sample: Sample, person
     return Rendered(sample, variant, renderer.email(variant, personal), renderer.push(variant, personal))
 
 
-def limits(r: Rendered, campaign: Campaign) -> Iterator[str]:
-    """What is wrong with one rendered sample's size or shape."""
+def push_limits(r: Rendered) -> Iterator[str]:
+    """What of a rendered push is over the limit the gate refuses (docs/templates.md)."""
     if len(r.push.title) > PUSH_TITLE_MAX:
         yield f"push title is {len(r.push.title)} characters (limit {PUSH_TITLE_MAX}): {r.push.title!r}"
     if len(r.push.body) > PUSH_BODY_MAX:
         yield f"push body is {len(r.push.body)} characters (limit {PUSH_BODY_MAX}): {r.push.body!r}"
+
+
+def limits(r: Rendered, campaign: Campaign) -> Iterator[str]:
+    """What is wrong with one rendered sample's size or shape."""
+    yield from push_limits(r)
     if not r.email.subject or not r.email.text.strip() or not r.push.title or not r.push.body:
         yield "a part rendered empty"
     size = len(r.email.html.encode())

@@ -32,7 +32,7 @@ from notifier.ledger.models import (
 from notifier.render import Renderer
 from notifier.testing import ScriptedChannel, Step
 from notifier.wiring import build_dispatcher
-from tests.conftest import without_spread
+from tests.conftest import CAMPAIGN_FILE, without_spread
 from tests.ledger_views import FIRST_KEY, events_of, rows_of, the_row
 
 SCHEDULED = datetime(2024, 9, 27, 12, 0, tzinfo=UTC)  # before anyone's first send
@@ -345,11 +345,17 @@ def test_a_row_still_pending_after_its_deadline_is_skipped(
     assert outbox_files(outbox) == []
 
 
+def as_shipped(spread: bool) -> str | None:
+    """The shipped campaign's text with its spread (PT20M), or None: the fixture's text without it."""
+    return CAMPAIGN_FILE.read_text(encoding="utf-8") if spread else None
+
+
+@pytest.mark.parametrize("spread", [False, True], ids=["at-the-send-time", "shipped-spread"])
 def test_a_send_due_while_paused_is_not_sent_after_its_deadline(
         sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule,
-        dispatcher: Dispatcher, outbox: Path) -> None:
+        dispatcher: Dispatcher, outbox: Path, spread: bool) -> None:
     add_recipient("ana", timezone="Asia/Jakarta")
-    schedule_campaign(JAKARTA_PLAYLIST_P7D + timedelta(days=1))
+    schedule_campaign(JAKARTA_PLAYLIST_P7D + timedelta(days=1), as_shipped(spread))
     set_state(sessions, CampaignState.PAUSED, JAKARTA_PLAYLIST_P1D - timedelta(hours=1))
     assert dispatcher.tick(JAKARTA_PLAYLIST_P1D).claimed == 0
     after = JAKARTA_PLAYLIST_DEADLINE + timedelta(hours=1)
@@ -361,14 +367,16 @@ def test_a_send_due_while_paused_is_not_sent_after_its_deadline(
     assert outbox_files(outbox) == []
     assert {(r.send_key, r.state, r.skip_reason) for r in rows_of(sessions, "ana").values()} == {
         ("playlist-transfer@P1D", DeliveryState.SKIPPED, SkipReason.DEADLINE_PASSED)}
-    assert dispatcher.tick(JAKARTA_REFUND_P30D).outcomes == {"sent": 1}
+    # the next send, once its spread (when there is one) has passed
+    assert dispatcher.tick(JAKARTA_REFUND_P30D + timedelta(minutes=20 if spread else 0)).outcomes == {"sent": 1}
 
 
+@pytest.mark.parametrize("spread", [False, True], ids=["at-the-send-time", "shipped-spread"])
 def test_after_a_pause_only_the_newest_reminder_of_each_deadline_goes_out(
         sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule,
-        dispatcher: Dispatcher, outbox: Path) -> None:
+        dispatcher: Dispatcher, outbox: Path, spread: bool) -> None:
     add_recipient("ana", timezone="Asia/Jakarta")
-    schedule_campaign(SCHEDULED)
+    schedule_campaign(SCHEDULED, as_shipped(spread))
     set_state(sessions, CampaignState.PAUSED, SCHEDULED)
     resumed = JAKARTA_PLAYLIST_P1D + timedelta(hours=1)  # paused through the 30-day and 7-day reminders
     set_state(sessions, CampaignState.SCHEDULED, resumed)

@@ -10,12 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from notifier.campaign import Campaign, load_campaign, zone
 from notifier.errors import Problem
 from notifier.i18n import catalog_path, format_day
 from notifier.planner import plan_zone
+from notifier.preview import write_gallery
 from notifier.render import PUSH_BODY_FITS, PUSH_BODY_MAX, PUSH_TITLE_FITS, Personal, Renderer
 from notifier.review import SAMPLE_PLACES, review, warnings
 from tests.conftest import CAMPAIGN_FILE, ROOT
@@ -148,3 +150,11 @@ def test_i18n_check_refuses_a_push_over_178_characters_with_exit_2(tmp_path: Pat
     assert result.stderr.splitlines() == [
         f"error: {WHERE}: {LAST_DAY_SEND}: push body is 180 characters (limit 178): {body!r}"]
 
+
+
+def test_the_gallery_flags_a_long_push_in_the_gates_own_words(tmp_path: Path) -> None:
+    body = _body_of(120)
+    renderer = Renderer(TEMPLATES, _locales_with_last_day_body(tmp_path, body))
+    page = write_gallery(CAMPAIGN, renderer, tmp_path / "gallery", datetime(2024, 9, 1, tzinfo=UTC))
+
+    assert "push body is 120 characters: Android&#x27;s collapsed view cuts it after 110" in page.read_text()

@@ -38,7 +38,7 @@ def due_sql(dialect: str, send_at: datetime, seq: ColumnElement[Any], room: time
 
 def room_of(campaign: Campaign, group: SendGroup) -> timedelta:
     """The spread of a send group's messages: the campaign's, cut short by the window's end and by the earliest of
-    its deadlines (``spread_room``); a deadline the campaign no longer has counts as the group's last."""
+    its deadlines the campaign still has (``spread_room``); when it has none of them, by the group's expiry."""
     tz = zone(group.timezone)
     known = {d.id: d for d in campaign.deadlines}
     ends = [known[d].instant_in(tz) for d in group.deadlines if d in known] or [group.expires_at]
