@@ -42,24 +42,32 @@ _HOST = re.compile(r"(?=.{4,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9
 _LINK_REFUSED = "\"'<>\\`"
 
 
+def _bounded(text: str, limit: timedelta, *, example: str, instead: str, too_long: str) -> timedelta:
+    """An ISO-8601 duration of weeks, days, hours, minutes and seconds, up to ``limit``; months and years are
+    refused (they have no fixed length), and so is a number too long to read (``too_long``)."""
+    m = _DURATION.fullmatch(text.strip().upper())
+    if not m:
+        raise ValueError(f"{shown(text)} is not an ISO-8601 duration such as {example}")
+    if m["y"] or m["mo"]:
+        raise ValueError(f"{shown(text)}: months and years have no fixed length; write {instead}")
+    # 100,000,000 of any unit is beyond every limit here: the digits are counted before int() sees them.
+    if any(len(v.lstrip("0")) > 8 for v in m.groupdict().values() if v):
+        raise ValueError(too_long)
+    parts = {k: int(v) if v else 0 for k, v in m.groupdict().items()}
+    delta = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["mi"], seconds=parts["s"])
+    if delta > limit:
+        raise ValueError(too_long)
+    return delta
+
+
 def parse_duration(text: str) -> timedelta:
     """An ISO-8601 duration of weeks, days, hours, minutes and seconds, from zero (on the deadline) to MAX_WAVE.
 
     Months and years are refused: they have no fixed length.
     """
-    m = _DURATION.fullmatch(text.strip().upper())
-    if not m:
-        raise ValueError(f"{shown(text)} is not an ISO-8601 duration such as P7D or PT6H")
-    if m["y"] or m["mo"]:
-        raise ValueError(f"{shown(text)}: months and years have no fixed length; write days instead (P30D)")
-    too_long = f"{shown(text)} is more than P400D (400 days) before its deadline, the longest a wave may be"
-    # 100,000,000 of any unit is beyond P400D: the digits are counted before int() sees them.
-    if any(len(v.lstrip("0")) > 8 for v in m.groupdict().values() if v):
-        raise ValueError(too_long)
-    parts = {k: int(v) if v else 0 for k, v in m.groupdict().items()}
-    delta = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["mi"], seconds=parts["s"])
-    if delta > MAX_WAVE:
-        raise ValueError(too_long)
+    delta = _bounded(text, MAX_WAVE, example="P7D or PT6H", instead="days instead (P30D)",
+                     too_long=f"{shown(text)} is more than P400D (400 days) before its deadline, the longest a wave "
+                              "may be")
     if len(text.strip()) > MAX_WAVE_LABEL:
         raise ValueError(f"{shown(text)} is longer than {MAX_WAVE_LABEL} characters: write it without leading zeros")
     return delta
@@ -110,18 +118,8 @@ def parse_spread(text: str) -> timedelta:
     if text.strip().upper().startswith(("-", "P-")):
         raise ValueError(f"{shown(text)}: a spread is a duration after the send's time (such as PT20M), never "
                          "negative")
-    m = _DURATION.fullmatch(text.strip().upper())
-    if not m:
-        raise ValueError(f"{shown(text)} is not an ISO-8601 duration such as PT20M")
-    if m["y"] or m["mo"]:
-        raise ValueError(f"{shown(text)}: months and years have no fixed length; write minutes instead (PT20M)")
-    too_long = f"{shown(text)} is more than PT12H, the longest a spread may be"
-    if any(len(v.lstrip("0")) > 8 for v in m.groupdict().values() if v):  # digits counted before int() sees them
-        raise ValueError(too_long)
-    parts = {k: int(v) if v else 0 for k, v in m.groupdict().items()}
-    delta = timedelta(weeks=parts["w"], days=parts["d"], hours=parts["h"], minutes=parts["mi"], seconds=parts["s"])
-    if delta > MAX_SPREAD:
-        raise ValueError(too_long)
+    delta = _bounded(text, MAX_SPREAD, example="PT20M", instead="minutes instead (PT20M)",
+                     too_long=f"{shown(text)} is more than PT12H, the longest a spread may be")
     if delta.total_seconds() % 60:  # a send moved to the window's end minus PT90S would start at hh:58:30
         raise ValueError(f"{shown(text)}: a spread is a whole number of minutes (PT20M), so that no message lands "
                          "on a whole minute")
