@@ -164,28 +164,34 @@ class Unsubscribed:
         return self.opt_out.locale
 
 
-def opt_out_of(session: Session, delivery_id: int) -> OptOut | None:
-    """What unsubscribing through ``delivery_id``'s link stops; None when the delivery is gone."""
-    found = session.execute(
-        select(DeliveryRow.campaign_id, DeliveryRow.locale, Recipient.locale.label("preferred"))
+def _delivery_of(session: Session, delivery_id: int) -> Any:
+    """The delivery's campaign and locale, and its recipient's seq, id, address and preferred locale; None: gone."""
+    return session.execute(
+        select(DeliveryRow.campaign_id, DeliveryRow.locale, Recipient.seq, Recipient.id, Recipient.email,
+               Recipient.locale.label("preferred"))
         .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq).where(DeliveryRow.id == delivery_id)).first()
-    if found is None:
-        return None
+
+
+def _opt_out(session: Session, delivery_id: int, found: Any) -> OptOut:
     campaign = queries.campaign_of(queries.get_campaign(session, found.campaign_id))
     scope = "marketing" if campaign.honours_opt_outs else suppressions.campaign_scope(campaign.id)
     return OptOut(delivery_id, campaign.id, campaign.name, scope, found.locale or found.preferred)
+
+
+def opt_out_of(session: Session, delivery_id: int) -> OptOut | None:
+    """What unsubscribing through ``delivery_id``'s link stops; None when the delivery is gone."""
+    found = _delivery_of(session, delivery_id)
+    return None if found is None else _opt_out(session, delivery_id, found)
 
 
 def unsubscribe(session: Session, delivery_id: int, now: datetime, *, source: str = "unsubscribe-link"
                 ) -> Unsubscribed | None:
     """Opt the recipient of ``delivery_id`` out (:func:`opt_out_of`) by its id, its address and its push tokens, so
     that no channel reaches them; None when the delivery is gone."""
-    opt_out = opt_out_of(session, delivery_id)
-    if opt_out is None:
+    found = _delivery_of(session, delivery_id)
+    if found is None:
         return None
-    found = session.execute(select(Recipient.seq, Recipient.id, Recipient.email)
-                            .join(DeliveryRow, DeliveryRow.recipient_seq == Recipient.seq)
-                            .where(DeliveryRow.id == delivery_id)).one()
+    opt_out = _opt_out(session, delivery_id, found)
     tokens = session.scalars(select(PushToken.token).where(PushToken.recipient_seq == found.seq)).all()
     values = [("recipient", found.id), *([("email", found.email)] if found.email else []),
               *(("token", t) for t in tokens)]

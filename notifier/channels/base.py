@@ -82,7 +82,14 @@ class PushMessage:
     ttl: timedelta = timedelta(days=28)  # from the send to ``expires_at`` (FCM keeps a message at most 4 weeks)
     link: str | None = None  # the https page a tap opens (its most urgent deadline's link); None: the app's home
 
+    @property
+    def data(self) -> dict[str, str]:
+        """What the push carries for the app (FCM's ``data``, the outbox's too): the ledger ids, and the page a tap
+        opens as ``link`` (the app's contract: docs/templates.md, "Where a push leads")."""
+        return {**self.metadata, LINK: self.link} if self.link else dict(self.metadata)
 
+
+LINK = "link"  # the data key of the page a tap opens
 Message = EmailMessage | PushMessage
 
 

@@ -89,7 +89,6 @@ CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
 POST_SLICE = 100  # messages encoded before their requests go out; the next slice is encoded while they fly
 CLOSE_WAIT = 10.0  # seconds close() waits for the pooled session to close on its loop
 MAX_TTL = timedelta(days=28)  # FCM refuses an android.ttl over 2,419,200 s; a later deadline gets the longest it keeps
-LINK = "link"  # the data key of the page a tap opens (the app's contract: docs/templates.md, "Where a push leads")
 
 
 @dataclass(frozen=True)
@@ -164,7 +163,7 @@ class FcmPush(Channel):
         return msg.Message(
             token=token,
             notification=msg.Notification(title=m.title, body=m.body),
-            data={**m.metadata, LINK: m.link} if m.link else dict(m.metadata),
+            data=m.data,
             android=msg.AndroidConfig(ttl=min(max(ttl, timedelta(0)), MAX_TTL), priority="normal",
                                       collapse_key=collapse, notification=msg.AndroidNotification(tag=collapse)),
             apns=msg.APNSConfig(headers={"apns-collapse-id": collapse, "apns-priority": "5",

@@ -141,8 +141,7 @@ class OutboxPush(Channel):
             doc = {
                 "tokens": list(m.tokens),
                 "notification": {"title": m.title, "body": m.body},
-                # The keys FCM gives them: outbox readers expect "data", with the page a tap opens as data.link.
-                "data": {**m.metadata, "link": m.link} if m.link else dict(m.metadata),
+                "data": m.data,  # the key FCM gives it: outbox readers expect "data" (with the link a tap opens)
                 "collapse_key": m.collapse_key,
                 "expires_at": m.expires_at.isoformat(),
             }

@@ -25,15 +25,13 @@ from email.parser import HeaderParser
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from notifier.errors import RequestRefused
-from notifier.feedback import Unsubscribed, unsubscribe
-from notifier.ledger.db import transaction
-from notifier.links import tokens_in, verify_unsubscribe_token
+from notifier.links import tokens_in
 from notifier.web.requests import Web, read_body, web_of
+from notifier.web.unsubscribe import delivery_of, unsubscribe_now
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -71,12 +69,7 @@ async def sendgrid_inbound(request: Request) -> dict[str, str]:
     if delivery_id is None:
         log.info("inbound mail: no genuine unsubscribe token")
         return RECEIVED
-
-    def apply() -> Unsubscribed | None:
-        with transaction(web.sessions) as s:
-            return unsubscribe(s, delivery_id, web.now(), source=SOURCE)
-
-    done = await run_in_threadpool(apply)
+    done = await unsubscribe_now(web, delivery_id, SOURCE)
     if done is None:
         log.info("inbound mail: its token names a delivery that is gone")
     else:
@@ -125,11 +118,9 @@ def _raw_subject(raw: str) -> str:
 
 def _genuine(web: Web, places: Iterator[str]) -> int | None:
     """The delivery id of the first genuine, unexpired token found in ``places``, else None."""
-    secrets = [web.settings.secret_key, *web.settings.secret_key_previous]
-    today = web.now().date()
     for text in places:
         for candidate in tokens_in(text):
-            delivery_id = verify_unsubscribe_token(secrets, candidate, today=today)
+            delivery_id = delivery_of(web, candidate)
             if delivery_id is not None:
                 return delivery_id
     return None

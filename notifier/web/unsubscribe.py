@@ -23,7 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
 from notifier.errors import NotifierError, RequestRefused
-from notifier.feedback import OptOut, opt_out_of, unsubscribe
+from notifier.feedback import OptOut, Unsubscribed, opt_out_of, unsubscribe
 from notifier.i18n import load_translations, negotiate
 from notifier.ledger.db import transaction
 from notifier.links import verify_unsubscribe_token
@@ -72,9 +72,19 @@ def _accepted(request: Request) -> str:
     return header.split(",")[0].split(";")[0].strip()[:35] or "en"
 
 
-def _delivery(web: Web, token: str) -> int | None:
+def delivery_of(web: Web, token: str) -> int | None:
+    """The delivery a genuine, unexpired unsubscribe token names (current and previous keys), else None."""
     secrets = [web.settings.secret_key, *web.settings.secret_key_previous]
     return verify_unsubscribe_token(secrets, token, today=web.now().date())
+
+
+async def unsubscribe_now(web: Web, delivery_id: int, source: str) -> Unsubscribed | None:
+    """``feedback.unsubscribe`` in a transaction of its own, off the event loop: the link's and the mail's."""
+    def apply() -> Unsubscribed | None:
+        with transaction(web.sessions) as s:
+            return unsubscribe(s, delivery_id, web.now(), source=source)
+
+    return await run_in_threadpool(apply)
 
 
 def _opt_out(web: Web, delivery_id: int) -> OptOut | None:
@@ -105,7 +115,7 @@ def opt_out_page(web: Web, name: str, opt_out: OptOut, fallback_locale: str) -> 
 async def confirm(token: str, request: Request) -> HTMLResponse:
     """A page with a button that unsubscribes; following the link alone changes nothing."""
     web = web_of(request)
-    delivery_id = _delivery(web, token)
+    delivery_id = delivery_of(web, token)
     opt_out = await run_in_threadpool(_opt_out, web, delivery_id) if delivery_id is not None else None
     if opt_out is None:
         return page("unsubscribe_invalid.html", _accepted(request), 404)
@@ -125,15 +135,10 @@ async def one_click(token: str, request: Request) -> HTMLResponse:
     form = parse_qs(body.decode("latin-1"), keep_blank_values=True)
     if form.get("List-Unsubscribe") != ["One-Click"]:
         raise RequestRefused(400, "expected the body List-Unsubscribe=One-Click (RFC 8058)")
-    delivery_id = _delivery(web, token)
+    delivery_id = delivery_of(web, token)
     if delivery_id is None:
         return page("unsubscribe_invalid.html", _accepted(request), 404)
-
-    def apply() -> Any:
-        with transaction(web.sessions) as s:
-            return unsubscribe(s, delivery_id, web.now())
-
-    done = await run_in_threadpool(apply)
+    done = await unsubscribe_now(web, delivery_id, "unsubscribe-link")
     if done is None:
         return page("unsubscribe_invalid.html", _accepted(request), 404)
     return await run_in_threadpool(opt_out_page, web, "unsubscribe_done.html", done.opt_out, _accepted(request))
