@@ -20,6 +20,7 @@ _INSTALLED = not (Path(__file__).resolve().parent / "_data" / "campaigns").is_sy
 _SETTING_OF = {"templates": "NOTIFIER_TEMPLATES_DIR", "locales": "NOTIFIER_LOCALES_DIR",
                "campaigns": "NOTIFIER_CAMPAIGNS_DIR"}
 TRANSPORTS = ("outbox", "providers")
+STORED_MARK = ".version"  # beside a campaign's YAML in the studio folder: the ledger's version this machine holds
 
 
 DEFAULT_SECRET = "change-me"
@@ -38,6 +39,7 @@ class Settings:
     templates_dir: Path = SHIPPED["templates"]
     locales_dir: Path = SHIPPED["locales"]
     campaigns_dir: Path = SHIPPED["campaigns"]
+    studio_dir: Path = Path("studio")  # this machine's copy of the campaigns kept in the ledger (notifier.studio.store)
     transport: str = "outbox"
     batch_size: int = 500
     lease_seconds: int = 300  # how long a worker may hold a row it is sending
@@ -77,11 +79,18 @@ class Settings:
     sendgrid_webhook_key: str | None = None  # base64 public key of SendGrid's Signed Event Webhook
     webhook_tolerance_seconds: float = 600.0  # a signed batch older than this is refused; 0: no age check
     webhook_max_bytes: int = 8 * 1024 * 1024  # a bigger request body gets 413
-    api_token: str | None = None  # bearer token of POST /actions
+    api_token: str | None = None  # bearer token of POST /actions and the studio's API
     # The dashboard: NOTIFIER_ADMIN_PASSWORD holds a hash (notifier admin hash-password) or, for local use only,
     # the password itself, which is hashed as it is read and never kept.
     admin_password_hash: str | None = None
     admin_password_was_plain: bool = False
+
+    def copy_dirs(self, campaign_id: str) -> tuple[Path, Path]:
+        """(templates folder, locales folder) of a campaign's copy on this machine: the studio's copy of a campaign
+        kept in the ledger (``notifier.studio.store.sync`` marks it), else the settings' folders."""
+        if (Path(self.studio_dir) / "campaigns" / f"{campaign_id}{STORED_MARK}").is_file():
+            return Path(self.studio_dir) / "templates", Path(self.studio_dir) / "locales"
+        return Path(self.templates_dir), Path(self.locales_dir)
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -213,6 +222,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         templates_dir=Path(env.get("NOTIFIER_TEMPLATES_DIR") or d.templates_dir),
         locales_dir=Path(env.get("NOTIFIER_LOCALES_DIR") or d.locales_dir),
         campaigns_dir=Path(env.get("NOTIFIER_CAMPAIGNS_DIR") or d.campaigns_dir),
+        studio_dir=Path(env.get("NOTIFIER_STUDIO_DIR") or d.studio_dir),
         transport=transport,
         batch_size=_int(env, "NOTIFIER_BATCH_SIZE", d.batch_size),
         lease_seconds=_int(env, "NOTIFIER_LEASE_SECONDS", d.lease_seconds),

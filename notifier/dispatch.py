@@ -34,6 +34,7 @@ from notifier.links import unsubscribe_headers
 from notifier.planner import parse_send_key, window_reopens
 from notifier.render import Personal, Renderer
 from notifier.spread import after
+from notifier.studio import store
 from notifier.words import tick_word, window_wait
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class Dispatcher:
             report.recovered = claims.recover_expired(s, now)
             report.requeued = claims.requeue_lost(s, now)
         with transaction(self.sessions) as s:
+            store.sync(s, self.settings)  # campaigns kept in the ledger: this machine's copy of their latest version
             for row in queries.active_campaigns(s):
                 report.planned_groups += queries.plan_groups(s, row, row.scheduled_at)[1]
                 refusal = self._content_refusal(row)
@@ -210,6 +212,7 @@ class Dispatcher:
             log.error("chunk of %d rows left queued: %s", len(ids), held)
             return Counter()
         with transaction(self.sessions) as s:
+            store.sync(s, self.settings)
             refused = [row.id for row in queries.active_campaigns(s) if self._content_refusal(row)]
             leased = claims.lease_chunk(s, ids, owner, now, self.settings.lease_seconds, exclude=refused)
         if not leased:
@@ -244,7 +247,7 @@ class Dispatcher:
     def _content_refusal(self, row: Any) -> str | None:
         """Why a campaign's copy may not be sent now: it is blocked, its copy changed since it was approved (the
         verdict ``status``, ``campaign list`` and the dashboard show, from the same ``approval.check``)."""
-        verdict = approval.check(row, self.settings.templates_dir, self.settings.locales_dir)
+        verdict = approval.check(row, *self.settings.copy_dirs(row.id))
         if self._content.get(row.id, verdict.fingerprint) != verdict.fingerprint:
             self.renderer.forget(row.id)  # a long-running process must not send what it rendered from the old copy
         self._content[row.id] = verdict.fingerprint

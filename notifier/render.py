@@ -148,28 +148,38 @@ class Renderer:
     """Renders one campaign's messages: a sandboxed environment per (templates, locale), variants cached."""
 
     def __init__(self, templates_dir: Path, locales_dir: Path, cache_size: int = 4096,
-                 default_sender: str = Settings.email_from) -> None:
+                 default_sender: str = Settings.email_from, studio_dir: Path | None = None) -> None:
         self.templates_dir = Path(templates_dir)
         self.locales_dir = Path(locales_dir)
+        # Campaigns kept in the ledger are read from this machine's copy of them (Settings.copy_dirs).
+        self._settings = Settings(templates_dir=self.templates_dir, locales_dir=self.locales_dir,
+                                  studio_dir=Path(studio_dir)) if studio_dir is not None else None
         self.cache_size = cache_size
         self.default_sender = default_sender  # NOTIFIER_EMAIL_FROM, for campaigns without a sender of their own
         self._default_name = parseaddr(default_sender)[0]  # parsed once: every variant lookup asks for it
-        self._envs: dict[tuple[str, str, str], tuple[SandboxedEnvironment, object]] = {}
+        self._envs: dict[tuple[str, str, str, str], tuple[SandboxedEnvironment, object]] = {}
         self._variants: OrderedDict[tuple[Any, ...], Variant] = OrderedDict()
 
     # -- environments ------------------------------------------------------------------------------------
 
+    def dirs(self, campaign: Campaign) -> tuple[Path, Path]:
+        """(templates folder, locales folder) this renderer reads the campaign's copy from."""
+        if self._settings is None:
+            return self.templates_dir, self.locales_dir
+        return self._settings.copy_dirs(campaign.id)
+
     def env(self, campaign: Campaign, locale: str) -> SandboxedEnvironment:
         """The campaign's environment for one locale, with the campaign's own catalog; built again when that
         catalog's file changed (a long-running worker sends the re-approved wording, not the one it started with)."""
-        key = (campaign.id, campaign.templates, locale)
-        catalog = read_catalog(self.locales_dir, locale, campaign.id)
+        templates_dir, locales_dir = self.dirs(campaign)
+        key = (campaign.id, campaign.templates, locale, str(templates_dir))
+        catalog = read_catalog(locales_dir, locale, campaign.id)
         cached = self._envs.get(key)
         env = cached[0] if cached is not None and cached[1] is catalog else None
         if env is None and cached is not None:  # the catalog changed: so did every variant rendered from it
             self.forget(campaign.id)
         if env is None:
-            folder = self.templates_dir / campaign.templates
+            folder = templates_dir / campaign.templates
             if not folder.is_dir():
                 raise RenderError(f"campaign {campaign.id}: templates folder {folder} does not exist")
             env = SandboxedEnvironment(
@@ -179,7 +189,7 @@ class Renderer:
                 autoescape=select_autoescape(enabled_extensions=("html", "mjml"), default_for_string=False),
                 finalize=_sandbox_finalize,
             )
-            translations = load_translations(self.locales_dir, locale, campaign.id)
+            translations = load_translations(locales_dir, locale, campaign.id)
             env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
             # Numbers, dates and money are written for the reader's language and country (the variant's).
             env.filters["number"] = pass_context(lambda c, v: format_count(v, locale, c.get("country_code")))
@@ -279,12 +289,12 @@ class Renderer:
 
     def template_names(self, campaign: Campaign) -> tuple[str, ...]:
         """The five templates of a campaign's folder: ``email.mjml``, or a legacy ``email.html``, for the HTML."""
-        markup = markup_file(self.templates_dir / campaign.templates)
+        markup = markup_file(self.dirs(campaign)[0] / campaign.templates)
         return tuple(markup if name == MJML else name for name in TEMPLATE_NAMES)
 
     def _html(self, campaign: Campaign, locale: str, ctx: dict[str, Any]) -> str:
         """The HTML part: email.mjml rendered by Jinja2 then compiled by MRML (or a legacy email.html, inlined)."""
-        name = markup_file(self.templates_dir / campaign.templates)
+        name = markup_file(self.dirs(campaign)[0] / campaign.templates)
         source = self._render(campaign, locale, name, ctx)
         return to_html(name, source, f"campaign {campaign.id}: template {campaign.templates}/{name} ({locale})")
 

@@ -151,7 +151,7 @@ def _copy(row: CampaignRow, settings: Settings | None) -> Approval | None:
     """The scheduled campaign's copy against the approved one, as the dispatcher judges it."""
     if settings is None or row.state != CampaignState.SCHEDULED:
         return None
-    return approval.check(row, settings.templates_dir, settings.locales_dir)
+    return approval.check(row, *settings.copy_dirs(row.id))
 
 
 def _groups_done(session: Session, campaign_id: str) -> tuple[int, int]:

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from functools import cache
-from pathlib import Path
 
 from babel.core import get_global
 from babel.languages import get_official_languages
@@ -177,7 +176,7 @@ def push_warnings(r: Rendered) -> Iterator[str]:
 def warnings(campaign: Campaign, renderer: Renderer) -> list[Problem]:
     """Every push the gate lets through that is cut on some screens, per locale and send: the copy should be
     shortened, but it can be sent. A sample that does not render is review()'s to report."""
-    where = str(Path(renderer.templates_dir) / campaign.templates)
+    where = str(renderer.dirs(campaign)[0] / campaign.templates)
     found = []
     for sample in samples(campaign):
         try:
@@ -196,11 +195,11 @@ def review(campaign: Campaign, renderer: Renderer) -> list[Problem]:
     """
     from notifier.catalogs import check_catalogs
 
-    problems = check_catalogs(renderer.locales_dir, campaign.locales, campaign.id)
+    problems = check_catalogs(renderer.dirs(campaign)[1], campaign.locales, campaign.id)
     if problems:  # rendering needs sound catalogs
         return problems
     seen: set[str] = set()
-    where = str(Path(renderer.templates_dir) / campaign.templates)
+    where = str(renderer.dirs(campaign)[0] / campaign.templates)
     for sample in samples(campaign):
         field = f"{sample.locale} {sample.label}"
         try:

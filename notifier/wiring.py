@@ -59,5 +59,6 @@ def build_dispatcher(settings: Settings, sessions: sessionmaker[Session], *,
                      simulated_clock: bool = False) -> Dispatcher:
     """The dispatcher of ``settings``; ``simulated_clock`` when its ticks are given a time that is not the host's
     (the demo, tests, ``dispatch --now``), which turns off the check against the ledger database's clock."""
-    renderer = Renderer(settings.templates_dir, settings.locales_dir, default_sender=settings.email_from)
+    renderer = Renderer(settings.templates_dir, settings.locales_dir, default_sender=settings.email_from,
+                        studio_dir=settings.studio_dir)
     return Dispatcher(sessions, build_channels(settings), renderer, settings, simulated_clock=simulated_clock)

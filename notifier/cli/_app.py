@@ -38,7 +38,8 @@ class CliContext:
     def renderer(self) -> Any:
         from notifier.render import Renderer
 
-        return Renderer(self.settings.templates_dir, self.settings.locales_dir, default_sender=self.settings.email_from)
+        return Renderer(self.settings.templates_dir, self.settings.locales_dir, default_sender=self.settings.email_from,
+                            studio_dir=self.settings.studio_dir)
 
     def sessions(self) -> Any:
         if self._sessions is None:
@@ -78,7 +79,16 @@ def campaign_file(c: CliContext, ident: str) -> Path:
     path = Path(ident)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return path
-    return c.settings.campaigns_dir / f"{ident}.yaml"
+    local = c.settings.campaigns_dir / f"{ident}.yaml"
+    if local.is_file():
+        return local
+    from notifier.ledger.db import transaction
+    from notifier.studio import store
+
+    with transaction(c.sessions()) as s:  # a campaign made in the studio: this machine's copy of the ledger's
+        store.sync(s, c.settings)
+    stored = store.campaign_file(c.settings, ident)
+    return stored if stored.is_file() else local
 
 
 

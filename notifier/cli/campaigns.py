@@ -233,7 +233,7 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None, allow_e
         raise CampaignError(problems)
     at = _parse_now(now)
     _not_sent(camp, at, allow_empty)
-    content = Content.of(camp, c.settings.templates_dir, c.settings.locales_dir)
+    content = Content.of(camp, *c.settings.copy_dirs(camp.id))
     with transaction(c.sessions()) as s:
         result = queries.schedule(s, camp, path.read_text(encoding="utf-8"), at, content)
     with c.sessions()() as s:
@@ -295,3 +295,36 @@ _state_command("cancel", "cancelled", "Stop for good; every message not yet sent
 # --- recipients ------------------------------------------------------------------------------------------
 
 
+
+
+@campaign.command("export")
+@click.argument("campaign_id")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--version", "version", type=int, help="A stored version (default: the latest).")
+@pass_ctx
+def campaign_export(c: CliContext, campaign_id: str, directory: Path, version: int | None) -> None:
+    """Write a campaign kept in the ledger (made in the studio) into DIRECTORY, as files to review in git:
+    campaigns/ID.yaml, templates/ID/, locales/ID.pot and locales/*/LC_MESSAGES/ID.po, byte for byte."""
+    from notifier.studio import store
+
+    with c.sessions()() as s:
+        written = store.export_campaign(s, campaign_id, directory, version)
+    click.echo(f"wrote {len(written)} files of {campaign_id} into {directory}")
+
+
+@campaign.command("import")
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@NOW
+@pass_ctx
+def campaign_import(c: CliContext, directory: Path, now: str | None) -> None:
+    """Store the campaign in DIRECTORY (as `campaign export` writes it) as its next version in the ledger, for every
+    server and worker; nothing new when no byte changed. Schedule it again to approve a changed copy."""
+    from notifier.ledger.db import transaction
+    from notifier.studio import store
+
+    with transaction(c.sessions()) as s:
+        before = store.latest_version(s, store.check_bundle(store.bundle_from_directory(directory), str(directory)))
+        version = store.import_campaign(s, directory, now=_parse_now(now))
+    same = before is not None and before.version == version.version
+    click.echo(f"{version.campaign_id}: {'unchanged, still' if same else 'stored as'} version {version.version} "
+               f"({version.fingerprint[:12]})")

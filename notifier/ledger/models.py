@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -256,3 +257,89 @@ class DispatchHold(Base):
     reason: Mapped[str] = mapped_column(Text)  # one line for an operator, no personal data
     since: Mapped[datetime] = mapped_column(UTCDateTime())  # on the ledger's clock
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime())  # the last tick that found it (the ledger's clock)
+
+
+class CampaignVersion(Base):
+    """One version of a campaign's files (its YAML, templates and catalogs), kept in the ledger so every server and
+    worker reads the same campaign (``notifier.studio.store``); numbered 1, 2, ... per campaign, never changed."""
+
+    __tablename__ = "campaign_versions"
+    __table_args__ = (UniqueConstraint("campaign_id", "version", name="uq_campaign_version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 over every path and its bytes
+    origin: Mapped[str] = mapped_column(String(16))  # studio | api | import
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CampaignFile(Base):
+    """One file of a campaign version, byte for byte (``campaign export`` writes it back exactly)."""
+
+    __tablename__ = "campaign_files"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("campaign_versions.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(300), primary_key=True)  # campaigns/x.yaml, templates/x/..., locales/...
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AudienceUpload(Base):
+    """An audience file uploaded in the studio, imported in the background; its progress, for any server to show."""
+
+    __tablename__ = "audience_uploads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    file_name: Mapped[str] = mapped_column(String(200))
+    format: Mapped[str] = mapped_column(String(8))  # csv | jsonl
+    state: Mapped[str] = mapped_column(String(16))  # waiting | importing | done | failed
+    mapping: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)  # column of the file -> field
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    read_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    accepted: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    guessed: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    spool_path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AudienceUploadReject(Base):
+    """A row of an upload that was not stored, with its line and why (downloadable as CSV)."""
+
+    __tablename__ = "audience_upload_rejects"
+
+    upload_id: Mapped[str] = mapped_column(ForeignKey("audience_uploads.id", ondelete="CASCADE"), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class CampaignSeed(Base):
+    """An address or push token of the campaign's own people, who get its test sends."""
+
+    __tablename__ = "campaign_seeds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # email | push
+    address: Mapped[str] = mapped_column(String(4096))
+    name: Mapped[str | None] = mapped_column(String(200))
+    locale: Mapped[str | None] = mapped_column(String(35))
+
+
+class TestSend(Base):
+    """A test message sent to a seed: kept apart from deliveries, so it is never counted in the campaign."""
+
+    __tablename__ = "test_sends"
+    __test__ = False  # not a pytest class
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    locale: Mapped[str] = mapped_column(String(35))
+    send_key: Mapped[str] = mapped_column(String(400))
+    outcome: Mapped[str] = mapped_column(String(16))  # sent | failed
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())

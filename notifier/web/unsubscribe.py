@@ -98,7 +98,8 @@ def campaign_name(web: Web, opt_out: OptOut) -> str:
     if not opt_out.locale:
         return opt_out.campaign_name
     try:
-        translations = load_translations(web.settings.locales_dir, opt_out.locale, opt_out.campaign_id)
+        _templates, locales = web.settings.copy_dirs(opt_out.campaign_id)
+        translations = load_translations(locales, opt_out.locale, opt_out.campaign_id)
     except (NotifierError, OSError, ValueError):  # no catalog here for it: the name as written
         return opt_out.campaign_name
     return translations.gettext(opt_out.campaign_name)

@@ -78,7 +78,8 @@ class Dashboard:
     def renderer(self, settings: Settings) -> Renderer:
         """One renderer for the gallery and scheduling; :meth:`Renderer.forget` a campaign whose file changed."""
         if self._renderer is None:
-            self._renderer = Renderer(settings.templates_dir, settings.locales_dir, default_sender=settings.email_from)
+            self._renderer = Renderer(settings.templates_dir, settings.locales_dir, default_sender=settings.email_from,
+                                studio_dir=settings.studio_dir)
         return self._renderer
 
     @classmethod

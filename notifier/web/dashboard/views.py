@@ -42,15 +42,20 @@ def campaign_path(settings: Settings, campaign_id: str) -> Path:
     """The file of a campaign id; an id that could not be one names no campaign."""
     if not could_be_campaign_id(campaign_id):
         raise NotFound(f"no campaign {campaign_id[:80]!r}: an id is lowercase letters, digits, - and _")
+    templates_dir, _locales = settings.copy_dirs(campaign_id)
+    if templates_dir != settings.templates_dir:  # kept in the ledger: this machine's copy of it
+        return settings.studio_dir / "campaigns" / f"{campaign_id}.yaml"
     return settings.campaigns_dir / f"{campaign_id}.yaml"
 
 
 def draft_ids(settings: Settings, scheduled: set[str]) -> list[str]:
-    """Campaign files of the campaigns folder that the ledger does not know yet."""
-    folder = settings.campaigns_dir
-    if not folder.is_dir():
-        return []
-    return sorted(p.stem for p in folder.glob("*.yaml") if p.stem not in scheduled and could_be_campaign_id(p.stem))
+    """Campaigns not scheduled yet: files of the campaigns folder, and campaigns of the studio (this machine's copy
+    of the ledger's)."""
+    found = set()
+    for folder in (settings.campaigns_dir, settings.studio_dir / "campaigns"):
+        if folder.is_dir():
+            found |= {p.stem for p in folder.glob("*.yaml") if could_be_campaign_id(p.stem)}
+    return sorted(found - scheduled)
 
 
 @dataclass(frozen=True)
