@@ -179,7 +179,7 @@ def _placeholders(text: str) -> set[str]:
     return set(_PLACEHOLDER.findall(text or ""))
 
 
-def _check_message(file: str, msg: Message, nplurals: int, locale: str) -> Iterable[Problem]:
+def check_message(file: str, msg: Message, nplurals: int, locale: str) -> Iterable[Problem]:
     where = f"msgid {msg.id if isinstance(msg.id, str) else msg.id[0]!r} ({locale})"
     strings = list(msg.string) if isinstance(msg.string, (list, tuple)) else [msg.string]
     line = msg.lineno
@@ -230,5 +230,5 @@ def check_catalogs(locales_dir: Path, locales: Sequence[str], domain: str) -> li
                                         f"missing from the catalog (run: notifier i18n update {domain})"))
         for msg in catalog:
             if msg.id:
-                problems.extend(_check_message(str(po), msg, catalog.num_plurals, locale))
+                problems.extend(check_message(str(po), msg, catalog.num_plurals, locale))
     return problems

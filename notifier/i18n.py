@@ -121,6 +121,7 @@ def catalog_path(locales_dir: Path, tag: str, suffix: str = "po", *, domain: str
 
 # Parsed catalogs, keyed by file and its (mtime, size): a process reads each .po once until it changes.
 _CATALOGS: dict[Path, tuple[tuple[int, int], Catalog]] = {}
+MAX_CACHED_CATALOGS = 1024
 
 
 def read_catalog(locales_dir: Path, tag: str, domain: str) -> Catalog:
@@ -144,6 +145,9 @@ def read_catalog(locales_dir: Path, tag: str, domain: str) -> Catalog:
         raise CatalogError(f"{path}: {exc}") from None
     except (OSError, ValueError) as exc:
         raise CatalogError(f"{path}: cannot read the catalog for {tag}: {exc}") from None
+    if len(_CATALOGS) >= MAX_CACHED_CATALOGS:  # temporary folders (the studio's gate) come and go: keep the recent
+        del _CATALOGS[next(iter(_CATALOGS))]
+    _CATALOGS.pop(path, None)
     _CATALOGS[path] = (stamp, catalog)
     return catalog
 
