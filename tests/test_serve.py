@@ -212,8 +212,8 @@ def app(sqlite_template: Path, tmp_path: Path) -> Iterator[Any]:
     """The application on a SQLite ledger, with a webhook key and an API token."""
     shutil.copyfile(sqlite_template, tmp_path / "ledger.db")
     eng = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
-    yield create_app(Settings(sendgrid_webhook_key=webhook_key(), api_token=TOKEN, **TEST_SECRETS),
-                     session_factory(eng))
+    yield create_app(Settings(sendgrid_webhook_key=webhook_key(), api_token=TOKEN, studio_dir=tmp_path / "studio",
+                              **TEST_SECRETS), session_factory(eng))
     eng.dispose()
 
 

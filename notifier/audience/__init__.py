@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,14 +51,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.audience._columns import EXTRA_COLUMNS, ExtraColumns
-from notifier.audience._files import format_of, records
+from notifier.audience._files import Meter, format_of, records
 from notifier.audience._rows import RecipientRecord, Rejection
 from notifier.errors import AudienceError
 from notifier.ledger import bulk
 from notifier.ledger.models import PushToken, Recipient
 from notifier.ledger.queries import dialect_insert
 
-__all__ = ["EXTRA_COLUMNS", "ExtraColumns", "ImportReport", "RecipientRecord", "Rejection", "import_audience",
+__all__ = ["EXTRA_COLUMNS", "ExtraColumns", "ImportReport", "Meter", "RecipientRecord", "Rejection", "import_audience",
            "read_audience"]
 
 log = logging.getLogger(__name__)
@@ -81,11 +81,14 @@ class ImportReport:
 # --- reading --------------------------------------------------------------------------------------------
 
 
-def read_audience(path: str | Path, fmt: str | None = None, *,
-                  extra_columns: ExtraColumns = "error") -> Iterator[RecipientRecord | Rejection]:
+def read_audience(path: str | Path, fmt: str | None = None, *, extra_columns: ExtraColumns = "error",
+                  rename: Mapping[str, str] | None = None,
+                  meter: Meter | None = None) -> Iterator[RecipientRecord | Rejection]:
     """Validated rows one at a time, so a file of any size streams through in flat memory.
 
-    ``extra_columns="attributes"`` keeps a column that names no field as an attribute instead of refusing the file.
+    ``extra_columns="attributes"`` keeps a column that names no field as an attribute instead of refusing the file;
+    ``rename`` maps a column (a JSON Lines key) of the file to the field it holds ("" leaves it out), as the
+    studio's upload does after a person chose the mapping; ``meter`` tells how many bytes have been read.
     """
     # A bad format or a missing file fails here; a bad header or bad bytes when iterating. Duplicate ids need
     # the ledger, so only import_audience finds them.
@@ -96,7 +99,7 @@ def read_audience(path: str | Path, fmt: str | None = None, *,
     kind = format_of(p, fmt)
     if not p.is_file():
         raise AudienceError(f"{file}: no such file")
-    return records(p, file, kind, extra_columns)
+    return records(p, file, kind, extra_columns, rename, meter)
 
 
 # --- importing ------------------------------------------------------------------------------------------
@@ -104,11 +107,14 @@ def read_audience(path: str | Path, fmt: str | None = None, *,
 
 def import_audience(sessions: sessionmaker[Session], path: str | Path, *, now: datetime, fmt: str | None = None,
                     on_reject: Callable[[Rejection], None] | None = None, batch_size: int = 1000,
-                    extra_columns: ExtraColumns = "error") -> ImportReport:
+                    extra_columns: ExtraColumns = "error", rename: Mapping[str, str] | None = None,
+                    progress: Callable[[ImportReport, int], None] | None = None) -> ImportReport:
     """Upsert every valid row in batches of ``batch_size``, one commit each; bad rows go to ``on_reject``.
 
     A header with a column that names no field stops the import before anything is stored, unless
-    ``extra_columns="attributes"`` keeps such columns as attributes (see :func:`read_audience`).
+    ``extra_columns="attributes"`` keeps such columns as attributes, and ``rename`` maps the file's columns to
+    fields (see :func:`read_audience`). ``progress`` hears the report and the bytes read after each stored batch
+    and after each ``batch_size`` rejected rows, for a progress bar.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -123,24 +129,37 @@ def import_audience(sessions: sessionmaker[Session], path: str | Path, *, now: d
         if on_reject is not None:
             on_reject(rejection)
 
-    items = read_audience(path, fmt, extra_columns=extra_columns)  # a bad format or no file fails before the ledger
+    meter = Meter()
+    items = read_audience(path, fmt, extra_columns=extra_columns, rename=rename, meter=meter)  # fails before the ledger
     batch: list[RecipientRecord] = []
     unreadable: AudienceError | None = None
+    told = 0  # rejections when progress was last told
+
+    def tell() -> None:
+        nonlocal told
+        told = report.rejected
+        if progress is not None:
+            progress(report, meter.read_bytes())
+
     try:
         try:
             for item in items:
                 if isinstance(item, Rejection):
                     reject(item)
+                    if report.rejected - told >= batch_size:
+                        tell()
                     continue
                 batch.append(item)
                 if len(batch) >= batch_size:
                     _store_batch(sessions, file, batch, run, now, report, reject)
                     batch = []
+                    tell()
         except AudienceError as exc:  # the file cannot be read on from some line: keep every row before it
             unreadable = exc
         if batch:
             _store_batch(sessions, file, batch, run, now, report, reject)
             batch = []
+        tell()
     except Exception as exc:  # the database, or a bug: say which rows are in before it propagates
         exc.add_note(_progress(report, batch))
         log.warning("audience import %s failed: %d stored, %d rejected", run, report.accepted, report.rejected)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -94,17 +95,40 @@ def format_of(p: Path, fmt: str | None) -> str:
     return kind_
 
 
-def records(p: Path, file: str, fmt: str, extra: ExtraColumns) -> Iterator[RecipientRecord | Rejection]:
+class Meter:
+    """How far into the file reading has come, in bytes (read ahead by up to a buffer), for a progress bar."""
+
+    def __init__(self) -> None:
+        self._f: IO[bytes] | None = None
+        self._size = 0
+
+    def attach(self, f: IO[bytes]) -> None:
+        self._f, self._size = f, os.fstat(f.fileno()).st_size
+
+    def read_bytes(self) -> int:
+        """Bytes read so far; the whole file once reading has ended."""
+        f = self._f
+        if f is None:
+            return 0
+        return self._size if f.closed else min(f.tell(), self._size)
+
+
+def records(p: Path, file: str, fmt: str, extra: ExtraColumns, rename: Mapping[str, str] | None = None,
+            meter: Meter | None = None) -> Iterator[RecipientRecord | Rejection]:
     """Validated rows of the file, in order; AudienceError when the file cannot be read (on from that line) or its
-    columns are not ours (before the first row: see :mod:`notifier.audience._columns`)."""
+    columns are not ours (before the first row: see :mod:`notifier.audience._columns`). ``rename`` gives a
+    column (a JSON Lines key) of the file the name of a field, or "" to leave it out, before anything is checked."""
     try:
         # surrogateescape: a byte that is not UTF-8 survives decoding, and _Lines reports it on its own line
         f = p.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
     except OSError as exc:
         raise AudienceError(f"{file}: cannot open ({exc.strerror})") from None
+    if meter is not None:
+        meter.attach(f.buffer)
     with f:
         lines = _Lines(f, file)
-        rows = _csv_rows(lines, file, extra) if fmt == "csv" else _jsonl_rows(lines, file, extra)
+        renamed = dict(rename or {})
+        rows = _csv_rows(lines, file, extra, renamed) if fmt == "csv" else _jsonl_rows(lines, file, extra, renamed)
         for line, raw in rows:
             yield raw if isinstance(raw, Rejection) else validate(file, line, raw)
 
@@ -114,12 +138,12 @@ def _too_long(file: str, start: int, at: int) -> Rejection:
     return Rejection(file, start, None, None, f"the row is longer than {MAX_ROW:,} characters{where}")
 
 
-def _csv_rows(lines: _Lines, file: str, extra: ExtraColumns) -> Iterator[Row]:
+def _csv_rows(lines: _Lines, file: str, extra: ExtraColumns, rename: dict[str, str]) -> Iterator[Row]:
     # csv's own limit (131,072 by default, and process-wide) is raised above ours, so our caps speak first.
     csv.field_size_limit(max(csv.field_size_limit(), MAX_ROW + 2))
     first = _first_line(lines, file)
     reader = csv.reader(itertools.chain([first], lines), delimiter=_delimiter(first))
-    names, columns = _csv_header(reader, file, extra)
+    names, columns = _csv_header(reader, file, extra, rename)
     while True:
         start, lines.row = lines.number + 1, 0  # a quoted newline makes one row span several lines
         try:
@@ -169,7 +193,8 @@ def _delimiter(header_line: str) -> str:
         return ","
 
 
-def _csv_header(reader: Iterator[list[str]], file: str, extra: ExtraColumns) -> tuple[list[str], list[Column]]:
+def _csv_header(reader: Iterator[list[str]], file: str, extra: ExtraColumns,
+                rename: dict[str, str]) -> tuple[list[str], list[Column]]:
     """The header's names as written, and where each column goes; every problem with it is an AudienceError."""
     try:
         names = [name.strip() for name in next(reader)]
@@ -179,6 +204,8 @@ def _csv_header(reader: Iterator[list[str]], file: str, extra: ExtraColumns) -> 
         raise AudienceError(f"{file}:1: the header is longer than {MAX_ROW:,} characters") from None
     except csv.Error as exc:
         raise AudienceError(f"{file}:1: not readable as CSV ({exc})") from None
+    if rename:
+        names = [rename.get(name, name).strip() for name in names]
     return names, csv_header(file, names, extra)
 
 
@@ -197,7 +224,7 @@ def _csv_record(columns: list[Column], cells: list[str]) -> dict[str, Any]:
     return raw
 
 
-def _jsonl_rows(lines: _Lines, file: str, extra: ExtraColumns) -> Iterator[Row]:
+def _jsonl_rows(lines: _Lines, file: str, extra: ExtraColumns, rename: dict[str, str]) -> Iterator[Row]:
     first = True
     while True:
         lines.row = 0
@@ -230,6 +257,8 @@ def _jsonl_rows(lines: _Lines, file: str, extra: ExtraColumns) -> Iterator[Row]:
             reason = "not valid JSON text (an unpaired surrogate escape such as \\ud800 is not a character)"
             yield line, Rejection(file, line, None, None, reason)
             continue
+        if rename:
+            obj = _renamed(obj, rename)
         if first:  # JSON Lines has no header: the first record's keys stand for one
             first_record(file, line, obj, extra)
             first = False
@@ -238,6 +267,16 @@ def _jsonl_rows(lines: _Lines, file: str, extra: ExtraColumns) -> Iterator[Row]:
             yield line, Rejection(file, line, _shown_id(obj.get("id")), None, unknown_keys(unknown))
             continue
         yield line, raw
+
+
+def _renamed(obj: dict[str, Any], rename: dict[str, str]) -> dict[str, Any]:
+    """A record's keys under the names the caller mapped them to; a key mapped to "" is left out."""
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = rename.get(key, key)
+        if name:
+            out[name] = value
+    return out
 
 
 def _shown_id(value: Any) -> str | None:

@@ -25,6 +25,7 @@ from notifier.ledger.models import CampaignRow, SendGroup, Suppression
 from notifier.ledger.queries import audience_zones, campaign_of, get_campaign, rows_to_come
 from notifier.reports import CampaignLine, CampaignStatus, ToCome, campaign_lines, campaign_status
 from notifier.review import sample_place
+from notifier.studio import store
 from notifier.timeline import ZonePlans
 from notifier.web.dashboard.chart import DeadlineMark, TimelineSend
 
@@ -79,6 +80,7 @@ class CampaignCard:
 
 
 def campaign_cards(session: Session, settings: Settings, to_come: ToCome = rows_to_come) -> list[CampaignCard]:
+    store.sync(session, settings)  # a campaign another server saved in the studio is listed here too
     lines = campaign_lines(session, settings, to_come)
     known = {ln.campaign_id for ln in lines}
     return [*(CampaignCard(ln, ln.campaign_id) for ln in lines),
@@ -105,6 +107,7 @@ def file_changed(settings: Settings, row: CampaignRow | None) -> bool:
 
 def load(settings: Settings, session: Session, campaign_id: str) -> tuple[Campaign, CampaignRow | None]:
     """The campaign as its file says (or as scheduled, when the file is gone), and its ledger row."""
+    store.sync(session, settings)  # this machine's copy of the campaigns kept in the ledger, up to date
     path = campaign_path(settings, campaign_id)
     row = session.get(CampaignRow, campaign_id)
     if path.is_file():

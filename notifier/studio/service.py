@@ -1,0 +1,499 @@
+"""Each studio operation once, for the dashboard's pages and the JSON API alike (``notifier.web.studio_api``).
+
+Every function takes the server's :class:`~notifier.web.requests.Web` first (settings, the ledger, the clock) and
+raises notifier's own errors: a :class:`CampaignError` with located problems for input that is wrong, ``NotFound``
+for an unknown campaign, locale or upload, a ``CampaignStateError`` when the campaign's state refuses the change,
+``RequestRefused`` for a conflict. An edit of a stored campaign is a new version in the ledger, written to this
+machine's copy at once (``store.sync``); a scheduled campaign whose copy changed is then blocked until it is
+scheduled again, exactly as for files (``notifier.approval``). The parts of the studio (starter, words,
+translations, uploads, dry run, test send) are imported where they are used.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from notifier.campaign import Campaign, parse_campaign
+from notifier.errors import (
+    CampaignError,
+    CampaignStateError,
+    NotFound,
+    PreviewError,
+    Problem,
+    RequestRefused,
+    UserError,
+)
+from notifier.ledger.db import transaction
+from notifier.studio import store, uploads
+from notifier.studio import translations as tr
+from notifier.studio.starter import FORM, STARTERS, check_starter, new_bundle, starter_from_json
+from notifier.studio.words import apply_words, words_from_json, words_of, words_to_json
+
+if TYPE_CHECKING:
+    from notifier.render import Renderer
+    from notifier.studio.dryrun import DryRun, FastForward
+    from notifier.studio.testsend import Seed, TestSendResult
+    from notifier.studio.translations import Entry
+    from notifier.web.requests import Web
+
+_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a stored campaign's id, or a file campaign's (views.SLUG)
+RESERVED = frozenset({"new", "check"})  # words of the dashboard's and the API's paths
+STATE_OF_ACTION = {"pause": "paused", "resume": "scheduled", "cancel": "cancelled"}
+MEDIA = {"po": "text/x-gettext-translation", "xliff": "application/xliff+xml"}
+_fast_forwards: set[str] = set()  # campaigns being fast-forwarded by this process (one at a time each)
+_busy = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A saved edit: the version it made (the same one when nothing changed) and the gate's verdict on it."""
+
+    campaign_id: str
+    version: int
+    problems: tuple[Problem, ...]  # what stops it being scheduled (and, for an import, each entry refused)
+    warnings: tuple[Problem, ...]
+
+
+# --- reading a campaign -----------------------------------------------------------------------------------------
+
+
+def _checked_id(campaign_id: str) -> str:
+    if not _ID.fullmatch(campaign_id or ""):
+        raise NotFound(f"no campaign {campaign_id[:80]!r}: an id is lowercase letters, digits, - and _")
+    return campaign_id
+
+
+def _stored(web: Web, campaign_id: str) -> tuple[store.Bundle, store.Version] | None:
+    with web.sessions() as s:
+        version = store.latest_version(s, _checked_id(campaign_id))
+        return None if version is None else (store.read_bundle(s, campaign_id, version.version), version)
+
+
+def _bundle(web: Web, campaign_id: str) -> store.Bundle:
+    """The campaign's files: its latest stored version, else its files on this machine (the shipped campaign)."""
+    found = _stored(web, campaign_id)
+    return found[0] if found else store.bundle_from_disk(web.settings, campaign_id)
+
+
+def bundle(web: Web, campaign_id: str, version: int | None = None) -> store.Bundle:
+    """A stored version's files (default: the latest), as ``notifier campaign export`` writes them."""
+    with web.sessions() as s:
+        return store.read_bundle(s, _checked_id(campaign_id), version)
+
+
+def _locale(campaign: Campaign, locale: str) -> str:
+    if locale not in campaign.locales:
+        raise NotFound(f"campaign {campaign.id!r} has no locale {locale[:40]!r} (its locales: "
+                       f"{', '.join(campaign.locales)})")
+    return locale
+
+
+def _synced(web: Web) -> None:
+    """This machine's copy of every stored campaign, as the ledger has it now."""
+    with web.sessions() as s:
+        store.sync(s, web.settings)
+
+
+def _on_disk(web: Web, campaign_id: str) -> tuple[Campaign, str]:
+    """The campaign and its file's text as this machine reads them (after :func:`_synced`): what is sent."""
+    _synced(web)
+    path = store.campaign_file(web.settings, _checked_id(campaign_id))
+    if not path.is_file():
+        raise NotFound(f"no campaign {campaign_id!r}: no file {path.name} in the campaigns folder")
+    text = path.read_text(encoding="utf-8")
+    campaign = parse_campaign(text, str(path))
+    if campaign.id != campaign_id:
+        raise CampaignError([Problem(str(path), None, "id", f"the file says {campaign.id!r}, not {campaign_id!r}")])
+    return campaign, text
+
+
+def _campaign(web: Web, campaign_id: str) -> Campaign:
+    return store.campaign_of(_bundle(web, campaign_id))
+
+
+# --- creating and editing ---------------------------------------------------------------------------------------
+
+
+def starters() -> dict[str, dict[str, Any]]:
+    """The named starters, as the form's JSON."""
+    return STARTERS
+
+
+def check_campaign(web: Web, data: Mapping[str, Any]) -> list[Problem]:
+    """The problems ``campaign validate`` would give the starter form's campaign, by the form's fields."""
+    return check_starter(data, web.now())
+
+
+def create_campaign(web: Web, data: Mapping[str, Any], *, origin: str = "studio") -> Saved:
+    """A new stored campaign from the starter form: its file, templates from default words, catalogs: version 1."""
+    form = starter_from_json(data)
+    problems = check_starter(data, web.now())
+    if form.id in RESERVED:
+        problems.append(Problem(FORM, None, "id", f"{form.id!r} is a word of the studio's paths: choose another"))
+    elif _ID.fullmatch(form.id) and _exists(web, form.id):
+        problems.append(Problem(FORM, None, "id", f"a campaign {form.id!r} exists already: choose another id"))
+    if problems:
+        raise CampaignError(problems)
+    saved = _save(web, form.id, new_bundle(form), origin)
+    if saved is None:
+        raise RequestRefused(409, f"a campaign {form.id!r} was created at the same moment: choose another id")
+    return saved
+
+
+def _exists(web: Web, campaign_id: str) -> bool:
+    from notifier.ledger.models import CampaignRow
+
+    with web.sessions() as s:
+        known = s.get(CampaignRow, campaign_id) is not None or store.latest_version(s, campaign_id) is not None
+    return known or (web.settings.campaigns_dir / f"{campaign_id}.yaml").is_file()
+
+
+class _Stale(Exception):
+    """A version saved on top of another one than the change was made from."""
+
+
+Change = Callable[[store.Bundle], tuple[store.Bundle, Sequence[Problem]]]  # files -> (new files, refused)
+
+
+def _save(web: Web, campaign_id: str, bundle: store.Bundle, origin: str, refused: Sequence[Problem] = (),
+          base: int | None = None) -> Saved | None:
+    """Store ``bundle`` as the next version after ``base`` (None: a new campaign), write it to this machine's
+    copy and run the gate on it; None when someone else saved a version since ``base`` (or at the same moment)."""
+    try:
+        with transaction(web.sessions) as s:
+            version = store.save_version(s, campaign_id, bundle, now=web.now(), origin=origin)
+            if version.version not in ((base or 0) + 1, base):  # made from an older version: roll it back
+                raise _Stale
+    except (IntegrityError, _Stale):  # the same number saved at the same moment (the unique key), or later
+        return None
+    _synced(web)
+    errors, warnings = tr.gate(bundle, web.now())
+    return Saved(campaign_id, version.version, (*refused, *errors), tuple(warnings))
+
+
+def _edit(web: Web, campaign_id: str, change: Change, origin: str) -> Saved:
+    """Apply ``change`` to the latest version and save it; when another edit was saved meanwhile, apply it again
+    on that one, so two people translating two locales at once both keep their work."""
+    for _attempt in range(5):
+        found = _stored(web, campaign_id)
+        if found is None:
+            store.bundle_from_disk(web.settings, campaign_id)  # NotFound when there is no such campaign at all
+            raise CampaignStateError(f"campaign {campaign_id!r} lives in files: edit them, or store it in the "
+                                     "ledger first (notifier campaign import DIR)")
+        changed, refused = change(found[0])
+        saved = _save(web, campaign_id, changed, origin, refused, base=found[1].version)
+        if saved is not None:
+            return saved
+    raise RequestRefused(409, f"campaign {campaign_id!r} is being changed by others: try again")
+
+
+def campaign_info(web: Web, campaign_id: str) -> dict[str, Any]:
+    """What a page or a client needs first: name, version, state and phase, locales, channels, and the file."""
+    from notifier import approval, reports
+    from notifier.ledger.models import CampaignRow, CampaignState
+
+    found = _stored(web, campaign_id)
+    bundle = found[0] if found else store.bundle_from_disk(web.settings, campaign_id)
+    campaign = store.campaign_of(bundle)
+    with web.sessions() as s:
+        row = s.get(CampaignRow, campaign_id)
+        state, phase = "draft", "draft"
+        if row is not None:
+            state, phase = str(row.state), reports.campaign_phase(s, campaign_id)
+            copy = approval.check(row, *web.settings.copy_dirs(campaign_id))
+            if row.state == CampaignState.SCHEDULED and copy.blocked:
+                phase = "blocked"
+    return {"id": campaign.id, "name": campaign.name, "version": found[1].version if found else None,
+            "stored": found is not None, "state": state, "phase": phase, "locales": list(campaign.locales),
+            "source_locale": campaign.default_locale, "channels": list(campaign.channels),
+            "countries": list(campaign.countries), "templates": campaign.templates,
+            "deadlines": [{"id": d.id, "label": d.label} for d in campaign.deadlines],
+            "file": bundle[f"campaigns/{campaign.id}.yaml"].decode("utf-8-sig")}
+
+
+def save_file(web: Web, campaign_id: str, text: str, *, origin: str = "studio") -> Saved:
+    """The campaign's YAML edited: a new version (a located CampaignError when the file is not valid). A changed
+    ``templates`` folder moves the templates; a locale added gets its catalog from the words."""
+    path = f"campaigns/{campaign_id}.yaml"
+    text = text.replace("\r\n", "\n")
+    campaign = parse_campaign(text, path)
+    if campaign.id != campaign_id:
+        raise CampaignError([Problem(path, None, "id", f"this is campaign {campaign_id!r}; the file says "
+                                                       f"{campaign.id!r} (start a new campaign instead)")])
+
+    def change(bundle: store.Bundle) -> tuple[store.Bundle, Sequence[Problem]]:
+        old = f"templates/{store.campaign_of(bundle).templates}/"
+        moved = {(f"templates/{campaign.templates}/{p.removeprefix(old)}" if p.startswith(old) else p): data
+                 for p, data in bundle.items()}
+        moved[path] = text.encode("utf-8")
+        words = words_of(moved)
+        return (apply_words(moved, words) if words is not None else moved), ()
+
+    return _edit(web, campaign_id, change, origin)
+
+
+def get_words(web: Web, campaign_id: str) -> dict[str, Any] | None:
+    """The source words as JSON; None when the templates are written by hand."""
+    words = words_of(_bundle(web, campaign_id))
+    return None if words is None else words_to_json(words)
+
+
+def put_words(web: Web, campaign_id: str, data: Mapping[str, Any], *, origin: str = "studio") -> Saved:
+    """New source words: the templates generated again, the catalogs updated (changed texts need translating)."""
+    def change(bundle: store.Bundle) -> tuple[store.Bundle, Sequence[Problem]]:
+        old = words_of(bundle)
+        if old is None:
+            raise CampaignStateError(f"campaign {campaign_id!r} has templates written by hand: edit them in files")
+        return apply_words(bundle, words_from_json(data, old.source_locale)), ()
+
+    return _edit(web, campaign_id, change, origin)
+
+
+def get_translations(web: Web, campaign_id: str, locale: str) -> list[Entry]:
+    bundle = _bundle(web, campaign_id)
+    return tr.entries(bundle, _locale(store.campaign_of(bundle), locale))
+
+
+def put_translations(web: Web, campaign_id: str, locale: str, changes: Mapping[str, Sequence[str]], *,
+                     origin: str = "studio") -> Saved:
+    def change(bundle: store.Bundle) -> tuple[store.Bundle, Sequence[Problem]]:
+        _locale(store.campaign_of(bundle), locale)
+        return tr.set_translations(bundle, locale, changes), ()
+
+    return _edit(web, campaign_id, change, origin)
+
+
+def export_catalog(web: Web, campaign_id: str, locale: str, fmt: str) -> tuple[bytes, str, str]:
+    """(data, file name, media type) of a locale's catalog for translators: ``po`` or ``xliff`` (2.0)."""
+    from notifier.i18n import posix
+    if fmt not in MEDIA:
+        raise NotFound(f"no catalog format {fmt[:20]!r} (po or xliff)")
+    bundle = _bundle(web, campaign_id)
+    _locale(store.campaign_of(bundle), locale)
+    data = tr.export_po(bundle, locale) if fmt == "po" else tr.export_xliff(bundle, locale)
+    return data, f"{campaign_id}.{posix(locale)}.{'po' if fmt == 'po' else 'xlf'}", MEDIA[fmt]
+
+
+def import_catalog(web: Web, campaign_id: str, locale: str, data: bytes, file_name: str, *,
+                   origin: str = "studio") -> Saved:
+    """A translator's PO or XLIFF back: the entries without problems are taken; ``problems`` names each refused
+    entry (file, line or unit), then what the gate still finds."""
+    def change(bundle: store.Bundle) -> tuple[store.Bundle, Sequence[Problem]]:
+        _locale(store.campaign_of(bundle), locale)
+        try:
+            return tr.import_translations(bundle, locale, data, file_name)
+        except UserError:
+            raise
+        except Exception as exc:  # a parser's own failure (translate-toolkit asserts its root): the file's fault
+            raise CampaignError([Problem(file_name, None, None, "cannot be read as a PO or XLIFF 2 file "
+                                                                f"({type(exc).__name__})")]) from None
+
+    return _edit(web, campaign_id, change, origin)
+
+
+def gate(web: Web, campaign_id: str) -> tuple[list[Problem], list[Problem]]:
+    """(errors, warnings): what stops the campaign being scheduled, and what is sent but cut on some screens."""
+    return tr.gate(_bundle(web, campaign_id), web.now())
+
+
+# --- seeing it as the recipient will ----------------------------------------------------------------------------
+
+
+def _renderer(web: Web) -> Renderer:
+    from notifier.render import Renderer
+
+    s = web.settings
+    return Renderer(s.templates_dir, s.locales_dir, default_sender=s.email_from, studio_dir=s.studio_dir)
+
+
+def preview_choices(web: Web, campaign_id: str) -> dict[str, Any]:
+    """What a preview may show: the locales, each send (in words) and the channels."""
+    from notifier.review import samples
+    from notifier.words import Words
+
+    campaign = _campaign(web, campaign_id)
+    keys = dict.fromkeys(s.label for s in samples(campaign))
+    return {"locales": list(campaign.locales), "channels": list(campaign.channels),
+            "sends": [{"send_key": key, "words": Words().send(campaign, key)} for key in keys]}
+
+
+def preview(web: Web, campaign_id: str, *, locale: str, send_key: str, channel: str,
+            recipient_id: str | None = None) -> dict[str, Any]:
+    """One message rendered as the sender renders it, for the sample reader of the locale or a real recipient."""
+    from notifier.ledger.models import Recipient
+    from notifier.preview import recipient_sample
+    from notifier.review import limits, push_warnings, render_sample, samples
+
+    campaign, _text = _on_disk(web, campaign_id)
+    _locale(campaign, locale)
+    if channel not in campaign.channels:
+        raise PreviewError(f"channel {channel[:20]!r}: the campaign's channels are {', '.join(campaign.channels)}")
+    found = [s for s in samples(campaign) if s.locale == locale and s.label == send_key]
+    sample = next((s for s in found if channel in s.channels), None)
+    if sample is None:
+        raise PreviewError(f"send {send_key[:200]!r} is never sent in {locale} on {channel}"
+                           if found else f"the campaign has no send {send_key[:200]!r} (see the preview's choices)")
+    personal = None
+    if recipient_id:
+        with web.sessions() as s:
+            recipient = s.scalars(select(Recipient).where(Recipient.id == recipient_id)).first()
+            if recipient is None:
+                raise NotFound(f"no recipient {recipient_id[:80]!r}")
+            sample, personal = recipient_sample(campaign, sample, recipient, locale)
+    answer: dict[str, Any] = {"channel": channel, "locale": locale, "send_key": send_key, "subject": "", "html": "",
+                              "text": "", "title": "", "body": "", "link": None, "problems": []}
+    try:
+        r = render_sample(_renderer(web), campaign, sample, personal)
+    except UserError as exc:
+        return {**answer, "problems": [str(exc)]}
+    if channel == "email":
+        answer.update(subject=r.email.subject, html=r.email.html, text=r.email.text)
+    else:
+        answer.update(title=r.push.title, body=r.push.body, link=r.push.link)
+    answer["problems"] = [*limits(r, campaign), *push_warnings(r)]
+    return answer
+
+
+# --- the audience -----------------------------------------------------------------------------------------------
+
+
+def sniff_upload(web: Web, head: bytes, file_name: str, mapping: Mapping[str, str] | None) -> uploads.Sniffed:
+    return uploads.sniff(head, file_name, mapping)
+
+
+def start_upload(web: Web, spool: Path, file_name: str, fmt: str | None, mapping: Mapping[str, str]) -> str:
+    """Take over a spooled file and import it in the background; its id, to follow it."""
+    return uploads.start_upload(web.sessions, web.settings, spool, file_name=file_name, fmt=fmt,
+                                mapping=mapping, now=web.now())
+
+
+def upload_status(web: Web, upload_id: str) -> uploads.UploadStatus:
+    """Where an upload stands; one whose server died mid-import is taken over here once it has stalled (the browser
+    that polls it, or any other, finds it moving again)."""
+    with web.sessions() as s:
+        status = uploads.upload_status(s, upload_id)
+    if status.state in ("waiting", "importing") and uploads.resume_uploads(web.sessions, web.settings, web.now()):
+        with web.sessions() as s:
+            status = uploads.upload_status(s, upload_id)
+    return status
+
+
+def rejects_csv(web: Web, upload_id: str) -> Iterator[str]:
+    """The rejected rows as CSV lines (an unknown upload is refused now, not in the middle of a download)."""
+    upload_status(web, upload_id)
+    return _rejects(web, upload_id)
+
+
+def _rejects(web: Web, upload_id: str) -> Iterator[str]:
+    with web.sessions() as s:
+        yield from uploads.rejects_csv(s, upload_id)
+
+
+# --- trying it --------------------------------------------------------------------------------------------------
+
+
+def dry_run(web: Web, campaign_id: str) -> DryRun:
+    """What scheduling the campaign now would send to today's audience, and what not, and why."""
+    from notifier.studio import dryrun
+
+    campaign = _campaign(web, campaign_id)
+    with web.sessions() as s:
+        return dryrun.dry_run(s, campaign, web.now())
+
+
+def fast_forward(web: Web, campaign_id: str) -> FastForward:
+    """The campaign played to its end on a simulated clock, in a ledger of its own (one run per campaign at once)."""
+    from notifier.studio import dryrun
+
+    _campaign(web, campaign_id)
+    with _busy:
+        if campaign_id in _fast_forwards:
+            raise RequestRefused(409, f"a fast-forward of {campaign_id!r} is running already: wait for it")
+        _fast_forwards.add(campaign_id)
+    try:
+        _synced(web)
+        folder = Path(web.settings.studio_dir) / "fast-forward" / campaign_id
+        return dryrun.fast_forward(web.settings, web.sessions, campaign_id, folder, start=web.now())
+    finally:
+        with _busy:
+            _fast_forwards.discard(campaign_id)
+
+
+def seeds(web: Web, campaign_id: str) -> list[Seed]:
+    from notifier.studio.testsend import seeds_of
+
+    _campaign(web, campaign_id)
+    with web.sessions() as s:
+        return seeds_of(s, campaign_id)
+
+
+def set_seeds(web: Web, campaign_id: str, seeds: Sequence[Mapping[str, Any]]) -> None:
+    """The campaign's seed list (addresses and push tokens of its testers), replaced whole."""
+    from notifier.studio import testsend
+
+    _campaign(web, campaign_id)
+    values = [testsend.Seed(channel=str(m.get("channel") or ""), address=str(m.get("address") or ""),
+                            name=m.get("name") or None, locale=m.get("locale") or None) for m in seeds]
+    with transaction(web.sessions) as s:
+        testsend.set_seeds(s, campaign_id, values)
+
+
+def test_send(web: Web, campaign_id: str, *, locale: str, send_key: str, channel: str) -> list[TestSendResult]:
+    """One message to each seed of the channel, through the real transport, marked as a test, never counted."""
+    from notifier.studio import testsend
+
+    _locale(_campaign(web, campaign_id), locale)
+    _synced(web)
+    with transaction(web.sessions) as s:
+        return testsend.test_send(web.settings, s, campaign_id, locale=locale, send_key=send_key, channel=channel,
+                                  now=web.now())
+
+
+# --- sending it -------------------------------------------------------------------------------------------------
+
+
+def schedule(web: Web, campaign_id: str) -> None:
+    """Approve the campaign's copy as this machine has it and plan its sends (the CLI's ``campaign schedule``): a
+    CampaignError with every problem of the gate, or of a campaign that would send nothing."""
+    from notifier.ledger import queries
+    from notifier.planner import outlook
+    from notifier.render import Content
+    from notifier.review import review
+    from notifier.zones import every_zone
+
+    campaign, text = _on_disk(web, campaign_id)
+    problems = review(campaign, _renderer(web))
+    if problems:
+        raise CampaignError(problems)
+    outlook(campaign, every_zone(), web.now()).refuse_if_empty()  # a campaign that sends nothing: as the CLI says
+    content = Content.of(campaign, *web.settings.copy_dirs(campaign_id))
+    with transaction(web.sessions) as s:
+        queries.schedule(s, campaign, text, web.now(), content)
+
+
+def set_state(web: Web, campaign_id: str, action: str) -> None:
+    """pause | resume | cancel a scheduled campaign (cancelling skips every message not sent yet)."""
+    from notifier.ledger import queries
+    from notifier.ledger.models import CampaignState
+
+    if action not in STATE_OF_ACTION:
+        raise NotFound(f"no such action: {action[:40]!r} (pause, resume or cancel)")
+    with transaction(web.sessions) as s:
+        queries.set_state(s, _checked_id(campaign_id), CampaignState(STATE_OF_ACTION[action]), web.now())
+
+
+def progress(web: Web, campaign_id: str) -> dict[str, Any]:
+    """How far a scheduled campaign has come, in messages (test sends are never in it)."""
+    from notifier.reports import campaign_status
+
+    with web.sessions() as s:
+        status = campaign_status(s, _checked_id(campaign_id), web.settings)
+    return {**status.as_dict(), "percent": status.percent}

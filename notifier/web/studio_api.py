@@ -1,0 +1,558 @@
+"""The studio's JSON API under ``/api/v1``: every studio action for automation, through the same
+``notifier.studio.service`` the dashboard's pages call. Bearer token ``NOTIFIER_API_TOKEN`` (``actions.bearer``).
+
+Each route checks the token before it reads a byte of the body, and reads at most its cap (a campaign file
+256 KiB, a catalog 1 MiB; an audience file streams to a spool file, up to 2 GiB). Every refusal is JSON:
+``{"error": "..."}`` with 401, 404 (unknown campaign, locale or upload), 409 (the campaign's state refuses it),
+413 (too big) or 503 (no token configured), and 422 ``{"error", "problems": [{"file", "line", "field",
+"message"}]}`` for input that is wrong, with each problem located; never a 500 for what a client sent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import PurePosixPath
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_jsonable_python
+from starlette.concurrency import run_in_threadpool
+
+from notifier.errors import CampaignError, CampaignStateError, NotFound, Problem, RequestRefused, UserError
+from notifier.studio import service
+from notifier.web.actions import bearer
+from notifier.web.requests import Web, read_body, web_of
+
+MAX_JSON = 256 * 1024  # a starter form, words, seeds, a test send
+MAX_FILE = 256 * 1024  # a campaign's YAML (views.MAX_FILE_BYTES)
+MAX_CATALOG = 1024 * 1024  # a PO or XLIFF file, or a locale's translations as JSON
+MAX_HEAD = 256 * 1024  # the head of an audience file to sniff
+MAX_UPLOAD = 2 * 1024**3  # an audience file, spooled to disk as it comes
+
+
+def _bearer(request: Request) -> None:
+    """``actions.bearer``, with this API's name in the answer when no token is configured."""
+    try:
+        bearer(request)
+    except RequestRefused as exc:
+        if exc.status == 503:
+            raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set: the studio's API (/api/v1) is off") from None
+        raise
+
+
+def _problems(problems: list[Problem] | tuple[Problem, ...]) -> list[dict[str, Any]]:
+    return [{"file": p.file, "line": p.line, "field": p.field, "message": p.message} for p in problems]
+
+
+def _refusal(exc: Exception) -> JSONResponse:
+    """The JSON answer of a refusal (anything else is a bug, and the application's to answer)."""
+    if isinstance(exc, RequestValidationError):
+        found = [Problem("request", None, _field(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()]
+        return JSONResponse({"error": "the request is not what this endpoint takes", "problems": _problems(found[:50])},
+                            status_code=422)
+    if isinstance(exc, CampaignError):
+        return JSONResponse({"error": f"{len(exc.problems)} problem(s): {exc.problems[0]}",
+                             "problems": _problems(exc.problems)}, status_code=422)
+    if isinstance(exc, RequestRefused):
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, CampaignStateError) else 422
+    body: dict[str, Any] = {"error": str(exc)}
+    if status == 422:
+        body["problems"] = []
+    return JSONResponse(body, status_code=status)
+
+
+def _field(loc: Any) -> str | None:
+    """``("body", "deadlines", 0, "at")`` -> ``deadlines[0].at``, the form's own naming (None: the whole body)."""
+    out = ""
+    for part in list(loc)[1:] if loc and loc[0] in ("body", "query", "path") else list(loc):
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out or None
+
+
+class StudioRoute(APIRoute):
+    """Every route of the API: the token first, the body read within the endpoint's cap (``body_limit``; 0: the
+    endpoint streams it), and every refusal answered as JSON."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handle = super().get_route_handler()
+        limit = getattr(self.endpoint, "body_limit", MAX_JSON)
+
+        async def route(request: Request) -> Any:
+            try:
+                _bearer(request)
+                if limit and request.method in ("POST", "PUT"):
+                    request._body = await read_body(request, limit)  # what FastAPI reads next
+                return await handle(request)
+            except (UserError, RequestValidationError) as exc:
+                return _refusal(exc)
+
+        return route
+
+
+def capped(limit: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The endpoint's body cap, in bytes, for StudioRoute (0: it reads its own body as a stream)."""
+
+    def mark(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        endpoint.body_limit = limit  # type: ignore[attr-defined]
+        return endpoint
+    return mark
+
+
+class ProblemOut(BaseModel):
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+
+
+class Refusal(BaseModel):
+    """Every refusal: why, and for wrong input (422) each problem where it is."""
+
+    error: str
+    problems: list[ProblemOut] | None = Field(None, description="on a 422 only")
+
+
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    status: {"model": Refusal, "description": why} for status, why in (
+        (401, "no or a wrong bearer token"), (404, "no such campaign, locale or upload"),
+        (409, "the campaign's state refuses it"), (413, "the body is too big"),
+        (422, "wrong input, each problem located"), (503, "NOTIFIER_API_TOKEN is not set"))}
+# In the OpenAPI document only (auto_error=False): StudioRoute checks the token, before the body is read.
+DOCUMENTED_BEARER = HTTPBearer(auto_error=False, scheme_name="NOTIFIER_API_TOKEN",
+                               description="Authorization: Bearer <NOTIFIER_API_TOKEN>")
+router = APIRouter(prefix="/api/v1", tags=["studio"], route_class=StudioRoute, responses=REFUSALS,
+                   dependencies=[Security(DOCUMENTED_BEARER)])
+
+
+async def raw_body(request: Request) -> bytes:
+    return await request.body()  # read (and capped) by StudioRoute
+
+
+def _text(data: bytes, what: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise CampaignError([Problem(what, None, None, f"not UTF-8 text (byte {exc.start})")]) from None
+
+
+def _body_doc(media: str, description: str) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "description": description,
+                            "content": {media: {"schema": {"type": "string"}}}}}
+
+
+# --- models (the OpenAPI document's) ----------------------------------------------------------------------------
+
+
+class SavedOut(BaseModel):
+    """A saved change: the version it made, and what the gate says of it (problems stop scheduling)."""
+
+    id: str
+    version: int
+    problems: list[ProblemOut]
+    warnings: list[ProblemOut]
+
+
+class DeadlineIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    label: str | None = None
+    at: str | None = Field(None, description="wall time YYYY-MM-DDTHH:MM in each recipient's zone", examples=[
+        "2027-03-01T00:00"])
+    waves: list[str] | None = Field(None, description="ISO-8601 durations before it", examples=[["P30D", "P7D"]])
+    skip_if: str | None = Field(None, description="the action that ends its reminders")
+    link: str | None = None
+    channels: list[str] | None = None
+
+
+class StarterIn(BaseModel):
+    """A campaign from a form (GET /api/v1/starters gives filled-in examples); every field is checked as
+    ``campaign validate`` does, each problem named by its field."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = None
+    name: str | None = None
+    category: str | None = None
+    sender_name: str | None = None
+    sender_email: str | None = None
+    locales: list[str] | None = None
+    channels: list[str] | None = None
+    countries: list[str] | None = None
+    links: dict[str, str] | None = None
+    deadlines: list[DeadlineIn] | None = None
+    local_time: str | None = None
+    window: list[str] | None = None
+    source_locale: str | None = None
+
+    def form(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class CheckOut(BaseModel):
+    problems: list[ProblemOut]
+
+
+class CampaignOut(BaseModel):
+    id: str
+    name: str
+    version: int | None = Field(description="the latest stored version; null for a campaign kept in files")
+    stored: bool
+    state: str = Field(description="draft | scheduled | paused | cancelled")
+    phase: str = Field(description="draft | sending | finished | blocked | paused | cancelled")
+    locales: list[str]
+    source_locale: str
+    channels: list[str]
+    countries: list[str]
+    templates: str
+    deadlines: list[dict[str, str]]
+    file: str = Field(description="the campaign's YAML")
+
+
+class EntryOut(BaseModel):
+    key: str = Field(description="what PUT .../translations/{locale} takes")
+    source: list[str]
+    target: list[str]
+    plural_names: list[str]
+    status: str = Field(description="missing | fuzzy | done")
+    problems: list[str]
+    where: list[str]
+
+
+class GateOut(BaseModel):
+    errors: list[ProblemOut]
+    warnings: list[ProblemOut]
+
+
+class PreviewOut(BaseModel):
+    channel: str
+    locale: str
+    send_key: str
+    subject: str
+    html: str
+    text: str
+    title: str
+    body: str
+    link: str | None
+    problems: list[str]
+
+
+class SeedModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: str = Field(description="email | push")
+    address: str = Field(description="an email address or a push token", max_length=4096)
+    name: str | None = None
+    locale: str | None = None
+
+
+class TestSendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    locale: str
+    send: str = Field(description="a send key, as GET .../preview/choices names them")
+    channel: str
+
+
+class UploadOut(BaseModel):
+    id: str
+    file_name: str
+    state: str = Field(description="waiting | importing | done | failed")
+    size_bytes: int
+    read_bytes: int
+    percent: int
+    accepted: int
+    rejected: int
+    guessed: int
+    error: str | None
+
+
+class SniffOut(BaseModel):
+    format: str
+    columns: list[str]
+    suggestions: dict[str, str | None]
+    fields: list[str]
+    sample: list[dict[str, Any]]
+    problems: list[str]
+
+
+def _saved(saved: service.Saved) -> SavedOut:
+    return SavedOut(id=saved.campaign_id, version=saved.version, problems=_problems(saved.problems),
+                    warnings=_problems(saved.warnings))
+
+
+# --- campaigns --------------------------------------------------------------------------------------------------
+
+
+@router.get("/starters")
+def get_starters() -> dict[str, dict[str, Any]]:
+    """The named starters, as forms to adapt and POST to /api/v1/campaigns."""
+    return service.starters()
+
+
+@router.post("/campaigns/check", response_model=CheckOut)
+def check_campaign(request: Request, form: StarterIn) -> dict[str, Any]:
+    """Live validation of a starter form: its problems (empty: it can be created)."""
+    return {"problems": _problems(service.check_campaign(web_of(request), form.form()))}
+
+
+@router.post("/campaigns", status_code=201, response_model=SavedOut)
+def create_campaign(request: Request, form: StarterIn) -> SavedOut:
+    """A new campaign from a starter form: its file, templates from default words, catalogs (version 1)."""
+    return _saved(service.create_campaign(web_of(request), form.form(), origin="api"))
+
+
+@router.get("/campaigns/{campaign_id}", response_model=CampaignOut)
+def get_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
+    return service.campaign_info(web_of(request), campaign_id)
+
+
+@router.put("/campaigns/{campaign_id}/file", response_model=SavedOut,
+            openapi_extra=_body_doc("application/yaml", "the campaign's YAML (at most 256 KiB)"))
+@capped(MAX_FILE)
+def put_file(request: Request, campaign_id: str, body: bytes = Depends(raw_body)) -> SavedOut:
+    """The campaign's file edited: a new version (422 with located problems when the file is not valid)."""
+    text = _text(body, f"campaigns/{campaign_id}.yaml")
+    return _saved(service.save_file(web_of(request), campaign_id, text, origin="api"))
+
+
+@router.get("/campaigns/{campaign_id}/words", responses={409: {"description": "templates written by hand"}})
+def get_words(request: Request, campaign_id: str) -> dict[str, Any]:
+    """The source words: ``{source_locale, stages: {announcement|reminder|last_day|merged: {subject, preheader,
+    heading, paragraphs, button, push_title, push_body, plurals}}}``."""
+    words = service.get_words(web_of(request), campaign_id)
+    if words is None:
+        raise CampaignStateError(f"campaign {campaign_id!r} has templates written by hand: no words to edit")
+    return words
+
+
+@router.put("/campaigns/{campaign_id}/words", response_model=SavedOut)
+def put_words(request: Request, campaign_id: str, words: dict[str, Any]) -> SavedOut:
+    """New source words (as GET gives them): the templates are generated again, changed texts need translating."""
+    return _saved(service.put_words(web_of(request), campaign_id, words, origin="api"))
+
+
+def _catalog_routes(suffix: str, fmt: str, media: str) -> None:
+    @router.get(f"/campaigns/{{campaign_id}}/translations/{{locale}}.{suffix}", response_class=Response,
+                responses={200: {"content": {media: {}}}}, name=f"export_{fmt}")
+    def export(request: Request, campaign_id: str, locale: str) -> Response:
+        data, name, media_type = service.export_catalog(web_of(request), campaign_id, locale, fmt)
+        return Response(data, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+    @router.put(f"/campaigns/{{campaign_id}}/translations/{{locale}}.{suffix}", response_model=SavedOut,
+                openapi_extra=_body_doc(media, f"a {fmt.upper()} file of the locale (at most 1 MiB)"),
+                name=f"import_{fmt}")
+    @capped(MAX_CATALOG)
+    def import_(request: Request, campaign_id: str, locale: str, body: bytes = Depends(raw_body),
+                file_name: str | None = Query(None, max_length=200, description="the file's name, for problems")
+                ) -> SavedOut:
+        """A translator's file back: problems name each refused entry, then what the gate still finds."""
+        name = _file_name(file_name or f"{campaign_id}.{locale}.{suffix}")
+        return _saved(service.import_catalog(web_of(request), campaign_id, locale, body, name, origin="api"))
+
+
+_catalog_routes("po", "po", service.MEDIA["po"])
+_catalog_routes("xlf", "xliff", service.MEDIA["xliff"])
+
+
+@router.get("/campaigns/{campaign_id}/translations/{locale}", response_model=list[EntryOut])
+def get_translations(request: Request, campaign_id: str, locale: str) -> list[Any]:
+    """Side by side: each entry's source, target per plural form, status and problems."""
+    return [EntryOut.model_validate(e, from_attributes=True)
+            for e in service.get_translations(web_of(request), campaign_id, locale)]
+
+
+@router.put("/campaigns/{campaign_id}/translations/{locale}", response_model=SavedOut)
+@capped(MAX_CATALOG)
+def put_translations(request: Request, campaign_id: str, locale: str, changes: dict[str, list[str]]) -> SavedOut:
+    """``{key: [form, ...]}``: each entry's translation, one text per plural form of the locale."""
+    return _saved(service.put_translations(web_of(request), campaign_id, locale, changes, origin="api"))
+
+
+@router.get("/campaigns/{campaign_id}/gate", response_model=GateOut)
+def get_gate(request: Request, campaign_id: str) -> dict[str, Any]:
+    """The translation gate and every message rendered: errors stop scheduling, warnings are cut on some screens."""
+    errors, warnings = service.gate(web_of(request), campaign_id)
+    return {"errors": _problems(errors), "warnings": _problems(warnings)}
+
+
+@router.get("/campaigns/{campaign_id}/preview/choices")
+def preview_choices(request: Request, campaign_id: str) -> dict[str, Any]:
+    """``{locales, channels, sends: [{send_key, words}]}``: what GET .../preview may show."""
+    return service.preview_choices(web_of(request), campaign_id)
+
+
+@router.get("/campaigns/{campaign_id}/preview", response_model=PreviewOut)
+def get_preview(request: Request, campaign_id: str, locale: str, send: str, channel: str,
+                recipient: str | None = Query(None, description="a recipient's id: their zone, name, locale")) -> Any:
+    """One message as the sender renders it: an email (subject, html, text) or a push (title, body, link)."""
+    return service.preview(web_of(request), campaign_id, locale=locale, send_key=send, channel=channel,
+                           recipient_id=recipient)
+
+
+# --- the audience -----------------------------------------------------------------------------------------------
+
+
+def _mapping(text: str | None) -> dict[str, str] | None:
+    """The ``mapping`` query parameter: a JSON object, column in the file -> field."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise CampaignError([Problem("request", None, "mapping", 'expected a JSON object {"column": "field", ...}')])
+    return value
+
+
+def _file_name(name: str) -> str:
+    return PurePosixPath(name.replace("\\", "/")).name[:200] or "audience.csv"
+
+
+MAPPING = Query(None, description='JSON object: column in the file -> field ("e-mail" -> "email"; "" leaves it out)')
+
+
+@router.post("/audience/sniff", response_model=SniffOut,
+             openapi_extra=_body_doc("text/csv", "the first bytes of the file (64 KiB are enough)"))
+@capped(MAX_HEAD)
+def sniff(request: Request, file_name: str = Query(max_length=200), mapping: str | None = MAPPING,
+          body: bytes = Depends(raw_body)) -> Any:
+    """A file's format, columns, suggested mapping and first rows as they will be stored."""
+    return SniffOut.model_validate(service.sniff_upload(web_of(request), body, _file_name(file_name),
+                                                        _mapping(mapping)), from_attributes=True)
+
+
+def _status(web: Web, upload_id: str) -> UploadOut:
+    st = service.upload_status(web, upload_id)
+    return UploadOut(**{k: getattr(st, k) for k in UploadOut.model_fields})
+
+
+@router.post("/audience/uploads", status_code=202, response_model=UploadOut,
+             openapi_extra=_body_doc("text/csv", "the audience file, CSV or JSON Lines (at most 2 GiB), streamed"))
+@capped(0)
+async def upload(request: Request, file_name: str = Query(max_length=200), mapping: str | None = MAPPING,
+                 format: str | None = Query(None, pattern="^(csv|jsonl)$")) -> Any:
+    """Import an audience in the background: follow it with GET .../uploads/{id}; closing the client loses nothing."""
+    web, chosen = web_of(request), _mapping(mapping) or {}
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD:
+        raise RequestRefused(413, f"the file is {declared} bytes; at most {MAX_UPLOAD // 1024**3} GiB")
+    folder = web.settings.studio_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    spool, size = folder / str(uuid.uuid4()), 0
+    try:
+        with spool.open("wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_UPLOAD:
+                    raise RequestRefused(413, f"the file is over {MAX_UPLOAD // 1024**3} GiB")
+                out.write(chunk)
+        if not size:
+            raise CampaignError([Problem(_file_name(file_name), None, None, "the file is empty")])
+        upload_id = await run_in_threadpool(service.start_upload, web, spool, _file_name(file_name), format, chosen)
+    except BaseException:
+        spool.unlink(missing_ok=True)
+        raise
+    return await run_in_threadpool(_status, web, upload_id)
+
+
+@router.get("/audience/uploads/{upload_id}", response_model=UploadOut)
+def upload_status(request: Request, upload_id: str) -> Any:
+    return _status(web_of(request), upload_id)
+
+
+@router.get("/audience/uploads/{upload_id}/rejects.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}}})
+def rejects(request: Request, upload_id: str) -> StreamingResponse:
+    """The rejected rows: ``line,reason``, header first."""
+    rows = service.rejects_csv(web_of(request), upload_id)
+    return StreamingResponse(rows, media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="rejects.csv"'})
+
+
+# --- trying it --------------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """A result of the studio (frozen dataclasses, tuples, mappings, aware times, paths) as JSON."""
+    return to_jsonable_python(value, fallback=lambda v: dict(v) if isinstance(v, Mapping) else str(v))
+
+
+@router.post("/campaigns/{campaign_id}/dry-run")
+def dry_run(request: Request, campaign_id: str) -> dict[str, Any]:
+    """What scheduling now would send to today's audience: totals, per wave x locale x channel, skipped and why,
+    first and last send per zone. Nothing is written."""
+    return _jsonable(service.dry_run(web_of(request), campaign_id))  # type: ignore[no-any-return]
+
+
+@router.post("/campaigns/{campaign_id}/fast-forward")
+def fast_forward(request: Request, campaign_id: str) -> dict[str, Any]:
+    """The campaign played to its end on a simulated clock, in a ledger of its own: counts and the preview outbox."""
+    ff = service.fast_forward(web_of(request), campaign_id)
+    return {"counts": dict(ff.counts), "messages": [
+        {"channel": m.channel, "locale": m.locale, "send_key": m.send_key, "subject": m.subject,
+         "file": m.path.relative_to(ff.directory).as_posix() if m.path.is_relative_to(ff.directory) else m.path.name}
+        for m in ff.messages]}
+
+
+@router.get("/campaigns/{campaign_id}/seeds", response_model=list[SeedModel])
+def get_seeds(request: Request, campaign_id: str) -> list[Any]:
+    return [SeedModel.model_validate(s, from_attributes=True) for s in service.seeds(web_of(request), campaign_id)]
+
+
+@router.put("/campaigns/{campaign_id}/seeds", response_model=list[SeedModel])
+def put_seeds(request: Request, campaign_id: str, seeds: list[SeedModel]) -> list[Any]:
+    """The seed list, replaced whole: the addresses and push tokens test sends go to."""
+    web = web_of(request)
+    service.set_seeds(web, campaign_id, [s.model_dump() for s in seeds])
+    return [SeedModel.model_validate(s, from_attributes=True) for s in service.seeds(web, campaign_id)]
+
+
+@router.post("/campaigns/{campaign_id}/test-send")
+def test_send(request: Request, campaign_id: str, body: TestSendIn) -> dict[str, Any]:
+    """One message to each seed of the channel through the real transport, marked as a test, never counted."""
+    results = service.test_send(web_of(request), campaign_id, locale=body.locale, send_key=body.send,
+                                channel=body.channel)
+    return {"results": _jsonable(list(results))}
+
+
+# --- sending it -------------------------------------------------------------------------------------------------
+
+
+@router.post("/campaigns/{campaign_id}/{action}", responses={200: {"description": "the campaign's progress"}})
+def control(request: Request, campaign_id: str, action: str) -> dict[str, Any]:
+    """schedule (approve the copy and plan the sends) | pause | resume | cancel; answers the progress."""
+    web = web_of(request)
+    if action == "schedule":
+        service.schedule(web, campaign_id)
+    elif action in service.STATE_OF_ACTION:
+        service.set_state(web, campaign_id, action)
+    else:
+        raise NotFound(f"no such action: {action[:40]!r} (schedule, pause, resume or cancel)")
+    return service.progress(web, campaign_id)
+
+
+@router.get("/campaigns/{campaign_id}/progress")
+def progress(request: Request, campaign_id: str) -> dict[str, Any]:
+    """Counts in messages: planned (from the first second), done, percent, by send x channel x state, and why."""
+    return service.progress(web_of(request), campaign_id)
+
+
+@router.get("/campaigns/{campaign_id}/export", response_class=Response,
+            responses={200: {"content": {"application/zip": {}}}})
+def export(request: Request, campaign_id: str, version: int | None = None) -> Response:
+    """A stored version's files as a zip, in the project's layout (what ``notifier campaign export`` writes)."""
+    bundle = service.bundle(web_of(request), campaign_id, version)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for path in sorted(bundle):
+            z.writestr(zipfile.ZipInfo(path, (2027, 1, 1, 0, 0, 0)), bundle[path])
+    return Response(out.getvalue(), media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{campaign_id}.zip"'})
