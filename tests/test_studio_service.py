@@ -209,3 +209,24 @@ def test_two_people_translating_two_locales_at_once_both_keep_their_work(web: We
     assert failures == []
     assert {e.status for loc in ("id", "pt-BR") for e in service.get_translations(web, ID, loc)} == {"done"}
     assert service.gate(web, ID)[0] == []
+
+
+def test_a_preview_shows_each_saved_edit_at_once_though_its_renderer_stays_warm(web: Web) -> None:
+    service.create_campaign(web, STARTERS[ID])
+    translated(web)
+    choice = service.preview_choices(web, ID)
+    key = choice["sends"][0]["send_key"]
+    words = service.get_words(web, ID)
+    assert words is not None
+    stage = next(iter(words["stages"]))
+    for i in range(3):  # the words, then a translation, then the file's sender: each seen in the next preview
+        words["stages"][stage]["paragraphs"][0] = f"Edit number {i} of the news."
+        service.put_words(web, ID, words)
+        assert f"Edit number {i} of the news." in service.preview(web, ID, locale="en", send_key=key,
+                                                                   channel="email")["text"]
+    entry = next(e for e in service.get_translations(web, ID, "id") if "Edit number 2" in e.source[-1])
+    service.put_translations(web, ID, "id", {entry.key: ["Suntingan kedua dari berita."]})
+    assert "Suntingan kedua" in service.preview(web, ID, locale="id", send_key=key, channel="email")["text"]
+    text = service.campaign_info(web, ID)["file"]
+    service.save_file(web, ID, text.replace('  name: "Acme Stream"', '  name: "Acme Music"', 1))
+    assert "Acme Music" in service.preview(web, ID, locale="en", send_key=key, channel="email")["text"]

@@ -314,6 +314,30 @@ def _renderer(web: Web) -> Renderer:
     return Renderer(s.templates_dir, s.locales_dir, default_sender=s.email_from, studio_dir=s.studio_dir)
 
 
+# One renderer per configuration, kept warm across previews (compiling the templates is most of a cold preview);
+# a campaign's environments and variants are dropped when its file or copy changed since its last preview.
+_PREVIEWS: dict[tuple[str, ...], tuple[Renderer, dict[str, tuple[str, str]]]] = {}
+_PREVIEWS_LOCK = threading.Lock()
+
+
+def _preview_renderer(web: Web, campaign: Campaign, text: str) -> Renderer:
+    from notifier.approval import copy_on_disk
+
+    s = web.settings
+    key = (str(s.templates_dir), str(s.locales_dir), str(s.studio_dir), s.email_from)
+    copy = copy_on_disk(campaign, *s.copy_dirs(campaign.id)).fingerprint  # cheap: read again only when files change
+    with _PREVIEWS_LOCK:
+        if key not in _PREVIEWS:
+            if len(_PREVIEWS) > 16:
+                _PREVIEWS.clear()
+            _PREVIEWS[key] = (_renderer(web), {})
+        renderer, seen = _PREVIEWS[key]
+        if seen.get(campaign.id) != (text, copy):
+            renderer.forget(campaign.id)
+            seen[campaign.id] = (text, copy)
+    return renderer
+
+
 def preview_choices(web: Web, campaign_id: str) -> dict[str, Any]:
     """What a preview may show: the locales, each send (in words) and the channels."""
     from notifier.review import samples
@@ -332,7 +356,7 @@ def preview(web: Web, campaign_id: str, *, locale: str, send_key: str, channel: 
     from notifier.preview import recipient_sample
     from notifier.review import limits, push_warnings, render_sample, samples
 
-    campaign, _text = _on_disk(web, campaign_id)
+    campaign, text = _on_disk(web, campaign_id)
     _locale(campaign, locale)
     if channel not in campaign.channels:
         raise PreviewError(f"channel {channel[:20]!r}: the campaign's channels are {', '.join(campaign.channels)}")
@@ -351,7 +375,7 @@ def preview(web: Web, campaign_id: str, *, locale: str, send_key: str, channel: 
     answer: dict[str, Any] = {"channel": channel, "locale": locale, "send_key": send_key, "subject": "", "html": "",
                               "text": "", "title": "", "body": "", "link": None, "problems": []}
     try:
-        r = render_sample(_renderer(web), campaign, sample, personal)
+        r = render_sample(_preview_renderer(web, campaign, text), campaign, sample, personal)
     except UserError as exc:
         return {**answer, "problems": [str(exc)]}
     if channel == "email":
