@@ -296,3 +296,41 @@ def test_the_markers_survive_the_compile_and_the_refund_is_filled(campaign: Camp
     assert NAME in variant.html and REFUND in variant.html  # compiled once, with the markers in place
     html = renderer.email(variant, personal).html
     assert "Zoë &lt;b&gt;" in html and "$1,234.50" in html
+
+
+# --- the studio's email, generated from a marketer's words (notifier.studio.words) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def studio_emails() -> dict[str, Rendered]:
+    """The price-change starter's email per stage, in English, named HOSTILE_NAME: what the studio makes."""
+    from notifier.studio import starter, store
+
+    bundle = starter.new_bundle(starter.starter_from_json(starter.STARTERS["price-change"]))
+    campaign = store.campaign_of(bundle)
+    found: dict[str, Rendered] = {}
+    with store.unpacked(bundle) as u:
+        renderer = Renderer(u.templates_dir, u.locales_dir)
+        for sample in samples(campaign):
+            if sample.locale == "en":
+                personal = dataclasses.replace(sample.personal(), name=HOSTILE_NAME)
+                r = render_sample(renderer, campaign, sample, personal)
+                found.setdefault(r.variant.stage, r)
+    assert {"announcement", "reminder", "last_day"} <= set(found)
+    return found
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("width", [375, 600])
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_studio_email_holds_on_a_phone_keeps_its_contrast_and_says_why_it_came(
+        screen: Callable[[int, str], Any], studio_emails: dict[str, Rendered], stage: str, width: int,
+        scheme: str) -> None:
+    r = studio_emails[stage]
+    page = show(screen(width, scheme), r)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width, page.evaluate(STICKING_OUT, width)
+    texts = page.evaluate(CONTRAST)
+    assert [t for t in texts if t["ratio"] < t["need"]] == []
+    assert page.evaluate("[...document.querySelectorAll('h1')].map(h => h.innerText.trim())") == [r.push.title]
+    assert "because you have an account with Acme Stream" in page.evaluate("document.body.innerText")
+    assert HOSTILE_NAME not in r.email.html and "&lt;script&gt;x&lt;/script&gt; &amp; Zoë" in r.email.html

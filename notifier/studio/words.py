@@ -50,6 +50,8 @@ _PERSONAL = {"name": "recipient_name", "refund": "refund_amount"}  # only in par
 _PER_DEADLINE = {"date", "days", "deadline", "link"}
 _TOKEN = re.compile(r"\{(\w+)\}")
 _FILE = "words"  # the Problem.file of words that do not come from a file
+# Every email says why its reader gets it (a sentence of its own, translated like the words).
+FOOTER = ("You get this message because you have an account with {sender}.",)
 GENERATED = ("_copy.j2", "email_subject.txt", "email.txt", "email.mjml", "push_title.txt", "push_body.txt")
 
 
@@ -289,6 +291,8 @@ def _copy(words: Words) -> str:
              "{% macro page(d) -%}{%- autoescape in_html -%}{{ d.link or (links.values()|list|first "
              "if links else '') }}{%- endautoescape -%}{%- endmacro %}"]
     parts += [_macro(name, words, name) for name in FIELDS if name != "paragraphs"]
+    parts.append("{% macro footer() -%}{%- autoescape in_html -%}{{ " + _call(FOOTER, False)
+                 + " }}{%- endautoescape -%}{%- endmacro %}")
     for stage in STAGES:
         s = words.stages[stage]
         for i in range(len(s.paragraphs)):
@@ -345,7 +349,9 @@ def _mjml(words: Words) -> str:
     </mj-section>
     <mj-section background-color="#f6f8fa" css-class="footer" padding="24px 32px 32px 32px">
       <mj-column>
-        <mj-text font-size="13px" color="#57606a" padding="0" css-class="footer">{{{{ sender_name }}}}</mj-text>
+        <mj-text font-size="13px" line-height="1.5" color="#57606a" padding="0" css-class="footer">
+          {{{{ copy.footer() }}}}
+        </mj-text>
       </mj-column>
     </mj-section>
   </mj-body>
@@ -357,7 +363,8 @@ def templates_of(words: Words) -> dict[str, str]:
     """The generated files of a studio campaign's templates folder (words.yaml included)."""
     imp = '{%- import "_copy.j2" as copy with context -%}\n'
     buttons = "\n{% for d in deadlines %}\n{{ copy.button(d) }}: {{ copy.page(d) }}{% endfor %}"
-    text = imp + "{{ copy.heading(deadlines[0]) }}\n" + _body(words, "\n\n{}") + buttons + "\n\n--\n{{ sender_name }}\n"
+    text = (imp + "{{ copy.heading(deadlines[0]) }}\n" + _body(words, "\n\n{}") + buttons
+            + "\n\n--\n{{ copy.footer() }}\n")
     return {
         "words.yaml": yaml.safe_dump(words_to_json(words), allow_unicode=True, sort_keys=False, width=120),
         "_copy.j2": _copy(words),
@@ -371,7 +378,7 @@ def templates_of(words: Words) -> dict[str, str]:
 
 def source_strings(words: Words) -> dict[str, tuple[str, ...]]:
     """Each msgid the words make, and its translation in the source language (one per plural form)."""
-    found: dict[str, tuple[str, ...]] = {}
+    found: dict[str, tuple[str, ...]] = {as_gettext(FOOTER)[0]: as_gettext(FOOTER)}
     for s in words.stages.values():
         for key, _ in s.texts():
             forms = s.forms(key)
