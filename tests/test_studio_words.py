@@ -15,8 +15,9 @@ from notifier.render import Renderer
 from notifier.review import Rendered, render_sample, samples
 from notifier.studio import store
 from notifier.studio.starter import STARTERS, new_bundle, starter_from_json
+from notifier.studio.templating import apply_words
 from notifier.studio.translations import entries, gate, set_translations
-from notifier.studio.words import apply_words, default_words, words_from_json, words_of, words_to_json
+from notifier.studio.words import default_words, words_from_json, words_of, words_to_json
 
 KEEP = ("Only {days} day left to keep your old price of {refund}.", "Only {days} days left to keep your old price "
                                                                    "of {refund}.")

@@ -35,7 +35,8 @@ from notifier.ledger.db import transaction
 from notifier.studio import store, uploads
 from notifier.studio import translations as tr
 from notifier.studio.starter import FORM, STARTERS, check_starter, new_bundle, starter_from_json
-from notifier.studio.words import apply_words, words_from_json, words_of, words_to_json
+from notifier.studio.templating import apply_words
+from notifier.studio.words import words_from_json, words_of, words_to_json
 
 if TYPE_CHECKING:
     from notifier.render import Renderer

@@ -212,7 +212,8 @@ def check_starter(data: Mapping[str, Any], now: datetime) -> list[Problem]:
 def new_bundle(starter: Starter) -> store.Bundle:
     """A new studio campaign: its file, templates made from the default words, the ``.pot`` and every ``.po``
     (the source language's filled in, the others empty, for translators)."""
-    from notifier.studio.words import apply_words, default_words
+    from notifier.studio.templating import apply_words
+    from notifier.studio.words import default_words
 
     text = campaign_yaml(starter)
     parse_campaign(text, f"campaigns/{starter.id}.yaml")  # a located CampaignError rather than a broken bundle

@@ -27,7 +27,8 @@ from notifier.errors import CampaignError, NotFound, Problem
 from notifier.i18n import format_day, posix
 from notifier.render import PUSH_BODY_FITS, PUSH_BODY_MAX, PUSH_TITLE_FITS, PUSH_TITLE_MAX
 from notifier.studio import store
-from notifier.studio.words import as_gettext, plural_count, words_of
+from notifier.studio.templating import as_gettext
+from notifier.studio.words import plural_count, words_of
 
 CLDR_ORDER = ("zero", "one", "two", "few", "many", "other")  # gettext's order of the forms (notifier.catalogs)
 _STATUS_ONLY = ("fuzzy:", "untranslated")  # what an entry's status already says
