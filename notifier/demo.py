@@ -186,10 +186,12 @@ class Simulation:
     # may therefore be taken up to 5 simulated minutes after its time, and the mail is dated by that tick.
     every: timedelta = timedelta(minutes=5)
     _next_action: int = 0
+    follow_actions: bool = True  # record the recipients' actions, the clock stopping at each (the shipped campaign's)
 
     def step(self, now: datetime) -> datetime | None:
         with transaction(self.sessions) as s:
-            while self._next_action < len(self.actions) and self.actions[self._next_action][0] <= now:
+            while self.follow_actions and self._next_action < len(self.actions) and \
+                    self.actions[self._next_action][0] <= now:
                 at, rid, action = self.actions[self._next_action]
                 queries.record_action(s, rid, action, at)
                 self._next_action += 1
@@ -198,7 +200,7 @@ class Simulation:
         self.after_tick()
         with self.sessions() as s:
             wake = queries.next_wakeup(s, now)
-        if self._next_action < len(self.actions):
+        if self.follow_actions and self._next_action < len(self.actions):
             wake = min(filter(None, (wake, self.actions[self._next_action][0])))
         return None if wake is None else max(wake, now + self.every)
 
@@ -243,24 +245,36 @@ class SimulatedClock:
 
 
 def play(sim: Simulation, clock: SimulatedClock, campaign_id: str, stop: threading.Event, pace: float) -> None:
-    """Run ``sim`` while the campaign is scheduled, ``pace`` real seconds between ticks; until it is scheduled, and
-    while it is paused, the simulated clock stands still. Ends when nothing is due any more or it is cancelled."""
-    from notifier.ledger.models import CampaignRow, CampaignState
-
+    """Run ``sim`` while any campaign is scheduled, ``pace`` real seconds between ticks: the shipped one
+    (``campaign_id``) or one made in the studio, whose sends may be years ahead (the clock jumps to the ledger's
+    next wakeup). While nothing is scheduled, and once nothing is due any more, the simulated clock stands still
+    until the ledger's campaigns change (one scheduled, resumed or scheduled again)."""
+    idle: tuple[Any, ...] | None = None  # the scheduled campaigns when nothing was due any more
     while not stop.is_set():
-        with sim.sessions() as s:
-            row = s.get(CampaignRow, campaign_id)
-            state = row.state if row is not None else None
-        if state == CampaignState.CANCELLED:
-            return
-        if state != CampaignState.SCHEDULED:
+        scheduled = _scheduled(sim.sessions)
+        if not scheduled or scheduled == idle:
             stop.wait(0.1)
             continue
+        sim.follow_actions = campaign_id in {c[0] for c in scheduled}  # the actions are the shipped one's
         wake = sim.step(clock.now())
-        if wake is None or wake > END:
-            return
+        if wake is None or (wake > END and {c[0] for c in scheduled} == {campaign_id}):
+            idle = scheduled  # the shipped campaign ends with its last deadline, as in the terminal demo
+            continue
+        idle = None
         clock.advance(wake)
         stop.wait(pace)
+
+
+def _scheduled(sessions: Any) -> tuple[Any, ...]:
+    """(id, scheduled at, updated at) of each scheduled campaign: a change wakes an idle clock."""
+    from sqlalchemy import select
+
+    from notifier.ledger.models import CampaignRow, CampaignState
+
+    with sessions() as s:
+        rows = s.execute(select(CampaignRow.id, CampaignRow.scheduled_at, CampaignRow.updated_at)
+                         .where(CampaignRow.state == CampaignState.SCHEDULED).order_by(CampaignRow.id)).all()
+    return tuple(tuple(r) for r in rows)
 
 
 def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str = "127.0.0.1", port: int = 8000,
@@ -302,7 +316,7 @@ def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str 
             echo(f"demo folder: {root.resolve()}; {report.accepted} recipients imported")
             echo(f"dashboard: {url}/login  password: {password}  (this demo's own; its clock starts at "
                  f"{START:%d %b %Y})")
-            echo(f"open {CAMPAIGN}, press Schedule, and watch; Ctrl-C ends the demo")
+            echo(f"open {CAMPAIGN} (or a campaign of yours), press Schedule, and watch; Ctrl-C ends the demo")
             (wait or _forever)()
     finally:
         stop.set()

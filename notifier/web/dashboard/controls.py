@@ -18,10 +18,8 @@ from notifier.config import Settings
 from notifier.errors import CampaignError, CampaignStateError, NotFound, Problem, RequestRefused, UserError
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
-from notifier.ledger.models import CampaignState
-from notifier.planner import outlook
-from notifier.render import Content
 from notifier.review import review
+from notifier.studio import service
 from notifier.web.dashboard import views
 from notifier.web.dashboard.access import (
     Dashboard,
@@ -36,7 +34,6 @@ from notifier.web.dashboard.access import (
 from notifier.web.dashboard.auth import same_token
 from notifier.web.dashboard.pages import LOGIN_NONCE, campaign_page, login_form, render
 from notifier.web.requests import web_of
-from notifier.zones import every_zone
 
 router = APIRouter(include_in_schema=False)
 PATHS = ("/campaigns", "/login", "/logout", "/static/dashboard")  # the dashboard's; the rest is API
@@ -44,9 +41,10 @@ PATHS = ("/campaigns", "/login", "/logout", "/static/dashboard")  # the dashboar
 
 def install(app: Any, settings: Settings) -> None:
     """Mount the dashboard on ``app``: its pages, its controls and how it answers a stranger."""
-    from notifier.web.dashboard import pages
+    from notifier.web.dashboard import pages, studio
 
     app.state.dashboard = Dashboard.of(settings, app.state.web.sessions)
+    app.include_router(studio.router)  # first: /campaigns/new/... are the studio's, not a campaign's
     app.include_router(pages.router)
     app.include_router(router)
 
@@ -207,16 +205,8 @@ async def save_campaign(request: Request, campaign_id: str) -> Any:
 
 
 def _schedule(request: Request, campaign_id: str) -> None:
-    web = web_of(request)
-    path = views.campaign_path(web.settings, campaign_id)
-    if not path.is_file():
-        raise NotFound(f"no campaign file {path.name} in the campaigns folder: upload it first")
-    text = path.read_text(encoding="utf-8")
-    campaign = _validated(request, text, str(path), campaign_id)
-    outlook(campaign, every_zone(), web.now()).refuse_if_empty()  # a campaign that sends nothing: as the CLI says
-    content = Content.of(campaign, web.settings.templates_dir, web.settings.locales_dir)
-    with transaction(web.sessions) as s:
-        queries.schedule(s, campaign, text, web.now(), content)
+    """The studio's schedule, one rule for the pages, the API and the CLI's checks (notifier.studio.service)."""
+    service.schedule(web_of(request), campaign_id)
 
 
 @router.post("/campaigns/{campaign_id}/{action}")
@@ -225,7 +215,6 @@ async def control(request: Request, campaign_id: str, action: str) -> Any:
     _ident, form = await checked_form(request)
     web = web_of(request)
     views.campaign_path(web.settings, campaign_id)  # an id that cannot be a campaign's: 404
-    states = {"pause": CampaignState.PAUSED, "resume": CampaignState.SCHEDULED, "cancel": CampaignState.CANCELLED}
     done = action
     if action == "schedule":
         try:
@@ -233,15 +222,10 @@ async def control(request: Request, campaign_id: str, action: str) -> Any:
         except CampaignError as exc:
             return await run_in_threadpool(campaign_page, request, campaign_id, 422, problems=exc.problems)
         done = "scheduled"
-    elif action in states:
+    elif action in service.STATE_OF_ACTION:
         if action == "cancel" and _text(form, "confirm") != "yes":
             raise RequestRefused(400, "cancelling needs its confirmation (confirm=yes)")
-
-        def apply() -> None:
-            with transaction(web.sessions) as s:
-                queries.set_state(s, campaign_id, states[action], web.now())
-
-        await run_in_threadpool(apply)
+        await run_in_threadpool(service.set_state, web, campaign_id, action)
     elif action == "retry":
         channel = _text(form, "channel") or None
         if channel is not None and channel not in CHANNELS:

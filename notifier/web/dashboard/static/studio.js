@@ -1,0 +1,193 @@
+// notifier studio: progress on top of forms that work without it. The starter form is checked as you type (the
+// server answers with the problems the CLI would give), the date says what its time means, a placeholder is
+// inserted where the cursor is, a dropped file is taken as the chosen one, the rows follow the column mapping, and
+// an import's progress bar moves while it runs.
+(function () {
+  "use strict";
+  function $(sel, root) { return (root || document).querySelector(sel); }
+  function $$(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
+  function post(form, extra, accept) {
+    var data = new FormData(form);
+    Object.keys(extra || {}).forEach(function (k) { data.set(k, extra[k]); });
+    return fetch(form.getAttribute("data-check") || form.getAttribute("action"), {
+      method: "POST", body: data, credentials: "same-origin", cache: "no-store",
+      headers: { "Accept": accept || "application/json" }
+    }).then(function (r) { return r.ok || r.status === 422 ? r.json() : null; });
+  }
+
+  // --- the starter: live validation --------------------------------------------------------------------------
+  function fieldOf(form, name) {
+    // "deadlines[0].waves[1]" is shown at deadlines[0].waves, else at deadlines[0], else at the top.
+    var n = name || "";
+    while (n) {
+      var el = form.querySelector('[data-field="' + n.replace(/"/g, "") + '"]');
+      if (el) { return el; }
+      var cut = Math.max(n.lastIndexOf("."), n.lastIndexOf("["));
+      n = cut > 0 ? n.slice(0, cut) : "";
+    }
+    return null;
+  }
+  function showProblems(form, box, problems) {
+    $$(".live-problem", form).forEach(function (p) { p.parentNode.removeChild(p); });
+    $$("[aria-invalid]", form).forEach(function (el) { el.removeAttribute("aria-invalid"); });
+    var top = [];
+    problems.forEach(function (p, i) {
+      var at = fieldOf(form, p.field);
+      if (!at) { top.push(p.text); return; }
+      var note = document.createElement("p");
+      note.className = "live-problem error";
+      note.id = "live-problem-" + i;
+      note.textContent = p.message;
+      at.appendChild(note);
+      var input = at.matches("input, select, textarea") ? at : at.querySelector("input, select, textarea");
+      if (input) {
+        input.setAttribute("aria-invalid", "true");
+        var described = (input.getAttribute("aria-describedby") || "").split(" ").filter(function (d) {
+          return d && d.indexOf("live-problem-") !== 0;
+        });
+        described.push(note.id);
+        input.setAttribute("aria-describedby", described.join(" "));
+      }
+    });
+    if (!problems.length) { box.textContent = box.getAttribute("data-ok"); box.className = "check ok"; return; }
+    var n = problems.length;
+    var words = n === 1 ? box.getAttribute("data-count-one") : box.getAttribute("data-count-many").replace("{n}", n);
+    box.textContent = words + (top.length ? ": " + top.join("; ") : "");
+    box.className = "check bad";
+  }
+  function starter(form) {
+    var box = $("#check", form);
+    var timer = null, asked = 0;
+    function check() {
+      var mine = ++asked;
+      box.textContent = box.getAttribute("data-checking");
+      post(form, {}).then(function (answer) {
+        if (answer && mine === asked) { showProblems(form, box, answer.problems || []); }
+      }).catch(function () { box.textContent = ""; });
+    }
+    function later() { clearTimeout(timer); timer = setTimeout(check, 400); }
+    form.addEventListener("input", later);
+    form.addEventListener("change", later);
+    // What the time means, as it changes.
+    $$("[data-meaning]", form).forEach(function (help) {
+      var time = form.querySelector('[aria-describedby~="' + help.id + '"][type=time]');
+      if (!time) { return; }
+      time.addEventListener("input", function () {
+        help.textContent = help.getAttribute(time.value === "00:00" ? "data-midnight" : "data-other");
+      });
+    });
+    check();
+  }
+
+  // --- the words: the placeholder menu -----------------------------------------------------------------------
+  function placeholders(menu) {
+    var last = null;
+    document.addEventListener("focusin", function (e) {
+      if (e.target.matches && e.target.matches("[data-text]")) { last = e.target; }
+    });
+    $$("[data-insert]", menu).forEach(function (button) {
+      button.addEventListener("mousedown", function (e) { e.preventDefault(); }); // keep the text's focus
+      button.addEventListener("click", function () {
+        var field = last || $("[data-text]");
+        if (!field) { return; }
+        var text = button.getAttribute("data-insert");
+        var start = field.selectionStart != null ? field.selectionStart : field.value.length;
+        var end = field.selectionEnd != null ? field.selectionEnd : start;
+        field.value = field.value.slice(0, start) + text + field.value.slice(end);
+        field.focus();
+        field.setSelectionRange(start + text.length, start + text.length);
+        field.dispatchEvent(new Event("input", { bubbles: true }));
+      });
+    });
+  }
+
+  // --- the audience: drop, mapping, progress -----------------------------------------------------------------
+  function dropzone(form) {
+    var zone = $("#dropzone", form), input = $("input[type=file]", form);
+    ["dragenter", "dragover"].forEach(function (t) {
+      zone.addEventListener(t, function (e) { e.preventDefault(); zone.classList.add("over"); });
+    });
+    ["dragleave", "drop"].forEach(function (t) {
+      zone.addEventListener(t, function () { zone.classList.remove("over"); });
+    });
+    zone.addEventListener("drop", function (e) {
+      e.preventDefault();
+      if (e.dataTransfer && e.dataTransfer.files.length) { input.files = e.dataTransfer.files; form.requestSubmit(); }
+    });
+    input.addEventListener("change", function () { if (input.files.length) { form.requestSubmit(); } });
+  }
+  function cell(tag, text) { var c = document.createElement(tag); c.textContent = text; return c; }
+  function mapping(form) {
+    var sample = $("#sample", form);
+    $$("select[data-column]", form).forEach(function (select) {
+      select.addEventListener("change", function () {
+        post(form, { action: "sample" }).then(function (answer) {
+          if (!answer) { return; }
+          var rows = answer.sample || [], keys = [];
+          rows.forEach(function (r) { Object.keys(r).forEach(function (k) { if (keys.indexOf(k) < 0) { keys.push(k); } }); });
+          var table = $("table", sample), head = document.createElement("thead"), body = document.createElement("tbody");
+          var tr = document.createElement("tr");
+          keys.forEach(function (k) { var th = cell("th", k); th.scope = "col"; tr.appendChild(th); });
+          head.appendChild(tr);
+          rows.forEach(function (r) {
+            var line = document.createElement("tr");
+            keys.forEach(function (k) {
+              var v = r[k]; line.appendChild(cell("td", v == null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v)));
+            });
+            body.appendChild(line);
+          });
+          table.replaceChildren(head, body);
+          var told = $("#sniff-problems", form);
+          if (told) {
+            told.replaceChildren.apply(told, (answer.problems || []).map(function (t) { return cell("li", t); }));
+            told.hidden = !(answer.problems || []).length;
+          }
+        });
+      });
+    });
+  }
+  function progress(section) {
+    var url = section.getAttribute("data-status");
+    var bar = $("#upload-progress", section), pct = $("#upload-percent", section), words = $("#upload-words", section);
+    function refresh() {
+      fetch(url, { credentials: "same-origin", cache: "no-store", headers: { "Accept": "application/json" } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (s) {
+          if (!s) { setTimeout(refresh, 3000); return; }
+          bar.value = s.percent; bar.textContent = s.percent + "%"; pct.textContent = s.percent + "%";
+          ["accepted", "rejected", "guessed"].forEach(function (k) {
+            var el = $('[data-count="' + k + '"]', section);
+            var shown = s[k].toLocaleString(document.documentElement.lang);
+            if (el.textContent !== shown) { el.textContent = shown; }
+          });
+          $("#rejects-link", section).hidden = !s.rejected;
+          section.setAttribute("data-state", s.state);
+          if (s.state === "done" || s.state === "failed") {
+            $("[data-state-word]", words).textContent = s.state === "done" ? words.getAttribute("data-done")
+              : words.getAttribute("data-failed") + " " + (s.error || "");
+            return;
+          }
+          setTimeout(refresh, 700);
+        })
+        .catch(function () { setTimeout(refresh, 3000); });
+    }
+    var state = section.getAttribute("data-state");
+    if (state !== "done" && state !== "failed") { setTimeout(refresh, 300); }
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var s = $("#starter-form"); if (s) { starter(s); }
+    var m = $("#placeholder-menu"); if (m) { placeholders(m); }
+    var a = $("#audience-form"); if (a) { dropzone(a); }
+    var f = $("#mapping-form"); if (f) { mapping(f); }
+    var u = $("#upload-status"); if (u) { progress(u); }
+    $$("form[data-busy]").forEach(function (form) {
+      form.addEventListener("submit", function () {
+        var told = $("#busy"); if (told) { told.textContent = form.getAttribute("data-busy"); }
+      });
+    });
+    $$("select[data-autosubmit]").forEach(function (el) {
+      el.addEventListener("change", function () { el.form.requestSubmit(); });
+    });
+  });
+})();

@@ -1,0 +1,280 @@
+"""The studio's pages: marketing starts a campaign from a starter, writes its words once, translates them side by
+side, sees every message, uploads an audience, tries the campaign and sends a test, in the browser. Every action
+goes through ``notifier.studio.service`` (the JSON API calls the same functions); these routes only read forms,
+call one function and render a page. Each ``POST`` needs the session's CSRF token, as the dashboard's controls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from babel import Locale, UnknownLocaleError
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+
+from notifier.errors import CampaignError, NotFound, Problem, RequestRefused, UserError
+from notifier.studio import service
+from notifier.web.dashboard import studio_forms as forms
+from notifier.web.dashboard import views
+from notifier.web.dashboard.access import identity, same_origin, ui_locale
+from notifier.web.dashboard.auth import same_token
+from notifier.web.dashboard.pages import HERE, render
+from notifier.web.requests import web_of
+
+router = APIRouter(include_in_schema=False)
+MAX_FORM_BYTES = 2 * 1024 * 1024
+MAX_FIELDS = 1000
+MAX_AUDIENCE_BYTES = 2 * 1024 ** 3  # an audience file; it streams to disk
+MAX_CATALOG_BYTES = 4 * 1024 * 1024
+HEAD = 64 * 1024
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+async def _form(request: Request, max_bytes: int = MAX_FORM_BYTES) -> FormData:
+    """A studio form: a session (401), the same origin and the session's CSRF token (403), a size cap (413)."""
+    ident = await run_in_threadpool(identity, request)
+    same_origin(request)
+    declared = request.headers.get("content-length")
+    if declared is None or not declared.isdigit():
+        raise RequestRefused(411, "a form must say its length")
+    if int(declared) > max_bytes:
+        raise RequestRefused(413, f"the form is {declared} bytes; at most {max_bytes}")
+    form = await request.form(max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_CATALOG_BYTES)
+    token = form.get("csrf")
+    if not same_token(ident.csrf, token if isinstance(token, str) else None):
+        raise RequestRefused(403, "the form's CSRF token is missing or wrong: reload the page and try again")
+    return form
+
+
+def _call(request: Request, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return run_in_threadpool(fn, web_of(request), *args, **kwargs)
+
+
+def _id(campaign_id: str) -> str:
+    if not views.could_be_campaign_id(campaign_id):
+        raise NotFound(f"no campaign {campaign_id[:80]!r}")
+    return campaign_id
+
+
+async def _page(request: Request, name: str, campaign_id: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+    """A studio page of one campaign, with its tabs."""
+    info = await _call(request, service.campaign_info, campaign_id)
+    return render(request, name, status, info=info, campaign_id=campaign_id, tab=name[7:-5], **ctx)
+
+
+def _problems(problems: Any) -> list[dict[str, Any]]:
+    return [{"field": p.field, "message": p.message, "line": p.line, "file": p.file, "text": str(p)}
+            if isinstance(p, Problem) else {"field": None, "message": str(p), "line": None, "file": None,
+                                             "text": str(p)} for p in problems or ()]
+
+
+@router.get("/static/dashboard/studio.js")
+def script() -> FileResponse:
+    return FileResponse(HERE / "static" / "studio.js", media_type="text/javascript",
+                        headers={"Cache-Control": "max-age=300"})
+
+
+# --- 1. a campaign from a starter -------------------------------------------------------------------------------
+
+
+@router.get("/campaigns/new/starter")
+def starter_page(request: Request, starter: str = "price-change") -> HTMLResponse:
+    identity(request)
+    starters = service.starters()
+    data = starters.get(starter) or next(iter(starters.values()))
+    return render(request, "studio_start.html", form=forms.starter_form(data), starters=list(starters),
+                  chosen=starter, problems=[], chips=forms.CHIPS)
+
+
+@router.post("/campaigns/new/starter")
+async def create_campaign(request: Request) -> Any:
+    posted = await _form(request)
+    data = forms.starter_json(posted)
+    if posted.get("add") == "deadline":
+        return render(request, "studio_start.html", form=forms.with_another_deadline(forms.starter_form(data)),
+                      starters=list(service.starters()), chosen="", problems=[], chips=forms.CHIPS)
+    try:
+        saved = await _call(request, service.create_campaign, data)
+    except CampaignError as exc:
+        return render(request, "studio_start.html", 422, form=forms.starter_form(data),
+                      starters=list(service.starters()), chosen="", problems=_problems(exc.problems),
+                      chips=forms.CHIPS)
+    return RedirectResponse(f"/campaigns/{quote(saved.campaign_id)}/words?done=created", status_code=303)
+
+
+@router.post("/campaigns/new/check")
+async def check_campaign(request: Request) -> JSONResponse:
+    """Live validation for studio.js: the starter form's problems, each with the form's field it names."""
+    data = forms.starter_json(await _form(request))
+    try:
+        problems = await _call(request, service.check_campaign, data)
+    except CampaignError as exc:
+        problems = exc.problems
+    return JSONResponse({"problems": _problems(problems)}, headers={"Cache-Control": "no-store"})
+
+
+# --- 2. the words -----------------------------------------------------------------------------------------------
+
+
+def language_name(locale: str, ui: str) -> str:
+    """``pt-BR`` as the reader says it: "Portuguese (Brazil)", "Portugis (Brasil)"."""
+    try:
+        return str(Locale.parse(locale.replace("-", "_")).get_display_name(ui) or locale)
+    except (ValueError, UnknownLocaleError):
+        return locale
+
+
+def _words_view(words: dict[str, Any] | None, source_locale: str, ui: str) -> dict[str, Any]:
+    from notifier.studio.words import PLACEHOLDERS, plural_count
+
+    count = plural_count(source_locale)
+    return {"words": words, "placeholders": PLACEHOLDERS, "source_name": language_name(source_locale, ui),
+            "stages": forms.STAGES, "email_fields": forms.EMAIL_FIELDS,
+            "push_fields": forms.PUSH_FIELDS, "plural_names": forms.plural_names(source_locale, count),
+            "forms": count}
+
+
+@router.get("/campaigns/{campaign_id}/words")
+async def words_page(request: Request, campaign_id: str) -> HTMLResponse:
+    info = await _call(request, service.campaign_info, _id(campaign_id))
+    words = await _call(request, service.get_words, campaign_id)
+    return await _page(request, "studio_words.html", campaign_id, problems=[],
+                       **_words_view(words, info.get("source_locale") or "en", ui_locale(request)))
+
+
+@router.post("/campaigns/{campaign_id}/words")
+async def save_words(request: Request, campaign_id: str) -> Any:
+    posted = await _form(request)
+    info = await _call(request, service.campaign_info, _id(campaign_id))
+    source = info.get("source_locale") or "en"
+    view = _words_view(None, source, ui_locale(request))
+    data = forms.words_json(posted, source, view["forms"])
+    try:
+        saved = await _call(request, service.put_words, campaign_id, data)
+    except CampaignError as exc:
+        view["words"] = data
+        return await _page(request, "studio_words.html", campaign_id, 422, problems=_problems(exc.problems), **view)
+    target = "translations" if posted.get("next") == "translations" else "words"
+    return RedirectResponse(f"/campaigns/{quote(campaign_id)}/{target}?done=saved&v={saved.version}",
+                            status_code=303)
+
+
+# --- 3. translations --------------------------------------------------------------------------------------------
+
+
+@router.get("/campaigns/{campaign_id}/translations")
+async def translations_page(request: Request, campaign_id: str) -> HTMLResponse:
+    info = await _call(request, service.campaign_info, _id(campaign_id))
+    source = info.get("source_locale")
+    overview = []
+    for locale in info.get("locales") or []:
+        entries = await _call(request, service.get_translations, campaign_id, locale)
+        counts = {s: sum(1 for e in entries if e.status == s) for s in ("done", "fuzzy", "missing")}
+        overview.append({"locale": locale, "source": locale == source, "counts": counts, "total": len(entries),
+                         "name": language_name(locale, ui_locale(request)),
+                         "problems": sum(1 for e in entries if e.problems)})
+    errors, warnings = await _call(request, service.gate, campaign_id)
+    return await _page(request, "studio_translations.html", campaign_id, overview=overview,
+                       errors=_problems(errors), warnings=_problems(warnings))
+
+
+def _locale(info: dict[str, Any], locale: str) -> str:
+    if locale not in (info.get("locales") or []):
+        raise NotFound(f"the campaign has no locale {locale[:40]!r}")
+    return locale
+
+
+async def _locale_page(request: Request, campaign_id: str, locale: str, status: int = 200, **ctx: Any) -> Any:
+    entries = await _call(request, service.get_translations, campaign_id, locale)
+    return await _page(request, "studio_locale.html", campaign_id, status, locale=locale, entries=entries,
+                       language=language_name(locale, ui_locale(request)),
+                       **{"problems": [], **ctx})
+
+
+@router.get("/campaigns/{campaign_id}/translations/{locale}")
+async def locale_page(request: Request, campaign_id: str, locale: str) -> Any:
+    info = await _call(request, service.campaign_info, _id(campaign_id))
+    return await _locale_page(request, campaign_id, _locale(info, locale))
+
+
+@router.post("/campaigns/{campaign_id}/translations/{locale}")
+async def save_translations(request: Request, campaign_id: str, locale: str) -> Any:
+    posted = await _form(request)
+    info = await _call(request, service.campaign_info, _id(campaign_id))
+    _locale(info, locale)
+    keys = [k for k in posted.getlist("key") if isinstance(k, str)]
+    try:
+        saved = await _call(request, service.put_translations, campaign_id, locale,
+                            forms.translation_changes(posted, keys))
+    except CampaignError as exc:
+        return await _locale_page(request, campaign_id, locale, 422, problems=_problems(exc.problems))
+    return await _locale_page(request, campaign_id, locale, done="saved", blocking=_problems(saved.problems))
+
+
+@router.get("/campaigns/{campaign_id}/translations/{locale}/export")
+async def export_catalog(request: Request, campaign_id: str, locale: str, format: str = "po") -> Response:
+    await run_in_threadpool(identity, request)
+    if format not in ("po", "xliff"):
+        raise RequestRefused(400, "format is po or xliff")
+    data, name, media = await _call(request, service.export_catalog, _id(campaign_id), locale, format)
+    return Response(data, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                                     "Cache-Control": "no-store"})
+
+
+@router.post("/campaigns/{campaign_id}/translations/{locale}/import")
+async def import_catalog(request: Request, campaign_id: str, locale: str) -> Any:
+    posted = await _form(request, MAX_CATALOG_BYTES)
+    upload = posted.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise RequestRefused(400, "choose a .po or .xlf file to import")
+    data = await upload.read(MAX_CATALOG_BYTES + 1)
+    name = upload.filename.replace("\\", "/").rsplit("/", 1)[-1][:100]
+    try:
+        saved = await _call(request, service.import_catalog, _id(campaign_id), locale, data, name)
+    except CampaignError as exc:
+        return await _locale_page(request, campaign_id, locale, 422, problems=_problems(exc.problems))
+    refused = [p for p in saved.problems if p.file == name]  # the file's entries not taken; the rest: the gate's
+    return await _locale_page(request, campaign_id, locale, done="imported", refused=_problems(refused),
+                              blocking=_problems([p for p in saved.problems if p.file != name]))
+
+
+# --- 4. preview -------------------------------------------------------------------------------------------------
+
+
+@router.get("/campaigns/{campaign_id}/preview")
+async def preview_page(request: Request, campaign_id: str, locale: str = "", send: str = "",
+                       recipient: str = "") -> HTMLResponse:
+    choices = await _call(request, service.preview_choices, _id(campaign_id))
+    locale = locale if locale in choices["locales"] else (choices["locales"] or [""])[0]
+    keys = [s["send_key"] for s in choices["sends"]]
+    send = send if send in keys else (keys or [""])[0]
+    shown, problems = {}, []
+    for channel in choices["channels"]:
+        try:
+            shown[channel] = await _call(request, service.preview, campaign_id, locale=locale, send_key=send,
+                                         channel=channel, recipient_id=recipient.strip()[:200] or None)
+        except (CampaignError, UserError) as exc:
+            problems += _problems(getattr(exc, "problems", None) or [exc])
+    return await _page(request, "studio_preview.html", campaign_id, choices=choices, locale=locale, send=send,
+                       recipient=recipient[:200], shown=shown, problems=problems,
+                       app=await run_in_threadpool(_sender_name, request, campaign_id))
+
+
+def _sender_name(request: Request, campaign_id: str) -> str:
+    """What the phone shows as the notification's app: the campaign's sender."""
+    from notifier.campaign import parse_campaign
+
+    info = service.campaign_info(web_of(request), campaign_id)
+    campaign = parse_campaign(info["file"], f"{campaign_id}.yaml")
+    return campaign.sender.name if campaign.sender is not None else campaign.name
+
+
+# --- 5 to 7: the audience, try it and test send (studio_tryout.py) ---------------------------------------------
+
+from notifier.web.dashboard import studio_tryout  # noqa: E402  (it uses the helpers above)
+
+router.include_router(studio_tryout.router)
