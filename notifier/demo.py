@@ -56,7 +56,8 @@ def run_demo(settings: Settings, directory: Path | None, *, progress: bool = Tru
     """Run the campaign end to end; returns the final count of messages per state."""
     root = _demo_folder(directory)
     db_path = root / "ledger.db"
-    settings = settings.with_(database_url=f"sqlite:///{db_path}", outbox_dir=root / "outbox", transport="outbox")
+    settings = settings.with_(database_url=f"sqlite:///{db_path}", outbox_dir=root / "outbox", transport="outbox",
+                              studio_dir=root / "studio")
     echo(f"demo folder: {root.resolve()}")
     if transport == "outbox":
         return _run(settings, root, progress, echo, audience, actions, None)
@@ -296,7 +297,8 @@ def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str 
     if draft:
         shutil.copyfile(settings.campaigns_dir / f"{CAMPAIGN}.yaml", root / "campaigns" / f"{CAMPAIGN}.yaml")
     settings = settings.with_(database_url=f"sqlite:///{root / 'ledger.db'}", outbox_dir=root / "outbox",
-                              campaigns_dir=root / "campaigns",
+                              campaigns_dir=root / "campaigns", studio_dir=root / "studio",
+                              api_token=secrets.token_urlsafe(24),
                               transport="outbox", secret_key=secrets.token_urlsafe(32),
                               admin_password_hash=hash_password(password), admin_password_was_plain=False)
     engine = make_engine(settings.database_url)
@@ -316,6 +318,8 @@ def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str 
             echo(f"demo folder: {root.resolve()}; {report.accepted} recipients imported")
             echo(f"dashboard: {url}/login  password: {password}  (this demo's own; its clock starts at "
                  f"{START:%d %b %Y})")
+            echo(f"studio: {url}/campaigns/new/starter (a campaign of your own); JSON API: {url}/docs with "
+                 f"Authorization: Bearer {settings.api_token}")
             echo(f"open {CAMPAIGN} (or a campaign of yours), press Schedule, and watch; Ctrl-C ends the demo")
             (wait or _forever)()
     finally:
