@@ -136,6 +136,8 @@ def test_the_marketer_of_acme_runs_a_campaign_in_the_studio(demo: tuple[str, Pat
     p.get_by_role("link", name="pt-BR").click()
     entries = p.locator("li.entry")
     assert entries.count() > 10
+    shown = " ".join(p.locator("li.entry .source").all_inner_texts())
+    assert "{date}" in shown and "{days}" in shown and "%(" not in shown  # the marketer's placeholders, not gettext's
     for i in range(entries.count()):
         entry = entries.nth(i)
         sources = entry.locator(".source p:not(.muted)").all_inner_texts()

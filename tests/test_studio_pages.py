@@ -84,3 +84,18 @@ def test_nothing_changes_without_a_session_or_its_token(client: TestClient, tmp_
     with TestClient(client.app, base_url="http://127.0.0.1") as stranger:
         assert stranger.post("/campaigns/new/check", data=FORM, follow_redirects=False).status_code == 401
     assert not (tmp_path / "studio" / "campaigns").exists()
+
+
+@pytest.mark.parametrize(("catalog", "page"), [
+    ("The last day to act is %(date)s.", "The last day to act is {date}."),
+    ("%(num)d day left: %(deadline)s", "{days} day left: {deadline}"),
+    ("Save 50%% before %(date)s", "Save 50% before {date}"),
+    ("No placeholder at all", "No placeholder at all"),
+])
+def test_a_translator_reads_and_writes_the_words_placeholders_and_the_catalog_keeps_gettexts(catalog: str,
+                                                                                           page: str) -> None:
+    from notifier.web.dashboard.studio_forms import as_catalog_text, readable
+
+    assert readable(catalog) == page
+    assert as_catalog_text(page, [catalog]) == catalog
+    assert as_catalog_text("{name} {unknown}", ["Hi %(name)s"]) == "%(name)s {unknown}"  # left for the gate to name

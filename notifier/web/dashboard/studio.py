@@ -6,6 +6,7 @@ call one function and render a page. Each ``POST`` needs the session's CSRF toke
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -189,7 +190,9 @@ def _locale(info: dict[str, Any], locale: str) -> str:
 
 
 async def _locale_page(request: Request, campaign_id: str, locale: str, status: int = 200, **ctx: Any) -> Any:
-    entries = await _call(request, service.get_translations, campaign_id, locale)
+    entries = [dataclasses.replace(e, source=tuple(map(forms.readable, e.source)),
+                                   target=tuple(map(forms.readable, e.target)))
+               for e in await _call(request, service.get_translations, campaign_id, locale)]
     return await _page(request, "studio_locale.html", campaign_id, status, locale=locale, entries=entries,
                        language=language_name(locale, ui_locale(request)),
                        **{"problems": [], **ctx})
@@ -207,9 +210,10 @@ async def save_translations(request: Request, campaign_id: str, locale: str) -> 
     info = await _call(request, service.campaign_info, _id(campaign_id))
     _locale(info, locale)
     keys = [k for k in posted.getlist("key") if isinstance(k, str)]
+    sources = {e.key: e.source for e in await _call(request, service.get_translations, campaign_id, locale)}
     try:
         saved = await _call(request, service.put_translations, campaign_id, locale,
-                            forms.translation_changes(posted, keys))
+                            forms.translation_changes(posted, keys, sources))
     except CampaignError as exc:
         return await _locale_page(request, campaign_id, locale, 422, problems=_problems(exc.problems))
     return await _locale_page(request, campaign_id, locale, done="saved", blocking=_problems(saved.problems))

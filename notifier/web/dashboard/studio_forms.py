@@ -9,7 +9,7 @@ plural form of the language on the next render.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
@@ -139,13 +139,39 @@ def words_json(form: FormData, source_locale: str, forms: int) -> dict[str, Any]
     return {"source_locale": source_locale, "stages": stages}
 
 
-def translation_changes(form: FormData, keys: list[str]) -> dict[str, list[str]]:
-    """``{entry key: forms}`` from a translation page (``t.N`` holds the forms of the N-th entry shown)."""
+_GETTEXT = re.compile(r"%%|%\((\w+)\)([sd])")
+
+
+def _token(name: str, kind: str) -> str:
+    return "{days}" if (name, kind) == ("num", "d") else f"{{{name}}}"
+
+
+def readable(text: str) -> str:
+    """A catalog's text as the words page writes it: ``%(date)s`` -> ``{date}``, ``%(num)d`` -> ``{days}``,
+    ``%%`` -> ``%`` (a translator sees the placeholders the marketer chose, not gettext's)."""
+    return _GETTEXT.sub(lambda m: "%" if m[0] == "%%" else _token(m[1], m[2]), text)
+
+
+def as_catalog_text(text: str, sources: Sequence[str]) -> str:
+    """The inverse of :func:`readable` for a translation of ``sources``: ``%`` -> ``%%``, and each placeholder the
+    source has, written ``{date}``, back to ``%(date)s`` (a brace the source has no placeholder for stays as typed,
+    and the gate names a placeholder that is missing or added)."""
+    out = text.replace("%", "%%")
+    for m in (m for source in sources for m in _GETTEXT.finditer(source) if m[0] != "%%"):
+        out = out.replace(_token(m[1], m[2]), f"%({m[1]}){m[2]}")
+    return out
+
+
+def translation_changes(form: FormData, keys: list[str],
+                        sources: Mapping[str, Sequence[str]] | None = None) -> dict[str, list[str]]:
+    """``{entry key: forms}`` from a translation page (``t.N`` holds the forms of the N-th entry shown, written
+    with ``{placeholders}``; ``sources``: each entry's source texts, to write them back as the catalog does)."""
     changes = {}
     for i, key in enumerate(keys):
         values = [v for v in form.getlist(f"t.{i}") if isinstance(v, str)]
         if values:
-            changes[key] = [v.strip() for v in values]
+            source = (sources or {}).get(key)
+            changes[key] = [as_catalog_text(v.strip(), source) if source is not None else v.strip() for v in values]
     return changes
 
 
