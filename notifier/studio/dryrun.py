@@ -19,7 +19,6 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.parser import BytesHeaderParser
@@ -34,7 +33,6 @@ from notifier.channels.outbox import campaign_folder
 from notifier.config import Settings
 from notifier.demo import Simulation
 from notifier.eligibility import eligible_sql, has_channel_sql, push_holders_sql, reachable
-from notifier.errors import NotFound
 from notifier.i18n import negotiate
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
@@ -283,7 +281,9 @@ def fast_forward(settings: Settings, live: sessionmaker[Session], campaign_id: s
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     _clear(directory)
-    with _content(settings, live, campaign_id) as (path, templates_dir, locales_dir):
+    with live() as s:
+        bundle = store.stored_bundle(s, campaign_id)
+    with store.content_of(settings, campaign_id, bundle) as (path, templates_dir, locales_dir):
         campaign = load_campaign(path)
         local = settings.with_(database_url=f"sqlite:///{directory / 'ledger.db'}", outbox_dir=directory / "outbox",
                                transport="outbox", templates_dir=templates_dir, locales_dir=locales_dir,
@@ -313,23 +313,6 @@ def _clear(directory: Path) -> None:
     for name in ("ledger.db", "ledger.db-wal", "ledger.db-shm"):
         (directory / name).unlink(missing_ok=True)
     shutil.rmtree(directory / "outbox", ignore_errors=True)
-
-
-@contextmanager
-def _content(settings: Settings, live: sessionmaker[Session], campaign_id: str) -> Iterator[tuple[Path, Path, Path]]:
-    """(campaign file, templates folder, locales folder): a stored campaign's latest version, unpacked; else the
-    campaign file and folders this machine reads it from."""
-    with live() as s:
-        bundle = store.read_bundle(s, campaign_id) if campaign_id in store.stored_campaigns(s) else None
-    if bundle is not None:
-        with store.unpacked(bundle) as u:
-            assert u.campaign_file is not None  # check_bundle refuses a bundle without its YAML
-            yield u.campaign_file, u.templates_dir, u.locales_dir
-        return
-    path = store.campaign_file(settings, campaign_id)
-    if not path.is_file():
-        raise NotFound(f"no campaign {campaign_id!r}: no file {path}")
-    yield (path, *store.content_dirs(settings, campaign_id))
 
 
 def copy_audience(live: sessionmaker[Session], local: sessionmaker[Session], campaign: Campaign, limit: int) -> int:

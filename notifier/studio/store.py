@@ -258,6 +258,27 @@ def campaign_file(settings: Settings, campaign_id: str) -> Path:
     return Path(settings.campaigns_dir) / f"{campaign_id}.yaml"
 
 
+def stored_bundle(session: Session, campaign_id: str) -> Bundle | None:
+    """The latest version's files of a campaign kept in the ledger; None for a campaign kept in files."""
+    return read_bundle(session, campaign_id) if latest_version(session, campaign_id) is not None else None
+
+
+@contextmanager
+def content_of(settings: Settings, campaign_id: str, bundle: Mapping[str, bytes] | None) -> Iterator[
+        tuple[Path, Path, Path]]:
+    """(campaign file, templates folder, locales folder) to read a campaign from: ``bundle`` (its stored version,
+    from :func:`stored_bundle`) unpacked for the time of the ``with``, else the files this machine reads it from."""
+    if bundle is not None:
+        with unpacked(bundle) as u:
+            assert u.campaign_file is not None  # check_bundle refuses a bundle without its YAML
+            yield u.campaign_file, u.templates_dir, u.locales_dir
+        return
+    path = campaign_file(settings, campaign_id)
+    if not path.is_file():
+        raise NotFound(f"no campaign {campaign_id!r}: no file {path}")
+    yield (path, *content_dirs(settings, campaign_id))
+
+
 def bundle_from_disk(settings: Settings, campaign_id: str) -> Bundle:
     """A campaign's files as this machine reads them (from the studio's copy or the settings' folders)."""
     path = campaign_file(settings, campaign_id)
@@ -342,7 +363,28 @@ def catalog_key(campaign_id: str, locale: str) -> str:
     return f"locales/{posix(locale)}/LC_MESSAGES/{campaign_id}.po"
 
 
-__all__ = ["Bundle", "Unpacked", "Version", "bundle_from_directory", "bundle_from_disk", "campaign_file",
-           "campaign_of", "catalog_key", "check_bundle", "content_dirs", "export_campaign", "fingerprint",
-           "import_campaign", "is_stored", "latest_version", "read_bundle", "save_version", "stored_campaigns",
-           "sync", "unpacked", "versions"]
+__all__ = [
+    "Bundle",
+    "Unpacked",
+    "Version",
+    "bundle_from_directory",
+    "bundle_from_disk",
+    "campaign_file",
+    "campaign_of",
+    "catalog_key",
+    "check_bundle",
+    "content_dirs",
+    "content_of",
+    "export_campaign",
+    "fingerprint",
+    "import_campaign",
+    "is_stored",
+    "latest_version",
+    "read_bundle",
+    "save_version",
+    "stored_bundle",
+    "stored_campaigns",
+    "sync",
+    "unpacked",
+    "versions",
+]

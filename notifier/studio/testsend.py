@@ -9,11 +9,9 @@ recorded in ``test_sends`` only: never a delivery row, so never counted in the c
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -22,7 +20,7 @@ from notifier.audience._rows import RecipientRecord, validate
 from notifier.campaign import Campaign, load_campaign
 from notifier.channels.base import EmailMessage, Message, PushMessage
 from notifier.config import Settings
-from notifier.errors import CampaignError, NotFound, PreviewError, Problem, UserError
+from notifier.errors import CampaignError, PreviewError, Problem, UserError
 from notifier.events import Outcome
 from notifier.ledger.models import CampaignSeed, TestSend
 from notifier.planner import parse_send_key
@@ -32,7 +30,7 @@ from notifier.review import Rendered, Sample, render_sample, samples
 from notifier.studio import store
 from notifier.wiring import build_channels
 
-__all__ = ["CHANNELS", "TEST_PREFIX", "Seed", "TestSendResult", "campaign_content", "seeds_of", "set_seeds",
+__all__ = ["CHANNELS", "TEST_PREFIX", "Seed", "TestSendResult", "seeds_of", "set_seeds",
            "test_send"]
 
 log = logging.getLogger(__name__)
@@ -118,22 +116,6 @@ def _checked(i: int, seed: Seed, problems: list[Problem]) -> Seed | None:
 # --- the test send ----------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def campaign_content(settings: Settings, session: Session, campaign_id: str) -> Iterator[tuple[Path, Path, Path]]:
-    """(campaign file, templates folder, locales folder): a stored campaign's latest version, unpacked; else the
-    campaign file and folders this machine reads it from."""
-    bundle = store.read_bundle(session, campaign_id) if campaign_id in store.stored_campaigns(session) else None
-    if bundle is not None:
-        with store.unpacked(bundle) as u:
-            assert u.campaign_file is not None  # check_bundle refuses a bundle without its YAML
-            yield u.campaign_file, u.templates_dir, u.locales_dir
-        return
-    path = store.campaign_file(settings, campaign_id)
-    if not path.is_file():
-        raise NotFound(f"no campaign {campaign_id!r}: no file {path}")
-    yield (path, *store.content_dirs(settings, campaign_id))
-
-
 def test_send(settings: Settings, session: Session, campaign_id: str, *, locale: str, send_key: str, channel: str,
               now: datetime) -> list[TestSendResult]:
     """Render the send for a sample recipient and send it to every seed of ``channel`` through the real transport;
@@ -141,7 +123,8 @@ def test_send(settings: Settings, session: Session, campaign_id: str, *, locale:
     seeds = [s for s in seeds_of(session, campaign_id) if s.channel == channel]
     if not seeds:
         raise UserError(f"campaign {campaign_id}: no {channel} seeds to send a test to; add some first")
-    with campaign_content(settings, session, campaign_id) as (path, templates_dir, locales_dir):
+    with store.content_of(settings, campaign_id, store.stored_bundle(session, campaign_id)) as (
+            path, templates_dir, locales_dir):
         campaign = load_campaign(path)
         renderer = Renderer(templates_dir, locales_dir, default_sender=settings.email_from)
         rendered = render_sample(renderer, campaign, _sample(campaign, locale, send_key, channel))
