@@ -175,6 +175,9 @@ def _refit(catalog: Catalog, header: str) -> None:
                     msg.user_comments.append(note)
 
 
+_MARKUP = re.compile(r"[<>]")
+
+
 def _placeholders(text: str) -> set[str]:
     return set(_PLACEHOLDER.findall(text or ""))
 
@@ -198,6 +201,10 @@ def check_message(file: str, msg: Message, nplurals: int, locale: str) -> Iterab
         # With several forms, the singular may spell out the number ("one day left") and drop %(num)d.
         wanted = _placeholders(ids[-1]) if isinstance(msg.id, (list, tuple)) else wanted_all
         missing = wanted - got - ({"num"} if n == 0 and nplurals > 1 else set())
+        markup = sorted(set(_MARKUP.findall(s)) - set().union(*(_MARKUP.findall(i) for i in ids)))
+        if markup:  # gettext's result counts as markup in an HTML part: a tag here would reach every reader's inbox
+            yield Problem(file, line, where, f"form {n} writes {' '.join(markup)}: a translation is plain text "
+                                             "(no HTML tags or angle brackets)")
         if added:
             yield Problem(file, line, where, f"form {n} adds placeholder(s) {', '.join(sorted(added))}")
         if missing:

@@ -13,7 +13,7 @@ from translate.storage.xliff2 import Xliff2File
 from notifier.errors import CampaignError, NotFound
 from notifier.studio import store
 from notifier.studio.translations import entries, export_po, export_xliff, gate, import_translations, set_translations
-from tests.test_studio_words import acme_bundle, reminder_of, translate_rest
+from tests.test_studio_words import acme_bundle, acme_words, reminder_of, translate_rest
 
 HELLO = "Hi %(name)s,"
 DAYS = "%(num)d day left"  # the reminder's heading: a plural
@@ -136,3 +136,25 @@ def test_gate_names_every_untranslated_entry_by_its_file_in_the_bundle() -> None
     files = {p.file for p in errors}
     assert files == {"locales/id/LC_MESSAGES/price-change.po", "locales/pt_BR/LC_MESSAGES/price-change.po"}
     assert all(p.message == "untranslated" for p in errors) and warnings == []
+
+
+def test_a_translation_or_a_word_with_html_is_refused_so_no_tag_reaches_an_inbox() -> None:
+    bundle = acme_bundle()
+    exported = read_po(io.BytesIO(export_po(bundle, "id")), locale="id")
+    exported[HELLO].string = '<b>Halo</b> <a href="https://evil.example/login">%(name)s</a>,'
+    exported["Act now"].string = "Bertindak sekarang"
+    buf = io.BytesIO()
+    write_po(buf, exported)
+    imported, problems = import_translations(bundle, "id", buf.getvalue(), "id.po")
+    assert by_key(imported, "id")[HELLO].status == "missing"  # refused, the rest taken
+    assert by_key(imported, "id")["Act now"].status == "done"
+    assert any("a translation is plain text" in str(p) and str(p).startswith("id.po:") for p in problems)
+
+    typed = set_translations(translate_rest(translate_rest(bundle, "id"), "pt-BR"), "pt-BR",
+                             {HELLO: ["Olá <script>x</script> %(name)s,"]})
+    errors, _warnings = gate(typed)
+    assert any("a translation is plain text" in p.message for p in errors)  # the gate stops scheduling
+
+    with pytest.raises(CampaignError) as refused:
+        acme_bundle(acme_words(paragraphs=["Hi {name},", "Keep it.", "<script>alert(2)</script>"]))
+    assert any("plain text" in p.message and p.field == "reminder.paragraphs[2]" for p in refused.value.problems)

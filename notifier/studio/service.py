@@ -161,6 +161,16 @@ class _Stale(Exception):
     """A version saved on top of another one than the change was made from."""
 
 
+class StaleVersion(CampaignStateError):
+    """A change made from a version that is no longer the latest (409): someone saved since."""
+
+    def __init__(self, campaign_id: str, base: int, latest: int) -> None:
+        super().__init__(f"campaign {campaign_id!r}: version {latest} was saved after version {base}, which this "
+                         "change was made from: nothing was saved; reload to see the newer version, then make the "
+                         "change again")
+        self.base, self.latest = base, latest
+
+
 Change = Callable[[store.Bundle], tuple[store.Bundle, Sequence[Problem]]]  # files -> (new files, refused)
 
 
@@ -180,15 +190,19 @@ def _save(web: Web, campaign_id: str, bundle: store.Bundle, origin: str, refused
     return Saved(campaign_id, version.version, (*refused, *errors), tuple(warnings))
 
 
-def _edit(web: Web, campaign_id: str, change: Change, origin: str) -> Saved:
+def _edit(web: Web, campaign_id: str, change: Change, origin: str, base_version: int | None = None) -> Saved:
     """Apply ``change`` to the latest version and save it; when another edit was saved meanwhile, apply it again
-    on that one, so two people translating two locales at once both keep their work."""
+    on that one, so two people translating two locales at once both keep their work. With ``base_version`` (the
+    version a page showed, or an API client's ``If-Match``), a newer version refuses the change instead (409): a
+    whole form saved over someone else's newer one would quietly undo their work."""
     for _attempt in range(5):
         found = _stored(web, campaign_id)
         if found is None:
             store.bundle_from_disk(web.settings, campaign_id)  # NotFound when there is no such campaign at all
             raise CampaignStateError(f"campaign {campaign_id!r} lives in files: edit them, or store it in the "
                                      "ledger first (notifier campaign import DIR)")
+        if base_version is not None and found[1].version != base_version:
+            raise StaleVersion(campaign_id, base_version, found[1].version)
         changed, refused = change(found[0])
         saved = _save(web, campaign_id, changed, origin, refused, base=found[1].version)
         if saved is not None:
@@ -220,7 +234,8 @@ def campaign_info(web: Web, campaign_id: str) -> dict[str, Any]:
             "file": bundle[f"campaigns/{campaign.id}.yaml"].decode("utf-8-sig")}
 
 
-def save_file(web: Web, campaign_id: str, text: str, *, origin: str = "studio") -> Saved:
+def save_file(web: Web, campaign_id: str, text: str, *, origin: str = "studio",
+              base_version: int | None = None) -> Saved:
     """The campaign's YAML edited: a new version (a located CampaignError when the file is not valid). A changed
     ``templates`` folder moves the templates; a locale added gets its catalog from the words."""
     path = f"campaigns/{campaign_id}.yaml"
@@ -238,7 +253,7 @@ def save_file(web: Web, campaign_id: str, text: str, *, origin: str = "studio") 
         words = words_of(moved)
         return (apply_words(moved, words) if words is not None else moved), ()
 
-    return _edit(web, campaign_id, change, origin)
+    return _edit(web, campaign_id, change, origin, base_version)
 
 
 def get_words(web: Web, campaign_id: str) -> dict[str, Any] | None:
@@ -247,7 +262,8 @@ def get_words(web: Web, campaign_id: str) -> dict[str, Any] | None:
     return None if words is None else words_to_json(words)
 
 
-def put_words(web: Web, campaign_id: str, data: Mapping[str, Any], *, origin: str = "studio") -> Saved:
+def put_words(web: Web, campaign_id: str, data: Mapping[str, Any], *, origin: str = "studio",
+              base_version: int | None = None) -> Saved:
     """New source words: the templates generated again, the catalogs updated (changed texts need translating)."""
     def change(bundle: store.Bundle) -> tuple[store.Bundle, Sequence[Problem]]:
         old = words_of(bundle)
@@ -255,7 +271,7 @@ def put_words(web: Web, campaign_id: str, data: Mapping[str, Any], *, origin: st
             raise CampaignStateError(f"campaign {campaign_id!r} has templates written by hand: edit them in files")
         return apply_words(bundle, words_from_json(data, old.source_locale)), ()
 
-    return _edit(web, campaign_id, change, origin)
+    return _edit(web, campaign_id, change, origin, base_version)
 
 
 def get_translations(web: Web, campaign_id: str, locale: str) -> list[Entry]:
@@ -264,12 +280,12 @@ def get_translations(web: Web, campaign_id: str, locale: str) -> list[Entry]:
 
 
 def put_translations(web: Web, campaign_id: str, locale: str, changes: Mapping[str, Sequence[str]], *,
-                     origin: str = "studio") -> Saved:
+                     origin: str = "studio", base_version: int | None = None) -> Saved:
     def change(bundle: store.Bundle) -> tuple[store.Bundle, Sequence[Problem]]:
         _locale(store.campaign_of(bundle), locale)
         return tr.set_translations(bundle, locale, changes), ()
 
-    return _edit(web, campaign_id, change, origin)
+    return _edit(web, campaign_id, change, origin, base_version)
 
 
 def export_catalog(web: Web, campaign_id: str, locale: str, fmt: str) -> tuple[bytes, str, str]:
@@ -284,20 +300,23 @@ def export_catalog(web: Web, campaign_id: str, locale: str, fmt: str) -> tuple[b
 
 
 def import_catalog(web: Web, campaign_id: str, locale: str, data: bytes, file_name: str, *,
-                   origin: str = "studio") -> Saved:
+                   origin: str = "studio", base_version: int | None = None) -> Saved:
     """A translator's PO or XLIFF back: the entries without problems are taken; ``problems`` names each refused
     entry (file, line or unit), then what the gate still finds."""
     def change(bundle: store.Bundle) -> tuple[store.Bundle, Sequence[Problem]]:
         _locale(store.campaign_of(bundle), locale)
         try:
-            return tr.import_translations(bundle, locale, data, file_name)
+            imported, refused = tr.import_translations(bundle, locale, data, file_name)
         except UserError:
             raise
         except Exception as exc:  # a parser's own failure (translate-toolkit asserts its root): the file's fault
             raise CampaignError([Problem(file_name, None, None, "cannot be read as a PO or XLIFF 2 file "
                                                                 f"({type(exc).__name__})")]) from None
+        if refused and imported == bundle:  # nothing taken: the file is refused, not "imported" (422)
+            raise CampaignError(list(refused))
+        return imported, refused
 
-    return _edit(web, campaign_id, change, origin)
+    return _edit(web, campaign_id, change, origin, base_version)
 
 
 def gate(web: Web, campaign_id: str) -> tuple[list[Problem], list[Problem]]:

@@ -202,6 +202,9 @@ def _set_text(values: dict[str, Any], key: str, text: str) -> None:
 def _check_text(text: str, where: str, paragraph: bool) -> list[Problem]:
     """Unknown placeholders (with the likely one), and personal ones outside a paragraph."""
     found = []
+    if "<" in text or ">" in text:  # the words are text: the templates escape names, not the marketer's own words
+        found.append(Problem(_FILE, None, where, "the words are plain text: no HTML tags or angle brackets "
+                                                 "(write the link in the deadline's link, the emphasis in words)"))
     for name in TOKEN.findall(text):
         if name not in PLACEHOLDERS:
             close = difflib.get_close_matches(name, list(PLACEHOLDERS), n=1)
