@@ -564,3 +564,19 @@ def test_an_imported_po_entry_that_drops_a_placeholder_is_refused_by_file_and_li
     statuses = {e["key"]: e["status"] for e in client.get(f"{API}/campaigns/{acme}/translations/id",
                                                            headers=BEARER).json()}
     assert statuses.pop(broken.id) == "missing" and set(statuses.values()) == {"done"}
+
+
+def test_a_change_made_from_an_older_version_is_409_with_if_match_and_nothing_is_overwritten(
+        client: TestClient, acme: str) -> None:
+    version = client.get(f"{API}/campaigns/{acme}", headers=BEARER).json()["version"]
+    words = client.get(f"{API}/campaigns/{acme}/words", headers=BEARER).json()
+    words["stages"]["announcement"]["subject"] = "Tab A's subject by {date}"
+    first = client.put(f"{API}/campaigns/{acme}/words", json=words, headers={**BEARER, "If-Match": f'"{version}"'})
+    assert first.status_code == 200, first.text
+    words["stages"]["announcement"]["subject"] = "Tab B's subject by {date}"
+    second = client.put(f"{API}/campaigns/{acme}/words", json=words, headers={**BEARER, "If-Match": f'"{version}"'})
+    assert second.status_code == 409 and f"version {first.json()['version']} was saved" in second.json()["error"]
+    kept = client.get(f"{API}/campaigns/{acme}/words", headers=BEARER).json()
+    assert kept["stages"]["announcement"]["subject"] == "Tab A's subject by {date}"
+    assert client.put(f"{API}/campaigns/{acme}/words", json=words,
+                      headers={**BEARER, "If-Match": "latest"}).status_code == 400

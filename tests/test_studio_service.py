@@ -230,3 +230,22 @@ def test_a_preview_shows_each_saved_edit_at_once_though_its_renderer_stays_warm(
     text = service.campaign_info(web, ID)["file"]
     service.save_file(web, ID, text.replace('  name: "Acme Stream"', '  name: "Acme Music"', 1))
     assert "Acme Music" in service.preview(web, ID, locale="en", send_key=key, channel="email")["text"]
+
+
+def test_an_edit_of_a_scheduled_campaign_says_it_waits_for_approval_and_an_edit_from_an_old_version_is_refused(
+        web: Web) -> None:
+    service.create_campaign(web, STARTERS[ID])
+    translated(web)
+    service.schedule(web, ID)
+    version = service.campaign_info(web, ID)["version"]
+    words = service.get_words(web, ID)
+    assert words is not None
+    stage = next(iter(words["stages"]))
+    words["stages"][stage]["paragraphs"][0] = "A new first sentence."
+    saved = service.put_words(web, ID, words, base_version=version)
+    assert any("sends nothing more until you schedule it again" in p.message for p in saved.warnings)
+
+    words["stages"][stage]["paragraphs"][0] = "Another tab's sentence."
+    with pytest.raises(service.StaleVersion, match=f"version {saved.version} was saved after version {version}"):
+        service.put_words(web, ID, words, base_version=version)  # made from the version before the save above
+    assert "A new first sentence." in str(service.get_words(web, ID))

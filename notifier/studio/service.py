@@ -187,7 +187,26 @@ def _save(web: Web, campaign_id: str, bundle: store.Bundle, origin: str, refused
         return None
     _synced(web)
     errors, warnings = tr.gate(bundle, web.now())
-    return Saved(campaign_id, version.version, (*refused, *errors), tuple(warnings))
+    return Saved(campaign_id, version.version, (*refused, *errors), (*_held(web, campaign_id), *warnings))
+
+
+def _held(web: Web, campaign_id: str) -> list[Problem]:
+    """What a saved change does to a campaign already scheduled: its copy is frozen, so it waits for approval."""
+    from notifier import approval
+    from notifier.ledger.models import CampaignRow, CampaignState
+
+    with web.sessions() as s:
+        row = s.get(CampaignRow, campaign_id)
+        if row is None or row.state == CampaignState.CANCELLED:
+            return []
+        verdict = approval.check(row, *web.settings.copy_dirs(campaign_id))
+        file_changed = row.spec != store.campaign_file(web.settings, campaign_id).read_text(encoding="utf-8")
+    if not (verdict.blocked or file_changed):
+        return []
+    what = "sends nothing more" if verdict.blocked else "still sends the version it was scheduled with"
+    return [Problem(f"campaigns/{campaign_id}.yaml", None, "state",
+                    f"this campaign is {row.state}: it {what} until you schedule it again, which approves this "
+                    "change")]
 
 
 def _edit(web: Web, campaign_id: str, change: Change, origin: str, base_version: int | None = None) -> Saved:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi import APIRouter, Depends, Header, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
@@ -282,6 +282,20 @@ class SniffOut(BaseModel):
     problems: list[str]
 
 
+IF_MATCH = Header(None, max_length=40, description="the version this change was made from (as GET gave it, e.g. "
+                   '"3"): a newer version refuses the change with 409 instead of being overwritten')
+
+
+def _base(if_match: str | None) -> int | None:
+    """The version an ``If-Match`` names (a bare or quoted number), None without one."""
+    if if_match is None:
+        return None
+    value = if_match.strip().removeprefix("W/").strip('"')
+    if not value.isdigit() or len(value) > 9:
+        raise RequestRefused(400, "If-Match: expected a campaign version number such as \"3\"")
+    return int(value)
+
+
 def _saved(saved: service.Saved) -> SavedOut:
     return SavedOut(id=saved.campaign_id, version=saved.version, problems=_problems(saved.problems),
                     warnings=_problems(saved.warnings))
@@ -316,10 +330,11 @@ def get_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
 @router.put("/campaigns/{campaign_id}/file", response_model=SavedOut,
             openapi_extra=_body_doc("application/yaml", "the campaign's YAML (at most 256 KiB)"))
 @capped(MAX_FILE)
-def put_file(request: Request, campaign_id: str, body: bytes = Depends(raw_body)) -> SavedOut:
+def put_file(request: Request, campaign_id: str, body: bytes = Depends(raw_body),
+             if_match: str | None = IF_MATCH) -> SavedOut:
     """The campaign's file edited: a new version (422 with located problems when the file is not valid)."""
     text = _text(body, f"campaigns/{campaign_id}.yaml")
-    return _saved(service.save_file(web_of(request), campaign_id, text, origin="api"))
+    return _saved(service.save_file(web_of(request), campaign_id, text, origin="api", base_version=_base(if_match)))
 
 
 @router.get("/campaigns/{campaign_id}/words", responses={409: {"description": "templates written by hand"}})
@@ -333,9 +348,9 @@ def get_words(request: Request, campaign_id: str) -> dict[str, Any]:
 
 
 @router.put("/campaigns/{campaign_id}/words", response_model=SavedOut)
-def put_words(request: Request, campaign_id: str, words: dict[str, Any]) -> SavedOut:
+def put_words(request: Request, campaign_id: str, words: dict[str, Any], if_match: str | None = IF_MATCH) -> SavedOut:
     """New source words (as GET gives them): the templates are generated again, changed texts need translating."""
-    return _saved(service.put_words(web_of(request), campaign_id, words, origin="api"))
+    return _saved(service.put_words(web_of(request), campaign_id, words, origin="api", base_version=_base(if_match)))
 
 
 def _catalog_routes(suffix: str, fmt: str, media: str) -> None:
@@ -350,11 +365,13 @@ def _catalog_routes(suffix: str, fmt: str, media: str) -> None:
                 name=f"import_{fmt}")
     @capped(MAX_CATALOG)
     def import_(request: Request, campaign_id: str, locale: str, body: bytes = Depends(raw_body),
-                file_name: str | None = Query(None, max_length=200, description="the file's name, for problems")
-                ) -> SavedOut:
-        """A translator's file back: problems name each refused entry, then what the gate still finds."""
+                file_name: str | None = Query(None, max_length=200, description="the file's name, for problems"),
+                if_match: str | None = IF_MATCH) -> SavedOut:
+        """A translator's file back: problems name each refused entry, then what the gate still finds (422 when
+        nothing in it can be taken)."""
         name = _file_name(file_name or f"{campaign_id}.{locale}.{suffix}")
-        return _saved(service.import_catalog(web_of(request), campaign_id, locale, body, name, origin="api"))
+        return _saved(service.import_catalog(web_of(request), campaign_id, locale, body, name, origin="api",
+                                             base_version=_base(if_match)))
 
 
 _catalog_routes("po", "po", service.MEDIA["po"])
@@ -370,9 +387,11 @@ def get_translations(request: Request, campaign_id: str, locale: str) -> list[An
 
 @router.put("/campaigns/{campaign_id}/translations/{locale}", response_model=SavedOut)
 @capped(MAX_CATALOG)
-def put_translations(request: Request, campaign_id: str, locale: str, changes: dict[str, list[str]]) -> SavedOut:
+def put_translations(request: Request, campaign_id: str, locale: str, changes: dict[str, list[str]],
+                     if_match: str | None = IF_MATCH) -> SavedOut:
     """``{key: [form, ...]}``: each entry's translation, one text per plural form of the locale."""
-    return _saved(service.put_translations(web_of(request), campaign_id, locale, changes, origin="api"))
+    return _saved(service.put_translations(web_of(request), campaign_id, locale, changes, origin="api",
+                                           base_version=_base(if_match)))
 
 
 @router.get("/campaigns/{campaign_id}/gate", response_model=GateOut)
