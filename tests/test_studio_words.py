@@ -174,3 +174,15 @@ def test_a_source_language_with_one_plural_form_writes_a_text_with_days_once() -
     bundle = translate_rest(translate_rest(apply_words(new_bundle(starter), words), "en"), "pt-BR")
     assert gate(bundle)[0] == []
     assert "7 hari lagi" in reminder_of(bundle, "id").email.html
+
+
+def test_the_deadlines_label_is_translated_like_the_words_so_no_english_is_left_in_an_indonesian_message() -> None:
+    bundle = acme_bundle()
+    label = next(e for e in entries(bundle, "id") if e.source == ("The new price starts",))  # an entry to translate
+    assert label.status == "missing"
+    bundle = set_translations(bundle, "id", {label.key: ["Harga baru berlaku"]})
+    bundle = translate_rest(translate_rest(bundle, "id"), "pt-BR")
+    indonesian = reminder_of(bundle, "id")
+    assert "Harga baru berlaku" in indonesian.email.subject
+    assert "The new price starts" not in indonesian.email.text + indonesian.email.html + indonesian.push.body
+    assert "The new price starts" in reminder_of(bundle, "en").email.subject  # the source language as written

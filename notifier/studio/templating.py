@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +74,25 @@ def _macro(name: str, words: Words, key: str, args: str = "d") -> str:
     return "\n".join(lines)
 
 
-def _copy(words: Words) -> str:
+def _label(labels: Sequence[tuple[str, str]]) -> str:
+    """``deadline_label(d)``: each deadline's label from the campaign file, translated like the words (a label is
+    a sentence the reader sees: "Cancel before the new price"), else as written."""
+    lines = ["{% macro deadline_label(d) -%}{%- autoescape in_html -%}"]
+    for i, (ident, label) in enumerate(labels):
+        lines.append(("{%- if" if i == 0 else "{%- elif") + f" d.id == {_lit(ident)} -%}}"
+                     + "{{ _(" + _lit(label.replace("%", "%%")) + ") }}")
+    lines.append(("{%- else -%}" if labels else "") + "{{ d.label }}" + ("{%- endif -%}" if labels else ""))
+    lines.append("{%- endautoescape -%}{%- endmacro %}")
+    return "\n".join(lines)
+
+
+def _copy(words: Words, labels: Sequence[tuple[str, str]] = ()) -> str:
     """``_copy.j2``: every text once, as macros of the deadline ``d`` they speak of."""
     parts = ["{#- Generated from words.yaml by the studio (notifier.studio.words): edit the words there. Each macro "
              "prints one\n    field in the send's stage; in email.mjml (html_part) it escapes what it prints. -#}",
              "{%- set in_html = html_part|default(false) -%}",
              "{% macro page(d) -%}{%- autoescape in_html -%}{{ d.link or (links.values()|list|first "
-             "if links else '') }}{%- endautoescape -%}{%- endmacro %}"]
+             "if links else '') }}{%- endautoescape -%}{%- endmacro %}", _label(labels)]
     parts += [_macro(name, words, name) for name in FIELDS if name != "paragraphs"]
     parts.append("{% macro footer() -%}{%- autoescape in_html -%}{{ " + _call(FOOTER, False)
                  + " }}{%- endautoescape -%}{%- endmacro %}")
@@ -149,15 +162,16 @@ def _mjml(words: Words) -> str:
 """
 
 
-def templates_of(words: Words) -> dict[str, str]:
-    """The generated files of a studio campaign's templates folder (words.yaml included)."""
+def templates_of(words: Words, labels: Sequence[tuple[str, str]] = ()) -> dict[str, str]:
+    """The generated files of a studio campaign's templates folder (words.yaml included); ``labels``: (deadline
+    id, label) of the campaign's deadlines that have one, translated like the words."""
     imp = '{%- import "_copy.j2" as copy with context -%}\n'
     buttons = "\n{% for d in deadlines %}\n{{ copy.button(d) }}: {{ copy.page(d) }}{% endfor %}"
     text = (imp + "{{ copy.heading(deadlines[0]) }}\n" + _body(words, "\n\n{}") + buttons
             + "\n\n--\n{{ copy.footer() }}\n")
     return {
         "words.yaml": yaml.safe_dump(words_to_json(words), allow_unicode=True, sort_keys=False, width=120),
-        "_copy.j2": _copy(words),
+        "_copy.j2": _copy(words, labels),
         "email_subject.txt": imp + "{{ copy.subject(deadlines[0]) }}\n",
         "email.txt": text,
         "email.mjml": _mjml(words),
@@ -191,7 +205,8 @@ def apply_words(bundle: store.Bundle, words: Words) -> store.Bundle:
                                      f"locales ({', '.join(campaign.locales)})")])
     folder = f"templates/{campaign.templates}/"
     out = {k: v for k, v in bundle.items() if not (k.startswith(folder) and k[len(folder):] in GENERATED)}
-    out.update({folder + name: text.encode() for name, text in templates_of(words).items()})
+    labels = [(d.id, d.label) for d in campaign.deadlines if d.label]
+    out.update({folder + name: text.encode() for name, text in templates_of(words, labels).items()})
     with store.unpacked(out) as u:
         extract(u.templates_dir / campaign.templates, u.locales_dir, campaign.id)
         for locale in campaign.locales:

@@ -35,9 +35,10 @@ PLACEHOLDERS: dict[str, str] = {
     "sender": "the sender's name",
     "link": "the deadline's page",
 }
-# What each placeholder is in the templates (``d`` is the deadline spoken of, ``page`` a macro of _copy.j2).
-EXPRESSIONS = {"date": "d.last_day", "deadline": "d.label", "name": "recipient_name", "refund": "refund_amount",
-         "sender": "sender_name", "link": "page(d)"}
+# What each placeholder is in the templates (``d`` is the deadline spoken of; ``page`` and ``deadline_label`` are
+# macros of _copy.j2: the deadline's link, and its label translated like the words).
+EXPRESSIONS = {"date": "d.last_day", "deadline": "deadline_label(d)", "name": "recipient_name",
+               "refund": "refund_amount", "sender": "sender_name", "link": "page(d)"}
 PERSONAL = {"name": "recipient_name", "refund": "refund_amount"}  # only in paragraphs, left out when empty
 PER_DEADLINE = {"date", "days", "deadline", "link"}
 TOKEN = re.compile(r"\{(\w+)\}")
