@@ -72,6 +72,11 @@ def test_a_test_send_lands_in_the_outbox_marked_and_never_counted(sessions: sess
     assert str(mail["Subject"]).startswith("[Test] ")
     assert "Marketing@example.com" in str(mail["To"])
     assert "List-Unsubscribe" not in mail  # no delivery to unsubscribe from
+    texts = {str(email.message_from_bytes(f.read_bytes(), policy=email.policy.default)["To"]):
+             email.message_from_bytes(f.read_bytes(), policy=email.policy.default).get_body(("plain",)).get_content()
+             for f in files}
+    named = next(t for to, t in texts.items() if "Ana Lima" in to)
+    assert "Ana Lima" in named  # the seed's own name, not the sample reader's
     with transaction(sessions) as s:
         [note] = test_send(settings, s, SHIPPED_ID, locale="id", send_key="refund@P1D", channel="push", now=NOW)
     assert note.outcome == "sent"

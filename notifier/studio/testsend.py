@@ -8,6 +8,7 @@ recorded in ``test_sends`` only: never a delivery row, so never counted in the c
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from notifier.events import Outcome
 from notifier.ledger.models import CampaignSeed, TestSend
 from notifier.planner import parse_send_key
 from notifier.preview import find_sample
-from notifier.render import Renderer
+from notifier.render import Personal, Renderer
 from notifier.review import Rendered, Sample, render_sample, samples
 from notifier.studio import store
 from notifier.wiring import build_channels
@@ -171,6 +172,12 @@ def _sample(campaign: Campaign, locale: str, send_key: str, channel: str) -> Sam
     return find_sample(campaign, locale, first.deadline, first.wave, channel)  # its error says why, or the nearest
 
 
+def _personal(r: Rendered, seed: Seed) -> Personal:
+    """The sample reader's fields, with the seed's own name when the seed list gives one ("Hi Marta")."""
+    sample = r.sample.personal()
+    return dataclasses.replace(sample, name=seed.name) if seed.name else sample
+
+
 def _message(campaign: Campaign, r: Rendered, seed: Seed, message_id: int, send_key: str, channel: str,
              now: datetime) -> Message:
     """The rendered sample as a message to one seed, marked as a test; no unsubscribe link (no delivery to end)."""
@@ -179,7 +186,7 @@ def _message(campaign: Campaign, r: Rendered, seed: Seed, message_id: int, send_
     if channel == "email":
         # As the dispatcher builds it: the variant's text, the (sample) recipient's fields filled by the transport.
         return EmailMessage(message_id, seed.address, seed.name, TEST_PREFIX + r.variant.subject, r.variant.text,
-                            r.variant.html, r.sample.personal(), variant=("test", r.variant.key), tags=tags,
+                            r.variant.html, _personal(r, seed), variant=("test", r.variant.key), tags=tags,
                             metadata=metadata,
                             sender=campaign.sender.from_header if campaign.sender else None,
                             reply_to=campaign.sender.reply_to if campaign.sender else None)
