@@ -139,6 +139,7 @@ def test_scheduling_refuses_a_campaign_the_gate_refuses_with_every_problem(web: 
         service.schedule(web, ID)
 
     assert {p.file.rsplit("/", 3)[-3] for p in refused.value.problems} == {"id", "pt_BR"}
+    assert {p.file for p in refused.value.problems} == {f"locales/{loc}/LC_MESSAGES/{ID}.po" for loc in ("id", "pt_BR")}
     with web.sessions() as s:
         assert s.get(CampaignRow, ID) is None
 

@@ -11,6 +11,7 @@ translations, uploads, dry run, test send) are imported where they are used.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -534,8 +535,9 @@ def schedule(web: Web, campaign_id: str) -> None:
 
     campaign, text = _on_disk(web, campaign_id)
     problems = review(campaign, _renderer(web))
-    if problems:
-        raise CampaignError(problems)
+    if problems:  # named by the campaign's own paths (locales/id/LC_MESSAGES/x.po:24), not this server's folders
+        root = f"{web.settings.studio_dir}/"
+        raise CampaignError([dataclasses.replace(p, file=p.file.removeprefix(root)) for p in problems])
     outlook(campaign, every_zone(), web.now()).refuse_if_empty()  # a campaign that sends nothing: as the CLI says
     content = Content.of(campaign, *web.settings.copy_dirs(campaign_id))
     with transaction(web.sessions) as s:
