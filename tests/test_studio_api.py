@@ -580,3 +580,13 @@ def test_a_change_made_from_an_older_version_is_409_with_if_match_and_nothing_is
     assert kept["stages"]["announcement"]["subject"] == "Tab A's subject by {date}"
     assert client.put(f"{API}/campaigns/{acme}/words", json=words,
                       headers={**BEARER, "If-Match": "latest"}).status_code == 400
+
+
+def test_an_upload_without_a_mapping_takes_the_mapping_sniff_suggests(client: TestClient) -> None:
+    csv = b"id,e-mail,tz,country,plan\nu1,ana@acme.example,America/Sao_Paulo,BR,basic\nu2,x@acme.example,,MX,pro\n"
+    response = client.post(f"{API}/audience/uploads", content=csv, headers=BEARER,
+                           params={"file_name": "acme-subscribers.csv"})
+    assert response.status_code == 202, response.text
+    join_upload(response.json()["id"], timeout=60)
+    status = client.get(f"{API}/audience/uploads/{response.json()['id']}", headers=BEARER).json()
+    assert (status["state"], status["accepted"], status["rejected"]) == ("done", 2, 0), status

@@ -433,8 +433,14 @@ def sniff_upload(web: Web, head: bytes, file_name: str, mapping: Mapping[str, st
     return uploads.sniff(head, file_name, mapping)
 
 
-def start_upload(web: Web, spool: Path, file_name: str, fmt: str | None, mapping: Mapping[str, str]) -> str:
-    """Take over a spooled file and import it in the background; its id, to follow it."""
+def start_upload(web: Web, spool: Path, file_name: str, fmt: str | None, mapping: Mapping[str, str] | None) -> str:
+    """Take over a spooled file and import it in the background; its id, to follow it. Without a mapping, the
+    columns are mapped as :func:`sniff_upload` suggests (what the page preselects)."""
+    if mapping is None:
+        with spool.open("rb") as f:
+            head = f.read(64 * 1024)
+        suggested = uploads.sniff(head, file_name).suggestions
+        mapping = {column: field or "" for column, field in suggested.items()}  # "": a column with no guess is left out
     return uploads.start_upload(web.sessions, web.settings, spool, file_name=file_name, fmt=fmt,
                                 mapping=mapping, now=web.now())
 

@@ -458,8 +458,9 @@ def _status(web: Web, upload_id: str) -> UploadOut:
 @capped(0)
 async def upload(request: Request, file_name: str = Query(max_length=200), mapping: str | None = MAPPING,
                  format: str | None = Query(None, pattern="^(csv|jsonl)$")) -> Any:
-    """Import an audience in the background: follow it with GET .../uploads/{id}; closing the client loses nothing."""
-    web, chosen = web_of(request), _mapping(mapping) or {}
+    """Import an audience in the background: follow it with GET .../uploads/{id}; closing the client loses nothing.
+    Without ``mapping``, the columns are mapped as POST /audience/sniff suggests."""
+    web, chosen = web_of(request), _mapping(mapping)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_UPLOAD:
         raise RequestRefused(413, f"the file is {declared} bytes; at most {MAX_UPLOAD // 1024**3} GiB")
