@@ -513,13 +513,16 @@ def dry_run(request: Request, campaign_id: str) -> dict[str, Any]:
 
 
 @router.post("/campaigns/{campaign_id}/fast-forward")
-def fast_forward(request: Request, campaign_id: str) -> dict[str, Any]:
-    """The campaign played to its end on a simulated clock, in a ledger of its own: counts and the preview outbox."""
+def fast_forward(request: Request, campaign_id: str,
+                 limit: int = Query(200, ge=0, le=5000, description="messages listed (the first ones sent)")
+                 ) -> dict[str, Any]:
+    """The campaign played to its end on a simulated clock, in a ledger of its own: counts and the preview outbox
+    (``messages_total`` messages; the first ``limit`` listed)."""
     ff = service.fast_forward(web_of(request), campaign_id)
-    return {"counts": dict(ff.counts), "messages": [
+    return {"counts": dict(ff.counts), "messages_total": len(ff.messages), "messages": [
         {"channel": m.channel, "locale": m.locale, "send_key": m.send_key, "subject": m.subject,
          "file": m.path.relative_to(ff.directory).as_posix() if m.path.is_relative_to(ff.directory) else m.path.name}
-        for m in ff.messages]}
+        for m in ff.messages[:limit]]}
 
 
 @router.get("/campaigns/{campaign_id}/seeds", response_model=list[SeedModel])
