@@ -4,6 +4,9 @@ as a marketer says it, and nothing changes without a session and its CSRF token.
 
 from __future__ import annotations
 
+import html
+import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,3 +102,97 @@ def test_a_translator_reads_and_writes_the_words_placeholders_and_the_catalog_ke
     assert readable(catalog) == page
     assert as_catalog_text(page, [catalog]) == catalog
     assert as_catalog_text("{name} {unknown}", ["Hi %(name)s"]) == "%(name)s {unknown}"  # left for the gate to name
+
+
+# --- what the review of the pages found (two tabs, Enter, the placeholders, an import, entries with problems) ---
+
+
+def _created(client: TestClient) -> str:
+    assert _post(client, "/campaigns/new/starter", FORM).status_code == 303
+    return "/campaigns/acme-price"
+
+
+def _version(page: str) -> str:
+    found = re.search(r'name="version" value="(\d+)"', page)
+    assert found, "the form carries no version"
+    return found[1]
+
+
+def _first_entry(page: str) -> tuple[str, str]:
+    """(key, shown translation) of a locale page's first entry."""
+    found = re.search(r'name="key" value="([^"]*)">.*?<textarea id="t0[^>]*>([^<]*)</textarea>', page, re.S)
+    assert found
+    return html.unescape(found[1]), html.unescape(found[2])
+
+
+def test_a_save_from_an_older_version_is_refused_and_keeps_what_was_typed(client: TestClient) -> None:
+    base = _created(client)
+    words = client.get(f"{base}/words").text
+    locale = client.get(f"{base}/translations/pt-BR").text
+    old, key = _version(words), _first_entry(locale)[0]
+    first = _post(client, f"{base}/translations/pt-BR", {"version": old, "key": key, "t.0": "Primeira aba"})
+    assert first.status_code == 200
+    second = _post(client, f"{base}/translations/pt-BR", {"version": old, "key": key, "t.0": "Segunda aba"})
+    assert second.status_code == 409 and "Segunda aba" in second.text and "reload" in second.text
+    assert _first_entry(client.get(f"{base}/translations/pt-BR").text)[1] == "Primeira aba"
+    mine = _post(client, f"{base}/words", {"version": old, "announcement.subject": "My own subject, typed here"})
+    assert mine.status_code == 409 and "My own subject, typed here" in mine.text
+    po = client.get(f"{base}/translations/pt-BR/export?format=po").content
+    stale = client.post(f"{base}/translations/pt-BR/import", follow_redirects=False,
+                        data={"csrf": nonce_of(words), "version": old}, files={"file": ("pt.po", po)})
+    assert stale.status_code == 409 and "The file is imported" not in stale.text
+
+
+def test_an_import_redirects_to_the_locale_page_and_tells_what_was_not_taken(client: TestClient) -> None:
+    from babel.messages.pofile import read_po, write_po
+
+    base = _created(client)
+    catalog = read_po(io.BytesIO(client.get(f"{base}/translations/pt-BR/export?format=po").content))
+    placeholder = [m for m in catalog if m.id and "%(date)s" in str(m.id) and isinstance(m.id, str)]
+    good = [m for m in catalog if m.id and isinstance(m.id, str) and "%(" not in m.id]
+    placeholder[0].string, good[0].string = "Sem a data", "Bom dia"
+    out = io.BytesIO()
+    write_po(out, catalog)
+    csrf = nonce_of(client.get(f"{base}/translations/pt-BR").text)
+    done = client.post(f"{base}/translations/pt-BR/import", data={"csrf": csrf}, follow_redirects=False,
+                       files={"file": ("pt.po", out.getvalue())})
+    assert done.status_code == 303
+    assert done.headers["location"] == f"{base}/translations/pt-BR?done=imported&refused=1"
+    shown = client.get(done.headers["location"]).text
+    assert "The file is imported" in shown and "1 entry of the file was not taken" in shown
+    for m in catalog:
+        m.string = "Sem a data" if m is placeholder[0] else ("",) * 2 if isinstance(m.id, tuple) else ""
+    out = io.BytesIO()
+    write_po(out, catalog)
+    nothing = client.post(f"{base}/translations/pt-BR/import", data={"csrf": csrf}, follow_redirects=False,
+                          files={"file": ("pt.po", out.getvalue())})
+    assert nothing.status_code == 422 and "The file is imported" not in nothing.text
+
+
+def test_an_entry_with_a_problem_is_not_done_and_comes_first(client: TestClient) -> None:
+    base = _created(client)
+    page = client.get(f"{base}/translations/pt-BR").text
+    keys = [html.unescape(k) for k in re.findall(r'name="key" value="([^"]*)"', page)]
+    dated = next(i for i, k in enumerate(keys) if "%(date)s" in k and i > 0)
+    saved = _post(client, f"{base}/translations/pt-BR", {"key": keys[dated], "t.0": "Sem a data"})
+    assert saved.status_code == 200
+    first = re.search(r'<li class="entry entry-(\w+)" data-key="([^"]*)"', saved.text)
+    assert first and first[1] == "check" and html.unescape(first[2]) == keys[dated]
+    assert '<span class="status status-check">check</span>' in saved.text
+    indonesian = client.get(f"{base}/translations/pt-BR?lang=id").text
+    assert '<span class="status status-check">periksa</span>' in indonesian
+
+
+def test_enter_in_the_starter_form_creates_the_campaign_and_the_menu_says_what_each_placeholder_is(
+        client: TestClient) -> None:
+    page = client.get("/campaigns/new/starter").text
+    form = page[page.index('id="starter-form"'):]
+    first = re.search(r'<button type="submit"[^>]*>', form)
+    assert first and 'name="create"' in first[0]  # the default button: Enter in a text field presses it
+    assert 'name="add" value="deadline"' in form  # the way to add a deadline without a script stays
+    base = _created(client)
+    for lang, meaning in (("en", "the day before a deadline at 00:00"), ("id", "sehari sebelum tenggat pukul 00:00")):
+        words = client.get(f"{base}/words?lang={lang}").text
+        details = words[words.index('<details class="placeholder-meanings"'):]
+        details = details[:details.index("</details>")]
+        assert meaning in details and details.count("<dt>") == 7, lang

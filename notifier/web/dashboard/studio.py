@@ -67,6 +67,12 @@ async def _page(request: Request, name: str, campaign_id: str, status: int = 200
     return render(request, name, status, info=info, campaign_id=campaign_id, tab=name[7:-5], **ctx)
 
 
+def _version(posted: FormData) -> int | None:
+    """The version the page showed (its hidden ``version``): a save made from an older one is refused (409)."""
+    value = posted.get("version")
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
 def _problems(problems: Any) -> list[dict[str, Any]]:
     return [{"field": p.field, "message": p.message, "line": p.line, "file": p.file, "text": str(p)}
             if isinstance(p, Problem) else {"field": None, "message": str(p), "line": None, "file": None,
@@ -155,10 +161,12 @@ async def save_words(request: Request, campaign_id: str) -> Any:
     view = _words_view(None, source, ui_locale(request))
     data = forms.words_json(posted, source, view["forms"])
     try:
-        saved = await _call(request, service.put_words, campaign_id, data)
-    except CampaignError as exc:
+        saved = await _call(request, service.put_words, campaign_id, data, base_version=_version(posted))
+    except (CampaignError, service.StaleVersion) as exc:  # the page again, with what was typed
         view["words"] = data
-        return await _page(request, "studio_words.html", campaign_id, 422, problems=_problems(exc.problems), **view)
+        stale = isinstance(exc, service.StaleVersion)
+        return await _page(request, "studio_words.html", campaign_id, 409 if stale else 422,
+                           problems=_problems([exc] if stale else getattr(exc, "problems", ())), **view)
     target = "translations" if posted.get("next") == "translations" else "words"
     return RedirectResponse(f"/campaigns/{quote(campaign_id)}/{target}?done=saved&v={saved.version}",
                             status_code=303)
@@ -174,7 +182,7 @@ async def translations_page(request: Request, campaign_id: str) -> HTMLResponse:
     overview = []
     for locale in info.get("locales") or []:
         entries = await _call(request, service.get_translations, campaign_id, locale)
-        counts = {s: sum(1 for e in entries if e.status == s) for s in ("done", "fuzzy", "missing")}
+        counts = {s: sum(1 for e in entries if _status(e) == s) for s in ("done", "fuzzy", "missing")}
         overview.append({"locale": locale, "source": locale == source, "counts": counts, "total": len(entries),
                          "name": language_name(locale, ui_locale(request)),
                          "problems": sum(1 for e in entries if e.problems)})
@@ -189,19 +197,29 @@ def _locale(info: dict[str, Any], locale: str) -> str:
     return locale
 
 
-async def _locale_page(request: Request, campaign_id: str, locale: str, status: int = 200, **ctx: Any) -> Any:
-    entries = [dataclasses.replace(e, source=tuple(map(forms.readable, e.source)),
-                                   target=tuple(map(forms.readable, e.target)))
-               for e in await _call(request, service.get_translations, campaign_id, locale)]
+def _status(entry: Any) -> str:
+    """An entry's badge: "check" when the gate finds a problem in it, whatever the catalog says."""
+    return "check" if entry.problems else str(entry.status)
+
+
+async def _locale_page(request: Request, campaign_id: str, locale: str, status: int = 200,
+                       typed: dict[str, tuple[str, ...]] | None = None, **ctx: Any) -> Any:
+    """A locale's entries side by side, the ones with problems first; ``typed``: what the translator posted, kept
+    in the fields when the save is refused."""
+    found = await _call(request, service.get_translations, campaign_id, locale)
+    entries = [dataclasses.replace(e, source=tuple(map(forms.readable, e.source)), status=_status(e),
+                                   target=(typed or {}).get(e.key) or tuple(map(forms.readable, e.target)))
+               for e in sorted(found, key=lambda e: not e.problems)]
     return await _page(request, "studio_locale.html", campaign_id, status, locale=locale, entries=entries,
                        language=language_name(locale, ui_locale(request)),
                        **{"problems": [], **ctx})
 
 
 @router.get("/campaigns/{campaign_id}/translations/{locale}")
-async def locale_page(request: Request, campaign_id: str, locale: str) -> Any:
+async def locale_page(request: Request, campaign_id: str, locale: str, done: str = "", refused: str = "") -> Any:
     info = await _call(request, service.campaign_info, _id(campaign_id))
-    return await _locale_page(request, campaign_id, _locale(info, locale))
+    return await _locale_page(request, campaign_id, _locale(info, locale), done=done[:20],
+                              refused=min(int(refused), 100_000) if refused[:6].isdigit() else 0)
 
 
 @router.post("/campaigns/{campaign_id}/translations/{locale}")
@@ -213,9 +231,12 @@ async def save_translations(request: Request, campaign_id: str, locale: str) -> 
     sources = {e.key: e.source for e in await _call(request, service.get_translations, campaign_id, locale)}
     try:
         saved = await _call(request, service.put_translations, campaign_id, locale,
-                            forms.translation_changes(posted, keys, sources))
-    except CampaignError as exc:
-        return await _locale_page(request, campaign_id, locale, 422, problems=_problems(exc.problems))
+                            forms.translation_changes(posted, keys, sources), base_version=_version(posted))
+    except (CampaignError, service.StaleVersion) as exc:  # the page again, with what was typed
+        stale = isinstance(exc, service.StaleVersion)
+        return await _locale_page(request, campaign_id, locale, 409 if stale else 422,
+                                  typed=forms.typed_translations(posted, keys),
+                                  problems=_problems([exc] if stale else getattr(exc, "problems", ())))
     return await _locale_page(request, campaign_id, locale, done="saved", blocking=_problems(saved.problems))
 
 
@@ -238,12 +259,16 @@ async def import_catalog(request: Request, campaign_id: str, locale: str) -> Any
     data = await upload.read(MAX_CATALOG_BYTES + 1)
     name = upload.filename.replace("\\", "/").rsplit("/", 1)[-1][:100]
     try:
-        saved = await _call(request, service.import_catalog, _id(campaign_id), locale, data, name)
-    except CampaignError as exc:
+        saved = await _call(request, service.import_catalog, _id(campaign_id), locale, data, name,
+                            base_version=_version(posted))
+    except service.StaleVersion as exc:
+        return await _locale_page(request, campaign_id, locale, 409, problems=_problems([exc]))
+    except CampaignError as exc:  # nothing could be taken from the file
         return await _locale_page(request, campaign_id, locale, 422, problems=_problems(exc.problems))
-    refused = [p for p in saved.problems if p.file == name]  # the file's entries not taken; the rest: the gate's
-    return await _locale_page(request, campaign_id, locale, done="imported", refused=_problems(refused),
-                              blocking=_problems([p for p in saved.problems if p.file != name]))
+    refused = sum(1 for p in saved.problems if p.file == name)  # the file's entries not taken
+    # Post/Redirect/Get: a reload shows the page, it does not send the file again.
+    return RedirectResponse(f"/campaigns/{quote(campaign_id)}/translations/{quote(locale)}?done=imported"
+                            f"&refused={refused}", status_code=303)
 
 
 # --- 4. preview -------------------------------------------------------------------------------------------------

@@ -175,6 +175,17 @@ def translation_changes(form: FormData, keys: list[str],
     return changes
 
 
+def typed_translations(form: FormData, keys: list[str]) -> dict[str, tuple[str, ...]]:
+    """``{entry key: forms}`` as the translator typed them (``{placeholders}``), to show again when a save is
+    refused: nothing typed is lost."""
+    typed = {}
+    for i, key in enumerate(keys):
+        values = tuple(v[:4000] for v in form.getlist(f"t.{i}") if isinstance(v, str))
+        if values:
+            typed[key] = values
+    return typed
+
+
 def seeds_json(form: FormData) -> list[dict[str, Any]]:
     """The seed rows of the seeds form; a row without an address is left out."""
     rows = []

@@ -80,23 +80,55 @@
   }
 
   // --- the words: the placeholder menu -----------------------------------------------------------------------
+  // The target is the last text that had focus. The menu follows it (right after the text), so Tab from a text
+  // reaches the menu and Shift+Tab goes back to that text: no other text takes focus on the way, by keyboard any
+  // text can be the target. A placeholder goes in at the caret, never over a selection: tabbing into a text selects
+  // all of it, and the placeholder then goes at its end.
+  function labelOf(field) {
+    return field.labels && field.labels.length ? field.labels[0].textContent.trim() : field.name;
+  }
+  function insertInto(field, text) {
+    var value = field.value, at = field.selectionEnd != null ? field.selectionEnd : value.length;
+    if (field.selectionStart === 0 && at === value.length) { at = value.length; }
+    field.value = value.slice(0, at) + text + value.slice(at);
+    field.focus();
+    field.setSelectionRange(at + text.length, at + text.length);
+    field.dispatchEvent(new Event("input", { bubbles: true }));
+  }
   function placeholders(menu) {
-    var last = null;
+    var last = null, said = $("#ph-said");
     document.addEventListener("focusin", function (e) {
-      if (e.target.matches && e.target.matches("[data-text]")) { last = e.target; }
+      if (!(e.target.matches && e.target.matches("[data-text]"))) { return; }
+      last = e.target;
+      if (last.nextElementSibling !== menu) { last.insertAdjacentElement("afterend", menu); }
     });
-    $$("[data-insert]", menu).forEach(function (button) {
+    // One Tab stop (a toolbar): the arrows move between the placeholders, Escape goes back to the text.
+    var chips = $$("[data-insert]", menu);
+    chips.forEach(function (c, i) { c.tabIndex = i ? -1 : 0; });
+    menu.addEventListener("keydown", function (e) {
+      if (e.key === "Escape" && last) { e.preventDefault(); last.focus(); return; }
+      var i = chips.indexOf(document.activeElement), n = chips.length;
+      var to = { ArrowRight: i + 1, ArrowDown: i + 1, ArrowLeft: i - 1, ArrowUp: i - 1, Home: 0, End: n - 1 }[e.key];
+      if (i < 0 || to === undefined) { return; }
+      e.preventDefault();
+      chips.forEach(function (c) { c.tabIndex = -1; });
+      chips[(to + n) % n].tabIndex = 0;
+      chips[(to + n) % n].focus();
+    });
+    chips.forEach(function (button) {
       button.addEventListener("mousedown", function (e) { e.preventDefault(); }); // keep the text's focus
       button.addEventListener("click", function () {
         var field = last || $("[data-text]");
         if (!field) { return; }
         var text = button.getAttribute("data-insert");
-        var start = field.selectionStart != null ? field.selectionStart : field.value.length;
-        var end = field.selectionEnd != null ? field.selectionEnd : start;
-        field.value = field.value.slice(0, start) + text + field.value.slice(end);
-        field.focus();
-        field.setSelectionRange(start + text.length, start + text.length);
-        field.dispatchEvent(new Event("input", { bubbles: true }));
+        insertInto(field, text);
+        if (said) {
+          said.textContent = "";
+          setTimeout(function () {
+            said.textContent = said.getAttribute("data-said").replace("{placeholder}", text)
+              .replace("{field}", labelOf(field));
+          }, 50);
+        }
       });
     });
   }

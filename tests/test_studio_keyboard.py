@@ -1,0 +1,56 @@
+"""The studio by keyboard alone, in Chromium: Enter in the starter form creates the campaign (not "Add a deadline"),
+and a placeholder goes into the text the marketer tabbed into, at its end, without replacing what is written
+there, and a screen reader hears it. The journey with the mouse is tests/test_studio_browser.py."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser import dashboard_demo
+
+PASSWORD = "the keyboard test's own password"
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[str]:
+    with dashboard_demo(tmp_path / "demo", PASSWORD, draft=False) as url:
+        yield url
+
+
+def test_by_keyboard_enter_creates_and_a_placeholder_goes_where_the_marketer_tabbed(demo: str, page: Any) -> None:
+    p = page
+    p.goto(f"{demo}/campaigns/new/starter")
+    p.get_by_label("Admin password").fill(PASSWORD)
+    p.get_by_role("button", name="Log in").click()
+    p.goto(f"{demo}/campaigns/new/starter")
+    p.get_by_label("Id", exact=True).fill("keys-2027")
+    p.get_by_label("Sender email").fill("news@acme.example")
+    p.get_by_label("Date").fill("2027-03-01")
+    p.get_by_label("Name", exact=True).fill("Keys")
+    p.get_by_label("Name", exact=True).press("Enter")
+    p.wait_for_url(re.compile(r"/campaigns/keys-2027/words\?done=created"))
+
+    subject, preheader, heading = (p.locator(f"#announcement-{f}") for f in ("subject", "preheader", "heading"))
+    before = {f: p.locator(f"#announcement-{f}").input_value() for f in ("subject", "preheader", "heading")}
+    subject.focus()
+    for _ in range(4):  # subject → its menu (one stop) → preheader → its menu → heading, all of it selected
+        p.keyboard.press("Tab")
+    assert p.evaluate("() => document.activeElement.id") == "announcement-heading"
+    assert p.evaluate("() => { const e = document.activeElement; return e.selectionEnd - e.selectionStart; }") \
+        == len(before["heading"]) > 0
+    p.keyboard.press("Tab")  # the menu, right after the text
+    assert p.evaluate("() => document.activeElement.dataset.insert") == "{date}"
+    p.keyboard.press("Shift+Tab")  # back to the text: it stays the target
+    p.keyboard.press("Tab")
+    p.keyboard.press("ArrowRight")
+    p.keyboard.press("Enter")
+    assert heading.input_value() == before["heading"] + "{days}"
+    assert subject.input_value() == before["subject"] and preheader.input_value() == before["preheader"]
+    p.wait_for_function("() => document.querySelector('#ph-said').textContent.includes('{days}')")
+    assert p.locator("#ph-said").text_content() == "{days} inserted into Heading"
+    assert p.evaluate("() => document.activeElement.id") == "announcement-heading"
