@@ -250,3 +250,17 @@ def test_an_edit_of_a_scheduled_campaign_says_it_waits_for_approval_and_an_edit_
     with pytest.raises(service.StaleVersion, match=f"version {saved.version} was saved after version {version}"):
         service.put_words(web, ID, words, base_version=version)  # made from the version before the save above
     assert "A new first sentence." in str(service.get_words(web, ID))
+
+
+def test_the_dashboards_file_editor_saves_a_stored_campaign_as_a_new_version_not_a_file_beside_it(
+        web: Web, dashboard: TestClient) -> None:
+    service.create_campaign(web, STARTERS[ID])
+    translated(web)  # the editor saves only a campaign whose every message renders
+    version = service.campaign_info(web, ID)["version"]
+    text = service.campaign_info(web, ID)["file"].replace('  name: "Acme Stream"', '  name: "Acme Music"', 1)
+    csrf = nonce_of(dashboard.get(f"/campaigns/{ID}/edit").text)
+    saved = dashboard.post(f"/campaigns/{ID}/edit", data={"csrf": csrf, "text": text}, follow_redirects=False)
+    assert saved.status_code == 303, saved.text
+    info = service.campaign_info(web, ID)
+    assert info["version"] == version + 1 and '"Acme Music"' in info["file"]
+    assert not (web.settings.campaigns_dir / f"{ID}.yaml").exists()  # the ledger's version, not a local file

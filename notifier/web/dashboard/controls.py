@@ -19,7 +19,7 @@ from notifier.errors import CampaignError, CampaignStateError, NotFound, Problem
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.review import review
-from notifier.studio import service
+from notifier.studio import service, store
 from notifier.web.dashboard import views
 from notifier.web.dashboard.access import (
     Dashboard,
@@ -187,7 +187,11 @@ async def _save(request: Request, campaign_id: str | None) -> Any:
     except CampaignError as exc:
         return render(request, "edit.html", 422, campaign_id=campaign_id, text=text,
                       annotated=views.annotate(text, source, exc))
-    await run_in_threadpool(views.save_file, web_of(request).settings, campaign, text)
+    web = web_of(request)
+    if campaign_id is not None and store.is_stored(web.settings, campaign_id):  # kept in the ledger: a new version
+        await run_in_threadpool(lambda: service.save_file(web, campaign_id, text))
+    else:
+        await run_in_threadpool(views.save_file, web.settings, campaign, text)
     return RedirectResponse(f"/campaigns/{campaign.id}?done=saved", status_code=303)
 
 
