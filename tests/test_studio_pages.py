@@ -196,3 +196,10 @@ def test_enter_in_the_starter_form_creates_the_campaign_and_the_menu_says_what_e
         details = words[words.index('<details class="placeholder-meanings"'):]
         details = details[:details.index("</details>")]
         assert meaning in details and details.count("<dt>") == 7, lang
+
+
+def test_the_studio_names_each_message_in_the_pages_language(client: TestClient) -> None:
+    base = _created(client)
+    assert "30 days before Cancel before the new price" in client.get(f"{base}/preview?lang=en").text
+    indonesian = client.get(f"{base}/preview?lang=id").text
+    assert "30 days before" not in indonesian and "30 hari sebelum" in indonesian

@@ -17,14 +17,16 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Redirect
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
+from notifier.campaign import parse_campaign
 from notifier.errors import CampaignError, NotFound, Problem, RequestRefused, UserError
 from notifier.studio import service
 from notifier.web.dashboard import studio_forms as forms
 from notifier.web.dashboard import views
 from notifier.web.dashboard.access import identity, same_origin, ui_locale
 from notifier.web.dashboard.auth import same_token
-from notifier.web.dashboard.pages import HERE, render
+from notifier.web.dashboard.pages import HERE, render, translations
 from notifier.web.requests import web_of
+from notifier.words import Words
 
 router = APIRouter(include_in_schema=False)
 MAX_FORM_BYTES = 2 * 1024 * 1024
@@ -64,7 +66,19 @@ def _id(campaign_id: str) -> str:
 async def _page(request: Request, name: str, campaign_id: str, status: int = 200, **ctx: Any) -> HTMLResponse:
     """A studio page of one campaign, with its tabs."""
     info = await _call(request, service.campaign_info, campaign_id)
-    return render(request, name, status, info=info, campaign_id=campaign_id, tab=name[7:-5], **ctx)
+    return render(request, name, status, info=info, campaign_id=campaign_id, tab=name[7:-5],
+                  send_words=_send_words(request, info), **ctx)
+
+
+def _send_words(request: Request, info: dict[str, Any]) -> Callable[[str], str]:
+    """A send in the page's language ("30 hari sebelum ..."), as the campaign page says it; the key when the file
+    cannot be read."""
+    try:
+        campaign = parse_campaign(info["file"], f"campaigns/{info['id']}.yaml")
+    except (CampaignError, KeyError):
+        return lambda key: key
+    words = Words(translations(ui_locale(request)))
+    return lambda key: words.send(campaign, key)
 
 
 def _version(posted: FormData) -> int | None:
