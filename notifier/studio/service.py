@@ -11,15 +11,11 @@ translations, uploads, dry run, test send) are imported where they are used.
 
 from __future__ import annotations
 
-import dataclasses
 import re
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from notifier.campaign import Campaign, parse_campaign
@@ -27,22 +23,18 @@ from notifier.errors import (
     CampaignError,
     CampaignStateError,
     NotFound,
-    PreviewError,
     Problem,
     RequestRefused,
     UserError,
 )
 from notifier.ledger.db import transaction
-from notifier.studio import store, uploads
+from notifier.studio import store
 from notifier.studio import translations as tr
 from notifier.studio.starter import FORM, STARTERS, check_starter, new_bundle, starter_from_json
 from notifier.studio.templating import apply_words
 from notifier.studio.words import words_from_json, words_of, words_to_json
 
 if TYPE_CHECKING:
-    from notifier.render import Renderer
-    from notifier.studio.dryrun import DryRun, FastForward
-    from notifier.studio.testsend import Seed, TestSendResult
     from notifier.studio.translations import Entry
     from notifier.web.requests import Web
 
@@ -50,8 +42,6 @@ _ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a stored campaign's id, or a fi
 RESERVED = frozenset({"new", "check"})  # words of the dashboard's and the API's paths
 STATE_OF_ACTION = {"pause": "paused", "resume": "scheduled", "cancel": "cancelled"}
 MEDIA = {"po": "text/x-gettext-translation", "xliff": "application/xliff+xml"}
-_fast_forwards: set[str] = set()  # campaigns being fast-forwarded by this process (one at a time each)
-_busy = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -67,47 +57,47 @@ class Saved:
 # --- reading a campaign -----------------------------------------------------------------------------------------
 
 
-def _checked_id(campaign_id: str) -> str:
+def checked_id(campaign_id: str) -> str:
     if not _ID.fullmatch(campaign_id or ""):
         raise NotFound(f"no campaign {campaign_id[:80]!r}: an id is lowercase letters, digits, - and _")
     return campaign_id
 
 
-def _stored(web: Web, campaign_id: str) -> tuple[store.Bundle, store.Version] | None:
+def stored(web: Web, campaign_id: str) -> tuple[store.Bundle, store.Version] | None:
     with web.sessions() as s:
-        version = store.latest_version(s, _checked_id(campaign_id))
+        version = store.latest_version(s, checked_id(campaign_id))
         return None if version is None else (store.read_bundle(s, campaign_id, version.version), version)
 
 
-def _bundle(web: Web, campaign_id: str) -> store.Bundle:
+def latest_bundle(web: Web, campaign_id: str) -> store.Bundle:
     """The campaign's files: its latest stored version, else its files on this machine (the shipped campaign)."""
-    found = _stored(web, campaign_id)
+    found = stored(web, campaign_id)
     return found[0] if found else store.bundle_from_disk(web.settings, campaign_id)
 
 
 def bundle(web: Web, campaign_id: str, version: int | None = None) -> store.Bundle:
     """A stored version's files (default: the latest), as ``notifier campaign export`` writes them."""
     with web.sessions() as s:
-        return store.read_bundle(s, _checked_id(campaign_id), version)
+        return store.read_bundle(s, checked_id(campaign_id), version)
 
 
-def _locale(campaign: Campaign, locale: str) -> str:
+def checked_locale(campaign: Campaign, locale: str) -> str:
     if locale not in campaign.locales:
         raise NotFound(f"campaign {campaign.id!r} has no locale {locale[:40]!r} (its locales: "
                        f"{', '.join(campaign.locales)})")
     return locale
 
 
-def _synced(web: Web) -> None:
+def synced(web: Web) -> None:
     """This machine's copy of every stored campaign, as the ledger has it now."""
     with web.sessions() as s:
         store.sync(s, web.settings)
 
 
-def _on_disk(web: Web, campaign_id: str) -> tuple[Campaign, str]:
-    """The campaign and its file's text as this machine reads them (after :func:`_synced`): what is sent."""
-    _synced(web)
-    path = store.campaign_file(web.settings, _checked_id(campaign_id))
+def on_disk(web: Web, campaign_id: str) -> tuple[Campaign, str]:
+    """The campaign and its file's text as this machine reads them (after :func:`synced`): what is sent."""
+    synced(web)
+    path = store.campaign_file(web.settings, checked_id(campaign_id))
     if not path.is_file():
         raise NotFound(f"no campaign {campaign_id!r}: no file {path.name} in the campaigns folder")
     text = path.read_text(encoding="utf-8")
@@ -117,8 +107,8 @@ def _on_disk(web: Web, campaign_id: str) -> tuple[Campaign, str]:
     return campaign, text
 
 
-def _campaign(web: Web, campaign_id: str) -> Campaign:
-    return store.campaign_of(_bundle(web, campaign_id))
+def campaign_of_id(web: Web, campaign_id: str) -> Campaign:
+    return store.campaign_of(latest_bundle(web, campaign_id))
 
 
 # --- creating and editing ---------------------------------------------------------------------------------------
@@ -186,7 +176,7 @@ def _save(web: Web, campaign_id: str, bundle: store.Bundle, origin: str, refused
                 raise _Stale
     except (IntegrityError, _Stale):  # the same number saved at the same moment (the unique key), or later
         return None
-    _synced(web)
+    synced(web)
     errors, warnings = tr.gate(bundle, web.now())
     return Saved(campaign_id, version.version, (*refused, *errors), (*_held(web, campaign_id), *warnings))
 
@@ -216,7 +206,7 @@ def _edit(web: Web, campaign_id: str, change: Change, origin: str, base_version:
     version a page showed, or an API client's ``If-Match``), a newer version refuses the change instead (409): a
     whole form saved over someone else's newer one would quietly undo their work."""
     for _attempt in range(5):
-        found = _stored(web, campaign_id)
+        found = stored(web, campaign_id)
         if found is None:
             store.bundle_from_disk(web.settings, campaign_id)  # NotFound when there is no such campaign at all
             raise CampaignStateError(f"campaign {campaign_id!r} lives in files: edit them, or store it in the "
@@ -235,7 +225,7 @@ def campaign_info(web: Web, campaign_id: str) -> dict[str, Any]:
     from notifier import approval, reports
     from notifier.ledger.models import CampaignRow, CampaignState
 
-    found = _stored(web, campaign_id)
+    found = stored(web, campaign_id)
     bundle = found[0] if found else store.bundle_from_disk(web.settings, campaign_id)
     campaign = store.campaign_of(bundle)
     with web.sessions() as s:
@@ -278,7 +268,7 @@ def save_file(web: Web, campaign_id: str, text: str, *, origin: str = "studio",
 
 def get_words(web: Web, campaign_id: str) -> dict[str, Any] | None:
     """The source words as JSON; None when the templates are written by hand."""
-    words = words_of(_bundle(web, campaign_id))
+    words = words_of(latest_bundle(web, campaign_id))
     return None if words is None else words_to_json(words)
 
 
@@ -295,14 +285,14 @@ def put_words(web: Web, campaign_id: str, data: Mapping[str, Any], *, origin: st
 
 
 def get_translations(web: Web, campaign_id: str, locale: str) -> list[Entry]:
-    bundle = _bundle(web, campaign_id)
-    return tr.entries(bundle, _locale(store.campaign_of(bundle), locale))
+    bundle = latest_bundle(web, campaign_id)
+    return tr.entries(bundle, checked_locale(store.campaign_of(bundle), locale))
 
 
 def put_translations(web: Web, campaign_id: str, locale: str, changes: Mapping[str, Sequence[str]], *,
                      origin: str = "studio", base_version: int | None = None) -> Saved:
     def change(bundle: store.Bundle) -> tuple[store.Bundle, Sequence[Problem]]:
-        _locale(store.campaign_of(bundle), locale)
+        checked_locale(store.campaign_of(bundle), locale)
         return tr.set_translations(bundle, locale, changes), ()
 
     return _edit(web, campaign_id, change, origin, base_version)
@@ -313,8 +303,8 @@ def export_catalog(web: Web, campaign_id: str, locale: str, fmt: str) -> tuple[b
     from notifier.i18n import posix
     if fmt not in MEDIA:
         raise NotFound(f"no catalog format {fmt[:20]!r} (po or xliff)")
-    bundle = _bundle(web, campaign_id)
-    _locale(store.campaign_of(bundle), locale)
+    bundle = latest_bundle(web, campaign_id)
+    checked_locale(store.campaign_of(bundle), locale)
     data = tr.export_po(bundle, locale) if fmt == "po" else tr.export_xliff(bundle, locale)
     return data, f"{campaign_id}.{posix(locale)}.{'po' if fmt == 'po' else 'xlf'}", MEDIA[fmt]
 
@@ -324,7 +314,7 @@ def import_catalog(web: Web, campaign_id: str, locale: str, data: bytes, file_na
     """A translator's PO or XLIFF back: the entries without problems are taken; ``problems`` names each refused
     entry (file, line or unit), then what the gate still finds."""
     def change(bundle: store.Bundle) -> tuple[store.Bundle, Sequence[Problem]]:
-        _locale(store.campaign_of(bundle), locale)
+        checked_locale(store.campaign_of(bundle), locale)
         try:
             imported, refused = tr.import_translations(bundle, locale, data, file_name)
         except UserError:
@@ -341,230 +331,23 @@ def import_catalog(web: Web, campaign_id: str, locale: str, data: bytes, file_na
 
 def gate(web: Web, campaign_id: str) -> tuple[list[Problem], list[Problem]]:
     """(errors, warnings): what stops the campaign being scheduled, and what is sent but cut on some screens."""
-    return tr.gate(_bundle(web, campaign_id), web.now())
+    return tr.gate(latest_bundle(web, campaign_id), web.now())
 
 
-# --- seeing it as the recipient will ----------------------------------------------------------------------------
-
-
-def _renderer(web: Web) -> Renderer:
-    from notifier.render import Renderer
-
-    s = web.settings
-    return Renderer(s.templates_dir, s.locales_dir, default_sender=s.email_from, studio_dir=s.studio_dir)
-
-
-# One renderer per configuration, kept warm across previews (compiling the templates is most of a cold preview);
-# a campaign's environments and variants are dropped when its file or copy changed since its last preview.
-_PREVIEWS: dict[tuple[str, ...], tuple[Renderer, dict[str, tuple[str, str]]]] = {}
-_PREVIEWS_LOCK = threading.Lock()
-
-
-def _preview_renderer(web: Web, campaign: Campaign, text: str) -> Renderer:
-    from notifier.approval import copy_on_disk
-
-    s = web.settings
-    key = (str(s.templates_dir), str(s.locales_dir), str(s.studio_dir), s.email_from)
-    copy = copy_on_disk(campaign, *s.copy_dirs(campaign.id)).fingerprint  # cheap: read again only when files change
-    with _PREVIEWS_LOCK:
-        if key not in _PREVIEWS:
-            if len(_PREVIEWS) > 16:
-                _PREVIEWS.clear()
-            _PREVIEWS[key] = (_renderer(web), {})
-        renderer, seen = _PREVIEWS[key]
-        if seen.get(campaign.id) != (text, copy):
-            renderer.forget(campaign.id)
-            seen[campaign.id] = (text, copy)
-    return renderer
-
-
-def preview_choices(web: Web, campaign_id: str) -> dict[str, Any]:
-    """What a preview may show: the locales, each send (in words) and the channels."""
-    from notifier.review import samples
-    from notifier.words import Words
-
-    campaign = _campaign(web, campaign_id)
-    keys = dict.fromkeys(s.label for s in samples(campaign))
-    return {"locales": list(campaign.locales), "channels": list(campaign.channels),
-            "sends": [{"send_key": key, "words": Words().send(campaign, key)} for key in keys]}
-
-
-def preview(web: Web, campaign_id: str, *, locale: str, send_key: str, channel: str,
-            recipient_id: str | None = None) -> dict[str, Any]:
-    """One message rendered as the sender renders it, for the sample reader of the locale or a real recipient."""
-    from notifier.ledger.models import Recipient
-    from notifier.preview import recipient_sample
-    from notifier.review import limits, push_warnings, render_sample, samples
-
-    campaign, text = _on_disk(web, campaign_id)
-    _locale(campaign, locale)
-    if channel not in campaign.channels:
-        raise PreviewError(f"channel {channel[:20]!r}: the campaign's channels are {', '.join(campaign.channels)}")
-    found = [s for s in samples(campaign) if s.locale == locale and s.label == send_key]
-    sample = next((s for s in found if channel in s.channels), None)
-    if sample is None:
-        raise PreviewError(f"send {send_key[:200]!r} is never sent in {locale} on {channel}"
-                           if found else f"the campaign has no send {send_key[:200]!r} (see the preview's choices)")
-    personal = None
-    if recipient_id:
-        with web.sessions() as s:
-            recipient = s.scalars(select(Recipient).where(Recipient.id == recipient_id)).first()
-            if recipient is None:
-                raise NotFound(f"no recipient {recipient_id[:80]!r}")
-            sample, personal = recipient_sample(campaign, sample, recipient, locale)
-    answer: dict[str, Any] = {"channel": channel, "locale": locale, "send_key": send_key, "subject": "", "html": "",
-                              "text": "", "title": "", "body": "", "link": None, "problems": []}
-    try:
-        r = render_sample(_preview_renderer(web, campaign, text), campaign, sample, personal)
-    except UserError as exc:
-        return {**answer, "problems": [str(exc)]}
-    if channel == "email":
-        answer.update(subject=r.email.subject, html=r.email.html, text=r.email.text)
-    else:
-        answer.update(title=r.push.title, body=r.push.body, link=r.push.link)
-    answer["problems"] = [*limits(r, campaign), *push_warnings(r)]
-    return answer
-
-
-# --- the audience -----------------------------------------------------------------------------------------------
-
-
-def sniff_upload(web: Web, head: bytes, file_name: str, mapping: Mapping[str, str] | None) -> uploads.Sniffed:
-    return uploads.sniff(head, file_name, mapping)
-
-
-def start_upload(web: Web, spool: Path, file_name: str, fmt: str | None, mapping: Mapping[str, str] | None) -> str:
-    """Take over a spooled file and import it in the background; its id, to follow it. Without a mapping, the
-    columns are mapped as :func:`sniff_upload` suggests (what the page preselects)."""
-    if mapping is None:
-        with spool.open("rb") as f:
-            head = f.read(64 * 1024)
-        suggested = uploads.sniff(head, file_name).suggestions
-        mapping = {column: field or "" for column, field in suggested.items()}  # "": a column with no guess is left out
-    return uploads.start_upload(web.sessions, web.settings, spool, file_name=file_name, fmt=fmt,
-                                mapping=mapping, now=web.now())
-
-
-def upload_status(web: Web, upload_id: str) -> uploads.UploadStatus:
-    """Where an upload stands; one whose server died mid-import is taken over here once it has stalled (the browser
-    that polls it, or any other, finds it moving again)."""
-    with web.sessions() as s:
-        status = uploads.upload_status(s, upload_id)
-    if status.state in ("waiting", "importing") and uploads.resume_uploads(web.sessions, web.settings, web.now()):
-        with web.sessions() as s:
-            status = uploads.upload_status(s, upload_id)
-    return status
-
-
-def rejects_csv(web: Web, upload_id: str) -> Iterator[str]:
-    """The rejected rows as CSV lines (an unknown upload is refused now, not in the middle of a download)."""
-    upload_status(web, upload_id)
-    return _rejects(web, upload_id)
-
-
-def _rejects(web: Web, upload_id: str) -> Iterator[str]:
-    with web.sessions() as s:
-        yield from uploads.rejects_csv(s, upload_id)
-
-
-# --- trying it --------------------------------------------------------------------------------------------------
-
-
-def dry_run(web: Web, campaign_id: str) -> DryRun:
-    """What scheduling the campaign now would send to today's audience, and what not, and why."""
-    from notifier.studio import dryrun
-
-    campaign = _campaign(web, campaign_id)
-    with web.sessions() as s:
-        return dryrun.dry_run(s, campaign, web.now())
-
-
-def fast_forward(web: Web, campaign_id: str) -> FastForward:
-    """The campaign played to its end on a simulated clock, in a ledger of its own (one run per campaign at once)."""
-    from notifier.studio import dryrun
-
-    _campaign(web, campaign_id)
-    with _busy:
-        if campaign_id in _fast_forwards:
-            raise RequestRefused(409, f"a fast-forward of {campaign_id!r} is running already: wait for it")
-        _fast_forwards.add(campaign_id)
-    try:
-        _synced(web)
-        folder = Path(web.settings.studio_dir) / "fast-forward" / campaign_id
-        return dryrun.fast_forward(web.settings, web.sessions, campaign_id, folder, start=web.now())
-    finally:
-        with _busy:
-            _fast_forwards.discard(campaign_id)
-
-
-def seeds(web: Web, campaign_id: str) -> list[Seed]:
-    from notifier.studio.testsend import seeds_of
-
-    _campaign(web, campaign_id)
-    with web.sessions() as s:
-        return seeds_of(s, campaign_id)
-
-
-def set_seeds(web: Web, campaign_id: str, seeds: Sequence[Mapping[str, Any]]) -> None:
-    """The campaign's seed list (addresses and push tokens of its testers), replaced whole."""
-    from notifier.studio import testsend
-
-    _campaign(web, campaign_id)
-    values = [testsend.Seed(channel=str(m.get("channel") or ""), address=str(m.get("address") or ""),
-                            name=m.get("name") or None, locale=m.get("locale") or None) for m in seeds]
-    with transaction(web.sessions) as s:
-        testsend.set_seeds(s, campaign_id, values)
-
-
-def test_send(web: Web, campaign_id: str, *, locale: str, send_key: str, channel: str) -> list[TestSendResult]:
-    """One message to each seed of the channel, through the real transport, marked as a test, never counted."""
-    from notifier.studio import testsend
-
-    _locale(_campaign(web, campaign_id), locale)
-    _synced(web)
-    with transaction(web.sessions) as s:
-        return testsend.test_send(web.settings, s, campaign_id, locale=locale, send_key=send_key, channel=channel,
-                                  now=web.now())
-
-
-# --- sending it -------------------------------------------------------------------------------------------------
-
-
-def schedule(web: Web, campaign_id: str) -> None:
-    """Approve the campaign's copy as this machine has it and plan its sends (the CLI's ``campaign schedule``): a
-    CampaignError with every problem of the gate, or of a campaign that would send nothing."""
-    from notifier.ledger import queries
-    from notifier.planner import outlook
-    from notifier.render import Content
-    from notifier.review import review
-    from notifier.zones import every_zone
-
-    campaign, text = _on_disk(web, campaign_id)
-    problems = review(campaign, _renderer(web))
-    if problems:  # named by the campaign's own paths (locales/id/LC_MESSAGES/x.po:24), not this server's folders
-        root = f"{web.settings.studio_dir}/"
-        raise CampaignError([dataclasses.replace(p, file=p.file.removeprefix(root)) for p in problems])
-    outlook(campaign, every_zone(), web.now()).refuse_if_empty()  # a campaign that sends nothing: as the CLI says
-    content = Content.of(campaign, *web.settings.copy_dirs(campaign_id))
-    with transaction(web.sessions) as s:
-        queries.schedule(s, campaign, text, web.now(), content)
-
-
-def set_state(web: Web, campaign_id: str, action: str) -> None:
-    """pause | resume | cancel a scheduled campaign (cancelling skips every message not sent yet)."""
-    from notifier.ledger import queries
-    from notifier.ledger.models import CampaignState
-
-    if action not in STATE_OF_ACTION:
-        raise NotFound(f"no such action: {action[:40]!r} (pause, resume or cancel)")
-    with transaction(web.sessions) as s:
-        queries.set_state(s, _checked_id(campaign_id), CampaignState(STATE_OF_ACTION[action]), web.now())
-
-
-def progress(web: Web, campaign_id: str) -> dict[str, Any]:
-    """How far a scheduled campaign has come, in messages (test sends are never in it)."""
-    from notifier.reports import campaign_status
-
-    with web.sessions() as s:
-        status = campaign_status(s, _checked_id(campaign_id), web.settings)
-    return {**status.as_dict(), "percent": status.percent}
+# Seeing, trying and sending (notifier/studio/sending.py): part of this service, imported last (it uses the above).
+from notifier.studio.sending import (  # noqa: E402, F401
+    dry_run,
+    fast_forward,
+    preview,
+    preview_choices,
+    progress,
+    rejects_csv,
+    schedule,
+    seeds,
+    set_seeds,
+    set_state,
+    sniff_upload,
+    start_upload,
+    test_send,
+    upload_status,
+)
