@@ -591,3 +591,22 @@ def test_an_upload_without_a_mapping_takes_the_mapping_sniff_suggests(client: Te
     join_upload(response.json()["id"], timeout=60)
     status = client.get(f"{API}/audience/uploads/{response.json()['id']}", headers=BEARER).json()
     assert (status["state"], status["accepted"], status["rejected"]) == ("done", 2, 0), status
+
+
+def test_a_translation_is_checked_before_it_is_saved_with_a_token_only(client: TestClient) -> None:
+    assert client.post(f"{API}/campaigns", json=acme_form(client), headers=BEARER).status_code == 201
+    check = f"{API}/campaigns/{ACME}/translations/id/check"
+    entries = client.get(f"{API}/campaigns/{ACME}/translations/id", headers=BEARER).json()
+    dated = next(e["key"] for e in entries if "%(date)s" in e["key"] and "%(" not in e["key"].replace("%(date)s", ""))
+    dropped = client.post(check, json={"key": dated, "forms": ["Tanpa tanggal"]}, headers=BEARER)
+    assert dropped.status_code == 200
+    assert dropped.json() == {"status": "done", "problems": ["form 0 drops placeholder(s) date"]}
+    good = client.post(check, json={"key": dated, "forms": [dated]}, headers=BEARER).json()
+    assert good == {"status": "done", "problems": []}
+    assert client.post(check, json={"key": "no such", "forms": ["x"]}, headers=BEARER).status_code == 404
+    assert client.post(check, json={"key": dated}, headers=BEARER).status_code == 422
+    assert client.post(check, json={"key": dated, "forms": ["x"]}).status_code == 401
+    after = client.get(f"{API}/campaigns/{ACME}/translations/id", headers=BEARER).json()
+    assert after == entries  # nothing saved
+    doc = client.get("/openapi.json").json()
+    assert "TranslationCheckIn" in doc["components"]["schemas"]

@@ -54,3 +54,31 @@ def test_by_keyboard_enter_creates_and_a_placeholder_goes_where_the_marketer_tab
     p.wait_for_function("() => document.querySelector('#ph-said').textContent.includes('{days}')")
     assert p.locator("#ph-said").text_content() == "{days} inserted into Heading"
     assert p.evaluate("() => document.activeElement.id") == "announcement-heading"
+
+
+def test_a_translation_shows_its_problem_as_it_is_typed_and_loses_it_when_fixed(demo: str, page: Any) -> None:
+    p = page
+    p.goto(f"{demo}/campaigns/new/starter")
+    p.get_by_label("Admin password").fill(PASSWORD)
+    p.get_by_role("button", name="Log in").click()
+    p.goto(f"{demo}/campaigns/new/starter")
+    p.get_by_label("Id", exact=True).fill("live-2027")
+    p.get_by_label("Sender email").fill("news@acme.example")
+    p.get_by_label("Date").fill("2027-03-01")
+    p.get_by_label("Name", exact=True).fill("Live")
+    p.get_by_label("Name", exact=True).press("Enter")
+    p.wait_for_url(re.compile(r"/campaigns/live-2027/words\?done=created"))
+    p.goto(f"{demo}/campaigns/live-2027/translations/pt-BR")
+    entry = p.locator("li.entry").filter(has=p.locator(".source p", has_text=re.compile(r"^[^{]*\{date\}[^{]*$"))).first
+    text, problems = entry.locator("textarea").first, entry.locator(".entry-live")
+    assert problems.get_attribute("aria-live") == "polite"
+    text.fill("")
+    text.press_sequentially("Sem a data")
+    problems.get_by_text("drops placeholder(s) date").wait_for()
+    assert entry.locator(".status").text_content() == "check"
+    text.press_sequentially(" {date}")
+    p.wait_for_function("e => !e.textContent.includes('drops')", arg=problems.element_handle())
+    assert entry.locator(".status").text_content() == "done" and problems.text_content() == ""
+    assert p.url.endswith("/translations/pt-BR")  # no reload, nothing saved
+    p.reload()
+    assert "Sem a data" not in p.locator("ol.entries").text_content()

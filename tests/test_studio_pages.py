@@ -203,3 +203,23 @@ def test_the_studio_names_each_message_in_the_pages_language(client: TestClient)
     assert "30 days before Cancel before the new price" in client.get(f"{base}/preview?lang=en").text
     indonesian = client.get(f"{base}/preview?lang=id").text
     assert "30 days before" not in indonesian and "30 hari sebelum" in indonesian
+
+
+def test_the_live_check_of_a_translation_answers_its_badge_and_problems_without_saving(client: TestClient) -> None:
+    base = _created(client)
+    page = client.get(f"{base}/translations/pt-BR").text
+    keys = [html.unescape(k) for k in re.findall(r'name="key" value="([^"]*)"', page)]
+    dated = next(k for k in keys if "%(date)s" in k and "%(" not in k.replace("%(date)s", ""))
+    check = f"{base}/translations/pt-BR/check"
+    bad = _post(client, check, {"key": dated, "form": "Sem a data"})
+    assert bad.status_code == 200 and bad.headers["cache-control"] == "no-store"
+    assert bad.json() == {"status": "check", "problems": ["form 0 drops placeholder(s) date"]}
+    assert _post(client, check, {"key": dated, "form": "Até {date}, 100%"}).json() == {"status": "done",
+                                                                                       "problems": []}
+    assert _post(client, check, {"key": dated, "form": ""}).json()["status"] == "missing"
+    assert 'data-live-check="' in page and 'aria-live="polite"' in page
+    assert "Até" not in client.get(f"{base}/translations/pt-BR").text
+    assert _post(client, check, {"key": "no such entry", "form": "x"}).status_code == 404
+    assert client.post(check, data={"key": dated, "form": "x"}, follow_redirects=False).status_code == 403
+    with TestClient(client.app, base_url="http://127.0.0.1") as stranger:
+        assert stranger.post(check, data={"key": dated, "form": "x"}, follow_redirects=False).status_code == 401

@@ -12,7 +12,15 @@ from translate.storage.xliff2 import Xliff2File
 
 from notifier.errors import CampaignError, NotFound
 from notifier.studio import store
-from notifier.studio.translations import entries, export_po, export_xliff, gate, import_translations, set_translations
+from notifier.studio.translations import (
+    check_forms,
+    entries,
+    export_po,
+    export_xliff,
+    gate,
+    import_translations,
+    set_translations,
+)
 from tests.test_studio_words import acme_bundle, acme_words, reminder_of, translate_rest
 
 HELLO = "Hi %(name)s,"
@@ -158,3 +166,18 @@ def test_a_translation_or_a_word_with_html_is_refused_so_no_tag_reaches_an_inbox
     with pytest.raises(CampaignError) as refused:
         acme_bundle(acme_words(paragraphs=["Hi {name},", "Keep it.", "<script>alert(2)</script>"]))
     assert any("plain text" in p.message and p.field == "reminder.paragraphs[2]" for p in refused.value.problems)
+
+
+def test_check_forms_gives_the_verdict_entries_would_give_before_anything_is_saved() -> None:
+    bundle = acme_bundle()
+    assert check_forms(bundle, "id", HELLO, ["Halo,"]) == ("done", ("form 0 drops placeholder(s) name",))
+    status, problems = check_forms(bundle, "id", HELLO, ["<b>Halo</b> %(name)s,"])
+    assert status == "done" and any("a translation is plain text" in p for p in problems)
+    assert check_forms(bundle, "id", HELLO, ["Halo %(name)s,"]) == ("done", ())
+    assert check_forms(bundle, "id", HELLO, [""]) == ("missing", ())
+    assert check_forms(bundle, "pt-BR", DAYS, ["%(num)d dia", "%(num)d dias", "%(num)d dias"])[1] == ()
+    assert by_key(bundle, "id")[HELLO].status == "missing"  # nothing was saved
+    saved = set_translations(bundle, "id", {HELLO: ["Halo,"]})
+    assert check_forms(bundle, "id", HELLO, ["Halo,"])[1] == by_key(saved, "id")[HELLO].problems  # one check
+    with pytest.raises(NotFound):
+        check_forms(bundle, "id", "no such message", ["x"])

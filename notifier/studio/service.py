@@ -289,6 +289,14 @@ def get_translations(web: Web, campaign_id: str, locale: str) -> list[Entry]:
     return tr.entries(bundle, checked_locale(store.campaign_of(bundle), locale))
 
 
+def check_translation(web: Web, campaign_id: str, locale: str, key: str, forms: Sequence[str]) -> dict[str, Any]:
+    """The gate's verdict on one entry translated as ``forms`` (gettext placeholders), nothing saved: the page
+    shows it as the translator types."""
+    bundle = latest_bundle(web, campaign_id)
+    status, problems = tr.check_forms(bundle, checked_locale(store.campaign_of(bundle), locale), key, forms)
+    return {"status": status, "problems": list(problems)}
+
+
 def put_translations(web: Web, campaign_id: str, locale: str, changes: Mapping[str, Sequence[str]], *,
                      origin: str = "studio", base_version: int | None = None) -> Saved:
     def change(bundle: store.Bundle) -> tuple[store.Bundle, Sequence[Problem]]:

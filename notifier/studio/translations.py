@@ -95,7 +95,6 @@ def _catalog(bundle: store.Bundle, locale: str) -> tuple[str, Catalog, Catalog]:
 def entries(bundle: store.Bundle, locale: str) -> list[Entry]:
     """Every message of the campaign with its translation into ``locale``, its status and its problems."""
     path, template, catalog = _catalog(bundle, locale)
-    n = plural_count(locale)
     push = _push_limits(bundle, locale)
     found = []
     for msg in template:
@@ -103,16 +102,39 @@ def entries(bundle: store.Bundle, locale: str) -> list[Entry]:
             continue
         plural = isinstance(msg.id, (list, tuple))
         have = catalog.get(msg.id if isinstance(msg.id, str) else msg.id[0], context=msg.context)
-        target = _strings(have) if have is not None else ()
-        target = tuple(target[:n]) + ("",) * (n - len(target)) if plural else (target or ("",))[:1]
-        status = "missing" if not all(target) else "fuzzy" if have is not None and have.fuzzy else "done"
-        problems = [] if have is None or status == "missing" else [
-            p.message for p in check_message(path, have, n, locale) if not p.message.startswith(_STATUS_ONLY)]
-        problems += push(msg, target) if status != "missing" else []
+        status, target, problems = _verdict(path, msg, _strings(have) if have is not None else (),
+                                            have is not None and have.fuzzy, locale, push)
         found.append(Entry(_key(msg), tuple(msg.id) if plural else (msg.id,), target,
-                           plural_names(locale) if plural else (), status, tuple(problems),
+                           plural_names(locale) if plural else (), status, problems,
                            tuple(f"{file}:{line}" for file, line in msg.locations)))
     return found
+
+
+def check_forms(bundle: store.Bundle, locale: str, key: str, forms: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """(status, problems) of one entry as if ``forms`` (gettext placeholders) were its translation: the very checks
+    :func:`entries` makes, so the page can give the gate's verdict as the translator types, before a save."""
+    path, template, _ = _catalog(bundle, locale)
+    context, _, msgid = key.rpartition("\x04")
+    source = template.get(msgid, context=context or None)
+    if source is None:
+        raise NotFound(f"{path}: no message {key[:80]!r} in this campaign")
+    status, _, problems = _verdict(path, source, tuple(forms), False, locale, _push_limits(bundle, locale))
+    return status, problems
+
+
+def _verdict(path: str, msg: Message, strings: Sequence[str], fuzzy: bool, locale: str,
+             push: Callable[[Message, Sequence[str]], list[str]]) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(status, target padded to the locale's forms, problems) of a template message translated as ``strings``:
+    the one check of an entry, whether stored or being typed."""
+    n = plural_count(locale)
+    plural = isinstance(msg.id, (list, tuple))
+    target = tuple(strings[:n]) + ("",) * (n - len(strings)) if plural else (tuple(strings) or ("",))[:1]
+    status = "missing" if not all(target) else "fuzzy" if fuzzy else "done"
+    if status == "missing":
+        return status, target, ()
+    have = Message(msg.id, tuple(strings) if plural else target[0], context=msg.context)  # extra forms: a problem
+    problems = [p.message for p in check_message(path, have, n, locale) if not p.message.startswith(_STATUS_ONLY)]
+    return status, target, tuple(problems + push(msg, target))
 
 
 def _push_limits(bundle: store.Bundle, locale: str) -> Callable[[Message, Sequence[str]], list[str]]:

@@ -42,6 +42,8 @@ from notifier.web.studio_models import (
     SniffOut,
     StarterIn,
     TestSendIn,
+    TranslationCheckIn,
+    TranslationCheckOut,
     UploadOut,
 )
 
@@ -250,6 +252,13 @@ def get_translations(request: Request, campaign_id: str, locale: str) -> list[An
     """Side by side: each entry's source, target per plural form, status and problems."""
     return [EntryOut.model_validate(e, from_attributes=True)
             for e in service.get_translations(web_of(request), campaign_id, locale)]
+
+
+@router.post("/campaigns/{campaign_id}/translations/{locale}/check", response_model=TranslationCheckOut)
+@capped(MAX_JSON)
+def check_translation(request: Request, campaign_id: str, locale: str, entry: TranslationCheckIn) -> dict[str, Any]:
+    """The gate's verdict on one entry with these forms, nothing saved (the studio shows it as one types)."""
+    return service.check_translation(web_of(request), campaign_id, locale, entry.key, entry.forms)
 
 
 @router.put("/campaigns/{campaign_id}/translations/{locale}", response_model=SavedOut)

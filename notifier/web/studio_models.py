@@ -95,6 +95,20 @@ class EntryOut(BaseModel):
     where: list[str]
 
 
+class TranslationCheckIn(BaseModel):
+    """One entry as the translator has it so far: checked, not saved."""
+    model_config = ConfigDict(extra="forbid")
+    key: str = Field(max_length=8000, description="the entry's key, as GET .../translations/{locale} gives it")
+    forms: list[str] = Field(max_length=6, description="one text per plural form, gettext placeholders "
+                             "(%(date)s), as PUT .../translations/{locale} takes them",
+                             examples=[["Harga berubah pada %(date)s"]])
+
+
+class TranslationCheckOut(BaseModel):
+    status: str = Field(description="missing | done: what the entry would be if saved")
+    problems: list[str] = Field(description="the translation gate's problems with these forms (none: it passes)")
+
+
 class GateOut(BaseModel):
     errors: list[ProblemOut]
     warnings: list[ProblemOut]

@@ -254,6 +254,23 @@ async def save_translations(request: Request, campaign_id: str, locale: str) -> 
     return await _locale_page(request, campaign_id, locale, done="saved", blocking=_problems(saved.problems))
 
 
+@router.post("/campaigns/{campaign_id}/translations/{locale}/check")
+async def check_translation(request: Request, campaign_id: str, locale: str) -> JSONResponse:
+    """Live check for studio.js: one entry's badge and problems with the forms typed so far ({placeholders}, as
+    the page shows them), nothing saved."""
+    posted = await _form(request)
+    key = posted.get("key")
+    if not isinstance(key, str):
+        raise RequestRefused(422, "the check needs the entry's key")
+    sources = {e.key: e.source for e in await _call(request, service.get_translations, _id(campaign_id), locale)}
+    if key not in sources:
+        raise NotFound("no such entry in this campaign: reload the page")
+    typed = [forms.as_catalog_text(v.strip(), sources[key]) for v in posted.getlist("form") if isinstance(v, str)]
+    found = await _call(request, service.check_translation, campaign_id, locale, key, typed)
+    status = "check" if found["problems"] else found["status"]
+    return JSONResponse({"status": status, "problems": found["problems"]}, headers=NO_STORE)
+
+
 @router.get("/campaigns/{campaign_id}/translations/{locale}/export")
 async def export_catalog(request: Request, campaign_id: str, locale: str, format: str = "po") -> Response:
     await run_in_threadpool(identity, request)

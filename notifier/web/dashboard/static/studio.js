@@ -207,8 +207,46 @@
     if (state !== "done" && state !== "failed") { setTimeout(refresh, 300); }
   }
 
+  // --- a translation: the gate's verdict as one types --------------------------------------------------------
+  // Each entry's typed forms go to the server (nothing is saved) ~300 ms after the last key; its badge and problems
+  // list (an aria-live region) follow the answer. Without this script the page checks on Save, as before.
+  function liveTranslations(form) {
+    var csrf = form.querySelector('input[name="csrf"]').value, url = form.getAttribute("data-live-check");
+    $$("li.entry", form).forEach(function (entry) {
+      var timer = null, asked = 0, badge = $(".status", entry), live = $(".entry-live", entry);
+      function show(answer) {
+        entry.className = entry.className.replace(/\bentry-\S+/g, "").trim() + " entry-" + answer.status;
+        badge.className = "status status-" + answer.status;
+        badge.textContent = form.getAttribute("data-status-" + answer.status) || answer.status;
+        var problems = answer.problems || [];
+        if (!problems.length) { live.replaceChildren(); return; }
+        var list = document.createElement("ul");
+        list.className = "entry-problems";
+        problems.forEach(function (p) { var li = document.createElement("li"); li.textContent = p; list.appendChild(li); });
+        live.replaceChildren(list);
+      }
+      function check() {
+        var mine = ++asked, data = new FormData();
+        data.set("csrf", csrf);
+        data.set("key", $('input[name="key"]', entry).value);
+        $$("textarea", entry).forEach(function (t) { data.append("form", t.value); });
+        fetch(url, { method: "POST", body: data, credentials: "same-origin", cache: "no-store",
+                     headers: { "Accept": "application/json" } })
+          .then(function (r) { return r.ok ? r.json() : null; })
+          .then(function (answer) { if (answer && mine === asked) { show(answer); } })
+          .catch(function () {});
+      }
+      entry.addEventListener("input", function (e) {
+        if (!e.target.matches("textarea")) { return; }
+        clearTimeout(timer);
+        timer = setTimeout(check, 300);
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     var s = $("#starter-form"); if (s) { starter(s); }
+    var t = $("#translations-form"); if (t) { liveTranslations(t); }
     var m = $("#placeholder-menu"); if (m) { placeholders(m); }
     var a = $("#audience-form"); if (a) { dropzone(a); }
     var f = $("#mapping-form"); if (f) { mapping(f); }
