@@ -22,18 +22,24 @@ def demo(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def test_by_keyboard_enter_creates_and_a_placeholder_goes_where_the_marketer_tabbed(demo: str, page: Any) -> None:
-    p = page
+def created_by_keyboard(p: Any, demo: str, ident: str, name: str) -> Any:
+    """Logged in, a campaign made from the starter by pressing Enter in its Name (Enter creates; it does not add a
+    deadline); the page is then its words."""
     p.goto(f"{demo}/campaigns/new/starter")
     p.get_by_label("Admin password").fill(PASSWORD)
     p.get_by_role("button", name="Log in").click()
     p.goto(f"{demo}/campaigns/new/starter")
-    p.get_by_label("Id", exact=True).fill("keys-2027")
+    p.get_by_label("Id", exact=True).fill(ident)
     p.get_by_label("Sender email").fill("news@acme.example")
     p.get_by_label("Date").fill("2027-03-01")
-    p.get_by_label("Name", exact=True).fill("Keys")
+    p.get_by_label("Name", exact=True).fill(name)
     p.get_by_label("Name", exact=True).press("Enter")
-    p.wait_for_url(re.compile(r"/campaigns/keys-2027/words\?done=created"))
+    p.wait_for_url(re.compile(rf"/campaigns/{ident}/words\?done=created"))
+    return p
+
+
+def test_by_keyboard_enter_creates_and_a_placeholder_goes_where_the_marketer_tabbed(demo: str, page: Any) -> None:
+    p = created_by_keyboard(page, demo, "keys-2027", "Keys")
 
     subject, preheader, heading = (p.locator(f"#announcement-{f}") for f in ("subject", "preheader", "heading"))
     before = {f: p.locator(f"#announcement-{f}").input_value() for f in ("subject", "preheader", "heading")}
@@ -57,17 +63,7 @@ def test_by_keyboard_enter_creates_and_a_placeholder_goes_where_the_marketer_tab
 
 
 def test_a_translation_shows_its_problem_as_it_is_typed_and_loses_it_when_fixed(demo: str, page: Any) -> None:
-    p = page
-    p.goto(f"{demo}/campaigns/new/starter")
-    p.get_by_label("Admin password").fill(PASSWORD)
-    p.get_by_role("button", name="Log in").click()
-    p.goto(f"{demo}/campaigns/new/starter")
-    p.get_by_label("Id", exact=True).fill("live-2027")
-    p.get_by_label("Sender email").fill("news@acme.example")
-    p.get_by_label("Date").fill("2027-03-01")
-    p.get_by_label("Name", exact=True).fill("Live")
-    p.get_by_label("Name", exact=True).press("Enter")
-    p.wait_for_url(re.compile(r"/campaigns/live-2027/words\?done=created"))
+    p = created_by_keyboard(page, demo, "live-2027", "Live")
     p.goto(f"{demo}/campaigns/live-2027/translations/pt-BR")
     entry = p.locator("li.entry").filter(has=p.locator(".source p", has_text=re.compile(r"^[^{]*\{date\}[^{]*$"))).first
     text, problems = entry.locator("textarea").first, entry.locator(".entry-live")
