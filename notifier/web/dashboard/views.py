@@ -43,10 +43,7 @@ def campaign_path(settings: Settings, campaign_id: str) -> Path:
     """The file of a campaign id; an id that could not be one names no campaign."""
     if not could_be_campaign_id(campaign_id):
         raise NotFound(f"no campaign {campaign_id[:80]!r}: an id is lowercase letters, digits, - and _")
-    templates_dir, _locales = settings.copy_dirs(campaign_id)
-    if templates_dir != settings.templates_dir:  # kept in the ledger: this machine's copy of it
-        return settings.studio_dir / "campaigns" / f"{campaign_id}.yaml"
-    return settings.campaigns_dir / f"{campaign_id}.yaml"
+    return store.campaign_file(settings, campaign_id)  # kept in the ledger: this machine's copy of it
 
 
 def draft_ids(settings: Settings, scheduled: set[str]) -> list[str]:
