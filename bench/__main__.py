@@ -4,10 +4,10 @@
 
 Generates an audience in a stream, imports it into a PostgreSQL database of its own, schedules and plans the
 campaign, sends its first wave (email, then push) through the real SDKs to the emulator (ids-only log) with two
-Celery workers on a private Redis, measures the box's bare push ceiling and the naive baseline in the same run,
-and records every figure: a PNG chart and a row of bench/RESULTS.md. Above 100,000 recipients it also runs at
-100,000 first, so memory can be compared across sizes. The last line printed is the summary
-(``bench: recipients=N import_s=X ...``).
+Celery workers on a private Redis, measures the box's push and email ceilings (bench/ceiling.py,
+bench/email_ceiling.py) and the naive baseline in the same run, and records every figure: a PNG chart and a row of
+bench/RESULTS.md. Above 100,000 recipients it also runs at 100,000 first, so memory can be compared across sizes.
+The last line printed is the summary (``bench: recipients=N import_s=X ...``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ DEFAULT_SERVER = os.environ.get("BENCH_POSTGRES_URL", "postgresql+psycopg://post
 SECRETS = {"NOTIFIER_SECRET_KEY": "bench-" + "k" * 40, "NOTIFIER_PUBLIC_URL": "https://notify.bench.example"}
 ACCEPTED = {"email": "emails_accepted", "push": "pushes_accepted"}  # the emulator's counters
 SUMMARY = ("recipients", "import_s", "plan_s", "email_per_s", "push_per_s", "push_ceiling_per_s", "push_ratio",
-           "baseline_email_per_s", "speedup_email", "peak_rss_mb")
+           "baseline_email_per_s", "speedup_email", "peak_rss_mb", "email_ceiling_per_s", "email_ratio",
+           "materialize_s", "ledger_bytes_per_message")
 
 
 @dataclass
@@ -64,6 +65,12 @@ class Size:
     @property
     def push_per_s(self) -> float:
         return self.pushes / self.push_s if self.push_s else 0.0
+
+    @property
+    def ledger_bytes_per_message(self) -> float:
+        """The ledger's bytes on disk over its delivery rows (``outcomes`` counts every row)."""
+        rows = sum(self.outcomes.values())
+        return self.ledger_mb * 1024 * 1024 / rows if rows else 0.0
 
 
 def _stats(url: str) -> dict[str, Any]:
@@ -239,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk", type=int, default=1000, help="rows per chunk task (NOTIFIER_CHUNK_SIZE)")
     parser.add_argument("--baseline-sample", type=int, default=1000, help="recipients sent the naive way")
     parser.add_argument("--ceiling-requests", type=int, default=20000)
+    parser.add_argument("--email-ceiling-requests", type=int, default=200,
+                        help="1,000-personalization bodies posted to the emulator for the email ceiling")
     parser.add_argument("--server", default=DEFAULT_SERVER, help="a PostgreSQL server URL (a database of its own "
                                                                   "is created and dropped there)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench", help="where the chart and RESULTS.md go")
@@ -249,6 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--recipients must be at least 1")
 
     from bench.ceiling import push_ceiling
+    from bench.email_ceiling import email_ceiling
 
     def progress(line: str) -> None:
         print(f"  {line}", flush=True)
@@ -264,6 +274,10 @@ def main(argv: list[str] | None = None) -> None:
                                  baseline_sample=sample, progress=progress)
             runs.append(size)
             baseline = got or baseline
+        email = email_ceiling(Path(tmp), requests=args.email_ceiling_requests)
+    progress(f"email ceiling (pooled {email.client} → the emulator, prebuilt {email.body_bytes:,}-byte bodies of "
+             f"1,000): {email.per_s:,.0f}/s, the emulator at {email.emulator_cpu_share:.0%} of a core, "
+             f"{email.emulator_us_per_message:.1f} µs CPU a message")
     ceiling = push_ceiling(requests=args.ceiling_requests)
     progress(f"push ceiling (pooled aiohttp → bare aiohttp server): {ceiling.per_s:,.0f}/s")
     last = runs[-1]
@@ -278,6 +292,9 @@ def main(argv: list[str] | None = None) -> None:
         "baseline_email_per_s": round(baseline_email, 1),
         "speedup_email": round(last.email_per_s / baseline_email, 1) if baseline_email else 0.0,
         "peak_rss_mb": round(max(last.rss_mb.values()), 1),
+        "email_ceiling_per_s": round(email.per_s), "email_ratio": round(last.email_per_s / email.per_s, 3),
+        "materialize_s": round(last.materialize_s, 1),
+        "ledger_bytes_per_message": round(last.ledger_bytes_per_message),
     }
     for run in runs:
         progress(f"{run.recipients:,}: peak RSS MB {json.dumps({k: round(v, 1) for k, v in run.rss_mb.items()})}, "
@@ -286,8 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_results:
         small = runs[0]
         row: dict[str, object] = {
-            "date": f"{when:%Y-%m-%d %H:%M}", "cores": os.cpu_count(), **summary,
-            "materialize_s": round(last.materialize_s, 1), "vacuum_s": round(last.vacuum_s, 1),
+            "date": f"{when:%Y-%m-%d %H:%M}", "cores": os.cpu_count(), **summary, "vacuum_s": round(last.vacuum_s, 1),
             "emails": last.emails, "email_s": round(last.email_s, 1),
             "pushes": last.pushes, "push_s": round(last.push_s, 1),
             "worker_rss_mb": round(max(v for k, v in last.rss_mb.items() if k.startswith("worker")), 1),
@@ -298,7 +314,8 @@ def main(argv: list[str] | None = None) -> None:
             if small.recipients == 100_000 else "",
             "baseline_sample": baseline.emails if baseline else 0,
         }
-        report.append_results(args.out / "RESULTS.md", row)
+        report.append_results(args.out / "RESULTS.md", row,
+                              heading=f"## `python -m bench`, columns as of {when:%Y-%m-%d}")
     print("bench: " + " ".join(f"{k}={summary[k]}" for k in SUMMARY), flush=True)
 
 

@@ -147,17 +147,25 @@ def _header(columns: Sequence[str]) -> str:
     return f"| {' | '.join(_cell(c) for c in columns)} |\n|{'|'.join('---' for _ in columns)}|\n"
 
 
-def _last_columns(text: str) -> list[str] | None:
-    """The columns of the file's last table header (the row above the last ``|---|`` line)."""
-    lines = text.splitlines()
-    for i in range(len(lines) - 1, 0, -1):
-        if lines[i].startswith("|---") or lines[i].startswith("| ---"):
-            return [c.strip() for c in lines[i - 1].strip().strip("|").split("|")]
-    return None
+def _columns(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
-def append_results(path: Path, row: dict[str, object]) -> None:
-    """Append one run to the Markdown table; a row with other columns starts a new table rather than misalign."""
+def _tables(lines: Sequence[str]) -> list[tuple[list[str], int]]:
+    """(columns, index of its last row) of every Markdown table in the file, in the file's order."""
+    found = []
+    for i in range(1, len(lines)):
+        if (lines[i].startswith("|---") or lines[i].startswith("| ---")) and lines[i - 1].startswith("|"):
+            end = i
+            while end + 1 < len(lines) and lines[end + 1].startswith("|"):
+                end += 1
+            found.append((_columns(lines[i - 1]), end))
+    return found
+
+
+def append_results(path: Path, row: dict[str, object], heading: str | None = None) -> None:
+    """Add one run to the Markdown table with its columns, wherever it is in the file (the last such table); a row
+    with other columns starts a new table at the end, under ``heading`` when given, so old rows stay as they were."""
     path = Path(path)
     columns = [_cell(k) for k in row]
     line = f"| {' | '.join(_cell(v) for v in row.values())} |\n"
@@ -166,15 +174,19 @@ def append_results(path: Path, row: dict[str, object]) -> None:
         path.write_text(f"# Bench results\n\n{RESULTS_INTRO}\n\n{_header(columns)}{line}", encoding="utf-8")
         return
     text = path.read_text(encoding="utf-8")
-    addition = line if _last_columns(text) == columns else f"\n{_header(columns)}{line}"
-    if text and not text.endswith("\n"):
-        addition = "\n" + addition
-    with path.open("a", encoding="utf-8") as out:
-        out.write(addition)
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    joins = [end for found, end in _tables([x.rstrip("\n") for x in lines]) if found == columns]
+    if joins:
+        lines.insert(joins[-1] + 1, line)
+    else:
+        lines.append(f"\n{heading}\n\n{_header(columns)}{line}" if heading else f"\n{_header(columns)}{line}")
+    path.write_text("".join(lines), encoding="utf-8")
 
 
-def ledger_size_mb(engine_or_url: Any) -> float:
-    """The ledger's size on disk in MB (PostgreSQL's database size, or the SQLite file): what a wave leaves behind."""
+def ledger_size_bytes(engine_or_url: Any) -> int:
+    """The ledger's size on disk in bytes (PostgreSQL's database size, or the SQLite file and its WAL)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import Engine
 
@@ -182,16 +194,19 @@ def ledger_size_mb(engine_or_url: Any) -> float:
     try:
         if engine.dialect.name == "postgresql":
             with engine.connect() as connection:
-                size = connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
-            return int(size) / (1024 * 1024)
+                return int(connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
         if engine.dialect.name == "sqlite":
             database = engine.url.database
             if not database or database == ":memory:":
-                return 0.0
+                return 0
             files = [Path(database), Path(f"{database}-wal")]
-            return sum(f.stat().st_size for f in files if f.exists()) / (1024 * 1024)
-        raise ValueError(f"ledger_size_mb knows PostgreSQL and SQLite, not {engine.dialect.name}")
+            return sum(f.stat().st_size for f in files if f.exists())
+        raise ValueError(f"ledger_size_bytes knows PostgreSQL and SQLite, not {engine.dialect.name}")
     finally:
         if engine is not engine_or_url:
             engine.dispose()
 
+
+def ledger_size_mb(engine_or_url: Any) -> float:
+    """The ledger's size on disk in MB (``ledger_size_bytes``): what a wave leaves behind."""
+    return ledger_size_bytes(engine_or_url) / (1024 * 1024)

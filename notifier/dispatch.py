@@ -29,7 +29,7 @@ from notifier.i18n import negotiate
 from notifier.ledger import claims, holds, queries, suppressions
 from notifier.ledger.claims import RowOutcome
 from notifier.ledger.db import durably, transaction
-from notifier.ledger.models import DeliveryState, SkipReason
+from notifier.ledger.states import DeliveryState, SkipReason
 from notifier.links import unsubscribe_headers
 from notifier.planner import parse_send_key, window_reopens
 from notifier.render import Personal, Renderer
@@ -324,12 +324,12 @@ class Dispatcher:
         try:
             results = self.channels[channel].send([m for _, m, _ in batch])
         except BaseException as exc:  # the provider may have any of them: uncertain, recorded before it goes on
-            self._record([self._in_flight(row, campaigns[row.campaign_id], now) for row, _ in rows.values()], now,
-                         owner)
+            counts = self._record([self._in_flight(row, campaigns[row.campaign_id], now) for row, _ in rows.values()],
+                                  now, owner)
             if not isinstance(exc, Exception):
                 raise
             log.exception("channel %s failed on a batch of %d; recorded as uncertain", channel, len(rows))
-            return Counter({"retry": len(rows)})
+            return counts
         try:
             outcomes = [self._outcome(r, *rows[r.delivery_id], campaigns[rows[r.delivery_id][0].campaign_id], now)
                         for r in results]

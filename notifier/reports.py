@@ -19,17 +19,9 @@ from notifier.config import Settings
 from notifier.eligibility import reachable
 from notifier.errors import NotFound
 from notifier.ledger import holds
-from notifier.ledger.models import (
-    OPEN_STATES,
-    CampaignRow,
-    CampaignState,
-    DeliveryRow,
-    DeliveryState,
-    PushToken,
-    Recipient,
-    SendGroup,
-)
+from notifier.ledger.models import CampaignRow, DeliveryRow, PushToken, Recipient, SendGroup
 from notifier.ledger.queries import campaign_of, get_campaign, rows_to_come, send_channels
+from notifier.ledger.states import FINAL_STATES, OPEN_STATES, CampaignState, DeliveryState, Phase, ReportState
 
 STATES = [s.value for s in DeliveryState]
 ToCome = Callable[[Session, CampaignRow], int]  # the rows a campaign's groups not yet due will create
@@ -42,16 +34,13 @@ def phase_of(state: str, groups: int, groups_done: int, open_rows: bool, blocked
     if state != CampaignState.SCHEDULED:
         return str(state)
     if blocked:
-        return "blocked"
-    return "finished" if groups_done == groups and not open_rows else "sending"
-
-
-FINAL_STATES = (DeliveryState.SENT, DeliveryState.SKIPPED, DeliveryState.FAILED)
+        return Phase.BLOCKED.value
+    return Phase.FINISHED.value if groups_done == groups and not open_rows else Phase.SENDING.value
 
 
 def percent(done: int, planned: int, phase: str) -> int:
     """How far a campaign has come, in messages with an outcome of all the plan makes; a finished one is at 100."""
-    if phase == "finished":
+    if phase == Phase.FINISHED:
         return 100
     return min(100, int(100 * done / planned)) if planned else 0
 
@@ -94,7 +83,7 @@ class CampaignStatus:
 
     @property
     def states(self) -> list[str]:
-        return [*STATES, "uncertain"]  # uncertain: a worker died with the row in flight (any final state)
+        return [*STATES, ReportState.UNCERTAIN.value]  # rows the provider may have, unanswered; any state
 
     def table_rows(self) -> list[list[Any]]:
         rows: list[list[Any]] = [[send, ch, *(c.get(s, 0) for s in self.states)]
@@ -137,12 +126,13 @@ def campaign_status(session: Session, campaign_id: str, settings: Settings | Non
     campaign's copy is checked against the approved one (its phase may be blocked)."""
     row = get_campaign(session, campaign_id)
     groups, done = _groups_done(session, campaign_id)
-    next_at = None if row.state == "cancelled" else session.scalar(select(func.min(SendGroup.send_at)).where(
-        SendGroup.campaign_id == campaign_id, SendGroup.materialized_upto == 0))
+    next_at = None if row.state == CampaignState.CANCELLED else session.scalar(
+        select(func.min(SendGroup.send_at)).where(SendGroup.campaign_id == campaign_id,
+                                                  SendGroup.materialized_upto == 0))
     st = CampaignStatus(row.id, row.state, groups, done, next_at, copy=_copy(row, settings),
                         to_come=to_come(session, row))
     _count_rows(session, st)
-    if st.phase in ("sending", "blocked"):
+    if st.phase in (Phase.SENDING, Phase.BLOCKED):
         st.held = [h.reason for h in holds.active(session)]
     return st
 
@@ -167,10 +157,11 @@ def _count_rows(session: Session, st: CampaignStatus) -> None:
     first = dict(session.execute(select(SendGroup.send_key, func.min(SendGroup.send_at))
                                  .where(SendGroup.campaign_id == st.campaign_id).group_by(SendGroup.send_key)).all())
     reason = _REASON.label("reason")
-    q = (select(DeliveryRow.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason,
+    q = (select(SendGroup.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason,
                 func.count(), func.count().filter(DeliveryRow.uncertain.is_(True)))
+         .join(SendGroup, SendGroup.id == DeliveryRow.group_id)
          .where(DeliveryRow.campaign_id == st.campaign_id)
-         .group_by(DeliveryRow.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason))
+         .group_by(SendGroup.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason))
     counts: dict[tuple[str, str], Counter[str]] = {}
     by_locale: Counter[tuple[str, str, str, str]] = Counter()
     skips: Counter[str] = Counter()
@@ -179,7 +170,7 @@ def _count_rows(session: Session, st: CampaignStatus) -> None:
     for send, locale, channel, state, why, n, uncertain in session.execute(q):
         c = counts.setdefault((send, channel), Counter())
         c[state] += n
-        c["uncertain"] += uncertain
+        c[ReportState.UNCERTAIN.value] += uncertain
         by_locale[(send, locale or "-", channel, state)] += n
         if state == DeliveryState.SKIPPED:
             skips[why] += n
@@ -317,9 +308,10 @@ def campaign_lines(session: Session, settings: Settings | None = None,
         copy = _copy(row, settings)
         blocked = copy is not None and copy.blocked
         phase = phase_of(row.state, groups, done, any(counts[s] for s in OPEN_STATES), blocked)
-        nxt = nxt if phase not in ("finished", "cancelled", "blocked") else None  # blocked: nothing goes out then
+        # blocked: nothing goes out then
+        nxt = nxt if phase not in (Phase.FINISHED, Phase.CANCELLED, Phase.BLOCKED) else None
         lines.append(CampaignLine(row.id, str(row.state), phase, counts[DeliveryState.SENT.value], counts.total(),
-                                  done, groups, nxt, held if phase in ("sending", "blocked") else (),
+                                  done, groups, nxt, held if phase in (Phase.SENDING, Phase.BLOCKED) else (),
                                   counts.total() + to_come(session, row), sum(counts[s] for s in FINAL_STATES),
                                   copy))
     return lines
@@ -372,7 +364,7 @@ class RecipientMessage:
     campaign_id: str
     send_key: str
     channel: str
-    state: str  # a DeliveryState word, or "planned" for a send not materialized yet
+    state: str  # a DeliveryState word, or ReportState.PLANNED for a send not materialized yet
     at: datetime  # sent_at when sent, otherwise when the send is (or was) due
     skip_reason: str | None = None
     last_error: str | None = None
@@ -419,7 +411,8 @@ def _planned(session: Session, member: LedgerMember, campaign_id: str | None) ->
             continue
         on = reachable(campaign.countries, campaign.channels, member.country, member.email, member.push_tokens)
         for channel in send_channels(campaign, group.timezone, group.send_key, on):
-            yield RecipientMessage(row.id, group.send_key, channel, "planned", group.send_at.astimezone(tz))
+            yield RecipientMessage(row.id, group.send_key, channel, ReportState.PLANNED.value,
+                                   group.send_at.astimezone(tz))
 
 
 def counts_text(counts: Mapping[Any, int], empty: str = "nothing") -> str:

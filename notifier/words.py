@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 from notifier.campaign import Campaign, Deadline
-from notifier.ledger.models import DeliveryState, SkipReason
+from notifier.ledger.states import WINDOW_WAIT_TICK, DeliveryState, Phase, ReportState, SkipReason, TickCount
 from notifier.planner import parse_send_key
 
 if TYPE_CHECKING:
@@ -52,11 +52,12 @@ STATES: dict[str, str] = {
     DeliveryState.PENDING.value: _("pending"), DeliveryState.QUEUED.value: _("queued"),
     DeliveryState.SENDING.value: _("sending"), DeliveryState.SENT.value: _("sent"),
     DeliveryState.SKIPPED.value: _("skipped"), DeliveryState.FAILED.value: _("failed"),
-    "planned": _("planned"),  # a send whose rows do not exist yet
+    ReportState.PLANNED.value: _("planned"),  # a send whose rows do not exist yet: no state of a row
 }
-PHASES = {
-    "draft": _("draft"), "scheduled": _("scheduled"), "sending": _("sending"), "blocked": _("blocked"),
-    "finished": _("finished"), "paused": _("paused"), "cancelled": _("cancelled"),
+PHASES: dict[str, str] = {
+    Phase.DRAFT.value: _("draft"), Phase.SCHEDULED.value: _("scheduled"), Phase.SENDING.value: _("sending"),
+    Phase.BLOCKED.value: _("blocked"), Phase.FINISHED.value: _("finished"), Phase.PAUSED.value: _("paused"),
+    Phase.CANCELLED.value: _("cancelled"),
 }
 BLOCKED = _("the copy changed since it was approved: schedule again to approve it")  # see notifier.approval
 CATEGORIES = {
@@ -81,12 +82,12 @@ def _window_opens(error: str | None) -> str | None:
 
 
 def tick_word(state: str, error: str | None) -> str:
-    """How a tick counts one outcome: its state; for a row pending again, "waiting for 08:00 local" when it waits for
-    the recipient's window, "retry" when an attempt failed and another comes."""
+    """How a tick counts one outcome (a ``TickCount``): its state; for a row pending again, "waiting for 08:00 local"
+    when it waits for the recipient's window (``WINDOW_WAIT_TICK``), else "retry"."""
     if state != DeliveryState.PENDING:
-        return str(state)
+        return str(state)  # an outcome is sent, failed or skipped: TickCount's words
     opens = _window_opens(error)
-    return f"waiting for {opens} local" if opens else "retry"
+    return WINDOW_WAIT_TICK.format(opens=opens) if opens else TickCount.RETRY.value
 
 
 class Words:

@@ -20,7 +20,9 @@ from tests.conftest import PG_URL, ROOT
 SUMMARY = re.compile(
     r"bench: recipients=2000 import_s=(?P<import_s>[\d.]+) plan_s=[\d.]+ email_per_s=(?P<email>\d+) "
     r"push_per_s=(?P<push>\d+) push_ceiling_per_s=(?P<ceiling>\d+) push_ratio=[\d.]+ "
-    r"baseline_email_per_s=(?P<baseline>[\d.]+) speedup_email=[\d.]+ peak_rss_mb=(?P<rss>[\d.]+)")
+    r"baseline_email_per_s=(?P<baseline>[\d.]+) speedup_email=[\d.]+ peak_rss_mb=(?P<rss>[\d.]+) "
+    r"email_ceiling_per_s=(?P<email_ceiling>\d+) email_ratio=(?P<email_ratio>[\d.]+) "
+    r"materialize_s=(?P<materialize>[\d.]+) ledger_bytes_per_message=(?P<bytes_per_message>\d+)")
 
 
 @pytest.mark.postgres
@@ -28,13 +30,18 @@ def test_bench_smoke_run_prints_the_summary_line_and_writes_chart_and_results(tm
     server = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
     result = subprocess.run(
         [sys.executable, "-m", "bench", "--recipients", "2000", "--baseline-sample", "60", "--ceiling-requests",
-         "2000", "--server", server, "--out", str(tmp_path)],
+         "2000", "--email-ceiling-requests", "10", "--server", server, "--out", str(tmp_path)],
         cwd=ROOT, capture_output=True, text=True, timeout=240, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     last = result.stdout.strip().splitlines()[-1]
     found = SUMMARY.fullmatch(last)
     assert found, last
-    assert all(float(found[k]) > 0 for k in ("import_s", "email", "push", "ceiling", "baseline", "rss"))
+    assert all(float(found[k]) > 0 for k in ("import_s", "email", "push", "ceiling", "baseline", "rss",
+                                             "email_ceiling", "email_ratio", "bytes_per_message"))
+    assert float(found["materialize"]) >= 0
+    assert int(found["email_ceiling"]) > int(found["email"])  # nothing of notifier in the way: faster than the wave
+    assert float(found["email_ratio"]) == pytest.approx(int(found["email"]) / int(found["email_ceiling"]), abs=1e-3)
+    assert 100 < int(found["bytes_per_message"]) < 1_000_000  # a 2,000-recipient database is mostly fixed overhead
     assert "email: " in result.stdout and "push: " in result.stdout
     png = tmp_path / "wave-2000.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -44,6 +51,8 @@ def test_bench_smoke_run_prints_the_summary_line_and_writes_chart_and_results(tm
     cells = dict(zip(_cells(header), _cells(row), strict=True))
     assert cells["recipients"] == "2000" and cells["cores"] == str(os.cpu_count())
     assert (cells["email_per_s"], cells["push_per_s"]) == (found["email"], found["push"])  # the row is this run's
+    assert (cells["email_ceiling_per_s"], cells["ledger_bytes_per_message"]) == (found["email_ceiling"],
+                                                                                 found["bytes_per_message"])
     assert int(cells["emails"]) > 0 and int(cells["pushes"]) > 0
 
 

@@ -1,7 +1,9 @@
-"""The bench's reporting helpers (memory, sampling, chart, results table, ledger size) and the push ceiling."""
+"""The bench's reporting helpers (memory, sampling, chart, results table, ledger size) and the push and email
+ceilings."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from bench import ceiling, report
+from bench import ceiling, email_ceiling, report
 from tests.conftest import PostgresSchema
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -124,6 +126,32 @@ def test_a_row_with_other_columns_starts_a_new_table(tmp_path: Path) -> None:
     assert tail == "\n| recipients | push/s | peak MB |\n|---|---|---|\n| 1000 | 650.0 | 120.0 |\n"
 
 
+def test_a_row_joins_the_table_with_its_columns_even_when_other_sections_follow(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    report.append_results(results, {"recipients": 1000, "push/s": 640.0})
+    with results.open("a") as out:
+        out.write("\n## The studio\n\n| step | seconds |\n|---|---|\n| upload | 87.5 |\n")
+
+    report.append_results(results, {"recipients": 2000, "push/s": 655.5})
+
+    assert results.read_text().endswith("| recipients | push/s |\n|---|---|\n| 1000 | 640.0 |\n| 2000 | 655.5 |\n"
+                                        "\n## The studio\n\n| step | seconds |\n|---|---|\n| upload | 87.5 |\n")
+
+
+def test_a_row_with_new_columns_starts_a_table_at_the_end_under_its_heading(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    report.append_results(results, {"recipients": 1000, "push/s": 640.0})
+    with results.open("a") as out:
+        out.write("\n## The studio\n\n| step | seconds |\n|---|---|\n| upload | 87.5 |")  # no final newline
+
+    report.append_results(results, {"recipients": 1000, "push/s": 650.0, "email_ratio": 0.4}, heading="## New")
+
+    old, new = results.read_text().split("| upload | 87.5 |\n", 1)
+    assert old.endswith("| recipients | push/s |\n|---|---|\n| 1000 | 640.0 |\n\n## The studio\n\n| step | seconds |\n"
+                        "|---|---|\n")  # the old table is left as it was
+    assert new == "\n## New\n\n| recipients | push/s | email_ratio |\n|---|---|---|\n| 1000 | 650.0 | 0.4 |\n"
+
+
 # --- ledger size ----------------------------------------------------------------------------------------
 
 
@@ -136,6 +164,7 @@ def test_ledger_size_of_a_sqlite_file(tmp_path: Path) -> None:
     engine.dispose()
 
     assert 1.9 < report.ledger_size_mb(url) < 3
+    assert report.ledger_size_bytes(url) == report.ledger_size_mb(url) * 1024 * 1024
 
 
 @pytest.mark.postgres
@@ -170,3 +199,39 @@ def test_a_tiny_push_ceiling_has_a_rate_and_leaves_no_server(monkeypatch: pytest
 
 def test_the_ceiling_body_is_about_the_size_of_a_real_push() -> None:
     assert 600 < len(ceiling.fcm_body(1)) < 1200
+
+
+# --- the email ceiling ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mail_body() -> bytes:
+    return email_ceiling.mail_body()
+
+
+def test_the_email_ceiling_body_is_a_full_batch_as_the_sendgrid_adapter_builds_it(mail_body: bytes) -> None:
+    body = json.loads(mail_body)
+    personalizations = body["personalizations"]
+
+    assert len(personalizations) == 1000
+    assert len({p["to"][0]["email"] for p in personalizations}) == 1000  # varied addresses
+    assert len({p["custom_args"]["delivery_id"] for p in personalizations}) == 1000
+    assert all("List-Unsubscribe" in p["headers"] and p["substitutions"] for p in personalizations)
+    assert [c["type"] for c in body["content"]] == ["text/plain", "text/html"]
+    assert 300_000 < len(mail_body) < 1_000_000
+
+
+def test_a_tiny_email_ceiling_counts_what_the_emulator_accepted(tmp_path: Path, mail_body: bytes) -> None:
+    for client in email_ceiling.CLIENTS:
+        result = email_ceiling.email_ceiling(tmp_path, requests=3, concurrency=2, client=client, body=mail_body)
+
+        assert (result.messages, result.requests, result.client) == (3000, 3, client)
+        assert result.per_s > 0 and result.emulator_peak_rss_mb > 0 and result.emulator_cpu_share > 0
+
+
+def test_the_email_ceiling_fails_when_the_emulator_refuses_the_body(tmp_path: Path, mail_body: bytes) -> None:
+    body = json.loads(mail_body)
+    body["personalizations"][3]["to"][0]["email"] = "not-an-address"
+
+    with pytest.raises(RuntimeError, match="the emulator answered 400"):
+        email_ceiling.email_ceiling(tmp_path, requests=2, concurrency=1, body=json.dumps(body).encode())

@@ -170,6 +170,15 @@ def test_our_request_is_byte_for_byte_what_the_sdk_sends(
     assert headers["Content-Type"] == "application/json"
 
 
+def test_messages_of_one_variant_share_the_sdks_encoding_and_each_body_is_still_the_sdks_own(
+        channel: FcmPush) -> None:
+    first, second = push(41, "device-token-1", link=TRANSFER_PAGE), push(977, "tok-a", "tok-b", link=TRANSFER_PAGE)
+    other = push(978, "tok-c", title="Another title")
+    for m in (first, second, other, first):  # the second and the last come from the kept encoding
+        assert channel.bodies(m) == [channel.body(channel.build(m, t, m.ttl)) for t in m.tokens]
+    assert len(channel._encoded) == 2
+
+
 # --- what FCM receives -------------------------------------------------------------------------------
 
 

@@ -45,6 +45,7 @@ from notifier.emulator.process import EmulatorProcess, run_emulator
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SkipReason
+from notifier.ledger.states import OPEN_STATES
 from notifier.render import Content
 from notifier.reports import DeliveryAudit, audit
 from tests.conftest import TEST_SECRETS, shipped_catalogs_as, wave_now, wave_spec
@@ -64,7 +65,6 @@ QUEUE_LEASE_SECONDS = 20
 TICK_SECONDS = 2.0
 SETTLE_TIMEOUT = 150.0
 RABBITMQ = "amqp://guest:guest@127.0.0.1:5672"  # the shared server; these tests use a vhost of their own
-OPEN = (DeliveryState.PENDING, DeliveryState.QUEUED, DeliveryState.SENDING)
 FAULTS: dict[str, Any] = {  # a little latency on push, so a wave lasts long enough to hit it mid-way
     "sendgrid": {"429": 0, "500": 0, "503": 0, "drop": 0, "latency_ms": 0},
     "fcm": {"429": 0, "500": 0, "503": 0, "drop": 0, "latency_ms": 2, "unregistered_tokens": [],
@@ -259,7 +259,7 @@ class Wave:
                 self.tick()
                 next_tick = time.monotonic() + TICK_SECONDS
                 counts = self.counts()
-                if counts.total() == self.expected and not any(counts[s] for s in OPEN):
+                if counts.total() == self.expected and not any(counts[s] for s in OPEN_STATES):
                     return time.monotonic() - self.started
             watch()
             time.sleep(0.1)

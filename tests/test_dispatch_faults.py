@@ -25,6 +25,7 @@ from notifier.events import SendResult
 from notifier.ledger import claims, queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SkipReason
+from notifier.ledger.states import FINAL_STATES
 from notifier.render import Content, Renderer
 from notifier.reports import campaign_status
 from notifier.testing import ScriptedChannel, sent
@@ -35,7 +36,6 @@ SCHEDULED = datetime(2024, 9, 27, 12, 0, tzinfo=UTC)
 JAKARTA_FIRST = datetime(2024, 9, 28, 3, 0, tzinfo=UTC)  # 10:00 WIB
 JAKARTA_PLAYLIST_P1D = datetime(2024, 10, 27, 3, 0, tzinfo=UTC)  # 27 Oct 10:00 WIB, the playlist's last day
 SPEC = without_spread(CAMPAIGN_FILE.read_text(encoding="utf-8"))  # ticks at the send's own time
-FINAL = {DeliveryState.SENT, DeliveryState.FAILED, DeliveryState.SKIPPED}
 
 
 def schedule(sessions: sessionmaker[Session], settings: Settings, text: str = SPEC, now: datetime = SCHEDULED) -> None:
@@ -56,7 +56,8 @@ def states(sessions: sessionmaker[Session]) -> dict[int, DeliveryRow]:
 
 def assert_audited(sessions: sessionmaker[Session], *channels: ScriptedChannel) -> None:
     rows = states(sessions)
-    assert {r.state for r in rows.values()} <= FINAL, {r.id: r.state for r in rows.values() if r.state not in FINAL}
+    assert {r.state for r in rows.values()} <= set(FINAL_STATES), \
+        {r.id: r.state for r in rows.values() if r.state not in FINAL_STATES}
     for channel in channels:
         assert channel.duplicates == 0, channel.accepted
         sent_ids = {i for i, r in rows.items() if r.state == DeliveryState.SENT and r.channel == channel.name}

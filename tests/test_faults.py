@@ -28,6 +28,7 @@ from notifier.emulator.process import EmulatorProcess
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SkipReason
+from notifier.ledger.states import OPEN_STATES
 from notifier.reports import DeliveryAudit, audit, campaign_status
 from notifier.wiring import build_dispatcher
 from tests.conftest import NO_FAULTS, TEST_SECRETS, settle
@@ -39,7 +40,6 @@ SCHEDULED = datetime(2024, 9, 27, 12, 0, tzinfo=UTC)  # before anyone's first se
 JAKARTA_FIRST = datetime(2024, 9, 28, 3, 0, tzinfo=UTC)  # 28 Sep, 10:00 in Jakarta (UTC+7)
 JAKARTA_PLAYLIST_P7D = datetime(2024, 10, 21, 3, 0, tzinfo=UTC)  # a week before the playlist deadline
 CAMPAIGN_ID = "tiktok-music-shutdown"
-OPEN = {DeliveryState.PENDING, DeliveryState.QUEUED, DeliveryState.SENDING}
 # Every fault off, the on/off flags included (the emulator merges a configuration onto the current one).
 CLEAR: dict[str, Any] = {"sendgrid": {**NO_FAULTS["sendgrid"], "403": 0, "reject_api_key": False},
                          "fcm": {**NO_FAULTS["fcm"], "401": 0, "403": 0, "reject_token_exchange": False}}
@@ -108,7 +108,7 @@ def assert_exactly_once(sessions: sessionmaker[Session], accepted_by: EmulatorPr
     with sessions() as s:
         result = audit(s, CAMPAIGN_ID, entries)
     assert (result.duplicates, result.missing, result.unexpected) == (0, 0, 0), result
-    still_open = [(r.id, r.channel, r.state) for r in all_rows(sessions) if r.state in OPEN]
+    still_open = [(r.id, r.channel, r.state) for r in all_rows(sessions) if r.state in OPEN_STATES]
     assert len(still_open) == open_rows, still_open[:10]
     return result
 

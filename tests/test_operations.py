@@ -30,6 +30,7 @@ from notifier.emulator.process import EmulatorProcess
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
 from notifier.ledger.models import DeliveryState
+from notifier.ledger.states import OPEN_STATES
 from notifier.render import Content
 from notifier.reports import DeliveryAudit, audit
 from tests.conftest import NO_FAULTS, TEST_SECRETS, shipped_catalogs_as, wave_now, wave_spec
@@ -40,7 +41,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:Message.token is deprecated:Depr
 CAMPAIGN_ID = "ops-wave"
 RECIPIENTS = int(os.environ.get("NOTIFIER_OPS_RECIPIENTS", "1000"))
 BATCH = 500
-OPEN = (DeliveryState.PENDING, DeliveryState.QUEUED, DeliveryState.SENDING)
 
 
 def slow_push(latency_ms: int) -> dict[str, Any]:
@@ -97,7 +97,7 @@ def schedule_wave(engine: Engine, url: str, emulator: EmulatorProcess, tmp_path:
 
 def settled(wave: Wave) -> bool:
     counts = wave.counts()
-    return counts.total() == 2 * RECIPIENTS and not any(counts[s] for s in OPEN)
+    return counts.total() == 2 * RECIPIENTS and not any(counts[s] for s in OPEN_STATES)
 
 
 def assert_every_message_once(wave: Wave) -> DeliveryAudit:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SendGroup, SkipReason
+from notifier.ledger.states import OPEN_STATES
 from notifier.reports import (
     NO_REASON,
     campaign_lines,
@@ -118,7 +119,7 @@ def test_the_phase_without_counting_is_the_phase_of_the_counts(sessions: session
     with transaction(sessions) as s:
         s.execute(update(SendGroup).values(materialized_upto=10_000))
     assert both() == ("finished", "finished")
-    for open_state in (DeliveryState.PENDING, DeliveryState.QUEUED, DeliveryState.SENDING):
+    for open_state in OPEN_STATES:
         with transaction(sessions) as s:
             one = s.scalars(select(DeliveryRow.id).limit(1)).one()
             s.execute(update(DeliveryRow).where(DeliveryRow.id == one).values(state=open_state))

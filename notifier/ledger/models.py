@@ -1,12 +1,11 @@
 """The SQL ledger: the truth about who must get what, and what happened to each message.
 
 Campaigns are planned compactly as send groups (one row per time zone and send) and materialized into
-one delivery row per (campaign, send key, recipient, channel) when a group falls due.
+one delivery row per (campaign, send group, recipient, channel) when a group falls due.
 """
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -23,8 +23,18 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    literal_column,
+    select,
+    text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
+
+# The vocabulary lives in states.py; importable from here too, as before.
+from notifier.ledger.states import FINAL_STATES as FINAL_STATES
+from notifier.ledger.states import OPEN_STATES as OPEN_STATES
+from notifier.ledger.states import CampaignState as CampaignState
+from notifier.ledger.states import DeliveryState as DeliveryState
+from notifier.ledger.states import SkipReason as SkipReason
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a real bigint.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -47,35 +57,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class CampaignState(enum.StrEnum):
-    SCHEDULED = "scheduled"
-    PAUSED = "paused"
-    CANCELLED = "cancelled"
-
-
-class DeliveryState(enum.StrEnum):
-    PENDING = "pending"  # due at next_attempt_at (first attempt or a retry)
-    QUEUED = "queued"  # handed to the broker in a chunk task; re-queued if still here at lease_until
-    SENDING = "sending"  # leased by one worker until lease_until; past it, the outcome is uncertain
-    SENT = "sent"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # never sent on purpose; skip_reason says why
-
-
-# Rows whose outcome is still to come: a campaign with one of these has not finished.
-OPEN_STATES = (DeliveryState.PENDING, DeliveryState.QUEUED, DeliveryState.SENDING)
-
-
-class SkipReason(enum.StrEnum):
-    DEADLINE_PASSED = "deadline_passed"
-    ACTION_DONE = "action_done"
-    CANCELLED = "cancelled"
-    NO_ADDRESS = "no_address"
-    UNCERTAIN = "uncertain"  # the provider may have it (a dead worker, no answer) and the campaign says skip
-    SUPERSEDED = "superseded"  # a later reminder for the same deadline is already due (after a pause or outage)
-    SUPPRESSED = "suppressed"  # the address, token or recipient is on the suppression list (bounce, complaint, opt-out)
 
 
 class Base(DeclarativeBase):
@@ -168,15 +149,17 @@ class DeliveryRow(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "send_key", "recipient_seq", "channel", name="uq_delivery"),
-        Index("ix_deliveries_due", "state", "channel", "next_attempt_at"),
-        Index("ix_deliveries_group", "group_id", "state"),
+        UniqueConstraint("campaign_id", "group_id", "recipient_seq", "channel", name="uq_delivery"),
+        # Open rows only: a completed row leaves them, so claims and completions write fewer index entries.
+        Index("ix_deliveries_due", "channel", "next_attempt_at", postgresql_where=text("state = 'pending'"),
+              sqlite_where=text("state = 'pending'")),
+        Index("ix_deliveries_leased", "lease_until", postgresql_where=text("state IN ('queued', 'sending')"),
+              sqlite_where=text("state IN ('queued', 'sending')")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    group_id: Mapped[int] = mapped_column(ForeignKey("send_groups.id", ondelete="CASCADE"))
-    send_key: Mapped[str] = mapped_column(String(400))
+    group_id: Mapped[int] = mapped_column(ForeignKey("send_groups.id", ondelete="CASCADE"))  # its send key, wave
     recipient_seq: Mapped[int] = mapped_column(ForeignKey("recipients.seq", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16), default=DeliveryState.PENDING)
@@ -193,6 +176,20 @@ class DeliveryRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+def state_is(*states: DeliveryState) -> ColumnElement[bool]:
+    """The row is in one of ``states``, with the states written into the SQL rather than bound: a prepared statement's
+    generic plan can only use the partial indexes (open rows only) when their predicate is in the statement's text."""
+    words = [literal_column(f"'{DeliveryState(s).value}'") for s in states]
+    return DeliveryRow.state == words[0] if len(words) == 1 else DeliveryRow.state.in_(words)
+
+
+# A row's send key is its group's, read through the group (never stored twice): for ORM reads and filters; the
+# counting and hot paths join send_groups themselves.
+DeliveryRow.send_key = column_property(  # type: ignore[attr-defined]
+    select(SendGroup.send_key).where(SendGroup.id == DeliveryRow.group_id).correlate_except(SendGroup)
+    .scalar_subquery())
 
 
 class DeliveryEvent(Base):

@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, case, delete, func, literal, literal_column, or_, select, type_coerce, update
+from sqlalchemy import (
+    BigInteger,
+    String,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -24,17 +38,16 @@ from notifier.errors import CampaignStateError, ConfigError, NotFound, UserError
 from notifier.ledger import spread
 from notifier.ledger.models import (
     CampaignRow,
-    CampaignState,
     DeliveryRow,
-    DeliveryState,
     EndedSession,
     PushToken,
     Recipient,
     RecipientAction,
     SendGroup,
-    SkipReason,
     UTCDateTime,
+    state_is,
 )
+from notifier.ledger.states import CampaignState, DeliveryState, SkipReason
 from notifier.planner import ZonePlan, plan_zone
 from notifier.render import Content
 
@@ -48,6 +61,17 @@ def dialect_insert(session: Session, table: Any) -> Any:
         raise ConfigError(f"NOTIFIER_DATABASE_URL: the ledger runs on PostgreSQL or SQLite, not {dialect}")
     stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     return stmt.execution_options(preserve_rowcount=True)
+
+
+def among(session: Session, column: Any, values: Collection[Any]) -> Any:
+    """``column IN values``; on PostgreSQL as ``= ANY(array)``, one parameter whatever the batch size, so the driver
+    does not parse a new thousand-placeholder statement for every batch (measured: 4% of a worker's time, and 4 s of
+    a 100,000-recipient tick for the suppression lookup alone)."""
+    values = list(values)
+    if session.get_bind().dialect.name != "postgresql":
+        return column.in_(values)
+    element = BigInteger() if column.type.python_type is int else String()
+    return column == any_(bindparam(None, values, type_=postgresql.ARRAY(element)))
 
 
 def _ts(value: datetime) -> Any:
@@ -229,14 +253,14 @@ def _materialize(session: Session, group: SendGroup, campaign: Campaign, channel
     room = timedelta(0) if skipped else spread.room_of(campaign, group)  # each recipient's offset in its spread
     due = spread.due_sql(session.get_bind().dialect.name, group.send_at, Recipient.seq, room)
     source = select(
-        literal(group.campaign_id), literal(group.id), literal(group.send_key), Recipient.seq, literal(channel),
+        literal(group.campaign_id), literal(group.id), Recipient.seq, literal(channel),
         literal(state.value), literal(skipped.value if skipped else None, String), literal(0), due,
         _ts(now), _ts(now),
     ).where(
         Recipient.timezone == group.timezone, Recipient.seq > lo, Recipient.seq <= hi,
         Recipient.joined_at <= _ts(group.send_at), eligible_sql(campaign.countries, [channel]),
     )
-    cols = ["campaign_id", "group_id", "send_key", "recipient_seq", "channel", "state", "skip_reason", "attempts",
+    cols = ["campaign_id", "group_id", "recipient_seq", "channel", "state", "skip_reason", "attempts",
             "next_attempt_at", "created_at", "updated_at"]
     stmt = dialect_insert(session, DeliveryRow).from_select(cols, source).on_conflict_do_nothing()
     return session.execute(stmt).rowcount or 0
@@ -353,10 +377,10 @@ def next_wakeup(session: Session, after: datetime) -> datetime | None:
         session.scalar(select(func.min(SendGroup.send_at)).where(
             SendGroup.campaign_id.in_(active), SendGroup.send_at > after)),
         session.scalar(select(func.min(DeliveryRow.next_attempt_at)).where(
-            DeliveryRow.campaign_id.in_(active), DeliveryRow.state == DeliveryState.PENDING,
+            DeliveryRow.campaign_id.in_(active), state_is(DeliveryState.PENDING),
             DeliveryRow.next_attempt_at > after)),
         session.scalar(select(func.min(DeliveryRow.lease_until)).where(
-            DeliveryRow.campaign_id.in_(active), DeliveryRow.state == DeliveryState.SENDING,
+            DeliveryRow.campaign_id.in_(active), state_is(DeliveryState.SENDING),
             DeliveryRow.lease_until > after)),
     ]
     found = [UTCDateTime().process_result_value(c, None) if isinstance(c, datetime) else c for c in candidates]

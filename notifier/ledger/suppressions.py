@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from notifier.campaign import SLUG
 from notifier.ledger.models import PushToken, Recipient, Suppression
-from notifier.ledger.queries import dialect_insert
+from notifier.ledger.queries import among, dialect_insert
 
 KINDS = ("email", "token", "recipient")
 SCOPES = ("all", "marketing")  # and campaign_scope(id) for each campaign
@@ -168,7 +168,7 @@ def scopes_of(session: Session, digests: Collection[str]) -> dict[str, dict[str,
     if not digests:
         return found
     for d, scope, reason in session.execute(select(Suppression.digest, Suppression.scope, Suppression.reason)
-                                            .where(Suppression.digest.in_(sorted(digests)))):
+                                            .where(among(session, Suppression.digest, sorted(digests)))):
         found.setdefault(d, {}).setdefault(scope, reason)
     return found
 

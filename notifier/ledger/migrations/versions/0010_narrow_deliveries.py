@@ -1,0 +1,53 @@
+"""narrow delivery rows: the send key lives on the send group only; the due and lease indexes hold open rows only
+
+A delivery row is written three times (created, claimed, completed): every index on it is written each time the
+row's new version matches it. The send key (a text of up to 400 characters, in the row and in the unique index)
+is read from its group; the unique key is (campaign, group, recipient, channel); the due index holds pending rows
+and the lease index queued and sending ones, so a completed row leaves both and a claim or completion writes one
+index fewer (measured in bench/RESULTS.md).
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-06
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+PENDING = sa.text("state = 'pending'")
+LEASED = sa.text("state IN ('queued', 'sending')")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("deliveries") as batch:
+        batch.drop_index("ix_deliveries_due")
+        batch.drop_index("ix_deliveries_group")
+        batch.drop_constraint("uq_delivery", type_="unique")
+        batch.drop_column("send_key")
+        batch.create_unique_constraint("uq_delivery", ["campaign_id", "group_id", "recipient_seq", "channel"])
+    op.create_index("ix_deliveries_due", "deliveries", ["channel", "next_attempt_at"], postgresql_where=PENDING,
+                    sqlite_where=PENDING)
+    op.create_index("ix_deliveries_leased", "deliveries", ["lease_until"], postgresql_where=LEASED,
+                    sqlite_where=LEASED)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_deliveries_leased", table_name="deliveries")
+    op.drop_index("ix_deliveries_due", table_name="deliveries")
+    with op.batch_alter_table("deliveries") as batch:
+        batch.add_column(sa.Column("send_key", sa.String(400), nullable=True))
+    op.execute("UPDATE deliveries SET send_key = (SELECT send_key FROM send_groups WHERE send_groups.id = "
+               "deliveries.group_id)")
+    with op.batch_alter_table("deliveries") as batch:
+        batch.alter_column("send_key", nullable=False)
+        batch.drop_constraint("uq_delivery", type_="unique")
+        batch.create_unique_constraint("uq_delivery", ["campaign_id", "send_key", "recipient_seq", "channel"])
+        batch.create_index("ix_deliveries_group", ["group_id", "state"])
+        batch.create_index("ix_deliveries_due", ["state", "channel", "next_attempt_at"])
