@@ -303,7 +303,7 @@ def _complete_rows(session: Session, outcomes: Sequence[RowOutcome], owner: str 
 
 
 # Each column of RowOutcome.values() as one array of the batch; a NULL keeps what the row has (the optional ones).
-_COMPLETE = text("""
+_COMPLETE = """
 UPDATE deliveries AS d SET
   state = v.state, updated_at = v.at, lease_until = NULL, lease_owner = NULL, last_error = v.error,
   sent_at = CASE WHEN v.state = 'sent' THEN v.at ELSE d.sent_at END,
@@ -318,14 +318,18 @@ FROM unnest(:ids, :states, :ats, :errors, :provider_message_ids, :skip_reasons, 
             :content_fingerprints, :attempts, :uncertain)
   AS v(id, state, at, error, provider_message_id, skip_reason, next_attempt_at, locale, content_fingerprint,
        attempts, uncertain)
-WHERE d.id = v.id AND (CAST(:owner AS text) IS NULL OR (d.state = 'sending' AND d.lease_owner = :owner))
-""").bindparams(
+WHERE d.id = v.id"""
+_ARRAYS = (
     bindparam("ids", type_=ARRAY(BigInteger)), bindparam("states", type_=ARRAY(Text)),
     bindparam("ats", type_=ARRAY(DateTime(timezone=True))), bindparam("errors", type_=ARRAY(Text)),
     bindparam("provider_message_ids", type_=ARRAY(Text)), bindparam("skip_reasons", type_=ARRAY(Text)),
     bindparam("next_attempt_ats", type_=ARRAY(DateTime(timezone=True))), bindparam("locales", type_=ARRAY(Text)),
     bindparam("content_fingerprints", type_=ARRAY(Text)), bindparam("attempts", type_=ARRAY(Integer)),
-    bindparam("uncertain", type_=ARRAY(Boolean)), bindparam("owner", type_=Text))
+    bindparam("uncertain", type_=ARRAY(Boolean)))
+# Held rows only: the rows this owner still leases.
+_COMPLETE_HELD = text(_COMPLETE + " AND d.state = 'sending' AND d.lease_owner = :owner").bindparams(
+    *_ARRAYS, bindparam("owner", type_=Text))
+_COMPLETE_ANY = text(_COMPLETE).bindparams(*_ARRAYS)
 
 
 def _complete_batch(session: Session, outcomes: Sequence[RowOutcome], owner: str | None) -> int:
@@ -339,9 +343,11 @@ def _complete_batch(session: Session, outcomes: Sequence[RowOutcome], owner: str
         "skip_reasons": column(lambda o: o.skip_reason.value if o.skip_reason else None),
         "next_attempt_ats": column(lambda o: o.next_attempt_at), "locales": column(lambda o: o.locale),
         "content_fingerprints": column(lambda o: o.content_fingerprint), "attempts": column(lambda o: o.attempts),
-        "uncertain": column(lambda o: o.uncertain), "owner": owner,
+        "uncertain": column(lambda o: o.uncertain),
     }
-    return session.execute(_COMPLETE, params).rowcount or 0
+    if owner is None:
+        return session.execute(_COMPLETE_ANY, params).rowcount or 0
+    return session.execute(_COMPLETE_HELD, params | {"owner": owner}).rowcount or 0
 
 
 def _db_value(value: Any) -> Any:

@@ -153,8 +153,11 @@ class DeliveryRow(Base):
         # Open rows only: a completed row leaves them, so claims and completions write fewer index entries.
         Index("ix_deliveries_due", "channel", "next_attempt_at", postgresql_where=text("state = 'pending'"),
               sqlite_where=text("state = 'pending'")),
-        Index("ix_deliveries_leased", "lease_until", postgresql_where=text("state IN ('queued', 'sending')"),
-              sqlite_where=text("state IN ('queued', 'sending')")),
+        # Rows under a lease (queued or sending), for recovery. Keyed on the lease, not on the state: a completion
+        # names its rows' state, and with an index whose predicate that implied the planner walked this index (and
+        # its entries of rows completed since the last vacuum) instead of the primary key: 100 ms a batch, not 5.
+        Index("ix_deliveries_leased", "lease_until", postgresql_where=text("lease_until IS NOT NULL"),
+              sqlite_where=text("lease_until IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

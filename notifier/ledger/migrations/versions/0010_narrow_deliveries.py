@@ -3,7 +3,7 @@
 A delivery row is written three times (created, claimed, completed): every index on it is written each time the
 row's new version matches it. The send key (a text of up to 400 characters, in the row and in the unique index)
 is read from its group; the unique key is (campaign, group, recipient, channel); the due index holds pending rows
-and the lease index queued and sending ones, so a completed row leaves both and a claim or completion writes one
+and the lease index the rows under a lease (queued or sending), so a completed row leaves both and a claim or completion writes one
 index fewer (measured in bench/RESULTS.md).
 
 Revision ID: 0010
@@ -22,7 +22,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 PENDING = sa.text("state = 'pending'")
-LEASED = sa.text("state IN ('queued', 'sending')")
+LEASED = sa.text("lease_until IS NOT NULL")
 
 
 def upgrade() -> None:
