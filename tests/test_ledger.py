@@ -310,6 +310,37 @@ def test_materialize_picks_up_later_recipients_who_joined_before_the_send(
 # --- claim_due ---------------------------------------------------------------------------------------
 
 
+def test_a_claim_loop_with_a_cursor_takes_every_due_row_once_and_what_becomes_due_at_its_time(
+        sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule) -> None:
+    for i in range(7):
+        add_recipient(f"jkt-{i}", timezone="Asia/Jakarta")
+    schedule_campaign(SCHEDULED)
+    materialize(sessions, JAKARTA_FIRST)
+    now = JAKARTA_FIRST + timedelta(hours=1)
+    cursor = claims.DueCursor()
+
+    def take(limit: int) -> list[int]:
+        with transaction(sessions) as s:
+            return claims.claim_due(s, now, limit, 300, channel="email", cursor=cursor)
+
+    first, second = take(3), take(3)
+    with transaction(sessions) as s:  # a row made due at the tick's own time during the loop (a fallback, a retry)
+        back = first[0]
+        s.execute(update(DeliveryRow).where(DeliveryRow.id == back).values(state=DeliveryState.PENDING,
+                                                                            next_attempt_at=now))
+    rest = take(100)
+
+    emails = sorted(r.id for r in deliveries(sessions) if r.channel == "email")
+    assert len(emails) == 7 and not set(first) & set(second)
+    assert sorted(first + second + [r for r in rest if r != back]) == emails
+    assert back in rest and take(100) == []
+    with transaction(sessions) as s:  # behind the cursor (a campaign resumed meanwhile): the next tick's loop takes it
+        s.execute(update(DeliveryRow).where(DeliveryRow.id == second[0]).values(state=DeliveryState.PENDING))
+    assert take(100) == []
+    cursor = claims.DueCursor()
+    assert take(100) == [second[0]]
+
+
 def test_claim_leases_only_due_pending_rows(
         sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule) -> None:
     for i in range(3):

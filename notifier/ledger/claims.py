@@ -13,7 +13,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, Integer, Text, and_, bindparam, select, text, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Integer,
+    Text,
+    and_,
+    bindparam,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -26,6 +39,7 @@ from notifier.ledger.models import (
     RecipientAction,
     SendGroup,
     Suppression,
+    UTCDateTime,
     state_is,
 )
 from notifier.ledger.queries import among, campaign_of, dialect_insert
@@ -33,16 +47,36 @@ from notifier.ledger.states import CampaignState, DeliveryState, SkipReason
 from notifier.ledger.suppressions import NOT_LISTED, Listed, digest, scopes_of
 
 
+@dataclass
+class DueCursor:
+    """How far one claim loop (one tick, one channel) has walked the due index: the last claimed (due time, id).
+
+    A claimed row leaves a dead entry at the head of the due index until the next vacuum; a loop that started every
+    claim at the head again walked every row it had claimed so far, so a wave of N rows cost O(N²) (measured at
+    100,000 recipients: 227 index entries read per message sent). Starting after the cursor, each claim reads only
+    what it takes. Rows made due during the loop are never behind it: a retry, a wait or a fallback is due at the
+    tick's time or later, and a new row has a larger id; anything else behind it (a campaign resumed meanwhile) is
+    taken by the next tick, whose loop starts a new cursor."""
+
+    at: datetime | None = None
+    id: int = 0
+
+    def passed(self, at: datetime, row_id: int) -> None:
+        if self.at is None or (at, row_id) > (self.at, self.id):
+            self.at, self.id = at, row_id
+
+
 def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, exclude: Iterable[str] = (), *,
               into: DeliveryState = DeliveryState.SENDING, owner: str | None = None,
-              channel: str | None = None) -> list[int]:
+              channel: str | None = None, cursor: DueCursor | None = None) -> list[int]:
     """Take up to ``limit`` due rows (pending and at their time): ``into`` SENDING to send them here, or QUEUED to
     hand them to a broker. A chunk the broker lost comes back through :func:`requeue_lost` first.
 
     With ``channel``, the claim walks that channel's due rows in time order on ``ix_deliveries_due`` and stops
     at ``limit``: its cost does not grow with the wave (measured: without it, each claim of 1,000 rows sorted
-    every due row, so a wave of N rows cost O(N²)). Rows held by others are skipped, not waited on
-    (``FOR UPDATE SKIP LOCKED`` on PostgreSQL).
+    every due row, so a wave of N rows cost O(N²)); with a ``cursor`` too, it starts where the last claim of the
+    loop stopped (:class:`DueCursor`). Rows held by others are skipped, not waited on (``FOR UPDATE SKIP LOCKED``
+    on PostgreSQL).
     """
     active = select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED,
                                           CampaignRow.id.not_in(list(exclude)))
@@ -50,9 +84,12 @@ def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, e
                   DeliveryRow.campaign_id.in_(active)]
     if channel is not None:
         conditions.append(DeliveryRow.channel == channel)
+    if cursor is not None and cursor.at is not None:
+        conditions.append(tuple_(DeliveryRow.next_attempt_at, DeliveryRow.id)
+                          > tuple_(literal(cursor.at, UTCDateTime()), literal(cursor.id, BigInteger())))
     due = (
         select(DeliveryRow.id).where(*conditions)
-        .order_by(DeliveryRow.next_attempt_at)
+        .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .cte("due")
@@ -65,10 +102,14 @@ def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, e
         update(DeliveryRow)
         .where(DeliveryRow.id == due.c.id)
         .values(**values)
-        .returning(DeliveryRow.id)
+        .returning(DeliveryRow.id, DeliveryRow.next_attempt_at)
         .execution_options(synchronize_session=False)
     )
-    return sorted(session.scalars(stmt).all())
+    taken = session.execute(stmt).all()
+    if cursor is not None and taken:
+        at, row_id = max((at, row_id) for row_id, at in taken)
+        cursor.passed(at, row_id)
+    return sorted(row_id for row_id, _ in taken)
 
 
 def requeue_lost(session: Session, now: datetime) -> int:

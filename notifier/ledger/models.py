@@ -151,7 +151,7 @@ class DeliveryRow(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "group_id", "recipient_seq", "channel", name="uq_delivery"),
         # Open rows only: a completed row leaves them, so claims and completions write fewer index entries.
-        Index("ix_deliveries_due", "channel", "next_attempt_at", postgresql_where=text("state = 'pending'"),
+        Index("ix_deliveries_due", "channel", "next_attempt_at", "id", postgresql_where=text("state = 'pending'"),
               sqlite_where=text("state = 'pending'")),
         # Rows under a lease (queued or sending), for recovery. Keyed on the lease, not on the state: a completion
         # names its rows' state, and with an index whose predicate that implied the planner walked this index (and

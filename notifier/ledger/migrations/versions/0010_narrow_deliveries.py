@@ -3,8 +3,8 @@
 A delivery row is written three times (created, claimed, completed): every index on it is written each time the
 row's new version matches it. The send key (a text of up to 400 characters, in the row and in the unique index)
 is read from its group; the unique key is (campaign, group, recipient, channel); the due index holds pending rows
-and the lease index the rows under a lease (queued or sending), so a completed row leaves both and a claim or completion writes one
-index fewer (measured in bench/RESULTS.md).
+(in claim order: channel, due time, id) and the lease index the rows under a lease (queued or sending), so a
+completed row leaves both and a claim or a completion writes fewer index entries (bench/RESULTS.md).
 
 Revision ID: 0010
 Revises: 0009
@@ -32,7 +32,7 @@ def upgrade() -> None:
         batch.drop_constraint("uq_delivery", type_="unique")
         batch.drop_column("send_key")
         batch.create_unique_constraint("uq_delivery", ["campaign_id", "group_id", "recipient_seq", "channel"])
-    op.create_index("ix_deliveries_due", "deliveries", ["channel", "next_attempt_at"], postgresql_where=PENDING,
+    op.create_index("ix_deliveries_due", "deliveries", ["channel", "next_attempt_at", "id"], postgresql_where=PENDING,
                     sqlite_where=PENDING)
     op.create_index("ix_deliveries_leased", "deliveries", ["lease_until"], postgresql_where=LEASED,
                     sqlite_where=LEASED)
