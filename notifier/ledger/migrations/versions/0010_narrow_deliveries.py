@@ -25,8 +25,24 @@ PENDING = sa.text("state = 'pending'")
 LEASED = sa.text("lease_until IS NOT NULL")
 
 
+# The foreign keys of a delivery row (its campaign, group and recipient): checked for every row written, they were
+# half of what materializing a wave cost (measured at 100,000 recipients: 7.1 s with them, 3.7 s without). The
+# ledger writes these rows only from the rows they name and deletes none of those, so they go.
+FOREIGN_KEYS = (("campaign_id", "campaigns", "id"), ("group_id", "send_groups", "id"),
+                ("recipient_seq", "recipients", "seq"))
+# How SQLite's unnamed constraints are named for batch mode to find them (PostgreSQL named them <table>_<col>_fkey).
+CONVENTION = {"fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s"}
+
+
+def _fk_name(column: str, table: str) -> str:
+    return f"deliveries_{column}_fkey" if op.get_bind().dialect.name == "postgresql" else \
+        f"fk_deliveries_{column}_{table}"
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("deliveries") as batch:
+    with op.batch_alter_table("deliveries", naming_convention=CONVENTION) as batch:
+        for column, table, _ in FOREIGN_KEYS:
+            batch.drop_constraint(_fk_name(column, table), type_="foreignkey")
         batch.drop_index("ix_deliveries_due")
         batch.drop_index("ix_deliveries_group")
         batch.drop_constraint("uq_delivery", type_="unique")
@@ -51,3 +67,5 @@ def downgrade() -> None:
         batch.create_unique_constraint("uq_delivery", ["campaign_id", "send_key", "recipient_seq", "channel"])
         batch.create_index("ix_deliveries_group", ["group_id", "state"])
         batch.create_index("ix_deliveries_due", ["state", "channel", "next_attempt_at"])
+        for column, table, key in FOREIGN_KEYS:
+            batch.create_foreign_key(_fk_name(column, table), table, [column], [key], ondelete="CASCADE")
