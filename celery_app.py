@@ -1,7 +1,12 @@
-"""Celery wiring only: the app, configured from notifier's settings, and two tasks that call notifier.
+"""Celery wiring only: the app, configured from notifier's settings, and three tasks that call notifier.
 
     celery -A celery_app worker -Q email,push,ticks      as many as you like, on as many machines
-    celery -A celery_app beat                            exactly one: publishes the tick every NOTIFIER_TICK_SECONDS
+    celery -A celery_app beat                            exactly one: both beat entries every NOTIFIER_TICK_SECONDS
+
+The beat's two entries, apart as River and Oban keep them: ``notifier.maintain`` (recover expired leases, requeue
+lost chunks, plan new zones, gate the copy, materialize due groups, purge; it sends nothing) and ``notifier.tick``
+(the send path's publisher: due rows of approved campaigns become ``queued`` and go out as ``notifier.send_chunk``
+tasks on the ``email`` and ``push`` queues). Both run on the ``ticks`` queue.
 
 Tasks carry ledger ids only, never personal data; the ledger decides what is still owed.
 """
@@ -41,10 +46,16 @@ def _finish_the_chunk_on_sigterm(**_: Any) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
+@app.task(name="notifier.maintain")
+def maintain() -> dict[str, Any]:
+    """Recover, requeue, plan, gate, materialize and purge; sends nothing."""
+    return distributed.maintain()
+
+
 @app.task(name="notifier.tick")
 def tick() -> dict[str, Any]:
-    """Recover, plan, materialize and publish due rows as chunks of ids, one queue per channel."""
-    return distributed.tick(lambda channel, ids: send_chunk.apply_async((ids,), queue=channel))
+    """Publish the due rows maintenance made as chunks of ids, one queue per channel."""
+    return distributed.publish_due(lambda channel, ids: send_chunk.apply_async((ids,), queue=channel))
 
 
 @app.task(name="notifier.send_chunk", bind=True)

@@ -167,7 +167,8 @@ def run_size(n: int, server_url: str, workdir: Path, *, workers: int, chunk: int
                 before = _stats(emulator.url)[ACCEPTED[channel]]
                 began = time.perf_counter()
                 expected = before + _expected(engine, channel)
-                queued = dispatcher.enqueue(datetime.now(UTC), publish, chunk, channels=[channel]).claimed
+                queued = dispatcher.enqueue(datetime.now(UTC), publish, chunk, channels=[channel],
+                                            maintain=False).claimed
                 _wait_done(engine, channel, fleet, emulator.url, expected)
                 took = time.perf_counter() - began
                 sent = _stats(emulator.url)[ACCEPTED[channel]] - before

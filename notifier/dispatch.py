@@ -1,4 +1,4 @@
-"""One dispatcher tick: plan new zones → materialize due groups → claim due → guard → render → send → record.
+"""One dispatcher tick: maintenance (``notifier.maintenance``) → claim due → guard → render → send → record.
 
 The clock is a parameter (``now``), so the demo and the tests fast-forward time without patching.
 """
@@ -19,14 +19,14 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifier import approval, purge
+from notifier import maintenance
 from notifier.campaign import Campaign, zone
 from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
 from notifier.config import Settings
 from notifier.errors import UserError, raised_at
 from notifier.events import Outcome, SendResult
 from notifier.i18n import negotiate
-from notifier.ledger import claims, holds, queries, suppressions
+from notifier.ledger import claims, queries, suppressions
 from notifier.ledger.claims import RowOutcome
 from notifier.ledger.db import durably, transaction
 from notifier.ledger.states import DeliveryState, SkipReason
@@ -34,7 +34,6 @@ from notifier.links import unsubscribe_headers
 from notifier.planner import parse_send_key, window_reopens
 from notifier.render import Personal, Renderer
 from notifier.spread import after
-from notifier.studio import store
 from notifier.words import tick_word, window_wait
 
 log = logging.getLogger(__name__)
@@ -105,39 +104,19 @@ class Dispatcher:
         self.simulated_clock = simulated_clock
         self.sleep = sleep  # between attempts to reach a ledger that is down
         self.stopping = threading.Event()  # set by request_stop (SIGTERM): finish the batch in hand, claim no more
-        self._content: dict[str, str] = {}  # campaign id → fingerprint of the copy being sent this tick
+        self.gate = maintenance.ContentGate(settings, renderer.forget)  # the approval gate, shared with maintenance
+        self._content = self.gate.fingerprints  # campaign id → fingerprint of the copy being sent (the gate's)
         self._blocked: dict[str, str] = {}  # channel → why it cannot send (credentials, configuration), this tick
         self.owner = f"local:{uuid.uuid4().hex}"  # lease owner for rows this process sends itself
 
     def prepare(self, now: datetime) -> TickReport:
-        """What every tick does first: recover rows whose worker died, plan new zones, check the approved copy,
-        and materialize the groups that fell due."""
-        report = TickReport()
+        """What every tick of this process does first: a maintenance pass (``notifier.maintenance``: recover, plan,
+        gate the copy, materialize, purge), then ready to send. A Celery fleet runs that pass as a task of its own."""
         self._blocked = {}
-        report.held = self.clock_hold(now)
-        if report.held is not None:
-            log.error("nothing sent: %s", report.held)
-            return report
-        with transaction(self.sessions) as s:
-            report.recovered = claims.recover_expired(s, now)
-            report.requeued = claims.requeue_lost(s, now)
-        with transaction(self.sessions) as s:
-            store.sync(s, self.settings)  # campaigns kept in the ledger: this machine's copy of their latest version
-            for row in queries.active_campaigns(s):
-                report.planned_groups += queries.plan_groups(s, row, row.scheduled_at)[1]
-                refusal = self._content_refusal(row)
-                if refusal:
-                    report.refused[row.id] = refusal
-        with transaction(self.sessions) as s:
-            report.materialized = queries.materialize_due(s, now, exclude=report.refused)
-        report.purged = self._purge_due(now)
-        for campaign_id, why in report.refused.items():
-            log.error("campaign %s: nothing sent: %s", campaign_id, why)
-        for key, n in report.recovered.items():
-            log.warning("%d rows of %s were in flight when their worker died: marked uncertain", n, key)
-        if report.requeued:
-            log.warning("%d queued rows were never picked up (a lost chunk): due again", report.requeued)
-        return report
+        done = maintenance.Maintenance(self.sessions, self.settings, self.gate,
+                                       simulated_clock=self.simulated_clock).run(now)
+        return TickReport(planned_groups=done.planned_groups, materialized=done.materialized, refused=done.refused,
+                          recovered=done.recovered, requeued=done.requeued, purged=done.purged, held=done.held)
 
     def request_stop(self) -> None:
         """Stop soon and cleanly (a deploy's SIGTERM): the batch in hand is sent and recorded, nothing more is
@@ -147,9 +126,7 @@ class Dispatcher:
     def clock_hold(self, now: datetime) -> str | None:
         """Why a tick at ``now`` must not send: this host's clock disagrees with the ledger's by more than
         NOTIFIER_MAX_CLOCK_SKEW_SECONDS (never for a simulated clock). Noted in the ledger for status."""
-        if self.simulated_clock:
-            return None
-        return holds.check_clock(self.sessions, now, timedelta(seconds=self.settings.max_clock_skew_seconds))
+        return maintenance.clock_hold(self.sessions, self.settings, now, simulated_clock=self.simulated_clock)
 
     def tick(self, now: datetime) -> TickReport:
         """Do everything due at ``now`` in this process; returns what was done."""
@@ -158,13 +135,15 @@ class Dispatcher:
         while claimed:  # again after a pass that sent something: a push may have added a fallback email
             claimed = False
             for channel in self.channels:  # one channel at a time: a claim walks its due rows in time order
+                cursor = claims.DueCursor()
                 while True:
                     if self.stopping.is_set():
                         report.stopped = True
                         break
                     with transaction(self.sessions) as s:
                         ids = claims.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
-                                                exclude=report.refused, owner=self.owner, channel=channel)
+                                                exclude=report.refused, owner=self.owner, channel=channel,
+                                                cursor=cursor)
                     if not ids:
                         break
                     claimed = True
@@ -179,22 +158,33 @@ class Dispatcher:
         return report
 
     def enqueue(self, now: datetime, publish: Callable[[str, list[int]], None], chunk_size: int,
-                channels: Sequence[str] | None = None) -> TickReport:
+                channels: Sequence[str] | None = None, *, maintain: bool = True) -> TickReport:
         """The distributed tick: hand due rows to workers as chunks of ids, one queue per channel (all of them, or
-        ``channels``).
+        ``channels``), after a maintenance pass; with ``maintain=False`` (the beat's ``notifier.tick``, whose
+        maintenance is ``notifier.maintain``) behind the send path's own checks only: the clock and the copy.
 
         Rows become ``queued`` before their chunk is published; a chunk the broker loses is queued again once
         its lease runs out, so the ledger, not the broker, decides what is still owed.
         """
-        report = self.prepare(now)
+        if maintain:
+            report = self.prepare(now)
+        else:
+            report = TickReport(held=self.clock_hold(now))
+            if report.held is not None:
+                log.error("nothing sent: %s", report.held)
+            else:
+                with transaction(self.sessions) as s:
+                    report.refused = self.gate.refused(s)
         for channel in () if report.held else self.channels if channels is None else channels:
+            cursor = claims.DueCursor()
             while True:
                 if self.stopping.is_set():
                     report.stopped = True
                     break
                 with transaction(self.sessions) as s:
                     ids = claims.claim_due(s, now, chunk_size, self.settings.queue_lease_seconds,
-                                            exclude=report.refused, into=DeliveryState.QUEUED, channel=channel)
+                                            exclude=report.refused, into=DeliveryState.QUEUED, channel=channel,
+                                            cursor=cursor)
                 if not ids:
                     break
                 publish(channel, ids)
@@ -212,8 +202,7 @@ class Dispatcher:
             log.error("chunk of %d rows left queued: %s", len(ids), held)
             return Counter()
         with transaction(self.sessions) as s:
-            store.sync(s, self.settings)
-            refused = [row.id for row in queries.active_campaigns(s) if self._content_refusal(row)]
+            refused = self.gate.refused(s)
             leased = claims.lease_chunk(s, ids, owner, now, self.settings.lease_seconds, exclude=refused)
         if not leased:
             return Counter()
@@ -223,35 +212,10 @@ class Dispatcher:
             log.error("channel %s sent nothing of this chunk: %s", channel, why)
         return counts
 
-    def _purge_due(self, now: datetime) -> dict[str, int]:
-        """Campaigns whose ``purge_after`` ran out: their recipients' personal data goes, each campaign alone."""
-        with self.sessions() as s:
-            due = list(purge.due(s, now))
-        done = {}
-        outbox = self.settings.outbox_dir if self.settings.transport == "outbox" else None
-        for campaign_id in due:
-            try:
-                done[campaign_id] = purge.purge(self.sessions, campaign_id, now, outbox).recipients
-            except Exception:  # this campaign stays due; the tick goes on
-                log.exception("campaign %s: the scheduled purge failed", campaign_id)
-                continue
-            log.warning("campaign %s: purged the personal data of %d recipients (purge_after)", campaign_id,
-                        done[campaign_id])
-        return done
-
     def close(self) -> None:
         """Release the channels' connections."""
         for channel in self.channels.values():
             channel.close()
-
-    def _content_refusal(self, row: Any) -> str | None:
-        """Why a campaign's copy may not be sent now: it is blocked, its copy changed since it was approved (the
-        verdict ``status``, ``campaign list`` and the dashboard show, from the same ``approval.check``)."""
-        verdict = approval.check(row, *self.settings.copy_dirs(row.id))
-        if self._content.get(row.id, verdict.fingerprint) != verdict.fingerprint:
-            self.renderer.forget(row.id)  # a long-running process must not send what it rendered from the old copy
-        self._content[row.id] = verdict.fingerprint
-        return verdict.refusal or None
 
     def _process(self, ids: Sequence[int], now: datetime, owner: str) -> Counter[str]:
         """Guard, build, send and record a claimed batch. Each row and each channel fails alone, and a channel's

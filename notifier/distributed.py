@@ -1,10 +1,12 @@
 """Distributed delivery: what the Celery tasks in ``celery_app.py`` do, and the settings they run with.
 
-The ledger is the truth and the broker only carries work: the tick marks due rows ``queued`` and publishes
-chunks of ids on one queue per channel; a worker leases the rows of its chunk that are still queued, sends
-them and records each outcome at once. A chunk the broker loses is queued again when its lease runs out;
-rows a dead worker held are found by the next tick, marked ``uncertain`` and resent or skipped as the
-campaign says. No future send waits in the broker: due times live in the ledger.
+The ledger is the truth and the broker only carries work. Beat runs two tasks every NOTIFIER_TICK_SECONDS:
+maintenance (``maintain``: recover, plan, gate the copy, materialize due groups, purge; ``notifier.maintenance``)
+and the send path's publisher (``publish_due``: mark due rows ``queued`` and publish chunks of ids on one queue
+per channel); a worker leases the rows of its chunk that are still queued, sends them and records each outcome
+at once. A chunk the broker loses is queued again by maintenance when its lease runs out; rows a dead worker
+held are found by maintenance, marked ``uncertain`` and resent or skipped as the campaign says. No future send
+waits in the broker: due times live in the ledger.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from notifier.config import Settings, load_settings
 from notifier.dispatch import Dispatcher
 from notifier.errors import ConfigError
+from notifier.maintenance import Maintenance
 
 log = logging.getLogger(__name__)
 QUEUES = ("email", "push", "ticks")
@@ -40,8 +43,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_soft_time_limit": max(1, int(settings.lease_seconds * 0.8)),
         "task_time_limit": max(2, int(settings.lease_seconds * 0.9)),
         "task_routes": {"notifier.tick": {"queue": "ticks"}},
-        "task_default_queue": "ticks",
-        "beat_schedule": {"notifier-tick": {"task": "notifier.tick", "schedule": settings.tick_seconds}},
+        "task_default_queue": "ticks",  # notifier.maintain's queue too
+        "beat_schedule": {"notifier-maintain": {"task": "notifier.maintain", "schedule": settings.tick_seconds},
+                          "notifier-tick": {"task": "notifier.tick", "schedule": settings.tick_seconds}},
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {"visibility_timeout": settings.queue_lease_seconds},
         "worker_send_task_events": False,
@@ -65,9 +69,30 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def maintain(at: datetime | None = None) -> dict[str, Any]:
+    """The ``notifier.maintain`` task's work: one maintenance pass, sending nothing; counts only. ``at`` is a
+    simulated time (tests); on the real clock nothing is done while it disagrees with the ledger's."""
+    d = dispatcher()
+    done = Maintenance(d.sessions, d.settings, d.gate, simulated_clock=at is not None).run(at or now())
+    return {"planned_groups": done.planned_groups, "materialized": done.materialized, "recovered": done.recovered,
+            "requeued": done.requeued, "purged": done.purged, "refused": sorted(done.refused),
+            **({"failed": done.failed} if done.failed else {}), **({"held": done.held} if done.held else {})}
+
+
+def publish_due(publish: Callable[[str, list[int]], None], at: datetime | None = None) -> dict[str, Any]:
+    """The ``notifier.tick`` task's work, the send path's publisher: due rows of campaigns whose copy may be sent
+    become ``queued`` and go out as chunks; counts only. What maintenance has not made due waits for it."""
+    d = dispatcher()
+    d.simulated_clock = at is not None
+    report = d.enqueue(at or now(), publish, d.settings.chunk_size, maintain=False)
+    return {"queued": report.claimed, "chunks": report.chunks, "refused": sorted(report.refused),
+            **({"held": report.held} if report.held else {})}
+
+
 def tick(publish: Callable[[str, list[int]], None], at: datetime | None = None) -> dict[str, Any]:
-    """The beat task's work: recover, plan, materialize, and publish due rows as chunks; counts only. ``at`` is a
-    simulated time (tests); on the real clock nothing is published while it disagrees with the ledger's."""
+    """Both beat tasks in one call, maintenance then the publisher (tests, and the crash tests' stand-in for beat);
+    counts only. ``at`` is a simulated time (tests); on the real clock nothing is published while it disagrees
+    with the ledger's."""
     d = dispatcher()
     d.simulated_clock = at is not None  # a given time is simulated; the real clock is checked against the ledger's
     report = d.enqueue(at or now(), publish, d.settings.chunk_size)

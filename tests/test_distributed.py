@@ -378,7 +378,7 @@ def test_celery_config_acks_late_and_holds_one_chunk_per_worker() -> None:
     assert config["task_serializer"] == "json" and config["accept_content"] == ["json"]
     assert config["broker_transport_options"]["visibility_timeout"] == settings.queue_lease_seconds
     assert [(e["task"], e["schedule"]) for e in config["beat_schedule"].values()] == [
-        ("notifier.tick", settings.tick_seconds)]
+        ("notifier.maintain", settings.tick_seconds), ("notifier.tick", settings.tick_seconds)]
     assert config["task_routes"] == {"notifier.tick": {"queue": "ticks"}}
     assert set(distributed.QUEUES) == {"email", "push", "ticks"}
 

@@ -97,7 +97,7 @@ def _dispatch_loop(dispatcher: Dispatcher, once: bool, now: str | None, interval
 @cli.command()
 @click.option("-Q", "--queues", default="email,push,ticks", show_default=True, help="Queues to consume.")
 @click.option("-c", "--concurrency", type=int, default=None, help="Worker processes (default: one per core).")
-@click.option("--beat", is_flag=True, help="Also publish the tick (run exactly one of these in a fleet).")
+@click.option("--beat", is_flag=True, help="Also run beat: maintenance and the tick, on schedule (one in a fleet).")
 @pass_ctx
 def worker(c: CliContext, queues: str, concurrency: int | None, beat: bool) -> None:
     """A Celery worker of the fleet (same as: celery -A celery_app worker -Q email,push,ticks)."""
