@@ -25,6 +25,7 @@ from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
 from notifier.config import Settings
 from notifier.errors import UserError, raised_at
 from notifier.events import Outcome, SendResult
+from notifier.handoff import Handoff
 from notifier.i18n import negotiate
 from notifier.ledger import claims, queries, suppressions
 from notifier.ledger.claims import RowOutcome
@@ -136,19 +137,21 @@ class Dispatcher:
             claimed = False
             for channel in self.channels:  # one channel at a time: a claim walks its due rows in time order
                 cursor = claims.DueCursor()
-                while True:
-                    if self.stopping.is_set():
-                        report.stopped = True
-                        break
-                    with transaction(self.sessions) as s:
-                        ids = claims.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
-                                                exclude=report.refused, owner=self.owner, channel=channel,
-                                                cursor=cursor)
-                    if not ids:
-                        break
-                    claimed = True
-                    report.claimed += len(ids)
-                    report.outcomes.update(self._process(ids, now, self.owner))
+                with Handoff(threaded=self._pipelined) as handoff:  # batch k is sent while k + 1 is composed
+                    while True:
+                        if self.stopping.is_set():
+                            report.stopped = True
+                            break
+                        with transaction(self.sessions) as s:
+                            ids = claims.claim_due(s, now, self.settings.batch_size, self.settings.lease_seconds,
+                                                    exclude=report.refused, owner=self.owner, channel=channel,
+                                                    cursor=cursor)
+                        if not ids:
+                            break
+                        claimed = True
+                        report.claimed += len(ids)
+                        batch = self._compose(ids, now)
+                        handoff.submit(lambda b=batch: report.outcomes.update(self._hand_over(b, now, self.owner)))
         report.blocked = dict(self._blocked)
         for channel, why in report.blocked.items():
             log.error("channel %s sent nothing: %s", channel, why)
@@ -220,6 +223,19 @@ class Dispatcher:
     def _process(self, ids: Sequence[int], now: datetime, owner: str) -> Counter[str]:
         """Guard, build, send and record a claimed batch. Each row and each channel fails alone, and a channel's
         outcomes are in the ledger before the next channel is tried."""
+        return self._deliver(self._compose(ids, now), now, owner)
+
+    @property
+    def _pipelined(self) -> bool:
+        """Whether a tick composes the next batch while one is sent (:class:`~notifier.handoff.Handoff`): on
+        PostgreSQL. SQLite takes one writer at a time, and a transaction that read before another's commit cannot
+        write: it keeps the plain order."""
+        bind = self.sessions.kw.get("bind")
+        return bind is not None and bind.dialect.name == "postgresql"
+
+    def _compose(self, ids: Sequence[int], now: datetime) -> Composed:
+        """Read a claimed batch and build its messages: the rows that go nowhere now, with their outcomes, and the
+        messages ready to send, per channel."""
         def load() -> tuple[list[claims.ClaimedRow], dict[str, Campaign]]:
             with self.sessions() as s:
                 rows = claims.load_claimed(s, ids, now)
@@ -227,8 +243,7 @@ class Dispatcher:
                               for cid in {r.campaign_id for r in rows}}  # once per campaign, not per row
 
         rows, campaigns = self.durably(f"reading a claimed batch of {len(ids)} rows", load)
-        early: list[RowOutcome] = []
-        ready: dict[str, list[tuple[claims.ClaimedRow, Message, str]]] = {}
+        composed = Composed(campaigns)
         for row in rows:
             try:
                 prepared = self._prepare(campaigns[row.campaign_id], row, now)
@@ -237,13 +252,36 @@ class Dispatcher:
                 prepared = self._retry(row, campaigns[row.campaign_id], f"cannot build the message: {_brief(exc)}",
                                        None, now, uncertain=False)
             if isinstance(prepared, RowOutcome):
-                early.append(prepared)
+                composed.early.append(prepared)
             else:
-                ready.setdefault(row.channel, []).append((row, *prepared))
-        counts = self._record(early, now, owner)
-        for channel, batch in ready.items():
+                composed.ready.setdefault(row.channel, []).append((row, *prepared))
+        return composed
+
+    def _hand_over(self, composed: Composed, now: datetime, owner: str) -> Counter[str]:
+        """Deliver a batch composed while the one before it was sent; when a stop came meanwhile, nothing of it has
+        left and nothing of it will: its rows are released, due as they were, their attempt not counted."""
+        if not self.stopping.is_set():
+            return self._deliver(composed, now, owner)
+        held = [row for batch in composed.ready.values() for row, _, _ in batch]
+        released = [RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id,
+                               attempts=row.attempts - 1) for row in held]
+        self._record([*composed.early, *released], now, owner)
+        log.info("stopping: %d claimed rows released unsent", len(held))
+        return Counter(tick_word(o.state, o.error) for o in composed.early)
+
+    def _deliver(self, composed: Composed, now: datetime, owner: str) -> Counter[str]:
+        """Record what goes nowhere, then send each channel's messages and record their outcomes. A channel found
+        blocked since the batch was composed (by the batch before it) sends nothing of it: its rows wait, as the
+        guard would have had them wait."""
+        counts = self._record(composed.early, now, owner)
+        for channel, batch in composed.ready.items():
+            blocked = self._blocked.get(channel)
             try:
-                counts += self._send(channel, batch, campaigns, now, owner)
+                if blocked is not None:
+                    counts += self._record([self._blocked_outcome(row, blocked, now) for row, _, _ in batch], now,
+                                           owner)
+                else:
+                    counts += self._send(channel, batch, composed.campaigns, now, owner)
             except Exception:  # its outcomes are recorded before anything after its send can fail
                 log.exception("channel %s: a step after the send failed (%d rows)", channel, len(batch))
         return counts
@@ -456,6 +494,16 @@ class Dispatcher:
         base = min(self.settings.retry_base_seconds * 2 ** min(attempts - 1, 30), self.settings.retry_max_seconds)
         delay = max(retry_after or 0.0, self.rng.uniform(base / 2, base))
         return timedelta(seconds=delay)
+
+
+@dataclass
+class Composed:
+    """A claimed batch read and built: its campaigns, the outcomes of rows that go nowhere now (the guard's), and the
+    messages ready to send per channel, each with its row and locale."""
+
+    campaigns: dict[str, Campaign]
+    early: list[RowOutcome] = field(default_factory=list)
+    ready: dict[str, list[tuple[claims.ClaimedRow, Message, str]]] = field(default_factory=dict)
 
 
 def _may_fall_back_to_email(campaign: Campaign, row: claims.ClaimedRow) -> bool:
