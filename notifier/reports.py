@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from notifier import approval
@@ -154,20 +154,29 @@ def _groups_done(session: Session, campaign_id: str) -> tuple[int, int]:
 def _count_rows(session: Session, st: CampaignStatus) -> None:
     """Fill ``st``'s counts, breakdown and reasons from one GROUP BY over the campaign's rows, sends in the
     order they first go out."""
-    first = dict(session.execute(select(SendGroup.send_key, func.min(SendGroup.send_at))
-                                 .where(SendGroup.campaign_id == st.campaign_id).group_by(SendGroup.send_key)).all())
+    first: dict[str, datetime] = {}
+    send_of: dict[int, str] = {}  # a row names its group; the group its send (no join: a million rows stay one pass)
+    for group_id, send_key, send_at in session.execute(select(SendGroup.id, SendGroup.send_key, SendGroup.send_at)
+                                                       .where(SendGroup.campaign_id == st.campaign_id)):
+        send_of[group_id] = send_key
+        first[send_key] = min(send_at, first.get(send_key, send_at))
+    if session.get_bind().dialect.name == "postgresql":
+        # Hundreds of groups, which the planner takes for tens of thousands (the product of each column's distinct
+        # values) and so sorts a million rows on disk instead of hashing them (measured at 1,050,000 rows: 800 ms
+        # against 220): room for the hash, for this transaction only.
+        session.execute(text("SET LOCAL work_mem = '64MB'"))
     reason = _REASON.label("reason")
-    q = (select(SendGroup.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason,
+    q = (select(DeliveryRow.group_id, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason,
                 func.count(), func.count().filter(DeliveryRow.uncertain.is_(True)))
-         .join(SendGroup, SendGroup.id == DeliveryRow.group_id)
          .where(DeliveryRow.campaign_id == st.campaign_id)
-         .group_by(SendGroup.send_key, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason))
+         .group_by(DeliveryRow.group_id, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason))
     counts: dict[tuple[str, str], Counter[str]] = {}
     by_locale: Counter[tuple[str, str, str, str]] = Counter()
     skips: Counter[str] = Counter()
     failed: Counter[tuple[str, str]] = Counter()
     waiting: Counter[tuple[str, str]] = Counter()
-    for send, locale, channel, state, why, n, uncertain in session.execute(q):
+    for group_id, locale, channel, state, why, n, uncertain in session.execute(q):
+        send = send_of[group_id]
         c = counts.setdefault((send, channel), Counter())
         c[state] += n
         c[ReportState.UNCERTAIN.value] += uncertain
