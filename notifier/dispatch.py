@@ -32,6 +32,7 @@ from notifier.ledger.claims import RowOutcome
 from notifier.ledger.db import durably, transaction
 from notifier.ledger.states import DeliveryState, SkipReason
 from notifier.links import unsubscribe_headers
+from notifier.maintenance import MaintenanceReport
 from notifier.planner import parse_send_key, window_reopens
 from notifier.render import Personal, Renderer
 from notifier.spread import after
@@ -42,20 +43,13 @@ T = TypeVar("T")
 
 
 @dataclass
-class TickReport:
-    """Counts of what one tick did (ids and counts only, never personal data)."""
+class TickReport(MaintenanceReport):
+    """Counts of what one tick did: its maintenance pass, then the sends (ids and counts only, never personal data)."""
 
-    planned_groups: int = 0
-    materialized: int = 0
     claimed: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
-    refused: dict[str, str] = field(default_factory=dict)  # campaign id → why nothing of it was sent
-    recovered: dict[str, int] = field(default_factory=dict)  # "campaign:resend|skip" → rows found uncertain
     blocked: dict[str, str] = field(default_factory=dict)  # channel → why it could send nothing (the setting to fix)
     chunks: int = 0  # chunk tasks published (distributed tick)
-    requeued: int = 0  # rows of chunks the broker lost, due again
-    purged: dict[str, int] = field(default_factory=dict)  # campaign id → recipients whose personal data was deleted
-    held: str | None = None  # why this tick did nothing at all (the host's clock disagrees with the ledger's)
     stopped: bool = False  # a stop was requested: the batch in flight was finished and recorded, nothing more claimed
 
 
@@ -116,8 +110,7 @@ class Dispatcher:
         self._blocked = {}
         done = maintenance.Maintenance(self.sessions, self.settings, self.gate,
                                        simulated_clock=self.simulated_clock).run(now)
-        return TickReport(planned_groups=done.planned_groups, materialized=done.materialized, refused=done.refused,
-                          recovered=done.recovered, requeued=done.requeued, purged=done.purged, held=done.held)
+        return TickReport(**{f.name: getattr(done, f.name) for f in dataclasses.fields(done)})
 
     def request_stop(self) -> None:
         """Stop soon and cleanly (a deploy's SIGTERM): the batch in hand is sent and recorded, nothing more is
