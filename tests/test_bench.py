@@ -73,3 +73,22 @@ def test_dashboard_counts_smoke_run_prints_its_summary_line() -> None:
     found = re.fullmatch(r"dashboard-counts: rows=3000 baseline_ms=\d+ progress_ms=\d+ fragment_ms=\d+ "
                          r"chart_ms=\d+ list_ms=\d+ ratio=[\d.]+", last)
     assert found, last
+
+
+@pytest.mark.postgres
+def test_dispatch_once_smoke_run_sends_every_message_and_prints_its_summary_line() -> None:
+    """``python -m bench.dispatch_once`` at 300 recipients: every message of the wave went out in the one tick,
+    and the ledger's counters were read (its figures are in README's Measured, from a run at 100,000)."""
+    server = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.dispatch_once", "--recipients", "300", "--server", server,
+         "--email-ceiling-requests", "3", "--push-ceiling-requests", "300"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    found = re.fullmatch(r"dispatch-once: recipients=300 messages=(?P<messages>\d+) seconds=[\d.]+ per_s=\d+ "
+                         r"ceiling_per_s=\d+ ratio=[\d.]+ cpu_us=\d+ wal_bytes=(?P<wal>\d+) "
+                         r"rows_written=(?P<written>[\d.]+) tuples_read=[\d.]+", last)
+    assert found, last
+    assert int(found["messages"]) > 300 and int(found["wal"]) > 0
+    assert float(found["written"]) >= 2.5  # created, claimed, completed, and at 300 recipients the plan's own rows
