@@ -5,6 +5,11 @@ with one commit each, so memory stays flat however long the file is. Duplicate i
 ledger (every run stamps its rows with ``import_run`` and ``import_line``), not through a set of every id seen,
 so a duplicate's rejection arrives when its batch is stored, after rejections of rows read later in that batch.
 
+On PostgreSQL each batch goes through ``COPY`` into a staging table and a few statements on one held connection
+(:mod:`notifier.audience._store`, :mod:`notifier.ledger.bulk`), and a file over 8 MiB is read and validated by a
+child process (:mod:`notifier.audience._reader`) while this one stores its rows, so the import uses two cores
+while the server works. The rows, rejections, batches and errors are the same as reading in-process.
+
 The columns are checked before the first row is stored (:mod:`notifier.audience._columns`): each one a field, an
 attribute the renderer reads, ``attributes.NAME``, or, when the caller asks (``extra_columns="attributes"``), any
 other name that does not look like a field; otherwise one AudienceError lists every unknown column with a
@@ -42,21 +47,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifier.audience import _reader
 from notifier.audience._columns import EXTRA_COLUMNS, ExtraColumns
 from notifier.audience._files import Meter, format_of, records
 from notifier.audience._rows import RecipientRecord, Rejection
+from notifier.audience._store import BatchStore, StoredBatch
 from notifier.errors import AudienceError
-from notifier.ledger import bulk
-from notifier.ledger.models import PushToken, Recipient
-from notifier.ledger.queries import dialect_insert
 
 __all__ = ["EXTRA_COLUMNS", "ExtraColumns", "ImportReport", "Meter", "RecipientRecord", "Rejection", "import_audience",
            "read_audience"]
@@ -130,7 +133,8 @@ def import_audience(sessions: sessionmaker[Session], path: str | Path, *, now: d
             on_reject(rejection)
 
     meter = Meter()
-    items = read_audience(path, fmt, extra_columns=extra_columns, rename=rename, meter=meter)  # fails before the ledger
+    store = BatchStore(sessions, file, run, now)
+    items = _rows_of(path, fmt, extra_columns, rename, meter, batch_size, store.postgres)  # fails before the ledger
     batch: list[RecipientRecord] = []
     unreadable: AudienceError | None = None
     told = 0  # rejections when progress was last told
@@ -140,6 +144,15 @@ def import_audience(sessions: sessionmaker[Session], path: str | Path, *, now: d
         told = report.rejected
         if progress is not None:
             progress(report, meter.read_bytes())
+
+    def store_batch() -> None:
+        nonlocal batch
+        done = store(batch)
+        batch = []
+        _count(report, done)
+        for duplicate in done.duplicates:
+            reject(duplicate)
+        tell()
 
     try:
         try:
@@ -151,19 +164,20 @@ def import_audience(sessions: sessionmaker[Session], path: str | Path, *, now: d
                     continue
                 batch.append(item)
                 if len(batch) >= batch_size:
-                    _store_batch(sessions, file, batch, run, now, report, reject)
-                    batch = []
-                    tell()
+                    store_batch()
         except AudienceError as exc:  # the file cannot be read on from some line: keep every row before it
             unreadable = exc
         if batch:
-            _store_batch(sessions, file, batch, run, now, report, reject)
-            batch = []
+            store_batch()
         tell()
     except Exception as exc:  # the database, or a bug: say which rows are in before it propagates
         exc.add_note(_progress(report, batch))
         log.warning("audience import %s failed: %d stored, %d rejected", run, report.accepted, report.rejected)
         raise
+    finally:
+        store.close()
+        if isinstance(items, Generator):
+            items.close()  # a child process reading the file ends with it
     if unreadable is not None:
         if not report.accepted and not report.rejected:
             raise unreadable
@@ -172,6 +186,26 @@ def import_audience(sessions: sessionmaker[Session], path: str | Path, *, now: d
              "%d rejected", run, report.accepted, report.inserted, report.updated, report.guessed_timezones,
              report.cleaned_names, report.rejected)
     return report
+
+
+def _rows_of(path: str | Path, fmt: str | None, extra_columns: ExtraColumns, rename: Mapping[str, str] | None,
+             meter: Meter, batch_size: int, postgres: bool) -> Iterator[RecipientRecord | Rejection]:
+    """The file's rows; on PostgreSQL a big file's read by a child process (:mod:`._reader`) while this one stores
+    them (SQLite's inserts are this process's own work, so a child gains nothing: measured 13.9 s in-process
+    against 15.7 s with a child for 200,000 rows)."""
+    items = read_audience(path, fmt, extra_columns=extra_columns, rename=rename, meter=meter)
+    if not postgres or Path(path).stat().st_size < _reader.FROM_BYTES:
+        return items
+    return _reader.read_in_child(Path(path), fmt, extra_columns, rename, meter, batch_size)
+
+
+def _count(report: ImportReport, done: StoredBatch) -> None:
+    report.accepted += done.accepted
+    report.inserted += done.inserted
+    report.updated += done.accepted - done.inserted
+    report.guessed_timezones += done.guessed_timezones
+    report.cleaned_names += done.cleaned_names
+    report.stored_through = done.through
 
 
 def _progress(report: ImportReport, unstored: list[RecipientRecord]) -> str:
@@ -189,91 +223,3 @@ def _progress(report: ImportReport, unstored: list[RecipientRecord]) -> str:
 
 def _rows(n: int) -> str:
     return f"{n:,} row" if n == 1 else f"{n:,} rows"
-
-
-def _store_batch(sessions: sessionmaker[Session], file: str, batch: list[RecipientRecord], run: str, now: datetime,
-                 report: ImportReport, reject: Callable[[Rejection], None]) -> None:
-    """One transaction: drop this run's duplicates, upsert the rest, replace their push tokens."""
-    with sessions() as session, session.begin():
-        existing = _stored_runs(session, {r.id for r in batch})
-        fresh = _drop_duplicates(file, batch, existing, run, reject)
-        if fresh:
-            seqs = _upsert_recipients(session, fresh, run, now)
-            _replace_tokens(session, [(seqs[r.id], r.push_tokens) for r in fresh])
-    inserted = sum(1 for r in fresh if r.id not in existing)
-    report.accepted += len(fresh)
-    report.inserted += inserted
-    report.updated += len(fresh) - inserted
-    report.guessed_timezones += sum(1 for r in fresh if r.timezone_guessed)
-    report.cleaned_names += sum(1 for r in fresh if r.name_cleaned)
-    report.stored_through = batch[-1].line
-
-
-def _stored_runs(session: Session, ids: Iterable[str]) -> dict[str, tuple[str | None, int | None]]:
-    """For the ids already in the ledger: the import run and line that last wrote them."""
-    query = select(Recipient.id, Recipient.import_run, Recipient.import_line).where(Recipient.id.in_(list(ids)))
-    return {rid: (run, line) for rid, run, line in session.execute(query)}
-
-
-def _drop_duplicates(file: str, batch: list[RecipientRecord], existing: dict[str, tuple[str | None, int | None]],
-                     run: str, reject: Callable[[Rejection], None]) -> list[RecipientRecord]:
-    """Rows whose id this run has not stored yet, in an earlier batch or earlier in this one."""
-    first: dict[str, int] = {}
-    fresh = []
-    for record in batch:
-        stored_run, stored_line = existing.get(record.id, (None, None))
-        first_line = stored_line if stored_run == run else first.get(record.id)
-        if first_line is None:
-            first[record.id] = record.line
-            fresh.append(record)
-            continue
-        reason = f"duplicate id {record.id} (first on line {first_line})"
-        reject(Rejection(file, record.line, record.id, "id", reason))
-    return fresh
-
-
-def _upsert_recipients(session: Session, records: list[RecipientRecord], run: str, now: datetime) -> dict[str, int]:
-    """Insert or update by id; an update keeps the stored joined_at unless the file gives one. Returns id → seq."""
-    if bulk.is_postgres(session):
-        return bulk.upsert_recipients(session, [
-            {"id": r.id, "email": r.email, "name": r.name, "locale": r.locale, "timezone": r.timezone,
-             "timezone_guessed": r.timezone_guessed, "country": r.country, "attributes": r.attributes,
-             "joined_at": r.joined_at, "import_run": run, "import_line": r.line, "updated_at": now}
-            for r in records])
-    rows = [{"id": r.id, "email": r.email, "name": r.name, "locale": r.locale, "timezone": r.timezone,
-             "timezone_guessed": r.timezone_guessed, "country": r.country, "attributes": r.attributes,
-             "joined_at": r.joined_at or now, "import_run": run, "import_line": r.line, "updated_at": now}
-            for r in records]
-    for keep_joined in (False, True):
-        part = [row for row, r in zip(rows, records, strict=True) if (r.joined_at is None) == keep_joined]
-        if not part:
-            continue
-        stmt = dialect_insert(session, Recipient)
-        updated = [key for key in part[0] if key != "id" and not (keep_joined and key == "joined_at")]
-        stmt = stmt.on_conflict_do_update(index_elements=["id"], set_={k: stmt.excluded[k] for k in updated})
-        session.execute(stmt, part)
-    query = select(Recipient.id, Recipient.seq).where(Recipient.id.in_([r.id for r in records]))
-    return {rid: seq for rid, seq in session.execute(query)}
-
-
-def _replace_tokens(session: Session, wanted: list[tuple[int, tuple[str, ...]]]) -> None:
-    """Each recipient's tokens become the file's set; a token already stored keeps its state (deactivated stays)."""
-    want = {(seq, token) for seq, tokens in wanted for token in tokens}
-    seqs = [seq for seq, _ in wanted]
-    query = select(PushToken.id, PushToken.recipient_seq, PushToken.token).where(PushToken.recipient_seq.in_(seqs))
-    have: set[tuple[int, str]] = set()
-    stale: list[int] = []
-    for token_id, seq, token in session.execute(query):
-        have.add((seq, token))
-        if (seq, token) not in want:
-            stale.append(token_id)
-    if stale:
-        stmt = delete(PushToken).where(PushToken.id.in_(stale))
-        session.execute(stmt, execution_options={"synchronize_session": False})
-    new = [{"recipient_seq": seq, "token": token, "active": True}
-           for seq, tokens in wanted for token in tokens if (seq, token) not in have]
-    if new and bulk.is_postgres(session):
-        bulk.insert_tokens(session, [(t["recipient_seq"], t["token"]) for t in new])
-    elif new:
-        stmt = dialect_insert(session, PushToken).on_conflict_do_nothing(index_elements=["recipient_seq", "token"])
-        session.execute(stmt, new)

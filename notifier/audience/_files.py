@@ -101,12 +101,19 @@ class Meter:
     def __init__(self) -> None:
         self._f: IO[bytes] | None = None
         self._size = 0
+        self._told: int | None = None
 
     def attach(self, f: IO[bytes]) -> None:
         self._f, self._size = f, os.fstat(f.fileno()).st_size
 
+    def tell(self, read: int) -> None:
+        """Bytes read by a reader that is not attached here (a child process, :mod:`._reader`)."""
+        self._told = read
+
     def read_bytes(self) -> int:
         """Bytes read so far; the whole file once reading has ended."""
+        if self._told is not None:
+            return self._told
         f = self._f
         if f is None:
             return 0
