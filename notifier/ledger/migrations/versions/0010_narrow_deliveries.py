@@ -23,6 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 PENDING = sa.text("state = 'pending'")
 LEASED = sa.text("lease_until IS NOT NULL")
+COUNTED = "deliveries_counted"
 
 
 # The foreign keys of a delivery row (its campaign, group and recipient): checked for every row written, they were
@@ -52,9 +53,16 @@ def upgrade() -> None:
                     sqlite_where=PENDING)
     op.create_index("ix_deliveries_leased", "deliveries", ["lease_until"], postgresql_where=LEASED,
                     sqlite_where=LEASED)
+    if op.get_bind().dialect.name == "postgresql":
+        # The live counts group a campaign's rows by these: hundreds of groups, which without this the planner takes
+        # for the product of each column's distinct values and aggregates alone instead of in parallel (measured at
+        # 1,050,000 rows: 350 ms against 254).
+        op.execute(f"CREATE STATISTICS {COUNTED} (ndistinct) ON group_id, locale, channel, state FROM deliveries")
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"DROP STATISTICS IF EXISTS {COUNTED}")
     op.drop_index("ix_deliveries_leased", table_name="deliveries")
     op.drop_index("ix_deliveries_due", table_name="deliveries")
     with op.batch_alter_table("deliveries") as batch:
