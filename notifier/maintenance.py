@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifier import approval, purge
 from notifier.config import Settings
-from notifier.ledger import claims, holds, queries
+from notifier.ledger import claims, holds, queries, tallies
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignRow, CampaignState
 from notifier.studio import store
@@ -91,7 +91,8 @@ class ContentGate:
 
 
 class Maintenance:
-    """One pass over the ledger: rescue, then plan, gate and materialize, then purge. Sends nothing."""
+    """One pass over the ledger: rescue, then plan, gate and materialize, then fold the counts and purge. Sends
+    nothing."""
 
     def __init__(self, sessions: sessionmaker[Session], settings: Settings, gate: ContentGate, *,
                  simulated_clock: bool = False) -> None:
@@ -145,7 +146,9 @@ class Maintenance:
             report, "materialize", lambda s: queries.materialize_due(s, now, exclude=report.refused)) or 0
 
     def _clean(self, now: datetime, report: MaintenanceReport) -> None:
-        """Campaigns whose ``purge_after`` ran out: their recipients' personal data goes, each campaign alone."""
+        """The live counts' deltas folded (ledger.tallies); then campaigns whose ``purge_after`` ran out: their
+        recipients' personal data goes, each campaign alone."""
+        self._step(report, "tallies", tallies.roll_up)
         due = self._step(report, "purge", lambda s: list(purge.due(s, now))) or []
         outbox = self.settings.outbox_dir if self.settings.transport == "outbox" else None
         for campaign_id in due:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from notifier import approval
@@ -18,7 +18,7 @@ from notifier.campaign import zone
 from notifier.config import Settings
 from notifier.eligibility import reachable
 from notifier.errors import NotFound
-from notifier.ledger import holds
+from notifier.ledger import holds, tallies
 from notifier.ledger.models import CampaignRow, DeliveryRow, PushToken, Recipient, SendGroup
 from notifier.ledger.queries import campaign_of, get_campaign, rows_to_come, send_channels
 from notifier.ledger.states import FINAL_STATES, OPEN_STATES, CampaignState, DeliveryState, Phase, ReportState
@@ -105,23 +105,14 @@ class CampaignStatus:
         }
 
 
-# Why a row is where it is: the skip reason of a skipped row, the last error of a failed one or of one waiting
-# for its retry; nothing for the rest. Few distinct values, so one GROUP BY can carry it.
-_REASON = case(
-    (DeliveryRow.state == DeliveryState.SKIPPED, DeliveryRow.skip_reason),
-    (or_(DeliveryRow.state == DeliveryState.FAILED,
-         and_(DeliveryRow.state == DeliveryState.PENDING, DeliveryRow.last_error.is_not(None))),
-     DeliveryRow.last_error),
-    else_=None,
-)
 NO_REASON = "(no reason recorded)"
 
 
 def campaign_status(session: Session, campaign_id: str, settings: Settings | None = None,
                     to_come: ToCome = rows_to_come) -> CampaignStatus:
     """Counts by send (wave), channel and state, by send, locale and channel, and the reasons for skips, failures
-    and waiting retries, plus how far the plan has come: one pass over the campaign's delivery rows (a live page
-    reads it every few seconds, on campaigns of millions of rows; bench/dashboard_counts.py), and the rows still to
+    and waiting retries, plus how far the plan has come: from the campaign's tallies, kept as its rows change (a live
+    page reads it every few seconds, on campaigns of millions of rows; bench/dashboard_counts.py), and the rows still to
     come (``to_come``: a live page keeps that count a while, queries.RowsToCome). With ``settings``, a scheduled
     campaign's copy is checked against the approved one (its phase may be blocked)."""
     row = get_campaign(session, campaign_id)
@@ -152,36 +143,31 @@ def _groups_done(session: Session, campaign_id: str) -> tuple[int, int]:
 
 
 def _count_rows(session: Session, st: CampaignStatus) -> None:
-    """Fill ``st``'s counts, breakdown and reasons from one GROUP BY over the campaign's rows, sends in the
-    order they first go out."""
+    """Fill ``st``'s counts, breakdown and reasons from the campaign's tallies (ledger.tallies: one row per key,
+    not per message), sends in the order they first go out."""
     first: dict[str, datetime] = {}
-    send_of: dict[int, str] = {}  # a row names its group; the group its send (no join: a million rows stay one pass)
+    send_of: dict[int, str] = {}  # a tally names its group; the group its send
     for group_id, send_key, send_at in session.execute(select(SendGroup.id, SendGroup.send_key, SendGroup.send_at)
                                                        .where(SendGroup.campaign_id == st.campaign_id)):
         send_of[group_id] = send_key
         first[send_key] = min(send_at, first.get(send_key, send_at))
-    reason = _REASON.label("reason")
-    q = (select(DeliveryRow.group_id, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason,
-                func.count(), func.count().filter(DeliveryRow.uncertain.is_(True)))
-         .where(DeliveryRow.campaign_id == st.campaign_id)
-         .group_by(DeliveryRow.group_id, DeliveryRow.locale, DeliveryRow.channel, DeliveryRow.state, reason))
     counts: dict[tuple[str, str], Counter[str]] = {}
     by_locale: Counter[tuple[str, str, str, str]] = Counter()
     skips: Counter[str] = Counter()
     failed: Counter[tuple[str, str]] = Counter()
     waiting: Counter[tuple[str, str]] = Counter()
-    for group_id, locale, channel, state, why, n, uncertain in session.execute(q):
-        send = send_of[group_id]
-        c = counts.setdefault((send, channel), Counter())
-        c[state] += n
-        c[ReportState.UNCERTAIN.value] += uncertain
-        by_locale[(send, locale or "-", channel, state)] += n
-        if state == DeliveryState.SKIPPED:
-            skips[why] += n
-        elif state == DeliveryState.FAILED:
-            failed[(channel, why or NO_REASON)] += n
-        elif state == DeliveryState.PENDING and why is not None:
-            waiting[(channel, why)] += n
+    for t in tallies.of_campaign(session, st.campaign_id):
+        send = send_of[t.group_id]
+        c = counts.setdefault((send, t.channel), Counter())
+        c[t.state] += t.n
+        c[ReportState.UNCERTAIN.value] += t.uncertain
+        by_locale[(send, t.locale or "-", t.channel, t.state)] += t.n
+        if t.state == DeliveryState.SKIPPED:
+            skips[t.reason] += t.n
+        elif t.state == DeliveryState.FAILED:
+            failed[(t.channel, t.reason or NO_REASON)] += t.n
+        elif t.state == DeliveryState.PENDING and t.reason is not None:
+            waiting[(t.channel, t.reason)] += t.n
 
     def when(send: str) -> tuple[bool, datetime | None, str]:
         at = first.get(send)
@@ -208,9 +194,7 @@ def campaign_phase(session: Session, campaign_id: str) -> str:
     groups, done = _groups_done(session, campaign_id)
     if done < groups:
         return phase_of(row.state, groups, done, True)  # sends still to come: no need to look at rows
-    open_row = session.scalar(select(DeliveryRow.id).where(DeliveryRow.campaign_id == campaign_id,
-                                                           DeliveryRow.state.in_(OPEN_STATES)).limit(1))
-    return phase_of(row.state, groups, done, open_row is not None)
+    return phase_of(row.state, groups, done, tallies.has_open(session, campaign_id, OPEN_STATES))
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -294,12 +278,9 @@ class CampaignLine:
 
 def campaign_lines(session: Session, settings: Settings | None = None,
                    to_come: ToCome = rows_to_come) -> list[CampaignLine]:
-    """Every campaign in the ledger, by id, with its phase and progress: one pass over all delivery rows. With
+    """Every campaign in the ledger, by id, with its phase and progress, from the tallies. With
     ``settings``, each scheduled campaign's copy is checked against the approved one (as campaign_status does)."""
-    rows: dict[str, Counter[str]] = {}
-    for campaign_id, state, n in session.execute(select(DeliveryRow.campaign_id, DeliveryRow.state, func.count())
-                                                 .group_by(DeliveryRow.campaign_id, DeliveryRow.state)):
-        rows.setdefault(campaign_id, Counter())[state] = n
+    rows = tallies.by_state(session)
     plans = {campaign_id: (n, done, nxt) for campaign_id, n, done, nxt in session.execute(
         select(SendGroup.campaign_id, func.count(), func.count().filter(SendGroup.materialized_upto > 0),
                func.min(SendGroup.send_at).filter(SendGroup.materialized_upto == 0))

@@ -106,6 +106,28 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     eng.dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def new_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a ledger nobody migrated yet."""
+    if request.param == "sqlite":
+        eng = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
+        yield eng
+        eng.dispose()
+        return
+    name = f"t_new_{tmp_path.name[-20:].replace('-', '_').lower()}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{name}"'))
+    eng = make_engine(PG_URL, connect_args={"options": f"-csearch_path={name}"})
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
+        admin.dispose()
+
+
 @pytest.fixture
 def sessions(engine: Engine) -> sessionmaker[Session]:
     return session_factory(engine)

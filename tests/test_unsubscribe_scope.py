@@ -9,7 +9,6 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -23,11 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from notifier.cli import cli
 from notifier.config import Settings
 from notifier.ledger import suppressions
-from notifier.ledger.db import alembic_config, make_engine, session_factory, transaction, upgrade
+from notifier.ledger.db import alembic_config, session_factory, transaction, upgrade
 from notifier.ledger.models import Suppression
 from notifier.web import create_app
 from notifier.wiring import build_dispatcher
-from tests.conftest import PG_URL
 from tests.unsubscribing import (
     PUBLIC_URL,
     SECRET,
@@ -222,28 +220,6 @@ def test_a_campaign_opt_out_stops_that_campaign_on_every_channel_whatever_its_ca
 
 
 # --- the migration ------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def new_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    """An engine on a ledger nobody migrated yet."""
-    if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
-        yield eng
-        eng.dispose()
-        return
-    name = f"t_new_{tmp_path.name[-20:].replace('-', '_').lower()}"
-    admin = make_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{name}"'))
-    eng = make_engine(PG_URL, connect_args={"options": f"-csearch_path={name}"})
-    try:
-        yield eng
-    finally:
-        eng.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{name}" CASCADE'))
-        admin.dispose()
 
 
 def test_the_migration_makes_room_for_a_campaign_scope_and_going_back_drops_only_campaign_opt_outs(

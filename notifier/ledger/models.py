@@ -197,6 +197,24 @@ DeliveryRow.send_key = column_property(  # type: ignore[attr-defined]
     .scalar_subquery())
 
 
+class DeliveryTally(Base):
+    """How many of a campaign's delivery rows have one key (group, locale, channel, state, reason): kept by
+    triggers in the transaction that changes a row (migration 0011), read by the live counts (``ledger.tallies``).
+    On PostgreSQL a key may have several rows (deltas, summed on read, folded by maintenance); '' stands for NULL."""
+
+    __tablename__ = "delivery_tallies"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    group_id: Mapped[int] = mapped_column(BigInteger)
+    locale: Mapped[str] = mapped_column(String(35))
+    channel: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    n: Mapped[int] = mapped_column(BigInteger)
+    uncertain: Mapped[int] = mapped_column(BigInteger)
+
+
 class DeliveryEvent(Base):
     """What happened to a delivery over time: our attempts, and the provider's events (webhooks).
 
