@@ -10,7 +10,8 @@ process spent in CPU and what PostgreSQL did (``pg_stat_database``, WAL bytes), 
 ceiling of the same mix: the seconds the emulator alone takes to accept that many emails from prebuilt bodies
 (``bench/email_ceiling.py``) plus that many pushes from a bare pooled client (``bench/ceiling.py``). The last line is
 the summary: ``dispatch-once: recipients=N messages=X seconds=X per_s=X ceiling_per_s=X ratio=X cpu_us=X wal_bytes=X
-rows_written=X tuples_read=X``.
+rows_written=X tuples_read=X ledger_bytes=X`` (the database's bytes on disk per message after a VACUUM; the line
+before it splits them by table).
 """
 
 from __future__ import annotations
@@ -88,11 +89,37 @@ def run(n: int, server: str, workdir: Path) -> dict[str, float]:
             pushes = int(c.scalar(text("SELECT count(*) FROM deliveries d JOIN push_tokens t ON "
                                        "t.recipient_seq = d.recipient_seq AND t.active WHERE d.channel = 'push' "
                                        "AND d.state = 'sent'")))
+        sizes, parts = _sizes(engine)
         engine.dispose()
     messages = sum(report.outcomes.values())
+    print("  bytes per message after VACUUM: " + ", ".join(
+        f"{table} {size / messages:,.0f}" for table, size in sizes.items() if size / messages >= 1)
+        + f"; the whole database {sum(sizes.values()) / messages:,.0f}")
+    print("  of which deliveries: " + ", ".join(f"{name} {size / messages:,.0f}" for name, size in parts.items()))
     return {"messages": messages, "seconds": seconds, "emails": by_channel.get("email", 0), "pushes": pushes,
             "cpu_us": cpu / messages * 1e6, "wal_bytes": spent[0] / messages,
-            "rows_written": (spent[2] + spent[3]) / messages, "tuples_read": spent[4] / messages}
+            "rows_written": (spent[2] + spent[3]) / messages, "tuples_read": spent[4] / messages,
+            "ledger_bytes": sum(sizes.values()) / messages}
+
+
+def _sizes(engine: Any) -> tuple[dict[str, int], dict[str, int]]:
+    """Each table's bytes on disk with its indexes and TOAST, after a VACUUM (what autovacuum leaves), largest
+    first (``(rest)`` is what the database holds besides: catalogs, an empty database's own); and the delivery
+    rows' heap and each of their indexes."""
+    from sqlalchemy import text
+
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.execute(text("VACUUM"))
+        tables = dict(c.execute(text(
+            "SELECT relname, pg_total_relation_size(oid) FROM pg_class WHERE relkind = 'r' AND relnamespace = "
+            "'public'::regnamespace ORDER BY 2 DESC")).all())
+        whole = int(c.scalar(text("SELECT pg_database_size(current_database())")))
+        parts = dict(c.execute(text(  # the delivery rows' heap and each of their indexes
+            "SELECT 'heap', pg_table_size('deliveries') UNION ALL SELECT i.relname, pg_relation_size(i.oid) "
+            "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = 'deliveries'::regclass "
+            "ORDER BY 2 DESC")).all())
+    return {**{k: int(v) for k, v in tables.items()}, "(rest)": whole - sum(tables.values())}, \
+        {k: int(v) for k, v in parts.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,7 +145,8 @@ def main(argv: list[str] | None = None) -> None:
     summary = {"recipients": args.recipients, "messages": got["messages"], "seconds": round(got["seconds"], 1),
                "per_s": round(per_s), "ceiling_per_s": round(ceiling), "ratio": round(per_s / ceiling, 3),
                "cpu_us": round(got["cpu_us"]), "wal_bytes": round(got["wal_bytes"]),
-               "rows_written": round(got["rows_written"], 2), "tuples_read": round(got["tuples_read"], 1)}
+               "rows_written": round(got["rows_written"], 2), "tuples_read": round(got["tuples_read"], 1),
+               "ledger_bytes": round(got["ledger_bytes"])}
     print("dispatch-once: " + " ".join(f"{k}={v}" for k, v in summary.items()), flush=True)
 
 

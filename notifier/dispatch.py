@@ -1,4 +1,6 @@
-"""One dispatcher tick: maintenance (``notifier.maintenance``) → claim due → guard → render → send → record.
+"""One dispatcher tick: maintenance (``notifier.maintenance``), then the send path, claim → guard → compose →
+send → complete: the guard (``notifier.guard``) and the retry policy (``notifier.retry_policy``) are pure, the
+messages are built by ``notifier.compose``, and this module moves rows through the ledger around them.
 
 The clock is a parameter (``now``), so the demo and the tests fast-forward time without patching.
 """
@@ -20,23 +22,23 @@ from typing import Any, TypeVar
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier import maintenance
-from notifier.campaign import Campaign, zone
-from notifier.channels.base import Channel, EmailMessage, Message, PushMessage
+from notifier.campaign import Campaign
+from notifier.channels.base import Channel, Message
+from notifier.compose import Composed, MessageBuilder, brief, may_fall_back_to_email
 from notifier.config import Settings
-from notifier.errors import UserError, raised_at
 from notifier.events import Outcome, SendResult
+from notifier.guard import guard, live_deadlines
 from notifier.handoff import Handoff
-from notifier.i18n import negotiate
-from notifier.ledger import claims, queries, suppressions
+from notifier.ledger import claims, queries
 from notifier.ledger.claims import RowOutcome
 from notifier.ledger.db import durably, transaction
 from notifier.ledger.states import DeliveryState, SkipReason
-from notifier.links import unsubscribe_headers
 from notifier.maintenance import MaintenanceReport
-from notifier.planner import parse_send_key, window_reopens
-from notifier.render import Personal, Renderer
-from notifier.spread import after
-from notifier.words import tick_word, window_wait
+from notifier.render import Renderer
+from notifier.retry_policy import RetryPolicy
+from notifier.words import tick_word
+
+__all__ = ["Dispatcher", "TickReport", "live_deadlines"]  # live_deadlines lives in notifier.guard
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,37 +53,6 @@ class TickReport(MaintenanceReport):
     blocked: dict[str, str] = field(default_factory=dict)  # channel → why it could send nothing (the setting to fix)
     chunks: int = 0  # chunk tasks published (distributed tick)
     stopped: bool = False  # a stop was requested: the batch in flight was finished and recorded, nothing more claimed
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "0", "false", "no", "n", "off")
-    return bool(value)
-
-
-def live_deadlines(campaign: Campaign, row: claims.ClaimedRow, now: datetime) -> tuple[tuple[str, ...], str | None]:
-    """The staleness guard: the row's deadlines still worth a message, else the reason to skip it.
-
-    A deadline drops out when it has passed, when the recipient did its ``skip_if`` action, or when a later
-    reminder for it is already due (after a pause or an outage only the newest reminder goes out).
-    """
-    tz = zone(row.timezone)
-    live, reasons = [], []
-    for d_id in row.deadlines:
-        d = campaign.deadline(d_id)
-        if now >= d.instant_in(tz):
-            reasons.append(SkipReason.DEADLINE_PASSED)
-        elif d_id in row.superseded:
-            reasons.append(SkipReason.SUPERSEDED)
-        elif d.skip_if and (d.skip_if in row.actions or _truthy(row.attributes.get(d.skip_if))):
-            reasons.append(SkipReason.ACTION_DONE)
-        else:
-            live.append(d_id)
-    if live:
-        return tuple(live), None
-    # Name the most telling reason: what the recipient did, then a newer reminder, then the clock.
-    return (), next(r for r in (SkipReason.ACTION_DONE, SkipReason.SUPERSEDED, SkipReason.DEADLINE_PASSED)
-                    if r in reasons)
 
 
 class Dispatcher:
@@ -100,7 +71,7 @@ class Dispatcher:
         self.sleep = sleep  # between attempts to reach a ledger that is down
         self.stopping = threading.Event()  # set by request_stop (SIGTERM): finish the batch in hand, claim no more
         self.gate = maintenance.ContentGate(settings, renderer.forget)  # the approval gate, shared with maintenance
-        self._content = self.gate.fingerprints  # campaign id → fingerprint of the copy being sent (the gate's)
+        self.retries = RetryPolicy.of(settings)
         self._blocked: dict[str, str] = {}  # channel → why it cannot send (credentials, configuration), this tick
         self.owner = f"local:{uuid.uuid4().hex}"  # lease owner for rows this process sends itself
 
@@ -214,7 +185,7 @@ class Dispatcher:
             channel.close()
 
     def _process(self, ids: Sequence[int], now: datetime, owner: str) -> Counter[str]:
-        """Guard, build, send and record a claimed batch. Each row and each channel fails alone, and a channel's
+        """Guard, compose, send and record a claimed batch. Each row and each channel fails alone, and a channel's
         outcomes are in the ledger before the next channel is tried."""
         return self._deliver(self._compose(ids, now), now, owner)
 
@@ -237,13 +208,15 @@ class Dispatcher:
 
         rows, campaigns = self.durably(f"reading a claimed batch of {len(ids)} rows", load)
         composed = Composed(campaigns)
+        build = MessageBuilder(self.renderer, self.settings, self.simulated_clock)  # the clock as it is now
         for row in rows:
+            campaign = campaigns[row.campaign_id]
             try:
-                prepared = self._prepare(campaigns[row.campaign_id], row, now)
+                prepared = self._guard_and_compose(campaign, row, now, build)
             except Exception as exc:  # this recipient's message cannot be built: it fails alone, after its attempts
                 log.warning("delivery %d: cannot build the message: %s", row.id, type(exc).__name__)
-                prepared = self._retry(row, campaigns[row.campaign_id], f"cannot build the message: {_brief(exc)}",
-                                       None, now, uncertain=False)
+                prepared = self.retries.after_failure(row, campaign, f"cannot build the message: {brief(exc)}",
+                                                      None, now, uncertain=False, rng=self.rng)
             if isinstance(prepared, RowOutcome):
                 composed.early.append(prepared)
             else:
@@ -257,21 +230,21 @@ class Dispatcher:
             return self._deliver(composed, now, owner)
         held = [row for batch in composed.ready.values() for row, _, _ in batch]
         released = [RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id,
-                               attempts=row.attempts - 1) for row in held]
+                               attempts=row.attempts - 1, keep_error=True) for row in held]
         self._record([*composed.early, *released], now, owner)
         log.info("stopping: %d claimed rows released unsent", len(held))
         return Counter(tick_word(o.state, o.error) for o in composed.early)
 
     def _deliver(self, composed: Composed, now: datetime, owner: str) -> Counter[str]:
         """Record what goes nowhere, then send each channel's messages and record their outcomes. A channel found
-        blocked since the batch was composed (by the batch before it) sends nothing of it: its rows wait, as the
-        guard would have had them wait."""
+        blocked since the batch was composed (by the batch before it) sends nothing of it: its rows wait, as they
+        would have had it been known at composing (``_guard_and_compose``)."""
         counts = self._record(composed.early, now, owner)
         for channel, batch in composed.ready.items():
             blocked = self._blocked.get(channel)
             try:
                 if blocked is not None:
-                    counts += self._record([self._blocked_outcome(row, blocked, now) for row, _, _ in batch], now,
+                    counts += self._record([self.retries.blocked(row, blocked, now) for row, _, _ in batch], now,
                                            owner)
                 else:
                     counts += self._send(channel, batch, composed.campaigns, now, owner)
@@ -279,38 +252,18 @@ class Dispatcher:
                 log.exception("channel %s: a step after the send failed (%d rows)", channel, len(batch))
         return counts
 
-    def _prepare(self, campaign: Campaign, row: claims.ClaimedRow, now: datetime
-                 ) -> RowOutcome | tuple[Message, str]:
-        """The guard just before a send, then the message: an outcome when it must not go now, else (message,
-        locale)."""
-        deadlines, reason = live_deadlines(campaign, row, now)
-        if reason is None and not (row.email if row.channel == "email" else row.tokens):
-            reason = SkipReason.NO_ADDRESS
-        if reason is not None:
-            return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id, skip_reason=reason)
-        suppressed, tokens = suppressions.verdict(row.listed, row.channel, row.tokens,
-                                                  marketing=campaign.honours_opt_outs, campaign=campaign.id)
-        if suppressed is not None:
-            return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
-                              skip_reason=SkipReason.SUPPRESSED, error=suppressed)
-        if tokens != row.tokens:  # some of its push tokens are suppressed: the message goes to the others
-            row = dataclasses.replace(row, tokens=tokens)
-        tz = zone(row.timezone)
-        grace = timedelta(seconds=self.settings.window_grace_seconds)
-        reopens = window_reopens(now, tz, campaign.delivery.window, grace)
-        if reopens is not None:
-            if reopens >= max(campaign.deadline(d).instant_in(tz) for d in deadlines):  # the guard drops the rest
-                return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
-                                  skip_reason=SkipReason.DEADLINE_PASSED,
-                                  error="outside the delivery window until after the deadline")
-            reopens = after(campaign, tz, reopens, deadlines, row.recipient_seq)  # off the hour, as a wave
-            return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, next_attempt_at=reopens,
-                              attempts=row.attempts - 1, error=window_wait(campaign.delivery.window))
+    def _guard_and_compose(self, campaign: Campaign, row: claims.ClaimedRow, now: datetime, build: MessageBuilder
+                           ) -> RowOutcome | tuple[Message, str]:
+        """Guard, then compose: an outcome when the row must not go now, else (message, locale). A channel already
+        known blocked this tick gets no message built (its rows wait; ``_deliver`` holds back a batch composed
+        before the block was found)."""
+        cleared = guard(campaign, row, now, window_grace=timedelta(seconds=self.settings.window_grace_seconds))
+        if isinstance(cleared, RowOutcome):
+            return cleared
         blocked = self._blocked.get(row.channel)
         if blocked is not None:
-            return self._blocked_outcome(row, blocked, now)
-        locale = negotiate(row.locale, campaign.locales, campaign.default_locale)
-        return self._message(campaign, row, deadlines, locale, now), locale
+            return self.retries.blocked(row, blocked, now)
+        return build.build(campaign, cleared.row, cleared.deadlines, cleared.locale, now), cleared.locale
 
     def _send(self, channel: str, batch: list[tuple[claims.ClaimedRow, Message, str]],
               campaigns: Mapping[str, Campaign], now: datetime, owner: str) -> Counter[str]:
@@ -319,8 +272,8 @@ class Dispatcher:
         try:
             results = self.channels[channel].send([m for _, m, _ in batch])
         except BaseException as exc:  # the provider may have any of them: uncertain, recorded before it goes on
-            counts = self._record([self._in_flight(row, campaigns[row.campaign_id], now) for row, _ in rows.values()],
-                                  now, owner)
+            counts = self._record([self.retries.in_flight(row, campaigns[row.campaign_id], now)
+                                   for row, _ in rows.values()], now, owner)
             if not isinstance(exc, Exception):
                 raise
             log.exception("channel %s failed on a batch of %d; recorded as uncertain", channel, len(rows))
@@ -332,7 +285,7 @@ class Dispatcher:
             log.exception("channel %s: outcomes of a batch of %d could not be built", channel, len(rows))
             outcomes = [self._known(r, rows[r.delivery_id][0], campaigns, now) for r in results]
         answered = {o.id for o in outcomes}
-        outcomes += [self._in_flight(row, campaigns[row.campaign_id], now)
+        outcomes += [self.retries.in_flight(row, campaigns[row.campaign_id], now)
                      for i, (row, _) in rows.items() if i not in answered]
         counts = self._record(outcomes, now, owner)
         self._after_send(channel, results, rows, campaigns, now)
@@ -344,7 +297,7 @@ class Dispatcher:
         dead = [(rows[r.delivery_id][0].recipient_seq, t) for r in results for t in r.dead_tokens]
         fallbacks = [row for row in (rows[r.delivery_id][0] for r in results if r.outcome == Outcome.INVALID_RECIPIENT)
                      if channel == "push" and row.email and campaigns[row.campaign_id].fallback == "email"
-                     and _may_fall_back_to_email(campaigns[row.campaign_id], row)]
+                     and may_fall_back_to_email(campaigns[row.campaign_id], row)]
         blocked = next((r.error for r in results if r.outcome == Outcome.BLOCKED), None)
         if blocked is not None:
             self._blocked[channel] = blocked or f"{channel}: blocked"
@@ -394,126 +347,25 @@ class Dispatcher:
         claims nothing new meanwhile."""
         return durably(what, work, sleep=self.sleep)
 
-    def _message(self, campaign: Campaign, row: claims.ClaimedRow, deadlines: tuple[str, ...], locale: str,
-                 now: datetime) -> Message:
-        tz = zone(row.timezone)
-        items = tuple(i for i in parse_send_key(row.send_key) if i.deadline in deadlines)
-        personal = Personal.of(row.name, row.attributes, locale, row.country)
-        variant = self.renderer.variant(campaign, locale, items, tz, now, row.country, personal)
-        ids = {"delivery_id": str(row.id), "campaign_id": campaign.id, "send_key": row.send_key}
-        if row.channel == "email":
-            assert row.email is not None
-            headers = unsubscribe_headers(self.settings.public_url, self.settings.secret_key, row.id,
-                                          issued=now.date(), mailto=self.settings.unsubscribe_mailto)
-            return EmailMessage(row.id, row.email, personal.name, variant.subject, variant.text, variant.html, personal,
-                                variant=variant.key, tags=(campaign.id, f"{campaign.id}:{row.wave}"),
-                                metadata=ids, headers=headers, marketing=campaign.honours_opt_outs,
-                                sender=campaign.sender.from_header if campaign.sender else None,
-                                reply_to=campaign.sender.reply_to if campaign.sender else None,
-                                date=now if self.simulated_clock else None)  # a simulated run's mail is dated by it
-        push = self.renderer.push(variant, personal)
-        # A merged push speaks for every deadline it carries: it lives, and collapses, with the latest of them.
-        expires, latest = max((campaign.deadline(d).instant_in(tz), d) for d in deadlines)
-        return PushMessage(row.id, row.tokens, push.title, push.body, expires_at=expires,
-                           collapse_key=f"{campaign.id}:{latest}", metadata=ids,
-                           tags=(f"{campaign.id}-{row.wave}",), marketing=campaign.honours_opt_outs, ttl=expires - now,
-                           link=push.link or None)
-
     def _outcome(self, result: SendResult, row: claims.ClaimedRow, locale: str, campaign: Campaign,
                  now: datetime) -> RowOutcome:
         """A provider's answer for one row, as the ledger records it."""
         base = RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, locale=locale,
-                          content_fingerprint=self._content.get(row.campaign_id), uncertain=result.uncertain)
+                          content_fingerprint=self.gate.fingerprints.get(row.campaign_id), uncertain=result.uncertain)
         if result.outcome == Outcome.SENT:
             return dataclasses.replace(base, state=DeliveryState.SENT, provider_message_id=result.provider_message_id)
         if result.outcome == Outcome.BLOCKED:
-            return dataclasses.replace(self._blocked_outcome(row, result.error or "", now), locale=locale,
+            return dataclasses.replace(self.retries.blocked(row, result.error or "", now), locale=locale,
                                        content_fingerprint=base.content_fingerprint)
-        if result.outcome == Outcome.RETRY:
-            if result.uncertain and campaign.on_uncertain == "skip":  # the provider may have it: do not resend
-                return dataclasses.replace(base, state=DeliveryState.SKIPPED, skip_reason=SkipReason.UNCERTAIN,
-                                           error=result.error)
-            retry = self._retry(row, campaign, result.error or "", result.retry_after, now, uncertain=result.uncertain)
+        if result.outcome == Outcome.RETRY:  # again later, given up, or skipped when the provider may have it
+            retry = self.retries.after_failure(row, campaign, result.error, result.retry_after, now,
+                                               uncertain=result.uncertain, rng=self.rng)
             return dataclasses.replace(retry, locale=locale, content_fingerprint=base.content_fingerprint)
         return dataclasses.replace(base, state=DeliveryState.FAILED, error=result.error)
-
-    def _retry(self, row: claims.ClaimedRow, campaign: Campaign, error: str, retry_after: float | None,
-               now: datetime, *, uncertain: bool) -> RowOutcome:
-        """Try again later, with backoff, while it is still worth it: before the deadline, within the give-up age
-        of the send and the attempt bound. A newer reminder due meanwhile makes the guard skip it as superseded."""
-        next_at = now + self._backoff(row.attempts, retry_after)
-        # The latest deadline it carries: past an earlier one, the guard sends the rest without it.
-        deadline = max(campaign.deadline(d).instant_in(zone(row.timezone)) for d in row.deadlines)
-        give_up = row.send_at + timedelta(seconds=self.settings.give_up_seconds)
-        # Stable wording, so that status can group the failures by reason.
-        if row.attempts >= self.settings.max_attempts:
-            why = f"gave up after {self.settings.max_attempts} attempts"
-        elif next_at >= deadline:
-            why = "gave up: the deadline comes before the next attempt"
-        elif next_at >= give_up:
-            why = f"gave up: still failing {_hours(timedelta(seconds=self.settings.give_up_seconds))} after it was due"
-        else:
-            return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, error=error,
-                              next_attempt_at=next_at, uncertain=uncertain)
-        return RowOutcome(row.id, DeliveryState.FAILED, now, campaign_id=row.campaign_id, error=f"{why}: {error}",
-                          uncertain=uncertain)
-
-    def _blocked_outcome(self, row: claims.ClaimedRow, why: str, now: datetime) -> RowOutcome:
-        """The channel cannot send at all (credentials, configuration): back to pending, the attempt not counted."""
-        return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, error=why,
-                          attempts=row.attempts - 1,
-                          next_attempt_at=now + timedelta(seconds=self.settings.retry_base_seconds))
-
-    def _in_flight(self, row: claims.ClaimedRow, campaign: Campaign, now: datetime) -> RowOutcome:
-        """A row whose request may have reached the provider with no answer we can use: uncertain, then sent again
-        after the base backoff (never within this tick, which would loop on a channel that keeps failing) or
-        skipped, as the campaign's ``on_uncertain`` says (the rule ``recover_expired`` applies too)."""
-        why = "in flight when the channel failed: the provider may have it"
-        if campaign.on_uncertain == "skip":
-            return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id, uncertain=True,
-                              skip_reason=SkipReason.UNCERTAIN, error=why)
-        return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, uncertain=True,
-                          next_attempt_at=now + timedelta(seconds=self.settings.retry_base_seconds), error=why)
 
     def _known(self, result: SendResult, row: claims.ClaimedRow, campaigns: Mapping[str, Campaign],
                now: datetime) -> RowOutcome:
         if result.outcome == Outcome.SENT:
             return RowOutcome(row.id, DeliveryState.SENT, now, campaign_id=row.campaign_id,
                               provider_message_id=result.provider_message_id)
-        return self._in_flight(row, campaigns[row.campaign_id], now)
-
-    def _backoff(self, attempts: int, retry_after: float | None) -> timedelta:
-        """Capped exponential backoff with jitter, never sooner than the provider asked."""
-        base = min(self.settings.retry_base_seconds * 2 ** min(attempts - 1, 30), self.settings.retry_max_seconds)
-        delay = max(retry_after or 0.0, self.rng.uniform(base / 2, base))
-        return timedelta(seconds=delay)
-
-
-@dataclass
-class Composed:
-    """A claimed batch read and built: its campaigns, the outcomes of rows that go nowhere now (the guard's), and the
-    messages ready to send per channel, each with its row and locale."""
-
-    campaigns: dict[str, Campaign]
-    early: list[RowOutcome] = field(default_factory=list)
-    ready: dict[str, list[tuple[claims.ClaimedRow, Message, str]]] = field(default_factory=dict)
-
-
-def _may_fall_back_to_email(campaign: Campaign, row: claims.ClaimedRow) -> bool:
-    """A fallback email takes a dead push's place: always in a campaign without email, else only when the send
-    goes by email too (the one rule, ``queries.send_channels``), so it never carries a deadline announced by push
-    only, nor one that email merges into another send."""
-    return "email" not in campaign.channels or "email" in queries.send_channels(campaign, row.timezone, row.send_key)
-
-
-def _brief(exc: BaseException) -> str:
-    """An exception as one short line for the ledger: our own errors with their message (a render error names
-    template, locale and line, never recipient data), anything else by type and place only."""
-    if isinstance(exc, UserError):
-        return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"[:300]
-    return f"{type(exc).__name__} at {raised_at(exc)}"
-
-
-def _hours(span: timedelta) -> str:
-    return f"{span.total_seconds() / 3600:g} h"
-
+        return self.retries.in_flight(row, campaigns[row.campaign_id], now)

@@ -88,7 +88,9 @@ def test_dispatch_once_smoke_run_sends_every_message_and_prints_its_summary_line
     last = result.stdout.strip().splitlines()[-1]
     found = re.fullmatch(r"dispatch-once: recipients=300 messages=(?P<messages>\d+) seconds=[\d.]+ per_s=\d+ "
                          r"ceiling_per_s=\d+ ratio=[\d.]+ cpu_us=\d+ wal_bytes=(?P<wal>\d+) "
-                         r"rows_written=(?P<written>[\d.]+) tuples_read=[\d.]+", last)
+                         r"rows_written=(?P<written>[\d.]+) tuples_read=[\d.]+ ledger_bytes=(?P<bytes>\d+)", last)
     assert found, last
     assert int(found["messages"]) > 300 and int(found["wal"]) > 0
+    assert int(found["bytes"]) > 1000  # 300 recipients in a database of its own: mostly the empty database's bytes
+    assert re.search(r"bytes per message after VACUUM: .*\bdeliveries [\d,]+", result.stdout), result.stdout
     assert float(found["written"]) >= 2.5  # created, claimed, completed, and at 300 recipients the plan's own rows

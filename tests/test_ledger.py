@@ -370,6 +370,32 @@ def test_claim_leases_only_due_pending_rows(
     assert claim(sessions, now) == []
 
 
+def test_a_row_released_unsent_keeps_the_error_it_had_and_a_completed_one_gets_its_own(
+        sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule) -> None:
+    """A stop releases a claimed batch that never left (``keep_error``): the row's last error, say why it waited,
+    stays for status; any other outcome writes its own error, or none. Both ledgers (PostgreSQL: one statement)."""
+    for i in range(3):
+        add_recipient(f"jkt-{i}", timezone="Asia/Jakarta", tokens=[])
+    schedule_campaign(SCHEDULED)
+    materialize(sessions, JAKARTA_FIRST)
+    with transaction(sessions) as s:
+        s.execute(update(DeliveryRow).values(last_error="sendgrid: 503 try again"))
+    with transaction(sessions) as s:
+        ids = claims.claim_due(s, JAKARTA_FIRST, 100, 300, owner="w", channel="email")
+    assert len(ids) == 3
+    released, retried, sent = ids
+    with transaction(sessions) as s:
+        assert claims.record(s, [
+            claims.RowOutcome(released, DeliveryState.PENDING, JAKARTA_FIRST, attempts=0, keep_error=True),
+            claims.RowOutcome(retried, DeliveryState.PENDING, JAKARTA_FIRST, error="fcm: 500"),
+            claims.RowOutcome(sent, DeliveryState.SENT, JAKARTA_FIRST, provider_message_id="m1")], owner="w") == 3
+    by_id = {r.id: r for r in deliveries(sessions)}
+    assert [(by_id[i].state, by_id[i].last_error) for i in ids] == [
+        (DeliveryState.PENDING, "sendgrid: 503 try again"), (DeliveryState.PENDING, "fcm: 500"),
+        (DeliveryState.SENT, None)]
+    assert by_id[released].attempts == 0
+
+
 def test_claim_respects_the_limit_and_the_due_order(
         sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule) -> None:
     add_recipient("jkt", timezone="Asia/Jakarta", tokens=["tok"])

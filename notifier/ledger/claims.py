@@ -283,11 +283,13 @@ class RowOutcome:
     locale: str | None = None
     content_fingerprint: str | None = None
     attempts: int | None = None  # set when the claim's attempt did not count (blocked channel, closed window)
+    keep_error: bool = False  # released unsent (a stop): the row keeps the error it had, if any
 
     def values(self) -> dict[str, Any]:
         """The columns to write (the lease is always released)."""
-        out: dict[str, Any] = {"state": self.state, "updated_at": self.at, "lease_until": None, "lease_owner": None,
-                               "last_error": self.error}
+        out: dict[str, Any] = {"state": self.state, "updated_at": self.at, "lease_until": None, "lease_owner": None}
+        if not self.keep_error:
+            out["last_error"] = self.error
         if self.state == DeliveryState.SENT:
             out |= {"sent_at": self.at, "provider_message_id": self.provider_message_id}
         optional = {"skip_reason": self.skip_reason, "next_attempt_at": self.next_attempt_at,
@@ -346,7 +348,8 @@ def _complete_rows(session: Session, outcomes: Sequence[RowOutcome], owner: str 
 # Each column of RowOutcome.values() as one array of the batch; a NULL keeps what the row has (the optional ones).
 _COMPLETE = """
 UPDATE deliveries AS d SET
-  state = v.state, updated_at = v.at, lease_until = NULL, lease_owner = NULL, last_error = v.error,
+  state = v.state, updated_at = v.at, lease_until = NULL, lease_owner = NULL,
+  last_error = CASE WHEN v.keep_error THEN d.last_error ELSE v.error END,
   sent_at = CASE WHEN v.state = 'sent' THEN v.at ELSE d.sent_at END,
   provider_message_id = CASE WHEN v.state = 'sent' THEN v.provider_message_id ELSE d.provider_message_id END,
   skip_reason = COALESCE(v.skip_reason, d.skip_reason),
@@ -356,9 +359,9 @@ UPDATE deliveries AS d SET
   attempts = COALESCE(v.attempts, d.attempts),
   uncertain = d.uncertain OR v.uncertain
 FROM unnest(:ids, :states, :ats, :errors, :provider_message_ids, :skip_reasons, :next_attempt_ats, :locales,
-            :content_fingerprints, :attempts, :uncertain)
+            :content_fingerprints, :attempts, :uncertain, :keep_errors)
   AS v(id, state, at, error, provider_message_id, skip_reason, next_attempt_at, locale, content_fingerprint,
-       attempts, uncertain)
+       attempts, uncertain, keep_error)
 WHERE d.id = v.id"""
 _ARRAYS = (
     bindparam("ids", type_=ARRAY(BigInteger)), bindparam("states", type_=ARRAY(Text)),
@@ -366,7 +369,7 @@ _ARRAYS = (
     bindparam("provider_message_ids", type_=ARRAY(Text)), bindparam("skip_reasons", type_=ARRAY(Text)),
     bindparam("next_attempt_ats", type_=ARRAY(DateTime(timezone=True))), bindparam("locales", type_=ARRAY(Text)),
     bindparam("content_fingerprints", type_=ARRAY(Text)), bindparam("attempts", type_=ARRAY(Integer)),
-    bindparam("uncertain", type_=ARRAY(Boolean)))
+    bindparam("uncertain", type_=ARRAY(Boolean)), bindparam("keep_errors", type_=ARRAY(Boolean)))
 # Held rows only: the rows this owner still leases.
 _COMPLETE_HELD = text(_COMPLETE + " AND d.state = 'sending' AND d.lease_owner = :owner").bindparams(
     *_ARRAYS, bindparam("owner", type_=Text))
@@ -384,7 +387,7 @@ def _complete_batch(session: Session, outcomes: Sequence[RowOutcome], owner: str
         "skip_reasons": column(lambda o: o.skip_reason.value if o.skip_reason else None),
         "next_attempt_ats": column(lambda o: o.next_attempt_at), "locales": column(lambda o: o.locale),
         "content_fingerprints": column(lambda o: o.content_fingerprint), "attempts": column(lambda o: o.attempts),
-        "uncertain": column(lambda o: o.uncertain),
+        "uncertain": column(lambda o: o.uncertain), "keep_errors": column(lambda o: o.keep_error),
     }
     if owner is None:
         return session.execute(_COMPLETE_ANY, params).rowcount or 0
