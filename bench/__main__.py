@@ -98,6 +98,7 @@ def run_size(n: int, server_url: str, workdir: Path, *, workers: int, chunk: int
     from notifier.emulator.process import run_emulator
     from notifier.ledger import queries
     from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
+    from notifier.planner import plan_zone
     from notifier.render import Content
     from notifier.wiring import build_dispatcher
 
@@ -134,7 +135,7 @@ def run_size(n: int, server_url: str, workdir: Path, *, workers: int, chunk: int
         began = time.perf_counter()
         with transaction(sessions) as s:
             queries.schedule(s, campaign, spec, scheduled, Content.of(campaign, settings.templates_dir,
-                                                                       settings.locales_dir))
+                                                                       settings.locales_dir), plan_zone)
         size.plan_s = time.perf_counter() - began
         progress(f"scheduled and planned in {size.plan_s:.2f} s")
 

@@ -90,6 +90,7 @@ def ledger(url: str, recipients: int, now: datetime) -> tuple[Engine, sessionmak
     from notifier.config import load_settings
     from notifier.ledger import queries
     from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
+    from notifier.planner import plan_zone, send_channels
     from notifier.render import Content
 
     engine = make_engine(url)
@@ -102,9 +103,9 @@ def ledger(url: str, recipients: int, now: datetime) -> tuple[Engine, sessionmak
     campaign = parse_campaign(spec, source="bench/tiktok-music-shutdown.yaml")
     with transaction(sessions) as s:
         queries.schedule(s, campaign, spec, scheduled, Content.of(campaign, settings.templates_dir,
-                                                                   settings.locales_dir))
+                                                                   settings.locales_dir), plan_zone)
     with transaction(sessions) as s:
-        rows = queries.materialize_due(s, now)
+        rows = queries.materialize_due(s, now, send_channels)
     spread(engine)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.execute(text("ANALYZE"))  # what autovacuum would have done; no VACUUM: a wave in progress

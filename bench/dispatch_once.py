@@ -51,6 +51,7 @@ def run(n: int, server: str, workdir: Path) -> dict[str, float]:
     from notifier.emulator.process import run_emulator
     from notifier.ledger import queries
     from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
+    from notifier.planner import plan_zone
     from notifier.render import Content
     from notifier.wiring import build_dispatcher
 
@@ -71,7 +72,7 @@ def run(n: int, server: str, workdir: Path) -> dict[str, float]:
         campaign = parse_campaign(spec, source=str(workdir / "tiktok-music-shutdown.yaml"))
         with transaction(sessions) as s:
             queries.schedule(s, campaign, spec, scheduled, Content.of(campaign, settings.templates_dir,
-                                                                       settings.locales_dir))
+                                                                       settings.locales_dir), plan_zone)
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
             c.execute(text("ANALYZE"))
         dispatcher = build_dispatcher(settings, sessions)

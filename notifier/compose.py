@@ -10,10 +10,9 @@ from notifier.campaign import Campaign, zone
 from notifier.channels.base import EmailMessage, Message, PushMessage
 from notifier.config import Settings
 from notifier.errors import UserError, raised_at
-from notifier.ledger import queries
 from notifier.ledger.claims import ClaimedRow, RowOutcome
 from notifier.links import unsubscribe_headers
-from notifier.planner import parse_send_key
+from notifier.planner import parse_send_key, send_channels
 from notifier.render import Personal, Renderer
 
 __all__ = ["Composed", "MessageBuilder", "brief", "may_fall_back_to_email"]
@@ -66,9 +65,9 @@ class MessageBuilder:
 
 def may_fall_back_to_email(campaign: Campaign, row: ClaimedRow) -> bool:
     """A fallback email takes a dead push's place: always in a campaign without email, else only when the send
-    goes by email too (the one rule, ``queries.send_channels``), so it never carries a deadline announced by push
+    goes by email too (the one rule, ``planner.send_channels``), so it never carries a deadline announced by push
     only, nor one that email merges into another send."""
-    return "email" not in campaign.channels or "email" in queries.send_channels(campaign, row.timezone, row.send_key)
+    return "email" not in campaign.channels or "email" in send_channels(campaign, row.timezone, row.send_key)
 
 
 def brief(exc: BaseException) -> str:

@@ -26,6 +26,7 @@ from notifier.campaign import load_campaign
 from notifier.config import Settings
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
+from notifier.planner import plan_zone
 from notifier.render import Content
 from notifier.reports import audit, campaign_status, counts_text, format_table
 from notifier.wiring import build_dispatcher
@@ -104,7 +105,8 @@ def _run(settings: Settings, root: Path, progress: bool, echo: Callable[..., Any
     campaign = load_campaign(settings.campaigns_dir / f"{CAMPAIGN}.yaml")
     content = Content.of(campaign, settings.templates_dir, settings.locales_dir)
     with transaction(sessions) as s:
-        result = queries.schedule(s, campaign, Path(campaign.source).read_text(encoding="utf-8"), START, content)
+        result = queries.schedule(s, campaign, Path(campaign.source).read_text(encoding="utf-8"), START, content,
+                                  plan_zone)
     with sessions() as s:
         planned = campaign_status(s, campaign.id, settings).planned
     echo(f"scheduled {campaign.id}: {planned:,} messages planned over {result.zones} time zones")

@@ -26,6 +26,7 @@ from notifier.config import Settings
 from notifier.ledger import claims, holds, queries, tallies
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignRow, CampaignState
+from notifier.planner import plan_zone, send_channels
 from notifier.studio import store
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,8 @@ class Maintenance:
             except Exception:
                 log.exception("campaign %s: planning new zones failed; tried again next pass", campaign_id)
                 report.failed.append(f"plan:{campaign_id}")
-        report.materialized = self._step(
-            report, "materialize", lambda s: queries.materialize_due(s, now, exclude=report.refused)) or 0
+        report.materialized = self._step(report, "materialize", lambda s: queries.materialize_due(
+            s, now, send_channels, exclude=report.refused)) or 0
 
     def _clean(self, now: datetime, report: MaintenanceReport) -> None:
         """The live counts' deltas folded (ledger.tallies); then campaigns whose ``purge_after`` ran out: their
@@ -181,4 +182,4 @@ def _plan(session: Session, campaign_id: str) -> int:
     row = session.get(CampaignRow, campaign_id)
     if row is None or row.state != CampaignState.SCHEDULED:
         return 0  # paused or cancelled since the verdicts were read
-    return queries.plan_groups(session, row, row.scheduled_at)[1]
+    return queries.plan_groups(session, row, row.scheduled_at, plan_zone)[1]

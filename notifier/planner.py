@@ -30,7 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
 
-from notifier.campaign import Campaign, Deadline, Wave, resolve_local
+from notifier.campaign import Campaign, Deadline, Wave, resolve_local, zone
 from notifier.errors import CampaignError, Problem
 from notifier.spread import latest_start, spread_room, window_end
 
@@ -199,6 +199,19 @@ def plan_zone(campaign: Campaign, tz: tzinfo) -> ZonePlan:
         all_notes.update(dict.fromkeys(notes))
     ordered = tuple(sorted(by_key.values(), key=lambda s: (s.send_at_utc, s.send_key)))
     return ZonePlan(str(tz), ordered, tuple(all_notes), instants, {k: tuple(v) for k, v in channels.items()})
+
+
+def send_channels(campaign: Campaign, timezone: str, send_key: str,
+                  reachable: Iterable[str] | None = None) -> tuple[str, ...]:
+    """The channels a send group goes out on (for one recipient: of those they are ``reachable`` on), by the one
+    rule, ``ZonePlan.channels_of``; materialization, the recipient page and the email fallback all ask here. When no
+    deadline has channels of its own every send goes on every campaign channel, so the zone is not planned again
+    (and a group planned from an earlier file keeps them)."""
+    if campaign.channels_vary:
+        plan = plan_zone(campaign, zone(timezone))
+    else:
+        plan = ZonePlan(timezone, (), (), {}, {send_key: campaign.channels})
+    return plan.channels_of(send_key, reachable)
 
 
 def _plan_deadlines(campaign: Campaign, tz: tzinfo, instants: dict[str, datetime],

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import func, select
@@ -20,11 +21,13 @@ from notifier.eligibility import reachable
 from notifier.errors import NotFound
 from notifier.ledger import holds, tallies
 from notifier.ledger.models import CampaignRow, DeliveryRow, PushToken, Recipient, SendGroup
-from notifier.ledger.queries import campaign_of, get_campaign, rows_to_come, send_channels
+from notifier.ledger.queries import campaign_of, get_campaign, rows_to_come
 from notifier.ledger.states import FINAL_STATES, OPEN_STATES, CampaignState, DeliveryState, Phase, ReportState
+from notifier.planner import send_channels
 
 STATES = [s.value for s in DeliveryState]
 ToCome = Callable[[Session, CampaignRow], int]  # the rows a campaign's groups not yet due will create
+ROWS_TO_COME: ToCome = partial(rows_to_come, channels=send_channels)  # counted now, by the planner's channel rule
 
 
 def phase_of(state: str, groups: int, groups_done: int, open_rows: bool, blocked: bool = False) -> str:
@@ -109,7 +112,7 @@ NO_REASON = "(no reason recorded)"
 
 
 def campaign_status(session: Session, campaign_id: str, settings: Settings | None = None,
-                    to_come: ToCome = rows_to_come) -> CampaignStatus:
+                    to_come: ToCome = ROWS_TO_COME) -> CampaignStatus:
     """Counts by send (wave), channel and state, by send, locale and channel, and the reasons for skips, failures
     and waiting retries, plus how far the plan has come: from the campaign's tallies, kept as its rows change (a live
     page reads it every few seconds, on campaigns of millions of rows; bench/dashboard_counts.py), and the rows still to
@@ -277,7 +280,7 @@ class CampaignLine:
 
 
 def campaign_lines(session: Session, settings: Settings | None = None,
-                   to_come: ToCome = rows_to_come) -> list[CampaignLine]:
+                   to_come: ToCome = ROWS_TO_COME) -> list[CampaignLine]:
     """Every campaign in the ledger, by id, with its phase and progress, from the tallies. With
     ``settings``, each scheduled campaign's copy is checked against the approved one (as campaign_status does)."""
     rows = tallies.by_state(session)

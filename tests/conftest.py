@@ -25,6 +25,7 @@ from notifier.emulator.process import EmulatorProcess, run_emulator
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
 from notifier.ledger.models import PushToken, Recipient
+from notifier.planner import plan_zone
 from notifier.render import Content
 
 DEFAULTS = Settings()
@@ -188,7 +189,7 @@ def schedule_campaign(sessions: sessionmaker[Session]) -> Callable[..., queries.
         campaign = parse_campaign(spec, source=str(source))
         content = Content.of(campaign, DEFAULTS.templates_dir, locales_dir)
         with transaction(sessions) as s:
-            return queries.schedule(s, campaign, spec, now, content)
+            return queries.schedule(s, campaign, spec, now, content, plan_zone)
 
     return schedule
 

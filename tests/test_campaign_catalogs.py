@@ -27,7 +27,7 @@ from notifier.i18n import CatalogError, catalog_path, load_translations, posix
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryRow, DeliveryState
-from notifier.planner import parse_send_key
+from notifier.planner import parse_send_key, plan_zone
 from notifier.render import Content, Renderer
 from notifier.wiring import build_dispatcher
 from tests.conftest import CAMPAIGN_FILE, ROOT, without_spread
@@ -136,7 +136,8 @@ def test_two_campaigns_sharing_one_templates_folder_still_render_their_own_catal
 def _schedule(sessions: sessionmaker[Session], settings: Settings, campaign: Campaign, now: datetime) -> None:
     spec = Path(campaign.source).read_text(encoding="utf-8")
     with transaction(sessions) as s:
-        queries.schedule(s, campaign, spec, now, Content.of(campaign, settings.templates_dir, settings.locales_dir))
+        queries.schedule(s, campaign, spec, now, Content.of(campaign, settings.templates_dir, settings.locales_dir),
+                         plan_zone)
 
 
 def _sent_by_campaign(sessions: sessionmaker[Session]) -> dict[str, int]:

@@ -303,24 +303,6 @@ def test_now_without_once_is_refused(env: dict[str, str]) -> None:
     assert result.returncode == 2 and "--now needs --once" in result.stderr
 
 
-def test_demo_plays_the_whole_campaign_into_the_outbox(tmp_path: Path) -> None:
-    result = run("demo", "--dir", str(tmp_path / "demo"), "--no-progress")
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = result.stdout
-    assert "rows rejected" in out and "rejected notifier/demo/audience.csv" not in out
-    totals = json.loads(run("status", "tiktok-music-shutdown", "--json",
-                            env={**__import__("os").environ,
-                                 "NOTIFIER_DATABASE_URL": f"sqlite:///{tmp_path / 'demo' / 'ledger.db'}"}).stdout)
-    sent = {ch: sum(c.get("sent", 0) for c in totals["counts"] if c["channel"] == ch) for ch in ("email", "push")}
-    outbox = tmp_path / "demo" / "outbox"
-    assert sent["email"] == len(list((outbox / "email").rglob("*.eml"))) > 1000
-    assert sent["push"] == len(list((outbox / "push").rglob("*.json"))) > 1000
-    assert all(c.get("pending", 0) == 0 and c.get("sending", 0) == 0 for c in totals["counts"])
-    assert totals["skipped_because"].get("action_done", 0) > 0
-    for locale in ("id", "pt-BR", "es-MX", "en"):
-        assert f" {locale} " in out
-
-
 # --- views on the ledger: campaign list, recipient show, plan against the ledger's audience --------------
 
 

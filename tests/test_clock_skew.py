@@ -41,6 +41,7 @@ def scheduled(sessions: sessionmaker[Session], add_recipient: object, settings: 
     """One recipient in Jakarta and a wave due now on the real clock; returns that now."""
     from notifier.campaign import parse_campaign
     from notifier.ledger import queries
+    from notifier.planner import plan_zone
     from notifier.render import Content
 
     now = wave_now()
@@ -48,7 +49,8 @@ def scheduled(sessions: sessionmaker[Session], add_recipient: object, settings: 
     spec = wave_spec(now, CAMPAIGN_ID)
     campaign = parse_campaign(spec, source=f"{CAMPAIGN_ID}.yaml")
     with transaction(sessions) as s:
-        queries.schedule(s, campaign, spec, now, Content.of(campaign, settings.templates_dir, settings.locales_dir))
+        queries.schedule(s, campaign, spec, now, Content.of(campaign, settings.templates_dir, settings.locales_dir),
+                         plan_zone)
     return now
 
 

@@ -21,6 +21,7 @@ from notifier.config import Settings
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryRow, DeliveryState
+from notifier.planner import plan_zone
 from notifier.render import Content
 from notifier.wiring import build_dispatcher
 from tests.conftest import CAMPAIGN_FILE, ROOT, without_spread
@@ -42,7 +43,7 @@ def _schedule(sessions: sessionmaker[Session], settings: Settings, now: datetime
     campaign = load_campaign(CAMPAIGN_FILE)
     with transaction(sessions) as s:
         return queries.schedule(s, campaign, without_spread(CAMPAIGN_FILE.read_text(encoding="utf-8")), now,
-                                Content.of(campaign, settings.templates_dir, settings.locales_dir))
+                                Content.of(campaign, settings.templates_dir, settings.locales_dir), plan_zone)
 
 
 def _fingerprints(sessions: sessionmaker[Session]) -> dict[str, set[str | None]]:

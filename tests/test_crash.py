@@ -46,6 +46,7 @@ from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SkipReason
 from notifier.ledger.states import OPEN_STATES
+from notifier.planner import plan_zone
 from notifier.render import Content
 from notifier.reports import DeliveryAudit, audit
 from tests.conftest import TEST_SECRETS, shipped_catalogs_as, wave_now, wave_spec
@@ -316,7 +317,7 @@ def start_wave(postgres_ledger: SharedLedger, crash_emulator: EmulatorProcess, t
         settings = load_settings()
         with transaction(postgres_ledger.sessions) as s:
             queries.schedule(s, campaign, spec, now, Content.of(campaign, settings.templates_dir,
-                                                                 settings.locales_dir))
+                                                                 settings.locales_dir), plan_zone)
 
         publisher = Celery("crash-beat", set_as_current=False)
         publisher.conf.update(distributed.celery_config(settings))

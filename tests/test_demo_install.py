@@ -1,9 +1,10 @@
 """The demo as a newcomer meets it: installed without the web extra, ``notifier demo --dashboard`` names the extra in
 one line; installed from a wheel, with no source tree anywhere, ``notifier demo`` plays the shipped campaign in an
-empty folder (the wheel carries its campaign, templates and catalogs)."""
+empty folder (the wheel carries its campaign, templates and catalogs), and what it prints, sends and records agree."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -88,10 +89,23 @@ def test_the_wheel_alone_plays_the_demo_in_an_empty_folder(tmp_path: Path) -> No
 
     assert result.returncode == 0, result.stdout[-1000:] + result.stderr[-3000:]
     (folder,) = empty.glob("notifier-demo-*")
-    assert "simulation done: " in result.stdout and "Totals per send and channel:" in result.stdout
-    assert f"outbox: {folder.resolve() / 'outbox'}" in result.stdout
-    assert len(list((folder / "outbox" / "email").rglob("*.eml"))) > 1000
-    assert len(list((folder / "outbox" / "push").rglob("*.json"))) > 1000
+    out = result.stdout
+    assert "simulation done: " in out and "Totals per send and channel:" in out
+    assert f"outbox: {folder.resolve() / 'outbox'}" in out
+    assert "rows rejected" in out and "rejected notifier/demo/audience.csv" not in out
+    for locale in ("id", "pt-BR", "es-MX", "en"):
+        assert f" {locale} " in out
+    # What the ledger says was sent is what the outbox holds, every message has its outcome, and some recipients
+    # acted, so reminders to them were skipped (the one play of the whole demo in the suite; it is slow).
+    status = subprocess.run([str(venv / "bin" / "notifier"), "status", "tiktok-music-shutdown", "--json"],
+                            capture_output=True, text=True, cwd=empty, timeout=120,
+                            env={**CLEAN_ENV, "NOTIFIER_DATABASE_URL": f"sqlite:///{folder / 'ledger.db'}"})
+    totals = json.loads(status.stdout)
+    sent = {ch: sum(c.get("sent", 0) for c in totals["counts"] if c["channel"] == ch) for ch in ("email", "push")}
+    assert sent["email"] == len(list((folder / "outbox" / "email").rglob("*.eml"))) > 1000
+    assert sent["push"] == len(list((folder / "outbox" / "push").rglob("*.json"))) > 1000
+    assert all(c.get("pending", 0) == 0 and c.get("sending", 0) == 0 for c in totals["counts"])
+    assert totals["skipped_because"].get("action_done", 0) > 0
 
     # A new campaign never lands in site-packages: the shipped folders are read, not written.
     new = subprocess.run([str(venv / "bin" / "notifier"), "campaign", "new", "acme-stream"], capture_output=True,

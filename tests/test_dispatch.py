@@ -29,6 +29,7 @@ from notifier.ledger.models import (
     PushToken,
     SkipReason,
 )
+from notifier.planner import send_channels
 from notifier.render import Renderer
 from notifier.testing import ScriptedChannel, Step
 from notifier.wiring import build_dispatcher
@@ -332,7 +333,7 @@ def test_a_row_still_pending_after_its_deadline_is_skipped(
     add_recipient("ana", timezone="Asia/Jakarta", tokens=["ana-phone"])
     schedule_campaign(JAKARTA_PLAYLIST_P7D + timedelta(days=1))  # the playlist's last-day reminder comes first
     with transaction(sessions) as s:  # it falls due and is materialized ...
-        assert queries.materialize_due(s, JAKARTA_PLAYLIST_P1D) == 2
+        assert queries.materialize_due(s, JAKARTA_PLAYLIST_P1D, send_channels) == 2
     set_state(sessions, CampaignState.PAUSED, JAKARTA_PLAYLIST_P1D)  # ... but paused before it is sent
     after = JAKARTA_PLAYLIST_DEADLINE + timedelta(hours=1)
     set_state(sessions, CampaignState.SCHEDULED, after)
@@ -399,7 +400,7 @@ def test_a_push_row_whose_tokens_were_all_deactivated_is_skipped(
     seq = add_recipient("ana", timezone="Asia/Jakarta", tokens=["ana-phone"])
     schedule_campaign(SCHEDULED)
     with transaction(sessions) as s:
-        queries.materialize_due(s, JAKARTA_FIRST)
+        queries.materialize_due(s, JAKARTA_FIRST, send_channels)
         s.execute(update(PushToken).where(PushToken.recipient_seq == seq).values(active=False))
 
     assert dispatcher.tick(JAKARTA_FIRST).outcomes == {"sent": 1, "skipped": 1}

@@ -26,6 +26,7 @@ from notifier.ledger import claims, queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SkipReason
 from notifier.ledger.states import FINAL_STATES
+from notifier.planner import plan_zone
 from notifier.render import Content, Renderer
 from notifier.reports import campaign_status
 from notifier.testing import ScriptedChannel, sent
@@ -41,7 +42,8 @@ SPEC = without_spread(CAMPAIGN_FILE.read_text(encoding="utf-8"))  # ticks at the
 def schedule(sessions: sessionmaker[Session], settings: Settings, text: str = SPEC, now: datetime = SCHEDULED) -> None:
     campaign = parse_campaign(text, source=str(CAMPAIGN_FILE))
     with transaction(sessions) as s:
-        queries.schedule(s, campaign, text, now, Content.of(campaign, settings.templates_dir, settings.locales_dir))
+        queries.schedule(s, campaign, text, now, Content.of(campaign, settings.templates_dir, settings.locales_dir),
+                         plan_zone)
 
 
 def make(sessions: sessionmaker[Session], settings: Settings, **channels: ScriptedChannel) -> Dispatcher:

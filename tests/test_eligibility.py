@@ -14,6 +14,7 @@ from notifier.eligibility import eligible, eligible_sql
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryRow, PushToken, Recipient
+from notifier.planner import send_channels
 from notifier.reports import ledger_members
 from notifier.timeline import PlanView
 from tests.conftest import CAMPAIGN_FILE
@@ -66,7 +67,7 @@ def test_plan_view_and_materialization_agree_on_a_recipient_without_a_country(
     add_recipient("no-country", country=None, tokens=("tok-b",))
     schedule_campaign(datetime(2024, 9, 1, tzinfo=UTC))
     with transaction(sessions) as s:
-        queries.materialize_due(s, datetime(2024, 9, 28, 4, 0, tzinfo=UTC))
+        queries.materialize_due(s, datetime(2024, 9, 28, 4, 0, tzinfo=UTC), send_channels)
         materialized = {r for r, in s.execute(select(Recipient.id).join(
             DeliveryRow, DeliveryRow.recipient_seq == Recipient.seq).distinct())}
         view = PlanView(load_campaign(CAMPAIGN_FILE))

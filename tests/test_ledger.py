@@ -27,7 +27,7 @@ from notifier.ledger.models import (
     SendGroup,
     SkipReason,
 )
-from notifier.planner import plan_zone
+from notifier.planner import plan_zone, send_channels
 from tests.conftest import without_spread
 
 CAMPAIGN_FILE = Path(__file__).resolve().parent.parent / "campaigns" / "tiktok-music-shutdown.yaml"
@@ -66,7 +66,7 @@ def delivered_to(sessions: sessionmaker[Session]) -> set[tuple[str, str, str]]:
 
 def materialize(sessions: sessionmaker[Session], now: datetime) -> int:
     with transaction(sessions) as s:
-        return queries.materialize_due(s, now)
+        return queries.materialize_due(s, now, send_channels)
 
 
 def claim(sessions: sessionmaker[Session], now: datetime, limit: int = 100, lease_seconds: int = 300) -> list[int]:

@@ -21,6 +21,7 @@ from notifier.dispatch import Dispatcher, TickReport
 from notifier.ledger import claims, queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignRow, DeliveryRow, DeliveryState, Recipient, SendGroup
+from notifier.ledger.plans import ZonePlanner
 from notifier.maintenance import Maintenance, MaintenanceReport
 from notifier.wiring import build_dispatcher
 from tests.conftest import shipped_catalogs_as, wave_now, wave_spec
@@ -210,10 +211,11 @@ def test_a_campaign_whose_planning_raises_does_not_stop_another_campaigns_materi
     add_recipient("bo", timezone="Asia/Bangkok", tokens=["bo-phone"])  # a zone neither campaign has planned yet
     plan = queries.plan_groups
 
-    def broken_for_one(session: Session, row: CampaignRow, not_before: datetime) -> tuple[int, int]:
+    def broken_for_one(session: Session, row: CampaignRow, not_before: datetime,
+                       planner: ZonePlanner) -> tuple[int, int]:
         if row.id == CAMPAIGN_ID:
             raise RuntimeError("a bug planning this campaign")
-        return plan(session, row, not_before)
+        return plan(session, row, not_before, planner)
 
     monkeypatch.setattr(queries, "plan_groups", broken_for_one)
 

@@ -31,6 +31,7 @@ from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
 from notifier.ledger.models import DeliveryState
 from notifier.ledger.states import OPEN_STATES
+from notifier.planner import plan_zone
 from notifier.render import Content
 from notifier.reports import DeliveryAudit, audit
 from tests.conftest import NO_FAULTS, TEST_SECRETS, shipped_catalogs_as, wave_now, wave_spec
@@ -89,7 +90,8 @@ def schedule_wave(engine: Engine, url: str, emulator: EmulatorProcess, tmp_path:
     campaign = parse_campaign(spec, source=str(tmp_path / f"{CAMPAIGN_ID}.yaml"))
     settings = load_settings({"NOTIFIER_LOCALES_DIR": env["NOTIFIER_LOCALES_DIR"]})
     with transaction(sessions) as s:
-        queries.schedule(s, campaign, spec, now, Content.of(campaign, settings.templates_dir, settings.locales_dir))
+        queries.schedule(s, campaign, spec, now, Content.of(campaign, settings.templates_dir, settings.locales_dir),
+                         plan_zone)
     logs = tmp_path / "logs"
     logs.mkdir()
     return Wave(sessions, emulator, env, logs)

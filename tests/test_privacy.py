@@ -15,6 +15,7 @@ from notifier.campaign import load_campaign
 from notifier.config import Settings
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
+from notifier.planner import plan_zone
 from notifier.render import Content
 from notifier.wiring import build_dispatcher
 from tests.conftest import CAMPAIGN_FILE
@@ -39,7 +40,7 @@ def test_logs_and_message_ids_carry_no_personal_data(sessions: sessionmaker[Sess
     campaign = load_campaign(CAMPAIGN_FILE)
     content = Content.of(campaign, Settings().templates_dir, Settings().locales_dir)
     with transaction(sessions) as s:
-        queries.schedule(s, campaign, CAMPAIGN_FILE.read_text(), start, content)
+        queries.schedule(s, campaign, CAMPAIGN_FILE.read_text(), start, content, plan_zone)
     dispatcher = build_dispatcher(Settings(outbox_dir=tmp_path / "outbox"), sessions, simulated_clock=True)
     report = dispatcher.tick(datetime(2024, 9, 28, 12, tzinfo=UTC))
     assert report.outcomes["sent"] == 2

@@ -17,6 +17,7 @@ from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SendGroup, SkipReason
 from notifier.ledger.states import OPEN_STATES
+from notifier.planner import send_channels
 from notifier.reports import (
     NO_REASON,
     campaign_lines,
@@ -46,7 +47,7 @@ def spread(sessions: sessionmaker[Session], add_recipient: Callable[..., int],
         add_recipient(f"r{i}", timezone=tz, country=COUNTRY[tz], tokens=[f"token-{i}"] if i % 3 else [])
     schedule_campaign(SCHEDULED)
     with transaction(sessions) as s:
-        assert queries.materialize_due(s, MIDWAY) > 100
+        assert queries.materialize_due(s, MIDWAY, send_channels) > 100
     rng = random.Random(16)
     with transaction(sessions) as s:
         for row in s.scalars(select(DeliveryRow)):
@@ -190,11 +191,12 @@ def test_the_planned_total_is_every_row_the_campaign_then_makes_and_each_page_li
     assert pages["away"] == set() and pages["late"] == {("refund@P1D", "email")}
 
     with transaction(sessions) as s:
-        queries.materialize_due(s, MIDWAY)
+        queries.materialize_due(s, MIDWAY, send_channels)
     with sessions() as s:
         assert campaign_status(s, CAMPAIGN).planned == planned  # part made, part to come: the same total
     with transaction(sessions) as s:
-        queries.materialize_due(s, AFTER_ALL)  # every send fell due (the late ones skipped: deadline passed)
+        # every send fell due (the late ones skipped: deadline passed)
+        queries.materialize_due(s, AFTER_ALL, send_channels)
     with sessions() as s:
         made = s.scalar(select(func.count()).select_from(DeliveryRow))
         st = campaign_status(s, CAMPAIGN)
@@ -208,12 +210,12 @@ def test_a_live_page_keeps_the_count_still_to_come_a_while_but_not_past_an_impor
     add_recipient("r1", tokens=["t1"])
     schedule_campaign(SCHEDULED)
     now = [0.0]
-    kept = queries.RowsToCome(max_age=30, clock=lambda: now[0])
+    kept = queries.RowsToCome(send_channels, max_age=30, clock=lambda: now[0])
 
     def both() -> tuple[int, int]:
         with sessions() as s:
             row = queries.get_campaign(s, CAMPAIGN)
-            return kept(s, row), queries.rows_to_come(s, row)
+            return kept(s, row), queries.rows_to_come(s, row, send_channels)
 
     assert both() == (12, 12)  # 6 sends × email and push
     with transaction(sessions) as s:
@@ -224,5 +226,5 @@ def test_a_live_page_keeps_the_count_still_to_come_a_while_but_not_past_an_impor
     add_recipient("r2")  # an import: counted at once
     assert both() == (12, 12)
     with transaction(sessions) as s:
-        queries.materialize_due(s, MIDWAY)  # groups fell due: counted at once
+        queries.materialize_due(s, MIDWAY, send_channels)  # groups fell due: counted at once
     assert both()[0] == both()[1] < 12

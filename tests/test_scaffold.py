@@ -168,7 +168,7 @@ def _schedule(sessions: sessionmaker[Session], settings: Settings, campaign_id: 
     campaign = load_campaign(path)
     with transaction(sessions) as s:
         queries.schedule(s, campaign, path.read_text(encoding="utf-8"), now,
-                         Content.of(campaign, settings.templates_dir, settings.locales_dir))
+                         Content.of(campaign, settings.templates_dir, settings.locales_dir), plan_zone)
 
 
 def test_two_campaigns_go_out_side_by_side_with_their_own_sender_and_catalogs(

@@ -26,7 +26,7 @@ from notifier.errors import CampaignError
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, Recipient, SendGroup
-from notifier.planner import NoteKind, plan_zone
+from notifier.planner import NoteKind, plan_zone, send_channels
 from notifier.spread import spread_room
 from notifier.wiring import build_dispatcher
 from tests.conftest import CAMPAIGN_FILE, shipped_catalogs_as, wave_now
@@ -91,7 +91,7 @@ def due_times(sessions: sessionmaker[Session], channel: str | None = None) -> di
 
 def materialize(sessions: sessionmaker[Session], now: datetime) -> int:
     with transaction(sessions) as s:
-        return queries.materialize_due(s, now)
+        return queries.materialize_due(s, now, send_channels)
 
 
 # --- the offset: pure arithmetic -------------------------------------------------------------------------------

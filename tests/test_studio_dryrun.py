@@ -41,11 +41,12 @@ def _audience(add: Callable[..., int], sessions: sessionmaker[Session]) -> None:
 
 def _simulate(sessions: sessionmaker[Session], tmp_path: Path) -> Counter[tuple[str, str, str, str]]:
     """Schedule at START and play the demo's simulated clock to the end; (state, send key, locale, channel) counts."""
+    from notifier.planner import plan_zone
     from notifier.render import Content
 
     content = Content.of(CAMPAIGN, DEFAULTS.templates_dir, DEFAULTS.locales_dir)
     with transaction(sessions) as s:
-        queries.schedule(s, CAMPAIGN, SPEC, START, content)
+        queries.schedule(s, CAMPAIGN, SPEC, START, content, plan_zone)
     settings = DEFAULTS.with_(transport="outbox", outbox_dir=tmp_path / "outbox", studio_dir=tmp_path / "studio")
     dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     clock = SimulatedClock(START)

@@ -19,6 +19,7 @@ from notifier.config import Settings
 from notifier.errors import NotFound, UserError
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
+from notifier.planner import plan_zone
 from notifier.render import Content
 from notifier.scaffold import new_campaign
 from notifier.studio import store
@@ -121,7 +122,7 @@ def test_a_second_machine_sends_a_campaign_it_knows_only_from_the_ledger_and_fre
     campaign = store.campaign_of(bundle)
     with transaction(sessions) as s:
         queries.schedule(s, campaign, path.read_text(encoding="utf-8"), NOW,
-                         Content.of(campaign, *worker.copy_dirs(ACME)))
+                         Content.of(campaign, *worker.copy_dirs(ACME)), plan_zone)
     add_recipient("budi", timezone="Asia/Jakarta", country="ID", locale="id", tokens=["budi-phone"])
     dispatcher = build_dispatcher(worker, sessions, simulated_clock=True)
     try:
@@ -141,7 +142,7 @@ def test_a_second_machine_sends_a_campaign_it_knows_only_from_the_ledger_and_fre
         assert (worker.studio_dir / po).read_bytes() == changed[po]
         with transaction(sessions) as s:
             queries.schedule(s, campaign, path.read_text(encoding="utf-8"), NOW,
-                             Content.of(campaign, *worker.copy_dirs(ACME)))
+                             Content.of(campaign, *worker.copy_dirs(ACME)), plan_zone)
         assert dispatcher.tick(datetime(2024, 10, 21, 3, 5, tzinfo=UTC)).outcomes == {"sent": 2}
     finally:
         dispatcher.close()

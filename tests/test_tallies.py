@@ -18,6 +18,7 @@ from notifier.ledger import claims, queries, tallies
 from notifier.ledger.db import session_factory, transaction, upgrade
 from notifier.ledger.models import DeliveryRow, DeliveryTally, SkipReason
 from notifier.ledger.states import DeliveryState
+from notifier.planner import send_channels
 from notifier.reports import campaign_status
 
 CAMPAIGN = "tiktok-music-shutdown"
@@ -45,7 +46,7 @@ def due(sessions: sessionmaker[Session], add_recipient: Callable[..., int],
         add_recipient(f"r{i}", timezone=tz, country=COUNTRY[tz], tokens=[f"token-{i}"] if i % 3 else [])
     schedule_campaign(SCHEDULED)
     with transaction(sessions) as s:
-        made = queries.materialize_due(s, MIDWAY)
+        made = queries.materialize_due(s, MIDWAY, send_channels)
     assert made > 50
     return made
 
@@ -145,7 +146,7 @@ def test_concurrent_workers_and_folds_keep_the_tallies_exact(engine: Engine, ses
         add_recipient(f"r{i}", timezone=tz, country=COUNTRY[tz], tokens=[f"t{i}"])
     schedule_campaign(SCHEDULED)
     with transaction(sessions) as s:
-        total = queries.materialize_due(s, MIDWAY)
+        total = queries.materialize_due(s, MIDWAY, send_channels)
     stop, errors, looks = threading.Event(), [], [0]
 
     def worker(n: int) -> None:

@@ -27,6 +27,7 @@ from notifier.campaign import parse_campaign
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryRow, Recipient
+from notifier.planner import plan_zone
 from notifier.render import Content
 from tests import services
 from tests.conftest import DEFAULTS, SHIPPED_ID, shipped_catalogs_as
@@ -93,7 +94,7 @@ def schedule(sessions: sessionmaker[Session], content: OwnContent, campaign_id: 
     source.write_text(spec, encoding="utf-8")
     campaign = parse_campaign(spec, source=str(source))
     with transaction(sessions) as s:
-        queries.schedule(s, campaign, spec, now, Content.of(campaign, content.templates, content.locales))
+        queries.schedule(s, campaign, spec, now, Content.of(campaign, content.templates, content.locales), plan_zone)
 
 
 def outcomes(sessions: sessionmaker[Session], campaign_id: str) -> dict[tuple[str, str, str], tuple[str, str | None]]:

@@ -222,6 +222,7 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None, allow_e
     from notifier.campaign import load_campaign
     from notifier.ledger import queries
     from notifier.ledger.db import transaction
+    from notifier.planner import plan_zone
     from notifier.render import Content
     from notifier.reports import campaign_status
     from notifier.review import review
@@ -235,7 +236,7 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None, allow_e
     _not_sent(camp, at, allow_empty)
     content = Content.of(camp, *c.settings.copy_dirs(camp.id))
     with transaction(c.sessions()) as s:
-        result = queries.schedule(s, camp, path.read_text(encoding="utf-8"), at, content)
+        result = queries.schedule(s, camp, path.read_text(encoding="utf-8"), at, content, plan_zone)
     with c.sessions()() as s:
         planned = campaign_status(s, camp.id, c.settings).planned
     verb = "scheduled" if result.created else "updated"

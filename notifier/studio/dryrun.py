@@ -295,7 +295,7 @@ def fast_forward(settings: Settings, live: sessionmaker[Session], campaign_id: s
             copied = copy_audience(live, sessions, campaign, limit)
             content = Content.of(campaign, templates_dir, locales_dir)
             with transaction(sessions) as s:
-                queries.schedule(s, campaign, path.read_text(encoding="utf-8-sig"), start, content)
+                queries.schedule(s, campaign, path.read_text(encoding="utf-8-sig"), start, content, plan_zone)
             dispatcher = build_dispatcher(local, sessions, simulated_clock=True)
             try:
                 _play(Simulation(sessions, dispatcher, []), start, campaign)

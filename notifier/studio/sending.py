@@ -219,7 +219,7 @@ def schedule(web: Web, campaign_id: str) -> None:
     """Approve the campaign's copy as this machine has it and plan its sends (the CLI's ``campaign schedule``): a
     CampaignError with every problem of the gate, or of a campaign that would send nothing."""
     from notifier.ledger import queries
-    from notifier.planner import outlook
+    from notifier.planner import outlook, plan_zone
     from notifier.render import Content
     from notifier.review import review
     from notifier.zones import every_zone
@@ -232,7 +232,7 @@ def schedule(web: Web, campaign_id: str) -> None:
     outlook(campaign, every_zone(), web.now()).refuse_if_empty()  # a campaign that sends nothing: as the CLI says
     content = Content.of(campaign, *web.settings.copy_dirs(campaign_id))
     with transaction(web.sessions) as s:
-        queries.schedule(s, campaign, text, web.now(), content)
+        queries.schedule(s, campaign, text, web.now(), content, plan_zone)
 
 
 def set_state(web: Web, campaign_id: str, action: str) -> None:

@@ -23,6 +23,7 @@ from notifier.errors import RequestRefused
 from notifier.i18n import negotiate
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
+from notifier.planner import send_channels
 from notifier.render import Renderer
 from notifier.web.dashboard.auth import Devices, Identity, Login, LoginLimiter, PasswordLogin, Sessions, same_token
 from notifier.web.locales import DASHBOARD_LOCALES as LOCALES
@@ -49,7 +50,7 @@ class Dashboard:
     ledger: sessionmaker[Session]  # where logouts are kept (see end)
     _renderer: Renderer | None = None
     simulated_clock: bool = False  # the demo's: every page shows the simulated date
-    to_come: queries.RowsToCome = field(default_factory=queries.RowsToCome)  # kept a while: pages poll
+    to_come: queries.RowsToCome = field(default_factory=lambda: queries.RowsToCome(send_channels))  # pages poll
 
     _checks: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
 

@@ -22,8 +22,8 @@ from notifier.campaign import SLUG, Campaign, parse_campaign, zone
 from notifier.config import Settings, writable
 from notifier.errors import CampaignError, NotFound, Problem
 from notifier.ledger.models import CampaignRow, SendGroup, Suppression
-from notifier.ledger.queries import audience_zones, campaign_of, get_campaign, rows_to_come
-from notifier.reports import CampaignLine, CampaignStatus, ToCome, campaign_lines, campaign_status
+from notifier.ledger.queries import audience_zones, campaign_of, get_campaign
+from notifier.reports import ROWS_TO_COME, CampaignLine, CampaignStatus, ToCome, campaign_lines, campaign_status
 from notifier.review import sample_place
 from notifier.studio import store
 from notifier.timeline import ZonePlans
@@ -76,7 +76,7 @@ class CampaignCard:
         return self.line.percent if self.line else 0
 
 
-def campaign_cards(session: Session, settings: Settings, to_come: ToCome = rows_to_come) -> list[CampaignCard]:
+def campaign_cards(session: Session, settings: Settings, to_come: ToCome = ROWS_TO_COME) -> list[CampaignCard]:
     store.sync(session, settings)  # a campaign another server saved in the studio is listed here too
     lines = campaign_lines(session, settings, to_come)
     known = {ln.campaign_id for ln in lines}
@@ -197,7 +197,7 @@ class Progress:
 
 
 def progress(session: Session, campaign_id: str, in_ledger: bool, settings: Settings | None = None,
-             to_come: ToCome = rows_to_come) -> Progress:
+             to_come: ToCome = ROWS_TO_COME) -> Progress:
     """What the live part of a campaign's page shows; with ``settings``, whether its copy blocks it."""
     if not in_ledger:
         return Progress(None)
