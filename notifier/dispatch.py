@@ -136,12 +136,8 @@ class Dispatcher:
         if maintain:
             report = self.prepare(now)
         else:
-            report = TickReport(held=self.clock_hold(now))
-            if report.held is not None:
-                log.error("nothing sent: %s", report.held)
-            else:
-                with transaction(self.sessions) as s:
-                    report.refused = self.gate.refused(s)
+            held, refused = self._send_checks(now, "nothing sent")
+            report = TickReport(held=held, refused=refused)
         for channel in () if report.held else self.channels if channels is None else channels:
             cursor = claims.DueCursor()
             while True:
@@ -164,12 +160,10 @@ class Dispatcher:
 
         A worker whose clock disagrees with the ledger's leases nothing: the chunk stays queued and is handed out
         again once its queue lease runs out."""
-        held = self.clock_hold(now)
+        held, refused = self._send_checks(now, f"chunk of {len(ids)} rows left queued")
         if held is not None:
-            log.error("chunk of %d rows left queued: %s", len(ids), held)
             return Counter()
         with transaction(self.sessions) as s:
-            refused = self.gate.refused(s)
             leased = claims.lease_chunk(s, ids, owner, now, self.settings.lease_seconds, exclude=refused)
         if not leased:
             return Counter()
@@ -178,6 +172,16 @@ class Dispatcher:
         for channel, why in self._blocked.items():
             log.error("channel %s sent nothing of this chunk: %s", channel, why)
         return counts
+
+    def _send_checks(self, now: datetime, held_note: str) -> tuple[str | None, dict[str, str]]:
+        """The send path's own checks before it claims (enqueue without maintenance, a worker's chunk): the clock
+        hold, logged after ``held_note``, and else the content gate's refusals (campaign id → why)."""
+        held = self.clock_hold(now)
+        if held is not None:
+            log.error("%s: %s", held_note, held)
+            return held, {}
+        with transaction(self.sessions) as s:
+            return None, self.gate.refused(s)
 
     def close(self) -> None:
         """Release the channels' connections."""

@@ -30,7 +30,10 @@ from notifier.render import Content
 
 DEFAULTS = Settings()
 # Real providers refuse the default secret and a localhost public URL; tests bring their own (never a real one).
-pytest_plugins = ["tests.browser"]  # browser, page, artifacts: the dashboard's tests in Chromium
+pytest_plugins = [
+    "tests.browser",  # browser, page, artifacts: the dashboard's tests in Chromium
+    "tests.waves",  # outbox, dispatcher, now, worker_environment: the distributed and maintenance tests
+]
 
 TEST_SECRETS: dict[str, str] = {"secret_key": "notifier-test-suite-" + "0123456789abcdef", "public_url": "https://notifier.test"}
 PG_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

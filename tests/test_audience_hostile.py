@@ -7,6 +7,8 @@ import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from email.header import decode_header, make_header
 from importlib.resources import files
 from pathlib import Path
@@ -35,6 +37,25 @@ def run_import(sessions: sessionmaker[Session], path: Path, **kw: Any) -> tuple[
     seen: list[Rejection] = []
     report = import_audience(sessions, path, now=NOW, on_reject=seen.append, **kw)
     return report, [str(r) for r in seen]
+
+
+@contextmanager
+def third_batch_fails(engine: Engine, cause: Exception) -> Iterator[None]:
+    """The third INSERT of recipients fails with ``cause`` as the driver's error: the batches before it are stored."""
+    inserts = 0
+
+    def fail_third_batch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal inserts
+        if statement.startswith("INSERT INTO recipients"):
+            inserts += 1
+            if inserts == 3:
+                raise OperationalError(statement, {}, cause)
+
+    event.listen(engine, "before_cursor_execute", fail_third_batch)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_third_batch)
 
 
 def around(bad: dict[str, Any]) -> list[dict[str, Any]]:
@@ -342,21 +363,9 @@ def test_cli_prints_how_many_rows_were_stored_when_a_file_cannot_be_read_on(tmp_
 def test_database_failure_mid_import_says_which_batches_are_stored(sessions: sessionmaker[Session], engine: Engine,
                                                                    tmp_path: Path) -> None:
     path = csv_file(tmp_path, *(f"u{i},u{i}@example.com,,,UTC,," for i in range(1, 8)), "u8,broken,,,UTC,,")
-    inserts = 0
-
-    def fail_third_batch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        nonlocal inserts
-        if statement.startswith("INSERT INTO recipients"):
-            inserts += 1
-            if inserts == 3:
-                raise OperationalError(statement, {}, sqlite3.OperationalError("disk I/O error"))
-
-    event.listen(engine, "before_cursor_execute", fail_third_batch)
-    try:
-        with pytest.raises(OperationalError) as raised:
-            import_audience(sessions, path, now=NOW, batch_size=3)
-    finally:
-        event.remove(engine, "before_cursor_execute", fail_third_batch)
+    with (third_batch_fails(engine, sqlite3.OperationalError("disk I/O error")),
+          pytest.raises(OperationalError) as raised):
+        import_audience(sessions, path, now=NOW, batch_size=3)
     assert raised.value.__notes__ == [
         "6 rows stored (every accepted row through line 7), 1 rejected; 1 row accepted on line 8 not stored"]
     assert set(stored(sessions)) == {f"u{i}" for i in range(1, 7)}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,7 +19,7 @@ from notifier.audience import ImportReport, Rejection, _reader, import_audience
 from notifier.errors import AudienceError
 from notifier.ledger.models import Recipient
 from tests.test_audience import HEADER, NOW, csv_file, jsonl_file, stored, tokens_of
-from tests.test_audience_hostile import latin1_at
+from tests.test_audience_hostile import latin1_at, third_batch_fails
 
 pytestmark = pytest.mark.parametrize("engine", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 
@@ -107,21 +107,8 @@ def test_a_database_failure_ends_the_child_and_says_which_batches_are_stored(
     sessions: sessionmaker[Session], engine: Engine, tmp_path: Path, child: list[subprocess.Popen[bytes]]
 ) -> None:
     path = csv_file(tmp_path, *(f"u{i},u{i}@example.com,,,UTC,," for i in range(1, 2001)))
-    inserts = 0
-
-    def fail_third_batch(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        nonlocal inserts
-        if statement.startswith("INSERT INTO recipients"):
-            inserts += 1
-            if inserts == 3:
-                raise OperationalError(statement, {}, Exception("disk I/O error"))
-
-    event.listen(engine, "before_cursor_execute", fail_third_batch)
-    try:
-        with pytest.raises(OperationalError) as raised:
-            import_audience(sessions, path, now=NOW, batch_size=3)
-    finally:
-        event.remove(engine, "before_cursor_execute", fail_third_batch)
+    with third_batch_fails(engine, Exception("disk I/O error")), pytest.raises(OperationalError) as raised:
+        import_audience(sessions, path, now=NOW, batch_size=3)
     assert raised.value.__notes__ == [
         "6 rows stored (every accepted row through line 7), 0 rejected; 3 rows accepted on lines 8-10 not stored"]
     assert set(stored(sessions)) == {f"u{i}" for i in range(1, 7)}

@@ -11,12 +11,11 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier import distributed
@@ -27,25 +26,15 @@ from notifier.dispatch import Dispatcher
 from notifier.events import SendResult
 from notifier.ledger import claims, queries
 from notifier.ledger.db import transaction
-from notifier.ledger.models import CampaignState, DeliveryRow, DeliveryState, SkipReason
+from notifier.ledger.models import CampaignState, DeliveryState, SkipReason
 from notifier.render import Renderer
 from notifier.reports import campaign_status
-from notifier.wiring import build_dispatcher
-from tests.conftest import shipped_catalogs_as, wave_now, wave_spec
+from tests.conftest import shipped_catalogs_as, wave_spec
+from tests.waves import QUEUE_LEASE, AddRecipient, Published, Schedule, delivery_rows, schedule_wave
 
 CAMPAIGN_ID = "flash-wave"
 REDIS_URL = os.environ.get("NOTIFIER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 ROOT = Path(__file__).resolve().parent.parent
-QUEUE_LEASE = Settings().queue_lease_seconds
-
-AddRecipient = Callable[..., int]
-Schedule = Callable[..., queries.ScheduleResult]
-Published = list[tuple[str, list[int]]]
-
-
-def states(sessions: sessionmaker[Session]) -> dict[int, DeliveryRow]:
-    with sessions() as s:
-        return {r.id: r for r in s.scalars(select(DeliveryRow).order_by(DeliveryRow.id))}
 
 
 def outbox_files(outbox: Path) -> list[str]:
@@ -62,9 +51,7 @@ def ids_of(published: Published, channel: str | None = None) -> list[int]:
     return sorted(i for ch, ids in published for i in ids if channel in (None, ch))
 
 
-@pytest.fixture
-def outbox(tmp_path: Path) -> Path:
-    return tmp_path / "outbox"
+# From tests/waves.py: the fixtures outbox, now, and dispatcher and worker_environment (both on these locales).
 
 
 @pytest.fixture
@@ -74,25 +61,8 @@ def locales(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def dispatcher(sessions: sessionmaker[Session], outbox: Path, locales: Path) -> Iterator[Dispatcher]:
-    """The real dispatcher with the outbox channels (leases: 300 s sending, QUEUE_LEASE s queued)."""
-    d = build_dispatcher(Settings(outbox_dir=outbox, locales_dir=locales), sessions, simulated_clock=True)
-    yield d
-    d.close()
-
-
-@pytest.fixture
-def now() -> datetime:
-    """The real now: tick and chunk get it as a parameter, and a lapsed lease is a later one."""
-    return wave_now()
-
-
-@pytest.fixture
 def wave(add_recipient: AddRecipient, schedule_campaign: Schedule, now: datetime, locales: Path) -> None:
-    """Three recipients in Jakarta, each with an email and one push token, and the wave scheduled at ``now``."""
-    for who in ("ana", "ben", "cid"):
-        add_recipient(who, tokens=[f"{who}-phone"])
-    schedule_campaign(now, wave_spec(now, CAMPAIGN_ID), locales_dir=locales)
+    schedule_wave(add_recipient, schedule_campaign, now, CAMPAIGN_ID, locales)
 
 
 def enqueue(dispatcher: Dispatcher, at: datetime, chunk_size: int = 2) -> tuple[Published, dict[str, int]]:
@@ -109,7 +79,7 @@ def test_enqueue_marks_due_rows_queued_and_publishes_chunks_of_ids_per_channel(
         sessions: sessionmaker[Session], dispatcher: Dispatcher, now: datetime) -> None:
     published, _ = enqueue(dispatcher, now, chunk_size=2)
 
-    rows = states(sessions)
+    rows = delivery_rows(sessions)
     assert [ch for ch, _ in published] == ["email", "email", "push", "push"]
     assert [len(ids) for _, ids in published] == [2, 1, 2, 1]
     for channel, ids in published:
@@ -136,26 +106,11 @@ def test_enqueue_publishes_nothing_before_the_wave_is_due(
     assert published == []
 
 
-def test_tick_reads_the_environment_and_returns_counts_only(
-        wave: None, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, outbox: Path,
-        now: datetime, locales: Path) -> None:
-    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
-    if url.startswith("postgresql"):  # the fixture's schema, the way a worker process is told it
-        with sessions() as s:
-            url += f"?options=-csearch_path%3D{s.scalar(text('select current_schema()'))}"
-    monkeypatch.setenv("NOTIFIER_DATABASE_URL", url)
-    monkeypatch.setenv("NOTIFIER_OUTBOX_DIR", str(outbox))
-    monkeypatch.setenv("NOTIFIER_LOCALES_DIR", str(locales))
-    monkeypatch.setenv("NOTIFIER_CHUNK_SIZE", "2")
-    monkeypatch.setattr(distributed, "_dispatchers", {})
+@pytest.mark.usefixtures("wave", "worker_environment")
+def test_tick_reads_the_environment_and_returns_counts_only(outbox: Path, now: datetime) -> None:
     published: Published = []
-    try:
-        counts = distributed.tick(lambda channel, ids: published.append((channel, ids)), at=now)
-        sent = [distributed.run_chunk(ids, "worker-1", at=now) for _, ids in published]
-    finally:
-        built = distributed.dispatcher()
-        built.close()
-        built.sessions.kw["bind"].dispose()
+    counts = distributed.tick(lambda channel, ids: published.append((channel, ids)), at=now)
+    sent = [distributed.run_chunk(ids, "worker-1", at=now) for _, ids in published]
 
     assert counts == {"queued": 6, "chunks": 4, "materialized": 6, "recovered": {}, "refused": []}
     assert json.loads(json.dumps(counts)) == counts
@@ -177,7 +132,7 @@ def test_run_chunk_sends_the_rows_still_queued_and_a_redelivered_chunk_sends_not
     assert dispatcher.run_chunk(pushes, "worker-2", now) == {"sent": 3}
     assert dispatcher.run_chunk(pushes, "worker-1", now) == {}
 
-    rows = states(sessions)
+    rows = delivery_rows(sessions)
     assert {(r.state, r.attempts, r.lease_until, r.lease_owner) for r in rows.values()} == {
         (DeliveryState.SENT, 1, None, None)}
     assert len(outbox_files(outbox)) == 6
@@ -202,7 +157,7 @@ def test_a_chunk_of_a_paused_campaign_goes_back_to_pending_and_resuming_sends_it
     set_state(sessions, CampaignState.PAUSED, now)
 
     assert [dispatcher.run_chunk(ids, "worker-1", now) for _, ids in published] == [{}, {}]
-    assert {(r.state, r.lease_until) for r in states(sessions).values()} == {(DeliveryState.PENDING, None)}
+    assert {(r.state, r.lease_until) for r in delivery_rows(sessions).values()} == {(DeliveryState.PENDING, None)}
     assert outbox_files(outbox) == []
     assert enqueue(dispatcher, now)[0] == []  # paused: nothing is handed out
 
@@ -221,13 +176,13 @@ def test_cancel_skips_pending_and_queued_rows_and_a_chunk_published_before_sends
     published, _ = enqueue(dispatcher, now, chunk_size=10)
     add_recipient("dee", tokens=["dee-phone"])  # joined before the wave: materialized by the next tick
     dispatcher.prepare(now)
-    before = states(sessions)
+    before = delivery_rows(sessions)
     assert sorted(r.state for r in before.values()) == [DeliveryState.PENDING] * 2 + [DeliveryState.QUEUED] * 6
 
     set_state(sessions, CampaignState.CANCELLED, now)
 
     assert [dispatcher.run_chunk(ids, "worker-1", now) for _, ids in published] == [{}, {}]
-    assert {(r.state, r.skip_reason) for r in states(sessions).values()} == {
+    assert {(r.state, r.skip_reason) for r in delivery_rows(sessions).values()} == {
         (DeliveryState.SKIPPED, SkipReason.CANCELLED)}
     assert outbox_files(outbox) == []
     assert enqueue(dispatcher, now + timedelta(hours=1))[0] == []
@@ -261,7 +216,7 @@ def test_a_row_in_flight_at_the_cancel_that_comes_back_for_a_retry_is_skipped_no
     dispatcher.run_chunk(published[0][1], "worker-1", now)
     enqueue(dispatcher, now + timedelta(seconds=5))
 
-    assert {(r.state, r.skip_reason) for r in states(sessions).values()} == {
+    assert {(r.state, r.skip_reason) for r in delivery_rows(sessions).values()} == {
         (DeliveryState.SKIPPED, SkipReason.CANCELLED)}
 
 
@@ -278,11 +233,11 @@ def test_a_chunk_the_broker_lost_is_queued_again_when_its_lease_runs_out_and_sen
     again, _ = enqueue(dispatcher, later, chunk_size=10)
 
     assert again == lost  # the same ids, per channel
-    assert {r.lease_until for r in states(sessions).values()} == {later + timedelta(seconds=QUEUE_LEASE)}
+    assert {r.lease_until for r in delivery_rows(sessions).values()} == {later + timedelta(seconds=QUEUE_LEASE)}
     assert [dispatcher.run_chunk(ids, "worker-1", later) for _, ids in again] == [{"sent": 3}, {"sent": 3}]
     assert [dispatcher.run_chunk(ids, "worker-2", later) for _, ids in lost] == [{}, {}]  # it turned up after all
     assert len(outbox_files(outbox)) == 6
-    assert {(r.state, r.attempts, r.uncertain) for r in states(sessions).values()} == {
+    assert {(r.state, r.attempts, r.uncertain) for r in delivery_rows(sessions).values()} == {
         (DeliveryState.SENT, 1, False)}
 
 
@@ -306,7 +261,7 @@ def test_rows_left_sending_past_their_lease_are_resent_as_uncertain_for_a_servic
     assert recovered == {f"{CAMPAIGN_ID}:resend": 3}
     assert again == [("push", pushes)]
     assert dispatcher.run_chunk(pushes, "worker-2", later) == {"sent": 3}
-    rows = states(sessions)
+    rows = delivery_rows(sessions)
     assert {(rows[i].state, rows[i].uncertain, rows[i].attempts) for i in pushes} == {(DeliveryState.SENT, True, 2)}
     with sessions() as s:
         counts = campaign_status(s, CAMPAIGN_ID).counts
@@ -329,7 +284,7 @@ def test_rows_left_sending_past_their_lease_are_skipped_as_uncertain_when_the_ca
     # Nothing of the skipped emails goes out again (the never-delivered push chunk's lease ran out too, so it is
     # queued again: that is the lost-chunk rule, not a resend).
     assert [channel for channel, _ in again] == (["push"] if QUEUE_LEASE < 301 else [])
-    rows = states(sessions)
+    rows = delivery_rows(sessions)
     assert {(rows[i].state, rows[i].skip_reason, rows[i].uncertain, rows[i].lease_owner) for i in emails} == {
         (DeliveryState.SKIPPED, SkipReason.UNCERTAIN, True, None)}
     with sessions() as s:
@@ -356,7 +311,7 @@ def test_a_late_outcome_does_not_overwrite_a_row_another_owner_took(
         assert claims.record(s, [claims.RowOutcome(emails[0], DeliveryState.SENT, later, provider_message_id="m")],
                              owner="worker-2") == 1
 
-    rows = states(sessions)
+    rows = delivery_rows(sessions)
     assert (rows[emails[0]].state, rows[emails[0]].last_error) == (DeliveryState.SENT, None)
     assert {(rows[i].state, rows[i].lease_owner, rows[i].last_error) for i in emails[1:]} == {
         (DeliveryState.SENDING, "worker-2", None)}

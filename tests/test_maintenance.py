@@ -7,33 +7,28 @@ materializes and purges, and sends nothing; the publisher (``Dispatcher.enqueue(
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier import distributed
-from notifier.config import Settings
 from notifier.dispatch import Dispatcher, TickReport
 from notifier.ledger import claims, queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignRow, DeliveryRow, DeliveryState, Recipient, SendGroup
 from notifier.ledger.plans import ZonePlanner
 from notifier.maintenance import Maintenance, MaintenanceReport
-from notifier.wiring import build_dispatcher
-from tests.conftest import shipped_catalogs_as, wave_now, wave_spec
+from tests.conftest import shipped_catalogs_as, wave_spec
+from tests.waves import QUEUE_LEASE, AddRecipient, Published, Schedule, delivery_rows, schedule_wave
 
 CAMPAIGN_ID = "upkeep-wave"
 OTHER_ID = "upkeep-other"
-QUEUE_LEASE = Settings().queue_lease_seconds
 LATER = timedelta(seconds=max(301, QUEUE_LEASE + 1))  # past a dead worker's 300 s lease and the queue lease
 
-AddRecipient = Callable[..., int]
-Schedule = Callable[..., queries.ScheduleResult]
-Published = list[tuple[str, list[int]]]
+# From tests/waves.py: the fixtures outbox, now, and dispatcher and worker_environment (both on these locales).
 
 
 @pytest.fixture
@@ -42,28 +37,8 @@ def locales(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def outbox(tmp_path: Path) -> Path:
-    return tmp_path / "outbox"
-
-
-@pytest.fixture
-def dispatcher(sessions: sessionmaker[Session], outbox: Path, locales: Path) -> Iterator[Dispatcher]:
-    d = build_dispatcher(Settings(outbox_dir=outbox, locales_dir=locales), sessions, simulated_clock=True)
-    yield d
-    d.close()
-
-
-@pytest.fixture
-def now() -> datetime:
-    return wave_now()
-
-
-@pytest.fixture
 def wave(add_recipient: AddRecipient, schedule_campaign: Schedule, now: datetime, locales: Path) -> None:
-    """Three recipients in Jakarta with an email and a push token each; the wave is due at ``now``."""
-    for who in ("ana", "ben", "cid"):
-        add_recipient(who, tokens=[f"{who}-phone"])
-    schedule_campaign(now, wave_spec(now, CAMPAIGN_ID), locales_dir=locales)
+    schedule_wave(add_recipient, schedule_campaign, now, CAMPAIGN_ID, locales)
 
 
 def maintain(dispatcher: Dispatcher, at: datetime) -> MaintenanceReport:
@@ -74,11 +49,6 @@ def publish(dispatcher: Dispatcher, at: datetime) -> tuple[Published, TickReport
     published: Published = []
     report = dispatcher.enqueue(at, lambda channel, ids: published.append((channel, ids)), 10, maintain=False)
     return published, report
-
-
-def rows(sessions: sessionmaker[Session]) -> dict[int, DeliveryRow]:
-    with sessions() as s:
-        return {r.id: r for r in s.scalars(select(DeliveryRow).order_by(DeliveryRow.id))}
 
 
 def owed(sessions: sessionmaker[Session]) -> set[tuple[str, str, str]]:
@@ -103,7 +73,7 @@ def test_maintenance_alone_materializes_the_due_wave_and_sends_nothing(
     report = maintain(dispatcher, now)
 
     assert (report.materialized, report.refused, report.failed, report.held) == (6, {}, [], None)
-    assert {(r.state, r.attempts, r.lease_owner) for r in rows(sessions).values()} == {
+    assert {(r.state, r.attempts, r.lease_owner) for r in delivery_rows(sessions).values()} == {
         (DeliveryState.PENDING, 0, None)}
     assert sent_files(outbox) == []
     assert maintain(dispatcher, now).materialized == 0  # once
@@ -121,7 +91,7 @@ def test_maintenance_alone_recovers_a_dead_workers_rows_and_requeues_a_lost_chun
 
     assert report.recovered == {f"{CAMPAIGN_ID}:resend": 3}
     assert report.requeued == 3
-    after = rows(sessions)
+    after = delivery_rows(sessions)
     assert {(after[i].state, after[i].uncertain, after[i].lease_owner) for i in emails} == {
         (DeliveryState.PENDING, True, None)}
     assert {(after[i].state, after[i].uncertain, after[i].lease_until) for i in pushes} == {
@@ -137,12 +107,12 @@ def test_maintenance_alone_purges_a_campaign_whose_purge_after_ran_out_and_sends
     spec = wave_spec(now, CAMPAIGN_ID).replace("deadlines:\n", "purge_after: P1D\ndeadlines:\n", 1)
     schedule_campaign(now, spec, locales_dir=locales)
     assert dict(dispatcher.tick(now).outcomes) == {"sent": 4}
-    before = {i: (r.state, r.attempts) for i, r in rows(sessions).items()}
+    before = {i: (r.state, r.attempts) for i, r in delivery_rows(sessions).items()}
 
     report = maintain(dispatcher, now + timedelta(hours=3, days=1, minutes=1))
 
     assert report.purged == {CAMPAIGN_ID: 2}
-    assert {i: (r.state, r.attempts) for i, r in rows(sessions).items()} == before
+    assert {i: (r.state, r.attempts) for i, r in delivery_rows(sessions).items()} == before
     with sessions() as s:
         assert s.scalars(select(Recipient.email)).all() == [None, None]
 
@@ -156,7 +126,7 @@ def test_maintenance_and_the_publisher_do_nothing_on_a_clock_that_disagrees_with
     published, sent = publish(dispatcher, ahead)
 
     assert report.held is not None and "1.0 days ahead of the ledger database's" in report.held
-    assert (report.materialized, rows(sessions)) == (0, {})
+    assert (report.materialized, delivery_rows(sessions)) == (0, {})
     assert published == [] and sent.held == report.held
 
 
@@ -167,13 +137,13 @@ def test_the_publisher_alone_hands_out_only_what_maintenance_made_due(
         wave: None, add_recipient: AddRecipient, sessions: sessionmaker[Session], dispatcher: Dispatcher,
         outbox: Path, now: datetime) -> None:
     assert publish(dispatcher, now)[0] == []
-    assert rows(sessions) == {}
+    assert delivery_rows(sessions) == {}
 
     maintain(dispatcher, now)
     published, report = publish(dispatcher, now)
 
-    assert sorted(i for _, ids in published for i in ids) == sorted(rows(sessions))
-    assert {r.state for r in rows(sessions).values()} == {DeliveryState.QUEUED}
+    assert sorted(i for _, ids in published for i in ids) == sorted(delivery_rows(sessions))
+    assert {r.state for r in delivery_rows(sessions).values()} == {DeliveryState.QUEUED}
     assert (report.materialized, report.recovered) == (0, {})
     add_recipient("dee", tokens=["dee-phone"])  # joined after the wave's rows were made: maintenance's to add
     assert publish(dispatcher, now)[0] == []
@@ -195,7 +165,7 @@ def test_the_publisher_holds_back_a_campaign_whose_copy_changed_since_it_was_app
 
     assert published == []
     assert f"locales/en/LC_MESSAGES/{CAMPAIGN_ID}.po: changed" in report.refused[CAMPAIGN_ID]
-    assert {r.state for r in rows(sessions).values()} == {DeliveryState.PENDING}
+    assert {r.state for r in delivery_rows(sessions).values()} == {DeliveryState.PENDING}
 
 
 # --- each campaign, each step, alone ----------------------------------------------------------------------
@@ -243,33 +213,18 @@ def test_a_failing_ledger_wide_step_lets_the_rest_of_the_pass_run_then_fails_it(
     with pytest.raises(RuntimeError, match="recovering failed"):
         maintain(dispatcher, now)
 
-    assert len(rows(sessions)) == 6  # materialized all the same
+    assert len(delivery_rows(sessions)) == 6  # materialized all the same
 
 
 # --- the Celery tasks' work -------------------------------------------------------------------------------
 
 
-def test_maintain_and_publish_due_read_the_environment_and_return_counts_only(
-        wave: None, sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch, outbox: Path,
-        now: datetime, locales: Path) -> None:
-    url = sessions.kw["bind"].url.render_as_string(hide_password=False)
-    if url.startswith("postgresql"):  # the fixture's schema, the way a worker process is told it
-        with sessions() as s:
-            url += f"?options=-csearch_path%3D{s.scalar(text('select current_schema()'))}"
-    monkeypatch.setenv("NOTIFIER_DATABASE_URL", url)
-    monkeypatch.setenv("NOTIFIER_OUTBOX_DIR", str(outbox))
-    monkeypatch.setenv("NOTIFIER_LOCALES_DIR", str(locales))
-    monkeypatch.setenv("NOTIFIER_CHUNK_SIZE", "2")
-    monkeypatch.setattr(distributed, "_dispatchers", {})
+@pytest.mark.usefixtures("wave", "worker_environment")
+def test_maintain_and_publish_due_read_the_environment_and_return_counts_only(outbox: Path, now: datetime) -> None:
     published: Published = []
-    try:
-        early = distributed.publish_due(lambda channel, ids: published.append((channel, ids)), at=now)
-        maintained = distributed.maintain(at=now)
-        counts = distributed.publish_due(lambda channel, ids: published.append((channel, ids)), at=now)
-    finally:
-        built = distributed.dispatcher()
-        built.close()
-        built.sessions.kw["bind"].dispose()
+    early = distributed.publish_due(lambda channel, ids: published.append((channel, ids)), at=now)
+    maintained = distributed.maintain(at=now)
+    counts = distributed.publish_due(lambda channel, ids: published.append((channel, ids)), at=now)
 
     assert early == {"queued": 0, "chunks": 0, "refused": []}
     assert maintained == {"planned_groups": 0, "materialized": 6, "recovered": {}, "requeued": 0, "purged": {},

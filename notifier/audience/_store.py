@@ -43,8 +43,9 @@ class BatchStore:
         self._sessions, self._file, self._run, self._now = sessions, file, run, now
         self._connection: Connection | None = None
         self._stager = bulk.Stager(run, now)
-        with sessions() as probe:
-            self.postgres = bulk.is_postgres(probe)  # asks the engine, not the server
+        with sessions() as probe:  # asks the engine, not the server; once, for the dialect and for _connect
+            self._engine = probe.get_bind()
+            self.postgres = bulk.is_postgres(probe)
 
     def __call__(self, records: Sequence[RecipientRecord]) -> StoredBatch:
         """One transaction: drop this run's duplicates, upsert the rest, replace their push tokens."""
@@ -71,9 +72,7 @@ class BatchStore:
                            duplicates=tuple(duplicates))
 
     def _connect(self) -> Connection:
-        with self._sessions() as probe:
-            engine = probe.get_bind()
-        connection = engine.connect()
+        connection = self._engine.connect()
         try:
             if self.postgres:
                 bulk.create_staging(connection)
