@@ -11,6 +11,7 @@ A campaign has ended when it was cancelled, or when its last deadline has passed
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from notifier.campaign import zone
 from notifier.channels.outbox import campaign_folder
 from notifier.eligibility import in_audience_sql
 from notifier.errors import CampaignStateError
-from notifier.ledger import queries
+from notifier.ledger import queries, tallies
 from notifier.ledger.db import transaction
 from notifier.ledger.models import (
     OPEN_STATES,
@@ -35,6 +36,8 @@ from notifier.ledger.models import (
     PushToken,
     Recipient,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -134,15 +137,19 @@ def _remove_outbox(root: Path, campaign_id: str) -> int:
 
 
 def due(session: Session, now: datetime) -> Iterator[str]:
-    """Campaigns whose ``purge_after`` has run out since their end, not purged yet, with nothing unsettled."""
+    """Campaigns whose ``purge_after`` has run out since their end, not purged yet, with nothing unsettled. A campaign
+    that cannot be judged (its stored file no longer parses) is logged and left out: the others are still purged."""
     for row in session.scalars(select(CampaignRow).where(CampaignRow.purged_at.is_(None))):
-        after = queries.campaign_of(row).purge_after
-        if after is None or not ended(row, now):
-            continue
-        end = row.updated_at if row.state == CampaignState.CANCELLED else ends_at(row)
-        if now < end + after:
-            continue
-        unsettled = session.scalar(select(func.count()).select_from(DeliveryRow).where(
-            DeliveryRow.campaign_id == row.id, DeliveryRow.state.in_(OPEN_STATES))) or 0
-        if not unsettled:
-            yield row.id
+        try:
+            if _is_due(session, row, now):
+                yield row.id
+        except Exception:
+            log.exception("campaign %s: cannot tell whether its purge is due; the other campaigns go on", row.id)
+
+
+def _is_due(session: Session, row: CampaignRow, now: datetime) -> bool:
+    after = queries.campaign_of(row).purge_after
+    if after is None or not ended(row, now):
+        return False
+    end = row.updated_at if row.state == CampaignState.CANCELLED else ends_at(row)
+    return now >= end + after and not tallies.has_open(session, row.id, OPEN_STATES)

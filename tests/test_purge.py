@@ -16,6 +16,7 @@ from notifier.errors import CampaignStateError
 from notifier.ledger import queries, suppressions
 from notifier.ledger.db import transaction
 from notifier.ledger.models import CampaignRow, DeliveryRow, Recipient
+from notifier.purge import due as purge_due
 from notifier.purge import purge
 from notifier.wiring import build_dispatcher
 from tests.conftest import CAMPAIGN_FILE, settle, shipped_catalogs_as
@@ -140,6 +141,24 @@ def test_purge_after_in_the_campaign_file_makes_the_tick_purge_once_its_time_has
     assert dispatcher.tick(THE_END + timedelta(days=8)).purged == {}  # once
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Recipient).where(Recipient.email.is_not(None))) == 0
+
+
+@pytest.mark.usefixtures("audience")
+def test_a_campaign_whose_stored_file_no_longer_parses_does_not_keep_the_others_from_their_purge(
+        sessions: sessionmaker[Session], schedule_campaign: Schedule, settings: Settings,
+        caplog: pytest.LogCaptureFixture) -> None:
+    spec = CAMPAIGN_FILE.read_text(encoding="utf-8").replace("deadlines:\n", "purge_after: P7D\ndeadlines:\n", 1)
+    schedule_campaign(SCHEDULED, text=spec)
+    run_to_the_end(sessions, settings)
+    with transaction(sessions) as s:  # say a newer notifier reads an old file more strictly
+        s.add(CampaignRow(id="aaa-broken", name="broken", source="gone.yaml", spec="deadlines: [", state="scheduled",
+                          scheduled_at=SCHEDULED, updated_at=SCHEDULED, planned_zones=[]))
+
+    with sessions() as s:
+        found = list(purge_due(s, THE_END + timedelta(days=7)))
+
+    assert found == [CAMPAIGN_ID]
+    assert "campaign aaa-broken: cannot tell whether its purge is due" in caplog.text
 
 
 def test_purge_after_is_a_located_duration() -> None:
