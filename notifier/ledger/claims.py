@@ -201,14 +201,16 @@ def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[Cl
     read once and thrown away)."""
     d, r = DeliveryRow, Recipient
     rows = session.execute(
-        select(d.id, d.campaign_id, d.group_id, d.channel, SendGroup.send_key, d.attempts, SendGroup.wave,
-               SendGroup.deadlines, SendGroup.send_at, r.seq, r.id.label("recipient_id"), r.email, r.name, r.locale,
-               r.timezone, r.country, r.attributes)
-        .join(SendGroup, SendGroup.id == d.group_id)
+        select(d.id, d.campaign_id, d.group_id, d.channel, d.attempts, r.seq, r.id.label("recipient_id"), r.email,
+               r.name, r.locale, r.timezone, r.country, r.attributes)
         .join(r, r.seq == d.recipient_seq)
         .where(among(session, d.id, ids))
         .order_by(d.id)
     ).all()
+    # A batch has a few send groups: their columns are read (and their deadlines decoded) once, not once a row.
+    groups = {g.id: g for g in session.execute(
+        select(SendGroup.id, SendGroup.send_key, SendGroup.wave, SendGroup.deadlines, SendGroup.send_at)
+        .where(among(session, SendGroup.id, {row.group_id for row in rows})))}
     seqs = sorted({row.seq for row in rows})
     tokens: dict[int, list[str]] = {}
     for seq, token in session.execute(select(PushToken.recipient_seq, PushToken.token).where(
@@ -220,17 +222,23 @@ def load_claimed(session: Session, ids: Sequence[int], now: datetime) -> list[Cl
         actions.setdefault(seq, set()).add(action)
     later = _later_due(session, {(row.campaign_id, row.timezone) for row in rows}, now)
     listed = _listed(session, rows, tokens)
+    superseded: dict[tuple[int, str], frozenset[str]] = {}  # (group, the recipient's zone) → deadlines covered
     out = []
     for row in rows:
-        superseded = frozenset(dl for at, dls in later.get((row.campaign_id, row.timezone), ()) if at > row.send_at
-                               for dl in dls if dl in row.deadlines)
+        group = groups[row.group_id]
+        deadlines = tuple(group.deadlines)
+        covered = superseded.get((row.group_id, row.timezone))
+        if covered is None:
+            covered = superseded[(row.group_id, row.timezone)] = frozenset(
+                dl for at, dls in later.get((row.campaign_id, row.timezone), ()) if at > group.send_at
+                for dl in dls if dl in deadlines)
         out.append(ClaimedRow(
             id=row.id, campaign_id=row.campaign_id, group_id=row.group_id, channel=row.channel,
-            send_key=row.send_key, attempts=row.attempts, wave=row.wave, deadlines=tuple(row.deadlines),
-            send_at=row.send_at, recipient_seq=row.seq, recipient_id=row.recipient_id, email=row.email,
+            send_key=group.send_key, attempts=row.attempts, wave=group.wave, deadlines=deadlines,
+            send_at=group.send_at, recipient_seq=row.seq, recipient_id=row.recipient_id, email=row.email,
             name=row.name, locale=row.locale, timezone=row.timezone, country=row.country,
             attributes=dict(row.attributes or {}), tokens=tuple(tokens.get(row.seq, ())),
-            actions=frozenset(actions.get(row.seq, ())), superseded=superseded,
+            actions=frozenset(actions.get(row.seq, ())), superseded=covered,
             listed=listed.get(row.seq, NOT_LISTED),
         ))
     return out
