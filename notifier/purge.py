@@ -152,4 +152,4 @@ def _is_due(session: Session, row: CampaignRow, now: datetime) -> bool:
     if after is None or not ended(row, now):
         return False
     end = row.updated_at if row.state == CampaignState.CANCELLED else ends_at(row)
-    return now >= end + after and not tallies.has_open(session, row.id, OPEN_STATES)
+    return now >= end + after and not tallies.has_open(session, row.id)

@@ -197,7 +197,7 @@ def campaign_phase(session: Session, campaign_id: str) -> str:
     groups, done = _groups_done(session, campaign_id)
     if done < groups:
         return phase_of(row.state, groups, done, True)  # sends still to come: no need to look at rows
-    return phase_of(row.state, groups, done, tallies.has_open(session, campaign_id, OPEN_STATES))
+    return phase_of(row.state, groups, done, tallies.has_open(session, campaign_id))
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -14,7 +14,6 @@ pass. SQLite adds to one row per key in place.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,7 @@ from sqlalchemy import Select, and_, case, func, literal, or_, select, text
 from sqlalchemy.orm import Session
 
 from notifier.ledger.models import DeliveryRow, DeliveryTally
-from notifier.ledger.states import DeliveryState
+from notifier.ledger.states import OPEN_STATES, DeliveryState
 
 
 @dataclass(frozen=True)
@@ -65,10 +64,10 @@ def by_state(session: Session) -> dict[str, Counter[str]]:
     return out
 
 
-def has_open(session: Session, campaign_id: str, open_states: Iterable[str]) -> bool:
-    """Whether any of the campaign's rows is still in one of ``open_states``."""
+def has_open(session: Session, campaign_id: str) -> bool:
+    """Whether any of the campaign's rows is still open (pending, queued or sending)."""
     t = DeliveryTally
-    n = session.scalar(select(func.sum(t.n)).where(t.campaign_id == campaign_id, t.state.in_(list(open_states))))
+    n = session.scalar(select(func.sum(t.n)).where(t.campaign_id == campaign_id, t.state.in_(OPEN_STATES)))
     return bool(n)
 
 
