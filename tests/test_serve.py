@@ -34,6 +34,7 @@ from notifier.links import unsubscribe_token
 from notifier.web import create_app
 from notifier.web.app import running as in_process
 from notifier.web.dashboard.auth import hash_password
+from notifier.web.server import _ReadClockFlow
 from tests.conftest import PG_URL, ROOT, TEST_SECRETS
 from tests.services import free_port, serving
 
@@ -311,6 +312,27 @@ def _closed(sock: socket.socket, sent: bytes, *, trickle: bool) -> bytes | None:
         except ConnectionResetError:
             return b""
     return None
+
+
+def test_the_read_clock_starts_again_when_the_application_resumes_reading() -> None:
+    """Time during which the application had not taken the body is not the client's: resuming reading restarts
+    the client's clock (else a timer due just then closed a connection whose bytes were on their way)."""
+    class Transport:
+        paused = 0
+
+        def pause_reading(self) -> None:
+            self.paused += 1
+
+        def resume_reading(self) -> None:
+            self.paused -= 1
+
+    restarts: list[bool] = []
+    flow = _ReadClockFlow(Transport(), lambda: restarts.append(True))  # type: ignore[arg-type]
+    flow.resume_reading()
+    assert restarts == []  # not paused: nothing resumes, the clock runs on
+    flow.pause_reading()
+    flow.resume_reading()
+    assert restarts == [True] and not flow.read_paused
 
 
 def test_a_slow_but_steady_body_and_a_slow_application_are_not_cut_by_the_read_timeout(app: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import h11
 import uvicorn
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 READ_TIMEOUT = 20.0  # seconds for a request's head, and at most between two reads of its body
@@ -30,6 +31,22 @@ class ServeConfig(uvicorn.Config):
         self.read_timeout = read_timeout
 
 
+class _ReadClockFlow(FlowControl):
+    """uvicorn's flow control, telling when reading resumes: the client's clock starts again then. Time spent while
+    the application had not taken what came is not the client's, and without this a timer due just as the
+    application resumed reading closed a connection whose next bytes were already on their way."""
+
+    def __init__(self, transport: asyncio.Transport, on_resume: Any) -> None:
+        super().__init__(transport)
+        self._on_resume = on_resume
+
+    def resume_reading(self) -> None:
+        paused = self.read_paused
+        super().resume_reading()
+        if paused:
+            self._on_resume()
+
+
 class ReadTimeoutH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection that owes a request's head or body for too long."""
 
@@ -40,6 +57,7 @@ class ReadTimeoutH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = _ReadClockFlow(transport, lambda: self._watch(restart=True))
         self._watch(restart=True)
 
     def data_received(self, data: bytes) -> None:
