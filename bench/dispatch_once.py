@@ -119,6 +119,13 @@ def _sizes(engine: Any) -> tuple[dict[str, int], dict[str, int]]:
             "SELECT 'heap', pg_table_size('deliveries') UNION ALL SELECT i.relname, pg_relation_size(i.oid) "
             "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = 'deliveries'::regclass "
             "ORDER BY 2 DESC")).all())
+        columns = [r[0] for r in c.execute(text(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'deliveries'::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum"))]
+        widths = c.execute(text("SELECT " + ", ".join(f'avg(pg_column_size("{name}"))' for name in columns)
+                                + " FROM deliveries")).one()
+    print("  a delivery row's columns, mean bytes: " + ", ".join(
+        f"{name} {float(w or 0):.0f}" for name, w in zip(columns, widths, strict=True)))
     return {**{k: int(v) for k, v in tables.items()}, "(rest)": whole - sum(tables.values())}, \
         {k: int(v) for k, v in parts.items()}
 

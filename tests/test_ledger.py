@@ -12,15 +12,17 @@ from pathlib import Path
 import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.campaign import load_campaign, zone
 from notifier.errors import CampaignStateError
-from notifier.ledger import claims, queries
-from notifier.ledger.db import alembic_config, current_revision, transaction
+from notifier.ledger import claims, queries, tallies
+from notifier.ledger.db import alembic_config, current_revision, downgrade, session_factory, transaction, upgrade
 from notifier.ledger.models import (
     CampaignRow,
     CampaignState,
+    ContentVersion,
     DeliveryRow,
     DeliveryState,
     Recipient,
@@ -100,6 +102,63 @@ def test_upgrade_reaches_the_head_revision_and_creates_every_table(engine: Engin
     tables = set(inspect(engine).get_table_names())
     assert {"campaigns", "recipients", "push_tokens", "recipient_actions", "send_groups", "deliveries",
             "delivery_events", "alembic_version"} <= tables
+
+
+def _old_ledger(engine: Engine, revision: str, *, fingerprint: str | None = None) -> None:
+    """A ledger left at ``revision`` with one campaign, recipient, group, a sent delivery and its event."""
+    upgrade(engine, revision)
+    at = "2024-10-01 00:00:00"
+    rows = [
+        "INSERT INTO campaigns (id, name, source, spec, state, scheduled_at, updated_at, planned_zones"
+        + (", content_fingerprint" if fingerprint else "") + ") VALUES ('c', 'c', 's', 'x', 'scheduled', :t, :t, "
+        + "'[]'" + (", :fp" if fingerprint else "") + ")",
+        "INSERT INTO recipients (id, timezone, timezone_guessed, attributes, joined_at, updated_at) "
+        "VALUES ('r', 'UTC', false, '{}', :t, :t)",
+        "INSERT INTO send_groups (campaign_id, timezone, send_key, wave, deadlines, send_at, expires_at, "
+        "materialized_upto) VALUES ('c', 'UTC', 'k', 'w', '[]', :t, :t, 1)",
+        "INSERT INTO deliveries (campaign_id, group_id, recipient_seq, channel, state, attempts, "
+        + ("send_key, " if revision < "0010" else "") + ("content_fingerprint, " if fingerprint else "")
+        + "next_attempt_at, uncertain, created_at, updated_at) VALUES ('c', 1, 1, 'email', 'sent', 1, "
+        + ("'k', " if revision < "0010" else "") + (":fp, " if fingerprint else "") + ":t, false, :t, :t)",
+        "INSERT INTO delivery_events (delivery_id, type, at) VALUES (1, 'sent', :t)",
+    ]
+    with engine.begin() as conn:
+        for sql in rows:
+            conn.execute(text(sql), {"t": at, "fp": fingerprint})
+
+
+def test_a_migration_that_rebuilds_a_table_keeps_the_rows_that_point_at_it(new_ledger: Engine) -> None:
+    # 0010 rebuilt deliveries on SQLite with foreign keys on: dropping the old table deleted every delivery event
+    # through ON DELETE CASCADE. Migrations now run with them off and check them before committing.
+    _old_ledger(new_ledger, "0009")
+    upgrade(new_ledger)
+    with new_ledger.connect() as conn:
+        assert conn.execute(text("SELECT delivery_id, type FROM delivery_events")).all() == [(1, "sent")]
+
+
+def test_0012_numbers_the_copy_and_keys_rows_without_the_campaign_and_going_back_restores_them(
+        new_ledger: Engine) -> None:
+    fingerprint = "f" * 64
+    _old_ledger(new_ledger, "0011", fingerprint=fingerprint)
+    upgrade(new_ledger)
+    sessions = session_factory(new_ledger)
+    with sessions() as s:
+        row = s.get(DeliveryRow, 1)
+        assert row is not None and row.content_fingerprint == fingerprint and row.content_version == 1
+        assert s.scalars(select(ContentVersion.fingerprint)).all() == [fingerprint]
+        assert len(tallies.of_campaign(s, "c")) == 1  # the rebuild kept the triggers' counts as they were
+    with pytest.raises(IntegrityError), new_ledger.begin() as conn:  # the same group, recipient and channel
+        conn.execute(text("INSERT INTO deliveries (campaign_id, group_id, recipient_seq, channel, state, attempts, "
+                          "next_attempt_at, uncertain, created_at, updated_at) "
+                          "VALUES ('other', 1, 1, 'email', 'pending', 0, :t, false, :t, :t)"), {"t": "2024-10-02"})
+    with new_ledger.begin() as conn:  # the triggers are there again after SQLite's rebuild
+        conn.execute(text("UPDATE deliveries SET state = 'failed' WHERE id = 1"))
+    with sessions() as s:
+        assert sorted(tallies.of_campaign(s, "c"), key=repr) == sorted(tallies.recount(s, "c"), key=repr)
+    downgrade(new_ledger, "0011")
+    with new_ledger.connect() as conn:
+        assert conn.execute(text("SELECT content_fingerprint FROM deliveries")).scalars().all() == [fingerprint]
+        assert conn.execute(text("SELECT count(*) FROM delivery_events")).scalar() == 1
 
 
 # --- schedule ----------------------------------------------------------------------------------------

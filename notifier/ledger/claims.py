@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from notifier.ledger.models import (
     CampaignRow,
+    ContentVersion,
     DeliveryEvent,
     DeliveryRow,
     PushToken,
@@ -289,7 +290,7 @@ class RowOutcome:
     provider_message_id: str | None = None
     uncertain: bool = False  # the provider may have it (it is never reset once set)
     locale: str | None = None
-    content_fingerprint: str | None = None
+    content_fingerprint: str | None = None  # written as its number in content_versions
     attempts: int | None = None  # set when the claim's attempt did not count (blocked channel, closed window)
     keep_error: bool = False  # released unsent (a stop): the row keeps the error it had, if any
 
@@ -347,7 +348,11 @@ def _complete_rows(session: Session, outcomes: Sequence[RowOutcome], owner: str 
         where = [table.c.id == bindparam("b_id")]
         if owner is not None:
             where += [table.c.state == DeliveryState.SENDING.value, table.c.lease_owner == owner]
-        stmt = table.update().where(*where).values({k: bindparam(f"b_{k}") for k in keys})
+        values: dict[str, Any] = {k: bindparam(f"b_{k}") for k in keys if k != "content_fingerprint"}
+        if "content_fingerprint" in keys:
+            values["content_version"] = select(ContentVersion.id).where(
+                ContentVersion.fingerprint == bindparam("b_content_fingerprint")).scalar_subquery()
+        stmt = table.update().where(*where).values(values)
         params = [{f"b_{k}": _db_value(v) for k, v in change.items()} for change in group]
         updated += session.connection().execute(stmt, params).rowcount or 0
     return updated
@@ -363,13 +368,14 @@ UPDATE deliveries AS d SET
   skip_reason = COALESCE(v.skip_reason, d.skip_reason),
   next_attempt_at = COALESCE(v.next_attempt_at, d.next_attempt_at),
   locale = COALESCE(v.locale, d.locale),
-  content_fingerprint = COALESCE(v.content_fingerprint, d.content_fingerprint),
+  content_version = COALESCE(c.id, d.content_version),
   attempts = COALESCE(v.attempts, d.attempts),
   uncertain = d.uncertain OR v.uncertain
 FROM unnest(:ids, :states, :ats, :errors, :provider_message_ids, :skip_reasons, :next_attempt_ats, :locales,
             :content_fingerprints, :attempts, :uncertain, :keep_errors)
   AS v(id, state, at, error, provider_message_id, skip_reason, next_attempt_at, locale, content_fingerprint,
        attempts, uncertain, keep_error)
+  LEFT JOIN content_versions AS c ON c.fingerprint = v.content_fingerprint
 WHERE d.id = v.id"""
 _ARRAYS = (
     bindparam("ids", type_=ARRAY(BigInteger)), bindparam("states", type_=ARRAY(Text)),

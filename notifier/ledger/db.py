@@ -22,9 +22,9 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 log = logging.getLogger("notifier.dispatch")
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, foreign_keys: bool = True) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
@@ -177,6 +177,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(alembic_config(engine, conn), revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision``, with the same lock and SQLite settings as ``upgrade``."""
+    from alembic import command
+
+    with _migration_connection(engine) as conn:
+        command.downgrade(alembic_config(engine, conn), revision)
+
+
 @contextmanager
 def _migration_connection(engine: Engine) -> Iterator[Connection]:
     if engine.dialect.name == "postgresql":
@@ -192,8 +200,12 @@ def _migration_connection(engine: Engine) -> Iterator[Connection]:
                 conn.commit()
         return
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        # Foreign keys off while the schema changes, as SQLite's own recipe for altering a table says: a batch
+        # migration copies a table and drops the old one, and with them on, that DROP deleted every row that
+        # referenced it through ON DELETE CASCADE (0010 rebuilt deliveries and took every delivery event with
+        # it). The migration checks them itself before it commits (migrations/env.py).
         exclusive = create_engine(engine.url, poolclass=NullPool)
-        event.listen(exclusive, "connect", _sqlite_pragmas)
+        event.listen(exclusive, "connect", lambda conn, record: _sqlite_pragmas(conn, record, foreign_keys=False))
         event.listen(exclusive, "connect", _driver_leaves_transactions_to_us)
         event.listen(exclusive, "begin", lambda conn: conn.exec_driver_sql("BEGIN EXCLUSIVE"))
         try:

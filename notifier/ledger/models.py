@@ -149,7 +149,8 @@ class DeliveryRow(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
-        UniqueConstraint("campaign_id", "group_id", "recipient_seq", "channel", name="uq_delivery"),
+        # The group names the campaign: the key holds numbers and the channel only (migration 0012).
+        UniqueConstraint("group_id", "recipient_seq", "channel", name="uq_delivery"),
         # Open rows only: a completed row leaves them, so claims and completions write fewer index entries.
         Index("ix_deliveries_due", "channel", "next_attempt_at", "id", postgresql_where=text("state = 'pending'"),
               sqlite_where=text("state = 'pending'")),
@@ -177,7 +178,7 @@ class DeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     locale: Mapped[str | None] = mapped_column(String(35))
-    content_fingerprint: Mapped[str | None] = mapped_column(String(64))  # the copy it was sent with
+    content_version: Mapped[int | None] = mapped_column(Integer)  # the copy it was sent with (content_versions)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -195,6 +196,22 @@ def state_is(*states: DeliveryState) -> ColumnElement[bool]:
 DeliveryRow.send_key = column_property(  # type: ignore[attr-defined]
     select(SendGroup.send_key).where(SendGroup.id == DeliveryRow.group_id).correlate_except(SendGroup)
     .scalar_subquery())
+
+
+class ContentVersion(Base):
+    """A fingerprint of approved copy (templates and catalogs), numbered: a sent row names its copy by this
+    number, 4 bytes, instead of carrying the 64-character fingerprint (migration 0012)."""
+
+    __tablename__ = "content_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+# The copy a row was sent with, as its fingerprint: for ORM reads.
+DeliveryRow.content_fingerprint = column_property(  # type: ignore[attr-defined]
+    select(ContentVersion.fingerprint).where(ContentVersion.id == DeliveryRow.content_version)
+    .correlate_except(ContentVersion).scalar_subquery())
 
 
 class DeliveryTally(Base):

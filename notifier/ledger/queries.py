@@ -39,6 +39,7 @@ from notifier.errors import CampaignStateError, ConfigError, NotFound, UserError
 from notifier.ledger import spread
 from notifier.ledger.models import (
     CampaignRow,
+    ContentVersion,
     DeliveryRow,
     EndedSession,
     PushToken,
@@ -134,6 +135,9 @@ def schedule(session: Session, campaign: Campaign, spec: str, now: datetime, con
         changes = changed_files(row.content_manifest or {}, content.manifest)
         row.spec, row.name, row.updated_at = spec, campaign.name, now
     row.content_fingerprint, row.content_manifest = content.fingerprint, dict(content.manifest)
+    # Numbered once, so each row sent with this copy names it by number (claims.record).
+    session.execute(dialect_insert(session, ContentVersion).values(fingerprint=content.fingerprint)
+                    .on_conflict_do_nothing())
     session.flush()
     zones, groups = plan_groups(session, row, now if not created else row.scheduled_at, plan)
     return ScheduleResult(campaign.id, created, zones, groups, changes)

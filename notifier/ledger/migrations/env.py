@@ -27,6 +27,18 @@ def _migrate(connection: Connection) -> None:
                       render_as_batch=connection.dialect.name == "sqlite", transactional_ddl=True)
     with context.begin_transaction():
         context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            _check_foreign_keys(connection)
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """SQLite migrates with foreign keys off (ledger/db.py): a row a migration left pointing nowhere stops it
+    here, and the whole migration is rolled back."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        tables = sorted({f"{row[0]} → {row[2]}" for row in broken})
+        raise RuntimeError(f"the migration left {len(broken)} rows whose foreign key points nowhere: "
+                           + ", ".join(tables))
 
 
 run()
