@@ -29,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from functools import lru_cache
 
 from notifier.campaign import Campaign, Deadline, Wave, resolve_local, zone
 from notifier.errors import CampaignError, Problem
@@ -140,6 +141,7 @@ def send_key(items: Iterable[WaveRef]) -> str:
     return "+".join(f"{i.deadline}@{i.wave}" for i in items)
 
 
+@lru_cache(maxsize=4096)  # every row of a send group asks it of the same key
 def parse_send_key(key: str) -> tuple[WaveRef, ...]:
     """The deadline@wave items of a send key (the inverse of :func:`send_key`)."""
     return tuple(WaveRef(*part.split("@", 1)) for part in key.split("+"))

@@ -123,6 +123,7 @@ def is_iana_zone(name: object) -> bool:
     return reason(name) is None
 
 
+@cache  # a name's answer never changes; a wrong name raises, and raising is not kept
 def zone(name: str) -> ZoneInfo:
     """The ZoneInfo of an IANA name, read from the tzdata package; ValueError naming the reason otherwise."""
     why = reason(name)

@@ -81,9 +81,14 @@ class Deadline:
 
     def instant_in(self, zone: tzinfo) -> datetime:
         """The deadline as an aware datetime in ``zone``."""
-        if self.at.tzinfo is not None:
-            return self.at.astimezone(zone)
-        return _wall_time_in(self.at, zone)
+        return Deadline.instant_of(self.at, zone)
+
+    @staticmethod
+    def instant_of(at: datetime, zone: tzinfo) -> datetime:
+        """A deadline's ``at`` (an instant, or a wall time without a zone) as an aware datetime in ``zone``."""
+        if at.tzinfo is not None:
+            return at.astimezone(zone)
+        return _wall_time_in(at, zone)
 
 
 def last_day(deadline_at: datetime) -> tuple[date, time | None]:
