@@ -10,6 +10,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+from markupsafe import escape
 
 from notifier.channels.base import EmailMessage, result_for
 from notifier.channels.sendgrid import REFUSALS, STATUS_ERRORS, SendGridEmail, _error
@@ -18,7 +19,7 @@ from notifier.emulator.sendgrid import M_AUTH, M_CONTENT_VALUE, M_SENDER
 from notifier.errors import ChannelConfigError, PermanentError, ThrottledError, TransientError
 from notifier.events import Outcome, SendResult
 from notifier.links import unsubscribe_headers
-from notifier.render import NAME, Personal
+from notifier.render import NAME, REFUND, Personal
 
 SENDER = "TikTok Music <no-reply@music.example.com>"
 CAMPAIGN = "tiktok-music-shutdown"
@@ -360,3 +361,51 @@ def test_a_sender_name_beyond_ascii_reaches_sendgrid_as_written() -> None:
     sender = Sender("Música, Inc.", "news@acme.example").from_header
     payload = channel.payload([EmailMessage(**{**email(1).__dict__, "sender": sender})])
     assert payload["from"] == {"email": "news@acme.example", "name": "Música, Inc."}
+
+
+def _sdk_payload(channel: SendGridEmail, batch: Sequence[EmailMessage]) -> dict[str, Any]:
+    """The body as the SDK's own helper objects build it, one Personalization a recipient: the reference the
+    channel's faster body must equal."""
+    from sendgrid.helpers import mail as m
+
+    from notifier.channels.sendgrid import TAGS, _tagged, recipient_name
+
+    first = batch[0]
+    body = m.Mail()
+    body.from_email = m.From("no-reply@music.example.com", "TikTok Music")
+    body.subject = m.Subject(_tagged(first.subject, html=False))
+    body.add_content(m.Content("text/plain", _tagged(first.text, html=False)))
+    body.add_content(m.Content("text/html", _tagged(first.html, html=True)))
+    for tag in first.tags:
+        body.add_category(m.Category(tag))
+    if first.marketing and channel.asm_group is not None:
+        body.asm = m.Asm(m.GroupId(channel.asm_group))
+    for i, message in enumerate(batch):
+        p = m.Personalization()
+        p.add_to(m.To(message.to, recipient_name(message.to_name)))
+        for (marker, html), tag in TAGS.items():
+            if marker in first.subject or marker in first.text or marker in first.html:
+                value = getattr(message.personal, "name" if marker == NAME else "refund") or ""
+                p.add_substitution(m.Substitution(tag, str(escape(value)) if html else value))
+        for key, value in message.metadata.items():
+            p.add_custom_arg(m.CustomArg(key, value))
+        for key, value in message.headers.items():
+            p.add_header(m.Header(key, value))
+        body.add_personalization(p, index=i)
+    return body.get()
+
+
+@pytest.mark.parametrize("marked", [(), (NAME,), (NAME, REFUND)])
+def test_the_body_is_the_one_the_sdks_own_helpers_build_byte_for_byte(marked: tuple[str, ...]) -> None:
+    channel = SendGridEmail("SG.test", "http://127.0.0.1:9", SENDER, asm_group=42)
+    subject = SUBJECT + "".join(marked[:1])
+    html = HTML + "".join(marked)
+    names = [None, "", "Ana", 'Silva, Ana "<x@evil.example>"', "José <jose@example.com>", "Dr. O'Neil; admin"]
+    batch = [EmailMessage(**{**email(i, subject=subject, html=html, name=name, marketing=True).__dict__,
+                             "personal": Personal(name, "Rp 150.000" if i % 2 else None)})
+             for i, name in enumerate(names, start=1)]
+    batch += [EmailMessage(**{**email(90).__dict__, "to": "Ana Silva <ana@example.com>"}),  # parsed as the SDK does
+              EmailMessage(**{**email(92).__dict__, "headers": {}, "metadata": {}})]
+    ours, theirs = channel.payload(batch), _sdk_payload(channel, batch)
+    assert json.dumps(ours) == json.dumps(theirs)
+    assert len(ours["personalizations"]) == len(batch) and ours["asm"] == {"group_id": 42}
