@@ -161,6 +161,30 @@ def test_0012_numbers_the_copy_and_keys_rows_without_the_campaign_and_going_back
         assert conn.execute(text("SELECT count(*) FROM delivery_events")).scalar() == 1
 
 
+def test_0013_keys_a_recipients_tokens_by_digest_on_postgresql_and_drops_the_second_index(
+        new_ledger: Engine) -> None:
+    _old_ledger(new_ledger, "0012")
+    token = "fcm:" + "x" * 160
+    with new_ledger.begin() as conn:
+        conn.execute(text("INSERT INTO push_tokens (recipient_seq, token, active) VALUES (1, :t, true)"), {"t": token})
+    upgrade(new_ledger)
+    indexes = {i["name"]: i for i in inspect(new_ledger).get_indexes("push_tokens")}
+    assert "ix_push_tokens_recipient_seq" not in indexes
+    if new_ledger.dialect.name == "postgresql":
+        with new_ledger.connect() as conn:
+            key = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_push_token' "
+                                    "AND schemaname = current_schema()")).scalar()
+        assert key is not None and "UNIQUE" in key and "decode(md5((token)::text)" in key
+    with pytest.raises(IntegrityError), new_ledger.begin() as conn:  # still once per recipient
+        conn.execute(text("INSERT INTO push_tokens (recipient_seq, token, active) VALUES (1, :t, true)"), {"t": token})
+    with new_ledger.begin() as conn:  # what the import writes: a token it has is left as it is
+        added = conn.execute(text("INSERT INTO push_tokens (recipient_seq, token, active) VALUES (1, :t, true), "
+                                  "(1, :u, true) ON CONFLICT DO NOTHING"), {"t": token, "u": token + "2"}).rowcount
+    assert added == 1
+    downgrade(new_ledger, "0012")
+    assert "ix_push_tokens_recipient_seq" in {i["name"] for i in inspect(new_ledger).get_indexes("push_tokens")}
+
+
 # --- schedule ----------------------------------------------------------------------------------------
 
 

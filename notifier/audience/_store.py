@@ -146,5 +146,5 @@ def _replace_tokens(session: Session, wanted: list[tuple[int, tuple[str, ...]]])
     new = [{"recipient_seq": seq, "token": token, "active": True}
            for seq, tokens in wanted for token in tokens if (seq, token) not in have]
     if new:
-        stmt = dialect_insert(session, PushToken).on_conflict_do_nothing(index_elements=["recipient_seq", "token"])
+        stmt = dialect_insert(session, PushToken).on_conflict_do_nothing()  # the key differs by database (0013)
         session.execute(stmt, new)

@@ -53,7 +53,7 @@ _DROP_STALE_TOKENS = ("DELETE FROM push_tokens WHERE id = ANY(ARRAY("
 _ADD_TOKENS = ("INSERT INTO push_tokens (recipient_seq, token, active) "
                "SELECT (SELECT seq FROM recipients r WHERE r.id = t.id), token, true FROM import_batch t "
                "CROSS JOIN LATERAL json_array_elements_text(t.push_tokens) AS token "
-               "WHERE json_array_length(t.push_tokens) > 0 ON CONFLICT (recipient_seq, token) DO NOTHING")
+               "WHERE json_array_length(t.push_tokens) > 0 ON CONFLICT DO NOTHING")  # the digest key (0013)
 
 
 def is_postgres(session: Session) -> bool:
