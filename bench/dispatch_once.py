@@ -12,6 +12,10 @@ ceiling of the same mix: the seconds the emulator alone takes to accept that man
 the summary: ``dispatch-once: recipients=N messages=X seconds=X per_s=X ceiling_per_s=X ratio=X cpu_us=X wal_bytes=X
 rows_written=X tuples_read=X ledger_bytes=X`` (the database's bytes on disk per message after a VACUUM; the line
 before it splits them by table).
+
+Two settings help find where PostgreSQL reads: ``BENCH_READS=1`` prints the tables and indexes read most (sequential
+and index reads, the whole run), ``BENCH_EXPLAIN=30ms`` loads auto_explain so every statement slower than that
+writes its plan to the server's log.
 """
 
 from __future__ import annotations
@@ -60,6 +64,15 @@ def run(n: int, server: str, workdir: Path) -> dict[str, float]:
     with scratch_database(server, f"notifier_bench_once_{os.getpid()}") as url, \
             run_emulator(workdir, log="ids") as emulator:
         engine = make_engine(url)
+        if os.environ.get("BENCH_EXPLAIN"):  # slow statements' plans go to the server's log (auto_explain)
+            from sqlalchemy import event
+
+            @event.listens_for(engine, "connect")
+            def _explain(dbapi_conn: Any, _record: Any) -> None:
+                with dbapi_conn.cursor() as cur:
+                    cur.execute("LOAD 'auto_explain'")
+                    cur.execute(f"SET auto_explain.log_min_duration = '{os.environ['BENCH_EXPLAIN']}'")
+                dbapi_conn.commit()
         upgrade(engine)
         sessions = session_factory(engine)
         settings = load_settings({**os.environ, **SECRETS, "NOTIFIER_DATABASE_URL": url,
@@ -83,6 +96,15 @@ def run(n: int, server: str, workdir: Path) -> dict[str, float]:
         finally:
             dispatcher.close()
         time.sleep(1)  # pg_stat_database is updated by the backends shortly after their transactions
+        if os.environ.get("BENCH_READS"):
+            with engine.connect() as c:
+                for row in c.execute(text(
+                        "SELECT relname, seq_tup_read, idx_tup_fetch FROM pg_stat_user_tables "
+                        "ORDER BY seq_tup_read + coalesce(idx_tup_fetch, 0) DESC LIMIT 6")):
+                    print("  reads", *row)
+                for row in c.execute(text(
+                        "SELECT indexrelname, idx_tup_read FROM pg_stat_user_indexes ORDER BY 2 DESC LIMIT 6")):
+                    print("  index reads", *row)
         spent = [b - a for a, b in zip(before, _ledger_counters(engine), strict=True)]
         with engine.connect() as c:
             by_channel = dict(c.execute(text("SELECT channel, count(*) FROM deliveries WHERE state = 'sent' "

@@ -145,6 +145,7 @@ class Maintenance:
                 report.failed.append(f"plan:{campaign_id}")
         report.materialized = self._step(report, "materialize", lambda s: queries.materialize_due(
             s, now, send_channels, exclude=report.refused)) or 0
+        self._step(report, "statistics", lambda s: queries.refresh_statistics(s, report.materialized))
 
     def _clean(self, now: datetime, report: MaintenanceReport) -> None:
         """The live counts' deltas folded (ledger.tallies); then campaigns whose ``purge_after`` ran out: their

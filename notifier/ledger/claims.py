@@ -368,15 +368,18 @@ UPDATE deliveries AS d SET
   skip_reason = COALESCE(v.skip_reason, d.skip_reason),
   next_attempt_at = COALESCE(v.next_attempt_at, d.next_attempt_at),
   locale = COALESCE(v.locale, d.locale),
-  content_version = COALESCE(c.id, d.content_version),
+  content_version = COALESCE((SELECT c.id FROM content_versions AS c WHERE c.fingerprint = v.content_fingerprint),
+                             d.content_version),
   attempts = COALESCE(v.attempts, d.attempts),
   uncertain = d.uncertain OR v.uncertain
 FROM unnest(:ids, :states, :ats, :errors, :provider_message_ids, :skip_reasons, :next_attempt_ats, :locales,
             :content_fingerprints, :attempts, :uncertain, :keep_errors)
   AS v(id, state, at, error, provider_message_id, skip_reason, next_attempt_at, locale, content_fingerprint,
        attempts, uncertain, keep_error)
-  LEFT JOIN content_versions AS c ON c.fingerprint = v.content_fingerprint
-WHERE d.id = v.id"""
+WHERE d.id = ANY(:ids) AND d.id = v.id"""
+# ``d.id = ANY(:ids)`` says again what the join says, as a condition the primary key answers: with statistics
+# taken before the wave (no row 'sending' yet) the planner estimated one held row and walked the whole table for
+# each batch (auto_explain: 356 ms a completion at 100,000 recipients, 87 rows read a message in all).
 _ARRAYS = (
     bindparam("ids", type_=ARRAY(BigInteger)), bindparam("states", type_=ARRAY(Text)),
     bindparam("ats", type_=ARRAY(DateTime(timezone=True))), bindparam("errors", type_=ARRAY(Text)),
