@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta, tzinfo
-from functools import lru_cache
+from datetime import datetime, timedelta
 from typing import Any
 
-from notifier.campaign import Campaign, Deadline, zone
+from notifier.campaign import Campaign, zone
 from notifier.i18n import negotiate
 from notifier.ledger import suppressions
 from notifier.ledger.claims import ClaimedRow, RowOutcome
@@ -74,7 +73,7 @@ def live_deadlines(campaign: Campaign, row: ClaimedRow, now: datetime) -> tuple[
     live, reasons = [], []
     for d_id in row.deadlines:
         d = campaign.deadline(d_id)
-        if now >= _instant(d.at, tz):
+        if now >= d.instant_in(tz):
             reasons.append(SkipReason.DEADLINE_PASSED)
         elif d_id in row.superseded:
             reasons.append(SkipReason.SUPERSEDED)
@@ -94,10 +93,10 @@ def _window_closed(campaign: Campaign, row: ClaimedRow, deadlines: tuple[str, ..
     """Outside the recipient's delivery window: wait until it opens (spread like a wave, the attempt not counted),
     or skip when it opens only after the latest live deadline. None inside the window."""
     tz = zone(row.timezone)
-    reopens = _reopens(now, tz, campaign.delivery.window, grace)
+    reopens = window_reopens(now, tz, campaign.delivery.window, grace)
     if reopens is None:
         return None
-    if reopens >= max(_instant(campaign.deadline(d).at, tz) for d in deadlines):  # the guard drops the rest
+    if reopens >= max(campaign.deadline(d).instant_in(tz) for d in deadlines):  # the guard drops the rest
         return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
                           skip_reason=SkipReason.DEADLINE_PASSED,
                           error="outside the delivery window until after the deadline")
@@ -111,15 +110,3 @@ def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() not in ("", "0", "false", "no", "n", "off")
     return bool(value)
-
-
-# A batch asks the same questions of every row of a zone: when a deadline falls there, whether its window is open
-# now. Both are pure (a wall time or an instant, a zone, the clock), so their answers are kept (a few thousand).
-@lru_cache(maxsize=4096)
-def _instant(at: datetime, tz: tzinfo) -> datetime:
-    return Deadline.instant_of(at, tz)
-
-
-@lru_cache(maxsize=4096)
-def _reopens(now: datetime, tz: tzinfo, window: tuple[time, time], grace: timedelta) -> datetime | None:
-    return window_reopens(now, tz, window, grace)

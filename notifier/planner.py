@@ -301,6 +301,7 @@ def plan_recipient(
     return RecipientPlan(tuple(sends), tuple(notes))
 
 
+@lru_cache(maxsize=4096)  # pure; the guard asks it for every row of a zone in a batch, at the same clock
 def window_reopens(now: datetime, tz: tzinfo, window: tuple[time, time],
                    grace: timedelta = timedelta(0)) -> datetime | None:
     """None when ``now`` is inside the delivery window in ``tz`` (ends included, the end ``grace`` later, so a

@@ -81,14 +81,16 @@ class Deadline:
 
     def instant_in(self, zone: tzinfo) -> datetime:
         """The deadline as an aware datetime in ``zone``."""
-        return Deadline.instant_of(self.at, zone)
+        return _instant_in(self.at, zone)
 
-    @staticmethod
-    def instant_of(at: datetime, zone: tzinfo) -> datetime:
-        """A deadline's ``at`` (an instant, or a wall time without a zone) as an aware datetime in ``zone``."""
-        if at.tzinfo is not None:
-            return at.astimezone(zone)
-        return _wall_time_in(at, zone)
+
+# Pure (a wall time or an instant, and a zone), and asked again for every row of a batch by the guard, the
+# composer and the retry policy: the answers are kept.
+@lru_cache(maxsize=8192)
+def _instant_in(at: datetime, zone: tzinfo) -> datetime:
+    if at.tzinfo is not None:
+        return at.astimezone(zone)
+    return _wall_time_in(at, zone)
 
 
 def last_day(deadline_at: datetime) -> tuple[date, time | None]:
