@@ -77,7 +77,8 @@ def apply_events(session: Session, events: Sequence[ProviderEvent], now: datetim
             delivery = None  # our id with another campaign's: not ours after all
         report.unmatched += delivery is None
         report.types[event.type.value] += 1
-        rows.append({"delivery_id": event.delivery_id if delivery is not None else None, "type": event.type.value,
+        rows.append({"delivery_id": event.delivery_id if delivery is not None else None,
+                     "campaign_id": delivery[0] if delivery is not None else "", "type": event.type.value,
                      "at": event.at, "provider": event.provider, "provider_event_id": event.event_id,
                      "detail": _detail(event)})
         additions += _suppressions(event, delivery)
@@ -85,8 +86,9 @@ def apply_events(session: Session, events: Sequence[ProviderEvent], now: datetim
     rows.sort(key=lambda row: (row["provider"], row["provider_event_id"]))
     for start in range(0, len(rows), _CHUNK):
         stmt = queries.dialect_insert(session, DeliveryEvent).values(rows[start:start + _CHUNK])
-        report.new += session.execute(stmt.on_conflict_do_nothing(
-            index_elements=["provider", "provider_event_id"])).rowcount or 0
+        # No conflict target: on PostgreSQL the key is each campaign partition's own (migration 0014); an event
+        # names one delivery, so a replay meets its first copy in the same partition.
+        report.new += session.execute(stmt.on_conflict_do_nothing()).rowcount or 0
     return report
 
 
@@ -198,7 +200,8 @@ def unsubscribe(session: Session, delivery_id: int, now: datetime, *, source: st
     added = suppressions.suppress(session, values, scope=opt_out.scope, reason="unsubscribed", source=source,
                                   now=now, campaign_id=opt_out.campaign_id)
     if added:
-        session.add(DeliveryEvent(delivery_id=delivery_id, type=EventType.UNSUBSCRIBED.value, at=now,
+        session.add(DeliveryEvent(delivery_id=delivery_id, campaign_id=found.campaign_id,
+                                  type=EventType.UNSUBSCRIBED.value, at=now,
                                   provider="notifier", detail={"source": source, "scope": opt_out.scope}))
     return Unsubscribed(opt_out, added)
 

@@ -6,6 +6,10 @@ no personal data: delivery rows and their counts, events, and the hashed suppres
 campaign has not ended or while any of its sends is still pending. ``purge_after: P7D`` in a campaign file makes
 the tick do it that long after the campaign's end (:func:`due`).
 
+``purge --rows`` also removes the campaign's delivery rows and events (on PostgreSQL each campaign's are tables of
+their own, emptied at once: ``ledger.partitions``); its counts (``delivery_tallies``) stay, so the dashboard and
+the report still say what it did, while the recipient page no longer lists its messages.
+
 A campaign has ended when it was cancelled, or when its last deadline has passed in every zone it planned.
 """
 
@@ -26,7 +30,7 @@ from notifier.campaign import zone
 from notifier.channels.outbox import campaign_folder
 from notifier.eligibility import in_audience_sql
 from notifier.errors import CampaignStateError
-from notifier.ledger import queries, tallies
+from notifier.ledger import partitions, queries, tallies
 from notifier.ledger.db import transaction
 from notifier.ledger.models import (
     OPEN_STATES,
@@ -51,11 +55,12 @@ class PurgeReport:
     names: int
     tokens: int
     outbox_files: int
+    rows: int = 0  # delivery rows removed (``purge --rows``)
 
     def as_dict(self) -> dict[str, Any]:
         return {"campaign": self.campaign_id, "recipients": self.recipients, "kept_for_live_campaigns": self.kept,
                 "emails": self.emails, "names": self.names, "push_tokens": self.tokens,
-                "outbox_files": self.outbox_files}
+                "outbox_files": self.outbox_files, "delivery_rows": self.rows}
 
 
 def ends_at(row: CampaignRow) -> datetime:
@@ -116,13 +121,32 @@ def purge_ledger(session: Session, campaign_id: str, now: datetime) -> PurgeRepo
     return PurgeReport(campaign_id, purged, kept or 0, emails, names, tokens, 0)
 
 
-def purge(sessions: sessionmaker[Session], campaign_id: str, now: datetime, outbox_dir: Path | None = None
-          ) -> PurgeReport:
-    """Remove the personal data of an ended campaign (see the module docstring); returns what it removed."""
+def purge(sessions: sessionmaker[Session], campaign_id: str, now: datetime, outbox_dir: Path | None = None, *,
+          rows: bool = False) -> PurgeReport:
+    """Remove the personal data of an ended campaign (see the module docstring); returns what it removed. With
+    ``rows``, its delivery rows and events go too (:func:`purge_rows`), also from a campaign purged before."""
     with transaction(sessions) as s:
-        report = purge_ledger(s, campaign_id, now)
+        row = queries.get_campaign(s, campaign_id)
+        report = purge_ledger(s, campaign_id, now) if not (rows and row.purged_at) else None
+        removed = purge_rows(s, campaign_id, now) if rows else 0
     files = _remove_outbox(outbox_dir, campaign_id) if outbox_dir is not None else 0
-    return PurgeReport(**{**report.__dict__, "outbox_files": files})
+    found = report or PurgeReport(campaign_id, 0, 0, 0, 0, 0, 0)
+    return PurgeReport(**{**found.__dict__, "outbox_files": files, "rows": removed})
+
+
+def purge_rows(session: Session, campaign_id: str, now: datetime) -> int:
+    """Remove an ended, settled campaign's delivery rows and events, keeping its counts; returns rows removed."""
+    row = queries.get_campaign(session, campaign_id)
+    if not ended(row, now):
+        raise CampaignStateError(f"campaign {campaign_id!r} has not ended: its last deadline passes at "
+                                 f"{ends_at(row):%Y-%m-%d %H:%M} UTC (or cancel it first)")
+    if tallies.has_open(session, campaign_id):
+        raise CampaignStateError(f"campaign {campaign_id!r} still has sends pending, queued or in flight; "
+                                 "a tick settles them (notifier dispatch --once), then purge")
+    count = session.scalar(select(func.count()).select_from(DeliveryRow).where(
+        DeliveryRow.campaign_id == campaign_id)) or 0
+    partitions.empty(session, campaign_id)
+    return count
 
 
 def _remove_outbox(root: Path, campaign_id: str) -> int:

@@ -304,11 +304,13 @@ def test_a_late_outcome_does_not_overwrite_a_row_another_owner_took(
     with transaction(sessions) as s:
         assert claims.lease_chunk(s, again[0][1], "worker-2", later, 300) == emails
 
-    late = [claims.RowOutcome(i, DeliveryState.FAILED, later, error="hung") for i in emails]
+    late = [claims.RowOutcome(i, DeliveryState.FAILED, later, campaign_id=CAMPAIGN_ID, error="hung")
+            for i in emails]
     with transaction(sessions) as s:
         assert claims.record(s, late, owner="dead-worker") == 0
     with transaction(sessions) as s:
-        assert claims.record(s, [claims.RowOutcome(emails[0], DeliveryState.SENT, later, provider_message_id="m")],
+        assert claims.record(s, [claims.RowOutcome(emails[0], DeliveryState.SENT, later, campaign_id=CAMPAIGN_ID,
+                                                    provider_message_id="m")],
                              owner="worker-2") == 1
 
     rows = delivery_rows(sessions)

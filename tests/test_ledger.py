@@ -469,9 +469,12 @@ def test_a_row_released_unsent_keeps_the_error_it_had_and_a_completed_one_gets_i
     released, retried, sent = ids
     with transaction(sessions) as s:
         assert claims.record(s, [
-            claims.RowOutcome(released, DeliveryState.PENDING, JAKARTA_FIRST, attempts=0, keep_error=True),
-            claims.RowOutcome(retried, DeliveryState.PENDING, JAKARTA_FIRST, error="fcm: 500"),
-            claims.RowOutcome(sent, DeliveryState.SENT, JAKARTA_FIRST, provider_message_id="m1")], owner="w") == 3
+            claims.RowOutcome(released, DeliveryState.PENDING, JAKARTA_FIRST, campaign_id=CAMPAIGN_ID, attempts=0,
+                              keep_error=True),
+            claims.RowOutcome(retried, DeliveryState.PENDING, JAKARTA_FIRST, campaign_id=CAMPAIGN_ID,
+                              error="fcm: 500"),
+            claims.RowOutcome(sent, DeliveryState.SENT, JAKARTA_FIRST, campaign_id=CAMPAIGN_ID,
+                              provider_message_id="m1")], owner="w") == 3
     by_id = {r.id: r for r in deliveries(sessions)}
     assert [(by_id[i].state, by_id[i].last_error) for i in ids] == [
         (DeliveryState.PENDING, "sendgrid: 503 try again"), (DeliveryState.PENDING, "fcm: 500"),

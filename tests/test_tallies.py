@@ -4,6 +4,7 @@ under concurrent workers and folds on PostgreSQL; and for rows that were in the 
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from notifier.reports import campaign_status
 
 CAMPAIGN = "tiktok-music-shutdown"
 SCHEDULED = datetime(2024, 9, 20, tzinfo=UTC)
+CAMPAIGN = "tiktok-music-shutdown"  # the shipped campaign file's id
 MIDWAY = datetime(2024, 10, 29, tzinfo=UTC)
 ZONES = ("Asia/Jakarta", "America/Sao_Paulo", "Australia/Sydney", "America/Mexico_City", "Asia/Singapore")
 COUNTRY = dict(zip(ZONES, ("ID", "BR", "AU", "MX", "SG"), strict=True))
@@ -53,19 +55,20 @@ def due(sessions: sessionmaker[Session], add_recipient: Callable[..., int],
 
 def outcome(row_id: int, rng: random.Random, now: datetime) -> claims.RowOutcome:
     """A random outcome of every kind ``record`` writes."""
+    made = functools.partial(claims.RowOutcome, campaign_id=CAMPAIGN)
     kind = rng.randrange(5)
     if kind == 0:
-        return claims.RowOutcome(row_id, DeliveryState.SENT, now, provider_message_id=f"m{row_id}",
+        return made(row_id, DeliveryState.SENT, now, provider_message_id=f"m{row_id}",
                                  locale=rng.choice(("id", "pt-BR", "es-MX", "en")))
     if kind == 1:
-        return claims.RowOutcome(row_id, DeliveryState.FAILED, now, error=rng.choice(("sendgrid: 400", "fcm: 404")))
+        return made(row_id, DeliveryState.FAILED, now, error=rng.choice(("sendgrid: 400", "fcm: 404")))
     if kind == 2:
-        return claims.RowOutcome(row_id, DeliveryState.PENDING, now, error="sendgrid: 503 try again",
+        return made(row_id, DeliveryState.PENDING, now, error="sendgrid: 503 try again",
                                  next_attempt_at=now + timedelta(minutes=5), uncertain=rng.random() < 0.5)
     if kind == 3:
-        return claims.RowOutcome(row_id, DeliveryState.SKIPPED, now, skip_reason=SkipReason.DEADLINE_PASSED,
+        return made(row_id, DeliveryState.SKIPPED, now, skip_reason=SkipReason.DEADLINE_PASSED,
                                  error="too late")
-    return claims.RowOutcome(row_id, DeliveryState.SKIPPED, now, skip_reason=SkipReason.UNCERTAIN, uncertain=True)
+    return made(row_id, DeliveryState.SKIPPED, now, skip_reason=SkipReason.UNCERTAIN, uncertain=True)
 
 
 def test_the_tallies_equal_a_recount_after_every_kind_of_change(sessions: sessionmaker[Session], due: int) -> None:

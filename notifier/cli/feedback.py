@@ -236,13 +236,17 @@ def _action_rows(file: Path) -> Iterator[tuple[int | None, str, str, datetime] |
 
 @cli.command()
 @click.argument("campaign_id")
+@click.option("--rows", is_flag=True,
+              help="Also delete the campaign's delivery rows and events; its counts stay (also after a purge).")
 @NOW
 @pass_ctx
-def purge(c: CliContext, campaign_id: str, now: str | None) -> None:
+def purge(c: CliContext, campaign_id: str, rows: bool, now: str | None) -> None:
     """Delete the personal data of an ended campaign's recipients who are in no other live campaign."""
     from notifier.purge import purge as run_purge
 
-    report = run_purge(c.sessions(), campaign_id, parse_now(now), c.settings.outbox_dir)
+    report = run_purge(c.sessions(), campaign_id, parse_now(now), c.settings.outbox_dir, rows=rows)
+    if rows:
+        click.echo(f"removed {report.rows} delivery rows of {campaign_id} and their events; its counts are kept")
     click.echo(f"purged {campaign_id}: {report.recipients} recipients ({report.emails} emails, {report.names} names, "
                f"{report.tokens} push tokens, their attributes), {report.outbox_files} outbox files; "
                f"{report.kept} recipients kept for other live campaigns; counts and hashed suppressions kept")

@@ -89,7 +89,7 @@ def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, e
         conditions.append(tuple_(DeliveryRow.next_attempt_at, DeliveryRow.id)
                           > tuple_(literal(cursor.at, UTCDateTime()), literal(cursor.id, BigInteger())))
     due = (
-        select(DeliveryRow.id).where(*conditions)
+        select(DeliveryRow.id, DeliveryRow.campaign_id).where(*conditions)
         .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -101,7 +101,7 @@ def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, e
         values["attempts"] = DeliveryRow.attempts + 1
     stmt = (
         update(DeliveryRow)
-        .where(DeliveryRow.id == due.c.id)
+        .where(DeliveryRow.id == due.c.id, DeliveryRow.campaign_id == due.c.campaign_id)  # its partition only
         .values(**values)
         .returning(DeliveryRow.id, DeliveryRow.next_attempt_at)
         .execution_options(synchronize_session=False)
@@ -283,7 +283,7 @@ class RowOutcome:
     id: int
     state: DeliveryState
     at: datetime
-    campaign_id: str = ""  # not written: lets the dispatcher see which outcomes a cancel concerns
+    campaign_id: str  # its campaign: the partition it lives in, and which outcomes a cancel concerns
     skip_reason: SkipReason | None = None
     error: str | None = None  # why it failed, waits or was skipped; ids and provider words only, no personal data
     next_attempt_at: datetime | None = None  # pending: when to try again
@@ -313,7 +313,8 @@ class RowOutcome:
         if not self.error:
             return None
         kind = "retry" if self.state == DeliveryState.PENDING else str(self.state)
-        return {"delivery_id": self.id, "type": kind, "at": self.at, "detail": {"error": self.error}}
+        return {"delivery_id": self.id, "campaign_id": self.campaign_id, "type": kind, "at": self.at,
+                "detail": {"error": self.error}}
 
 
 def record(session: Session, outcomes: Iterable[RowOutcome], owner: str | None = None) -> int:
@@ -372,17 +373,19 @@ UPDATE deliveries AS d SET
                              d.content_version),
   attempts = COALESCE(v.attempts, d.attempts),
   uncertain = d.uncertain OR v.uncertain
-FROM unnest(:ids, :states, :ats, :errors, :provider_message_ids, :skip_reasons, :next_attempt_ats, :locales,
-            :content_fingerprints, :attempts, :uncertain, :keep_errors)
-  AS v(id, state, at, error, provider_message_id, skip_reason, next_attempt_at, locale, content_fingerprint,
-       attempts, uncertain, keep_error)
-WHERE d.id = v.id"""
+FROM unnest(:ids, :campaign_ids, :states, :ats, :errors, :provider_message_ids, :skip_reasons, :next_attempt_ats,
+            :locales, :content_fingerprints, :attempts, :uncertain, :keep_errors)
+  AS v(id, campaign_id, state, at, error, provider_message_id, skip_reason, next_attempt_at, locale,
+       content_fingerprint, attempts, uncertain, keep_error)
+WHERE d.id = v.id AND d.campaign_id = v.campaign_id"""
+# The campaign picks the row's partition (migration 0014): each row's is probed, not every campaign's.
 # Planned well only on statistics taken after the wave was materialized (queries.refresh_statistics): on older
 # ones (a table of a few rows) the planner walked the whole table for each batch (356 ms a completion at 100,000
 # recipients). Saying ``d.id = ANY(:ids)`` as well is no cure: the planner then drove the join from those rows and
 # scanned the unnested batch once per row (a batch of 1,000 cost a backend's whole core at 1,000,000 recipients).
 _ARRAYS = (
-    bindparam("ids", type_=ARRAY(BigInteger)), bindparam("states", type_=ARRAY(Text)),
+    bindparam("ids", type_=ARRAY(BigInteger)), bindparam("campaign_ids", type_=ARRAY(Text)),
+    bindparam("states", type_=ARRAY(Text)),
     bindparam("ats", type_=ARRAY(DateTime(timezone=True))), bindparam("errors", type_=ARRAY(Text)),
     bindparam("provider_message_ids", type_=ARRAY(Text)), bindparam("skip_reasons", type_=ARRAY(Text)),
     bindparam("next_attempt_ats", type_=ARRAY(DateTime(timezone=True))), bindparam("locales", type_=ARRAY(Text)),
@@ -400,7 +403,8 @@ def _complete_batch(session: Session, outcomes: Sequence[RowOutcome], owner: str
         return [get(o) for o in outcomes]
 
     params = {
-        "ids": column(lambda o: o.id), "states": column(lambda o: o.state.value), "ats": column(lambda o: o.at),
+        "ids": column(lambda o: o.id), "campaign_ids": column(lambda o: o.campaign_id),
+        "states": column(lambda o: o.state.value), "ats": column(lambda o: o.at),
         "errors": column(lambda o: o.error), "provider_message_ids": column(lambda o: o.provider_message_id),
         "skip_reasons": column(lambda o: o.skip_reason.value if o.skip_reason else None),
         "next_attempt_ats": column(lambda o: o.next_attempt_at), "locales": column(lambda o: o.locale),

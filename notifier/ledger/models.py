@@ -151,6 +151,8 @@ class DeliveryRow(Base):
     timeout, a cut connection), which a campaign with ``on_uncertain: resend`` may send a second time."""
 
     __tablename__ = "deliveries"
+    # On PostgreSQL the table is partitioned by campaign (migration 0014, ``ledger.partitions``): the primary key and
+    # the unique key below are each partition's own there, as the database allows.
     __table_args__ = (
         # The group names the campaign: the key holds numbers and the channel only (migration 0012).
         UniqueConstraint("group_id", "recipient_seq", "channel", name="uq_delivery"),
@@ -247,7 +249,10 @@ class DeliveryEvent(Base):
     __table_args__ = (UniqueConstraint("provider", "provider_event_id", name="uq_provider_event"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # On PostgreSQL no foreign key: both tables are partitioned by campaign and a campaign's rows and events go
+    # together (migration 0014); SQLite keeps it.
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[str] = mapped_column(String(64), default="", server_default="")  # '' when not ours
     type: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from notifier.campaign import CHANNELS, Campaign, parse_campaign, zone
 from notifier.eligibility import eligible_sql, has_channel_sql, in_audience_sql, push_holders_sql
 from notifier.errors import CampaignStateError, ConfigError, NotFound, UserError
-from notifier.ledger import spread
+from notifier.ledger import partitions, spread
 from notifier.ledger.models import (
     CampaignRow,
     ContentVersion,
@@ -135,6 +135,7 @@ def schedule(session: Session, campaign: Campaign, spec: str, now: datetime, con
             row.planned_zones = []
         changes = changed_files(row.content_manifest or {}, content.manifest)
         row.spec, row.name, row.updated_at = spec, campaign.name, now
+    partitions.ensure(session, campaign.id)  # its delivery rows' and events' own tables (PostgreSQL)
     row.content_fingerprint, row.content_manifest = content.fingerprint, dict(content.manifest)
     # Numbered once, so each row sent with this copy names it by number (claims.record).
     session.execute(dialect_insert(session, ContentVersion).values(fingerprint=content.fingerprint)

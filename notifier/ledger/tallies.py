@@ -92,6 +92,15 @@ def recount(session: Session, campaign_id: str) -> list[Tally]:
     return _read(session, q)
 
 
+def replace(session: Session, campaign_id: str, kept: list[Tally]) -> None:
+    """Set the campaign's tallies to ``kept`` (its rows removed, its counts kept: ``partitions.empty``)."""
+    session.execute(DeliveryTally.__table__.delete().where(DeliveryTally.campaign_id == campaign_id))
+    if kept:
+        session.execute(DeliveryTally.__table__.insert(), [
+            {"campaign_id": campaign_id, "group_id": t.group_id, "locale": t.locale or "", "channel": t.channel,
+             "state": t.state, "reason": t.reason or "", "n": t.n, "uncertain": t.uncertain} for t in kept])
+
+
 _ROLL_UP = text("""
 WITH busy AS (
   SELECT DISTINCT campaign_id FROM delivery_tallies
