@@ -133,14 +133,17 @@ def _sizes(engine: Any) -> tuple[dict[str, int], dict[str, int]]:
 
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.execute(text("VACUUM"))
-        tables = dict(c.execute(text(
-            "SELECT relname, pg_total_relation_size(oid) FROM pg_class WHERE relkind = 'r' AND relnamespace = "
-            "'public'::regnamespace ORDER BY 2 DESC")).all())
-        whole = int(c.scalar(text("SELECT pg_database_size(current_database())")))
-        parts = dict(c.execute(text(  # the delivery rows' heap and each of their indexes
-            "SELECT 'heap', pg_table_size('deliveries') UNION ALL SELECT i.relname, pg_relation_size(i.oid) "
-            "FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = 'deliveries'::regclass "
+        tables = dict(c.execute(text(  # a partition counts as its table (migration 0014)
+            "SELECT COALESCE(pg_partition_root(oid), oid)::regclass::text, sum(pg_total_relation_size(oid)) "
+            "FROM pg_class WHERE relkind = 'r' AND relnamespace = 'public'::regnamespace GROUP BY 1 "
             "ORDER BY 2 DESC")).all())
+        whole = int(c.scalar(text("SELECT pg_database_size(current_database())")))
+        parts = dict(c.execute(text(  # the delivery rows' heap and each of their indexes, over the partitions
+            "SELECT 'heap', sum(pg_table_size(relid)) FROM pg_partition_tree('deliveries') WHERE isleaf "
+            "UNION ALL SELECT replace(i.relname, t.relname, 'deliveries'), sum(pg_relation_size(i.oid)) "
+            "FROM pg_partition_tree('deliveries') AS p JOIN pg_class AS t ON t.oid = p.relid "
+            "JOIN pg_index AS x ON x.indrelid = p.relid JOIN pg_class AS i ON i.oid = x.indexrelid "
+            "WHERE p.isleaf GROUP BY 1 ORDER BY 2 DESC")).all())
         columns = [r[0] for r in c.execute(text(
             "SELECT attname FROM pg_attribute WHERE attrelid = 'deliveries'::regclass AND attnum > 0 "
             "AND NOT attisdropped ORDER BY attnum"))]
