@@ -77,7 +77,7 @@ def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, e
     at ``limit``: its cost does not grow with the wave (measured: without it, each claim of 1,000 rows sorted
     every due row, so a wave of N rows cost O(N²)); with a ``cursor`` too, it starts where the last claim of the
     loop stopped (:class:`DueCursor`). Rows held by others are skipped, not waited on (``FOR UPDATE SKIP LOCKED``
-    on PostgreSQL).
+    on PostgreSQL). The due rows are read, then taken with one update a campaign.
     """
     active = _scheduled(session, exclude)
     if not active:
@@ -341,7 +341,7 @@ def record(session: Session, outcomes: Iterable[RowOutcome], owner: str | None =
 
     With ``owner``, an outcome lands only on a row this owner still holds: a worker that lost its lease (it hung
     and the row was recovered as uncertain) cannot overwrite what happened since. On PostgreSQL a whole batch is
-    one ``UPDATE … FROM unnest(arrays)`` (as River's batch completer), whatever mix of outcomes it holds.
+    one ``UPDATE … FROM unnest(arrays)`` a campaign (as River's batch completer), whatever mix of outcomes it holds.
     """
     outcomes = list(outcomes)
     events = [e for e in (o.event() for o in outcomes) if e is not None]

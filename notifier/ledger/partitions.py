@@ -19,6 +19,7 @@ SQLite keeps the plain tables; every function here does nothing on it but :func:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 from sqlalchemy import Connection, delete, or_, select, text
 from sqlalchemy.orm import Session
@@ -49,6 +50,11 @@ def is_partitioned(connection: Connection) -> bool:
 
 def _exists(connection: Connection, table: str) -> bool:
     return connection.execute(text("SELECT to_regclass(:t) IS NOT NULL"), {"t": table}).scalar_one()
+
+
+def existing(connection: Connection, table: str, campaign_ids: Iterable[str]) -> list[str]:
+    """The partitions of ``table`` that hold these campaigns' rows (those made so far)."""
+    return [part for part in (name(table, c) for c in campaign_ids) if _exists(connection, part)]
 
 
 def create(connection: Connection, campaign_id: str) -> bool:

@@ -268,17 +268,23 @@ ANALYZE_AFTER = 10_000  # rows a materialize must add before the statistics are 
 
 
 def refresh_statistics(session: Session, created: int) -> bool:
-    """PostgreSQL's statistics of the delivery rows taken again (``ANALYZE deliveries``, about 0.1 s) after a
-    materialize added ``created`` rows, if that is many (``ANALYZE_AFTER``, and a tenth of the rows known): the
-    planner otherwise plans the wave's claims and reads on figures from before it (a table of a few rows) and
-    walks the whole table for each batch of 500, as auto_explain showed at 100,000 recipients. Autovacuum would
-    take them too, but a minute or more later, in the middle of the wave. True when it did."""
+    """PostgreSQL's statistics of the scheduled campaigns' delivery rows taken again (``ANALYZE`` of their
+    partitions, about 0.1 s at 100,000 recipients) after a materialize added ``created`` rows, if that is many
+    (``ANALYZE_AFTER``, and a tenth of the rows those partitions were known to hold): the planner otherwise plans
+    the wave's claims and reads on figures from before it (a table of a few rows) and walks the whole table for
+    each batch of 500, as auto_explain showed at 100,000 recipients. Autovacuum would take them too, but a minute
+    or more later, in the middle of the wave. Finished campaigns' partitions are left alone. True when it did."""
     if created < ANALYZE_AFTER or session.get_bind().dialect.name != "postgresql":
         return False
-    known = session.scalar(text("SELECT reltuples FROM pg_class WHERE oid = 'deliveries'::regclass")) or 0
-    if created < 0.1 * max(known, 0):
+    scheduled = session.scalars(select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED)).all()
+    tables = partitions.existing(session.connection(), "deliveries", scheduled)
+    if not tables:
         return False
-    session.execute(text("ANALYZE deliveries"))
+    known = session.scalar(text("SELECT sum(greatest(reltuples, 0)) FROM pg_class "
+                                "WHERE oid = ANY(CAST(:t AS regclass[]))"), {"t": tables}) or 0
+    if created < 0.1 * known:
+        return False
+    session.execute(text("ANALYZE " + ", ".join(f'"{t}"' for t in tables)))
     return True
 
 
