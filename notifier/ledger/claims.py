@@ -79,9 +79,9 @@ def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, e
     loop stopped (:class:`DueCursor`). Rows held by others are skipped, not waited on (``FOR UPDATE SKIP LOCKED``
     on PostgreSQL). The due rows are read, then taken with one update a campaign.
     """
-    # A subquery here (one round trip less): a finished campaign's partition has an empty due index.
-    active = select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED,
-                                          CampaignRow.id.not_in(list(exclude)))
+    active = _scheduled(session, exclude)
+    if not active:
+        return []
     conditions = [state_is(DeliveryState.PENDING), DeliveryRow.next_attempt_at <= now,
                   DeliveryRow.campaign_id.in_(active)]
     if channel is not None:
@@ -120,7 +120,7 @@ def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, e
 
 def _scheduled(session: Session, exclude: Iterable[str] = ()) -> list[str]:
     """The campaigns whose rows may be sent now, as values: named in a statement, they leave the other campaigns'
-    partitions out of its plan (PostgreSQL; a subquery would not), where a chunk's ids are looked up."""
+    partitions out of its plan (PostgreSQL; a subquery would not)."""
     return list(session.scalars(select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED,
                                                              CampaignRow.id.not_in(list(exclude)))))
 
