@@ -79,6 +79,8 @@ def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, e
     loop stopped (:class:`DueCursor`). Rows held by others are skipped, not waited on (``FOR UPDATE SKIP LOCKED``
     on PostgreSQL). The due rows are read, then taken with one update a campaign.
     """
+    # As values, not a subquery: with the subquery PostgreSQL hash-joined the campaigns with the partitions and
+    # sorted every due row for each claim (207 tuples read a message at 100,000 recipients, 71 with the values).
     active = _scheduled(session, exclude)
     if not active:
         return []
