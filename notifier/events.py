@@ -101,3 +101,5 @@ class ProviderEvent:
     reject_reason: RejectReason | None = None
     description: str | None = None  # the provider's short words (a status code, a classification): no address
     raw: Mapping[str, Any] | None = None
+    machine: bool = False  # an open the provider says a machine made (Apple Mail Privacy Protection's prefetch)
+    url: str | None = None  # a click's target; never stored: the ledger keeps the name of the campaign's link

@@ -13,15 +13,16 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from notifier.errors import UserError
+from notifier.errors import NotifierError, UserError
 from notifier.events import EventType, ProviderEvent, RejectReason
 from notifier.ledger import queries, suppressions
 from notifier.ledger.models import DeliveryEvent, DeliveryRow, PushToken, Recipient
@@ -70,6 +71,7 @@ def apply_events(session: Session, events: Sequence[ProviderEvent], now: datetim
     fresh = [e for key, e in unique.items() if key not in seen]
     report.duplicates = report.received - len(fresh)
     ours = _deliveries(session, {e.delivery_id for e in fresh if e.delivery_id is not None})
+    links: dict[str, dict[str, str]] = {}  # campaign → its links by address, for the clicks of the batch
     rows, additions = [], []
     for event in fresh:
         delivery = ours.get(event.delivery_id) if event.delivery_id is not None else None
@@ -80,7 +82,7 @@ def apply_events(session: Session, events: Sequence[ProviderEvent], now: datetim
         rows.append({"delivery_id": event.delivery_id if delivery is not None else None,
                      "campaign_id": delivery[0] if delivery is not None else "", "type": event.type.value,
                      "at": event.at, "provider": event.provider, "provider_event_id": event.event_id,
-                     "detail": _detail(event)})
+                     "detail": _detail(event, _links_of(session, links, delivery[0]) if delivery else {})})
         additions += _suppressions(event, delivery)
     report.suppressed = suppressions.add(session, additions, now)
     rows.sort(key=lambda row: (row["provider"], row["provider_event_id"]))
@@ -128,13 +130,48 @@ def _deliveries(session: Session, ids: set[int]) -> dict[int, tuple[str, str]]:
     return found
 
 
-def _detail(event: ProviderEvent) -> dict[str, Any]:
+def _detail(event: ProviderEvent, links: Mapping[str, str]) -> dict[str, Any]:
     detail: dict[str, Any] = {"description": event.description}
     if event.reject_reason is not None:
         detail["reject_reason"] = event.reject_reason.value
     if event.raw is not None:
         detail["raw"] = dict(event.raw)
+    if event.type == EventType.OPENED:
+        detail["machine"] = event.machine  # counted apart: such an open says nothing of a reader
+    if event.type == EventType.CLICKED:
+        detail["link"] = link_name(event.url, links)
     return detail
+
+
+def _links_of(session: Session, cache: dict[str, dict[str, str]], campaign_id: str) -> dict[str, str]:
+    """The campaign's links by address (:func:`link_address`), read once a batch."""
+    if campaign_id not in cache:
+        try:
+            named = queries.campaign_of(queries.get_campaign(session, campaign_id)).links
+        except NotifierError:  # gone, or its stored file no longer reads: its clicks are "other", the batch goes on
+            named = {}
+        cache[campaign_id] = {link_address(url): name for name, url in named.items()}
+    return cache[campaign_id]
+
+
+def link_address(url: str) -> str:
+    """A link's address without its query, fragment or final slash, lower-cased scheme and host: what a click's
+    URL is matched on (a provider's tracking may add parameters)."""
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def link_name(url: str | None, links: Mapping[str, str]) -> str:
+    """Which of the campaign's links a click followed: its name (``transfer``, ``refund``, ``help``…),
+    ``unsubscribe`` for our unsubscribe link, ``other`` for anything else. The URL itself is never kept: an
+    unsubscribe link carries its token."""
+    if not url:
+        return "other"
+    address = link_address(url)
+    if address in links:
+        return links[address]
+    path = urlsplit(url).path
+    return "unsubscribe" if path.startswith(("/u/", "/unsubscribe/")) else "other"
 
 
 @dataclass(frozen=True)

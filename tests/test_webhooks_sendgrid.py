@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifier import feedback
 from notifier.channels import sendgrid_events
 from notifier.channels.sendgrid_events import (
     BOUNCE_TYPES,
@@ -168,6 +169,51 @@ def test_an_event_repeated_inside_one_batch_is_kept_once(
 
     assert (response.json()["new"], response.json()["duplicates"]) == (1, 1)
     assert counts(sessions) == (1, 0)
+
+
+# --- opens and clicks, for the results ---------------------------------------------------------------
+
+
+def test_an_open_a_machine_made_is_kept_apart_from_a_readers_open(
+        client: TestClient, sessions: sessionmaker[Session], delivery: str) -> None:
+    # Apple Mail Privacy Protection fetches every image of a message on delivery: SendGrid marks those opens.
+    batch = [sg("o1", "open", sg_machine_open=True, **ours(delivery)),
+             sg("o2", "open", sg_machine_open=False, **ours(delivery)),
+             sg("o3", "open", sg_machine_open="true", **ours(delivery)),  # not a boolean: not SendGrid's mark
+             sg("d1", "delivered", **ours(delivery))]
+
+    assert post(client, batch).json()["new"] == 4
+
+    assert [provider_event(sessions, e).detail.get("machine") for e in ("o1", "o2", "o3", "d1")] == [
+        True, False, False, None]
+
+
+def test_a_click_names_the_campaign_link_it_followed_and_keeps_no_url(
+        client: TestClient, sessions: sessionmaker[Session], delivery: str) -> None:
+    token = "A" * 32
+    urls = {"c1": "https://music.tiktok.com/refund?utm_source=sendgrid&utm_campaign=x",
+            "c2": "HTTPS://Music.TikTok.com/transfer/",
+            "c3": f"https://notifier.example.com/u/{token}",
+            "c4": "https://music.tiktok.com/refund-elsewhere",
+            "c5": None}
+    batch = [sg(e, "click", **ours(delivery), **({"url": url} if url else {})) for e, url in urls.items()]
+    batch.append(sg("c6", "click", url="https://music.tiktok.com/refund"))  # not one of our messages
+
+    assert post(client, batch).json()["new"] == 6
+
+    names = {e: provider_event(sessions, e).detail["link"] for e in urls}
+    assert names == {"c1": "refund", "c2": "transfer", "c3": "unsubscribe", "c4": "other", "c5": "other"}
+    assert provider_event(sessions, "c6").detail["link"] == "other"  # no campaign to name its links
+    assert not any(token in json.dumps(provider_event(sessions, e).detail) or "utm_source" in json.dumps(
+        provider_event(sessions, e).detail) for e in urls)
+
+
+def test_link_names_ignore_the_query_the_fragment_and_a_final_slash() -> None:
+    links = {feedback.link_address(u): n for n, u in {"help": "https://support.tiktok.com/music-closing"}.items()}
+    assert feedback.link_name("https://SUPPORT.tiktok.com/music-closing/#top", links) == "help"
+    assert feedback.link_name("https://support.tiktok.com/music-closing/more", links) == "other"
+    assert feedback.link_name("http://support.tiktok.com/music-closing", links) == "other"  # another scheme
+    assert feedback.link_name("", links) == "other"
 
 
 # --- who signed it, and when ------------------------------------------------------------------------

@@ -147,7 +147,12 @@ def _event(item: dict[str, Any], event_id: str, word: str, at: datetime, address
         delivery_id=_delivery_id(item.get("delivery_id")), campaign_id=_short(item.get("campaign_id")),
         reject_reason=reason, description=_description(item, word),
         raw=_scrubbed(item) if kind == EventType.UNKNOWN else None,
+        machine=kind == EventType.OPENED and item.get("sg_machine_open") is True,
+        url=_short(item.get("url"), MAX_URL) if kind == EventType.CLICKED else None,
     )
+
+
+MAX_URL = 2048  # a click's URL longer than this is not one of our links
 
 
 def _delivery_id(value: Any) -> int | None:
