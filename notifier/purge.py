@@ -56,6 +56,7 @@ class PurgeReport:
     tokens: int
     outbox_files: int
     rows: int = 0  # delivery rows removed (``purge --rows``)
+    earlier: bool = False  # its personal data had gone before (``purge --rows`` after a purge): nothing of it now
 
     def as_dict(self) -> dict[str, Any]:
         return {"campaign": self.campaign_id, "recipients": self.recipients, "kept_for_live_campaigns": self.kept,
@@ -130,7 +131,7 @@ def purge(sessions: sessionmaker[Session], campaign_id: str, now: datetime, outb
         report = purge_ledger(s, campaign_id, now) if not (rows and row.purged_at) else None
         removed = purge_rows(s, campaign_id, now) if rows else 0
     files = _remove_outbox(outbox_dir, campaign_id) if outbox_dir is not None else 0
-    found = report or PurgeReport(campaign_id, 0, 0, 0, 0, 0, 0)
+    found = report or PurgeReport(campaign_id, 0, 0, 0, 0, 0, 0, earlier=True)
     return PurgeReport(**{**found.__dict__, "outbox_files": files, "rows": removed})
 
 

@@ -7,10 +7,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import Engine, func, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from notifier.cli import cli
 from notifier.dispatch import Dispatcher
 from notifier.errors import CampaignStateError
 from notifier.ledger import partitions, queries, tallies
@@ -68,7 +70,7 @@ def test_each_campaigns_rows_and_events_live_in_a_partition_of_their_own_on_post
 
 @pytest.mark.usefixtures("sent")
 def test_purge_rows_removes_a_campaigns_rows_and_events_and_keeps_its_counts(
-        sessions: sessionmaker[Session], now: datetime, outbox: Path) -> None:
+        sessions: sessionmaker[Session], now: datetime, outbox: Path, ledger_url: str) -> None:
     with transaction(sessions) as s:
         counts = {c: sorted(tallies.of_campaign(s, c), key=repr) for c in CAMPAIGNS}
         with pytest.raises(CampaignStateError, match="has not ended"):
@@ -83,8 +85,14 @@ def test_purge_rows_removes_a_campaigns_rows_and_events_and_keeps_its_counts(
         assert left == {"part-b": 6}
         assert {c: sorted(tallies.of_campaign(s, c), key=repr) for c in CAMPAIGNS} == counts
         assert tallies.recount(s, "part-b") and sorted(tallies.recount(s, "part-b"), key=repr) == counts["part-b"]
-    # Again, now that its personal data is gone too: nothing left to remove, and no error.
-    assert purge(sessions, "part-a", now + timedelta(minutes=2), outbox, rows=True).rows == 0
+    # Again, by the command, now that its personal data is gone too: nothing left to remove, no error, and no word of
+    # a purge of personal data that did not happen now.
+    env = {"NOTIFIER_DATABASE_URL": ledger_url, "NOTIFIER_OUTBOX_DIR": str(outbox)}
+    again = CliRunner().invoke(cli, ["purge", "part-a", "--rows", "--now", (now + timedelta(minutes=2)).isoformat()],
+                               env=env)
+    assert again.exit_code == 0, again.output
+    assert again.output == "removed 0 delivery rows of part-a and their events; its counts are kept\n"
+    assert purge(sessions, "part-a", now + timedelta(minutes=3), outbox, rows=True).earlier
 
 
 def test_0014_partitions_the_rows_and_events_by_campaign_and_going_back_restores_one_table(

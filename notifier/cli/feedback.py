@@ -247,6 +247,8 @@ def purge(c: CliContext, campaign_id: str, rows: bool, now: str | None) -> None:
     report = run_purge(c.sessions(), campaign_id, parse_now(now), c.settings.outbox_dir, rows=rows)
     if rows:
         click.echo(f"removed {report.rows} delivery rows of {campaign_id} and their events; its counts are kept")
+    if report.earlier:
+        return  # its personal data went in an earlier purge
     click.echo(f"purged {campaign_id}: {report.recipients} recipients ({report.emails} emails, {report.names} names, "
                f"{report.tokens} push tokens, their attributes), {report.outbox_files} outbox files; "
                f"{report.kept} recipients kept for other live campaigns; counts and hashed suppressions kept")
