@@ -75,6 +75,12 @@ def ended(row: CampaignRow, now: datetime) -> bool:
     return row.state == CampaignState.CANCELLED or now >= ends_at(row)
 
 
+def _refuse_unless_ended(row: CampaignRow, now: datetime) -> None:
+    if not ended(row, now):
+        raise CampaignStateError(f"campaign {row.id!r} has not ended: its last deadline passes at "
+                                 f"{ends_at(row):%Y-%m-%d %H:%M} UTC (or cancel it first)")
+
+
 def _live_elsewhere(session: Session, campaign_id: str, now: datetime) -> Any:
     """A WHERE clause on Recipient: someone another live campaign still needs (its audience or its rows)."""
     needed = []
@@ -94,9 +100,7 @@ def purge_ledger(session: Session, campaign_id: str, now: datetime) -> PurgeRepo
     row = queries.get_campaign(session, campaign_id)
     if row.purged_at is not None:
         raise CampaignStateError(f"campaign {campaign_id!r} was already purged at {row.purged_at:%Y-%m-%d %H:%M} UTC")
-    if not ended(row, now):
-        raise CampaignStateError(f"campaign {campaign_id!r} has not ended: its last deadline passes at "
-                                 f"{ends_at(row):%Y-%m-%d %H:%M} UTC (or cancel it first)")
+    _refuse_unless_ended(row, now)
     unsettled = session.scalar(select(func.count()).select_from(DeliveryRow).where(
         DeliveryRow.campaign_id == campaign_id, DeliveryRow.state.in_(OPEN_STATES))) or 0
     if unsettled:
@@ -138,9 +142,7 @@ def purge(sessions: sessionmaker[Session], campaign_id: str, now: datetime, outb
 def purge_rows(session: Session, campaign_id: str, now: datetime) -> int:
     """Remove an ended, settled campaign's delivery rows and events, keeping its counts; returns rows removed."""
     row = queries.get_campaign(session, campaign_id)
-    if not ended(row, now):
-        raise CampaignStateError(f"campaign {campaign_id!r} has not ended: its last deadline passes at "
-                                 f"{ends_at(row):%Y-%m-%d %H:%M} UTC (or cancel it first)")
+    _refuse_unless_ended(row, now)
     if tallies.has_open(session, campaign_id):
         raise CampaignStateError(f"campaign {campaign_id!r} still has sends pending, queued or in flight; "
                                  "a tick settles them (notifier dispatch --once), then purge")

@@ -11,7 +11,7 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     BigInteger,
@@ -43,9 +43,11 @@ from notifier.ledger.models import (
     UTCDateTime,
     state_is,
 )
-from notifier.ledger.queries import among, campaign_of, dialect_insert
+from notifier.ledger.queries import among, campaign_of, dialect_insert, scheduled_ids
 from notifier.ledger.states import CampaignState, DeliveryState, SkipReason
 from notifier.ledger.suppressions import NOT_LISTED, Listed, digest, scopes_of
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -81,7 +83,7 @@ def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, e
     """
     # As values, not a subquery: with the subquery PostgreSQL hash-joined the campaigns with the partitions and
     # sorted every due row for each claim (207 tuples read a message at 100,000 recipients, 71 with the values).
-    active = _scheduled(session, exclude)
+    active = scheduled_ids(session, exclude)
     if not active:
         return []
     conditions = [state_is(DeliveryState.PENDING), DeliveryRow.next_attempt_at <= now,
@@ -120,18 +122,11 @@ def claim_due(session: Session, now: datetime, limit: int, lease_seconds: int, e
     return sorted(row_id for row_id, _ in taken)
 
 
-def _scheduled(session: Session, exclude: Iterable[str] = ()) -> list[str]:
-    """The campaigns whose rows may be sent now, as values: named in a statement, they leave the other campaigns'
-    partitions out of its plan (PostgreSQL; a subquery would not)."""
-    return list(session.scalars(select(CampaignRow.id).where(CampaignRow.state == CampaignState.SCHEDULED,
-                                                             CampaignRow.id.not_in(list(exclude)))))
-
-
-def _by_campaign(rows: Iterable[Any]) -> dict[str, list[int]]:
-    """(campaign, id) pairs as each campaign's ids."""
-    out: dict[str, list[int]] = {}
-    for campaign_id, row_id in rows:
-        out.setdefault(campaign_id, []).append(row_id)
+def _by_campaign(pairs: Iterable[tuple[str, T]]) -> dict[str, list[T]]:
+    """(campaign, item) pairs as each campaign's items: a statement a campaign, so each touches its partition."""
+    out: dict[str, list[T]] = {}
+    for campaign_id, item in pairs:
+        out.setdefault(campaign_id, []).append(item)
     return out
 
 
@@ -149,7 +144,7 @@ def lease_chunk(session: Session, ids: Sequence[int], owner: str, now: datetime,
                 exclude: Iterable[str] = ()) -> list[int]:
     """A worker takes the rows of its chunk that are still queued for a scheduled campaign (the rest are done,
     taken by someone else, or paused); only rows it leased here may it send."""
-    active = _scheduled(session, exclude)
+    active = scheduled_ids(session, exclude)
     stmt = (
         update(DeliveryRow)
         .where(among(session, DeliveryRow.id, ids), state_is(DeliveryState.QUEUED),
@@ -422,29 +417,29 @@ _COMPLETE_ANY = text(_COMPLETE).bindparams(*_ARRAYS)
 def _complete_batch(session: Session, outcomes: Sequence[RowOutcome], owner: str | None) -> int:
     """A campaign's outcomes of the batch in one statement (a batch is mostly one campaign's): the completion costs
     a round trip, not one per row."""
-    by_campaign: dict[str, list[RowOutcome]] = {}
-    for outcome in outcomes:
-        by_campaign.setdefault(outcome.campaign_id, []).append(outcome)
     updated = 0
-    for campaign_id, mine in by_campaign.items():
-        def column(get: Any, rows: list[RowOutcome] = mine) -> list[Any]:
-            return [get(o) for o in rows]
-
-        params = {
-            "campaign": campaign_id, "ids": column(lambda o: o.id), "states": column(lambda o: o.state.value),
-            "ats": column(lambda o: o.at), "errors": column(lambda o: o.error),
-            "provider_message_ids": column(lambda o: o.provider_message_id),
-            "skip_reasons": column(lambda o: o.skip_reason.value if o.skip_reason else None),
-            "next_attempt_ats": column(lambda o: o.next_attempt_at), "locales": column(lambda o: o.locale),
-            "content_fingerprints": column(lambda o: o.content_fingerprint),
-            "attempts": column(lambda o: o.attempts), "uncertain": column(lambda o: o.uncertain),
-            "keep_errors": column(lambda o: o.keep_error),
-        }
+    for campaign_id, mine in _by_campaign((o.campaign_id, o) for o in outcomes).items():
+        params = {"campaign": campaign_id, **_arrays(mine)}
         if owner is None:
             updated += session.execute(_COMPLETE_ANY, params).rowcount or 0
         else:
             updated += session.execute(_COMPLETE_HELD, params | {"owner": owner}).rowcount or 0
     return updated
+
+
+def _arrays(outcomes: Sequence[RowOutcome]) -> dict[str, list[Any]]:
+    """Each column :data:`_COMPLETE` writes, as one array over ``outcomes``."""
+    def column(get: Any) -> list[Any]:
+        return [get(o) for o in outcomes]
+
+    return {
+        "ids": column(lambda o: o.id), "states": column(lambda o: o.state.value), "ats": column(lambda o: o.at),
+        "errors": column(lambda o: o.error), "provider_message_ids": column(lambda o: o.provider_message_id),
+        "skip_reasons": column(lambda o: o.skip_reason.value if o.skip_reason else None),
+        "next_attempt_ats": column(lambda o: o.next_attempt_at), "locales": column(lambda o: o.locale),
+        "content_fingerprints": column(lambda o: o.content_fingerprint), "attempts": column(lambda o: o.attempts),
+        "uncertain": column(lambda o: o.uncertain), "keep_errors": column(lambda o: o.keep_error),
+    }
 
 
 def _db_value(value: Any) -> Any:

@@ -28,6 +28,8 @@ from notifier.ledger import tallies
 from notifier.ledger.models import DeliveryEvent, DeliveryRow
 
 UNMATCHED = "delivery_events_unmatched"  # events with campaign_id '' (no delivery of ours)
+# Each partitioned table, and the unique key each of its partitions has of its own.
+KEYS = {"deliveries": "group_id, recipient_seq, channel", "delivery_events": "provider, provider_event_id"}
 
 
 def name(table: str, campaign_id: str) -> str:
@@ -67,8 +69,7 @@ def create(connection: Connection, campaign_id: str) -> bool:
                        {"c": campaign_id})
     made = False
     value = _literal(campaign_id)
-    for table, key in (("deliveries", "group_id, recipient_seq, channel"), ("delivery_events",
-                                                                            "provider, provider_event_id")):
+    for table, key in KEYS.items():
         part = name(table, campaign_id)
         if _exists(connection, part):
             continue
@@ -90,8 +91,7 @@ def empty(session: Session, campaign_id: str) -> None:
     live counts (``delivery_tallies``) are kept: they hold no row and say what the campaign did."""
     connection = session.connection()
     if is_partitioned(connection):
-        parts = [name(t, campaign_id) for t in ("deliveries", "delivery_events")]
-        found = [p for p in parts if _exists(connection, p)]
+        found = [part for table in KEYS for part in existing(connection, table, [campaign_id])]
         if found:
             # TRUNCATE fires no row or statement trigger of the tallies: the counts stay as they were.
             connection.execute(text("TRUNCATE " + ", ".join(f'"{p}"' for p in found)))
