@@ -24,6 +24,7 @@ import click
 from notifier.audience import import_audience
 from notifier.campaign import load_campaign
 from notifier.config import Settings
+from notifier.feedback import record_action
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
 from notifier.planner import plan_zone
@@ -196,7 +197,7 @@ class Simulation:
             while self.follow_actions and self._next_action < len(self.actions) and \
                     self.actions[self._next_action][0] <= now:
                 at, rid, action = self.actions[self._next_action]
-                queries.record_action(s, rid, action, at)
+                record_action(s, rid, action, at)
                 self._next_action += 1
         for outcome, n in self.dispatcher.tick(now).outcomes.items():
             self.totals[outcome] += n

@@ -22,10 +22,12 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from notifier.errors import NotifierError, UserError
+from notifier import results
+from notifier.errors import NotFound, NotifierError, UserError
 from notifier.events import EventType, ProviderEvent, RejectReason
 from notifier.ledger import queries, suppressions
 from notifier.ledger.models import DeliveryEvent, DeliveryRow, PushToken, Recipient
+from notifier.ledger.states import DeliveryState
 
 # (event type, reject reason) → (scope, the reason kept on the list). Soft bounces (blocked, timed out) and
 # deferrals suppress nothing: the address may work tomorrow.
@@ -91,6 +93,10 @@ def apply_events(session: Session, events: Sequence[ProviderEvent], now: datetim
         # No conflict target: on PostgreSQL the key is each campaign partition's own (migration 0014); an event
         # names one delivery, so a replay meets its first copy in the same partition.
         report.new += session.execute(stmt.on_conflict_do_nothing()).rowcount or 0
+    # Counted once per message and metric (results.count), so an event replayed by a concurrent batch adds nothing.
+    results.count(session, [results.Hit(row["campaign_id"], row["delivery_id"], metric) for row in rows
+                            if row["delivery_id"] is not None
+                            for metric in results.metrics_of(row["type"], row["detail"])])
     return report
 
 
@@ -240,6 +246,7 @@ def unsubscribe(session: Session, delivery_id: int, now: datetime, *, source: st
         session.add(DeliveryEvent(delivery_id=delivery_id, campaign_id=found.campaign_id,
                                   type=EventType.UNSUBSCRIBED.value, at=now,
                                   provider="notifier", detail={"source": source, "scope": opt_out.scope}))
+        results.count(session, [results.Hit(found.campaign_id, delivery_id, "unsubscribed")])
     return Unsubscribed(opt_out, added)
 
 
@@ -254,23 +261,62 @@ class ActionRejection:
         return f"line {self.line}: {self.reason}" if self.line is not None else self.reason
 
 
-def record_actions(session: Session, items: Iterable[tuple[int | None, str, str, datetime] | ActionRejection], *,
+OPENED = "opened"  # the action an app reports a push open with, naming the push's delivery id
+
+
+def record_actions(session: Session,
+                   items: Iterable[tuple[int | None, str | int, str, datetime] | ActionRejection], *,
                    force: bool = False) -> tuple[int, list[ActionRejection]]:
-    """Record (line, recipient id, action, at) items; an unknown recipient or action is rejected alone (as are
-    items the reader already rejected, passed through)."""
+    """Record (line, recipient id, action, at) items, and (line, delivery id, ``opened``, at) push opens; an
+    unknown recipient, action or push is rejected alone (as are items the reader already rejected, passed
+    through)."""
     known = None if force else queries.skip_if_actions(session)
     recorded, rejected = 0, []
+    counter = results.ActionCounter(session)
     for item in items:
         if isinstance(item, ActionRejection):
             rejected.append(item)
             continue
         line, recipient_id, action, at = item
+        if isinstance(recipient_id, int):  # a push open
+            try:
+                recorded += push_opened(session, recipient_id, at)
+            except UserError as exc:
+                rejected.append(ActionRejection(line, str(exc)))
+            continue
         if known is not None and action not in known:
             rejected.append(ActionRejection(line, f"action {action!r}: no campaign's skip_if uses it (known: "
                                                   f"{', '.join(sorted(known)) or 'none'})"))
             continue
         try:  # an unknown recipient is refused before anything is written
-            recorded += queries.record_action(session, recipient_id, action, at, force=True)
+            recorded += record_action(session, recipient_id, action, at, force=True, counter=counter)
         except UserError as exc:
             rejected.append(ActionRejection(line, str(exc)))
     return recorded, rejected
+
+
+def push_opened(session: Session, delivery_id: int, at: datetime) -> bool:
+    """Keep the app's report that the push ``delivery_id`` was opened, as an ``opened`` event of provider ``app``
+    (one per push: a report posted again adds nothing), counted in the results; False when it was known."""
+    found = session.execute(select(DeliveryRow.campaign_id, DeliveryRow.channel, DeliveryRow.state)
+                            .where(DeliveryRow.id == delivery_id)).first()
+    if found is None or found.channel != "push" or found.state != DeliveryState.SENT:
+        raise NotFound(f"delivery {delivery_id}: no push of ours was sent with this id")
+    stmt = queries.dialect_insert(session, DeliveryEvent).values(
+        delivery_id=delivery_id, campaign_id=found.campaign_id, type=EventType.OPENED.value, at=at, provider="app",
+        provider_event_id=f"open-{delivery_id}", detail={"machine": False})
+    new = bool(session.execute(stmt.on_conflict_do_nothing()).rowcount)
+    results.count(session, [results.Hit(found.campaign_id, delivery_id, "opened")])
+    return new
+
+
+def record_action(session: Session, recipient_id: str, action: str, at: datetime, *, force: bool = False,
+                  counter: results.ActionCounter | None = None) -> bool:
+    """Record one action (``queries.record_action``) and, the first time, count it in the results of the
+    campaigns it is a goal of (``results.ActionCounter``: pass one to share it across a batch); False when it was
+    already recorded."""
+    seq = queries.record_action(session, recipient_id, action, at, force=force)
+    if seq is None:
+        return False
+    (counter or results.ActionCounter(session)).add(seq, action, at)
+    return True

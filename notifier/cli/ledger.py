@@ -83,12 +83,13 @@ def audience_import(c: CliContext, file: Path, fmt: str | None, extra_columns: E
 @pass_ctx
 def audience_action(c: CliContext, recipient_id: str, action: str, at: str | None, force: bool) -> None:
     """Record that a recipient did ACTION (e.g. refund_requested), which skip_if reminders honour."""
-    from notifier.ledger import queries
+    from notifier.feedback import record_action
     from notifier.ledger.db import transaction
 
     with transaction(c.sessions()) as s:
-        queries.record_action(s, recipient_id, action, _parse_now(at), force=force)
-    click.echo(f"recorded {action} for {recipient_id}")
+        new = record_action(s, recipient_id, action, _parse_now(at), force=force)
+    click.echo(f"recorded {action} for {recipient_id}" if new else
+               f"{recipient_id} had already done {action}: the first time is kept")
 
 
 # --- campaign ------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ one delivery row per (campaign, send group, recipient, channel) when a group fal
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -388,3 +389,45 @@ class TestSend(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ResultTally(Base):
+    """What became of a campaign's sent messages, per key (send group, locale, channel, metric): delivered,
+    bounced, opened, clicked, converted... (``notifier.results``), added to in the transaction that records the
+    event or the action, once per message and metric (``ResultFirst``)."""
+
+    __tablename__ = "result_tallies"
+    __table_args__ = (UniqueConstraint("campaign_id", "group_id", "locale", "channel", "metric",
+                                       name="uq_result_tally"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    group_id: Mapped[int] = mapped_column(BigInteger)
+    locale: Mapped[str] = mapped_column(String(35))
+    channel: Mapped[str] = mapped_column(String(16))
+    metric: Mapped[str] = mapped_column(String(80))  # opened, opened_machine, clicked, click:<link>, converted...
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class ResultFirst(Base):
+    """That one message has had one metric counted: the first open, the first click on a link; a later or
+    replayed event finds its key taken and counts nothing."""
+
+    __tablename__ = "result_firsts"
+
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    metric: Mapped[str] = mapped_column(String(80), primary_key=True)
+
+
+class ActionDay(Base):
+    """How many of a campaign's audience first did a deadline's ``skip_if`` action on one UTC day, and how many
+    of them after the deadline had passed in their zone: the deadline's funnel (``notifier.results``)."""
+
+    __tablename__ = "action_days"
+
+    campaign_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deadline_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    acted: Mapped[int] = mapped_column(BigInteger, default=0)
+    late: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -381,9 +381,11 @@ def skip_if_actions(session: Session) -> set[str]:
     return {d.skip_if for row in rows for d in campaign_of(row).deadlines if d.skip_if}
 
 
-def record_action(session: Session, recipient_id: str, action: str, at: datetime, *, force: bool = False) -> bool:
-    """Note that a recipient did something that can make reminders pointless (see skip_if); False when it was
-    already noted (the first time is kept).
+def record_action(session: Session, recipient_id: str, action: str, at: datetime, *, force: bool = False
+                  ) -> int | None:
+    """Note that a recipient did something that can make reminders pointless (see skip_if); the recipient's seq,
+    or None when it was already noted (the first time is kept). ``feedback.record_action`` also counts it for the
+    campaigns' results: call that one.
 
     An action no campaign's ``skip_if`` uses is refused unless ``force``: "plan_swiched" would change nothing.
     """
@@ -397,7 +399,7 @@ def record_action(session: Session, recipient_id: str, action: str, at: datetime
                             f"{', '.join(sorted(known)) or 'none, no campaign is scheduled'}); check the spelling, "
                             "or pass --force to record it anyway")
     stmt = dialect_insert(session, RecipientAction).values(recipient_seq=seq, action=action, at=at)
-    return bool(session.execute(stmt.on_conflict_do_nothing()).rowcount)
+    return seq if session.execute(stmt.on_conflict_do_nothing()).rowcount else None
 
 
 def next_wakeup(session: Session, after: datetime) -> datetime | None:

@@ -1,5 +1,10 @@
 """``POST /actions``: completed actions (``playlist_transferred``, ``refund_requested``) from the product, so later
-waves whose ``skip_if`` names them are skipped with the reason. Bearer token ``NOTIFIER_API_TOKEN``.
+waves whose ``skip_if`` names them are skipped with the reason, and push opens from the app. Bearer token
+``NOTIFIER_API_TOKEN``.
+
+A push open is ``{"action": "opened", "delivery_id": 123}``: the app reads the ``delivery_id`` from the data of
+the notification it was opened from (every push carries it) and posts it; the Results page counts it as that
+message's open, once however often it is posted.
 
 The token is checked before the body is read, and the body is capped: an unauthenticated client can make the
 server read nothing.
@@ -12,11 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
 from notifier.errors import RequestRefused
-from notifier.feedback import record_actions
+from notifier.feedback import OPENED, record_actions
 from notifier.ledger.db import transaction
 from notifier.web.requests import read_body, web_of
 
@@ -26,11 +31,20 @@ router = APIRouter(tags=["actions"])
 
 
 class Action(BaseModel):
-    """One thing a recipient did."""
+    """One thing a recipient did: an action by ``recipient_id``, or ``opened`` with the push's ``delivery_id``."""
 
-    recipient_id: str = Field(min_length=1, max_length=128)
+    recipient_id: str | None = Field(None, min_length=1, max_length=128)
     action: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    delivery_id: int | None = Field(None, ge=1, lt=2**63, description=f"with action {OPENED!r}: the push opened")
     at: datetime | None = Field(None, description="when it happened (UTC if no offset); default: now")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Action:
+        if self.action == OPENED and self.delivery_id is None:
+            raise ValueError(f"action {OPENED!r} needs the push's delivery_id")
+        if self.action != OPENED and self.recipient_id is None:
+            raise ValueError("recipient_id is required")
+        return self
 
     @field_validator("at")
     @classmethod
@@ -80,7 +94,8 @@ async def post_actions(request: Request) -> dict[str, Any]:
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
         raise RequestRefused(422, f"not a list of actions: {where}") from None
     now = web.now()
-    items = [(i, a.recipient_id, a.action, a.at or now) for i, a in enumerate(body.actions)]
+    items = [(i, a.recipient_id, a.action, a.at or now) if a.delivery_id is None else
+             (i, a.delivery_id, a.action, a.at or now) for i, a in enumerate(body.actions)]
 
     def apply() -> tuple[int, list[Any]]:
         with transaction(web.sessions) as s:

@@ -444,6 +444,37 @@ def progress(request: Request, campaign_id: str) -> dict[str, Any]:
     return service.progress(web_of(request), campaign_id)
 
 
+@router.get("/campaigns/{campaign_id}/results")
+def get_results(request: Request, campaign_id: str) -> dict[str, Any]:
+    """What became of the messages per send x locale x channel, and per deadline who has acted, day by day (the
+    Results page; ``notifier campaign report --json``)."""
+    from notifier.results import results
+
+    with web_of(request).sessions() as s:
+        return results(s, campaign_id).as_dict()
+
+
+@router.get("/campaigns/{campaign_id}/results.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}}})
+def get_results_csv(request: Request, campaign_id: str) -> Response:
+    """The Results table as CSV, one line per send x locale x channel."""
+    from notifier.results import results
+    from notifier.web.dashboard.results import csv_response, report_lines
+
+    with web_of(request).sessions() as s:
+        res = results(s, campaign_id)
+    return csv_response(report_lines(res), f"{campaign_id}-results.csv")
+
+
+@router.get("/campaigns/{campaign_id}/not-acted/{deadline_id}.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {}}}})
+def get_not_acted(request: Request, campaign_id: str, deadline_id: str) -> Response:
+    """The ids of the audience who have not done the deadline's skip_if action, one a line, streamed."""
+    from notifier.web.dashboard.results import not_acted_response
+
+    return not_acted_response(web_of(request).sessions, campaign_id, deadline_id)
+
+
 @router.get("/campaigns/{campaign_id}/export", response_class=Response,
             responses={200: {"content": {"application/zip": {}}}})
 def export(request: Request, campaign_id: str, version: int | None = None) -> Response:

@@ -41,10 +41,11 @@ PATHS = ("/campaigns", "/login", "/logout", "/static/dashboard")  # the dashboar
 
 def install(app: Any, settings: Settings) -> None:
     """Mount the dashboard on ``app``: its pages, its controls and how it answers a stranger."""
-    from notifier.web.dashboard import pages, studio
+    from notifier.web.dashboard import pages, results, studio
 
     app.state.dashboard = Dashboard.of(settings, app.state.web.sessions)
     app.include_router(studio.router)  # first: /campaigns/new/... are the studio's, not a campaign's
+    app.include_router(results.router)  # before the pages: /campaigns/{id}/results.csv is not a campaign
     app.include_router(pages.router)
     app.include_router(router)
 

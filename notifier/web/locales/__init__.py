@@ -18,7 +18,8 @@ DASHBOARD_TEMPLATES = HERE.parent / "dashboard" / "templates"
 DASHBOARD = "dashboard"
 DASHBOARD_LOCALES = ("en", "id")
 # Text the dashboard builds in code: the chart's, and the words of the ledger's codes (shared with the CLI).
-DASHBOARD_CODE = (HERE.parent / "dashboard" / "chart.py", HERE.parent.parent / "words.py",
+DASHBOARD_CODE = (HERE.parent / "dashboard" / "chart.py", HERE.parent / "dashboard" / "funnel.py",
+                  HERE.parent.parent / "words.py",
                   HERE.parent.parent / "studio" / "dryrun.py")  # the studio's reasons not to send
 # (templates, modules, domain, locales) of every catalog here
 CATALOGS = ((TEMPLATES, (), DOMAIN, UI_LOCALES), (DASHBOARD_TEMPLATES, DASHBOARD_CODE, DASHBOARD, DASHBOARD_LOCALES))

@@ -1,0 +1,388 @@
+"""Did the campaign work? What became of its messages, and who acted before each deadline, counted as it happens.
+
+Two kinds of counts, both kept in the transaction that stores what they count, so reading them costs the number
+of keys, never the number of events (migration 0015):
+
+- **Per message** (``result_tallies``: send group × locale × channel × metric): delivered, bounced (refused by the
+  receiving server or dropped by the provider), opened (a reader) and opened_machine (an open the provider marks
+  as a machine's, Apple Mail Privacy Protection: counted apart), clicked and ``click:<link>`` (transfer, refund,
+  help, unsubscribe, other), unsubscribed, complained, and converted / converted_late (below). Each is counted
+  once per message: ``result_firsts`` holds one key per (message, metric) already counted, written with
+  ``ON CONFLICT DO NOTHING … RETURNING``, and a tally grows only by the keys that statement wrote. A replayed
+  event, a second open, or the same event in two batches at once (the second waits on the first one's key, then
+  finds it taken) adds nothing; a batch that rolls back takes its keys and its counts with it.
+- **Per deadline** (``action_days``): how many of the campaign's audience (its countries, as the planner takes
+  them) first did the deadline's ``skip_if`` action on each UTC day, and how many of those acted after the
+  deadline had passed in their zone. ``recipient_actions`` keeps the first time a person does an action, so an
+  action is counted once, when it is first recorded.
+
+**Conversions.** A recorded action is attributed to the last message of the campaign about a deadline whose
+``skip_if`` it is, sent to that person before the action and at most :data:`ATTRIBUTION_WINDOW` before it, and
+counted on that message's send, locale and channel as ``converted``, or ``converted_late`` when the action came
+after the message's deadlines had passed. An action with no such message (done before any reminder, or long
+after) counts in the funnel only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NamedTuple
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from notifier.campaign import Campaign, zone
+from notifier.eligibility import in_audience, in_audience_sql
+from notifier.errors import NotifierError, UserError
+from notifier.events import EventType
+from notifier.ledger import queries, tallies
+from notifier.ledger.models import (
+    ActionDay,
+    CampaignRow,
+    DeliveryEvent,
+    DeliveryRow,
+    Recipient,
+    RecipientAction,
+    ResultFirst,
+    ResultTally,
+    SendGroup,
+)
+from notifier.ledger.states import CampaignState, DeliveryState
+
+ATTRIBUTION_WINDOW = timedelta(days=7)  # an action this long after a message is no longer credited to it
+METRICS = ("delivered", "bounced", "opened", "opened_machine", "clicked", "unsubscribed", "complained",
+           "converted", "converted_late")
+_CHUNK = 500
+
+
+class Hit(NamedTuple):
+    """One metric of one message, to be counted once."""
+
+    campaign_id: str
+    delivery_id: int
+    metric: str
+
+
+def metrics_of(event_type: str, detail: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """What a stored event counts for its message (``feedback._detail`` wrote its detail)."""
+    detail = detail or {}
+    match event_type:
+        case EventType.DELIVERED:
+            return ("delivered",)
+        case EventType.BOUNCED | EventType.DROPPED:
+            return ("bounced",)
+        case EventType.OPENED:
+            return ("opened_machine",) if detail.get("machine") else ("opened",)
+        case EventType.CLICKED:
+            return ("clicked", f"click:{detail.get('link') or 'other'}")
+        case EventType.UNSUBSCRIBED:
+            return ("unsubscribed",)
+        case EventType.COMPLAINED:
+            return ("complained",)
+    return ()
+
+
+def count(session: Session, hits: Iterable[Hit]) -> int:
+    """Count each hit whose (message, metric) was not counted before, in the caller's transaction; returns how
+    many were new. Keys are written in one order, so concurrent batches never wait on each other in a cycle."""
+    wanted = sorted(set(hits))
+    new: list[Hit] = []
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = [h._asdict() for h in wanted[start:start + _CHUNK]]
+        stmt = (queries.dialect_insert(session, ResultFirst).values(chunk).on_conflict_do_nothing()
+                .returning(ResultFirst.campaign_id, ResultFirst.delivery_id, ResultFirst.metric))
+        new += [Hit(*row) for row in session.execute(stmt)]
+    keys = _keys_of(session, {(h.campaign_id, h.delivery_id) for h in new})
+    _add(session, Counter((h.campaign_id, *keys[(h.campaign_id, h.delivery_id)], h.metric)
+                          for h in new if (h.campaign_id, h.delivery_id) in keys))
+    return len(new)
+
+
+def _keys_of(session: Session, messages: set[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, str, str]]:
+    """(campaign, delivery id) → (send group, locale, channel), read on the campaign's partition."""
+    found: dict[tuple[str, int], tuple[int, str, str]] = {}
+    by_campaign: dict[str, list[int]] = defaultdict(list)
+    for campaign_id, delivery_id in messages:
+        by_campaign[campaign_id].append(delivery_id)
+    for campaign_id, ids in by_campaign.items():
+        ids.sort()
+        for start in range(0, len(ids), _CHUNK):
+            q = (select(DeliveryRow.id, DeliveryRow.group_id, DeliveryRow.locale, DeliveryRow.channel)
+                 .where(DeliveryRow.campaign_id == campaign_id, DeliveryRow.id.in_(ids[start:start + _CHUNK])))
+            found.update({(campaign_id, d): (g, loc or "", ch) for d, g, loc, ch in session.execute(q)})
+    return found
+
+
+def _add(session: Session, counts: Mapping[tuple[str, int, str, str, str], int]) -> None:
+    """Add ``counts`` to the tallies, keys in order (an upsert: the key's row is locked until commit)."""
+    rows = [{"campaign_id": c, "group_id": g, "locale": loc, "channel": ch, "metric": m, "n": n}
+            for (c, g, loc, ch, m), n in sorted(counts.items()) if n]
+    t = ResultTally.__table__
+    for start in range(0, len(rows), _CHUNK):
+        stmt = queries.dialect_insert(session, ResultTally).values(rows[start:start + _CHUNK])
+        session.execute(stmt.on_conflict_do_update(
+            index_elements=["campaign_id", "group_id", "locale", "channel", "metric"],
+            set_={"n": t.c.n + stmt.excluded.n}))
+
+
+# --- actions: the funnel and conversions ----------------------------------------------------------------------------
+
+
+@dataclass
+class ActionCounter:
+    """Counts newly recorded actions for every campaign whose deadlines name them in ``skip_if``; made once per
+    batch of actions (it reads the campaigns and their send groups once)."""
+
+    session: Session
+    _campaigns: dict[str, list[tuple[Campaign, tuple[str, ...]]]] | None = None  # action → (campaign, deadlines)
+    _groups: dict[str, list[tuple[int, str, datetime, tuple[str, ...]]]] = field(default_factory=dict)
+
+    def _by_action(self) -> dict[str, list[tuple[Campaign, tuple[str, ...]]]]:
+        if self._campaigns is None:
+            self._campaigns = defaultdict(list)
+            rows = self.session.scalars(select(CampaignRow).where(CampaignRow.state != CampaignState.CANCELLED))
+            for row in rows:
+                try:
+                    campaign = queries.campaign_of(row)
+                except NotifierError:  # its stored file no longer reads: it counts nothing, the rest go on
+                    continue
+                for action in {d.skip_if for d in campaign.deadlines if d.skip_if}:
+                    ids = tuple(d.id for d in campaign.deadlines if d.skip_if == action)
+                    self._campaigns[action].append((campaign, ids))
+        return self._campaigns
+
+    def _groups_of(self, campaign_id: str) -> list[tuple[int, str, datetime, tuple[str, ...]]]:
+        if campaign_id not in self._groups:
+            self._groups[campaign_id] = [
+                (g, tz, at, tuple(dl)) for g, tz, at, dl in self.session.execute(
+                    select(SendGroup.id, SendGroup.timezone, SendGroup.send_at, SendGroup.deadlines)
+                    .where(SendGroup.campaign_id == campaign_id))]
+        return self._groups[campaign_id]
+
+    def add(self, seq: int, action: str, at: datetime) -> None:
+        """Count a first-time action of recipient ``seq``."""
+        campaigns = self._by_action().get(action)
+        if not campaigns:
+            return
+        country, tz = self.session.execute(select(Recipient.country, Recipient.timezone)
+                                           .where(Recipient.seq == seq)).one()
+        for campaign, deadline_ids in campaigns:
+            if not in_audience(campaign.countries, country):
+                continue
+            for deadline_id in deadline_ids:
+                late = at > campaign.deadline(deadline_id).instant_in(zone(tz))
+                _add_day(self.session, campaign.id, deadline_id, at.astimezone(UTC).date(), late)
+            self._attribute(campaign, deadline_ids, seq, at)
+
+    def _attribute(self, campaign: Campaign, deadline_ids: tuple[str, ...], seq: int, at: datetime) -> None:
+        groups = {g: (tz, dl) for g, tz, send_at, dl in self._groups_of(campaign.id)
+                  if send_at <= at and set(dl) & set(deadline_ids)}
+        if not groups:
+            return
+        last = self.session.execute(
+            select(DeliveryRow.id, DeliveryRow.group_id)
+            .where(DeliveryRow.campaign_id == campaign.id, DeliveryRow.group_id.in_(sorted(groups)),
+                   DeliveryRow.recipient_seq == seq, DeliveryRow.state == DeliveryState.SENT,
+                   DeliveryRow.sent_at <= at, DeliveryRow.sent_at > at - ATTRIBUTION_WINDOW)
+            .order_by(DeliveryRow.sent_at.desc(), DeliveryRow.id.desc()).limit(1)).first()
+        if last is None:
+            return
+        tz, dl = groups[last.group_id]
+        late = all(at > campaign.deadline(d).instant_in(zone(tz)) for d in dl if d in deadline_ids)
+        count(self.session, [Hit(campaign.id, last.id, "converted_late" if late else "converted")])
+
+
+def _add_day(session: Session, campaign_id: str, deadline_id: str, day: date, late: bool) -> None:
+    stmt = queries.dialect_insert(session, ActionDay).values(campaign_id=campaign_id, deadline_id=deadline_id,
+                                                              day=day, acted=1, late=int(late))
+    t = ActionDay.__table__
+    session.execute(stmt.on_conflict_do_update(index_elements=["campaign_id", "deadline_id", "day"],
+                                               set_={"acted": t.c.acted + 1, "late": t.c.late + int(late)}))
+
+
+def rebuild(session: Session) -> None:
+    """Count every stored event and action again from nothing (the migration that made the counts does it once)."""
+    for table in (ResultFirst, ResultTally, ActionDay):
+        session.execute(table.__table__.delete())
+    q = (select(DeliveryEvent.campaign_id, DeliveryEvent.delivery_id, DeliveryEvent.type, DeliveryEvent.detail)
+         .where(DeliveryEvent.delivery_id.is_not(None), DeliveryEvent.campaign_id != "")
+         .order_by(DeliveryEvent.id).execution_options(yield_per=5000))
+    batch: list[Hit] = []
+    for campaign_id, delivery_id, kind, detail in session.execute(q):
+        batch += [Hit(campaign_id, delivery_id, m) for m in metrics_of(kind, detail)]
+        if len(batch) >= 5000:
+            count(session, batch)
+            batch = []
+    count(session, batch)
+    counter = ActionCounter(session)
+    for seq, action, at in session.execute(select(RecipientAction.recipient_seq, RecipientAction.action,
+                                                  RecipientAction.at).order_by(RecipientAction.id)).all():
+        counter.add(seq, action, at)
+
+
+# --- reading them -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One send × locale × channel: sent (the ledger's own count) and what became of those messages."""
+
+    send: str
+    locale: str
+    channel: str
+    sent: int
+    metrics: dict[str, int]  # METRICS and click:<link> → messages
+
+    def __getitem__(self, metric: str) -> int:
+        return self.sent if metric == "sent" else self.metrics.get(metric, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        clicks = {m.split(":", 1)[1]: n for m, n in sorted(self.metrics.items()) if m.startswith("click:")}
+        return {"send": self.send, "locale": self.locale, "channel": self.channel, "sent": self.sent,
+                **{m: self.metrics.get(m, 0) for m in METRICS}, "clicks_by_link": clicks}
+
+
+@dataclass(frozen=True)
+class FunnelDay:
+    day: date
+    acted: int  # audience members who first acted that UTC day
+    total: int  # who had acted by the end of that day
+    late: int  # of ``acted``, after the deadline had passed in their zone
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """One deadline: the share of the audience that has acted, day by day, with its waves' first sends."""
+
+    deadline_id: str
+    label: str
+    action: str
+    deadline: datetime  # as the campaign file writes it (naive: the wall time in each recipient's zone)
+    audience: int
+    days: tuple[FunnelDay, ...]
+    waves: tuple[tuple[str, datetime], ...]  # (wave, its first send) in time order
+
+    @property
+    def acted(self) -> int:
+        return self.days[-1].total if self.days else 0
+
+    @property
+    def late(self) -> int:
+        return sum(d.late for d in self.days)
+
+    @property
+    def not_acted(self) -> int:
+        return max(0, self.audience - self.acted)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"deadline": self.deadline_id, "label": self.label, "action": self.action,
+                "deadline_at": self.deadline.isoformat(), "audience": self.audience, "acted": self.acted,
+                "acted_before_deadline": self.acted - self.late, "acted_after_deadline": self.late,
+                "not_acted": self.not_acted,
+                "days": [{"day": d.day.isoformat(), "acted": d.acted, "total": d.total, "late": d.late}
+                         for d in self.days],
+                "waves": [{"wave": w, "first_send_at": at.isoformat()} for w, at in self.waves]}
+
+
+@dataclass(frozen=True)
+class Results:
+    campaign_id: str
+    name: str
+    rows: tuple[ResultRow, ...]
+    funnels: tuple[Funnel, ...]
+
+    def total(self, metric: str) -> int:
+        return sum(r[metric] for r in self.rows)
+
+    @property
+    def links(self) -> dict[str, int]:
+        """Unique clicks per link, over the whole campaign."""
+        out: Counter[str] = Counter()
+        for r in self.rows:
+            out.update({m.split(":", 1)[1]: n for m, n in r.metrics.items() if m.startswith("click:")})
+        return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"campaign": self.campaign_id, "name": self.name,
+                "totals": {m: self.total(m) for m in ("sent", *METRICS)}, "clicks_by_link": self.links,
+                "rows": [r.as_dict() for r in self.rows], "funnels": [f.as_dict() for f in self.funnels],
+                "attribution_window_days": ATTRIBUTION_WINDOW.days}
+
+
+COLUMNS = ("send", "locale", "channel", "sent", *METRICS)
+
+
+def results(session: Session, campaign_id: str) -> Results:
+    """The campaign's results, from its counts (a few thousand rows at most, whatever the audience)."""
+    row = queries.get_campaign(session, campaign_id)
+    campaign = queries.campaign_of(row)
+    send_of, first = {}, {}
+    for group_id, send_key, send_at in session.execute(select(SendGroup.id, SendGroup.send_key, SendGroup.send_at)
+                                                       .where(SendGroup.campaign_id == campaign_id)):
+        send_of[group_id] = send_key
+        first[send_key] = min(send_at, first.get(send_key, send_at))
+    sent: Counter[tuple[str, str, str]] = Counter()
+    for t in tallies.of_campaign(session, campaign_id):
+        if t.state == DeliveryState.SENT:
+            sent[(send_of[t.group_id], t.locale or "-", t.channel)] += t.n
+    metrics: dict[tuple[str, str, str], Counter[str]] = defaultdict(Counter)
+    for g, loc, ch, m, n in session.execute(
+            select(ResultTally.group_id, ResultTally.locale, ResultTally.channel, ResultTally.metric, ResultTally.n)
+            .where(ResultTally.campaign_id == campaign_id)):
+        metrics[(send_of.get(g, "?"), loc or "-", ch)][m] += n
+    keys = sorted(set(sent) | set(metrics), key=lambda k: (first.get(k[0], datetime.max.replace(tzinfo=UTC)), k))
+    rows = tuple(ResultRow(*k, sent[k], dict(metrics[k])) for k in keys)
+    return Results(campaign_id, row.name, rows, tuple(_funnels(session, campaign, first)))
+
+
+def _funnels(session: Session, campaign: Campaign, first: Mapping[str, datetime]) -> Iterator[Funnel]:
+    days: dict[str, list[tuple[date, int, int]]] = defaultdict(list)
+    for deadline_id, day, acted, late in session.execute(
+            select(ActionDay.deadline_id, ActionDay.day, ActionDay.acted, ActionDay.late)
+            .where(ActionDay.campaign_id == campaign.id).order_by(ActionDay.day)):
+        days[deadline_id].append((day, acted, late))
+    audience = None
+    for d in campaign.deadlines:
+        if not d.skip_if:
+            continue
+        if audience is None:
+            audience = audience_size(session, campaign)
+        total, out = 0, []
+        for day, acted, late in days.get(d.id, []):
+            total += acted
+            out.append(FunnelDay(day, acted, total, late))
+        waves: dict[str, datetime] = {}
+        for send, at in first.items():
+            for item in send.split("+"):
+                deadline_id, _, wave = item.partition("@")
+                if deadline_id == d.id:
+                    waves[wave] = min(at, waves.get(wave, at))
+        yield Funnel(d.id, d.label or d.id, d.skip_if, d.at, audience, tuple(out),
+                     tuple(sorted(waves.items(), key=lambda kv: kv[1])))
+
+
+def audience_size(session: Session, campaign: Campaign) -> int:
+    """Every recipient of the campaign's countries in the ledger: the funnel's whole."""
+    return session.scalar(select(func.count()).select_from(Recipient)
+                          .where(in_audience_sql(campaign.countries))) or 0
+
+
+def not_acted(session: Session, campaign_id: str, deadline_id: str, chunk: int = 5000) -> Iterator[str]:
+    """The ids of the campaign's audience who have not done the deadline's ``skip_if`` action, in id order,
+    streamed (for a CRM: ids only)."""
+    campaign = queries.campaign_of(queries.get_campaign(session, campaign_id))
+    action = campaign.deadline(deadline_id).skip_if
+    if action is None:
+        raise UserError(f"deadline {deadline_id!r} of {campaign_id} has no skip_if: nobody acts on it")
+    acted = select(RecipientAction.id).where(RecipientAction.recipient_seq == Recipient.seq,
+                                             RecipientAction.action == action)
+    q = (select(Recipient.id).where(in_audience_sql(campaign.countries), ~acted.exists())
+         .order_by(Recipient.id).execution_options(yield_per=chunk))
+    yield from session.scalars(q)
+
+
+def table_rows(res: Results, columns: Sequence[str] = COLUMNS) -> list[list[Any]]:
+    return [[getattr(r, c) if c in ("send", "locale", "channel") else r[c] for c in columns] for r in res.rows]
