@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import heapq
 import secrets
 import shutil
 import tempfile
@@ -24,12 +25,14 @@ import click
 from notifier.audience import import_audience
 from notifier.campaign import load_campaign
 from notifier.config import Settings
+from notifier.demo_audience import DEMO_BEHAVIOUR, SimulatedAudience
 from notifier.feedback import record_action
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
 from notifier.planner import plan_zone
 from notifier.render import Content
 from notifier.reports import audit, campaign_status, counts_text, format_table
+from notifier.results import ActionCounter, Results, results
 from notifier.wiring import build_dispatcher
 
 DATA = Path(__file__).resolve().parent / "demo"
@@ -115,7 +118,8 @@ def _run(settings: Settings, root: Path, progress: bool, echo: Callable[..., Any
     dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     try:
         if emulator is None:
-            totals = _simulate(sessions, dispatcher, sorted(_actions(actions)), progress, echo)
+            totals = _simulate(sessions, dispatcher, sorted(_actions(actions)), progress, echo,
+                               audience=SimulatedAudience(sessions))
         else:
             totals = _with_feedback(settings, sessions, dispatcher, sorted(_actions(actions)), progress, echo,
                                     emulator)
@@ -129,6 +133,8 @@ def _run(settings: Settings, root: Path, progress: bool, echo: Callable[..., Any
     echo("\nTotals per send and channel:")
     echo(format_table(["send", "channel", *status.states], status.table_rows()))
     echo(f"\nskipped because: {counts_text(status.skips, 'nothing skipped')}")
+    with sessions() as s:
+        _echo_results(echo, results(s, CAMPAIGN), settings.database_url)
     if checked is None:
         echo(f"outbox: {(root / 'outbox').resolve()}  "
              "(email/<campaign>/*.eml opens in a mail client; push/<campaign>/*.json)")
@@ -141,6 +147,17 @@ def _run(settings: Settings, root: Path, progress: bool, echo: Callable[..., Any
              f"{verdict}; faults injected: {faults}")
     engine.dispose()
     return totals
+
+
+def _echo_results(echo: Callable[..., Any], res: Results, database_url: str) -> None:
+    """What the campaign achieved, in a few lines: the rest is ``notifier campaign report``."""
+    echo(f"\nresults: {res.total('delivered'):,} emails delivered; {res.total('opened'):,} messages opened by people "
+         f"(and {res.total('opened_machine'):,} emails by machines), {res.total('clicked'):,} clicked; "
+         f"{res.total('converted'):,} people acted after a message")
+    for f in res.funnels:
+        echo(f"  {f.label}: {f.acted:,} of {f.audience:,} acted ({f.acted / max(1, f.audience):.0%}), "
+             f"{f.not_acted:,} have not")
+    echo(f"the whole report: NOTIFIER_DATABASE_URL={database_url} notifier campaign report {res.campaign_id}")
 
 
 def _with_feedback(settings: Settings, sessions: Any, dispatcher: Any, actions: list[tuple[datetime, str, str]],
@@ -157,7 +174,8 @@ def _with_feedback(settings: Settings, sessions: Any, dispatcher: Any, actions: 
         def settle_events() -> None:
             emulator.wait_events_posted(int(emulator.events_status()["generated"]), timeout=60)
 
-        totals = _simulate(sessions, dispatcher, actions, progress, echo, after_tick=settle_events)
+        totals = _simulate(sessions, dispatcher, actions, progress, echo, after_tick=settle_events,
+                           audience=SimulatedAudience(sessions, email_events=False))
     with sessions() as s:
         from sqlalchemy import func, select
 
@@ -172,46 +190,56 @@ def _with_feedback(settings: Settings, sessions: Any, dispatcher: Any, actions: 
 
 
 # The events the providers demo asks of the emulator: a few hard bounces, drops and spam complaints.
-DEMO_EVENTS = {"bounce": 0.02, "dropped": 0.005, "spamreport": 0.005, "seed": 2024, "interval": 0.05}
+# The emulator's opens and clicks per locale are the simulated audience's (demo_audience), so both demos read alike.
+DEMO_EVENTS = {"bounce": 0.02, "dropped": 0.005, "spamreport": 0.005, "seed": 2024, "interval": 0.05,
+               "opens": dict(DEMO_BEHAVIOUR.opens), "clicks": dict(DEMO_BEHAVIOUR.clicks),
+               "machine_opens": DEMO_BEHAVIOUR.machine_opens}
 
 
 @dataclass
 class Simulation:
     """One campaign on a simulated clock: each step records the recipients' actions that fell due, runs one tick
-    and answers the next moment anything is due (None: nothing is, ever again)."""
+    and answers the next moment anything is due (None: nothing is, ever again). With an ``audience``, the
+    recipients react to what each tick sent (demo_audience): opens, clicks, and actions that come due later."""
 
     sessions: Any
     dispatcher: Any
-    actions: list[tuple[datetime, str, str]]
+    actions: list[tuple[datetime, str, str]]  # (at, recipient id, action), kept as a heap
     after_tick: Callable[[], None] = lambda: None
+    audience: SimulatedAudience | None = None
     totals: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     # The least the clock moves between ticks, as a slow beat would (a real one ticks every 30 s): a send spread over
     # 20 minutes (delivery.spread) goes out in four or five ticks, not in one per recipient; a retry or an action
     # may therefore be taken up to 5 simulated minutes after its time, and the mail is dated by that tick.
     every: timedelta = timedelta(minutes=5)
-    _next_action: int = 0
     follow_actions: bool = True  # record the recipients' actions, the clock stopping at each (the shipped campaign's)
+
+    def __post_init__(self) -> None:
+        heapq.heapify(self.actions)
 
     def step(self, now: datetime) -> datetime | None:
         with transaction(self.sessions) as s:
-            while self.follow_actions and self._next_action < len(self.actions) and \
-                    self.actions[self._next_action][0] <= now:
-                at, rid, action = self.actions[self._next_action]
-                record_action(s, rid, action, at)
-                self._next_action += 1
+            counter = ActionCounter(s)
+            while self.follow_actions and self.actions and self.actions[0][0] <= now:
+                at, rid, action = heapq.heappop(self.actions)
+                record_action(s, rid, action, at, force=True, counter=counter)  # the campaign's own actions
         for outcome, n in self.dispatcher.tick(now).outcomes.items():
             self.totals[outcome] += n
         self.after_tick()
+        if self.audience is not None:
+            for action in self.audience.react(now):
+                heapq.heappush(self.actions, action)
         with self.sessions() as s:
             wake = queries.next_wakeup(s, now)
-        if self.follow_actions and self._next_action < len(self.actions):
-            wake = min(filter(None, (wake, self.actions[self._next_action][0])))
+        if self.follow_actions and self.actions:
+            wake = min(filter(None, (wake, self.actions[0][0])))
         return None if wake is None else max(wake, now + self.every)
 
 
 def _simulate(sessions: Any, dispatcher: Any, actions: list[tuple[datetime, str, str]], progress: bool,
-              echo: Callable[..., Any], after_tick: Callable[[], None] = lambda: None) -> dict[str, int]:
-    sim = Simulation(sessions, dispatcher, actions, after_tick)
+              echo: Callable[..., Any], after_tick: Callable[[], None] = lambda: None,
+              audience: SimulatedAudience | None = None) -> dict[str, int]:
+    sim = Simulation(sessions, dispatcher, actions, after_tick, audience)
     span = int((END - START).total_seconds() // 3600)
     now, done_hours = START, 0
     with click.progressbar(length=span, label="simulating 28 Sep → 29 Nov 2024", show_eta=False,
@@ -311,7 +339,7 @@ def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str 
     clock = SimulatedClock(START)
     dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     stop = threading.Event()
-    sim = Simulation(sessions, dispatcher, sorted(_actions(DATA / "actions.csv")))
+    sim = Simulation(sessions, dispatcher, sorted(_actions(DATA / "actions.csv")), audience=SimulatedAudience(sessions))
     player = threading.Thread(target=play, args=(sim, clock, CAMPAIGN, stop, pace), daemon=True, name="demo-clock")
     try:
         app = create_app(settings, sessions, clock=clock.now)

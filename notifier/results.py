@@ -55,6 +55,7 @@ from notifier.ledger.states import CampaignState, DeliveryState
 ATTRIBUTION_WINDOW = timedelta(days=7)  # an action this long after a message is no longer credited to it
 METRICS = ("delivered", "bounced", "opened", "opened_machine", "clicked", "unsubscribed", "complained",
            "converted", "converted_late")
+PUSH_METRICS = frozenset({"opened", "converted", "converted_late"})  # a push has no delivery receipt nor tracked link
 _CHUNK = 500
 
 
@@ -236,6 +237,10 @@ class ResultRow:
     sent: int
     metrics: dict[str, int]  # METRICS and click:<link> → messages
 
+    def measured(self, metric: str) -> bool:
+        """Whether the channel reports ``metric`` at all (a push's delivery is not reported: a 0 would mislead)."""
+        return self.channel != "push" or metric in PUSH_METRICS or metric == "sent"
+
     def __getitem__(self, metric: str) -> int:
         return self.sent if metric == "sent" else self.metrics.get(metric, 0)
 
@@ -294,8 +299,9 @@ class Results:
     rows: tuple[ResultRow, ...]
     funnels: tuple[Funnel, ...]
 
-    def total(self, metric: str) -> int:
-        return sum(r[metric] for r in self.rows)
+    def total(self, metric: str, channel: str | None = None) -> int:
+        """``metric`` over every row, or over one channel's."""
+        return sum(r[metric] for r in self.rows if channel in (None, r.channel))
 
     @property
     def links(self) -> dict[str, int]:

@@ -155,6 +155,29 @@ def test_marketing_runs_the_shutdown_campaign_in_the_browser(demo: Demo, page: o
     assert titles and not [t for t in titles if "planned" in t]
     p.locator("#timeline").screenshot(path=str(artifacts / "5-timeline.png"))
 
+    # Results: what the demo's recipients did with the messages, and per deadline who has acted, day by day.
+    p.get_by_test_id("results-link").click()
+    p.wait_for_url(re.compile(r"/results$"))
+    figure = {m: int(p.locator(f'[data-metric="{m}"]').inner_text().replace(",", ""))
+              for m in ("sent", "delivered", "opened", "clicked", "converted")}
+    assert figure["sent"] == demo.sent()
+    assert 0 < figure["clicked"] < figure["opened"] < figure["sent"] and figure["delivered"] > 0
+    assert figure["converted"] > 0
+    assert p.locator("#funnel svg polyline").count() == 2  # one line per deadline with a skip_if
+    shot(p, artifacts, "5b-results")
+    p.locator("table.sortable thead a", has_text="Opened").click()
+    p.wait_for_url(re.compile(r"sort=opened&dir=desc"))
+    column = [h.inner_text() for h in p.locator("table.sortable thead th").all()].index("Opened ▼")
+    opened = [int(v.replace(",", "")) for v in p.locator(f"table.sortable tbody tr td:nth-child({column + 1})")
+              .all_inner_texts()]
+    assert opened == sorted(opened, reverse=True) and opened[0] > 0
+    left = int(p.get_by_test_id("funnel-playlist-transfer").inner_text().split("; ")[1].split()[0].replace(",", ""))
+    with p.expect_download() as download:
+        p.get_by_test_id("funnel-playlist-transfer").get_by_role("link").click()
+    lines = Path(download.value.path()).read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "recipient_id" and len(lines) - 1 == left > 0
+    p.goto(f"{demo.url}/campaigns/{CAMPAIGN}")
+
     # One recipient: what they got, in their own zone, with reasons.
     p.get_by_label("Recipient id").fill("u00001")
     p.get_by_role("button", name="Show what they get").click()

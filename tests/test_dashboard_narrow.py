@@ -1,6 +1,6 @@
 """The dashboard on a phone and on a laptop (Debian's Chromium, headless): at 390 and 1366 CSS pixels wide, the
-campaign list, a campaign's page and the gallery never scroll sideways (a wide table may scroll inside its own box).
-Full-page screenshots of each go to test-artifacts/ (NOTIFIER_TEST_ARTIFACTS)."""
+campaign list, a campaign's page, the gallery and the results never scroll sideways (a wide table or chart may scroll
+inside its own box). Full-page screenshots of each go to test-artifacts/ (NOTIFIER_TEST_ARTIFACTS)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from notifier.demo import CAMPAIGN
 from tests.browser import dashboard_demo, shot
 
 PASSWORD = "a narrow screen's own password"
-PAGES = {"campaigns": "/campaigns", "campaign": f"/campaigns/{CAMPAIGN}", "gallery": f"/campaigns/{CAMPAIGN}/gallery"}
+PAGES = {"campaigns": "/campaigns", "campaign": f"/campaigns/{CAMPAIGN}", "gallery": f"/campaigns/{CAMPAIGN}/gallery",
+         "results": f"/campaigns/{CAMPAIGN}/results"}
 # What sticks out past the viewport's right edge, outside any box that scrolls on its own: the culprits of a page
 # that scrolls sideways.
 STICKING_OUT = """() => {

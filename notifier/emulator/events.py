@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import random
+import re
 import secrets
 import time
 import urllib.parse
@@ -42,7 +43,10 @@ SHARES = ("bounce", "blocked", "dropped", "spamreport", "unsubscribe")  # the or
 MAX_REFUSALS = 3  # 4xx answers to one batch before it is dropped
 POST_TIMEOUT = 10.0  # seconds for one post, so a receiver that hangs only delays the next interval
 MAX_BATCH = 10_000
-_KEYS = {"url", *SHARES, "seed", "batch", "interval"}
+_KEYS = {"url", *SHARES, "seed", "batch", "interval", "opens", "clicks", "machine_opens"}
+ANY_LOCALE = "*"  # in opens and clicks: the share for a locale not named
+_LANG = re.compile(r"<html\b[^>]*?\blang=[\"']?([A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)", re.IGNORECASE)
+_HREF = re.compile(r"""\bhref=["'](https?://[^"'\s<>]+)["']""", re.IGNORECASE)
 
 log = logging.getLogger("notifier.emulator.events")
 
@@ -69,6 +73,17 @@ def _share(name: str, value: Any) -> float:
     return float(value)
 
 
+def _shares_by_locale(name: str, value: Any) -> dict[str, float]:
+    """{"id": 0.45, "pt-BR": 0.38, "*": 0.3}: a share per locale of the mail (its html's lang), "*" for the rest."""
+    if not isinstance(value, dict):
+        raise EventsError(name, 'expected an object of locale → share, such as {"id": 0.4, "*": 0.3}')
+    for locale in value:
+        if not isinstance(locale, str) or not (locale == ANY_LOCALE or re.fullmatch(r"[A-Za-z]{2,3}(-\w{2,8})*",
+                                                                                      locale)):
+            raise EventsError(f"{name}.{locale}", "expected a locale such as pt-BR, or * for any other")
+    return {locale: _share(f"{name}.{locale}", share) for locale, share in value.items()}
+
+
 def _url(value: Any) -> str | None:
     if value is None:
         return None
@@ -91,6 +106,9 @@ class EventsConfig:
     seed: int | None = None
     batch: int = 1000
     interval: float = 0.2
+    opens: dict[str, float] = field(default_factory=dict)  # of delivered mails, by locale: opened at least once
+    clicks: dict[str, float] = field(default_factory=dict)  # of opened mails, by locale: a link clicked
+    machine_opens: float = 0.0  # of delivered mails: opened by the mailbox itself (sg_machine_open), as Apple's MPP
 
     @classmethod
     def from_json(cls, body: Any, require_url: bool = True) -> EventsConfig:
@@ -115,10 +133,20 @@ class EventsConfig:
         if isinstance(interval, bool) or not isinstance(interval, int | float) or not (
                 math.isfinite(interval) and 0.01 <= interval <= 3600):
             raise EventsError("interval", "expected seconds from 0.01 to 3600")
-        return cls(_url(body.get("url")), **shares, seed=seed, batch=batch, interval=float(interval))
+        return cls(_url(body.get("url")), **shares, seed=seed, batch=batch, interval=float(interval),
+                   opens=_shares_by_locale("opens", body.get("opens", {})),
+                   clicks=_shares_by_locale("clicks", body.get("clicks", {})),
+                   machine_opens=_share("machine_opens", body.get("machine_opens", 0.0)))
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def share_for(self, shares: dict[str, float], locale: str | None) -> float:
+        """The share for ``locale`` (pt-BR, then pt), else the "*" one, else 0."""
+        for key in (locale, (locale or "").split("-")[0], ANY_LOCALE):
+            if key and key in shares:
+                return shares[key]
+        return 0.0
 
     def outcome(self, u: float) -> str:
         """The outcome of one uniform draw from [0, 1): the shares in SHARES order, then ``delivered``."""
@@ -171,6 +199,7 @@ class _Personalization:
     custom_args: dict[str, Any]
     categories: tuple[str, ...]
     asm_group_id: int | None
+    engaged: tuple[tuple[str, dict[str, Any]], ...] = ()  # opens and clicks after delivery, drawn on acceptance
 
     def events(self) -> list[dict[str, Any]]:
         """SendGrid's events for it; custom_args first, so they never overwrite SendGrid's own fields."""
@@ -181,7 +210,7 @@ class _Personalization:
         if self.asm_group_id is not None:
             shared["asm_group_id"] = self.asm_group_id
         return [{**shared, "event": name, "sg_event_id": secrets.token_urlsafe(16), **extra}
-                for name, extra in OUTCOME_EVENTS[self.outcome]]
+                for name, extra in (*OUTCOME_EVENTS[self.outcome], *self.engaged)]
 
 
 @dataclass(slots=True)
@@ -247,12 +276,32 @@ class EventFeed:
         for i, entry in enumerate(entries):
             outcome = self.config.outcome(self._rng.random())
             asm = entry.get("asm")
+            engaged = self._engagement(entry) if outcome == "delivered" else ()
             self._queue.append(_Personalization(
                 entry["to"][0], now, f"{message_id}.filterdrecv-{i}", smtp_id, outcome, entry["custom_args"],
-                tuple(entry.get("categories") or ()), asm["group_id"] if isinstance(asm, dict) else None))
-            n = len(OUTCOME_EVENTS[outcome])
+                tuple(entry.get("categories") or ()), asm["group_id"] if isinstance(asm, dict) else None, engaged))
+            n = len(OUTCOME_EVENTS[outcome]) + len(engaged)
             self.counters.generated += n
             self.counters.pending += n
+
+    def _engagement(self, entry: dict[str, Any]) -> tuple[tuple[str, dict[str, Any]], ...]:
+        """The opens and clicks of a delivered mail, at the configured shares for its locale (its html's
+        ``lang``): a machine open (flagged ``sg_machine_open``), a reader's open, and a click on one of its links
+        (never the unsubscribe one: that is an outcome of its own), as SendGrid reports them."""
+        config, rng, html = self.config, self._rng, entry.get("html") or ""
+        if not (config.opens or config.clicks or config.machine_opens):
+            return ()
+        found = _LANG.search(html)
+        locale = found[1] if found else None
+        out: list[tuple[str, dict[str, Any]]] = []
+        if rng.random() < config.machine_opens:
+            out.append(("open", {"sg_machine_open": True, "useragent": "Mozilla/5.0", "ip": "17.0.0.1"}))
+        if rng.random() < config.share_for(config.opens, locale):
+            out.append(("open", {"sg_machine_open": False, "useragent": "Mozilla/5.0", "ip": "192.0.2.1"}))
+            links = [u for u in _HREF.findall(html) if "/u/" not in u and "unsubscribe" not in u]
+            if links and rng.random() < config.share_for(config.clicks, locale):
+                out.append(("click", {"url": rng.choice(links), "useragent": "Mozilla/5.0", "ip": "192.0.2.1"}))
+        return tuple(out)
 
     def next_batch(self) -> Batch | None:
         """The batch to post now: the one that failed before, or up to ``batch`` new events; None when idle."""

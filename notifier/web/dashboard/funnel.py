@@ -64,8 +64,8 @@ def _panel(f: Funnel, start: date, top: float, locale: str, gettext: Gettext) ->
         "deadline": f.label, "share": f"{share:.1%}", "audience": f"{f.audience:,}"}
     out = [f'<g><rect x="{LEFT}" y="{top + HEAD}" width="{PLOT_W}" height="{PLOT_H}" fill="{STRIPE}"/>',
            f'<text x="0" y="{top + 18}" fill="{INK}" font-weight="600">{_text(title)}</text>']
-    for k in range(5):  # the share axis: 0 to its top in quarters
-        s = top_share * k / 4
+    for k in range(6):  # the share axis: 0 to its top in fifths (its top a tenth: steps of 2%, 4%, ...)
+        s = top_share * k / 5
         yy = y(s)
         out.append(f'<line x1="{LEFT}" x2="{LEFT + PLOT_W}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="{GRID}"/>'
                    f'<text x="{LEFT - 6}" y="{yy + 4:.1f}" text-anchor="end" fill="{MUTED}">{s:.0%}</text>')
