@@ -25,6 +25,7 @@ import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
@@ -113,14 +114,14 @@ def ledger(url: str, recipients: int, now: datetime) -> tuple[Engine, sessionmak
     return engine, sessions, campaign.id, rows
 
 
-def logged_in(url: str, sessions: sessionmaker[Session]) -> TestClient:
-    """A browser's session on the dashboard of this ledger."""
+def logged_in(url: str, sessions: sessionmaker[Session], **settings_: Any) -> TestClient:
+    """A browser's session on the dashboard of this ledger (``settings_``: more settings, an API token say)."""
     from notifier.config import load_settings
     from notifier.web import create_app
     from notifier.web.dashboard.auth import hash_password
 
     settings = load_settings({"NOTIFIER_DATABASE_URL": url}).with_(
-        admin_password_hash=hash_password(PASSWORD), admin_password_was_plain=False)
+        admin_password_hash=hash_password(PASSWORD), admin_password_was_plain=False, **settings_)
     client = TestClient(create_app(settings, sessions), base_url="http://127.0.0.1")
     token = client.get("/login").text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
     client.post("/login", data={"password": PASSWORD, "csrf": token}, headers={"Origin": "http://127.0.0.1"})

@@ -272,7 +272,7 @@ def record_actions(session: Session,
     through)."""
     known = None if force else queries.skip_if_actions(session)
     recorded, rejected = 0, []
-    counter = results.ActionCounter(session)
+    counter = results.ActionCounter(session, deferred=True)  # the batch's counts written at its end, in key order
     for item in items:
         if isinstance(item, ActionRejection):
             rejected.append(item)
@@ -280,7 +280,7 @@ def record_actions(session: Session,
         line, recipient_id, action, at = item
         if isinstance(recipient_id, int):  # a push open
             try:
-                recorded += push_opened(session, recipient_id, at)
+                recorded += push_opened(session, recipient_id, at, counter=counter)
             except UserError as exc:
                 rejected.append(ActionRejection(line, str(exc)))
             continue
@@ -292,12 +292,15 @@ def record_actions(session: Session,
             recorded += record_action(session, recipient_id, action, at, force=True, counter=counter)
         except UserError as exc:
             rejected.append(ActionRejection(line, str(exc)))
+    counter.flush()
     return recorded, rejected
 
 
-def push_opened(session: Session, delivery_id: int, at: datetime) -> bool:
+def push_opened(session: Session, delivery_id: int, at: datetime, *,
+                counter: results.ActionCounter | None = None) -> bool:
     """Keep the app's report that the push ``delivery_id`` was opened, as an ``opened`` event of provider ``app``
-    (one per push: a report posted again adds nothing), counted in the results; False when it was known."""
+    (one per push: a report posted again adds nothing), counted in the results (by ``counter`` when given: a
+    batch's); False when it was known."""
     found = session.execute(select(DeliveryRow.campaign_id, DeliveryRow.channel, DeliveryRow.state)
                             .where(DeliveryRow.id == delivery_id)).first()
     if found is None or found.channel != "push" or found.state != DeliveryState.SENT:
@@ -306,7 +309,7 @@ def push_opened(session: Session, delivery_id: int, at: datetime) -> bool:
         delivery_id=delivery_id, campaign_id=found.campaign_id, type=EventType.OPENED.value, at=at, provider="app",
         provider_event_id=f"open-{delivery_id}", detail={"machine": False})
     new = bool(session.execute(stmt.on_conflict_do_nothing()).rowcount)
-    results.count(session, [results.Hit(found.campaign_id, delivery_id, "opened")])
+    (counter or results.ActionCounter(session)).hit(results.Hit(found.campaign_id, delivery_id, "opened"))
     return new
 
 

@@ -39,6 +39,7 @@ from notifier.ledger.models import (
     DeliveryRow,
     PushToken,
     Recipient,
+    ResultFirst,
 )
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,8 @@ def purge(sessions: sessionmaker[Session], campaign_id: str, now: datetime, outb
 
 
 def purge_rows(session: Session, campaign_id: str, now: datetime) -> int:
-    """Remove an ended, settled campaign's delivery rows and events, keeping its counts; returns rows removed."""
+    """Remove an ended, settled campaign's delivery rows and events, and the per-message keys of its results,
+    keeping its counts and its results; returns rows removed."""
     row = queries.get_campaign(session, campaign_id)
     _refuse_unless_ended(row, now)
     if tallies.has_open(session, campaign_id):
@@ -149,6 +151,7 @@ def purge_rows(session: Session, campaign_id: str, now: datetime) -> int:
     count = session.scalar(select(func.count()).select_from(DeliveryRow).where(
         DeliveryRow.campaign_id == campaign_id)) or 0
     partitions.empty(session, campaign_id)
+    session.execute(delete(ResultFirst).where(ResultFirst.campaign_id == campaign_id))  # they name its rows' ids
     return count
 
 

@@ -26,7 +26,7 @@ after) counts in the funnel only.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -52,7 +52,7 @@ from notifier.ledger.models import (
 )
 from notifier.ledger.states import CampaignState, DeliveryState
 
-ATTRIBUTION_WINDOW = timedelta(days=7)  # an action this long after a message is no longer credited to it
+ATTRIBUTION_WINDOW = timedelta(days=7)  # an action more than this long after a message is not credited to it
 METRICS = ("delivered", "bounced", "opened", "opened_machine", "clicked", "unsubscribed", "complained",
            "converted", "converted_late")
 PUSH_METRICS = frozenset({"opened", "converted", "converted_late"})  # a push has no delivery receipt nor tracked link
@@ -135,11 +135,36 @@ def _add(session: Session, counts: Mapping[tuple[str, int, str, str, str], int])
 @dataclass
 class ActionCounter:
     """Counts newly recorded actions for every campaign whose deadlines name them in ``skip_if``; made once per
-    batch of actions (it reads the campaigns and their send groups once)."""
+    batch of actions (it reads the campaigns and their send groups once).
+
+    ``deferred``: keep the batch's counts until :meth:`flush`, which writes them in key order, as ``count`` does
+    for events. A batch of ``POST /actions`` must: every action of a day adds to the same funnel row, so two
+    batches that write their rows as each action comes, in other orders (a refund, then a transfer; a transfer,
+    then a refund), wait on each other in a cycle and PostgreSQL aborts one of them (a 503)."""
 
     session: Session
+    deferred: bool = False
     _campaigns: dict[str, list[tuple[Campaign, tuple[str, ...]]]] | None = None  # action → (campaign, deadlines)
     _groups: dict[str, list[tuple[int, str, datetime, tuple[str, ...]]]] = field(default_factory=dict)
+    _acted: Counter[tuple[str, str, date]] = field(default_factory=Counter)  # deferred: (campaign, deadline, day)
+    _late: Counter[tuple[str, str, date]] = field(default_factory=Counter)  # deferred
+    _hits: list[Hit] = field(default_factory=list)  # deferred
+
+    def hit(self, hit: Hit) -> None:
+        """Count ``hit`` (once per message and metric), now or at :meth:`flush`."""
+        if self.deferred:
+            self._hits.append(hit)
+        else:
+            count(self.session, [hit])
+
+    def flush(self) -> None:
+        """Write the deferred counts: the funnel's days, then the messages' hits, each in key order."""
+        for key in sorted(self._acted):
+            _add_day(self.session, *key, self._acted[key], self._late[key])
+        count(self.session, self._hits)
+        self._acted.clear()
+        self._late.clear()
+        self._hits.clear()
 
     def _by_action(self) -> dict[str, list[tuple[Campaign, tuple[str, ...]]]]:
         if self._campaigns is None:
@@ -174,8 +199,13 @@ class ActionCounter:
             if not in_audience(campaign.countries, country):
                 continue
             for deadline_id in deadline_ids:
-                late = at > campaign.deadline(deadline_id).instant_in(zone(tz))
-                _add_day(self.session, campaign.id, deadline_id, at.astimezone(UTC).date(), late)
+                late = int(at > campaign.deadline(deadline_id).instant_in(zone(tz)))
+                key = (campaign.id, deadline_id, at.astimezone(UTC).date())
+                if self.deferred:
+                    self._acted[key] += 1
+                    self._late[key] += late
+                else:
+                    _add_day(self.session, *key, 1, late)
             self._attribute(campaign, deadline_ids, seq, at)
 
     def _attribute(self, campaign: Campaign, deadline_ids: tuple[str, ...], seq: int, at: datetime) -> None:
@@ -187,21 +217,21 @@ class ActionCounter:
             select(DeliveryRow.id, DeliveryRow.group_id)
             .where(DeliveryRow.campaign_id == campaign.id, DeliveryRow.group_id.in_(sorted(groups)),
                    DeliveryRow.recipient_seq == seq, DeliveryRow.state == DeliveryState.SENT,
-                   DeliveryRow.sent_at <= at, DeliveryRow.sent_at > at - ATTRIBUTION_WINDOW)
+                   DeliveryRow.sent_at <= at, DeliveryRow.sent_at >= at - ATTRIBUTION_WINDOW)
             .order_by(DeliveryRow.sent_at.desc(), DeliveryRow.id.desc()).limit(1)).first()
         if last is None:
             return
         tz, dl = groups[last.group_id]
         late = all(at > campaign.deadline(d).instant_in(zone(tz)) for d in dl if d in deadline_ids)
-        count(self.session, [Hit(campaign.id, last.id, "converted_late" if late else "converted")])
+        self.hit(Hit(campaign.id, last.id, "converted_late" if late else "converted"))
 
 
-def _add_day(session: Session, campaign_id: str, deadline_id: str, day: date, late: bool) -> None:
+def _add_day(session: Session, campaign_id: str, deadline_id: str, day: date, acted: int, late: int) -> None:
     stmt = queries.dialect_insert(session, ActionDay).values(campaign_id=campaign_id, deadline_id=deadline_id,
-                                                              day=day, acted=1, late=int(late))
+                                                              day=day, acted=acted, late=late)
     t = ActionDay.__table__
     session.execute(stmt.on_conflict_do_update(index_elements=["campaign_id", "deadline_id", "day"],
-                                               set_={"acted": t.c.acted + 1, "late": t.c.late + int(late)}))
+                                               set_={"acted": t.c.acted + acted, "late": t.c.late + late}))
 
 
 def rebuild(session: Session) -> None:
@@ -390,5 +420,7 @@ def not_acted(session: Session, campaign_id: str, deadline_id: str, chunk: int =
     yield from session.scalars(q)
 
 
-def table_rows(res: Results, columns: Sequence[str] = COLUMNS) -> list[list[Any]]:
-    return [[getattr(r, c) if c in ("send", "locale", "channel") else r[c] for c in columns] for r in res.rows]
+def table_rows(res: Results, missing: str = "") -> list[list[Any]]:
+    """The rows as cells in ``COLUMNS`` order; ``missing`` where the channel does not report a metric."""
+    return [[getattr(r, c) if c in ("send", "locale", "channel") else r[c] if r.measured(c) else missing
+             for c in COLUMNS] for r in res.rows]

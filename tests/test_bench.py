@@ -76,6 +76,21 @@ def test_dashboard_counts_smoke_run_prints_its_summary_line() -> None:
 
 
 @pytest.mark.postgres
+def test_results_page_smoke_run_prints_its_summary_line() -> None:
+    """``python -m bench.results_page`` at 2,000 recipients and 20,000 events: the harness works (its figures are
+    in README's Measured, from a run at 1,000,000 recipients and 10,000,000 events)."""
+    server = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.results_page", "--recipients", "2000", "--runs", "1", "--server", server],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    found = re.fullmatch(r"results-page: recipients=2000 events=(\d+) baseline_ms=\d+ results_ms=\d+ page_ms=\d+ "
+                         r"api_ms=\d+ batch_ms=\d+ ratio=[\d.]+", last)
+    assert found and int(found[1]) > 10_000, last
+
+
+@pytest.mark.postgres
 def test_dispatch_once_smoke_run_sends_every_message_and_prints_its_summary_line() -> None:
     """``python -m bench.dispatch_once`` at 300 recipients: every message of the wave went out in the one tick,
     and the ledger's counters were read (its figures are in README's Measured, from a run at 100,000)."""

@@ -165,6 +165,7 @@ def test_marketing_runs_the_shutdown_campaign_in_the_browser(demo: Demo, page: o
     assert figure["converted"] > 0
     assert p.locator("#funnel svg polyline").count() == 2  # one line per deadline with a skip_if
     shot(p, artifacts, "5b-results")
+    p.locator("#funnel").screenshot(path=str(artifacts / "5c-funnel.png"))  # README's picture of the funnel
     p.locator("table.sortable thead a", has_text="Opened").click()
     p.wait_for_url(re.compile(r"sort=opened&dir=desc"))
     column = [h.inner_text() for h in p.locator("table.sortable thead th").all()].index("Opened ▼")

@@ -307,5 +307,10 @@ def test_the_providers_demo_sends_every_message_exactly_once_through_injected_fa
     feedback = re.search(r"^feedback: SendGrid events (.*); (\d+) addresses suppressed", out, re.MULTILINE)
     assert feedback is not None, out[-2000:]
     assert "bounced: " in feedback.group(1) and "complained: " in feedback.group(1) and int(feedback.group(2)) > 0
+    # The emulator's opens (some by machines) and clicks came back through the webhook and were counted.
+    results = re.search(r"^results: [\d,]+ emails delivered; ([\d,]+) messages opened by people \(and ([\d,]+) emails "
+                        r"by machines\), ([\d,]+) clicked", out, re.MULTILINE)
+    assert results is not None, out[-2000:]
+    assert all(int(g.replace(",", "")) > 0 for g in results.groups())
     skips = re.search(r"^skipped because: (.*)$", out, re.MULTILINE)
     assert skips is not None and "suppressed: " in skips.group(1)

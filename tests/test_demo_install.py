@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,6 +107,13 @@ def test_the_wheel_alone_plays_the_demo_in_an_empty_folder(tmp_path: Path) -> No
     assert sent["push"] == len(list((folder / "outbox" / "push").rglob("*.json"))) > 1000
     assert all(c.get("pending", 0) == 0 and c.get("sending", 0) == 0 for c in totals["counts"])
     assert totals["skipped_because"].get("action_done", 0) > 0
+    # It ends with results: the simulated audience opened, clicked and acted, and the funnel says who has not.
+    figures = re.search(r"^results: ([\d,]+) emails delivered; ([\d,]+) messages opened by people \(and ([\d,]+) "
+                        r"emails by machines\), ([\d,]+) clicked; ([\d,]+) people acted after a message$", out, re.M)
+    assert figures is not None, out[-2000:]
+    delivered, opened, machine, clicked, acted = (int(g.replace(",", "")) for g in figures.groups())
+    assert delivered == sent["email"] and 0 < clicked < opened and machine > 0 and acted > 0
+    assert re.search(r"^  Playlist transfer: [\d,]+ of [\d,]+ acted \(\d+%\), [\d,]+ have not$", out, re.M)
 
     # A new campaign never lands in site-packages: the shipped folders are read, not written.
     new = subprocess.run([str(venv / "bin" / "notifier"), "campaign", "new", "acme-stream"], capture_output=True,

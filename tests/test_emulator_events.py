@@ -202,6 +202,44 @@ def test_every_outcome_looks_as_sendgrid_sends_it(emulator: EmulatorProcess, rec
     assert {e["reason"] for e in receiver.events() if e["event"] == "dropped"} == {"Bounced Address"}
 
 
+def html_mail(lang: str, n: int, start: int = 0) -> dict[str, Any]:
+    """A mail in ``lang`` with two campaign links and an unsubscribe link, as the notifier's html carries them."""
+    html = (f'<!doctype html><html lang="{lang}" dir="auto"><body><a href="https://music.tiktok.com/transfer">x</a>'
+            '<a href="https://support.tiktok.com/music-closing">y</a>'
+            '<a href="https://notifier.example/u/abc.def">unsubscribe</a></body></html>')
+    return mail_body(n, start, content=[{"type": "text/plain", "value": "Hello"}, {"type": "text/html", "value": html}])
+
+
+def test_opens_and_clicks_come_at_the_shares_set_for_the_mails_locale(emulator: EmulatorProcess,
+                                                                      receiver: Receiver) -> None:
+    emulator.set_events({"url": receiver.url, "seed": 3, "opens": {"id": 0.8, "*": 0.1},
+                         "clicks": {"id": 0.5, "*": 0.0}, "machine_opens": 0.2, **FAST})
+    send(emulator, html_mail("id", 400))
+    send(emulator, html_mail("en", 400, start=400))
+    emulator.wait_events_posted(emulator.events_status()["generated"], timeout=20)
+    by_lang: dict[str, Counter[str]] = {"id": Counter(), "en": Counter()}
+    for email, events in by_email(receiver.events()).items():
+        lang = "id" if int(email[4:].split("@")[0]) < 400 else "en"
+        assert [e["event"] for e in events][:2] == ["processed", "delivered"]  # opens and clicks come after
+        kinds = [("machine_open" if e["sg_machine_open"] else "open") if e["event"] == "open" else e["event"]
+                 for e in events[2:]]
+        by_lang[lang].update(set(kinds))
+        clicks = [e for e in events if e["event"] == "click"]
+        assert all(c["url"] != "https://notifier.example/u/abc.def" for c in clicks)  # never the unsubscribe link
+        assert all(c["url"].startswith("https://") for c in clicks)
+        if clicks:
+            assert "open" in kinds  # a click comes from a reader who opened it
+    assert 0.7 * 400 < by_lang["id"]["open"] < 0.9 * 400 and 0.03 * 400 < by_lang["en"]["open"] < 0.18 * 400
+    assert 0.3 * 0.8 * 400 < by_lang["id"]["click"] < 0.7 * 0.8 * 400 and by_lang["en"]["click"] == 0
+    for lang in by_lang:
+        assert 0.1 * 400 < by_lang[lang]["machine_open"] < 0.3 * 400
+
+
+def test_shares_by_locale_fall_back_from_region_to_language_to_any() -> None:
+    config = EventsConfig.from_json({"url": None, "opens": {"pt": 0.4, "pt-BR": 0.6, "*": 0.1}})
+    assert [config.share_for(config.opens, loc) for loc in ("pt-BR", "pt-PT", "es-MX", None)] == [0.6, 0.4, 0.1, 0.1]
+
+
 def test_sg_event_ids_are_unique_and_url_safe(emulator: EmulatorProcess, receiver: Receiver) -> None:
     emulator.set_events({"url": receiver.url, "spamreport": 0.5, "seed": 3, **FAST})
     send(emulator, mail_body(300))
@@ -274,6 +312,10 @@ def test_without_a_url_events_wait_and_reset_forgets_them(emulator: EmulatorProc
     ({"url": None, "seed": "one"}, "seed"),
     ({"url": None, "colour": "blue"}, "colour"),
     ({"bounce": 0.1}, "url"),
+    ({"url": None, "opens": 0.3}, "opens"),
+    ({"url": None, "opens": {"id": 1.5}}, "opens.id"),
+    ({"url": None, "clicks": {"<script>": 0.1}}, "clicks.<script>"),
+    ({"url": None, "machine_opens": -1}, "machine_opens"),
 ])
 def test_an_invalid_configuration_is_refused_naming_the_field(emulator: EmulatorProcess, config: dict[str, Any],
                                                               field: str) -> None:

@@ -45,7 +45,8 @@ def campaign_report(c: CliContext, campaign_id: str, as_json: bool, as_csv: bool
         out.writerows(table_rows(res))
         return
     click.echo(f"{res.campaign_id}: {res.name}")
-    click.echo(format_table(list(COLUMNS), [*table_rows(res), ["all", "", "", *(res.total(m) for m in COLUMNS[3:])]]))
+    click.echo(format_table(list(COLUMNS), [*table_rows(res, "-"),
+                                            ["all", "", "", *(res.total(m) for m in COLUMNS[3:])]]))
     if res.links:
         click.echo("unique clicks by link: " + ", ".join(f"{k} {n:,}" for k, n in res.links.items()))
     for f in res.funnels:
