@@ -11,7 +11,7 @@ from notifier.channels.base import EmailMessage, Message, PushMessage
 from notifier.config import Settings
 from notifier.errors import UserError, raised_at
 from notifier.ledger.claims import ClaimedRow, RowOutcome
-from notifier.links import unsubscribe_headers
+from notifier.links import open_token, unsubscribe_headers
 from notifier.planner import parse_send_key, send_channels
 from notifier.render import Personal, Renderer
 
@@ -57,8 +57,9 @@ class MessageBuilder:
         push = self.renderer.push(variant, personal)
         # A merged push speaks for every deadline it carries: it lives, and collapses, with the latest of them.
         expires, latest = max((campaign.deadline(d).instant_in(tz), d) for d in deadlines)
+        opened = {"open_token": open_token(self.settings.secret_key, row.id)}  # the app's proof for POST /opens
         return PushMessage(row.id, row.tokens, push.title, push.body, expires_at=expires,
-                           collapse_key=f"{campaign.id}:{latest}", metadata=ids,
+                           collapse_key=f"{campaign.id}:{latest}", metadata={**ids, **opened},
                            tags=(f"{campaign.id}-{row.wave}",), marketing=campaign.honours_opt_outs, ttl=expires - now,
                            link=push.link or None)
 

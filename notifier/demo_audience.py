@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from notifier.events import EventType, ProviderEvent
 from notifier.feedback import apply_events, push_opened
+from notifier.i18n import share_for
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
 from notifier.ledger.models import DeliveryRow, Recipient, SendGroup
@@ -42,13 +43,6 @@ class Behaviour:
     acts: Mapping[str, float]
     machine_opens: float = 0.0  # of emails: opened by the mailbox itself (Apple Mail Privacy Protection)
     within: timedelta = timedelta(hours=36)
-
-    @staticmethod
-    def share(shares: Mapping[str, float], locale: str | None) -> float:
-        for key in (locale, (locale or "").split("-")[0], "*"):
-            if key and key in shares:
-                return shares[key]
-        return 0.0
 
 
 # Indonesian and Brazilian audiences read and act more than the English one: enough to tell the rows apart.
@@ -96,10 +90,10 @@ class SimulatedAudience:
             deadlines = [campaign.deadline(i.deadline) for i in parse_send_key(r.send_key)]
             if r.channel == "email" and self.email_events:
                 events += self._email(r, [d.link for d in deadlines if d.link] or list(campaign.links.values()))
-            elif r.channel == "push" and rng.random() < b.share(b.push_opens, r.locale):
+            elif r.channel == "push" and rng.random() < share_for(b.push_opens, r.locale):
                 opened.append((r.id, r.sent_at + timedelta(minutes=rng.randint(1, 120))))
             goals = [d.skip_if for d in deadlines if d.skip_if]
-            if goals and rng.random() < b.share(b.acts, r.locale):
+            if goals and rng.random() < share_for(b.acts, r.locale):
                 later = timedelta(seconds=rng.randint(600, int(b.within.total_seconds())))
                 actions.append((r.sent_at + later, r.rid, rng.choice(goals)))
         if events or opened:
@@ -120,10 +114,10 @@ class SimulatedAudience:
         out = [event(EventType.DELIVERED, 0)]
         if rng.random() < b.machine_opens:
             out.append(event(EventType.OPENED, 1, machine=True))
-        if rng.random() < b.share(b.opens, r.locale):
+        if rng.random() < share_for(b.opens, r.locale):
             out.append(event(EventType.OPENED, 2))
-            if rng.random() < b.share(b.opens, r.locale):  # some read it twice: still one unique open
+            if rng.random() < share_for(b.opens, r.locale):  # some read it twice: still one unique open
                 out.append(event(EventType.OPENED, 3))
-            if links and rng.random() < b.share(b.clicks, r.locale):
+            if links and rng.random() < share_for(b.clicks, r.locale):
                 out.append(event(EventType.CLICKED, 4, url=rng.choice(links)))
         return out

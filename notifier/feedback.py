@@ -261,15 +261,11 @@ class ActionRejection:
         return f"line {self.line}: {self.reason}" if self.line is not None else self.reason
 
 
-OPENED = "opened"  # the action an app reports a push open with, naming the push's delivery id
-
-
-def record_actions(session: Session,
-                   items: Iterable[tuple[int | None, str | int, str, datetime] | ActionRejection], *,
+def record_actions(session: Session, items: Iterable[tuple[int | None, str, str, datetime] | ActionRejection], *,
                    force: bool = False) -> tuple[int, list[ActionRejection]]:
-    """Record (line, recipient id, action, at) items, and (line, delivery id, ``opened``, at) push opens; an
-    unknown recipient, action or push is rejected alone (as are items the reader already rejected, passed
-    through)."""
+    """Record (line, recipient id, action, at) items; an unknown recipient or action is rejected alone (as are
+    items the reader already rejected, passed through). A caller that can (``POST /actions``) passes them in
+    (recipient, action) order: two batches then take their rows' locks in one order and never deadlock."""
     known = None if force else queries.skip_if_actions(session)
     recorded, rejected = 0, []
     counter = results.ActionCounter(session, deferred=True)  # the batch's counts written at its end, in key order
@@ -278,12 +274,6 @@ def record_actions(session: Session,
             rejected.append(item)
             continue
         line, recipient_id, action, at = item
-        if isinstance(recipient_id, int):  # a push open
-            try:
-                recorded += push_opened(session, recipient_id, at, counter=counter)
-            except UserError as exc:
-                rejected.append(ActionRejection(line, str(exc)))
-            continue
         if known is not None and action not in known:
             rejected.append(ActionRejection(line, f"action {action!r}: no campaign's skip_if uses it (known: "
                                                   f"{', '.join(sorted(known)) or 'none'})"))
@@ -292,6 +282,21 @@ def record_actions(session: Session,
             recorded += record_action(session, recipient_id, action, at, force=True, counter=counter)
         except UserError as exc:
             rejected.append(ActionRejection(line, str(exc)))
+    counter.flush()
+    return recorded, rejected
+
+
+def record_push_opens(session: Session, items: Iterable[tuple[int, int, datetime]]
+                      ) -> tuple[int, list[ActionRejection]]:
+    """Record (index, delivery id, at) push opens whose tokens were checked, in delivery id order (two batches
+    never wait on each other in a cycle); a push we did not send is rejected alone."""
+    recorded, rejected = 0, []
+    counter = results.ActionCounter(session, deferred=True)
+    for index, delivery_id, at in sorted(items, key=lambda item: (item[1], item[0])):
+        try:
+            recorded += push_opened(session, delivery_id, at, counter=counter)
+        except UserError as exc:
+            rejected.append(ActionRejection(index, str(exc)))
     counter.flush()
     return recorded, rejected
 

@@ -6,7 +6,7 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
 from functools import lru_cache
@@ -25,6 +25,15 @@ from notifier.errors import CatalogError
 
 # Old or alternative language codes that Babel does not map by itself.
 ALIASES = {"in": "id", "iw": "he", "ji": "yi", "tl": "fil"}
+
+
+def share_for(shares: Mapping[str, float], locale: str | None) -> float:
+    """A share given per locale (``{"pt-BR": 0.4, "pt": 0.3, "*": 0.2}``): the locale's own, else its language's,
+    else the one for any other (``*``), else 0. The demo's audience and the emulator's opens and clicks read them."""
+    for key in (locale, (locale or "").split("-")[0], "*"):
+        if key and key in shares:
+            return shares[key]
+    return 0.0
 
 
 def parse_tag(tag: str | None, *, strict: bool = False) -> Locale | None:

@@ -78,6 +78,19 @@ def verify_unsubscribe_token(secrets: str | Sequence[str], token: str, *, today:
 MAILTO_SUBJECT = "unsubscribe"  # the subject a mailto: unsubscribe asks for, before the token
 
 
+def open_token(secret: str, delivery_id: int) -> str:
+    """What a push carries (``data.open_token``) so that its app can report it was opened (``POST /opens``)
+    without any other credential: a MAC of its delivery id, good for that one push only (22 characters)."""
+    mac = _mac(secret, b"push-open:", str(delivery_id).encode())[:16]
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def verify_open_token(secrets: str | Sequence[str], delivery_id: int, token: str) -> bool:
+    """Whether ``token`` is ``delivery_id``'s open token under one of ``secrets`` (current key first)."""
+    keys = [secrets] if isinstance(secrets, str) else list(secrets)
+    return any(hmac.compare_digest(open_token(k, delivery_id).encode(), token.encode()) for k in keys if k)
+
+
 def unsubscribe_mailto(address: str, token: str) -> str:
     """The ``mailto:`` URI (RFC 6068) of one message's unsubscribe by mail: the token goes in the subject, which
     mail clients send as given (a local part holds 64 characters at most, and many fold its case)."""

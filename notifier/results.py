@@ -50,7 +50,7 @@ from notifier.ledger.models import (
     ResultTally,
     SendGroup,
 )
-from notifier.ledger.states import CampaignState, DeliveryState
+from notifier.ledger.states import DeliveryState
 
 ATTRIBUTION_WINDOW = timedelta(days=7)  # an action more than this long after a message is not credited to it
 METRICS = ("delivered", "bounced", "opened", "opened_machine", "clicked", "unsubscribed", "complained",
@@ -169,8 +169,7 @@ class ActionCounter:
     def _by_action(self) -> dict[str, list[tuple[Campaign, tuple[str, ...]]]]:
         if self._campaigns is None:
             self._campaigns = defaultdict(list)
-            rows = self.session.scalars(select(CampaignRow).where(CampaignRow.state != CampaignState.CANCELLED))
-            for row in rows:
+            for row in self.session.scalars(select(CampaignRow)):  # cancelled ones too: people still act
                 try:
                     campaign = queries.campaign_of(row)
                 except NotifierError:  # its stored file no longer reads: it counts nothing, the rest go on
@@ -234,6 +233,29 @@ def _add_day(session: Session, campaign_id: str, deadline_id: str, day: date, ac
                                                set_={"acted": t.c.acted + acted, "late": t.c.late + late}))
 
 
+def recount_funnel(session: Session, campaign_id: str) -> None:
+    """The campaign's funnel counted again from every action recorded so far, as scheduling it (again) must: the
+    actions recorded before it was in the ledger, or under other deadlines or countries, count too. Streamed; the
+    days are written in key order."""
+    campaign = queries.campaign_of(queries.get_campaign(session, campaign_id))
+    session.execute(ActionDay.__table__.delete().where(ActionDay.campaign_id == campaign_id))
+    acted: Counter[tuple[str, date]] = Counter()
+    late: Counter[tuple[str, date]] = Counter()
+    for d in campaign.deadlines:
+        if not d.skip_if:
+            continue
+        q = (select(RecipientAction.at, Recipient.timezone)
+             .join(Recipient, Recipient.seq == RecipientAction.recipient_seq)
+             .where(RecipientAction.action == d.skip_if, in_audience_sql(campaign.countries))
+             .execution_options(yield_per=10_000))
+        for at, tz in session.execute(q):
+            key = (d.id, at.astimezone(UTC).date())
+            acted[key] += 1
+            late[key] += at > d.instant_in(zone(tz))
+    for deadline_id, day in sorted(acted):
+        _add_day(session, campaign_id, deadline_id, day, acted[(deadline_id, day)], late[(deadline_id, day)])
+
+
 def rebuild(session: Session) -> None:
     """Count every stored event and action again from nothing (the migration that made the counts does it once)."""
     for table in (ResultFirst, ResultTally, ActionDay):
@@ -249,8 +271,9 @@ def rebuild(session: Session) -> None:
             batch = []
     count(session, batch)
     counter = ActionCounter(session)
-    for seq, action, at in session.execute(select(RecipientAction.recipient_seq, RecipientAction.action,
-                                                  RecipientAction.at).order_by(RecipientAction.id)).all():
+    actions = (select(RecipientAction.recipient_seq, RecipientAction.action, RecipientAction.at)
+               .order_by(RecipientAction.id).execution_options(yield_per=5000))
+    for seq, action, at in session.execute(actions):
         counter.add(seq, action, at)
 
 
@@ -352,7 +375,8 @@ COLUMNS = ("send", "locale", "channel", "sent", *METRICS)
 
 
 def results(session: Session, campaign_id: str) -> Results:
-    """The campaign's results, from its counts (a few thousand rows at most, whatever the audience)."""
+    """The campaign's results, from its counts (a few thousand rows at most, whatever the audience) and one count
+    of its audience."""
     row = queries.get_campaign(session, campaign_id)
     campaign = queries.campaign_of(row)
     send_of, first = {}, {}
@@ -408,16 +432,17 @@ def audience_size(session: Session, campaign: Campaign) -> int:
 
 def not_acted(session: Session, campaign_id: str, deadline_id: str, chunk: int = 5000) -> Iterator[str]:
     """The ids of the campaign's audience who have not done the deadline's ``skip_if`` action, in id order,
-    streamed (for a CRM: ids only)."""
+    streamed (for a CRM: ids only). The campaign and the deadline are checked now, before the first id."""
     campaign = queries.campaign_of(queries.get_campaign(session, campaign_id))
-    action = campaign.deadline(deadline_id).skip_if
+    action = next((d.skip_if for d in campaign.deadlines if d.id == deadline_id), None)
     if action is None:
-        raise UserError(f"deadline {deadline_id!r} of {campaign_id} has no skip_if: nobody acts on it")
+        known = ", ".join(d.id for d in campaign.deadlines if d.skip_if) or "none"
+        raise UserError(f"{campaign_id} has no deadline {deadline_id!r} with a skip_if action (those it has: {known})")
     acted = select(RecipientAction.id).where(RecipientAction.recipient_seq == Recipient.seq,
                                              RecipientAction.action == action)
     q = (select(Recipient.id).where(in_audience_sql(campaign.countries), ~acted.exists())
          .order_by(Recipient.id).execution_options(yield_per=chunk))
-    yield from session.scalars(q)
+    return iter(session.scalars(q))
 
 
 def table_rows(res: Results, missing: str = "") -> list[list[Any]]:

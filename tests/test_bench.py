@@ -60,16 +60,20 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
 
+def summary_line(module: str, *args: str) -> str:
+    """``python -m MODULE ARGS --server <this machine's PostgreSQL>``'s last line, once it exited 0."""
+    server = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
+    result = subprocess.run([sys.executable, "-m", module, *args, "--server", server],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout.strip().splitlines()[-1]
+
+
 @pytest.mark.postgres
 def test_dashboard_counts_smoke_run_prints_its_summary_line() -> None:
     """``python -m bench.dashboard_counts`` at 2,000 recipients: the harness works (its figures are in
     README's Measured, from a run at 700,000)."""
-    server = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.dashboard_counts", "--recipients", "2000", "--runs", "1", "--server", server],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    last = result.stdout.strip().splitlines()[-1]
+    last = summary_line("bench.dashboard_counts", "--recipients", "2000", "--runs", "1")
     found = re.fullmatch(r"dashboard-counts: rows=3000 baseline_ms=\d+ progress_ms=\d+ fragment_ms=\d+ "
                          r"chart_ms=\d+ list_ms=\d+ ratio=[\d.]+", last)
     assert found, last
@@ -79,12 +83,7 @@ def test_dashboard_counts_smoke_run_prints_its_summary_line() -> None:
 def test_results_page_smoke_run_prints_its_summary_line() -> None:
     """``python -m bench.results_page`` at 2,000 recipients and 20,000 events: the harness works (its figures are
     in README's Measured, from a run at 1,000,000 recipients and 10,000,000 events)."""
-    server = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.results_page", "--recipients", "2000", "--runs", "1", "--server", server],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    last = result.stdout.strip().splitlines()[-1]
+    last = summary_line("bench.results_page", "--recipients", "2000", "--runs", "1")
     found = re.fullmatch(r"results-page: recipients=2000 events=(\d+) baseline_ms=\d+ results_ms=\d+ page_ms=\d+ "
                          r"api_ms=\d+ batch_ms=\d+ ratio=[\d.]+", last)
     assert found and int(found[1]) > 10_000, last

@@ -27,6 +27,7 @@ from sendgrid.helpers.mail import Asm, Category, CustomArg, Mail, Personalizatio
 from notifier.cli import cli
 from notifier.emulator.events import SIGNATURE_HEADER, TIMESTAMP_HEADER, EventsConfig
 from notifier.emulator.process import EmulatorProcess, free_port, run_emulator
+from notifier.i18n import share_for
 
 FAST = {"interval": 0.05}
 
@@ -237,7 +238,8 @@ def test_opens_and_clicks_come_at_the_shares_set_for_the_mails_locale(emulator: 
 
 def test_shares_by_locale_fall_back_from_region_to_language_to_any() -> None:
     config = EventsConfig.from_json({"url": None, "opens": {"pt": 0.4, "pt-BR": 0.6, "*": 0.1}})
-    assert [config.share_for(config.opens, loc) for loc in ("pt-BR", "pt-PT", "es-MX", None)] == [0.6, 0.4, 0.1, 0.1]
+    assert [share_for(config.opens, loc) for loc in ("pt-BR", "pt-PT", "es-MX", None)] == [0.6, 0.4, 0.1, 0.1]
+    assert share_for({"id": 0.5}, "en") == 0.0
 
 
 def test_sg_event_ids_are_unique_and_url_safe(emulator: EmulatorProcess, receiver: Receiver) -> None:

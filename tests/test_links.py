@@ -9,7 +9,14 @@ import pytest
 
 from notifier.config import Settings, require_production_secrets
 from notifier.errors import ConfigError
-from notifier.links import VALID_DAYS, unsubscribe_headers, unsubscribe_token, verify_unsubscribe_token
+from notifier.links import (
+    VALID_DAYS,
+    open_token,
+    unsubscribe_headers,
+    unsubscribe_token,
+    verify_open_token,
+    verify_unsubscribe_token,
+)
 
 KEY = "k" * 32
 SENT = date(2024, 9, 28)
@@ -87,3 +94,13 @@ def test_real_providers_refuse_a_default_secret_or_a_local_public_url(changes: d
 def test_a_private_secret_and_a_public_https_url_are_accepted() -> None:
     require_production_secrets(Settings(transport="providers", secret_key=KEY,
                                         public_url="https://notify.example.com"))
+
+
+def test_a_push_open_token_proves_its_own_delivery_only_and_survives_a_key_rotation() -> None:
+    token = open_token(KEY, 41)
+    assert len(token) == 22 and verify_open_token(KEY, 41, token)
+    assert not verify_open_token(KEY, 42, token)  # another push's id
+    assert not verify_open_token("another-secret-0123456789abcdef", 41, token)
+    assert verify_open_token(["a-new-key-0123456789abcdef", KEY], 41, token)  # the previous key still counts
+    assert open_token(KEY, 41) != open_token(KEY, 42)
+    assert not verify_open_token(KEY, 41, token[:-1] + ("A" if token[-1] != "A" else "B"))

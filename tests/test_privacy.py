@@ -49,8 +49,9 @@ def test_logs_and_message_ids_carry_no_personal_data(sessions: sessionmaker[Sess
     for secret in SECRETS:
         assert secret not in logged
     push = json.loads(next((tmp_path / "outbox" / "push").rglob("*.json")).read_text())
-    # ids, and the deadline's page from the campaign file (the same for everyone): nothing of the recipient's
-    assert set(push["data"]) == {"delivery_id", "campaign_id", "send_key", "link"}
+    # ids, the deadline's page from the campaign file (the same for everyone), and the push's own open token (a MAC
+    # of its delivery id, for POST /opens): nothing of the recipient's
+    assert set(push["data"]) == {"delivery_id", "campaign_id", "send_key", "link", "open_token"}
     assert push["data"]["link"] in dict(campaign.links).values()
     for secret in SECRETS:
         assert secret not in json.dumps(push["data"])

@@ -14,6 +14,7 @@ from notifier.campaign import Campaign, load_campaign, parse_campaign, zone
 from notifier.config import Settings
 from notifier.errors import CampaignError, Problem
 from notifier.ledger import queries
+from notifier.links import open_token
 from notifier.planner import parse_send_key
 from notifier.render import Personal, Renderer, push_link_of
 from notifier.wiring import build_dispatcher
@@ -163,5 +164,7 @@ def test_the_dispatcher_writes_each_pushs_page_as_its_data_link(
         return dict(doc["data"])
 
     assert data(FIRST_KEY)["link"] == TRANSFER
-    assert data(REFUND_P30D) == {"delivery_id": str(the_row(sessions, "ana", REFUND_P30D, "push").id),
-                                 "campaign_id": "tiktok-music-shutdown", "send_key": REFUND_P30D, "link": REFUND}
+    refund_id = the_row(sessions, "ana", REFUND_P30D, "push").id
+    assert data(REFUND_P30D) == {"delivery_id": str(refund_id), "campaign_id": "tiktok-music-shutdown",
+                                 "send_key": REFUND_P30D, "link": REFUND,
+                                 "open_token": open_token(Settings().secret_key, refund_id)}  # for POST /opens

@@ -42,7 +42,7 @@ from notifier.ledger.models import (
     ResultTally,
     SendGroup,
 )
-from notifier.links import unsubscribe_token
+from notifier.links import open_token, unsubscribe_token
 from notifier.web import create_app, running
 from tests.conftest import CAMPAIGN_FILE, DEFAULTS, SHIPPED_ID, TEST_SECRETS, settle
 from tests.test_webhooks_sendgrid import KEY, encoded, public_b64, sg, signature_headers
@@ -119,6 +119,17 @@ def post_events(client: httpx.Client, events: Sequence[dict[str, Any]]) -> dict[
 
 def post_actions(client: httpx.Client, *items: dict[str, Any]) -> dict[str, Any]:
     response = client.post("/actions", json={"actions": list(items)}, headers=BEARER)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def opened(delivery_id: int, token: str | None = None) -> dict[str, Any]:
+    """A push open as the app posts it: the delivery id and open token of the push's data."""
+    return {"delivery_id": delivery_id, "token": token or open_token(TEST_SECRETS["secret_key"], delivery_id)}
+
+
+def post_opens(client: httpx.Client, *items: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/opens", json={"opens": list(items)})  # no bearer token: each open proves itself
     assert response.status_code == 200, response.text
     return dict(response.json())
 
@@ -297,12 +308,13 @@ def fed(sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_c
             {"recipient_id": "bia", "action": "refund_requested", "at": "2024-10-28T12:00:00Z"},
             {"recipient_id": "siti", "action": "playlist_transferred", "at": "2024-10-27T12:00:00Z"},
         )
-        opens = [{"action": "opened", "delivery_id": d} for d in (
+        opens = [opened(d) for d in (
             push("ana", FIRST), push("siti", P1D), push("siti", P1D), push("bia", FIRST), push("siti", P7D),
             fed.ids[("ana", FIRST, "email")], 999_999)]  # an email is no push; nor is an id nobody sent
-        fed.answers["push opens"] = post_actions(client, *opens)
-        fed.answers["push opens again"] = post_actions(client, *opens[:2], {"action": "opened",
-                                                                            "delivery_id": push("dan", FIRST)})
+        fed.answers["push opens"] = post_opens(client, *opens)
+        forged = opened(push("dan", FIRST), open_token("another key entirely, 0123456789", push("dan", FIRST)))
+        fed.answers["push opens again"] = post_opens(client, *opens[:2], forged, opened(push("dan", FIRST), "x" * 22),
+                                                     opened(push("dan", FIRST)))
         # Overlapping batches at once, new to all of them (and each shared event twice within each): each event, and
         # each message's metric, is taken by one (on PostgreSQL the others wait on its keys and find them taken:
         # ON CONFLICT DO NOTHING).
@@ -493,7 +505,9 @@ def test_every_figure_of_the_report_is_a_row_by_row_count_of_the_ledger_replays_
     assert answers["p7d actions"]["recorded"] == 3
     assert answers["push opens"]["recorded"] == 4
     assert [r["index"] for r in answers["push opens"]["rejected"]] == [5, 6]
-    assert answers["push opens again"]["recorded"] == 1  # dan's only
+    assert answers["push opens again"]["recorded"] == 1  # dan's only, with the token of his push
+    assert [(r["index"], r["reason"]) for r in answers["push opens again"]["rejected"]] == [
+        (i, "no push of ours has this delivery_id and open_token") for i in (2, 3)]  # forged: another key, none
     for round_ in answers["concurrent"]:
         assert sum(a["new"] for a in round_) == 4 + 3  # the shared events once, each batch's own once
 
@@ -527,10 +541,11 @@ def test_migration_0015_down_to_0014_and_up_again_keeps_the_counts(
 def test_concurrent_action_batches_in_other_orders_are_each_taken_whole_and_counted_once(
         sessions: sessionmaker[Session], add_recipient: AddRecipient, schedule_campaign: Schedule,
         dispatcher: Dispatcher, campaign: Campaign) -> None:
-    """Two POST /actions at once, transfers and refunds in other orders, an action and a push open in both: every
-    action of a day adds to the same row of its deadline's funnel, and each conversion to its send's tally. Each
-    batch writes those rows in one order at its end (on PostgreSQL, rows written as each action came deadlocked:
-    one batch of the pair answered 503)."""
+    """Two POST /actions at once, transfers and refunds in other orders, two of the same actions in both in other
+    orders, then two POST /opens with a push open in both: every action of a day adds to the same row of its
+    deadline's funnel, and each conversion to its send's tally. Each batch writes its actions in (recipient,
+    action) order and those rows in one order at its end (on PostgreSQL, rows written as each action came
+    deadlocked: one batch of the pair answered 503)."""
     people = [f"p{i:02}" for i in range(6 * 6)]
     for who in people:
         add_recipient(who, tokens=[f"{who}-phone"])  # Jakarta, by email and push
@@ -542,8 +557,11 @@ def test_concurrent_action_batches_in_other_orders_are_each_taken_whole_and_coun
     def act(who: str, action: str, hour: int) -> dict[str, Any]:
         return {"recipient_id": who, "action": action, "at": f"2024-10-01T{hour:02}:00:00Z"}
 
-    def opened(who: str) -> dict[str, Any]:
-        return {"action": "opened", "delivery_id": ids[(who, FIRST, "push")]}
+    def opened_by(who: str) -> dict[str, Any]:
+        return opened(ids[(who, FIRST, "push")])
+
+    def opens(items: Sequence[dict[str, Any]]) -> Request:
+        return json.dumps({"opens": list(items)}).encode(), {"Content-Type": "application/json"}
 
     answers = []
     with running(app) as url:
@@ -551,17 +569,19 @@ def test_concurrent_action_batches_in_other_orders_are_each_taken_whole_and_coun
             a, b, c, d, x, e = people[6 * round_:6 * round_ + 6]
             # x's refund and e's open are in both, in the same order relative to each other
             one = [act(a, "playlist_transferred", 1), act(x, "refund_requested", 2), act(b, "refund_requested", 3),
-                   opened(e), opened(a)]
-            two = [act(c, "refund_requested", 4), act(x, "refund_requested", 5), act(d, "playlist_transferred", 6),
-                   opened(b), opened(e)]
+                   act(e, "refund_requested", 7)]
+            two = [act(e, "refund_requested", 7), act(c, "refund_requested", 4), act(x, "refund_requested", 5),
+                   act(d, "playlist_transferred", 6)]  # x and e in other orders: sorted before they are written
             answers.append(concurrently(url, "/actions", [with_token(one), with_token(two)]))
+            answers.append(concurrently(url, "/opens", [opens([opened_by(e), opened_by(a)]),
+                                                        opens([opened_by(b), opened_by(e)])]))
     fed = Fed(sessions, app, ids)
     report = fed.report()
 
     assert report == expected_report(sessions, campaign)
-    assert [sum(a["recorded"] for a in pair) for pair in answers] == [5 + 3] * 6  # x's refund and e's open once
+    assert [sum(a["recorded"] for a in pair) for pair in answers] == [6, 3] * 6  # x's and e's refunds, e's open once
     assert [(f["acted"], f["days"]) for f in report["funnels"]] == [
         (12, [{"day": "2024-10-01", "acted": 12, "total": 12, "late": 0}]),
-        (18, [{"day": "2024-10-01", "acted": 18, "total": 18, "late": 0}])]
-    assert report["totals"]["converted"] == 5 * 6  # a, b, c, d and x of each round (on their push, sent last)
+        (24, [{"day": "2024-10-01", "acted": 24, "total": 24, "late": 0}])]
+    assert report["totals"]["converted"] == 6 * 6  # everyone of each round (on their push, sent last)
     assert report["totals"]["opened"] == 18

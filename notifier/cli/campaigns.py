@@ -225,6 +225,7 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None, allow_e
     from notifier.planner import plan_zone
     from notifier.render import Content
     from notifier.reports import campaign_status
+    from notifier.results import recount_funnel
     from notifier.review import review
 
     path = campaign_file(c, campaign_ref)
@@ -237,6 +238,7 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None, allow_e
     content = Content.of(camp, *c.settings.copy_dirs(camp.id))
     with transaction(c.sessions()) as s:
         result = queries.schedule(s, camp, path.read_text(encoding="utf-8"), at, content, plan_zone)
+        recount_funnel(s, camp.id)  # actions recorded before count in its Results
     with c.sessions()() as s:
         planned = campaign_status(s, camp.id, c.settings).planned
     verb = "scheduled" if result.created else "updated"

@@ -26,8 +26,8 @@ def campaign_report(c: CliContext, campaign_id: str, as_json: bool, as_csv: bool
     from notifier.reports import format_table
     from notifier.results import COLUMNS, not_acted, results, table_rows
 
-    if as_json and as_csv:
-        raise click.UsageError("--json and --csv: pick one")
+    if as_json + as_csv + (deadline_id is not None) > 1:
+        raise click.UsageError("--json, --csv and --not-acted: pick one (--not-acted writes CSV)")
     with transaction(c.sessions()) as s:
         if deadline_id is not None:
             out = csv.writer(sys.stdout, lineterminator="\n")

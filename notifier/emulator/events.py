@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from notifier.errors import EventsError
+from notifier.i18n import share_for
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
@@ -140,13 +141,6 @@ class EventsConfig:
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
-
-    def share_for(self, shares: dict[str, float], locale: str | None) -> float:
-        """The share for ``locale`` (pt-BR, then pt), else the "*" one, else 0."""
-        for key in (locale, (locale or "").split("-")[0], ANY_LOCALE):
-            if key and key in shares:
-                return shares[key]
-        return 0.0
 
     def outcome(self, u: float) -> str:
         """The outcome of one uniform draw from [0, 1): the shares in SHARES order, then ``delivered``."""
@@ -296,10 +290,10 @@ class EventFeed:
         out: list[tuple[str, dict[str, Any]]] = []
         if rng.random() < config.machine_opens:
             out.append(("open", {"sg_machine_open": True, "useragent": "Mozilla/5.0", "ip": "17.0.0.1"}))
-        if rng.random() < config.share_for(config.opens, locale):
+        if rng.random() < share_for(config.opens, locale):
             out.append(("open", {"sg_machine_open": False, "useragent": "Mozilla/5.0", "ip": "192.0.2.1"}))
             links = [u for u in _HREF.findall(html) if "/u/" not in u and "unsubscribe" not in u]
-            if links and rng.random() < config.share_for(config.clicks, locale):
+            if links and rng.random() < share_for(config.clicks, locale):
                 out.append(("click", {"url": rng.choice(links), "useragent": "Mozilla/5.0", "ip": "192.0.2.1"}))
         return tuple(out)
 

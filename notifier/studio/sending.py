@@ -221,6 +221,7 @@ def schedule(web: Web, campaign_id: str) -> None:
     from notifier.ledger import queries
     from notifier.planner import outlook, plan_zone
     from notifier.render import Content
+    from notifier.results import recount_funnel
     from notifier.review import review
     from notifier.zones import every_zone
 
@@ -233,6 +234,7 @@ def schedule(web: Web, campaign_id: str) -> None:
     content = Content.of(campaign, *web.settings.copy_dirs(campaign_id))
     with transaction(web.sessions) as s:
         queries.schedule(s, campaign, text, web.now(), content, plan_zone)
+        recount_funnel(s, campaign.id)  # actions recorded before count in its Results
 
 
 def set_state(web: Web, campaign_id: str, action: str) -> None:

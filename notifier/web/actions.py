@@ -1,10 +1,9 @@
 """``POST /actions``: completed actions (``playlist_transferred``, ``refund_requested``) from the product, so later
-waves whose ``skip_if`` names them are skipped with the reason, and push opens from the app. Bearer token
-``NOTIFIER_API_TOKEN``.
+waves whose ``skip_if`` names them are skipped with the reason. Bearer token ``NOTIFIER_API_TOKEN``.
 
-A push open is ``{"action": "opened", "delivery_id": 123}``: the app reads the ``delivery_id`` from the data of
-the notification it was opened from (every push carries it) and posts it; the Results page counts it as that
-message's open, once however often it is posted.
+``POST /opens``: the app reports that a push was opened, with the ``delivery_id`` and ``open_token`` the push
+carries in its data (``links.open_token``): no other credential, so an app holds no secret, and a token opens
+nothing but its own push's count. The Results page counts it once, however often it is posted.
 
 The token is checked before the body is read, and the body is capped: an unauthenticated client can make the
 server read nothing.
@@ -14,47 +13,52 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from notifier.errors import RequestRefused
-from notifier.feedback import OPENED, record_actions
+from notifier.feedback import ActionRejection, record_actions, record_push_opens
 from notifier.ledger.db import transaction
+from notifier.links import verify_open_token
 from notifier.web.requests import read_body, web_of
 
 MAX_ACTIONS = 10_000
+MAX_OPENS = 1000
 MAX_BODY = MAX_ACTIONS * 400  # bytes: generous for 10,000 actions
 router = APIRouter(tags=["actions"])
 
 
+def _in_utc(at: datetime) -> datetime:
+    try:
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("cannot be expressed in UTC") from None
+
+
+Utc = Annotated[datetime, AfterValidator(_in_utc)]  # UTC if no offset
+
+
 class Action(BaseModel):
-    """One thing a recipient did: an action by ``recipient_id``, or ``opened`` with the push's ``delivery_id``."""
+    """One thing a recipient did."""
 
-    recipient_id: str | None = Field(None, min_length=1, max_length=128)
+    recipient_id: str = Field(min_length=1, max_length=128)
     action: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
-    delivery_id: int | None = Field(None, ge=1, lt=2**63, description=f"with action {OPENED!r}: the push opened")
-    at: datetime | None = Field(None, description="when it happened (UTC if no offset); default: now")
+    at: Utc | None = Field(None, description="when it happened (UTC if no offset); default: now")
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> Action:
-        if self.action == OPENED and self.delivery_id is None:
-            raise ValueError(f"action {OPENED!r} needs the push's delivery_id")
-        if self.action != OPENED and self.recipient_id is None:
-            raise ValueError("recipient_id is required")
-        return self
 
-    @field_validator("at")
-    @classmethod
-    def _in_utc(cls, at: datetime | None) -> datetime | None:
-        if at is None:
-            return None
-        try:
-            return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-        except OverflowError:
-            raise ValueError("cannot be expressed in UTC") from None
+class Open(BaseModel):
+    """A push the app saw opened: the ``delivery_id`` and ``open_token`` of the push's data."""
+
+    delivery_id: int = Field(ge=1, lt=2**63)
+    token: str = Field(min_length=1, max_length=64, description="the push's data.open_token")
+    at: Utc | None = Field(None, description="when it was opened (UTC if no offset); default: now")
+
+
+class Opens(BaseModel):
+    opens: list[Open] = Field(max_length=MAX_OPENS)
 
 
 class Actions(BaseModel):
@@ -94,12 +98,48 @@ async def post_actions(request: Request) -> dict[str, Any]:
         where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
         raise RequestRefused(422, f"not a list of actions: {where}") from None
     now = web.now()
-    items = [(i, a.recipient_id, a.action, a.at or now) if a.delivery_id is None else
-             (i, a.delivery_id, a.action, a.at or now) for i, a in enumerate(body.actions)]
+    # In (recipient, action) order: concurrent batches lock their rows in one order, so none waits in a cycle.
+    items = sorted(((i, a.recipient_id, a.action, a.at or now) for i, a in enumerate(body.actions)),
+                   key=lambda item: (item[1], item[2], item[0]))
 
     def apply() -> tuple[int, list[Any]]:
         with transaction(web.sessions) as s:
             return record_actions(s, items, force=body.force)
 
     recorded, rejected = await run_in_threadpool(apply)
-    return {"recorded": recorded, "rejected": [{"index": r.line, "reason": r.reason} for r in rejected]}
+    return _answer(recorded, rejected)
+
+
+def _answer(recorded: int, rejected: list[ActionRejection]) -> dict[str, Any]:
+    return {"recorded": recorded, "rejected": [{"index": r.line, "reason": r.reason}
+                                               for r in sorted(rejected, key=lambda r: r.line or 0)]}
+
+
+NOT_OURS = "no push of ours has this delivery_id and open_token"
+
+
+@router.post("/opens", openapi_extra={"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"type": "object", "required": ["opens"], "properties": {
+        "opens": {"type": "array", "items": Open.model_json_schema(), "maxItems": MAX_OPENS}}}}}}}, responses={
+    413: {"description": "the body is too big"}, 422: {"description": "the body is not a list of opens"}})
+async def post_opens(request: Request) -> dict[str, Any]:
+    """Count pushes the app saw opened, each proven by its own open token; a wrong one is rejected alone, with the
+    same words as a push we never sent."""
+    web = web_of(request)
+    try:
+        body = Opens.model_validate_json(await read_body(request, MAX_OPENS * 200))
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+        raise RequestRefused(422, f"not a list of opens: {where}") from None
+    now, keys = web.now(), [web.settings.secret_key, *web.settings.secret_key_previous]
+    proven = [(i, o.delivery_id, o.at or now) for i, o in enumerate(body.opens)
+              if verify_open_token(keys, o.delivery_id, o.token)]
+    forged = [ActionRejection(i, NOT_OURS) for i, o in enumerate(body.opens)
+              if not verify_open_token(keys, o.delivery_id, o.token)]
+
+    def apply() -> tuple[int, list[ActionRejection]]:
+        with transaction(web.sessions) as s:
+            return record_push_opens(s, proven)
+
+    recorded, rejected = await run_in_threadpool(apply)
+    return _answer(recorded, [*forged, *(ActionRejection(r.line, NOT_OURS) for r in rejected)])

@@ -22,7 +22,7 @@ from babel.dates import format_date, format_time
 
 from notifier.zones import zone as iana_zone
 
-__all__ = ["DeadlineMark", "TimelineRow", "TimelineSend", "timeline_rows", "timeline_svg"]
+__all__ = ["DeadlineMark", "TimelineRow", "TimelineSend", "babel_locale", "svg_text", "timeline_rows", "timeline_svg"]
 
 Gettext = Callable[[str], str]
 
@@ -98,14 +98,14 @@ def timeline_svg(sends: Sequence[TimelineSend], marks: Sequence[DeadlineMark], *
     """The whole chart as one ``<svg>`` (or a short paragraph when there is nothing to draw)."""
     if not sends and not marks:
         nothing = gettext("Nothing is planned yet.")
-        return markupsafe.Markup(f"<p>{_text(nothing)}</p>")
+        return markupsafe.Markup(f"<p>{svg_text(nothing)}</p>")
     panels = _panels(sends, marks)
     axis = _Axis.spanning([s.at for s in sends] + [m.at for m in marks])
     height = panels[-1].bottom + BOTTOM
     body = "".join([
         _legend(gettext),
         *(_panel_frame(p) for p in panels),
-        _grid(axis, panels[0].top, panels[-1].bottom, _babel_locale(locale), gettext),
+        _grid(axis, panels[0].top, panels[-1].bottom, babel_locale(locale), gettext),
         _marks(axis, panels, sends, marks, gettext),
     ])
     title_id = "timeline-" + hashlib.blake2s(body.encode(), digest_size=5).hexdigest()
@@ -113,7 +113,7 @@ def timeline_svg(sends: Sequence[TimelineSend], marks: Sequence[DeadlineMark], *
     return markupsafe.Markup(
         f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-labelledby="{title_id}" '
         f'viewBox="0 0 {WIDTH} {height:.0f}" width="100%" font-family="{FONT}" font-size="13" fill="{INK}">'
-        f'<title id="{title_id}">{_text(title)}</title>'
+        f'<title id="{title_id}">{svg_text(title)}</title>'
         f'<rect width="{WIDTH}" height="{height:.0f}" fill="#fff"/>{body}</svg>')
 
 
@@ -192,27 +192,27 @@ def _legend(gettext: Gettext) -> str:
     sent, planned, deadline = gettext("sent"), gettext("planned"), gettext("deadline")
     x = 8.0
     parts = [f'<circle cx="{x + 6:.1f}" cy="20" r="5" fill="{SEND}"/>'
-             f'<text x="{x + 16:.1f}" y="24.5">{_text(sent)}</text>']
+             f'<text x="{x + 16:.1f}" y="24.5">{svg_text(sent)}</text>']
     x += 30 + _text_width(sent)
     parts.append(f'<circle cx="{x + 6:.1f}" cy="20" r="4.5" fill="#fff" stroke="{SEND}" stroke-width="2"/>'
-                 f'<text x="{x + 16:.1f}" y="24.5">{_text(planned)}</text>')
+                 f'<text x="{x + 16:.1f}" y="24.5">{svg_text(planned)}</text>')
     x += 30 + _text_width(planned)
     parts.append(f'<line x1="{x + 6:.1f}" x2="{x + 6:.1f}" y1="11" y2="29" stroke="{DEADLINE}" stroke-width="3"/>'
-                 f'<text x="{x + 16:.1f}" y="24.5">{_text(deadline)}</text>')
+                 f'<text x="{x + 16:.1f}" y="24.5">{svg_text(deadline)}</text>')
     return f'<g aria-hidden="true">{"".join(parts)}</g>'
 
 
 def _panel_frame(panel: _Panel) -> str:
     """A panel's header and its rows' stripes and labels: everything but the marks."""
     parts = [f'<line x1="0" x2="{WIDTH}" y1="{panel.top:.1f}" y2="{panel.top:.1f}" stroke="{MUTED}"/>'
-             f'<text x="8" y="{panel.top + 20:.1f}" font-size="14" font-weight="700">{_text(panel.deadline)}</text>']
+             f'<text x="8" y="{panel.top + 20:.1f}" font-size="14" font-weight="700">{svg_text(panel.deadline)}</text>']
     for i, (zone, offset) in enumerate(zip(panel.zones, panel.offsets, strict=True)):
         y = panel.row_y(i)
         if i % 2 == 0:
             parts.append(f'<rect x="0" y="{y - ROW_H / 2:.1f}" width="{WIDTH}" height="{ROW_H}" fill="{STRIPE}"/>')
         short = zone if len(zone) <= NAME_CHARS else zone[:NAME_CHARS - 1] + "…"
-        tip = f"<title>{_text(zone)}</title>" if short != zone else ""
-        parts.append(f'<text x="8" y="{y + 4.5:.1f}">{tip}{_text(short)}</text>'
+        tip = f"<title>{svg_text(zone)}</title>" if short != zone else ""
+        parts.append(f'<text x="8" y="{y + 4.5:.1f}">{tip}{svg_text(short)}</text>'
                      f'<text x="{LABEL_W - 10}" y="{y + 4.5:.1f}" text-anchor="end" font-size="12" '
                      f'fill="{MUTED}">UTC{_offset_text(offset)}</text>')
     return "".join(parts)
@@ -221,13 +221,13 @@ def _panel_frame(panel: _Panel) -> str:
 def _grid(axis: _Axis, top: float, bottom: float, locale: Locale, gettext: Gettext) -> str:
     """The shared UTC axis: a line per tick through every panel, labelled above and below."""
     ticks, kind = _ticks(axis.start, axis.end)
-    utc = _text(gettext("UTC"))
+    utc = svg_text(gettext("UTC"))
     parts = [f'<g font-size="12" fill="{MUTED}">',
              f'<text x="8" y="{top - 10:.1f}" font-weight="700">{utc}</text>',
              f'<text x="8" y="{bottom + 20:.1f}" font-weight="700">{utc}</text>']
     for tick in ticks:
         x = axis.x(tick)
-        label = _text(_tick_label(tick, kind, locale))
+        label = svg_text(_tick_label(tick, kind, locale))
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top:.1f}" y2="{bottom:.1f}" stroke="{GRID}"/>'
                      f'<text x="{x:.1f}" y="{top - 10:.1f}" text-anchor="middle">{label}</text>'
                      f'<text x="{x:.1f}" y="{bottom + 20:.1f}" text-anchor="middle">{label}</text>')
@@ -244,7 +244,7 @@ def _marks(axis: _Axis, panels: Sequence[_Panel], sends: Sequence[TimelineSend],
     for m in marks:
         x, y = axis.x(m.at), row_y[m.deadline, m.zone]
         tip = f"{word}: {m.deadline}\n{m.zone}\n{_utc_text(m.at)}\n{_local_text(m.at, m.zone)}"
-        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y - 9:.1f}" y2="{y + 9:.1f}"><title>{_text(tip)}</title>'
+        parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y - 9:.1f}" y2="{y + 9:.1f}"><title>{svg_text(tip)}</title>'
                      "</line>")
     parts.append(f'</g><g stroke="{SEND}" stroke-width="2">')
     words = {True: gettext("sent"), False: gettext("planned")}
@@ -252,7 +252,7 @@ def _marks(axis: _Axis, panels: Sequence[_Panel], sends: Sequence[TimelineSend],
     for s in sends:
         x, y = axis.x(s.at), row_y[s.deadline, s.zone]
         tip = f"{s.zone} · {s.deadline} · {s.wave}\n{_utc_text(s.at)}\n{_local_text(s.at, s.zone)}\n{words[s.done]}"
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" {paint[s.done]}><title>{_text(tip)}</title></circle>')
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" {paint[s.done]}><title>{svg_text(tip)}</title></circle>')
     parts.append("</g>")
     return "".join(parts)
 
@@ -310,7 +310,7 @@ def _tick_label(tick: datetime, kind: str, locale: Locale) -> str:
 # --- words and times ---------------------------------------------------------------------------------
 
 
-def _text(value: str) -> str:
+def svg_text(value: str) -> str:
     """Text safe inside an SVG element or attribute: XML-escaped, with characters XML refuses replaced."""
     return str(markupsafe.escape(_NOT_XML.sub("\ufffd", value)))
 
@@ -359,7 +359,7 @@ def _zone(name: str) -> tzinfo | None:
 
 
 @lru_cache(maxsize=64)
-def _babel_locale(locale: str) -> Locale:
+def babel_locale(locale: str) -> Locale:
     """Babel's locale for a UI locale like "pt-BR", English when Babel does not know it."""
     try:
         return Locale.parse(locale.replace("-", "_"))

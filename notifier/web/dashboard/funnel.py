@@ -14,7 +14,18 @@ import markupsafe
 from babel.dates import format_date
 
 from notifier.results import Funnel
-from notifier.web.dashboard.chart import DEADLINE, FONT, GRID, INK, MUTED, SEND, STRIPE, Gettext, _babel_locale, _text
+from notifier.web.dashboard.chart import (
+    DEADLINE,
+    FONT,
+    GRID,
+    INK,
+    MUTED,
+    SEND,
+    STRIPE,
+    Gettext,
+    babel_locale,
+    svg_text,
+)
 
 __all__ = ["funnel_svg"]
 
@@ -38,7 +49,7 @@ def funnel_svg(funnels: Sequence[Funnel], start: date, *, locale: str = "en",
     title = gettext("Share of the audience that has acted, day by day")
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" role="img" '
              f'font-family="{FONT}" font-size="13" aria-labelledby="funnel-title">',
-             f'<title id="funnel-title">{_text(title)}</title>']
+             f'<title id="funnel-title">{svg_text(title)}</title>']
     for i, funnel in enumerate(funnels):
         parts.append(_panel(funnel, start, i * (PANEL_H + GAP), locale, gettext))
     parts.append("</svg>")
@@ -46,7 +57,7 @@ def funnel_svg(funnels: Sequence[Funnel], start: date, *, locale: str = "en",
 
 
 def _panel(f: Funnel, start: date, top: float, locale: str, gettext: Gettext) -> str:
-    loc = _babel_locale(locale)
+    loc = babel_locale(locale)
     deadline_day = f.deadline.date()
     first = min([start, *(d.day for d in f.days[:1])])
     last = max([deadline_day + timedelta(days=1), *(d.day for d in f.days[-1:])])
@@ -63,7 +74,7 @@ def _panel(f: Funnel, start: date, top: float, locale: str, gettext: Gettext) ->
     title = gettext("%(deadline)s: %(share)s of %(audience)s have acted") % {
         "deadline": f.label, "share": f"{share:.1%}", "audience": f"{f.audience:,}"}
     out = [f'<g><rect x="{LEFT}" y="{top + HEAD}" width="{PLOT_W}" height="{PLOT_H}" fill="{STRIPE}"/>',
-           f'<text x="0" y="{top + 18}" fill="{INK}" font-weight="600">{_text(title)}</text>']
+           f'<text x="0" y="{top + 18}" fill="{INK}" font-weight="600">{svg_text(title)}</text>']
     for k in range(6):  # the share axis: 0 to its top in fifths (its top a tenth: steps of 2%, 4%, ...)
         s = top_share * k / 5
         yy = y(s)
@@ -73,13 +84,13 @@ def _panel(f: Funnel, start: date, top: float, locale: str, gettext: Gettext) ->
     for n in range(0, span + 1, step):  # the day axis
         day = first + timedelta(days=n)
         out.append(f'<text x="{x(day):.1f}" y="{top + PANEL_H - 8}" text-anchor="middle" fill="{MUTED}">'
-                   f'{_text(format_date(day, "d MMM", locale=loc))}</text>')
+                   f'{svg_text(format_date(day, "d MMM", locale=loc))}</text>')
     for wave, at in f.waves:
         xx = x(at.astimezone(UTC).date())
         out.append(f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="{top + HEAD}" y2="{top + HEAD + PLOT_H}" stroke="{SEND}" '
-                   f'stroke-dasharray="4 3"><title>{_text(wave)} {_text(_utc(at))}</title></line>'
-                   f'<text x="{xx + 3:.1f}" y="{top + HEAD + 12}" fill="{SEND}" font-size="11">{_text(wave)}</text>')
-    dx, name = x(deadline_day), _text(gettext("Deadline"))
+                   f'stroke-dasharray="4 3"><title>{svg_text(wave)} {svg_text(_utc(at))}</title></line>'
+                   f'<text x="{xx + 3:.1f}" y="{top + HEAD + 12}" fill="{SEND}" font-size="11">{svg_text(wave)}</text>')
+    dx, name = x(deadline_day), svg_text(gettext("Deadline"))
     out.append(f'<line x1="{dx:.1f}" x2="{dx:.1f}" y1="{top + HEAD}" y2="{top + HEAD + PLOT_H}" stroke="{DEADLINE}" '
                f'stroke-width="2"><title>{name}</title></line>'
                f'<text x="{dx - 3:.1f}" y="{top + HEAD + PLOT_H - 6}" text-anchor="end" fill="{DEADLINE}" '

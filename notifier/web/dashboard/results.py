@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from notifier.errors import CampaignStateError
-from notifier.results import COLUMNS, METRICS, Results, not_acted, results, table_rows
+from notifier.results import ATTRIBUTION_WINDOW, COLUMNS, METRICS, Results, not_acted, results, table_rows
 from notifier.web.dashboard import views
 from notifier.web.dashboard.access import identity, ui_locale
 from notifier.web.dashboard.funnel import funnel_svg
@@ -75,7 +75,8 @@ def results_page(request: Request, campaign_id: str, sort: str | None = None, di
     chart = funnel_svg(res.funnels, min(starts).date() if starts else camp.deadlines[0].at.date(),
                        locale=ui_locale(request), gettext=gettext_of(request))
     return render(request, "results.html", campaign=camp, res=res, chart=chart,
-                  rows=sorted_rows(res, sort, dir), heads=sort_heads(sort, dir), metrics=METRICS)
+                  rows=sorted_rows(res, sort, dir), heads=sort_heads(sort, dir), metrics=METRICS,
+                  window_days=ATTRIBUTION_WINDOW.days)
 
 
 def csv_response(lines: Iterator[list[Any]], name: str) -> StreamingResponse:
