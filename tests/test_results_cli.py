@@ -1,5 +1,6 @@
 """``notifier campaign report`` as marketing runs it: the report in text, JSON and CSV, who has not acted, actions
-recorded before the campaign was scheduled counted in its funnel, and one-line errors."""
+recorded before the campaign was scheduled counted in its funnel, and one-line errors; the API's exports refused
+before they start."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ import os
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
+from notifier.config import Settings
+from notifier.web import create_app
+from tests.conftest import TEST_SECRETS
 from tests.test_cli import AUDIENCE, run
 
 CAMPAIGN = "tiktok-music-shutdown"
+TOKEN = "a results test's own api token, long enough"
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +83,16 @@ def test_a_wrong_request_is_one_line(ledger: dict[str, str], args: tuple[str, ..
 def test_an_unknown_campaign_is_one_line(tmp_path: Path, ledger: dict[str, str]) -> None:
     done = run("campaign", "report", "nothing-here", env=ledger)
     assert done.returncode == 2 and "nothing-here" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("path", ["/api/v1/campaigns/0/not-acted/%C4%80.csv", "/api/v1/campaigns/0/not-acted/0.csv",
+                                  "/api/v1/campaigns/%C4%80/results.csv", "/api/v1/campaigns/0/results"])
+def test_an_export_of_a_campaign_that_is_not_there_is_a_404_before_anything_is_sent(
+        sessions: sessionmaker[Session], path: str) -> None:
+    """Found by the OpenAPI fuzz test: a not-acted CSV failed in the middle of its 200, and a name with a character
+    beyond latin-1 could not go into Content-Disposition."""
+    app = create_app(Settings(api_token=TOKEN, **TEST_SECRETS), sessions)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 404, answer.text
+    assert "error" in answer.json()

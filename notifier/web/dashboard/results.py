@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -92,7 +93,8 @@ def csv_response(lines: Iterator[list[Any]], name: str) -> StreamingResponse:
                 buf.truncate()
         yield buf.getvalue()
 
-    headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)[-120:]  # a header is latin-1, and ids come from the URL
+    headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{safe}"'}
     return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
