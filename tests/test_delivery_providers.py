@@ -26,6 +26,7 @@ from notifier.dispatch import Dispatcher
 from notifier.emulator.process import EmulatorProcess
 from notifier.ledger import queries
 from notifier.ledger.models import DeliveryRow, DeliveryState, PushToken, Recipient, SkipReason
+from notifier.links import open_token
 from notifier.wiring import build_dispatcher
 from tests.conftest import CAMPAIGN_FILE, TEST_SECRETS, without_spread
 from tests.ledger_views import FIRST_KEY, events_of, rows_of, the_row
@@ -102,7 +103,9 @@ def test_the_providers_receive_ledger_ids_and_no_personal_data_beside_the_messag
     [note] = accepted(fresh_emulator, "push")
     assert (note["token"], note["name"]) == ("ana-phone", push_row.provider_message_id)
     # The page a tap opens: the transfer, the sooner of the two deadlines it announces (docs/templates.md).
-    assert note["data"] == {**ledger_ids(push_row), "link": "https://music.tiktok.com/transfer"}
+    # and the push's own open token, for the app's POST /opens (a MAC of the delivery id: nothing of Ana's).
+    assert note["data"] == {**ledger_ids(push_row), "link": "https://music.tiktok.com/transfer",
+                            "open_token": open_token(TEST_SECRETS["secret_key"], push_row.id)}
     assert note["webpush"] == {"fcm_options": {"link": "https://music.tiktok.com/transfer"}}
     assert note["android"]["ttl"] == "2419200s"  # the refund is 60 days away: FCM keeps 28 days at most
     # The first message announces both deadlines: it lives, and collapses, with the later one.
