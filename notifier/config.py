@@ -92,6 +92,11 @@ class Settings:
             return Path(self.studio_dir) / "templates", Path(self.studio_dir) / "locales"
         return Path(self.templates_dir), Path(self.locales_dir)
 
+    @property
+    def secret_keys(self) -> list[str]:
+        """The key links and tokens are made with, then the previous ones they are still accepted under."""
+        return [self.secret_key, *self.secret_key_previous]
+
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 

@@ -223,6 +223,7 @@ class Simulation:
             while self.follow_actions and self.actions and self.actions[0][0] <= now:
                 at, rid, action = heapq.heappop(self.actions)
                 record_action(s, rid, action, at, force=True, counter=counter)  # the campaign's own actions
+            counter.flush()
         for outcome, n in self.dispatcher.tick(now).outcomes.items():
             self.totals[outcome] += n
         self.after_tick()

@@ -5,7 +5,7 @@ a funnel that climbs after each wave. Each reaction goes in through the same doo
 
 - an email's delivery, opens and clicks as provider events (``feedback.apply_events``, provider ``demo``); with
   the providers transport the SendGrid emulator posts them to the webhook instead (``email_events=False``);
-- a push's open as the app reports it (``feedback.push_opened``, what ``POST /actions`` does);
+- a push's open as the app reports it (``feedback.record_push_opens``, what ``POST /opens`` does);
 - the deadline's ``skip_if`` action some hours later, returned to the simulation, which records it when its time
   comes (``feedback.record_action``), so later waves are skipped for them.
 
@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import select
 
 from notifier.events import EventType, ProviderEvent
-from notifier.feedback import apply_events, push_opened
+from notifier.feedback import apply_events, record_push_opens
 from notifier.i18n import share_for
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
@@ -99,8 +99,7 @@ class SimulatedAudience:
         if events or opened:
             with transaction(self.sessions) as s:
                 apply_events(s, events, now)
-                for delivery_id, at in opened:
-                    push_opened(s, delivery_id, at)
+                record_push_opens(s, [(i, delivery_id, at) for i, (delivery_id, at) in enumerate(opened)])
         return actions
 
     def _email(self, r: Any, links: list[str]) -> list[ProviderEvent]:

@@ -77,14 +77,14 @@ def apply_events(session: Session, events: Sequence[ProviderEvent], now: datetim
     rows, additions = [], []
     for event in fresh:
         delivery = ours.get(event.delivery_id) if event.delivery_id is not None else None
-        if delivery is not None and event.campaign_id not in (None, delivery[0]):
+        if delivery is not None and event.campaign_id not in (None, delivery.campaign_id):
             delivery = None  # our id with another campaign's: not ours after all
         report.unmatched += delivery is None
         report.types[event.type.value] += 1
         rows.append({"delivery_id": event.delivery_id if delivery is not None else None,
-                     "campaign_id": delivery[0] if delivery is not None else "", "type": event.type.value,
+                     "campaign_id": delivery.campaign_id if delivery is not None else "", "type": event.type.value,
                      "at": event.at, "provider": event.provider, "provider_event_id": event.event_id,
-                     "detail": _detail(event, _links_of(session, links, delivery[0]) if delivery else {})})
+                     "detail": _detail(event, _links_of(session, links, delivery.campaign_id) if delivery else {})})
         additions += _suppressions(event, delivery)
     report.suppressed = suppressions.add(session, additions, now)
     rows.sort(key=lambda row: (row["provider"], row["provider_event_id"]))
@@ -94,23 +94,25 @@ def apply_events(session: Session, events: Sequence[ProviderEvent], now: datetim
         # names one delivery, so a replay meets its first copy in the same partition.
         report.new += session.execute(stmt.on_conflict_do_nothing()).rowcount or 0
     # Counted once per message and metric (results.count), so an event replayed by a concurrent batch adds nothing.
+    # Where each message counts was read with it (_deliveries): not read again.
     results.count(session, [results.Hit(row["campaign_id"], row["delivery_id"], metric) for row in rows
                             if row["delivery_id"] is not None
-                            for metric in results.metrics_of(row["type"], row["detail"])])
+                            for metric in results.metrics_of(row["type"], row["detail"])],
+                  known={(d.campaign_id, i): d.key for i, d in ours.items()})
     return report
 
 
-def _suppressions(event: ProviderEvent, delivery: tuple[str, str] | None) -> list[suppressions.Addition]:
+def _suppressions(event: ProviderEvent, delivery: _Ours | None) -> list[suppressions.Addition]:
     """What ``event`` puts on the list (:data:`SUPPRESSING`): its address, and for an unsubscribe from one of our
     messages its recipient too."""
     effect = SUPPRESSING.get((event.type, event.reject_reason))
     if effect is None or not event.address:
         return []
     scope, reason = effect
-    campaign_id = delivery[0] if delivery else event.campaign_id
+    campaign_id = delivery.campaign_id if delivery else event.campaign_id
     values = [("email", event.address)]
     if scope == "marketing" and delivery is not None:
-        values.append(("recipient", delivery[1]))
+        values.append(("recipient", delivery.recipient_id))
     return [suppressions.Addition(kind, value, scope, reason, event.provider, campaign_id) for kind, value in values]
 
 
@@ -124,15 +126,25 @@ def _known_events(session: Session, keys: list[tuple[str, str]]) -> set[tuple[st
     return found
 
 
-def _deliveries(session: Session, ids: set[int]) -> dict[int, tuple[str, str]]:
-    """Delivery id → (campaign id, recipient id) for the ids that are ours."""
-    found: dict[int, tuple[str, str]] = {}
+@dataclass(frozen=True)
+class _Ours:
+    """What a batch needs of one of our deliveries: its campaign and recipient, and where its results count."""
+
+    campaign_id: str
+    recipient_id: str
+    key: results.MessageKey
+
+
+def _deliveries(session: Session, ids: set[int]) -> dict[int, _Ours]:
+    """Delivery id → what the batch needs of it, for the ids that are ours."""
+    found: dict[int, _Ours] = {}
     wanted = sorted(i for i in ids if i < 2**63)
     for start in range(0, len(wanted), _CHUNK):
-        q = (select(DeliveryRow.id, DeliveryRow.campaign_id, Recipient.id)
+        q = (select(DeliveryRow.id, DeliveryRow.campaign_id, Recipient.id, DeliveryRow.group_id, DeliveryRow.locale,
+                    DeliveryRow.channel)
              .join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
              .where(DeliveryRow.id.in_(wanted[start:start + _CHUNK])))
-        found.update({d: (c, r) for d, c, r in session.execute(q)})
+        found.update({d: _Ours(c, r, (g, loc or "", ch)) for d, c, r, g, loc, ch in session.execute(q)})
     return found
 
 
@@ -268,7 +280,7 @@ def record_actions(session: Session, items: Iterable[tuple[int | None, str, str,
     (recipient, action) order: two batches then take their rows' locks in one order and never deadlock."""
     known = None if force else queries.skip_if_actions(session)
     recorded, rejected = 0, []
-    counter = results.ActionCounter(session, deferred=True)  # the batch's counts written at its end, in key order
+    counter = results.ActionCounter(session)  # the batch's counts written at its end, in key order
     for item in items:
         if isinstance(item, ActionRejection):
             rejected.append(item)
@@ -291,7 +303,7 @@ def record_push_opens(session: Session, items: Iterable[tuple[int, int, datetime
     """Record (index, delivery id, at) push opens whose tokens were checked, in delivery id order (two batches
     never wait on each other in a cycle); a push we did not send is rejected alone."""
     recorded, rejected = 0, []
-    counter = results.ActionCounter(session, deferred=True)
+    counter = results.ActionCounter(session)
     for index, delivery_id, at in sorted(items, key=lambda item: (item[1], item[0])):
         try:
             recorded += push_opened(session, delivery_id, at, counter=counter)
@@ -305,7 +317,7 @@ def push_opened(session: Session, delivery_id: int, at: datetime, *,
                 counter: results.ActionCounter | None = None) -> bool:
     """Keep the app's report that the push ``delivery_id`` was opened, as an ``opened`` event of provider ``app``
     (one per push: a report posted again adds nothing), counted in the results (by ``counter`` when given: a
-    batch's); False when it was known."""
+    batch's, which its caller flushes); False when it was known."""
     found = session.execute(select(DeliveryRow.campaign_id, DeliveryRow.channel, DeliveryRow.state)
                             .where(DeliveryRow.id == delivery_id)).first()
     if found is None or found.channel != "push" or found.state != DeliveryState.SENT:
@@ -314,17 +326,23 @@ def push_opened(session: Session, delivery_id: int, at: datetime, *,
         delivery_id=delivery_id, campaign_id=found.campaign_id, type=EventType.OPENED.value, at=at, provider="app",
         provider_event_id=f"open-{delivery_id}", detail={"machine": False})
     new = bool(session.execute(stmt.on_conflict_do_nothing()).rowcount)
-    (counter or results.ActionCounter(session)).hit(results.Hit(found.campaign_id, delivery_id, "opened"))
+    own = counter or results.ActionCounter(session)
+    own.hit(results.Hit(found.campaign_id, delivery_id, "opened"))
+    if counter is None:
+        own.flush()
     return new
 
 
 def record_action(session: Session, recipient_id: str, action: str, at: datetime, *, force: bool = False,
                   counter: results.ActionCounter | None = None) -> bool:
     """Record one action (``queries.record_action``) and, the first time, count it in the results of the
-    campaigns it is a goal of (``results.ActionCounter``: pass one to share it across a batch); False when it was
-    already recorded."""
+    campaigns it is a goal of (``results.ActionCounter``: pass one to share it across a batch, and flush it at
+    the batch's end); False when it was already recorded."""
     seq = queries.record_action(session, recipient_id, action, at, force=force)
     if seq is None:
         return False
-    (counter or results.ActionCounter(session)).add(seq, action, at)
+    own = counter or results.ActionCounter(session)
+    own.add(seq, action, at)
+    if counter is None:
+        own.flush()
     return True

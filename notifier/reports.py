@@ -21,7 +21,7 @@ from notifier.eligibility import reachable
 from notifier.errors import NotFound
 from notifier.ledger import holds, tallies
 from notifier.ledger.models import CampaignRow, DeliveryRow, PushToken, Recipient, SendGroup
-from notifier.ledger.queries import campaign_of, get_campaign, rows_to_come
+from notifier.ledger.queries import campaign_of, get_campaign, rows_to_come, sends_of
 from notifier.ledger.states import FINAL_STATES, OPEN_STATES, CampaignState, DeliveryState, Phase, ReportState
 from notifier.planner import send_channels
 
@@ -148,12 +148,7 @@ def _groups_done(session: Session, campaign_id: str) -> tuple[int, int]:
 def _count_rows(session: Session, st: CampaignStatus) -> None:
     """Fill ``st``'s counts, breakdown and reasons from the campaign's tallies (ledger.tallies: one row per key,
     not per message), sends in the order they first go out."""
-    first: dict[str, datetime] = {}
-    send_of: dict[int, str] = {}  # a tally names its group; the group its send
-    for group_id, send_key, send_at in session.execute(select(SendGroup.id, SendGroup.send_key, SendGroup.send_at)
-                                                       .where(SendGroup.campaign_id == st.campaign_id)):
-        send_of[group_id] = send_key
-        first[send_key] = min(send_at, first.get(send_key, send_at))
+    send_of, first = sends_of(session, st.campaign_id)  # a tally names its group; the group its send
     counts: dict[tuple[str, str], Counter[str]] = {}
     by_locale: Counter[tuple[str, str, str, str]] = Counter()
     skips: Counter[str] = Counter()

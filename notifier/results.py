@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from notifier.campaign import Campaign, zone
+from notifier.campaign import Campaign, Deadline, zone
 from notifier.eligibility import in_audience, in_audience_sql
 from notifier.errors import NotifierError, UserError
 from notifier.events import EventType
@@ -57,6 +57,9 @@ METRICS = ("delivered", "bounced", "opened", "opened_machine", "clicked", "unsub
            "converted", "converted_late")
 PUSH_METRICS = frozenset({"opened", "converted", "converted_late"})  # a push has no delivery receipt nor tracked link
 _CHUNK = 500
+
+
+MessageKey = tuple[int, str, str]  # where a message's results count: (send group, locale or '', channel)
 
 
 class Hit(NamedTuple):
@@ -86,9 +89,11 @@ def metrics_of(event_type: str, detail: Mapping[str, Any] | None) -> tuple[str, 
     return ()
 
 
-def count(session: Session, hits: Iterable[Hit]) -> int:
+def count(session: Session, hits: Iterable[Hit],
+          known: Mapping[tuple[str, int], MessageKey] | None = None) -> int:
     """Count each hit whose (message, metric) was not counted before, in the caller's transaction; returns how
-    many were new. Keys are written in one order, so concurrent batches never wait on each other in a cycle."""
+    many were new. Keys are written in one order, so concurrent batches never wait on each other in a cycle.
+    ``known``: where the messages count, when the caller has read it already (else it is read here)."""
     wanted = sorted(set(hits))
     new: list[Hit] = []
     for start in range(0, len(wanted), _CHUNK):
@@ -96,15 +101,16 @@ def count(session: Session, hits: Iterable[Hit]) -> int:
         stmt = (queries.dialect_insert(session, ResultFirst).values(chunk).on_conflict_do_nothing()
                 .returning(ResultFirst.campaign_id, ResultFirst.delivery_id, ResultFirst.metric))
         new += [Hit(*row) for row in session.execute(stmt)]
-    keys = _keys_of(session, {(h.campaign_id, h.delivery_id) for h in new})
+    messages = {(h.campaign_id, h.delivery_id) for h in new}
+    keys = known if known is not None and messages <= known.keys() else _keys_of(session, messages)
     _add(session, Counter((h.campaign_id, *keys[(h.campaign_id, h.delivery_id)], h.metric)
                           for h in new if (h.campaign_id, h.delivery_id) in keys))
     return len(new)
 
 
-def _keys_of(session: Session, messages: set[tuple[str, int]]) -> dict[tuple[str, int], tuple[int, str, str]]:
+def _keys_of(session: Session, messages: set[tuple[str, int]]) -> dict[tuple[str, int], MessageKey]:
     """(campaign, delivery id) → (send group, locale, channel), read on the campaign's partition."""
-    found: dict[tuple[str, int], tuple[int, str, str]] = {}
+    found: dict[tuple[str, int], MessageKey] = {}
     by_campaign: dict[str, list[int]] = defaultdict(list)
     for campaign_id, delivery_id in messages:
         by_campaign[campaign_id].append(delivery_id)
@@ -134,28 +140,24 @@ def _add(session: Session, counts: Mapping[tuple[str, int, str, str, str], int])
 
 @dataclass
 class ActionCounter:
-    """Counts newly recorded actions for every campaign whose deadlines name them in ``skip_if``; made once per
-    batch of actions (it reads the campaigns and their send groups once).
+    """Counts newly recorded actions (and push opens) for every campaign whose deadlines name them in ``skip_if``;
+    made once per batch (it reads the campaigns and their send groups once).
 
-    ``deferred``: keep the batch's counts until :meth:`flush`, which writes them in key order, as ``count`` does
-    for events. A batch of ``POST /actions`` must: every action of a day adds to the same funnel row, so two
-    batches that write their rows as each action comes, in other orders (a refund, then a transfer; a transfer,
-    then a refund), wait on each other in a cycle and PostgreSQL aborts one of them (a 503)."""
+    It keeps the batch's counts until :meth:`flush`, which writes them in key order, as ``count`` does for events:
+    every action of a day adds to the same funnel row, so two batches that wrote their rows as each action came, in
+    other orders (a refund, then a transfer; a transfer, then a refund), would wait on each other in a cycle, and
+    PostgreSQL would abort one of them (a 503)."""
 
     session: Session
-    deferred: bool = False
     _campaigns: dict[str, list[tuple[Campaign, tuple[str, ...]]]] | None = None  # action → (campaign, deadlines)
     _groups: dict[str, list[tuple[int, str, datetime, tuple[str, ...]]]] = field(default_factory=dict)
-    _acted: Counter[tuple[str, str, date]] = field(default_factory=Counter)  # deferred: (campaign, deadline, day)
-    _late: Counter[tuple[str, str, date]] = field(default_factory=Counter)  # deferred
-    _hits: list[Hit] = field(default_factory=list)  # deferred
+    _acted: Counter[tuple[str, str, date]] = field(default_factory=Counter)  # (campaign, deadline, day) → people
+    _late: Counter[tuple[str, str, date]] = field(default_factory=Counter)  # of those, after the deadline
+    _hits: list[Hit] = field(default_factory=list)
 
     def hit(self, hit: Hit) -> None:
-        """Count ``hit`` (once per message and metric), now or at :meth:`flush`."""
-        if self.deferred:
-            self._hits.append(hit)
-        else:
-            count(self.session, [hit])
+        """Count ``hit`` (once per message and metric) at :meth:`flush`."""
+        self._hits.append(hit)
 
     def flush(self) -> None:
         """Write the deferred counts: the funnel's days, then the messages' hits, each in key order."""
@@ -200,13 +202,9 @@ class ActionCounter:
             if not in_audience(campaign.countries, country):
                 continue
             for deadline_id in deadline_ids:
-                late = int(at > campaign.deadline(deadline_id).instant_in(zone(tz)))
-                key = (campaign.id, deadline_id, at.astimezone(UTC).date())
-                if self.deferred:
-                    self._acted[key] += 1
-                    self._late[key] += late
-                else:
-                    _add_day(self.session, *key, 1, late)
+                day, late = funnel_day(campaign.deadline(deadline_id), at, tz)
+                self._acted[(campaign.id, deadline_id, day)] += 1
+                self._late[(campaign.id, deadline_id, day)] += late
             self._attribute(campaign, deadline_ids, seq, at)
 
     def _attribute(self, campaign: Campaign, deadline_ids: tuple[str, ...], seq: int, at: datetime) -> None:
@@ -225,6 +223,12 @@ class ActionCounter:
         tz, dl = groups[last.group_id]
         late = all(at > campaign.deadline(d).instant_in(zone(tz)) for d in dl if d in deadline_ids)
         self.hit(Hit(campaign.id, last.id, "converted_late" if late else "converted"))
+
+
+def funnel_day(deadline: Deadline, at: datetime, timezone: str) -> tuple[date, int]:
+    """Where an action done ``at`` counts in ``deadline``'s funnel: its UTC day, and 1 when it came after the
+    deadline had passed in the person's zone (else 0)."""
+    return at.astimezone(UTC).date(), int(at > deadline.instant_in(zone(timezone)))
 
 
 def _add_day(session: Session, campaign_id: str, deadline_id: str, day: date, acted: int, late: int) -> None:
@@ -251,9 +255,9 @@ def recount_funnel(session: Session, campaign_id: str) -> None:
              .where(RecipientAction.action == d.skip_if, in_audience_sql(campaign.countries))
              .execution_options(yield_per=10_000))
         for at, tz in session.execute(q):
-            key = (d.id, at.astimezone(UTC).date())
-            acted[key] += 1
-            late[key] += at > d.instant_in(zone(tz))
+            day, after = funnel_day(d, at, tz)
+            acted[(d.id, day)] += 1
+            late[(d.id, day)] += after
     for deadline_id, day in sorted(acted):
         _add_day(session, campaign_id, deadline_id, day, acted[(deadline_id, day)], late[(deadline_id, day)])
 
@@ -275,8 +279,11 @@ def rebuild(session: Session) -> None:
     counter = ActionCounter(session)
     actions = (select(RecipientAction.recipient_seq, RecipientAction.action, RecipientAction.at)
                .order_by(RecipientAction.id).execution_options(yield_per=5000))
-    for seq, action, at in session.execute(actions):
+    for n, (seq, action, at) in enumerate(session.execute(actions), 1):
         counter.add(seq, action, at)
+        if n % 5000 == 0:
+            counter.flush()  # what it keeps stays small
+    counter.flush()
 
 
 # --- reading them -------------------------------------------------------------------------------------------------
@@ -381,11 +388,7 @@ def results(session: Session, campaign_id: str) -> Results:
     of its audience."""
     row = queries.get_campaign(session, campaign_id)
     campaign = queries.campaign_of(row)
-    send_of, first = {}, {}
-    for group_id, send_key, send_at in session.execute(select(SendGroup.id, SendGroup.send_key, SendGroup.send_at)
-                                                       .where(SendGroup.campaign_id == campaign_id)):
-        send_of[group_id] = send_key
-        first[send_key] = min(send_at, first.get(send_key, send_at))
+    send_of, first = queries.sends_of(session, campaign_id)
     sent: Counter[tuple[str, str, str]] = Counter()
     for t in tallies.of_campaign(session, campaign_id):
         if t.state == DeliveryState.SENT:
@@ -451,3 +454,9 @@ def table_rows(res: Results, missing: str = "") -> list[list[Any]]:
     """The rows as cells in ``COLUMNS`` order; ``missing`` where the channel does not report a metric."""
     return [[getattr(r, c) if c in ("send", "locale", "channel") else r[c] if r.measured(c) else missing
              for c in COLUMNS] for r in res.rows]
+
+
+def csv_lines(res: Results) -> Iterator[list[Any]]:
+    """The table as CSV lines: the header, then a line per send × locale × channel (blank where not reported)."""
+    yield list(COLUMNS)
+    yield from table_rows(res)

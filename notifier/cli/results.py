@@ -24,7 +24,7 @@ def campaign_report(c: CliContext, campaign_id: str, as_json: bool, as_csv: bool
     unsubscribed, complained, converted), and per deadline who has acted, day by day."""
     from notifier.ledger.db import transaction
     from notifier.reports import format_table
-    from notifier.results import COLUMNS, not_acted, results, table_rows
+    from notifier.results import COLUMNS, csv_lines, not_acted, results, table_rows
 
     if as_json + as_csv + (deadline_id is not None) > 1:
         raise click.UsageError("--json, --csv and --not-acted: pick one (--not-acted writes CSV)")
@@ -40,9 +40,7 @@ def campaign_report(c: CliContext, campaign_id: str, as_json: bool, as_csv: bool
         click.echo(json.dumps(res.as_dict(), indent=2))
         return
     if as_csv:
-        out = csv.writer(sys.stdout, lineterminator="\n")
-        out.writerow(COLUMNS)
-        out.writerows(table_rows(res))
+        csv.writer(sys.stdout, lineterminator="\n").writerows(csv_lines(res))
         return
     click.echo(f"{res.campaign_id}: {res.name}")
     click.echo(format_table(list(COLUMNS), [*table_rows(res, "-"),

@@ -178,6 +178,18 @@ def plan_groups(session: Session, row: CampaignRow, not_before: datetime, plan: 
     return len(zones), inserted
 
 
+def sends_of(session: Session, campaign_id: str) -> tuple[dict[int, str], dict[str, datetime]]:
+    """The campaign's send group ids → their send (key), and each send → when it first goes out: counts name
+    groups, people read sends in the order they go out."""
+    send_of: dict[int, str] = {}
+    first: dict[str, datetime] = {}
+    for group_id, send_key, send_at in session.execute(select(SendGroup.id, SendGroup.send_key, SendGroup.send_at)
+                                                       .where(SendGroup.campaign_id == campaign_id)):
+        send_of[group_id] = send_key
+        first[send_key] = min(send_at, first.get(send_key, send_at))
+    return send_of, first
+
+
 def set_state(session: Session, campaign_id: str, state: CampaignState, now: datetime) -> CampaignRow:
     """Pause, resume or cancel; cancelling skips every row not yet sent."""
     row = get_campaign(session, campaign_id)

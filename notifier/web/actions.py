@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Request
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
@@ -66,6 +66,9 @@ class Actions(BaseModel):
     force: bool = Field(False, description="record actions that no campaign's skip_if uses")
 
 
+Body = TypeVar("Body", Actions, Opens)  # what a POST of this module reads
+
+
 def _schema() -> dict[str, Any]:
     """The body's JSON Schema, inline (no references), for the OpenAPI document."""
     action = Action.model_json_schema()
@@ -92,11 +95,7 @@ async def post_actions(request: Request) -> dict[str, Any]:
     """Record the actions; each unknown recipient or action is rejected alone, with its index."""
     bearer(request)
     web = web_of(request)
-    try:
-        body = Actions.model_validate_json(await read_body(request, MAX_BODY))
-    except ValidationError as exc:
-        where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise RequestRefused(422, f"not a list of actions: {where}") from None
+    body = await _body(request, Actions, MAX_BODY, "actions")
     now = web.now()
     # In (recipient, action) order: concurrent batches lock their rows in one order, so none waits in a cycle.
     items = sorted(((i, a.recipient_id, a.action, a.at or now) for i, a in enumerate(body.actions)),
@@ -108,6 +107,15 @@ async def post_actions(request: Request) -> dict[str, Any]:
 
     recorded, rejected = await run_in_threadpool(apply)
     return _answer(recorded, rejected)
+
+
+async def _body(request: Request, model: type[Body], limit: int, what: str) -> Body:
+    """The request's JSON body as ``model``, read up to ``limit`` bytes; a 422 naming the first problems."""
+    try:
+        return model.model_validate_json(await read_body(request, limit))
+    except ValidationError as exc:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
+        raise RequestRefused(422, f"not a list of {what}: {where}") from None
 
 
 def _answer(recorded: int, rejected: list[ActionRejection]) -> dict[str, Any]:
@@ -126,16 +134,14 @@ async def post_opens(request: Request) -> dict[str, Any]:
     """Count pushes the app saw opened, each proven by its own open token; a wrong one is rejected alone, with the
     same words as a push we never sent."""
     web = web_of(request)
-    try:
-        body = Opens.model_validate_json(await read_body(request, MAX_OPENS * 200))
-    except ValidationError as exc:
-        where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:5])
-        raise RequestRefused(422, f"not a list of opens: {where}") from None
-    now, keys = web.now(), [web.settings.secret_key, *web.settings.secret_key_previous]
-    proven = [(i, o.delivery_id, o.at or now) for i, o in enumerate(body.opens)
-              if verify_open_token(keys, o.delivery_id, o.token)]
-    forged = [ActionRejection(i, NOT_OURS) for i, o in enumerate(body.opens)
-              if not verify_open_token(keys, o.delivery_id, o.token)]
+    body = await _body(request, Opens, MAX_OPENS * 200, "opens")
+    now, keys = web.now(), web.settings.secret_keys
+    proven, forged = [], []
+    for i, o in enumerate(body.opens):  # each token checked once
+        if verify_open_token(keys, o.delivery_id, o.token):
+            proven.append((i, o.delivery_id, o.at or now))
+        else:
+            forged.append(ActionRejection(i, NOT_OURS))
 
     def apply() -> tuple[int, list[ActionRejection]]:
         with transaction(web.sessions) as s:

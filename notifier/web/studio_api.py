@@ -458,12 +458,12 @@ def get_results(request: Request, campaign_id: str) -> dict[str, Any]:
             responses={200: {"content": {"text/csv": {}}}})
 def get_results_csv(request: Request, campaign_id: str) -> Response:
     """The Results table as CSV, one line per send x locale x channel."""
-    from notifier.results import results
-    from notifier.web.dashboard.results import csv_response, report_lines
+    from notifier.results import csv_lines, results
+    from notifier.web.dashboard.results import csv_response
 
     with web_of(request).sessions() as s:
         res = results(s, campaign_id)
-    return csv_response(report_lines(res), f"{campaign_id}-results.csv")
+    return csv_response(csv_lines(res), f"{campaign_id}-results.csv")
 
 
 @router.get("/campaigns/{campaign_id}/not-acted/{deadline_id}.csv", response_class=Response,

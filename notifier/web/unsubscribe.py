@@ -74,8 +74,7 @@ def _accepted(request: Request) -> str:
 
 def delivery_of(web: Web, token: str) -> int | None:
     """The delivery a genuine, unexpired unsubscribe token names (current and previous keys), else None."""
-    secrets = [web.settings.secret_key, *web.settings.secret_key_previous]
-    return verify_unsubscribe_token(secrets, token, today=web.now().date())
+    return verify_unsubscribe_token(web.settings.secret_keys, token, today=web.now().date())
 
 
 async def unsubscribe_now(web: Web, delivery_id: int, source: str) -> Unsubscribed | None:

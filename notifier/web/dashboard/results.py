@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from notifier.errors import CampaignStateError
-from notifier.results import ATTRIBUTION_WINDOW, COLUMNS, METRICS, Results, not_acted, results, table_rows
+from notifier.results import ATTRIBUTION_WINDOW, COLUMNS, METRICS, Results, csv_lines, not_acted, results
 from notifier.web.dashboard import views
 from notifier.web.dashboard.access import identity, ui_locale
 from notifier.web.dashboard.funnel import funnel_svg
@@ -98,11 +98,6 @@ def csv_response(lines: Iterator[list[Any]], name: str) -> StreamingResponse:
     return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
-def report_lines(res: Results) -> Iterator[list[Any]]:
-    yield list(COLUMNS)
-    yield from table_rows(res)
-
-
 def not_acted_lines(sessions: Any, campaign_id: str, deadline_id: str) -> Iterator[list[Any]]:
     """The header, then one id a line; the session lives as long as the download."""
     with sessions() as s:
@@ -127,7 +122,7 @@ def _chain(first: list[Any], rest: Iterator[list[Any]]) -> Iterator[list[Any]]:
 def results_csv(request: Request, campaign_id: str) -> StreamingResponse:
     identity(request)
     _camp, res = _read(request, campaign_id)
-    return csv_response(report_lines(res), f"{campaign_id}-results.csv")
+    return csv_response(csv_lines(res), f"{campaign_id}-results.csv")
 
 
 @router.get("/campaigns/{campaign_id}/not-acted/{deadline_id}.csv")
