@@ -84,6 +84,9 @@ class Settings:
     # the password itself, which is hashed as it is read and never kept.
     admin_password_hash: str | None = None
     admin_password_was_plain: bool = False
+    # Categories whose campaign versions need a second person's approval before they are scheduled, once the
+    # ledger has a team (notifier.team.approvals); NOTIFIER_FOUR_EYES=service,marketing or none.
+    four_eyes: tuple[str, ...] = ("service",)
 
     def copy_dirs(self, campaign_id: str) -> tuple[Path, Path]:
         """(templates folder, locales folder) of a campaign's copy on this machine: the studio's copy of a campaign
@@ -264,6 +267,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_tolerance_seconds=_seconds(env, "NOTIFIER_WEBHOOK_TOLERANCE_SECONDS", d.webhook_tolerance_seconds),
         webhook_max_bytes=_int(env, "NOTIFIER_WEBHOOK_MAX_BYTES", d.webhook_max_bytes),
         api_token=env.get("NOTIFIER_API_TOKEN") or None,
+        four_eyes=_four_eyes(env.get("NOTIFIER_FOUR_EYES")),
         **_admin_password(env.get("NOTIFIER_ADMIN_PASSWORD") or ""),
     ))
 
@@ -280,6 +284,21 @@ def _mailto_address(raw: str) -> str | None:
         raise ConfigError(f"NOTIFIER_UNSUBSCRIBE_MAILTO: expected a plain address such as "
                           f"unsubscribe@mail.example.com (letters, digits, '.', '_', '+', '-'), got {raw!r}")
     return address
+
+
+def _four_eyes(raw: str | None) -> tuple[str, ...]:
+    """The categories that need approval: unset means service announcements; ``none`` means none."""
+    from notifier.campaign import CATEGORIES
+
+    if raw is None or not raw.strip():
+        return ("service",)
+    if raw.strip().lower() == "none":
+        return ()
+    found = tuple(dict.fromkeys(part.strip().lower() for part in raw.split(",") if part.strip()))
+    wrong = [c for c in found if c not in CATEGORIES]
+    if wrong:
+        raise ConfigError(f"NOTIFIER_FOUR_EYES: {wrong[0]!r} is not a category ({', '.join(CATEGORIES)}, or none)")
+    return found
 
 
 def _admin_password(raw: str) -> dict[str, object]:

@@ -30,7 +30,7 @@ from notifier.campaign import zone
 from notifier.channels.outbox import campaign_folder
 from notifier.eligibility import in_audience_sql
 from notifier.errors import CampaignStateError
-from notifier.ledger import partitions, queries, tallies
+from notifier.ledger import audit, partitions, queries, tallies
 from notifier.ledger.db import transaction
 from notifier.ledger.models import (
     OPEN_STATES,
@@ -124,6 +124,7 @@ def purge_ledger(session: Session, campaign_id: str, now: datetime) -> PurgeRepo
                              .values(email=None, name=None, attributes={}, purged_at=now, updated_at=now)
                              .execution_options(synchronize_session=False)).rowcount or 0
     row.purged_at = now
+    audit.record(session, "purge", campaign_id=campaign_id, at=now, detail={"recipients": purged, "kept": kept or 0})
     return PurgeReport(campaign_id, purged, kept or 0, emails, names, tokens, 0)
 
 
@@ -151,6 +152,7 @@ def purge_rows(session: Session, campaign_id: str, now: datetime) -> int:
     count = session.scalar(select(func.count()).select_from(DeliveryRow).where(
         DeliveryRow.campaign_id == campaign_id)) or 0
     partitions.empty(session, campaign_id)
+    audit.record(session, "purge", campaign_id=campaign_id, at=now, detail={"rows": count})
     session.execute(delete(ResultFirst).where(ResultFirst.campaign_id == campaign_id))  # they name its rows' ids
     return count
 

@@ -69,6 +69,9 @@ def cli(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
     if database_url:
         settings = settings.with_(database_url=database_url)
     ctx.obj = CliContext(settings)
+    from notifier.ledger import audit
+
+    ctx.with_resource(audit.acting(audit.command_line()))  # the audit log's "who" of everything this command does
 
 
 # --- db ----------------------------------------------------------------------------------------------

@@ -227,6 +227,7 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None, allow_e
     from notifier.reports import campaign_status
     from notifier.results import recount_funnel
     from notifier.review import review
+    from notifier.team import approvals
 
     path = campaign_file(c, campaign_ref)
     camp = load_campaign(path)
@@ -236,8 +237,10 @@ def campaign_schedule(c: CliContext, campaign_ref: str, now: str | None, allow_e
     at = _parse_now(now)
     _not_sent(camp, at, allow_empty)
     content = Content.of(camp, *c.settings.copy_dirs(camp.id))
+    spec = path.read_text(encoding="utf-8")
     with transaction(c.sessions()) as s:
-        result = queries.schedule(s, camp, path.read_text(encoding="utf-8"), at, content, plan_zone)
+        approvals.gate(s, c.settings, camp, spec, content.fingerprint)  # four eyes, once the ledger has a team
+        result = queries.schedule(s, camp, spec, at, content, plan_zone)
         recount_funnel(s, camp.id)  # actions recorded before count in its Results
     with c.sessions()() as s:
         planned = campaign_status(s, camp.id, c.settings).planned

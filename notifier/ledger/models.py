@@ -318,6 +318,7 @@ class CampaignVersion(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 over every path and its bytes
     origin: Mapped[str] = mapped_column(String(16))  # studio | api | import
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    author: Mapped[int | None] = mapped_column(Integer)  # the person who saved it (people.id); None: a command
 
 
 class CampaignFile(Base):
@@ -431,3 +432,90 @@ class ActionDay(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     acted: Mapped[int] = mapped_column(BigInteger, default=0)
     late: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Person(Base):
+    """Someone of the team, with one role (``notifier.team.roles``): invited by an admin, active once they set
+    their password, disabled rather than deleted (the audit log names them). ``epoch`` moves on every change of
+    password, role or state, which ends their sessions."""
+
+    __tablename__ = "people"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # lower case
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))  # viewer | editor | approver | admin
+    state: Mapped[str] = mapped_column(String(16))  # invited | active | disabled
+    password_hash: Mapped[str | None] = mapped_column(Text)  # scrypt$...; None until the invitation is accepted
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class Invite(Base):
+    """A one-time link that lets an invited person set their password; only a hash of its token is kept."""
+
+    __tablename__ = "invites"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the link's token
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApiToken(Base):
+    """A personal API token: shown once, kept as a hash, revocable; what it does is done by its person."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)  # the public part: ntf_<id>_<secret>
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of the secret part
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ApprovalRow(Base):
+    """An approver's yes to one stored version of a campaign (its file, copy and translations): the four-eyes
+    rule schedules only an approved latest version (``notifier.team.approvals``)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("campaign_id", "version", name="uq_approval_version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # the version's (store.fingerprint)
+    schedules: Mapped[str] = mapped_column(String(64))  # what scheduling it stores: its YAML and copy (approvals)
+    approved_by: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    approved_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class AuditLine(Base):
+    """One line of the audit log: who did what, when, from where. Append-only (triggers refuse UPDATE and
+    DELETE) and chained: each line's hash covers the previous line's, so a removed line shows."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)  # 1, 2, ... no gaps
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(64), index=True)  # person:<id> | cli:<os user> | system | api-token
+    actor_name: Mapped[str] = mapped_column(String(254))  # the person's email then, or the actor again
+    address: Mapped[str] = mapped_column(String(64))  # the client's IP address, or "-"
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    campaign_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    detail: Mapped[str] = mapped_column(Text)  # JSON, as hashed
+    prev: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's last line (one row): appending locks it, so lines are numbered and chained one at a time; a
+    removed last line shows too."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from notifier.campaign import CHANNELS, Campaign, parse_campaign, zone
 from notifier.eligibility import eligible_sql, has_channel_sql, in_audience_sql, push_holders_sql
 from notifier.errors import CampaignStateError, ConfigError, NotFound, UserError
-from notifier.ledger import partitions, spread
+from notifier.ledger import audit, partitions, spread
 from notifier.ledger.models import (
     CampaignRow,
     ContentVersion,
@@ -142,6 +142,8 @@ def schedule(session: Session, campaign: Campaign, spec: str, now: datetime, con
                     .on_conflict_do_nothing())
     session.flush()
     zones, groups = plan_groups(session, row, now if not created else row.scheduled_at, plan)
+    audit.record(session, "schedule", campaign_id=campaign.id, at=now,
+                 detail={"copy": content.fingerprint, "first": created, "copy_changes": list(changes)})
     return ScheduleResult(campaign.id, created, zones, groups, changes)
 
 
@@ -190,6 +192,9 @@ def sends_of(session: Session, campaign_id: str) -> tuple[dict[int, str], dict[s
     return send_of, first
 
 
+ACTION_OF_STATE = {CampaignState.PAUSED: "pause", CampaignState.SCHEDULED: "resume", CampaignState.CANCELLED: "cancel"}
+
+
 def set_state(session: Session, campaign_id: str, state: CampaignState, now: datetime) -> CampaignRow:
     """Pause, resume or cancel; cancelling skips every row not yet sent."""
     row = get_campaign(session, campaign_id)
@@ -201,6 +206,7 @@ def set_state(session: Session, campaign_id: str, state: CampaignState, now: dat
     if row.state not in allowed:
         raise CampaignStateError(f"campaign {campaign_id!r} is {row.state}; cannot make it {state}")
     row.state, row.updated_at = state, now
+    audit.record(session, ACTION_OF_STATE[state], campaign_id=campaign_id, at=now)
     if state == CampaignState.CANCELLED:
         session.execute(
             update(DeliveryRow)
@@ -459,6 +465,8 @@ def retry_failed(session: Session, campaign_id: str, now: datetime, *, reason: s
         .values(state=DeliveryState.PENDING, attempts=0, next_attempt_at=now, last_error=None, updated_at=now)
         .execution_options(synchronize_session=False)).rowcount or 0
     too_late = session.scalar(select(func.count()).select_from(DeliveryRow).where(*failed)) or 0
+    audit.record(session, "retry", campaign_id=campaign_id, at=now,
+                 detail={"reason": reason, "channel": channel, "retried": retried, "left_failed": too_late})
     return RetryResult(campaign_id, retried, too_late)
 
 

@@ -223,6 +223,7 @@ def schedule(web: Web, campaign_id: str) -> None:
     from notifier.render import Content
     from notifier.results import recount_funnel
     from notifier.review import review
+    from notifier.team import approvals
     from notifier.zones import every_zone
 
     campaign, text = on_disk(web, campaign_id)
@@ -233,6 +234,7 @@ def schedule(web: Web, campaign_id: str) -> None:
     outlook(campaign, every_zone(), web.now()).refuse_if_empty()  # a campaign that sends nothing: as the CLI says
     content = Content.of(campaign, *web.settings.copy_dirs(campaign_id))
     with transaction(web.sessions) as s:
+        approvals.gate(s, web.settings, campaign, text, content.fingerprint)  # four eyes
         queries.schedule(s, campaign, text, web.now(), content, plan_zone)
         recount_funnel(s, campaign.id)  # actions recorded before count in its Results
 

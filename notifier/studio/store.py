@@ -124,8 +124,9 @@ def campaign_of(bundle: Mapping[str, bytes]) -> Campaign:
 
 
 def save_version(session: Session, campaign_id: str, bundle: Mapping[str, bytes], *, now: datetime,
-                 origin: str = "studio") -> Version:
-    """Store ``bundle`` as the campaign's next version; the latest one when nothing changed."""
+                 origin: str = "studio", author: int | None = None) -> Version:
+    """Store ``bundle`` as the campaign's next version, saved by the person ``author`` (None: a command); the
+    latest one when nothing changed."""
     found = check_bundle(bundle)
     if found != campaign_id:
         raise UserError(f"campaigns/{found}.yaml: these files are campaign {found!r}, not {campaign_id!r}")
@@ -134,7 +135,7 @@ def save_version(session: Session, campaign_id: str, bundle: Mapping[str, bytes]
     if latest is not None and latest.fingerprint == digest:
         return latest
     row = CampaignVersion(campaign_id=campaign_id, version=(latest.version if latest else 0) + 1,
-                          fingerprint=digest, origin=origin, created_at=now)
+                          fingerprint=digest, origin=origin, created_at=now, author=author)
     session.add(row)
     session.flush()
     session.add_all(CampaignFile(version_id=row.id, path=path, data=bytes(data)) for path, data in bundle.items())

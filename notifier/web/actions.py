@@ -12,6 +12,7 @@ server read nothing.
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
@@ -21,8 +22,11 @@ from starlette.concurrency import run_in_threadpool
 
 from notifier.errors import RequestRefused
 from notifier.feedback import ActionRejection, record_actions, record_push_opens
+from notifier.ledger import audit
 from notifier.ledger.db import transaction
 from notifier.links import verify_open_token
+from notifier.team import tokens
+from notifier.team.roles import Can, Role, refuse_unless
 from notifier.web.requests import read_body, web_of
 
 MAX_ACTIONS = 10_000
@@ -77,14 +81,38 @@ def _schema() -> dict[str, Any]:
         "force": {"type": "boolean", "default": False}}}
 
 
-def bearer(request: Request) -> None:
-    """Refuse a request without the configured bearer token (compared in constant time)."""
-    token = web_of(request).settings.api_token
-    if not token:
-        raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set: POST /actions is off")
+@dataclass(frozen=True)
+class Caller:
+    """Who a bearer token speaks for: a person of the team (a personal token) with their role, or the service
+    token of ``NOTIFIER_API_TOKEN`` (an admin's powers, but no person: it can approve nothing)."""
+
+    role: str
+    actor: audit.Actor
+
+
+SERVICE_TOKEN = "NOTIFIER_API_TOKEN"
+
+
+def bearer(request: Request) -> Caller:
+    """Who the request's bearer token is (a personal token, or NOTIFIER_API_TOKEN compared in constant time); a
+    401 without a valid one. It reads the ledger: call it from a worker thread."""
+    web = web_of(request)
     scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+    given = given.strip()
+    address = (request.client.host if request.client else "-")[:64]
+    if scheme.lower() == "bearer" and tokens.looks_like(given):
+        with transaction(web.sessions) as s:
+            found = tokens.person_of(s, given, web.now())
+        if found is None:
+            raise RequestRefused(401, "this API token is unknown or revoked, or its person is disabled")
+        return Caller(found.role, audit.Actor(found.actor_id, found.email, address, found.id))
+    token = web.settings.api_token
+    if not token:
+        raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set and no personal token was given: POST /actions "
+                                  "is off")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
         raise RequestRefused(401, "a bearer token is required (Authorization: Bearer <NOTIFIER_API_TOKEN>)")
+    return Caller(Role.ADMIN, audit.Actor("api-token", SERVICE_TOKEN, address))
 
 
 @router.post("/actions", openapi_extra={"requestBody": {"required": True, "content": {
@@ -93,7 +121,8 @@ def bearer(request: Request) -> None:
     422: {"description": "the body is not a list of actions"}, 503: {"description": "no API token is configured"}})
 async def post_actions(request: Request) -> dict[str, Any]:
     """Record the actions; each unknown recipient or action is rejected alone, with its index."""
-    bearer(request)
+    caller = await run_in_threadpool(bearer, request)
+    refuse_unless(caller.role, Can.EDIT)
     web = web_of(request)
     body = await _body(request, Actions, MAX_BODY, "actions")
     now = web.now()

@@ -27,8 +27,10 @@ from pydantic_core import to_jsonable_python
 from starlette.concurrency import run_in_threadpool
 
 from notifier.errors import CampaignError, CampaignStateError, NotFound, Problem, RequestRefused, UserError
+from notifier.ledger import audit
 from notifier.studio import service
-from notifier.web.actions import bearer
+from notifier.team.roles import Can, Role, capability_of, needs, refuse_unless
+from notifier.web.actions import Caller, bearer
 from notifier.web.requests import Web, read_body, web_of
 from notifier.web.studio_models import (
     CampaignOut,
@@ -54,13 +56,14 @@ MAX_HEAD = 256 * 1024  # the head of an audience file to sniff
 MAX_UPLOAD = 2 * 1024**3  # an audience file, spooled to disk as it comes
 
 
-def _bearer(request: Request) -> None:
+def _bearer(request: Request) -> Caller:
     """``actions.bearer``, with this API's name in the answer when no token is configured."""
     try:
-        bearer(request)
+        return bearer(request)
     except RequestRefused as exc:
         if exc.status == 503:
-            raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set: the studio's API (/api/v1) is off") from None
+            raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set and no personal token was given: the "
+                                      "studio's API (/api/v1) is off") from None
         raise
 
 
@@ -101,13 +104,20 @@ class StudioRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Any]:
         handle = super().get_route_handler()
         limit = getattr(self.endpoint, "body_limit", MAX_JSON)
+        can = capability_of(self.endpoint)
 
         async def route(request: Request) -> Any:
             try:
-                _bearer(request)
+                if can is None:  # public (team.roles.PUBLIC): proven by what it carries
+                    caller = Caller(Role.VIEWER, audit.Actor("anonymous", "-"))
+                else:
+                    caller = await run_in_threadpool(_bearer, request)
+                    refuse_unless(caller.role, can)
                 if limit and request.method in ("POST", "PUT"):
                     request._body = await read_body(request, limit)  # what FastAPI reads next
-                return await handle(request)
+                with audit.acting(caller.actor):
+                    request.state.caller = caller
+                    return await handle(request)
             except (UserError, RequestValidationError) as exc:
                 return _refusal(exc)
 
@@ -125,7 +135,8 @@ def capped(limit: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 REFUSALS: dict[int | str, dict[str, Any]] = {
     status: {"model": Refusal, "description": why} for status, why in (
-        (401, "no or a wrong bearer token"), (404, "no such campaign, locale or upload"),
+        (401, "no or a wrong bearer token"), (403, "the token's person has a role that cannot do this"),
+        (404, "no such campaign, locale or upload"),
         (409, "the campaign's state refuses it"), (413, "the body is too big"),
         (422, "wrong input, each problem located"), (503, "NOTIFIER_API_TOKEN is not set"))}
 # In the OpenAPI document only (auto_error=False): StudioRoute checks the token, before the body is read.
@@ -174,24 +185,28 @@ def _saved(saved: service.Saved) -> SavedOut:
 
 
 @router.get("/starters")
+@needs(Can.READ)
 def get_starters() -> dict[str, dict[str, Any]]:
     """The named starters, as forms to adapt and POST to /api/v1/campaigns."""
     return service.starters()
 
 
 @router.post("/campaigns/check", response_model=CheckOut)
+@needs(Can.EDIT)
 def check_campaign(request: Request, form: StarterIn) -> dict[str, Any]:
     """Live validation of a starter form: its problems (empty: it can be created)."""
     return {"problems": _problems(service.check_campaign(web_of(request), form.form()))}
 
 
 @router.post("/campaigns", status_code=201, response_model=SavedOut)
+@needs(Can.EDIT)
 def create_campaign(request: Request, form: StarterIn) -> SavedOut:
     """A new campaign from a starter form: its file, templates from default words, catalogs (version 1)."""
     return _saved(service.create_campaign(web_of(request), form.form(), origin="api"))
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignOut)
+@needs(Can.READ)
 def get_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
     return service.campaign_info(web_of(request), campaign_id)
 
@@ -199,6 +214,7 @@ def get_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
 @router.put("/campaigns/{campaign_id}/file", response_model=SavedOut,
             openapi_extra=_body_doc("application/yaml", "the campaign's YAML (at most 256 KiB)"))
 @capped(MAX_FILE)
+@needs(Can.EDIT)
 def put_file(request: Request, campaign_id: str, body: bytes = Depends(raw_body),
              if_match: str | None = IF_MATCH) -> SavedOut:
     """The campaign's file edited: a new version (422 with located problems when the file is not valid)."""
@@ -207,6 +223,7 @@ def put_file(request: Request, campaign_id: str, body: bytes = Depends(raw_body)
 
 
 @router.get("/campaigns/{campaign_id}/words", responses={409: {"description": "templates written by hand"}})
+@needs(Can.READ)
 def get_words(request: Request, campaign_id: str) -> dict[str, Any]:
     """The source words: ``{source_locale, stages: {announcement|reminder|last_day|merged: {subject, preheader,
     heading, paragraphs, button, push_title, push_body, plurals}}}``."""
@@ -217,6 +234,7 @@ def get_words(request: Request, campaign_id: str) -> dict[str, Any]:
 
 
 @router.put("/campaigns/{campaign_id}/words", response_model=SavedOut)
+@needs(Can.EDIT)
 def put_words(request: Request, campaign_id: str, words: dict[str, Any], if_match: str | None = IF_MATCH) -> SavedOut:
     """New source words (as GET gives them): the templates are generated again, changed texts need translating."""
     return _saved(service.put_words(web_of(request), campaign_id, words, origin="api", base_version=_base(if_match)))
@@ -225,6 +243,7 @@ def put_words(request: Request, campaign_id: str, words: dict[str, Any], if_matc
 def _catalog_routes(suffix: str, fmt: str, media: str) -> None:
     @router.get(f"/campaigns/{{campaign_id}}/translations/{{locale}}.{suffix}", response_class=Response,
                 responses={200: {"content": {media: {}}}}, name=f"export_{fmt}")
+    @needs(Can.READ)
     def export(request: Request, campaign_id: str, locale: str) -> Response:
         data, name, media_type = service.export_catalog(web_of(request), campaign_id, locale, fmt)
         return Response(data, media_type=media_type, headers={"Content-Disposition": f'attachment; filename="{name}"'})
@@ -233,6 +252,7 @@ def _catalog_routes(suffix: str, fmt: str, media: str) -> None:
                 openapi_extra=_body_doc(media, f"a {fmt.upper()} file of the locale (at most 1 MiB)"),
                 name=f"import_{fmt}")
     @capped(MAX_CATALOG)
+    @needs(Can.EDIT)
     def import_(request: Request, campaign_id: str, locale: str, body: bytes = Depends(raw_body),
                 file_name: str | None = Query(None, max_length=200, description="the file's name, for problems"),
                 if_match: str | None = IF_MATCH) -> SavedOut:
@@ -248,6 +268,7 @@ _catalog_routes("xlf", "xliff", service.MEDIA["xliff"])
 
 
 @router.get("/campaigns/{campaign_id}/translations/{locale}", response_model=list[EntryOut])
+@needs(Can.READ)
 def get_translations(request: Request, campaign_id: str, locale: str) -> list[Any]:
     """Side by side: each entry's source, target per plural form, status and problems."""
     return [EntryOut.model_validate(e, from_attributes=True)
@@ -256,6 +277,7 @@ def get_translations(request: Request, campaign_id: str, locale: str) -> list[An
 
 @router.post("/campaigns/{campaign_id}/translations/{locale}/check", response_model=TranslationCheckOut)
 @capped(MAX_JSON)
+@needs(Can.EDIT)
 def check_translation(request: Request, campaign_id: str, locale: str, entry: TranslationCheckIn) -> dict[str, Any]:
     """The gate's verdict on one entry with these forms, nothing saved (the studio shows it as one types)."""
     return service.check_translation(web_of(request), campaign_id, locale, entry.key, entry.forms)
@@ -263,6 +285,7 @@ def check_translation(request: Request, campaign_id: str, locale: str, entry: Tr
 
 @router.put("/campaigns/{campaign_id}/translations/{locale}", response_model=SavedOut)
 @capped(MAX_CATALOG)
+@needs(Can.EDIT)
 def put_translations(request: Request, campaign_id: str, locale: str, changes: dict[str, list[str]],
                      if_match: str | None = IF_MATCH) -> SavedOut:
     """``{key: [form, ...]}``: each entry's translation, one text per plural form of the locale."""
@@ -271,6 +294,7 @@ def put_translations(request: Request, campaign_id: str, locale: str, changes: d
 
 
 @router.get("/campaigns/{campaign_id}/gate", response_model=GateOut)
+@needs(Can.READ)
 def get_gate(request: Request, campaign_id: str) -> dict[str, Any]:
     """The translation gate and every message rendered: errors stop scheduling, warnings are cut on some screens."""
     errors, warnings = service.gate(web_of(request), campaign_id)
@@ -278,12 +302,14 @@ def get_gate(request: Request, campaign_id: str) -> dict[str, Any]:
 
 
 @router.get("/campaigns/{campaign_id}/preview/choices")
+@needs(Can.READ)
 def preview_choices(request: Request, campaign_id: str) -> dict[str, Any]:
     """``{locales, channels, sends: [{send_key, words}]}``: what GET .../preview may show."""
     return service.preview_choices(web_of(request), campaign_id)
 
 
 @router.get("/campaigns/{campaign_id}/preview", response_model=PreviewOut)
+@needs(Can.READ)
 def get_preview(request: Request, campaign_id: str, locale: str, send: str, channel: str,
                 recipient: str | None = Query(None, description="a recipient's id: their zone, name, locale")) -> Any:
     """One message as the sender renders it: an email (subject, html, text) or a push (title, body, link)."""
@@ -317,6 +343,7 @@ MAPPING = Query(None, description='JSON object: column in the file -> field ("e-
 @router.post("/audience/sniff", response_model=SniffOut,
              openapi_extra=_body_doc("text/csv", "the first bytes of the file (64 KiB are enough)"))
 @capped(MAX_HEAD)
+@needs(Can.EDIT)
 def sniff(request: Request, file_name: str = Query(max_length=200), mapping: str | None = MAPPING,
           body: bytes = Depends(raw_body)) -> Any:
     """A file's format, columns, suggested mapping and first rows as they will be stored."""
@@ -332,6 +359,7 @@ def _status(web: Web, upload_id: str) -> UploadOut:
 @router.post("/audience/uploads", status_code=202, response_model=UploadOut,
              openapi_extra=_body_doc("text/csv", "the audience file, CSV or JSON Lines (at most 2 GiB), streamed"))
 @capped(0)
+@needs(Can.EDIT)
 async def upload(request: Request, file_name: str = Query(max_length=200), mapping: str | None = MAPPING,
                  format: str | None = Query(None, pattern="^(csv|jsonl)$")) -> Any:
     """Import an audience in the background: follow it with GET .../uploads/{id}; closing the client loses nothing.
@@ -360,12 +388,14 @@ async def upload(request: Request, file_name: str = Query(max_length=200), mappi
 
 
 @router.get("/audience/uploads/{upload_id}", response_model=UploadOut)
+@needs(Can.EDIT)
 def upload_status(request: Request, upload_id: str) -> Any:
     return _status(web_of(request), upload_id)
 
 
 @router.get("/audience/uploads/{upload_id}/rejects.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}}})
+@needs(Can.PERSONAL)
 def rejects(request: Request, upload_id: str) -> StreamingResponse:
     """The rejected rows: ``line,reason``, header first."""
     rows = service.rejects_csv(web_of(request), upload_id)
@@ -382,6 +412,7 @@ def _jsonable(value: Any) -> Any:
 
 
 @router.post("/campaigns/{campaign_id}/dry-run")
+@needs(Can.READ)
 def dry_run(request: Request, campaign_id: str) -> dict[str, Any]:
     """What scheduling now would send to today's audience: totals, per wave x locale x channel, skipped and why,
     first and last send per zone. Nothing is written."""
@@ -389,6 +420,7 @@ def dry_run(request: Request, campaign_id: str) -> dict[str, Any]:
 
 
 @router.post("/campaigns/{campaign_id}/fast-forward")
+@needs(Can.PERSONAL)
 def fast_forward(request: Request, campaign_id: str,
                  limit: int = Query(200, ge=0, le=5000, description="messages listed (the first ones sent)")
                  ) -> dict[str, Any]:
@@ -402,11 +434,13 @@ def fast_forward(request: Request, campaign_id: str,
 
 
 @router.get("/campaigns/{campaign_id}/seeds", response_model=list[SeedModel])
+@needs(Can.PERSONAL)
 def get_seeds(request: Request, campaign_id: str) -> list[Any]:
     return [SeedModel.model_validate(s, from_attributes=True) for s in service.seeds(web_of(request), campaign_id)]
 
 
 @router.put("/campaigns/{campaign_id}/seeds", response_model=list[SeedModel])
+@needs(Can.EDIT)
 def put_seeds(request: Request, campaign_id: str, seeds: list[SeedModel]) -> list[Any]:
     """The seed list, replaced whole: the addresses and push tokens test sends go to."""
     web = web_of(request)
@@ -415,6 +449,7 @@ def put_seeds(request: Request, campaign_id: str, seeds: list[SeedModel]) -> lis
 
 
 @router.post("/campaigns/{campaign_id}/test-send")
+@needs(Can.EDIT)
 def test_send(request: Request, campaign_id: str, body: TestSendIn) -> dict[str, Any]:
     """One message to each seed of the channel through the real transport, marked as a test, never counted."""
     results = service.test_send(web_of(request), campaign_id, locale=body.locale, send_key=body.send,
@@ -426,6 +461,7 @@ def test_send(request: Request, campaign_id: str, body: TestSendIn) -> dict[str,
 
 
 @router.post("/campaigns/{campaign_id}/{action}", responses={200: {"description": "the campaign's progress"}})
+@needs(Can.SEND)
 def control(request: Request, campaign_id: str, action: str) -> dict[str, Any]:
     """schedule (approve the copy and plan the sends) | pause | resume | cancel; answers the progress."""
     web = web_of(request)
@@ -439,12 +475,14 @@ def control(request: Request, campaign_id: str, action: str) -> dict[str, Any]:
 
 
 @router.get("/campaigns/{campaign_id}/progress")
+@needs(Can.READ)
 def progress(request: Request, campaign_id: str) -> dict[str, Any]:
     """Counts in messages: planned (from the first second), done, percent, by send x channel x state, and why."""
     return service.progress(web_of(request), campaign_id)
 
 
 @router.get("/campaigns/{campaign_id}/results")
+@needs(Can.READ)
 def get_results(request: Request, campaign_id: str) -> dict[str, Any]:
     """What became of the messages per send x locale x channel, and per deadline who has acted, day by day (the
     Results page; ``notifier campaign report --json``)."""
@@ -456,6 +494,7 @@ def get_results(request: Request, campaign_id: str) -> dict[str, Any]:
 
 @router.get("/campaigns/{campaign_id}/results.csv", response_class=Response,
             responses={200: {"content": {"text/csv": {}}}})
+@needs(Can.READ)
 def get_results_csv(request: Request, campaign_id: str) -> Response:
     """The Results table as CSV, one line per send x locale x channel."""
     from notifier.results import csv_lines, results
@@ -468,6 +507,7 @@ def get_results_csv(request: Request, campaign_id: str) -> Response:
 
 @router.get("/campaigns/{campaign_id}/not-acted/{deadline_id}.csv", response_class=Response,
             responses={200: {"content": {"text/csv": {}}}})
+@needs(Can.PERSONAL)
 def get_not_acted(request: Request, campaign_id: str, deadline_id: str) -> Response:
     """The ids of the audience who have not done the deadline's skip_if action, one a line, streamed."""
     from notifier.web.dashboard.results import not_acted_response
@@ -477,6 +517,7 @@ def get_not_acted(request: Request, campaign_id: str, deadline_id: str) -> Respo
 
 @router.get("/campaigns/{campaign_id}/export", response_class=Response,
             responses={200: {"content": {"application/zip": {}}}})
+@needs(Can.READ)
 def export(request: Request, campaign_id: str, version: int | None = None) -> Response:
     """A stored version's files as a zip, in the project's layout (what ``notifier campaign export`` writes)."""
     bundle = service.bundle(web_of(request), campaign_id, version)

@@ -8,12 +8,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import Request
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -21,10 +23,12 @@ from starlette.datastructures import FormData
 from notifier.config import KNOWN_SECRETS, MIN_SECRET_LENGTH, Settings
 from notifier.errors import RequestRefused
 from notifier.i18n import negotiate
-from notifier.ledger import queries
+from notifier.ledger import audit, queries
 from notifier.ledger.db import transaction
 from notifier.planner import send_channels
 from notifier.render import Renderer
+from notifier.team import people
+from notifier.team.roles import capability_of, refuse_unless
 from notifier.web.dashboard.auth import Devices, Identity, Login, LoginLimiter, PasswordLogin, Sessions, same_token
 from notifier.web.locales import DASHBOARD_LOCALES as LOCALES
 
@@ -54,27 +58,54 @@ class Dashboard:
 
     _checks: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
 
-    def authenticate(self, password: str) -> str | None:
-        """The admin's name when ``password`` is right. At most two checks run at once (each costs 32 MiB and
-        0.1 s of a core), so a flood of logins queues instead of taking the machine."""
-        if self.login is None or not self._checks.acquire(timeout=30):
+    def enabled(self) -> bool:
+        """Whether anyone can log in: the ledger has a team, or NOTIFIER_ADMIN_PASSWORD is set."""
+        if self.login is not None:
+            return True
+        with self.ledger() as s:
+            return people.has_team(s)
+
+    def authenticate(self, email: str, password: str) -> Identity | None:
+        """Who ``email`` and ``password`` prove (no email: the shared admin password, while the ledger has no
+        team), as a new session's identity without its token. At most two checks run at once (each costs 32 MiB
+        and 0.1 s of a core), so a flood of logins queues instead of taking the machine."""
+        if not self._checks.acquire(timeout=30):
             raise RequestRefused(503, "too many logins at once; try again in a minute")
         try:
-            return self.login.authenticate("admin", password)
+            with self.ledger() as s:
+                team = people.has_team(s)
+                if email.strip():
+                    found = people.authenticate(s, email, password) if team else None
+                    return _person(found, "", 0) if found else None
+            if team or self.login is None:
+                return None
+            user = self.login.authenticate("admin", password)
+            return Identity(user, "", 0) if user else None
         finally:
             self._checks.release()
 
-    def end(self, ident: Identity) -> None:
+    def confirmed(self, ident: Identity) -> Identity | None:
+        """The session's identity as the ledger has it now: None when it was logged out, its person disabled or
+        changed (role, password), or the shared password stopped counting because the ledger has a team."""
+        with self.ledger() as s:
+            if queries.session_ended(s, _digest(ident)):
+                return None
+            if ident.user == "admin":
+                return ident if self.login is not None and not people.has_team(s) else None
+            if not ident.user.startswith("person:") or not ident.user[7:].isdigit():
+                return None
+            found = people.active(s, int(ident.user[7:]), ident.epoch)
+        return _person(found, ident.csrf, ident.expires) if found else None
+
+    def end(self, ident: Identity, actor: audit.Actor | None = None) -> None:
         """Log a session out for good: its cookie, even replayed, proves nothing any more, in every serving
         process and after a restart (the ledger keeps a hash of its token until the cookie would have expired).
         It writes to the ledger: call it from a worker thread, not the event loop."""
         with transaction(self.ledger) as s:
             queries.end_session(s, _digest(ident), datetime.fromtimestamp(ident.expires, UTC),
                                 datetime.fromtimestamp(self.sessions.clock(), UTC))
-
-    def ended(self, ident: Identity) -> bool:
-        with self.ledger() as s:
-            return queries.session_ended(s, _digest(ident))
+            if actor is not None:
+                audit.record(s, "logout", actor=actor)
 
     def renderer(self, settings: Settings) -> Renderer:
         """One renderer for the gallery and scheduling; :meth:`Renderer.forget` a campaign whose file changed."""
@@ -124,6 +155,16 @@ class Dashboard:
         response.delete_cookie(self.cookie, path="/", secure=self.secure, httponly=True, samesite="strict")
 
 
+def _person(found: people.Member, csrf: str, expires: int) -> Identity:
+    return Identity(found.actor_id, csrf, expires, found.epoch, found.role, found.email, found.id)
+
+
+def actor_of(ident: Identity, request: Request) -> audit.Actor:
+    """Who the audit log names for what this session does, and from which address."""
+    address = (request.client.host if request.client else "-")[:64]
+    return audit.Actor(ident.user, ident.email, address, ident.person_id)
+
+
 def _digest(ident: Identity) -> str:
     return hashlib.sha256(ident.csrf.encode("utf-8")).hexdigest()
 
@@ -140,11 +181,32 @@ def identity(request: Request) -> Identity:
     if known is not None:
         return known  # type: ignore[no-any-return]
     dash = dashboard_of(request)
-    ident = dash.sessions.read(request.cookies.get(dash.cookie)) if dash.login is not None else None
-    if ident is None or dash.ended(ident):
+    ident = dash.sessions.read(request.cookies.get(dash.cookie))
+    confirmed = dash.confirmed(ident) if ident is not None else None
+    if confirmed is None:
         raise NotLoggedIn
-    request.state.identity = ident
-    return ident
+    request.state.identity = confirmed
+    return confirmed
+
+
+class DashboardRoute(APIRoute):
+    """A dashboard route: one whose endpoint names a capability (``team.roles.needs``) answers only a session whose
+    role has it (a stranger goes to /login, a role without it gets 403), and everything it does is done by that
+    person in the audit log. A route without one is public (``team.roles.PUBLIC``)."""
+
+    def get_route_handler(self) -> Callable[[Request], Any]:
+        handle = super().get_route_handler()
+        can = capability_of(self.endpoint)
+        if can is None:
+            return handle
+
+        async def route(request: Request) -> Any:
+            ident = await run_in_threadpool(identity, request)
+            refuse_unless(ident.role, can)
+            with audit.acting(actor_of(ident, request)):
+                return await handle(request)
+
+        return route
 
 
 def login_redirect(request: Request) -> str:

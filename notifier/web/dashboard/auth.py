@@ -89,11 +89,16 @@ def weak_password(password: str) -> str | None:
 
 @dataclass(frozen=True)
 class Identity:
-    """Someone the dashboard trusts, with the CSRF token of their session."""
+    """Someone the dashboard trusts, with the CSRF token of their session: ``admin`` (the shared password of a
+    ledger without a team) or ``person:<id>`` with their role and email, read from the ledger on each request."""
 
     user: str
     csrf: str
     expires: int  # Unix time
+    epoch: int = 0  # the person's when the session began: a change of password, role or state ends it
+    role: str = "admin"
+    email: str = "admin"
+    person_id: int | None = None
 
 
 class Login(Protocol):
@@ -164,16 +169,16 @@ class Sessions(_Signed):
     lifetime: int = 8 * 3600
     purpose: ClassVar[bytes] = b"notifier dashboard sessions"
 
-    def issue(self, user: str) -> tuple[str, Identity]:
+    def issue(self, user: str, epoch: int = 0) -> tuple[str, Identity]:
         """A new session for ``user``: the cookie's value and who it proves."""
-        ident = Identity(user, secrets.token_urlsafe(32), int(self.clock()) + self.lifetime)
-        return self._seal({"u": ident.user, "c": ident.csrf, "e": ident.expires}), ident
+        ident = Identity(user, secrets.token_urlsafe(32), int(self.clock()) + self.lifetime, epoch)
+        return self._seal({"u": ident.user, "c": ident.csrf, "e": ident.expires, "p": epoch}), ident
 
     def read(self, cookie: str | None) -> Identity | None:
-        """Who the cookie proves, or None."""
+        """Who the cookie says (the ledger still has to confirm a person: ``access.identity``), or None."""
         doc = self._open(cookie)
         try:
-            return Identity(str(doc["u"]), str(doc["c"]), int(doc["e"])) if doc else None
+            return Identity(str(doc["u"]), str(doc["c"]), int(doc["e"]), int(doc.get("p", 0))) if doc else None
         except (ValueError, KeyError, TypeError):
             return None
 

@@ -16,14 +16,18 @@ from starlette.datastructures import FormData, UploadFile
 from notifier.campaign import CHANNELS, Campaign, parse_campaign
 from notifier.config import Settings
 from notifier.errors import CampaignError, CampaignStateError, NotFound, Problem, RequestRefused, UserError
-from notifier.ledger import queries
+from notifier.ledger import audit, queries
 from notifier.ledger.db import transaction
 from notifier.review import review
 from notifier.studio import service, store
+from notifier.team import people
+from notifier.team.roles import Can, needs
 from notifier.web.dashboard import views
 from notifier.web.dashboard.access import (
     Dashboard,
+    DashboardRoute,
     NotLoggedIn,
+    actor_of,
     checked_form,
     dashboard_of,
     form_of,
@@ -31,11 +35,11 @@ from notifier.web.dashboard.access import (
     safe_next,
     same_origin,
 )
-from notifier.web.dashboard.auth import same_token
+from notifier.web.dashboard.auth import Identity, same_token
 from notifier.web.dashboard.pages import LOGIN_NONCE, campaign_page, login_form, render
 from notifier.web.requests import web_of
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 PATHS = ("/campaigns", "/login", "/logout", "/static/dashboard")  # the dashboard's; the rest is API
 
 
@@ -89,7 +93,7 @@ def install(app: Any, settings: Settings) -> None:
 @router.post("/login")
 async def login(request: Request) -> Any:
     dash = dashboard_of(request)
-    if dash.login is None:
+    if not await run_in_threadpool(dash.enabled):
         return login_form(request, None)
     client = request.client.host if request.client else "-"
     device = dash.device(request)  # a browser that logged in here before: limited on its own
@@ -102,16 +106,31 @@ async def login(request: Request) -> Any:
     wait = dash.limiter.attempt(client, device)  # counted before the check: a parallel burst is limited too
     if wait:
         return _throttled(request, wait)
-    user = await run_in_threadpool(dash.authenticate, _text(form, "password"))
-    if user is None:
+    email = _text(form, "email", 254)
+    found = await run_in_threadpool(dash.authenticate, email, _text(form, "password"))
+    await run_in_threadpool(_audit_login, request, found, email)
+    if found is None:
         return login_form(request, _text(form, "next"), 401, error="wrong")
     dash.limiter.succeeded(client, device)
-    cookie, _ident = dash.sessions.issue(user)
+    cookie, _ident = dash.sessions.issue(found.user, found.epoch)
     response = RedirectResponse(safe_next(_text(form, "next")), status_code=303)
     dash.set_session(response, cookie)
     dash.set_device(response)
     response.delete_cookie(LOGIN_NONCE, path="/login")
     return response
+
+
+def _audit_login(request: Request, found: Identity | None, email: str) -> None:
+    """A login, or a failed one (naming the account tried only when it is a team member's)."""
+    dash = dashboard_of(request)
+    address = (request.client.host if request.client else "-")[:64]
+    with transaction(dash.ledger) as s:
+        if found is not None:
+            audit.record(s, "login", actor=actor_of(found, request))
+        else:
+            known = email.strip().lower() in {m.email for m in people.listing(s)} if email.strip() else False
+            audit.record(s, "login_failed", actor=audit.Actor("anonymous", "-", address),
+                         detail={"account": email.strip().lower()[:254] if known else ("admin" if not email else None)})
 
 
 def _throttled(request: Request, wait: int) -> HTMLResponse:
@@ -122,10 +141,11 @@ def _throttled(request: Request, wait: int) -> HTMLResponse:
 
 
 @router.post("/logout")
+@needs(Can.SELF)
 async def logout(request: Request) -> Any:
     ident, _form = await checked_form(request)
     dash = dashboard_of(request)
-    await run_in_threadpool(dash.end, ident)
+    await run_in_threadpool(dash.end, ident, actor_of(ident, request))
     response = RedirectResponse("/login", status_code=303)
     dash.clear_session(response)
     return response
@@ -197,11 +217,13 @@ async def _save(request: Request, campaign_id: str | None) -> Any:
 
 
 @router.post("/campaigns/new")
+@needs(Can.EDIT)
 async def upload_campaign(request: Request) -> Any:
     return await _save(request, None)
 
 
 @router.post("/campaigns/{campaign_id}/edit")
+@needs(Can.EDIT)
 async def save_campaign(request: Request, campaign_id: str) -> Any:
     return await _save(request, campaign_id)
 
@@ -215,6 +237,7 @@ def _schedule(request: Request, campaign_id: str) -> None:
 
 
 @router.post("/campaigns/{campaign_id}/{action}")
+@needs(Can.SEND)
 async def control(request: Request, campaign_id: str, action: str) -> Any:
     """schedule | pause | resume | cancel (with confirm=yes) | retry (optionally only a reason or a channel)."""
     _ident, form = await checked_form(request)

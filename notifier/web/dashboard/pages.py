@@ -23,11 +23,14 @@ from notifier.i18n import load_translations
 from notifier.ledger.db import transaction
 from notifier.reports import campaign_phase, get_member, ledger_members, recipient_messages
 from notifier.review import render_sample, samples
+from notifier.team import people
+from notifier.team.roles import Can, needs
 from notifier.timeline import PlanView
 from notifier.web.dashboard import views
 from notifier.web.dashboard.access import (
     LANG,
     LOCALES,
+    DashboardRoute,
     NotLoggedIn,
     dashboard_of,
     identity,
@@ -47,7 +50,7 @@ CSP = page_csp(script_src="'self'", style_src="'self' 'unsafe-inline'", img_src=
                connect_src="'self'", frame_src="'self'")
 HEADERS = {"Content-Security-Policy": CSP, "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 # nosniff, X-Frame-Options and HSTS: the app's SecurityHeaders, on every answer
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
 
 @lru_cache(maxsize=len(LOCALES))
@@ -125,10 +128,13 @@ def login_page(request: Request, next: str = "/campaigns") -> Response:
 def login_form(request: Request, target: str | None, status: int = 200, error: str | None = None) -> HTMLResponse:
     """The login page with a fresh nonce, the login form's CSRF token (kept in a cookie of its own)."""
     dash = dashboard_of(request)
-    if dash.login is None:
+    if not dash.enabled():
         return render(request, "login.html", 503, off=True, nonce="", next=safe_next(target), error=None)
+    with dash.ledger() as s:
+        team = people.has_team(s)
     nonce = secrets.token_urlsafe(24)
-    response = render(request, "login.html", status, off=False, nonce=nonce, next=safe_next(target), error=error)
+    response = render(request, "login.html", status, off=False, nonce=nonce, next=safe_next(target), error=error,
+                      team=team)
     response.set_cookie(LOGIN_NONCE, nonce, max_age=1800, path="/login", secure=dash.secure, httponly=True,
                         samesite="strict")
     return response
@@ -136,6 +142,7 @@ def login_form(request: Request, target: str | None, status: int = 200, error: s
 
 
 @router.get("/campaigns")
+@needs(Can.READ)
 def campaigns(request: Request) -> HTMLResponse:
     identity(request)
     web = web_of(request)
@@ -145,12 +152,14 @@ def campaigns(request: Request) -> HTMLResponse:
 
 
 @router.get("/campaigns/new")
+@needs(Can.EDIT)
 def new_campaign(request: Request) -> HTMLResponse:
     identity(request)
     return render(request, "edit.html", campaign_id=None, text="", annotated=None)
 
 
 @router.get("/campaigns/{campaign_id}")
+@needs(Can.READ)
 def campaign(request: Request, campaign_id: str) -> HTMLResponse:
     identity(request)
     return campaign_page(request, campaign_id)
@@ -173,6 +182,7 @@ def _chart(request: Request, sends: Any, marks: Any) -> Any:
 
 
 @router.get("/campaigns/{campaign_id}/progress")
+@needs(Can.READ)
 def progress_fragment(request: Request, campaign_id: str) -> HTMLResponse:
     """The live part of the campaign page, which dash.js fetches every few seconds: the counts, and the actions
     and the date that follow them (a finished campaign loses Pause and Cancel, a blocked one gains Schedule)."""
@@ -190,6 +200,7 @@ def progress_fragment(request: Request, campaign_id: str) -> HTMLResponse:
 
 
 @router.get("/campaigns/{campaign_id}/timeline")
+@needs(Can.READ)
 def timeline_fragment(request: Request, campaign_id: str) -> HTMLResponse:
     """The chart alone, which dash.js fetches now and then while the campaign sends."""
     identity(request)
@@ -202,6 +213,7 @@ def timeline_fragment(request: Request, campaign_id: str) -> HTMLResponse:
 
 
 @router.get("/campaigns/{campaign_id}/edit")
+@needs(Can.EDIT)
 def edit_campaign(request: Request, campaign_id: str) -> HTMLResponse:
     identity(request)
     web = web_of(request)
@@ -211,6 +223,7 @@ def edit_campaign(request: Request, campaign_id: str) -> HTMLResponse:
 
 
 @router.get("/campaigns/{campaign_id}/cancel")
+@needs(Can.SEND)
 def confirm_cancel(request: Request, campaign_id: str) -> HTMLResponse:
     identity(request)
     web = web_of(request)
@@ -222,6 +235,7 @@ def confirm_cancel(request: Request, campaign_id: str) -> HTMLResponse:
 
 
 @router.get("/campaigns/{campaign_id}/gallery")
+@needs(Can.READ)
 def gallery(request: Request, campaign_id: str) -> HTMLResponse:
     """Every locale × send × channel with a sample recipient, as the recipient would see it."""
     identity(request)
@@ -240,6 +254,7 @@ def gallery(request: Request, campaign_id: str) -> HTMLResponse:
 
 
 @router.get("/campaigns/{campaign_id}/recipients")
+@needs(Can.PERSONAL)
 def find_recipient(request: Request, campaign_id: str, rid: str = "") -> RedirectResponse:
     from urllib.parse import quote
 
@@ -251,6 +266,7 @@ def find_recipient(request: Request, campaign_id: str, rid: str = "") -> Redirec
 
 
 @router.get("/campaigns/{campaign_id}/recipients/{recipient_id}")
+@needs(Can.PERSONAL)
 def recipient(request: Request, campaign_id: str, recipient_id: str) -> HTMLResponse:
     """What one person got and will get, each skip with its reason, in their own time zone."""
     identity(request)

@@ -19,13 +19,14 @@ from fastapi.responses import HTMLResponse, StreamingResponse
 
 from notifier.errors import CampaignStateError
 from notifier.results import ATTRIBUTION_WINDOW, COLUMNS, METRICS, Results, csv_lines, not_acted, results
+from notifier.team.roles import Can, needs
 from notifier.web.dashboard import views
-from notifier.web.dashboard.access import identity, ui_locale
+from notifier.web.dashboard.access import DashboardRoute, identity, ui_locale
 from notifier.web.dashboard.funnel import funnel_svg
 from notifier.web.dashboard.pages import HEADERS, gettext_of, render
 from notifier.web.requests import web_of
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
 
 TEXT_COLUMNS = ("send", "locale", "channel")
@@ -69,6 +70,7 @@ def _read(request: Request, campaign_id: str) -> tuple[Any, Results]:
 
 
 @router.get("/campaigns/{campaign_id}/results")
+@needs(Can.READ)
 def results_page(request: Request, campaign_id: str, sort: str | None = None, dir: str | None = None) -> HTMLResponse:
     identity(request)
     camp, res = _read(request, campaign_id)
@@ -119,6 +121,7 @@ def _chain(first: list[Any], rest: Iterator[list[Any]]) -> Iterator[list[Any]]:
 
 
 @router.get("/campaigns/{campaign_id}/results.csv")
+@needs(Can.READ)
 def results_csv(request: Request, campaign_id: str) -> StreamingResponse:
     identity(request)
     _camp, res = _read(request, campaign_id)
@@ -126,6 +129,7 @@ def results_csv(request: Request, campaign_id: str) -> StreamingResponse:
 
 
 @router.get("/campaigns/{campaign_id}/not-acted/{deadline_id}.csv")
+@needs(Can.PERSONAL)
 def not_acted_csv(request: Request, campaign_id: str, deadline_id: str) -> StreamingResponse:
     identity(request)
     _read(request, campaign_id)

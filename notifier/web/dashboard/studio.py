@@ -20,15 +20,16 @@ from starlette.datastructures import FormData, UploadFile
 from notifier.campaign import parse_campaign
 from notifier.errors import CampaignError, NotFound, Problem, RequestRefused, UserError
 from notifier.studio import service
+from notifier.team.roles import Can, needs
 from notifier.web.dashboard import studio_forms as forms
 from notifier.web.dashboard import views
-from notifier.web.dashboard.access import identity, same_origin, ui_locale
+from notifier.web.dashboard.access import DashboardRoute, identity, same_origin, ui_locale
 from notifier.web.dashboard.auth import same_token
 from notifier.web.dashboard.pages import HERE, render, translations
 from notifier.web.requests import web_of
 from notifier.words import Words
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 MAX_FORM_BYTES = 2 * 1024 * 1024
 MAX_FIELDS = 1000
 MAX_AUDIENCE_BYTES = 2 * 1024 ** 3  # an audience file; it streams to disk
@@ -103,6 +104,7 @@ def script() -> FileResponse:
 
 
 @router.get("/campaigns/new/starter")
+@needs(Can.EDIT)
 def starter_page(request: Request, starter: str = "price-change") -> HTMLResponse:
     identity(request)
     starters = service.starters()
@@ -112,6 +114,7 @@ def starter_page(request: Request, starter: str = "price-change") -> HTMLRespons
 
 
 @router.post("/campaigns/new/starter")
+@needs(Can.EDIT)
 async def create_campaign(request: Request) -> Any:
     posted = await _form(request)
     data = forms.starter_json(posted)
@@ -128,6 +131,7 @@ async def create_campaign(request: Request) -> Any:
 
 
 @router.post("/campaigns/new/check")
+@needs(Can.EDIT)
 async def check_campaign(request: Request) -> JSONResponse:
     """Live validation for studio.js: the starter form's problems, each with the form's field it names."""
     data = forms.starter_json(await _form(request))
@@ -160,6 +164,7 @@ def _words_view(words: dict[str, Any] | None, source_locale: str, ui: str) -> di
 
 
 @router.get("/campaigns/{campaign_id}/words")
+@needs(Can.READ)
 async def words_page(request: Request, campaign_id: str) -> HTMLResponse:
     info = await _call(request, service.campaign_info, _id(campaign_id))
     words = await _call(request, service.get_words, campaign_id)
@@ -168,6 +173,7 @@ async def words_page(request: Request, campaign_id: str) -> HTMLResponse:
 
 
 @router.post("/campaigns/{campaign_id}/words")
+@needs(Can.EDIT)
 async def save_words(request: Request, campaign_id: str) -> Any:
     posted = await _form(request)
     info = await _call(request, service.campaign_info, _id(campaign_id))
@@ -190,6 +196,7 @@ async def save_words(request: Request, campaign_id: str) -> Any:
 
 
 @router.get("/campaigns/{campaign_id}/translations")
+@needs(Can.READ)
 async def translations_page(request: Request, campaign_id: str) -> HTMLResponse:
     info = await _call(request, service.campaign_info, _id(campaign_id))
     source = info.get("source_locale")
@@ -230,6 +237,7 @@ async def _locale_page(request: Request, campaign_id: str, locale: str, status: 
 
 
 @router.get("/campaigns/{campaign_id}/translations/{locale}")
+@needs(Can.READ)
 async def locale_page(request: Request, campaign_id: str, locale: str, done: str = "", refused: str = "") -> Any:
     info = await _call(request, service.campaign_info, _id(campaign_id))
     return await _locale_page(request, campaign_id, _locale(info, locale), done=done[:20],
@@ -237,6 +245,7 @@ async def locale_page(request: Request, campaign_id: str, locale: str, done: str
 
 
 @router.post("/campaigns/{campaign_id}/translations/{locale}")
+@needs(Can.EDIT)
 async def save_translations(request: Request, campaign_id: str, locale: str) -> Any:
     posted = await _form(request)
     info = await _call(request, service.campaign_info, _id(campaign_id))
@@ -255,6 +264,7 @@ async def save_translations(request: Request, campaign_id: str, locale: str) -> 
 
 
 @router.post("/campaigns/{campaign_id}/translations/{locale}/check")
+@needs(Can.EDIT)
 async def check_translation(request: Request, campaign_id: str, locale: str) -> JSONResponse:
     """Live check for studio.js: one entry's badge and problems with the forms typed so far ({placeholders}, as
     the page shows them), nothing saved."""
@@ -272,6 +282,7 @@ async def check_translation(request: Request, campaign_id: str, locale: str) -> 
 
 
 @router.get("/campaigns/{campaign_id}/translations/{locale}/export")
+@needs(Can.READ)
 async def export_catalog(request: Request, campaign_id: str, locale: str, format: str = "po") -> Response:
     await run_in_threadpool(identity, request)
     if format not in ("po", "xliff"):
@@ -282,6 +293,7 @@ async def export_catalog(request: Request, campaign_id: str, locale: str, format
 
 
 @router.post("/campaigns/{campaign_id}/translations/{locale}/import")
+@needs(Can.EDIT)
 async def import_catalog(request: Request, campaign_id: str, locale: str) -> Any:
     posted = await _form(request, MAX_CATALOG_BYTES)
     upload = posted.get("file")
@@ -306,6 +318,7 @@ async def import_catalog(request: Request, campaign_id: str, locale: str) -> Any
 
 
 @router.get("/campaigns/{campaign_id}/preview")
+@needs(Can.READ)
 async def preview_page(request: Request, campaign_id: str, locale: str = "", send: str = "",
                        recipient: str = "") -> HTMLResponse:
     choices = await _call(request, service.preview_choices, _id(campaign_id))

@@ -21,12 +21,13 @@ from starlette.datastructures import FormData, UploadFile
 
 from notifier.errors import CampaignError, NotFound, RequestRefused, UserError
 from notifier.studio import service
+from notifier.team.roles import Can, needs
 from notifier.web.dashboard import studio_forms as forms
-from notifier.web.dashboard.access import identity
+from notifier.web.dashboard.access import DashboardRoute, identity
 from notifier.web.dashboard.studio import HEAD, MAX_AUDIENCE_BYTES, NO_STORE, _call, _form, _id, _page, _problems
 from notifier.web.requests import web_of
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 
 
 # --- 5. the audience --------------------------------------------------------------------------------------------
@@ -50,11 +51,13 @@ def _spooled(request: Request, spool: str) -> Any:
 
 
 @router.get("/campaigns/{campaign_id}/audience")
+@needs(Can.EDIT)
 async def audience_page(request: Request, campaign_id: str) -> HTMLResponse:
     return await _page(request, "studio_audience.html", _id(campaign_id), step="file", problems=[])
 
 
 @router.post("/campaigns/{campaign_id}/audience")
+@needs(Can.EDIT)
 async def audience_file(request: Request, campaign_id: str) -> Any:
     """Step 1: the file, kept on disk; step 2 shows its columns to map."""
     posted = await _form(request, MAX_AUDIENCE_BYTES)
@@ -83,6 +86,7 @@ async def _sniffed(request: Request, path: Any, name: str, mapping: dict[str, st
 
 
 @router.get("/campaigns/{campaign_id}/audience/{spool}")
+@needs(Can.EDIT)
 async def mapping_page(request: Request, campaign_id: str, spool: str, name: str = "audience.csv") -> Any:
     path = _spooled(request, spool)
     sniffed = await _sniffed(request, path, name, None)
@@ -96,6 +100,7 @@ def _mapping(posted: FormData, columns: Any) -> dict[str, str]:
 
 
 @router.post("/campaigns/{campaign_id}/audience/{spool}")
+@needs(Can.EDIT)
 async def start_import(request: Request, campaign_id: str, spool: str) -> Any:
     posted = await _form(request)
     path = _spooled(request, spool)
@@ -120,6 +125,7 @@ def _status_json(status: Any) -> dict[str, Any]:
 
 
 @router.get("/campaigns/{campaign_id}/audience/uploads/{upload_id}")
+@needs(Can.EDIT)
 async def upload_page(request: Request, campaign_id: str, upload_id: str) -> Any:
     await run_in_threadpool(identity, request)
     status = await _call(request, service.upload_status, upload_id[:64])
@@ -130,6 +136,7 @@ async def upload_page(request: Request, campaign_id: str, upload_id: str) -> Any
 
 
 @router.get("/campaigns/{campaign_id}/audience/uploads/{upload_id}/rejects.csv")
+@needs(Can.PERSONAL)
 async def rejects(request: Request, campaign_id: str, upload_id: str) -> StreamingResponse:
     await run_in_threadpool(identity, request)
     rows = await _call(request, service.rejects_csv, upload_id[:64])
@@ -142,11 +149,13 @@ async def rejects(request: Request, campaign_id: str, upload_id: str) -> Streami
 
 
 @router.get("/campaigns/{campaign_id}/try")
+@needs(Can.READ)
 async def try_page(request: Request, campaign_id: str) -> HTMLResponse:
     return await _page(request, "studio_try.html", _id(campaign_id), dry=None, ff=None, problems=[])
 
 
 @router.post("/campaigns/{campaign_id}/try")
+@needs(Can.EDIT)
 async def try_it(request: Request, campaign_id: str) -> HTMLResponse:
     posted = await _form(request)
     dry = ff = None
@@ -183,6 +192,7 @@ def _outbox_groups(ff: Any) -> list[dict[str, Any]]:
 
 
 @router.get("/campaigns/{campaign_id}/try/outbox")
+@needs(Can.PERSONAL)
 async def outbox_message(request: Request, campaign_id: str, file: str) -> HTMLResponse:
     """One message of the last fast-forward's outbox, as the recipient gets it."""
     await run_in_threadpool(identity, request)
@@ -218,11 +228,13 @@ async def _test_page(request: Request, campaign_id: str, status: int = 200, **ct
 
 
 @router.get("/campaigns/{campaign_id}/test")
+@needs(Can.PERSONAL)
 async def test_page(request: Request, campaign_id: str) -> HTMLResponse:
     return await _test_page(request, _id(campaign_id))
 
 
 @router.post("/campaigns/{campaign_id}/test")
+@needs(Can.EDIT)
 async def test_send(request: Request, campaign_id: str) -> HTMLResponse:
     posted = await _form(request)
     _id(campaign_id)
