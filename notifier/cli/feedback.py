@@ -53,8 +53,12 @@ def serve(c: CliContext, host: str, port: int, dev: bool, access_log: bool, forw
     if dev:
         click.echo("notifier serve --dev: for local use only (default secrets are accepted)", err=True)
     click.echo(f"notifier serve on http://{host}:{port} (OpenAPI: /openapi.json)", err=True)
-    click.echo("dashboard: /login" if c.settings.admin_password_hash else
-               "dashboard: off (set NOTIFIER_ADMIN_PASSWORD to the hash of: notifier admin hash-password)", err=True)
+    from notifier.team.people import has_team
+
+    with c.sessions()() as s:
+        team = has_team(s)
+    click.echo("dashboard: /login" if c.settings.admin_password_hash or team else
+               "dashboard: off (add the first admin: notifier people add-admin EMAIL --name NAME)", err=True)
     server = uvicorn.Server(ServeConfig(app, host=host, port=port, read_timeout=read_timeout, access_log=access_log,
                                         proxy_headers=forwarded_allow_ips is not None,
                                         forwarded_allow_ips=forwarded_allow_ips))

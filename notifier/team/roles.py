@@ -53,7 +53,7 @@ LEAST: dict[Can, Role] = {
 # (each with a proof of its own: a signature, an unsubscribe or open token, a bearer token), health and docs.
 PUBLIC = frozenset({
     "/", "/login", "/invite/{token}", "/static/dashboard/{name}", "/static/dashboard/studio.js", "/healthz",
-    "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/webhooks/sendgrid", "/inbound/sendgrid",
+    "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/webhooks/sendgrid", "/webhooks/sendgrid/inbound",
     "/u/{token}", "/unsubscribe/{token}", "/actions", "/opens", "/api/v1/invites/{token}/accept",
 })
 

@@ -57,7 +57,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
     from starlette.requests import ClientDisconnect
 
     from notifier.channels.sendgrid_events import load_verification_key
-    from notifier.web import actions, dashboard, inbound, studio_api, unsubscribe, webhooks
+    from notifier.web import actions, dashboard, inbound, studio_api, team_api, unsubscribe, webhooks
 
     if sessions is None:
         from notifier.ledger.db import make_engine, session_factory, upgrade
@@ -107,6 +107,7 @@ def create_app(settings: Settings, sessions: sessionmaker[Session] | None = None
     app.include_router(inbound.router)
     app.include_router(unsubscribe.router)
     app.include_router(actions.router)
+    app.include_router(team_api.router)  # before the studio's: /campaigns/{id}/approve is not a control action
     app.include_router(studio_api.router)
     dashboard.install(app, settings)
     return app

@@ -40,15 +40,17 @@ from notifier.web.dashboard.pages import LOGIN_NONCE, campaign_page, login_form,
 from notifier.web.requests import web_of
 
 router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
-PATHS = ("/campaigns", "/login", "/logout", "/static/dashboard")  # the dashboard's; the rest is API
+# The dashboard's; the rest is API.
+PATHS = ("/campaigns", "/login", "/logout", "/static/dashboard", "/people", "/invite", "/account", "/audit")
 
 
 def install(app: Any, settings: Settings) -> None:
     """Mount the dashboard on ``app``: its pages, its controls and how it answers a stranger."""
-    from notifier.web.dashboard import pages, results, studio
+    from notifier.web.dashboard import pages, results, studio, team
 
     app.state.dashboard = Dashboard.of(settings, app.state.web.sessions)
-    app.include_router(studio.router)  # first: /campaigns/new/... are the studio's, not a campaign's
+    app.include_router(team.router)  # first: /campaigns/{id}/approve is not one of control's actions
+    app.include_router(studio.router)  # then: /campaigns/new/... are the studio's, not a campaign's
     app.include_router(results.router)  # before the pages: /campaigns/{id}/results.csv is not a campaign
     app.include_router(pages.router)
     app.include_router(router)

@@ -1,0 +1,291 @@
+"""The team's pages: people and their roles (admins), accepting an invitation, one's own API tokens, a campaign's
+approval with the diff since the last approved version, and the audit log. Each one calls ``notifier.team`` (or
+``notifier.ledger.audit``) as the JSON API does (``web.team_api``); every change is a line of the audit log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from notifier.errors import RequestRefused, UserError
+from notifier.ledger import audit
+from notifier.ledger.db import transaction
+from notifier.studio import service
+from notifier.team import approvals, people, tokens
+from notifier.team.roles import ROLES, Can, allows, needs
+from notifier.web.dashboard.access import (
+    DashboardRoute,
+    Identity,
+    checked_form,
+    dashboard_of,
+    form_of,
+    identity,
+    same_origin,
+)
+from notifier.web.dashboard.pages import HEADERS, render
+from notifier.web.requests import web_of
+
+router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
+PAGE = 100  # audit lines per page
+
+
+def invite_url(request: Request, token: str) -> str:
+    """The one-time link, on this server's public address."""
+    return f"{web_of(request).settings.public_url}/invite/{token}"
+
+
+def _text(form: Any, name: str, limit: int = 4096) -> str:
+    value = form.get(name)
+    return value[:limit] if isinstance(value, str) else ""
+
+
+# --- people (admins) --------------------------------------------------------------------------------------------
+
+
+def _people_page(request: Request, status: int = 200, **extra: Any) -> HTMLResponse:
+    with web_of(request).sessions() as s:
+        team = people.listing(s)
+    return render(request, "people.html", status, team=team, roles=[r.value for r in ROLES], **extra)
+
+
+@router.get("/people")
+@needs(Can.ADMIN)
+def people_page(request: Request) -> HTMLResponse:
+    return _people_page(request)
+
+
+@router.post("/people")
+@needs(Can.ADMIN)
+async def invite(request: Request) -> HTMLResponse:
+    """A new person, invited: the page shows their one-time link (once; it is kept only as a hash)."""
+    _ident, form = await checked_form(request)
+    web = web_of(request)
+
+    def run() -> tuple[people.Member, str]:
+        with transaction(web.sessions) as s:
+            return people.invite(s, _text(form, "email", 254), _text(form, "name", 200), _text(form, "role", 16),
+                                 web.now())
+
+    try:
+        member, token = await run_in_threadpool(run)
+    except (UserError, RequestRefused) as exc:
+        why = str(exc)
+        return await run_in_threadpool(lambda: _people_page(request, 422, error=why, form=dict(form)))
+    return await run_in_threadpool(lambda: _people_page(request, invited=member, link=invite_url(request, token)))
+
+
+@router.post("/people/{person_id}")
+@needs(Can.ADMIN)
+async def change_person(request: Request, person_id: int) -> Any:
+    """Change a person's role (``role``) or disable or enable them (``enabled`` = no | yes)."""
+    ident, form = await checked_form(request)
+    web = web_of(request)
+
+    def run() -> None:
+        with transaction(web.sessions) as s:
+            if _text(form, "role"):
+                people.set_role(s, person_id, _text(form, "role", 16), web.now(), ident.person_id)
+            if _text(form, "enabled") in ("yes", "no"):
+                people.set_enabled(s, person_id, _text(form, "enabled") == "yes", web.now(), ident.person_id)
+
+    try:
+        await run_in_threadpool(run)
+    except (UserError, RequestRefused) as exc:
+        if isinstance(exc, RequestRefused) and exc.status not in (409, 422):
+            raise
+        why = str(exc)
+        return await run_in_threadpool(lambda: _people_page(request, 409, error=why))
+    return RedirectResponse("/people?done=changed", status_code=303)
+
+
+# --- accepting an invitation (public: the link is the proof) ---------------------------------------------------
+
+
+@router.get("/invite/{token}")
+def invitation_page(request: Request, token: str) -> HTMLResponse:
+    web = web_of(request)
+    with web.sessions() as s:
+        member = people.invitation(s, token, web.now())
+    return render(request, "invite.html", member=member, token=token, error=None)
+
+
+@router.post("/invite/{token}")
+async def accept(request: Request, token: str) -> Any:
+    """Set one's password: the account is active, and this browser is logged in as its person."""
+    same_origin(request)
+    form = await form_of(request, 8192)
+    web, dash = web_of(request), dashboard_of(request)
+    password = _text(form, "password", 1024)
+    if password != _text(form, "confirm", 1024):
+        member = await run_in_threadpool(_invited, request, token)
+        return render(request, "invite.html", 422, member=member, token=token, error="The two passwords differ.")
+    address = (request.client.host if request.client else "-")[:64]
+
+    def run() -> people.Member:
+        with audit.acting(audit.Actor("anonymous", "-", address)), transaction(web.sessions) as s:
+            return people.accept(s, token, password, web.now(), _text(form, "name", 200) or None)
+
+    try:
+        member = await run_in_threadpool(run)
+    except UserError as exc:
+        if not str(exc).startswith("password"):
+            raise
+        invited = await run_in_threadpool(_invited, request, token)
+        return render(request, "invite.html", 422, member=invited, token=token, error=str(exc))
+    cookie, _ = dash.sessions.issue(member.actor_id, member.epoch)
+    response = RedirectResponse("/campaigns?done=welcome", status_code=303)
+    dash.set_session(response, cookie)
+    dash.set_device(response)
+    return response
+
+
+def _invited(request: Request, token: str) -> people.Member:
+    web = web_of(request)
+    with web.sessions() as s:
+        return people.invitation(s, token, web.now())
+
+
+# --- one's own account: API tokens ----------------------------------------------------------------------------
+
+
+def _person_of(ident: Identity) -> int:
+    if ident.person_id is None:
+        raise RequestRefused(409, "the shared admin password is not a person: add yourself with notifier people "
+                                  "add-admin, then log in with your address to have tokens")
+    return ident.person_id
+
+
+def _account_page(request: Request, status: int = 200, **extra: Any) -> HTMLResponse:
+    ident = identity(request)
+    with web_of(request).sessions() as s:
+        mine = tokens.mine(s, ident.person_id) if ident.person_id is not None else []
+    return render(request, "account.html", status, ident=ident, tokens=mine, **extra)
+
+
+@router.get("/account")
+@needs(Can.SELF)
+def account_page(request: Request) -> HTMLResponse:
+    return _account_page(request)
+
+
+@router.post("/account/tokens")
+@needs(Can.SELF)
+async def new_token(request: Request) -> HTMLResponse:
+    ident, form = await checked_form(request)
+    web = web_of(request)
+
+    def run() -> tuple[tokens.TokenInfo, str]:
+        with transaction(web.sessions) as s:
+            return tokens.issue(s, _person_of(ident), _text(form, "name", 100), web.now())
+
+    try:
+        info, token = await run_in_threadpool(run)
+    except UserError as exc:
+        if isinstance(exc, RequestRefused):
+            raise
+        why = str(exc)
+        return await run_in_threadpool(lambda: _account_page(request, 422, error=why))
+    return await run_in_threadpool(lambda: _account_page(request, created=info, secret=token))
+
+
+@router.post("/account/tokens/{token_id}/revoke")
+@needs(Can.SELF)
+async def revoke_token(request: Request, token_id: str) -> Any:
+    ident, _form = await checked_form(request)
+    web = web_of(request)
+
+    def run() -> None:
+        with transaction(web.sessions) as s:
+            tokens.revoke(s, token_id, web.now(), person_id=_person_of(ident))
+
+    await run_in_threadpool(run)
+    return RedirectResponse("/account?done=revoked", status_code=303)
+
+
+# --- a campaign's approval --------------------------------------------------------------------------------------
+
+
+def _status(request: Request, campaign_id: str) -> approvals.Status:
+    web = web_of(request)
+    service.synced(web)
+    with web.sessions() as s:
+        return approvals.status(s, web.settings, service.checked_id(campaign_id))
+
+
+@router.get("/campaigns/{campaign_id}/approval")
+@needs(Can.READ)
+def approval_page(request: Request, campaign_id: str) -> HTMLResponse:
+    ident = identity(request)
+    found = _status(request, campaign_id)
+    return render(request, "approval.html", approval=found, campaign_id=campaign_id,
+                  may_approve=allows(ident.role, Can.APPROVE) and ident.person_id is not None
+                  and ident.person_id not in found.editor_ids and not found.current,
+                  diff_lines=found.diff.splitlines())
+
+
+@router.post("/campaigns/{campaign_id}/approve")
+@needs(Can.APPROVE)
+async def approve(request: Request, campaign_id: str) -> Any:
+    ident, form = await checked_form(request)
+    web = web_of(request)
+    version = _text(form, "version")
+
+    def run() -> None:
+        member = _member_of(request, ident)
+        with transaction(web.sessions) as s:
+            approvals.approve(s, web.settings, service.checked_id(campaign_id), member, web.now(),
+                              int(version) if version.isdigit() else None)
+        service.synced(web)  # a campaign kept in files is now a stored version
+
+    await run_in_threadpool(run)
+    return RedirectResponse(f"/campaigns/{quote(campaign_id)}/approval?done=approved", status_code=303)
+
+
+def _member_of(request: Request, ident: Identity) -> people.Member:
+    if ident.person_id is None:
+        raise RequestRefused(409, "an approval names its person: the shared admin password cannot approve")
+    with web_of(request).sessions() as s:
+        return people.member(s, ident.person_id)
+
+
+# --- the audit log ----------------------------------------------------------------------------------------------
+
+
+def _filters(request: Request) -> dict[str, str]:
+    q = request.query_params
+    return {k: q.get(k, "")[:254].strip() for k in ("campaign", "user", "action") if q.get(k, "").strip()}
+
+
+@router.get("/audit")
+@needs(Can.READ)
+def audit_page(request: Request, before: int | None = None) -> HTMLResponse:
+    """The newest lines first, filtered, a page at a time, with the chain's verdict."""
+    filters = _filters(request)
+    with web_of(request).sessions() as s:
+        lines = list(audit.entries(s, campaign_id=filters.get("campaign"), actor=filters.get("user"),
+                                   action=filters.get("action"), before=before, limit=PAGE + 1))
+        check = audit.verify(s)
+    more = lines[PAGE].seq + 1 if len(lines) > PAGE else None
+    return render(request, "audit.html", lines=lines[:PAGE], check=check, filters=filters, actions=audit.ACTIONS,
+                  older=f"/audit?{urlencode({**filters, 'before': more})}" if more else None,
+                  csv=f"/audit.csv?{urlencode(filters)}")
+
+
+@router.get("/audit.csv")
+@needs(Can.READ)
+def audit_csv(request: Request) -> Response:
+    filters = _filters(request)
+    sessions = web_of(request).sessions
+
+    def lines() -> Any:
+        with sessions() as s:
+            yield from audit.csv_lines(audit.entries(s, campaign_id=filters.get("campaign"),
+                                                     actor=filters.get("user"), action=filters.get("action")))
+
+    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
+                             headers={**HEADERS, "Content-Disposition": 'attachment; filename="audit.csv"'})
