@@ -87,6 +87,16 @@ class Settings:
     # Categories whose campaign versions need a second person's approval before they are scheduled, once the
     # ledger has a team (notifier.team.approvals); NOTIFIER_FOUR_EYES=service,marketing or none.
     four_eyes: tuple[str, ...] = ("service",)
+    # Single sign-on by OpenID Connect (notifier.team.sso): all three or none; the claim and its values' roles.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_role_claim: str = "groups"
+    oidc_roles: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def sso(self) -> bool:
+        return self.oidc_issuer is not None
 
     def copy_dirs(self, campaign_id: str) -> tuple[Path, Path]:
         """(templates folder, locales folder) of a campaign's copy on this machine: the studio's copy of a campaign
@@ -268,6 +278,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_max_bytes=_int(env, "NOTIFIER_WEBHOOK_MAX_BYTES", d.webhook_max_bytes),
         api_token=env.get("NOTIFIER_API_TOKEN") or None,
         four_eyes=_four_eyes(env.get("NOTIFIER_FOUR_EYES")),
+        **_oidc(env),
         **_admin_password(env.get("NOTIFIER_ADMIN_PASSWORD") or ""),
     ))
 
@@ -284,6 +295,24 @@ def _mailto_address(raw: str) -> str | None:
         raise ConfigError(f"NOTIFIER_UNSUBSCRIBE_MAILTO: expected a plain address such as "
                           f"unsubscribe@mail.example.com (letters, digits, '.', '_', '+', '-'), got {raw!r}")
     return address
+
+
+def _oidc(env: Mapping[str, str]) -> dict[str, object]:
+    """Single sign-on's settings: none, or issuer, client id, secret and the roles' mapping together."""
+    names = ("NOTIFIER_OIDC_ISSUER", "NOTIFIER_OIDC_CLIENT_ID", "NOTIFIER_OIDC_CLIENT_SECRET", "NOTIFIER_OIDC_ROLES")
+    given = {n: (env.get(n) or "").strip() for n in names}
+    if not any(given.values()):
+        return {}
+    missing = [n for n, v in given.items() if not v]
+    if missing:
+        raise ConfigError(f"single sign-on needs {', '.join(missing)} too (or none of {', '.join(names)})")
+    from notifier.team.sso import check_issuer, parse_roles
+
+    return {"oidc_issuer": check_issuer(given["NOTIFIER_OIDC_ISSUER"]),
+            "oidc_client_id": given["NOTIFIER_OIDC_CLIENT_ID"],
+            "oidc_client_secret": given["NOTIFIER_OIDC_CLIENT_SECRET"],
+            "oidc_role_claim": (env.get("NOTIFIER_OIDC_ROLE_CLAIM") or "groups").strip(),
+            "oidc_roles": tuple((v, r.value) for v, r in parse_roles(given["NOTIFIER_OIDC_ROLES"]))}
 
 
 def _four_eyes(raw: str | None) -> tuple[str, ...]:

@@ -6,6 +6,7 @@ version never approves it, and only an approved version of a service announcemen
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -33,7 +34,7 @@ from notifier.team import approvals, people, tokens
 from notifier.team.people import INVITE_LIFETIME, Member
 from notifier.web.dashboard.auth import hash_password
 from notifier.web.requests import Web
-from tests.conftest import SHIPPED_ID
+from tests.conftest import SHIPPED_ID, SharedLedger
 from tests.test_dashboard_access import dashboard_settings
 from tests.test_studio_service import translated
 
@@ -186,7 +187,7 @@ def test_a_line_whose_detail_was_changed_is_named_by_verify(engine: Engine, sess
     record_many(sessions, 5)
 
     with around_the_triggers(engine) as conn:
-        conn.execute(text("""UPDATE audit_log SET detail = '{"n":99}' WHERE seq = 2"""))
+        conn.execute(text("UPDATE audit_log SET detail = :detail WHERE seq = 2"), {"detail": '{"n":99}'})
 
     assert check(sessions) == audit.Check(1, "line 2 was changed after it was written")
 
@@ -201,10 +202,8 @@ def test_the_triggers_are_back_after_going_around_them(engine: Engine, sessions:
 
 
 @pytest.mark.postgres
-def test_two_threads_recording_at_once_make_one_gap_free_intact_chain(
-        engine: Engine, sessions: sessionmaker[Session]) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite writes one transaction at a time")
+def test_two_threads_recording_at_once_make_one_gap_free_intact_chain(postgres_ledger: SharedLedger) -> None:
+    sessions = postgres_ledger.sessions  # on PostgreSQL: SQLite writes one transaction at a time anyway
     each, start = 30, threading.Barrier(2)
     failures: list[BaseException] = []
 
@@ -215,7 +214,7 @@ def test_two_threads_recording_at_once_make_one_gap_free_intact_chain(
                 with transaction(sessions) as s:
                     audit.record(s, "retry", campaign_id=f"t{thread}", detail={"thread": thread, "i": i})
                     s.execute(text("SELECT pg_sleep(0.001)"))  # hold the head a moment: the other thread waits
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:  # reported by the test
             failures.append(exc)
 
     threads = [threading.Thread(target=write, args=(t,)) for t in (1, 2)]
@@ -293,6 +292,22 @@ def test_an_invitation_is_accepted_once_and_then_is_not_found(sessions: sessionm
             people.invitation(s, token, NOW + timedelta(days=1))
         assert people.authenticate(s, "bo@example.com", PASSWORD) == bo
         assert people.authenticate(s, "bo@example.com", "another password 123") is None
+
+
+def test_an_invitation_accepted_twice_at_the_same_moment_is_accepted_once(sessions: sessionmaker[Session]) -> None:
+    with transaction(sessions) as s:
+        _, token = people.invite(s, "bo@example.com", "Bo", "editor", NOW)
+
+    with sessions() as late, late.begin():
+        people.invitation(late, token, NOW)  # the second request has read the link
+        with transaction(sessions) as first:
+            bo = people.accept(first, token, PASSWORD, NOW)
+        with pytest.raises(NotFound):
+            people.accept(late, token, "another password 123", NOW)
+
+    with sessions() as s:
+        assert people.authenticate(s, "bo@example.com", PASSWORD) == bo
+    assert actions_of(sessions) == ["invite", "accept"]
 
 
 def test_an_expired_or_replaced_invitation_is_refused(sessions: sessionmaker[Session]) -> None:
@@ -509,8 +524,9 @@ def gate(web: Web, campaign_id: str = ID) -> None:
 
 
 def renamed(web: Web, name: str) -> None:
-    info = service.campaign_info(web, ID)
-    service.save_file(web, ID, info["file"].replace('name: "Acme Stream price change"', f'name: "{name}"'))
+    """The campaign's name changed (the YAML's first ``name:``): a new version."""
+    file = service.campaign_info(web, ID)["file"]
+    service.save_file(web, ID, re.sub(r'(?m)^name: ".*"$', f'name: "{name}"', file, count=1))
 
 
 def test_the_author_of_a_version_cannot_approve_it_and_another_approver_can(

@@ -82,17 +82,18 @@ def _editors(session: Session, campaign_id: str) -> dict[int, str]:
     return {int(actor.removeprefix("person:")): name for actor, name in rows}
 
 
-def status(session: Session, settings: Settings, campaign_id: str) -> Status:
-    """The campaign's approval: its latest version, the last one approved, who changed it since, and the diff."""
+def status(session: Session, settings: Settings, campaign_id: str, *, with_diff: bool = True) -> Status:
+    """The campaign's approval: its latest version, the last one approved, who changed it since, and the diff
+    (empty without ``with_diff``: a page that polls needs only the verdict)."""
     latest = store.latest_version(session, campaign_id)
     last = _last_approval(session, campaign_id)
     new = store.read_bundle(session, campaign_id) if latest else store.bundle_from_disk(settings, campaign_id)
-    old = store.read_bundle(session, campaign_id, last.version) if last else {}
+    old = store.read_bundle(session, campaign_id, last.version) if last and with_diff else {}
     editors = _editors(session, campaign_id)
     by = session.get(Person, last.approved_by) if last else None
     return Status(campaign_id, required(session, settings, store.campaign_of(new)), latest.version if latest else None,
                   last.version if last else None, by.email if by else None, last.approved_at if last else None,
-                  tuple(sorted(editors.values())), frozenset(editors), diff(old, new))
+                  tuple(sorted(editors.values())), frozenset(editors), diff(old, new) if with_diff else "")
 
 
 def diff(old: store.Bundle, new: store.Bundle) -> str:

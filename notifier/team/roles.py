@@ -52,7 +52,8 @@ LEAST: dict[Can, Role] = {
 # The routes anyone may call: logging in, accepting an invitation, the providers' and recipients' endpoints
 # (each with a proof of its own: a signature, an unsubscribe or open token, a bearer token), health and docs.
 PUBLIC = frozenset({
-    "/", "/login", "/invite/{token}", "/static/dashboard/{name}", "/static/dashboard/studio.js", "/healthz",
+    "/", "/login", "/login/sso", "/login/sso/callback", "/invite/{token}", "/static/dashboard/{name}",
+    "/static/dashboard/studio.js", "/healthz",
     "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/webhooks/sendgrid", "/webhooks/sendgrid/inbound",
     "/u/{token}", "/unsubscribe/{token}", "/actions", "/opens", "/api/v1/invites/{token}/accept",
 })

@@ -29,7 +29,16 @@ from notifier.planner import send_channels
 from notifier.render import Renderer
 from notifier.team import people
 from notifier.team.roles import capability_of, refuse_unless
-from notifier.web.dashboard.auth import Devices, Identity, Login, LoginLimiter, PasswordLogin, Sessions, same_token
+from notifier.web.dashboard.auth import (
+    Devices,
+    Identity,
+    Login,
+    LoginLimiter,
+    PasswordLogin,
+    Sessions,
+    SsoFlows,
+    same_token,
+)
 from notifier.web.locales import DASHBOARD_LOCALES as LOCALES
 
 SESSION = "notifier_session"
@@ -52,15 +61,18 @@ class Dashboard:
     limiter: LoginLimiter
     secure: bool  # cookies only over https (NOTIFIER_PUBLIC_URL is https)
     ledger: sessionmaker[Session]  # where logouts are kept (see end)
+    flows: SsoFlows  # single sign-ons under way
     _renderer: Renderer | None = None
+    sso: bool = False  # NOTIFIER_OIDC_ISSUER is set
     simulated_clock: bool = False  # the demo's: every page shows the simulated date
     to_come: queries.RowsToCome = field(default_factory=lambda: queries.RowsToCome(send_channels))  # pages poll
 
     _checks: threading.BoundedSemaphore = field(default_factory=lambda: threading.BoundedSemaphore(2))
 
     def enabled(self) -> bool:
-        """Whether anyone can log in: the ledger has a team, or NOTIFIER_ADMIN_PASSWORD is set."""
-        if self.login is not None:
+        """Whether anyone can log in: single sign-on is set up, the ledger has a team, or NOTIFIER_ADMIN_PASSWORD
+        is set."""
+        if self.login is not None or self.sso:
             return True
         with self.ledger() as s:
             return people.has_team(s)
@@ -122,7 +134,8 @@ class Dashboard:
         if secret in KNOWN_SECRETS or len(secret) < MIN_SECRET_LENGTH:  # serve --dev: sessions nobody can forge,
             secret = secrets.token_urlsafe(32)                          # which end when the process does
         return cls(login, Sessions.of(secret, hashed or "-"), Devices.of(secret, hashed or "-"), LoginLimiter(),
-                   urlsplit(settings.public_url).scheme == "https", ledger)
+                   urlsplit(settings.public_url).scheme == "https", ledger, SsoFlows.of(secret, hashed or "-"),
+                   sso=settings.sso)
 
     def _named(self, name: str) -> str:
         """``__Host-`` pins a cookie to this host, over https, for every path."""
@@ -135,6 +148,10 @@ class Dashboard:
     @property
     def device_cookie(self) -> str:
         return self._named(DEVICE)
+
+    @property
+    def sso_cookie(self) -> str:
+        return "notifier_sso"  # path=/login/sso, so never __Host- (which needs path=/)
 
     def _set_strict(self, response: Any, name: str, value: str, max_age: int) -> None:
         response.set_cookie(name, value, max_age=max_age, path="/", secure=self.secure, httponly=True,

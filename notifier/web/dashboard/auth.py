@@ -202,6 +202,23 @@ class Devices(_Signed):
         return device if isinstance(device, str) and device else None
 
 
+@dataclass(frozen=True)
+class SsoFlows(_Signed):
+    """A single sign-on under way (its state, nonce, PKCE verifier and where to go after), between the redirect to
+    the identity provider and its answer: ten minutes."""
+
+    lifetime: int = 600
+    purpose: ClassVar[bytes] = b"notifier dashboard sso flows"
+
+    def issue(self, flow: dict[str, str]) -> str:
+        return self._seal({"f": flow, "e": int(self.clock()) + self.lifetime})
+
+    def read(self, cookie: str | None) -> dict[str, Any] | None:
+        doc = self._open(cookie)
+        flow = doc.get("f") if doc else None
+        return flow if isinstance(flow, dict) else None
+
+
 def same_token(expected: str, given: str | None) -> bool:
     """A CSRF token check in constant time."""
     return bool(given) and hmac.compare_digest(expected.encode("utf-8"), str(given).encode("utf-8", "replace"))

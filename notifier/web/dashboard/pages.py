@@ -23,7 +23,7 @@ from notifier.i18n import load_translations
 from notifier.ledger.db import transaction
 from notifier.reports import campaign_phase, get_member, ledger_members, recipient_messages
 from notifier.review import render_sample, samples
-from notifier.team import people
+from notifier.team import approvals, people
 from notifier.team.roles import Can, needs
 from notifier.timeline import PlanView
 from notifier.web.dashboard import views
@@ -136,7 +136,7 @@ def login_form(request: Request, target: str | None, status: int = 200, error: s
         team = people.has_team(s)
     nonce = secrets.token_urlsafe(24)
     response = render(request, "login.html", status, off=False, nonce=nonce, next=safe_next(target), error=error,
-                      team=team)
+                      team=team or dash.sso, sso=dash.sso)
     response.set_cookie(LOGIN_NONCE, nonce, max_age=1800, path="/login", secure=dash.secure, httponly=True,
                         samesite="strict")
     return response
@@ -174,7 +174,8 @@ def campaign_page(request: Request, campaign_id: str, status: int = 200, **extra
         sends, marks = views.timeline(s, camp, row is not None)
         progress = views.progress(s, campaign_id, row is not None, web.settings, dashboard_of(request).to_come)
         changed = views.file_changed(web.settings, row)
-    return render(request, "campaign.html", status, campaign=camp, row=row, progress=progress,
+        four_eyes = _four_eyes(s, web.settings, campaign_id, with_diff=False)
+    return render(request, "campaign.html", status, campaign=camp, row=row, progress=progress, approval=four_eyes,
                   chart=_chart(request, sends, marks), rows=timeline_rows(sends, gettext=gettext_of(request)),
                   changed=changed, campaign_id=campaign_id, **extra)
 
@@ -197,8 +198,17 @@ def progress_fragment(request: Request, campaign_id: str) -> HTMLResponse:
             raise CampaignStateError(f"campaign {campaign_id!r} is not scheduled")
         progress = views.progress(s, campaign_id, True, web.settings, dashboard_of(request).to_come)
         changed = views.file_changed(web.settings, row)
+        four_eyes = _four_eyes(s, web.settings, campaign_id, with_diff=False)
     return render(request, "_progress.html", progress=progress, campaign_id=campaign_id, row=row, changed=changed,
-                  live=True)
+                  live=True, approval=four_eyes)
+
+
+def _four_eyes(s: Any, settings: Any, campaign_id: str, *, with_diff: bool = True) -> approvals.Status | None:
+    """The campaign's approval when four eyes applies to it, else None."""
+    if not people.has_team(s):
+        return None
+    found = approvals.status(s, settings, campaign_id, with_diff=with_diff)
+    return found if found.required else None
 
 
 @router.get("/campaigns/{campaign_id}/timeline")

@@ -16,7 +16,7 @@ from notifier.errors import RequestRefused, UserError
 from notifier.ledger import audit
 from notifier.ledger.db import transaction
 from notifier.studio import service
-from notifier.team import approvals, people, tokens
+from notifier.team import approvals, people, sso, tokens
 from notifier.team.roles import ROLES, Can, allows, needs
 from notifier.web.dashboard.access import (
     DashboardRoute,
@@ -25,6 +25,7 @@ from notifier.web.dashboard.access import (
     dashboard_of,
     form_of,
     identity,
+    safe_next,
     same_origin,
 )
 from notifier.web.dashboard.pages import HEADERS, render
@@ -148,6 +149,55 @@ def _invited(request: Request, token: str) -> people.Member:
     web = web_of(request)
     with web.sessions() as s:
         return people.invitation(s, token, web.now())
+
+
+# --- single sign-on (public: the identity provider is the proof) -----------------------------------------------
+
+SSO_COOKIE = "notifier_sso"
+
+
+def _callback_url(request: Request) -> str:
+    return f"{web_of(request).settings.public_url}/login/sso/callback"
+
+
+@router.get("/login/sso")
+def sso_start(request: Request, next: str = "/campaigns") -> Response:
+    """Off to the identity provider, with this login's state, nonce and PKCE verifier in a signed cookie."""
+    web, dash = web_of(request), dashboard_of(request)
+    if not web.settings.sso:
+        raise RequestRefused(404, "single sign-on is not set up (NOTIFIER_OIDC_ISSUER)")
+    url, flow = sso.start(web.settings, _callback_url(request), safe_next(next))
+    response = RedirectResponse(url, status_code=303)
+    # Lax, not Strict: the provider's redirect back is a navigation from its site, which must carry it.
+    response.set_cookie(dash.sso_cookie, dash.flows.issue(flow.as_dict()), max_age=dash.flows.lifetime,
+                        path="/login/sso", secure=dash.secure, httponly=True, samesite="lax")
+    return response
+
+
+@router.get("/login/sso/callback")
+def sso_callback(request: Request, state: str = "", code: str = "", error: str = "") -> Response:
+    """The provider's answer: the ID token checked, the person signed in with the role their claim gives."""
+    web, dash = web_of(request), dashboard_of(request)
+    if not web.settings.sso:
+        raise RequestRefused(404, "single sign-on is not set up (NOTIFIER_OIDC_ISSUER)")
+    found = dash.flows.read(request.cookies.get(dash.sso_cookie))
+    if found is None:
+        raise RequestRefused(403, "this sign-in expired or did not start here: start again from the login page")
+    if error:
+        raise RequestRefused(403, f"the identity provider refused the sign-in: {error[:100]}")
+    flow = sso.Flow.of(found)
+    claims = sso.finish(web.settings, flow, state[:200], code[:2000], _callback_url(request))
+    address = (request.client.host if request.client else "-")[:64]
+    with transaction(web.sessions) as s:
+        member = sso.sign_in(s, claims, web.now())
+        audit.record(s, "login", actor=audit.Actor(member.actor_id, member.email, address, member.id),
+                     detail={"via": "sso"})
+    cookie, _ = dash.sessions.issue(member.actor_id, member.epoch)
+    response = RedirectResponse(safe_next(flow.next), status_code=303)
+    dash.set_session(response, cookie)
+    dash.set_device(response)
+    response.delete_cookie(dash.sso_cookie, path="/login/sso")
+    return response
 
 
 # --- one's own account: API tokens ----------------------------------------------------------------------------
