@@ -165,3 +165,36 @@ def audit_log(c: CliContext, campaign_id: str | None, user: str | None, action: 
         click.echo("no line matches")
         return
     click.echo(format_table(["#", "UTC", "who", "from", "action", "campaign", "detail"], rows))
+
+
+@cli.command("api")
+@click.argument("method", type=click.Choice(["GET", "POST", "PUT", "PATCH", "DELETE"], case_sensitive=False))
+@click.argument("path")
+@click.option("--server", envvar="NOTIFIER_SERVER", required=True, metavar="URL",
+              help="The notifier serve to talk to (env NOTIFIER_SERVER), e.g. https://notifier.example.com.")
+@click.option("--token", envvar="NOTIFIER_TOKEN", required=True, metavar="TOKEN",
+              help="Your personal API token (env NOTIFIER_TOKEN; make one on the dashboard's account page).")
+@click.option("--data", metavar="JSON|@FILE", help="The request's JSON body, or @file to read it from a file.")
+def api_call(method: str, path: str, server: str, token: str, data: str | None) -> None:
+    """Call the JSON API of a server as yourself, with your token and its role: notifier api GET
+    /api/v1/campaigns/ID/progress. Prints the answer; exits 1 on an HTTP error, with the server's reason."""
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+
+    if not path.startswith("/"):
+        raise click.UsageError("PATH starts with /, e.g. /api/v1/me")
+    body = None
+    if data is not None:
+        body = Path(data[1:]).read_bytes() if data.startswith("@") else data.encode("utf-8")
+    request = urllib.request.Request(f"{server.rstrip('/')}{path}", data=body, method=method.upper(), headers={
+        "Authorization": f"Bearer {token}", "Accept": "application/json",
+        **({"Content-Type": "application/json"} if body is not None else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:  # the server the operator named
+            click.echo(answer.read().decode("utf-8", "replace"))
+    except urllib.error.HTTPError as exc:
+        click.echo(exc.read().decode("utf-8", "replace"), err=True)
+        raise SystemExit(1) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise UserError(f"cannot reach {server}: {getattr(exc, 'reason', exc)}") from None
