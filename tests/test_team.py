@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.cli import cli
 from notifier.config import Settings
-from notifier.errors import CampaignStateError, NotFound, RequestRefused
+from notifier.errors import CampaignStateError, NotFound, RequestRefused, UserError
 from notifier.ledger import audit
 from notifier.ledger.db import transaction
 from notifier.ledger.models import AuditHead, AuditLine
@@ -292,6 +292,40 @@ def test_an_invitation_is_accepted_once_and_then_is_not_found(sessions: sessionm
             people.invitation(s, token, NOW + timedelta(days=1))
         assert people.authenticate(s, "bo@example.com", PASSWORD) == bo
         assert people.authenticate(s, "bo@example.com", "another password 123") is None
+
+
+def test_a_new_password_needs_the_current_one_and_ends_the_other_sessions(sessions: sessionmaker[Session]) -> None:
+    bo = member_with(sessions, "bo@example.com", "editor")
+
+    with pytest.raises(UserError, match="current password"), transaction(sessions) as s:
+        people.change_password(s, bo.id, "not my password at all", "a brand new password", NOW)
+    with pytest.raises(UserError, match="at least 12"), transaction(sessions) as s:
+        people.change_password(s, bo.id, PASSWORD, "short", NOW)
+    with transaction(sessions) as s:
+        changed = people.change_password(s, bo.id, PASSWORD, "a brand new password", NOW)
+    with sessions() as s:
+        assert people.active(s, bo.id, bo.epoch) is None and people.active(s, bo.id, changed.epoch) == changed
+        assert people.authenticate(s, "bo@example.com", "a brand new password") == changed
+        assert people.authenticate(s, "bo@example.com", PASSWORD) is None
+    assert actions_of(sessions)[-1] == "password"
+
+
+def test_a_reset_invites_the_person_again_and_stops_their_tokens_until_they_choose_a_password(
+        sessions: sessionmaker[Session]) -> None:
+    bo = member_with(sessions, "bo@example.com", "editor")
+    with transaction(sessions) as s:
+        _info, secret = tokens.issue(s, bo.id, "laptop", NOW)
+        reset, token = people.reset(s, bo.id, NOW)
+    assert reset.state == "invited"
+    with transaction(sessions) as s:
+        assert tokens.person_of(s, secret, NOW) is None
+        assert people.authenticate(s, "bo@example.com", PASSWORD) is None
+    with transaction(sessions) as s:
+        people.accept(s, token, "a password after the reset", NOW)
+    with transaction(sessions) as s:
+        assert tokens.person_of(s, secret, NOW) is not None
+        assert people.authenticate(s, "bo@example.com", "a password after the reset") is not None
+    assert actions_of(sessions)[-2:] == ["reset", "accept"]
 
 
 def test_an_invitation_accepted_twice_at_the_same_moment_is_accepted_once(sessions: sessionmaker[Session]) -> None:

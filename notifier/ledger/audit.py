@@ -32,7 +32,7 @@ GENESIS = "0" * 64
 MAX_DETAIL = 60_000  # characters of a line's JSON detail (an edit's diff is cut to fit)
 ACTIONS = ("login", "login_failed", "logout", "create", "edit", "approve", "schedule", "pause", "resume", "cancel",
            "retry", "purge", "suppress", "unsuppress", "invite", "accept", "role", "disable", "enable",
-           "token_create", "token_revoke", "person_add")
+           "token_create", "token_revoke", "person_add", "password", "reset")
 
 
 @dataclass(frozen=True)

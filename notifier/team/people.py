@@ -178,6 +178,31 @@ def accept(session: Session, token: str, password: str, now: datetime, name: str
     return _member(person)
 
 
+def change_password(session: Session, person_id: int, current: str, new: str, now: datetime) -> Member:
+    """One's own new password, proven by the current one; every other session of theirs ends (the epoch moves)."""
+    person = _locked(session, person_id)
+    if not person.password_hash or not verify_password(person.password_hash, current):
+        raise UserError("current password: that is not your password")
+    person.password_hash, person.epoch = hash_password(checked_password(new)), person.epoch + 1
+    audit.record(session, "password", detail={"person": person.id}, at=now)
+    return _member(person)
+
+
+def reset(session: Session, person_id: int, now: datetime) -> tuple[Member, str]:
+    """An admin's answer to a forgotten password: the password goes, the person is invited again (their sessions
+    and tokens stop), and the new one-time link lets them choose another."""
+    person = _locked(session, person_id)
+    if person.state == DISABLED:
+        raise RequestRefused(409, f"{person.email} is disabled: enable them first")
+    person.password_hash, person.state, person.epoch = None, INVITED, person.epoch + 1
+    session.execute(Invite.__table__.delete().where(Invite.person_id == person.id, Invite.used_at.is_(None)))
+    token = secrets.token_urlsafe(32)
+    session.add(Invite(digest=_digest(token), person_id=person.id, expires_at=now + INVITE_LIFETIME))
+    session.flush()
+    audit.record(session, "reset", detail={"person": person.id, "email": person.email}, at=now)
+    return _member(person), token
+
+
 def authenticate(session: Session, email: str, password: str) -> Member | None:
     """The active person with this email and password, else None (in about the same time either way)."""
     try:

@@ -41,6 +41,11 @@ class AcceptIn(BaseModel):
     name: str | None = Field(None, max_length=200)
 
 
+class PasswordIn(BaseModel):
+    current: str = Field(max_length=1024)
+    new: str = Field(max_length=1024)
+
+
 class TokenIn(BaseModel):
     name: str = Field(max_length=100, description="what the token is for")
 
@@ -103,6 +108,26 @@ def change_person(request: Request, person_id: int, body: PersonChange) -> dict[
         if body.enabled is not None:
             member = people.set_enabled(s, person_id, body.enabled, web.now(), by)
     return member.as_dict()
+
+
+@router.post("/people/{person_id}/reset")
+@needs(Can.ADMIN)
+def reset_person(request: Request, person_id: int) -> dict[str, Any]:
+    """A forgotten password: the person is invited again (sessions and tokens stop until they choose a new
+    password); their new one-time link is in this answer only."""
+    web = web_of(request)
+    with transaction(web.sessions) as s:
+        member, token = people.reset(s, person_id, web.now())
+    return {"person": member.as_dict(), "invite_url": f"{web.settings.public_url}/invite/{token}"}
+
+
+@router.post("/me/password")
+@needs(Can.SELF)
+def change_password(request: Request, body: PasswordIn) -> dict[str, Any]:
+    """Your own new password, proven by the current one; your sessions end (your tokens go on)."""
+    web = web_of(request)
+    with transaction(web.sessions) as s:
+        return people.change_password(s, _person(request), body.current, body.new, web.now()).as_dict()
 
 
 @router.post("/invites/{token}/accept")

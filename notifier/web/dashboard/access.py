@@ -109,7 +109,7 @@ class Dashboard:
             found = people.active(s, int(ident.user[7:]), ident.epoch)
         return _person(found, ident.csrf, ident.expires) if found else None
 
-    def end(self, ident: Identity, actor: audit.Actor | None = None) -> None:
+    def end(self, ident: Identity, actor: audit.Actor | None = None, at: datetime | None = None) -> None:
         """Log a session out for good: its cookie, even replayed, proves nothing any more, in every serving
         process and after a restart (the ledger keeps a hash of its token until the cookie would have expired).
         It writes to the ledger: call it from a worker thread, not the event loop."""
@@ -117,7 +117,7 @@ class Dashboard:
             queries.end_session(s, _digest(ident), datetime.fromtimestamp(ident.expires, UTC),
                                 datetime.fromtimestamp(self.sessions.clock(), UTC))
             if actor is not None:
-                audit.record(s, "logout", actor=actor)
+                audit.record(s, "logout", actor=actor, at=at)
 
     def renderer(self, settings: Settings) -> Renderer:
         """One renderer for the gallery and scheduling; :meth:`Renderer.forget` a campaign whose file changed."""

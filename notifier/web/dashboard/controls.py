@@ -128,10 +128,10 @@ def _audit_login(request: Request, found: Identity | None, email: str) -> None:
     address = (request.client.host if request.client else "-")[:64]
     with transaction(dash.ledger) as s:
         if found is not None:
-            audit.record(s, "login", actor=actor_of(found, request))
+            audit.record(s, "login", actor=actor_of(found, request), at=web_of(request).now())
         else:
             known = email.strip().lower() in {m.email for m in people.listing(s)} if email.strip() else False
-            audit.record(s, "login_failed", actor=audit.Actor("anonymous", "-", address),
+            audit.record(s, "login_failed", actor=audit.Actor("anonymous", "-", address), at=web_of(request).now(),
                          detail={"account": email.strip().lower()[:254] if known else ("admin" if not email else None)})
 
 
@@ -147,7 +147,7 @@ def _throttled(request: Request, wait: int) -> HTMLResponse:
 async def logout(request: Request) -> Any:
     ident, _form = await checked_form(request)
     dash = dashboard_of(request)
-    await run_in_threadpool(dash.end, ident, actor_of(ident, request))
+    await run_in_threadpool(dash.end, ident, actor_of(ident, request), web_of(request).now())
     response = RedirectResponse("/login", status_code=303)
     dash.clear_session(response)
     return response

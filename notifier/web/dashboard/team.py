@@ -104,6 +104,21 @@ async def change_person(request: Request, person_id: int) -> Any:
     return RedirectResponse("/people?done=changed", status_code=303)
 
 
+@router.post("/people/{person_id}/reset")
+@needs(Can.ADMIN)
+async def reset_person(request: Request, person_id: int) -> HTMLResponse:
+    """A forgotten password: the person is invited again, with a new one-time link shown once."""
+    _ident, _form = await checked_form(request)
+    web = web_of(request)
+
+    def run() -> tuple[people.Member, str]:
+        with transaction(web.sessions) as s:
+            return people.reset(s, person_id, web.now())
+
+    member, token = await run_in_threadpool(run)
+    return await run_in_threadpool(lambda: _people_page(request, invited=member, link=invite_url(request, token)))
+
+
 # --- accepting an invitation (public: the link is the proof) ---------------------------------------------------
 
 
@@ -190,7 +205,7 @@ def sso_callback(request: Request, state: str = "", code: str = "", error: str =
     address = (request.client.host if request.client else "-")[:64]
     with transaction(web.sessions) as s:
         member = sso.sign_in(s, claims, web.now())
-        audit.record(s, "login", actor=audit.Actor(member.actor_id, member.email, address, member.id),
+        audit.record(s, "login", actor=audit.Actor(member.actor_id, member.email, address, member.id), at=web.now(),
                      detail={"via": "sso"})
     cookie, _ = dash.sessions.issue(member.actor_id, member.epoch)
     response = RedirectResponse(safe_next(flow.next), status_code=303)
@@ -221,6 +236,33 @@ def _account_page(request: Request, status: int = 200, **extra: Any) -> HTMLResp
 @needs(Can.SELF)
 def account_page(request: Request) -> HTMLResponse:
     return _account_page(request)
+
+
+@router.post("/account/password")
+@needs(Can.SELF)
+async def change_password(request: Request) -> Any:
+    """One's own new password (the current one proves it); every other session ends, this one goes on."""
+    ident, form = await checked_form(request)
+    web, dash = web_of(request), dashboard_of(request)
+    new = _text(form, "new", 1024)
+    if new != _text(form, "confirm", 1024):
+        return await run_in_threadpool(lambda: _account_page(request, 422, password_error="The two passwords differ."))
+
+    def run() -> people.Member:
+        with transaction(web.sessions) as s:
+            return people.change_password(s, _person_of(ident), _text(form, "current", 1024), new, web.now())
+
+    try:
+        member = await run_in_threadpool(run)
+    except UserError as exc:
+        if isinstance(exc, RequestRefused):
+            raise
+        why = str(exc)
+        return await run_in_threadpool(lambda: _account_page(request, 422, password_error=why))
+    cookie, _ = dash.sessions.issue(member.actor_id, member.epoch)
+    response = RedirectResponse("/account?done=password", status_code=303)
+    dash.set_session(response, cookie)
+    return response
 
 
 @router.post("/account/tokens")
