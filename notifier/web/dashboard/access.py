@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import Request
+from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
@@ -164,6 +165,16 @@ class Dashboard:
     def set_device(self, response: Any) -> None:
         """A fresh device cookie, after a login: this browser's failed logins are then its own."""
         self._set_strict(response, self.device_cookie, self.devices.issue(), self.devices.lifetime)
+
+    def logged_in(self, target: str, user: str, epoch: int) -> RedirectResponse:
+        """A redirect to ``target`` that logs this browser in as ``user`` (a new session, and the device cookie
+        that keeps its failed logins its own): after a login, an accepted invitation, a single sign-on, or one's
+        own new password."""
+        cookie, _ident = self.sessions.issue(user, epoch)
+        response = RedirectResponse(target, status_code=303)
+        self.set_session(response, cookie)
+        self.set_device(response)
+        return response
 
     def set_session(self, response: Any, value: str) -> None:
         self._set_strict(response, self.cookie, value, self.sessions.lifetime)

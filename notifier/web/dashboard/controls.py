@@ -114,10 +114,7 @@ async def login(request: Request) -> Any:
     if found is None:
         return login_form(request, _text(form, "next"), 401, error="wrong")
     dash.limiter.succeeded(client, device)
-    cookie, _ident = dash.sessions.issue(found.user, found.epoch)
-    response = RedirectResponse(safe_next(_text(form, "next")), status_code=303)
-    dash.set_session(response, cookie)
-    dash.set_device(response)
+    response = dash.logged_in(safe_next(_text(form, "next")), found.user, found.epoch)
     response.delete_cookie(LOGIN_NONCE, path="/login")
     return response
 

@@ -1,15 +1,18 @@
-"""The team's pages: people and their roles (admins), accepting an invitation, one's own API tokens, a campaign's
-approval with the diff since the last approved version, and the audit log. Each one calls ``notifier.team`` (or
-``notifier.ledger.audit``) as the JSON API does (``web.team_api``); every change is a line of the audit log.
+"""The team's pages: people and their roles (admins), accepting an invitation, single sign-on, one's own password
+and API tokens, a campaign's approval with the diff since the last approved version, and the audit log. Each one
+calls ``notifier.team`` (or ``notifier.ledger.audit``) as the JSON API does (``web.team_api``); every change is a
+line of the audit log, written in the change's own transaction.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from notifier.errors import RequestRefused, UserError
@@ -33,6 +36,7 @@ from notifier.web.requests import web_of
 
 router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 PAGE = 100  # audit lines per page
+T = TypeVar("T")
 
 
 def invite_url(request: Request, token: str) -> str:
@@ -45,6 +49,24 @@ def _text(form: Any, name: str, limit: int = 4096) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
+async def _write(request: Request, change: Callable[[Session], T]) -> T:
+    """``change`` in a transaction of the ledger, off the event loop."""
+    web = web_of(request)
+
+    def run() -> T:
+        with transaction(web.sessions) as s:
+            return change(s)
+
+    return await run_in_threadpool(run)
+
+
+def _mistake(exc: UserError) -> str:
+    """What a person typed wrong, to show on the page they typed it on; any other refusal is the app's to answer."""
+    if isinstance(exc, RequestRefused) and exc.status not in (409, 422):
+        raise exc
+    return str(exc)
+
+
 # --- people (admins) --------------------------------------------------------------------------------------------
 
 
@@ -52,6 +74,10 @@ def _people_page(request: Request, status: int = 200, **extra: Any) -> HTMLRespo
     with web_of(request).sessions() as s:
         team = people.listing(s)
     return render(request, "people.html", status, team=team, roles=[r.value for r in ROLES], **extra)
+
+
+async def _people(request: Request, status: int = 200, **extra: Any) -> HTMLResponse:
+    return await run_in_threadpool(lambda: _people_page(request, status, **extra))
 
 
 @router.get("/people")
@@ -65,19 +91,13 @@ def people_page(request: Request) -> HTMLResponse:
 async def invite(request: Request) -> HTMLResponse:
     """A new person, invited: the page shows their one-time link (once; it is kept only as a hash)."""
     _ident, form = await checked_form(request)
-    web = web_of(request)
-
-    def run() -> tuple[people.Member, str]:
-        with transaction(web.sessions) as s:
-            return people.invite(s, _text(form, "email", 254), _text(form, "name", 200), _text(form, "role", 16),
-                                 web.now())
-
+    now = web_of(request).now()
     try:
-        member, token = await run_in_threadpool(run)
-    except (UserError, RequestRefused) as exc:
-        why = str(exc)
-        return await run_in_threadpool(lambda: _people_page(request, 422, error=why, form=dict(form)))
-    return await run_in_threadpool(lambda: _people_page(request, invited=member, link=invite_url(request, token)))
+        member, token = await _write(request, lambda s: people.invite(
+            s, _text(form, "email", 254), _text(form, "name", 200), _text(form, "role", 16), now))
+    except UserError as exc:
+        return await _people(request, 422, error=_mistake(exc), form=dict(form))
+    return await _people(request, invited=member, link=invite_url(request, token))
 
 
 @router.post("/people/{person_id}")
@@ -85,22 +105,18 @@ async def invite(request: Request) -> HTMLResponse:
 async def change_person(request: Request, person_id: int) -> Any:
     """Change a person's role (``role``) or disable or enable them (``enabled`` = no | yes)."""
     ident, form = await checked_form(request)
-    web = web_of(request)
+    now, role, enabled = web_of(request).now(), _text(form, "role", 16), _text(form, "enabled")
 
-    def run() -> None:
-        with transaction(web.sessions) as s:
-            if _text(form, "role"):
-                people.set_role(s, person_id, _text(form, "role", 16), web.now(), ident.person_id)
-            if _text(form, "enabled") in ("yes", "no"):
-                people.set_enabled(s, person_id, _text(form, "enabled") == "yes", web.now(), ident.person_id)
+    def change(s: Session) -> None:
+        if role:
+            people.set_role(s, person_id, role, now, ident.person_id)
+        if enabled in ("yes", "no"):
+            people.set_enabled(s, person_id, enabled == "yes", now, ident.person_id)
 
     try:
-        await run_in_threadpool(run)
-    except (UserError, RequestRefused) as exc:
-        if isinstance(exc, RequestRefused) and exc.status not in (409, 422):
-            raise
-        why = str(exc)
-        return await run_in_threadpool(lambda: _people_page(request, 409, error=why))
+        await _write(request, change)
+    except UserError as exc:
+        return await _people(request, 409, error=_mistake(exc))
     return RedirectResponse("/people?done=changed", status_code=303)
 
 
@@ -108,56 +124,13 @@ async def change_person(request: Request, person_id: int) -> Any:
 @needs(Can.ADMIN)
 async def reset_person(request: Request, person_id: int) -> HTMLResponse:
     """A forgotten password: the person is invited again, with a new one-time link shown once."""
-    _ident, _form = await checked_form(request)
-    web = web_of(request)
-
-    def run() -> tuple[people.Member, str]:
-        with transaction(web.sessions) as s:
-            return people.reset(s, person_id, web.now())
-
-    member, token = await run_in_threadpool(run)
-    return await run_in_threadpool(lambda: _people_page(request, invited=member, link=invite_url(request, token)))
+    await checked_form(request)
+    now = web_of(request).now()
+    member, token = await _write(request, lambda s: people.reset(s, person_id, now))
+    return await _people(request, invited=member, link=invite_url(request, token))
 
 
 # --- accepting an invitation (public: the link is the proof) ---------------------------------------------------
-
-
-@router.get("/invite/{token}")
-def invitation_page(request: Request, token: str) -> HTMLResponse:
-    web = web_of(request)
-    with web.sessions() as s:
-        member = people.invitation(s, token, web.now())
-    return render(request, "invite.html", member=member, token=token, error=None)
-
-
-@router.post("/invite/{token}")
-async def accept(request: Request, token: str) -> Any:
-    """Set one's password: the account is active, and this browser is logged in as its person."""
-    same_origin(request)
-    form = await form_of(request, 8192)
-    web, dash = web_of(request), dashboard_of(request)
-    password = _text(form, "password", 1024)
-    if password != _text(form, "confirm", 1024):
-        member = await run_in_threadpool(_invited, request, token)
-        return render(request, "invite.html", 422, member=member, token=token, error="The two passwords differ.")
-    address = (request.client.host if request.client else "-")[:64]
-
-    def run() -> people.Member:
-        with audit.acting(audit.Actor("anonymous", "-", address)), transaction(web.sessions) as s:
-            return people.accept(s, token, password, web.now(), _text(form, "name", 200) or None)
-
-    try:
-        member = await run_in_threadpool(run)
-    except UserError as exc:
-        if not str(exc).startswith("password"):
-            raise
-        invited = await run_in_threadpool(_invited, request, token)
-        return render(request, "invite.html", 422, member=invited, token=token, error=str(exc))
-    cookie, _ = dash.sessions.issue(member.actor_id, member.epoch)
-    response = RedirectResponse("/campaigns?done=welcome", status_code=303)
-    dash.set_session(response, cookie)
-    dash.set_device(response)
-    return response
 
 
 def _invited(request: Request, token: str) -> people.Member:
@@ -166,22 +139,51 @@ def _invited(request: Request, token: str) -> people.Member:
         return people.invitation(s, token, web.now())
 
 
-# --- single sign-on (public: the identity provider is the proof) -----------------------------------------------
+@router.get("/invite/{token}")
+def invitation_page(request: Request, token: str) -> HTMLResponse:
+    return render(request, "invite.html", member=_invited(request, token), token=token, error=None)
 
-SSO_COOKIE = "notifier_sso"
+
+@router.post("/invite/{token}")
+async def accept(request: Request, token: str) -> Any:
+    """Set one's password: the account is active, and this browser is logged in as its person."""
+    same_origin(request)
+    form = await form_of(request, 8192)
+    now, password = web_of(request).now(), _text(form, "password", 1024)
+    address = (request.client.host if request.client else "-")[:64]
+    error = "The two passwords differ." if password != _text(form, "confirm", 1024) else None
+    if error is None:
+        try:
+            with audit.acting(audit.Actor("anonymous", "-", address)):
+                member = await _write(request, lambda s: people.accept(s, token, password, now,
+                                                                        _text(form, "name", 200) or None))
+            return dashboard_of(request).logged_in("/campaigns?done=welcome", member.actor_id, member.epoch)
+        except UserError as exc:
+            if not str(exc).startswith("password"):
+                raise
+            error = str(exc)
+    invited = await run_in_threadpool(_invited, request, token)
+    return render(request, "invite.html", 422, member=invited, token=token, error=error)
+
+
+# --- single sign-on (public: the identity provider is the proof) -----------------------------------------------
 
 
 def _callback_url(request: Request) -> str:
     return f"{web_of(request).settings.public_url}/login/sso/callback"
 
 
+def _sso_on(request: Request) -> None:
+    if not web_of(request).settings.sso:
+        raise RequestRefused(404, "single sign-on is not set up (NOTIFIER_OIDC_ISSUER)")
+
+
 @router.get("/login/sso")
 def sso_start(request: Request, next: str = "/campaigns") -> Response:
     """Off to the identity provider, with this login's state, nonce and PKCE verifier in a signed cookie."""
-    web, dash = web_of(request), dashboard_of(request)
-    if not web.settings.sso:
-        raise RequestRefused(404, "single sign-on is not set up (NOTIFIER_OIDC_ISSUER)")
-    url, flow = sso.start(web.settings, _callback_url(request), safe_next(next))
+    _sso_on(request)
+    dash = dashboard_of(request)
+    url, flow = sso.start(web_of(request).settings, _callback_url(request), safe_next(next))
     response = RedirectResponse(url, status_code=303)
     # Lax, not Strict: the provider's redirect back is a navigation from its site, which must carry it.
     response.set_cookie(dash.sso_cookie, dash.flows.issue(flow.as_dict()), max_age=dash.flows.lifetime,
@@ -192,9 +194,8 @@ def sso_start(request: Request, next: str = "/campaigns") -> Response:
 @router.get("/login/sso/callback")
 def sso_callback(request: Request, state: str = "", code: str = "", error: str = "") -> Response:
     """The provider's answer: the ID token checked, the person signed in with the role their claim gives."""
+    _sso_on(request)
     web, dash = web_of(request), dashboard_of(request)
-    if not web.settings.sso:
-        raise RequestRefused(404, "single sign-on is not set up (NOTIFIER_OIDC_ISSUER)")
     found = dash.flows.read(request.cookies.get(dash.sso_cookie))
     if found is None:
         raise RequestRefused(403, "this sign-in expired or did not start here: start again from the login page")
@@ -207,21 +208,18 @@ def sso_callback(request: Request, state: str = "", code: str = "", error: str =
         member = sso.sign_in(s, claims, web.now())
         audit.record(s, "login", actor=audit.Actor(member.actor_id, member.email, address, member.id), at=web.now(),
                      detail={"via": "sso"})
-    cookie, _ = dash.sessions.issue(member.actor_id, member.epoch)
-    response = RedirectResponse(safe_next(flow.next), status_code=303)
-    dash.set_session(response, cookie)
-    dash.set_device(response)
+    response = dash.logged_in(safe_next(flow.next), member.actor_id, member.epoch)
     response.delete_cookie(dash.sso_cookie, path="/login/sso")
     return response
 
 
-# --- one's own account: API tokens ----------------------------------------------------------------------------
+# --- one's own account: password and API tokens -------------------------------------------------------------
 
 
 def _person_of(ident: Identity) -> int:
     if ident.person_id is None:
         raise RequestRefused(409, "the shared admin password is not a person: add yourself with notifier people "
-                                  "add-admin, then log in with your address to have tokens")
+                                  "add-admin, then log in with your address")
     return ident.person_id
 
 
@@ -230,6 +228,10 @@ def _account_page(request: Request, status: int = 200, **extra: Any) -> HTMLResp
     with web_of(request).sessions() as s:
         mine = tokens.mine(s, ident.person_id) if ident.person_id is not None else []
     return render(request, "account.html", status, ident=ident, tokens=mine, **extra)
+
+
+async def _account(request: Request, status: int = 200, **extra: Any) -> HTMLResponse:
+    return await run_in_threadpool(lambda: _account_page(request, status, **extra))
 
 
 @router.get("/account")
@@ -243,25 +245,15 @@ def account_page(request: Request) -> HTMLResponse:
 async def change_password(request: Request) -> Any:
     """One's own new password (the current one proves it); every other session ends, this one goes on."""
     ident, form = await checked_form(request)
-    web, dash = web_of(request), dashboard_of(request)
-    new = _text(form, "new", 1024)
+    now, new = web_of(request).now(), _text(form, "new", 1024)
     if new != _text(form, "confirm", 1024):
-        return await run_in_threadpool(lambda: _account_page(request, 422, password_error="The two passwords differ."))
-
-    def run() -> people.Member:
-        with transaction(web.sessions) as s:
-            return people.change_password(s, _person_of(ident), _text(form, "current", 1024), new, web.now())
-
+        return await _account(request, 422, password_error="The two passwords differ.")
     try:
-        member = await run_in_threadpool(run)
+        member = await _write(request, lambda s: people.change_password(
+            s, _person_of(ident), _text(form, "current", 1024), new, now))
     except UserError as exc:
-        if isinstance(exc, RequestRefused):
-            raise
-        why = str(exc)
-        return await run_in_threadpool(lambda: _account_page(request, 422, password_error=why))
-    cookie, _ = dash.sessions.issue(member.actor_id, member.epoch)
-    response = RedirectResponse("/account?done=password", status_code=303)
-    dash.set_session(response, cookie)
+        return await _account(request, 422, password_error=_mistake(exc))
+    response = dashboard_of(request).logged_in("/account?done=password", member.actor_id, member.epoch)
     return response
 
 
@@ -269,51 +261,34 @@ async def change_password(request: Request) -> Any:
 @needs(Can.SELF)
 async def new_token(request: Request) -> HTMLResponse:
     ident, form = await checked_form(request)
-    web = web_of(request)
-
-    def run() -> tuple[tokens.TokenInfo, str]:
-        with transaction(web.sessions) as s:
-            return tokens.issue(s, _person_of(ident), _text(form, "name", 100), web.now())
-
+    now = web_of(request).now()
     try:
-        info, token = await run_in_threadpool(run)
+        info, token = await _write(request, lambda s: tokens.issue(s, _person_of(ident), _text(form, "name", 100),
+                                                                   now))
     except UserError as exc:
-        if isinstance(exc, RequestRefused):
-            raise
-        why = str(exc)
-        return await run_in_threadpool(lambda: _account_page(request, 422, error=why))
-    return await run_in_threadpool(lambda: _account_page(request, created=info, secret=token))
+        return await _account(request, 422, error=_mistake(exc))
+    return await _account(request, created=info, secret=token)
 
 
 @router.post("/account/tokens/{token_id}/revoke")
 @needs(Can.SELF)
 async def revoke_token(request: Request, token_id: str) -> Any:
     ident, _form = await checked_form(request)
-    web = web_of(request)
-
-    def run() -> None:
-        with transaction(web.sessions) as s:
-            tokens.revoke(s, token_id, web.now(), person_id=_person_of(ident))
-
-    await run_in_threadpool(run)
+    now = web_of(request).now()
+    await _write(request, lambda s: tokens.revoke(s, token_id, now, person_id=_person_of(ident)))
     return RedirectResponse("/account?done=revoked", status_code=303)
 
 
 # --- a campaign's approval --------------------------------------------------------------------------------------
 
 
-def _status(request: Request, campaign_id: str) -> approvals.Status:
-    web = web_of(request)
-    service.synced(web)
-    with web.sessions() as s:
-        return approvals.status(s, web.settings, service.checked_id(campaign_id))
-
-
 @router.get("/campaigns/{campaign_id}/approval")
 @needs(Can.READ)
 def approval_page(request: Request, campaign_id: str) -> HTMLResponse:
-    ident = identity(request)
-    found = _status(request, campaign_id)
+    ident, web = identity(request), web_of(request)
+    service.synced(web)
+    with web.sessions() as s:
+        found = approvals.status(s, web.settings, service.checked_id(campaign_id))
     return render(request, "approval.html", approval=found, campaign_id=campaign_id,
                   may_approve=allows(ident.role, Can.APPROVE) and ident.person_id is not None
                   and ident.person_id not in found.editor_ids and not found.current,
@@ -323,26 +298,20 @@ def approval_page(request: Request, campaign_id: str) -> HTMLResponse:
 @router.post("/campaigns/{campaign_id}/approve")
 @needs(Can.APPROVE)
 async def approve(request: Request, campaign_id: str) -> Any:
+    """Approve the version the page showed (a newer one saved meanwhile: 409)."""
     ident, form = await checked_form(request)
-    web = web_of(request)
-    version = _text(form, "version")
-
-    def run() -> None:
-        member = _member_of(request, ident)
-        with transaction(web.sessions) as s:
-            approvals.approve(s, web.settings, service.checked_id(campaign_id), member, web.now(),
-                              int(version) if version.isdigit() else None)
-        service.synced(web)  # a campaign kept in files is now a stored version
-
-    await run_in_threadpool(run)
-    return RedirectResponse(f"/campaigns/{quote(campaign_id)}/approval?done=approved", status_code=303)
-
-
-def _member_of(request: Request, ident: Identity) -> people.Member:
+    web, version = web_of(request), _text(form, "version")
     if ident.person_id is None:
         raise RequestRefused(409, "an approval names its person: the shared admin password cannot approve")
-    with web_of(request).sessions() as s:
-        return people.member(s, ident.person_id)
+    person_id = ident.person_id
+
+    def approve_it(s: Session) -> None:
+        approvals.approve(s, web.settings, service.checked_id(campaign_id), people.member(s, person_id), web.now(),
+                          int(version) if version.isdigit() else None)
+
+    await _write(request, approve_it)
+    await run_in_threadpool(service.synced, web)  # a campaign kept in files is now a stored version
+    return RedirectResponse(f"/campaigns/{quote(campaign_id)}/approval?done=approved", status_code=303)
 
 
 # --- the audit log ----------------------------------------------------------------------------------------------
@@ -353,14 +322,18 @@ def _filters(request: Request) -> dict[str, str]:
     return {k: q.get(k, "")[:254].strip() for k in ("campaign", "user", "action") if q.get(k, "").strip()}
 
 
+def _entries(s: Session, filters: dict[str, str], **more: Any) -> Any:
+    return audit.entries(s, campaign_id=filters.get("campaign"), actor=filters.get("user"),
+                         action=filters.get("action"), **more)
+
+
 @router.get("/audit")
 @needs(Can.READ)
 def audit_page(request: Request, before: int | None = None) -> HTMLResponse:
     """The newest lines first, filtered, a page at a time, with the chain's verdict."""
     filters = _filters(request)
     with web_of(request).sessions() as s:
-        lines = list(audit.entries(s, campaign_id=filters.get("campaign"), actor=filters.get("user"),
-                                   action=filters.get("action"), before=before, limit=PAGE + 1))
+        lines = list(_entries(s, filters, before=before, limit=PAGE + 1))
         check = audit.verify(s)
     more = lines[PAGE].seq + 1 if len(lines) > PAGE else None
     return render(request, "audit.html", lines=lines[:PAGE], check=check, filters=filters, actions=audit.ACTIONS,
@@ -371,13 +344,11 @@ def audit_page(request: Request, before: int | None = None) -> HTMLResponse:
 @router.get("/audit.csv")
 @needs(Can.READ)
 def audit_csv(request: Request) -> Response:
-    filters = _filters(request)
-    sessions = web_of(request).sessions
+    filters, sessions = _filters(request), web_of(request).sessions
 
     def lines() -> Any:
         with sessions() as s:
-            yield from audit.csv_lines(audit.entries(s, campaign_id=filters.get("campaign"),
-                                                     actor=filters.get("user"), action=filters.get("action")))
+            yield from audit.csv_lines(_entries(s, filters))
 
     return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
                              headers={**HEADERS, "Content-Disposition": 'attachment; filename="audit.csv"'})
