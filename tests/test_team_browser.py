@@ -145,7 +145,8 @@ def audit_lines(p: Any) -> list[Line]:
     """The audit page's table, oldest line first."""
     rows = p.locator("table#audit tbody tr").evaluate_all(
         "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))")
-    return sorted((Line(int(r[0]), r[2], r[3], r[4]) for r in rows), key=lambda line: line.seq)  # #, when, who, action, campaign
+    # The columns: #, when, who, action, campaign, detail, from.
+    return sorted((Line(int(r[0]), r[2], r[3], r[4]) for r in rows), key=lambda line: line.seq)
 
 
 def test_an_editor_writes_an_approver_approves_and_the_audit_log_names_them(

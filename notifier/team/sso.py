@@ -31,7 +31,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from notifier.config import Settings
@@ -250,6 +250,8 @@ def sign_in(session: Session, claims: Claims, now: datetime) -> Member:
     elif person.state == DISABLED:
         raise RequestRefused(403, "this account is disabled in notifier: ask an admin")
     else:
+        if person.role == Role.ADMIN and claims.role != Role.ADMIN and _last_admin(session, person.id):
+            claims = Claims(claims.email, claims.name, Role.ADMIN)  # the team keeps an admin, as set_role does
         if person.role != claims.role.value:
             audit.record(session, "role", at=now, detail={"person": person.id, "email": person.email,
                                                           "from": person.role, "to": claims.role.value, "via": "sso"})
@@ -257,3 +259,9 @@ def sign_in(session: Session, claims: Claims, now: datetime) -> Member:
         person.state = ACTIVE  # an invitation the person never accepted is taken up by signing in
     session.flush()
     return member(session, person.id)
+
+
+def _last_admin(session: Session, person_id: int) -> bool:
+    others = session.scalar(select(func.count()).select_from(Person).where(
+        Person.role == Role.ADMIN.value, Person.state == ACTIVE, Person.id != person_id))
+    return not others

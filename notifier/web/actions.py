@@ -26,6 +26,7 @@ from notifier.ledger import audit
 from notifier.ledger.db import transaction
 from notifier.links import verify_open_token
 from notifier.team import tokens
+from notifier.team.people import has_team
 from notifier.team.roles import Can, Role, refuse_unless
 from notifier.web.requests import read_body, web_of
 
@@ -93,6 +94,11 @@ class Caller:
 SERVICE_TOKEN = "NOTIFIER_API_TOKEN"
 
 
+def _has_team(web: Any) -> bool:
+    with web.sessions() as s:
+        return has_team(s)
+
+
 def bearer(request: Request) -> Caller:
     """Who the request's bearer token is (a personal token, or NOTIFIER_API_TOKEN compared in constant time); a
     401 without a valid one. It reads the ledger: call it from a worker thread."""
@@ -107,10 +113,10 @@ def bearer(request: Request) -> Caller:
             raise RequestRefused(401, "this API token is unknown or revoked, or its person is disabled")
         return Caller(found.role, audit.Actor(found.actor_id, found.email, address, found.id))
     token = web.settings.api_token
-    if not token:
+    if not token and not _has_team(web):
         raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set and no personal token was given: POST /actions "
                                   "is off")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+    if not token or scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
         raise RequestRefused(401, "a bearer token is required (Authorization: Bearer <NOTIFIER_API_TOKEN>)")
     return Caller(Role.ADMIN, audit.Actor("api-token", SERVICE_TOKEN, address))
 

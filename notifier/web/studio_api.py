@@ -312,7 +312,10 @@ def preview_choices(request: Request, campaign_id: str) -> dict[str, Any]:
 @needs(Can.READ)
 def get_preview(request: Request, campaign_id: str, locale: str, send: str, channel: str,
                 recipient: str | None = Query(None, description="a recipient's id: their zone, name, locale")) -> Any:
-    """One message as the sender renders it: an email (subject, html, text) or a push (title, body, link)."""
+    """One message as the sender renders it: an email (subject, html, text) or a push (title, body, link); with
+    ``recipient``, as that person gets it (their personal data: editors and up)."""
+    if recipient:
+        refuse_unless(request.state.caller.role, Can.PERSONAL)
     return service.preview(web_of(request), campaign_id, locale=locale, send_key=send, channel=channel,
                            recipient_id=recipient)
 
@@ -412,7 +415,7 @@ def _jsonable(value: Any) -> Any:
 
 
 @router.post("/campaigns/{campaign_id}/dry-run")
-@needs(Can.READ)
+@needs(Can.EDIT)
 def dry_run(request: Request, campaign_id: str) -> dict[str, Any]:
     """What scheduling now would send to today's audience: totals, per wave x locale x channel, skipped and why,
     first and last send per zone. Nothing is written."""

@@ -211,8 +211,21 @@ async def _save(request: Request, campaign_id: str | None) -> Any:
     if campaign_id is not None and store.is_stored(web.settings, campaign_id):  # kept in the ledger: a new version
         await run_in_threadpool(lambda: service.save_file(web, campaign_id, text))
     else:
-        await run_in_threadpool(views.save_file, web.settings, campaign, text)
+        await run_in_threadpool(_save_file, request, campaign, text, campaign_id is None)
     return RedirectResponse(f"/campaigns/{campaign.id}?done=saved", status_code=303)
+
+
+def _save_file(request: Request, campaign: Campaign, text: str, new: bool) -> None:
+    """A campaign kept in files, written whole; its audit line names who changed what (four eyes reads it)."""
+    from notifier.team.approvals import diff
+
+    web, path = web_of(request), f"campaigns/{campaign.id}.yaml"
+    file = views.campaign_path(web.settings, campaign.id)
+    old = {path: file.read_bytes()} if file.is_file() else {}
+    views.save_file(web.settings, campaign, text)
+    with transaction(web.sessions) as s:
+        audit.record(s, "create" if new else "edit", campaign_id=campaign.id, at=web.now(),
+                     detail={"origin": "file", "diff": diff(old, {path: text.encode("utf-8")})})
 
 
 @router.post("/campaigns/new")

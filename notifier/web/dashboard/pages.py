@@ -88,8 +88,8 @@ def render(request: Request, name: str, status: int = 200, **ctx: Any) -> HTMLRe
         ident = None
     clock = web_of(request).now() if dashboard_of(request).simulated_clock else None  # the demo's date
     html = env(lang).get_template(name).render(lang=lang, langs=LOCALES, user=ident.user if ident else None,
-                                               role=ident.role if ident else None,
-                                               email=ident.email if ident else None,
+                                               my_role=ident.role if ident else None,
+                                               my_email=ident.email if ident else None,
                                                csrf=ident.csrf if ident else "", path=request.url.path,
                                                query=request.query_params, clock=clock,
                                                **{"done": request.query_params.get("done"), **ctx})

@@ -20,7 +20,7 @@ from starlette.datastructures import FormData, UploadFile
 from notifier.campaign import parse_campaign
 from notifier.errors import CampaignError, NotFound, Problem, RequestRefused, UserError
 from notifier.studio import service
-from notifier.team.roles import Can, needs
+from notifier.team.roles import Can, needs, refuse_unless
 from notifier.web.dashboard import studio_forms as forms
 from notifier.web.dashboard import views
 from notifier.web.dashboard.access import DashboardRoute, identity, same_origin, ui_locale
@@ -321,6 +321,8 @@ async def import_catalog(request: Request, campaign_id: str, locale: str) -> Any
 @needs(Can.READ)
 async def preview_page(request: Request, campaign_id: str, locale: str = "", send: str = "",
                        recipient: str = "") -> HTMLResponse:
+    if recipient.strip():  # as one person gets it: their personal data
+        refuse_unless((await run_in_threadpool(identity, request)).role, Can.PERSONAL)
     choices = await _call(request, service.preview_choices, _id(campaign_id))
     locale = locale if locale in choices["locales"] else (choices["locales"] or [""])[0]
     keys = [s["send_key"] for s in choices["sends"]]

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from notifier.errors import RequestRefused, UserError
+from notifier.errors import NotFound, RequestRefused, UserError
 from notifier.ledger import audit
 from notifier.ledger.db import transaction
 from notifier.studio import service
@@ -62,7 +62,7 @@ async def _write(request: Request, change: Callable[[Session], T]) -> T:
 
 def _mistake(exc: UserError) -> str:
     """What a person typed wrong, to show on the page they typed it on; any other refusal is the app's to answer."""
-    if isinstance(exc, RequestRefused) and exc.status not in (409, 422):
+    if isinstance(exc, NotFound) or (isinstance(exc, RequestRefused) and exc.status not in (409, 422)):
         raise exc
     return str(exc)
 
