@@ -114,8 +114,7 @@ def bearer(request: Request) -> Caller:
         return Caller(found.role, audit.Actor(found.actor_id, found.email, address, found.id))
     token = web.settings.api_token
     if not token and not _has_team(web):
-        raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set and no personal token was given: POST /actions "
-                                  "is off")
+        raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set: POST /actions is off")
     if not token or scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
         raise RequestRefused(401, "a bearer token is required (Authorization: Bearer <NOTIFIER_API_TOKEN>)")
     return Caller(Role.ADMIN, audit.Actor("api-token", SERVICE_TOKEN, address))

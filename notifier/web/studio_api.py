@@ -62,8 +62,8 @@ def _bearer(request: Request) -> Caller:
         return bearer(request)
     except RequestRefused as exc:
         if exc.status == 503:
-            raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set and no personal token was given: the "
-                                      "studio's API (/api/v1) is off") from None
+            raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set and the ledger has no team (whose people "
+                                      "make personal tokens): the studio's API (/api/v1) is off") from None
         raise
 
 

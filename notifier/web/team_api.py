@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, Path, Query, Request, Security
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -21,6 +21,7 @@ from notifier.web.actions import Caller
 from notifier.web.requests import web_of
 from notifier.web.studio_api import DOCUMENTED_BEARER, REFUSALS, StudioRoute
 
+PERSON = Path(ge=1, le=2**31 - 1, description="a person's id (notifier people list)")
 router = APIRouter(prefix="/api/v1", tags=["team"], route_class=StudioRoute, responses=REFUSALS,
                    dependencies=[Security(DOCUMENTED_BEARER)])
 
@@ -98,7 +99,7 @@ def invite(request: Request, body: InviteIn) -> dict[str, Any]:
 
 @router.patch("/people/{person_id}")
 @needs(Can.ADMIN)
-def change_person(request: Request, person_id: int, body: PersonChange) -> dict[str, Any]:
+def change_person(request: Request, body: PersonChange, person_id: int = PERSON) -> dict[str, Any]:
     """A new role, or disabled (``enabled: false``) or enabled again; their sessions end either way."""
     web, by = web_of(request), _caller(request).actor.person_id
     with transaction(web.sessions) as s:
@@ -112,7 +113,7 @@ def change_person(request: Request, person_id: int, body: PersonChange) -> dict[
 
 @router.post("/people/{person_id}/reset")
 @needs(Can.ADMIN)
-def reset_person(request: Request, person_id: int) -> dict[str, Any]:
+def reset_person(request: Request, person_id: int = PERSON) -> dict[str, Any]:
     """A forgotten password: the person is invited again (sessions and tokens stop until they choose a new
     password); their new one-time link is in this answer only."""
     web = web_of(request)
@@ -204,7 +205,7 @@ def approve(request: Request, campaign_id: str, body: ApproveIn | None = None) -
 @needs(Can.READ)
 def get_audit(request: Request, campaign: str | None = Query(None, max_length=64),
               user: str | None = Query(None, max_length=254, description="person:<id>, an email, or cli:<name>"),
-              action: str | None = Query(None, max_length=32), before: int | None = Query(None, ge=1),
+              action: str | None = Query(None, max_length=32), before: int | None = Query(None, ge=1, le=2**62),
               limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
     """Lines, newest first (``before``: older than this line), and whether the chain holds."""
     with web_of(request).sessions() as s:

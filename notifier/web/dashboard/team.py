@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -37,6 +37,7 @@ from notifier.web.requests import web_of
 router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 PAGE = 100  # audit lines per page
 T = TypeVar("T")
+PERSON = Path(ge=1, le=2**31 - 1)
 
 
 def invite_url(request: Request, token: str) -> str:
@@ -102,7 +103,7 @@ async def invite(request: Request) -> HTMLResponse:
 
 @router.post("/people/{person_id}")
 @needs(Can.ADMIN)
-async def change_person(request: Request, person_id: int) -> Any:
+async def change_person(request: Request, person_id: int = PERSON) -> Any:
     """Change a person's role (``role``) or disable or enable them (``enabled`` = no | yes)."""
     ident, form = await checked_form(request)
     now, role, enabled = web_of(request).now(), _text(form, "role", 16), _text(form, "enabled")
@@ -122,7 +123,7 @@ async def change_person(request: Request, person_id: int) -> Any:
 
 @router.post("/people/{person_id}/reset")
 @needs(Can.ADMIN)
-async def reset_person(request: Request, person_id: int) -> HTMLResponse:
+async def reset_person(request: Request, person_id: int = PERSON) -> HTMLResponse:
     """A forgotten password: the person is invited again, with a new one-time link shown once."""
     await checked_form(request)
     now = web_of(request).now()
@@ -329,7 +330,7 @@ def _entries(s: Session, filters: dict[str, str], **more: Any) -> Any:
 
 @router.get("/audit")
 @needs(Can.READ)
-def audit_page(request: Request, before: int | None = None) -> HTMLResponse:
+def audit_page(request: Request, before: int | None = Query(None, ge=1, le=2**62)) -> HTMLResponse:
     """The newest lines first, filtered, a page at a time, with the chain's verdict."""
     filters = _filters(request)
     with web_of(request).sessions() as s:
