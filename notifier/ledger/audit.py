@@ -1,6 +1,8 @@
 """The audit log: who did what to which campaign, when and from where, one line per action, in the transaction of
 the action itself (a rolled-back action leaves no line; a recorded one always has its line).
 
+Lines are written when the action's transaction commits, after everything else it did (:func:`record`).
+
 Who is acting is set once where a request or a command starts (:func:`acting`): the dashboard and the API set
 the person logged in (or whose token it is), the CLI sets ``cli:<os user>``, anything else is ``system``. The
 functions that change things (``queries.schedule``, ``set_state``, ``retry_failed``, ``purge``, the studio's
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from notifier.ledger.models import AuditHead, AuditLine
@@ -32,7 +34,7 @@ GENESIS = "0" * 64
 MAX_DETAIL = 60_000  # characters of a line's JSON detail (an edit's diff is cut to fit)
 ACTIONS = ("login", "login_failed", "logout", "create", "edit", "approve", "schedule", "pause", "resume", "cancel",
            "retry", "purge", "suppress", "unsuppress", "invite", "accept", "role", "disable", "enable",
-           "token_create", "token_revoke", "person_add", "password", "reset")
+           "token_create", "token_revoke", "person_add", "password", "reset", "import")
 
 
 @dataclass(frozen=True)
@@ -90,23 +92,43 @@ def _detail(detail: dict[str, Any] | None) -> str:
 
 
 def record(session: Session, action: str, *, campaign_id: str | None = None, detail: dict[str, Any] | None = None,
-           at: datetime | None = None, actor: Actor | None = None) -> int:
-    """Append one line in ``session``'s transaction; its number. Lines are chained one at a time: this waits for
-    another transaction's line until it commits."""
+           at: datetime | None = None, actor: Actor | None = None) -> None:
+    """Add one line to ``session``'s transaction. It is written when the transaction commits, last: the chain's head
+    is locked only for the moment of the commit, never while the action itself still takes other locks (a cancel
+    that waits on rows a retry holds, while the retry waits on the head, would be a deadlock)."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
     who = actor or current()
-    when = (at or datetime.now(UTC)).astimezone(UTC)
-    ins = _insert_head(session)
-    session.execute(ins)
-    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one()
-    seq, body = head.seq + 1, _detail(detail)
-    digest = _line_hash(head.hash, seq, when, who.id, who.name, who.address, action, campaign_id, body)
-    session.add(AuditLine(seq=seq, at=when, actor=who.id, actor_name=who.name, address=who.address, action=action,
-                          campaign_id=campaign_id, detail=body, prev=head.hash, hash=digest))
-    head.seq, head.hash = seq, digest
+    session.info.setdefault(_PENDING, []).append(
+        (who, action, campaign_id, _detail(detail), (at or datetime.now(UTC)).astimezone(UTC)))
+
+
+_PENDING = "notifier_audit_lines"
+
+
+@event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    """Number and chain the transaction's lines, in the order they were recorded, under the head's lock."""
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    session.execute(_insert_head(session))
+    head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()
+                           .execution_options(populate_existing=True)).scalar_one()
+    seq, prev = head.seq, head.hash
+    for who, action, campaign_id, body, when in pending:
+        seq += 1
+        digest = _line_hash(prev, seq, when, who.id, who.name, who.address, action, campaign_id, body)
+        session.add(AuditLine(seq=seq, at=when, actor=who.id, actor_name=who.name, address=who.address,
+                              action=action, campaign_id=campaign_id, detail=body, prev=prev, hash=digest))
+        prev = digest
+    head.seq, head.hash = seq, prev
     session.flush()
-    return seq
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_pending(session: Session) -> None:
+    session.info.pop(_PENDING, None)
 
 
 def _insert_head(session: Session) -> Any:

@@ -170,7 +170,6 @@ def _save(web: Web, campaign_id: str, bundle: store.Bundle, origin: str, refused
     """Store ``bundle`` as the next version after ``base`` (None: a new campaign), write it to this machine's
     copy and run the gate on it; None when someone else saved a version since ``base`` (or at the same moment)."""
     from notifier.ledger import audit
-    from notifier.team.approvals import diff
 
     who = audit.current()
     try:
@@ -178,10 +177,6 @@ def _save(web: Web, campaign_id: str, bundle: store.Bundle, origin: str, refused
             version = store.save_version(s, campaign_id, bundle, now=web.now(), origin=origin, author=who.person_id)
             if version.version not in ((base or 0) + 1, base):  # made from an older version: roll it back
                 raise _Stale
-            if version.version != base:  # a change: who made it, and what it changed, in the same transaction
-                old = store.read_bundle(s, campaign_id, base) if base else {}
-                audit.record(s, "edit" if base else "create", campaign_id=campaign_id, at=web.now(),
-                             detail={"version": version.version, "origin": origin, "diff": diff(old, bundle)})
     except (IntegrityError, _Stale):  # the same number saved at the same moment (the unique key), or later
         return None
     synced(web)

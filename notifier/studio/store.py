@@ -28,6 +28,7 @@ from notifier.campaign import Campaign, parse_campaign
 from notifier.config import STORED_MARK, Settings
 from notifier.errors import NotFound, UserError
 from notifier.i18n import posix
+from notifier.ledger import audit
 from notifier.ledger.models import CampaignFile, CampaignVersion
 
 Bundle = dict[str, bytes]
@@ -140,6 +141,13 @@ def save_version(session: Session, campaign_id: str, bundle: Mapping[str, bytes]
     session.flush()
     session.add_all(CampaignFile(version_id=row.id, path=path, data=bytes(data)) for path, data in bundle.items())
     session.flush()
+    # Every version's line in the audit log, with what it changed: however it was saved, it is never left out.
+    from notifier.team.approvals import diff
+
+    action = "import" if origin in ("import", "approval") else "edit" if latest else "create"
+    audit.record(session, action, campaign_id=campaign_id, at=now, detail={
+        "version": row.version, "origin": origin,
+        "diff": diff(read_bundle(session, campaign_id, latest.version) if latest else {}, bundle)})
     return _version(row)
 
 

@@ -2,11 +2,12 @@
 change it before it can be scheduled; any change after approval needs approval again.
 
 It applies once the ledger has a team (``people``) to campaigns of the categories in ``NOTIFIER_FOUR_EYES``
-(service announcements unless set). Who changed a campaign since its last approval is read from the audit log
-(every create and edit through the dashboard or the API is a line naming its person), so no path of editing is
-left out. An approval names a stored version: approving a campaign kept in files stores its files as a version
-first. What scheduling checks (:func:`gate`) is the exact YAML and copy being scheduled against what an approval
-covered, whichever way (page, API, CLI) it is scheduled.
+(service announcements unless set). Who changed a campaign since its last approval is read from its stored versions:
+every edit through the dashboard or the API is a version naming its author (``store.save_version``), a campaign
+kept in files included (its first edit in the dashboard stores it). An approval names a stored version: approving
+a campaign kept in files stores its files as a version of nobody's first. What scheduling checks (:func:`gate`) is
+the exact YAML and copy being scheduled against the latest approval, whichever way (page, API, CLI) it is
+scheduled: an older approval, superseded by a later one, no longer counts.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from notifier.campaign import Campaign
 from notifier.config import Settings
 from notifier.errors import CampaignStateError, RequestRefused
 from notifier.ledger import audit
-from notifier.ledger.models import ApprovalRow, AuditLine, Person
+from notifier.ledger.models import ApprovalRow, CampaignVersion, Person
 from notifier.studio import store
 from notifier.team.people import Member, has_team
 from notifier.team.roles import Can, refuse_unless
@@ -44,6 +45,7 @@ class Status:
     campaign_id: str
     required: bool  # its category needs approval and the ledger has a team
     version: int | None  # its latest stored version; None: kept in files (approving stores it)
+    fingerprint: str  # of the files shown (store.fingerprint): what an approval from the page covers
     approved_version: int | None  # the last version approved
     approved_by: str | None
     approved_at: datetime | None
@@ -58,6 +60,7 @@ class Status:
 
     def as_dict(self) -> dict[str, Any]:
         return {"campaign_id": self.campaign_id, "required": self.required, "version": self.version,
+                "fingerprint": self.fingerprint,
                 "approved_version": self.approved_version, "approved_by": self.approved_by,
                 "approved_at": self.approved_at.isoformat() if self.approved_at else None,
                 "current": self.current, "changed_by": list(self.editors), "diff": self.diff}
@@ -72,14 +75,16 @@ def _last_approval(session: Session, campaign_id: str) -> ApprovalRow | None:
                            .order_by(ApprovalRow.version.desc()).limit(1)).first()
 
 
-def _editors(session: Session, campaign_id: str) -> dict[int, str]:
-    """People who created or edited the campaign since its last approval line: person id -> email."""
-    since = session.scalar(select(func.max(AuditLine.seq)).where(AuditLine.campaign_id == campaign_id,
-                                                                   AuditLine.action == "approve")) or 0
-    rows = session.execute(select(AuditLine.actor, AuditLine.actor_name).where(
-        AuditLine.campaign_id == campaign_id, AuditLine.action.in_(("create", "edit")), AuditLine.seq > since,
-        AuditLine.actor.like("person:%")).distinct())
-    return {int(actor.removeprefix("person:")): name for actor, name in rows}
+def _editors(session: Session, campaign_id: str, since: int, upto: int | None) -> dict[int, str]:
+    """The people who saved a version after version ``since`` and up to ``upto`` (the one to approve): person id
+    -> email. Every edit through the dashboard or the API is a version naming its author (``store.save_version``),
+    so no way of editing is left out; versions of nobody's (a command, an approval storing files) name no one."""
+    if upto is None:
+        return {}
+    rows = session.execute(select(Person.id, Person.email).join(CampaignVersion, CampaignVersion.author == Person.id)
+                           .where(CampaignVersion.campaign_id == campaign_id, CampaignVersion.version > since,
+                                  CampaignVersion.version <= upto).distinct())
+    return {person_id: email for person_id, email in rows}
 
 
 def status(session: Session, settings: Settings, campaign_id: str, *, with_diff: bool = True) -> Status:
@@ -89,11 +94,12 @@ def status(session: Session, settings: Settings, campaign_id: str, *, with_diff:
     last = _last_approval(session, campaign_id)
     new = store.read_bundle(session, campaign_id) if latest else store.bundle_from_disk(settings, campaign_id)
     old = store.read_bundle(session, campaign_id, last.version) if last and with_diff else {}
-    editors = _editors(session, campaign_id)
+    editors = _editors(session, campaign_id, last.version if last else 0, latest.version if latest else None)
     by = session.get(Person, last.approved_by) if last else None
     return Status(campaign_id, required(session, settings, store.campaign_of(new)), latest.version if latest else None,
-                  last.version if last else None, by.email if by else None, last.approved_at if last else None,
-                  tuple(sorted(editors.values())), frozenset(editors), diff(old, new) if with_diff else "")
+                  store.fingerprint(new), last.version if last else None, by.email if by else None,
+                  last.approved_at if last else None, tuple(sorted(editors.values())), frozenset(editors),
+                  diff(old, new) if with_diff else "")
 
 
 def diff(old: store.Bundle, new: store.Bundle) -> str:
@@ -118,22 +124,22 @@ def diff(old: store.Bundle, new: store.Bundle) -> str:
 
 
 def approve(session: Session, settings: Settings, campaign_id: str, approver: Member, now: datetime,
-            version: int | None = None) -> Status:
-    """Approve the campaign's latest version (``version``, when given, must be it: the one the approver read).
-    Refused (409) to whoever changed it since its last approval; approving it again changes nothing."""
+            version: int | None = None, fingerprint: str | None = None) -> Status:
+    """Approve the campaign's latest version: ``version`` or ``fingerprint``, when given, must be it (the one the
+    approver read; 409 when a newer one was saved). Refused (409) to whoever saved a version since the last approval;
+    approving it again changes nothing."""
     refuse_unless(approver.role, Can.APPROVE)
     latest = store.latest_version(session, campaign_id)
     if latest is None:  # kept in files: stored as a version of nobody's, so the approval names what it covers
         latest = store.save_version(session, campaign_id, store.bundle_from_disk(settings, campaign_id), now=now,
-                                    origin="import")
-    if version is not None and version != latest.version:
-        raise RequestRefused(409, f"campaign {campaign_id!r}: version {latest.version} was saved after version "
-                                  f"{version}, which you read; read the new changes, then approve")
-    editors = _editors(session, campaign_id)
-    if approver.id in editors:
+                                    origin="approval")
+    if (version is not None and version != latest.version) or (fingerprint and fingerprint != latest.fingerprint):
+        raise RequestRefused(409, f"campaign {campaign_id!r}: version {latest.version} was saved after the one you "
+                                  "read; read the new changes, then approve")
+    last = _last_approval(session, campaign_id)
+    if approver.id in _editors(session, campaign_id, last.version if last else 0, latest.version):
         raise RequestRefused(409, f"you changed campaign {campaign_id!r} since its last approval: another "
                                   "approver must approve it (four eyes)")
-    last = _last_approval(session, campaign_id)
     if last is None or last.version != latest.version:
         bundle = store.read_bundle(session, campaign_id, latest.version)
         session.add(ApprovalRow(campaign_id=campaign_id, version=latest.version, fingerprint=latest.fingerprint,
@@ -161,9 +167,8 @@ def gate(session: Session, settings: Settings, campaign: Campaign, spec: str, co
     copy. Call it in the scheduling transaction."""
     if not required(session, settings, campaign):
         return
-    digest = schedules_digest(spec, content_fingerprint)
-    if session.scalar(select(ApprovalRow.id).where(ApprovalRow.campaign_id == campaign.id,
-                                                   ApprovalRow.schedules == digest).limit(1)) is None:
+    last = _last_approval(session, campaign.id)  # only the latest approval counts: an older one was superseded
+    if last is None or last.schedules != schedules_digest(spec, content_fingerprint):
         raise CampaignStateError(
             f"campaign {campaign.id!r} is a {campaign.category} announcement: this version needs an approver's "
             f"approval before it is scheduled (four eyes): /campaigns/{campaign.id}/approval")

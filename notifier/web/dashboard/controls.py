@@ -216,16 +216,24 @@ async def _save(request: Request, campaign_id: str | None) -> Any:
 
 
 def _save_file(request: Request, campaign: Campaign, text: str, new: bool) -> None:
-    """A campaign kept in files, written whole; its audit line names who changed what (four eyes reads it)."""
+    """A campaign kept in files, written whole. Once the ledger has a team, it is then stored as a version naming
+    its author (four eyes reads who changed a campaign from its versions); before, its audit line says what
+    changed."""
     from notifier.team.approvals import diff
+    from notifier.team.people import has_team
 
     web, path = web_of(request), f"campaigns/{campaign.id}.yaml"
     file = views.campaign_path(web.settings, campaign.id)
     old = {path: file.read_bytes()} if file.is_file() else {}
     views.save_file(web.settings, campaign, text)
     with transaction(web.sessions) as s:
-        audit.record(s, "create" if new else "edit", campaign_id=campaign.id, at=web.now(),
-                     detail={"origin": "file", "diff": diff(old, {path: text.encode("utf-8")})})
+        if has_team(s):
+            store.save_version(s, campaign.id, store.bundle_from_disk(web.settings, campaign.id), now=web.now(),
+                               origin="dashboard", author=audit.current().person_id)
+        else:
+            audit.record(s, "create" if new else "edit", campaign_id=campaign.id, at=web.now(),
+                         detail={"origin": "file", "diff": diff(old, {path: text.encode("utf-8")})})
+    service.synced(web)
 
 
 @router.post("/campaigns/new")
