@@ -612,6 +612,42 @@ def test_an_edit_after_approval_needs_a_new_approval_before_scheduling(web: Web,
         gate(web)
 
 
+def test_only_the_latest_approval_counts_an_older_approved_text_saved_again_needs_approving_again(
+        web: Web, team: dict[str, Member]) -> None:
+    with as_(team["author"]):
+        service.create_campaign(web, STARTERS[ID])
+        renamed(web, "First wording")
+    approve(web, team["reviewer"])  # version 2
+    with as_(team["author"]):
+        renamed(web, "Corrected wording")
+    approve(web, team["reviewer"])  # version 3 supersedes version 2
+    with as_(team["editor"]):
+        renamed(web, "First wording")  # version 4: the words of version 2, which was approved once
+
+    assert not status(web).current
+    with pytest.raises(CampaignStateError, match="needs an approver's approval"):
+        gate(web)
+
+
+def test_an_approval_names_what_the_approver_read_and_a_newer_version_is_refused(
+        web: Web, team: dict[str, Member]) -> None:
+    with as_(team["author"]):
+        service.create_campaign(web, STARTERS[ID])
+    read = status(web)
+    with as_(team["editor"]):
+        renamed(web, "Changed while the approver read")
+
+    for seen in ({"version": read.version}, {"fingerprint": read.fingerprint}):
+        with pytest.raises(RequestRefused, match="was saved after the one you read") as refused, \
+                transaction(web.sessions) as s:
+            approvals.approve(s, web.settings, ID, team["reviewer"], web.now(), **seen)
+        assert refused.value.status == 409
+    now = status(web)
+    with transaction(web.sessions) as s:
+        assert approvals.approve(s, web.settings, ID, team["reviewer"], web.now(),
+                                 fingerprint=now.fingerprint).current
+
+
 def test_the_studio_schedules_only_an_approved_version(web: Web, team: dict[str, Member]) -> None:
     with as_(team["author"]):
         service.create_campaign(web, STARTERS[ID])

@@ -85,10 +85,12 @@ def _schema() -> dict[str, Any]:
 @dataclass(frozen=True)
 class Caller:
     """Who a bearer token speaks for: a person of the team (a personal token) with their role, or the service
-    token of ``NOTIFIER_API_TOKEN`` (an admin's powers, but no person: it can approve nothing)."""
+    token of ``NOTIFIER_API_TOKEN``: no person, so it approves nothing; an admin's powers before the ledger has a
+    team, a viewer's (and POST /actions) after."""
 
     role: str
     actor: audit.Actor
+    service: bool = False  # NOTIFIER_API_TOKEN, not a person's
 
 
 SERVICE_TOKEN = "NOTIFIER_API_TOKEN"
@@ -113,11 +115,14 @@ def bearer(request: Request) -> Caller:
             raise RequestRefused(401, "this API token is unknown or revoked, or its person is disabled")
         return Caller(found.role, audit.Actor(found.actor_id, found.email, address, found.id))
     token = web.settings.api_token
-    if not token and not _has_team(web):
+    team = _has_team(web)
+    if not token and not team:
         raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set: POST /actions is off")
     if not token or scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
         raise RequestRefused(401, "a bearer token is required (Authorization: Bearer <NOTIFIER_API_TOKEN>)")
-    return Caller(Role.ADMIN, audit.Actor("api-token", SERVICE_TOKEN, address))
+    # Before a team, the service token is the studio API's admin; once people exist, what changes things is done
+    # by a person (their own token), and the service token only reads and posts actions (POST /actions).
+    return Caller(Role.VIEWER if team else Role.ADMIN, audit.Actor("api-token", SERVICE_TOKEN, address), service=True)
 
 
 @router.post("/actions", openapi_extra={"requestBody": {"required": True, "content": {
@@ -127,7 +132,8 @@ def bearer(request: Request) -> Caller:
 async def post_actions(request: Request) -> dict[str, Any]:
     """Record the actions; each unknown recipient or action is rejected alone, with its index."""
     caller = await run_in_threadpool(bearer, request)
-    refuse_unless(caller.role, Can.EDIT)
+    if not caller.service:  # the service token is what the product posts its actions with
+        refuse_unless(caller.role, Can.EDIT)
     web = web_of(request)
     body = await _body(request, Actions, MAX_BODY, "actions")
     now = web.now()

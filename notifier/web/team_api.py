@@ -52,7 +52,9 @@ class TokenIn(BaseModel):
 
 
 class ApproveIn(BaseModel):
-    version: int | None = Field(None, description="the version you read; refused (409) when a newer one exists")
+    version: int | None = Field(None, ge=1, le=2**31 - 1,
+                                description="the version you read; refused (409) when a newer one exists")
+    fingerprint: str | None = Field(None, max_length=64, description="or the fingerprint GET .../approval showed")
 
 
 def _caller(request: Request) -> Caller:
@@ -193,7 +195,7 @@ def approve(request: Request, campaign_id: str, body: ApproveIn | None = None) -
         member = people.member(s, _person(request))
     with transaction(web.sessions) as s:
         found = approvals.approve(s, web.settings, service.checked_id(campaign_id), member, web.now(),
-                                  body.version if body else None)
+                                  body.version if body else None, body.fingerprint if body else None)
     service.synced(web)
     return found.as_dict()
 

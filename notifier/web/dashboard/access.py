@@ -9,7 +9,7 @@ import hashlib
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -93,7 +93,7 @@ class Dashboard:
             if team or self.login is None:
                 return None
             user = self.login.authenticate("admin", password)
-            return Identity(user, "", 0) if user else None
+            return Identity(user, "", 0, role="admin") if user else None
         finally:
             self._checks.release()
 
@@ -103,8 +103,8 @@ class Dashboard:
         with self.ledger() as s:
             if queries.session_ended(s, _digest(ident)):
                 return None
-            if ident.user == "admin":
-                return ident if self.login is not None and not people.has_team(s) else None
+            if ident.user == "admin":  # the shared password's one admin, while there is no team
+                return replace(ident, role="admin") if self.login is not None and not people.has_team(s) else None
             if not ident.user.startswith("person:") or not ident.user[7:].isdigit():
                 return None
             found = people.active(s, int(ident.user[7:]), ident.epoch)

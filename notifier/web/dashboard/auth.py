@@ -96,7 +96,7 @@ class Identity:
     csrf: str
     expires: int  # Unix time
     epoch: int = 0  # the person's when the session began: a change of password, role or state ends it
-    role: str = "admin"
+    role: str = "viewer"  # the ledger says (access.Dashboard.confirmed); never more than that by default
     email: str = "admin"
     person_id: int | None = None
 

@@ -301,14 +301,14 @@ def approval_page(request: Request, campaign_id: str) -> HTMLResponse:
 async def approve(request: Request, campaign_id: str) -> Any:
     """Approve the version the page showed (a newer one saved meanwhile: 409)."""
     ident, form = await checked_form(request)
-    web, version = web_of(request), _text(form, "version")
+    web, version, fingerprint = web_of(request), _text(form, "version"), _text(form, "fingerprint", 64)
     if ident.person_id is None:
         raise RequestRefused(409, "an approval names its person: the shared admin password cannot approve")
     person_id = ident.person_id
 
     def approve_it(s: Session) -> None:
         approvals.approve(s, web.settings, service.checked_id(campaign_id), people.member(s, person_id), web.now(),
-                          int(version) if version.isdigit() else None)
+                          int(version) if version.isdigit() and len(version) < 10 else None, fingerprint or None)
 
     await _write(request, approve_it)
     await run_in_threadpool(service.synced, web)  # a campaign kept in files is now a stored version
