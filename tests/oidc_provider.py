@@ -33,7 +33,8 @@ class Idp:
     user: dict[str, Any] = field(default_factory=lambda: {"sub": "u-1", "email": "ana@corp.example",
                                                           "email_verified": True, "name": "Ana Corp",
                                                           "groups": ["marketing"]})
-    fault: str | None = None  # audience | expired | nonce | key | unverified
+    fault: str | None = None  # audience | expired | nonce | key | unverified | unsaid (no email_verified)
+    slash: bool = False  # its issuer ends with "/", as some providers' do
     key: RSAKey = field(default_factory=lambda: RSAKey.generate_key(2048, parameters={"kid": "k1", "alg": "RS256"}))
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_calls: int = 0
@@ -43,13 +44,12 @@ class Idp:
                                  Route("/authorize", self.authorize), Route("/token", self.token, methods=["POST"]),
                                  Route("/jwks", self.jwks)])
 
-    @staticmethod
-    def issuer(request: Request) -> str:
-        return str(request.base_url).rstrip("/")
+    def issuer(self, request: Request) -> str:
+        return str(request.base_url).rstrip("/") + ("/" if self.slash else "")
 
     async def discovery(self, request: Request) -> Response:
-        base = self.issuer(request)
-        return JSONResponse({"issuer": base, "authorization_endpoint": f"{base}/authorize",
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse({"issuer": self.issuer(request), "authorization_endpoint": f"{base}/authorize",
                              "token_endpoint": f"{base}/token", "jwks_uri": f"{base}/jwks",
                              "response_types_supported": ["code"], "id_token_signing_alg_values_supported": ["RS256"],
                              "code_challenge_methods_supported": ["S256"]})
@@ -95,6 +95,8 @@ class Idp:
             key = RSAKey.generate_key(2048, parameters={"kid": "k1", "alg": "RS256"})  # same kid, never published
         elif self.fault == "unverified":
             claims["email_verified"] = False
+        elif self.fault == "unsaid":
+            claims.pop("email_verified", None)
         id_token = jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
         return JSONResponse({"access_token": secrets.token_urlsafe(16), "token_type": "Bearer", "expires_in": 300,
                              "id_token": id_token})

@@ -76,7 +76,7 @@ def test_the_first_sign_in_adds_the_person_with_the_role_their_claim_maps_to(
             assert [e.action for e in audit.entries(s, limit=2)] == ["login", "role"]
 
 
-@pytest.mark.parametrize("fault", ["audience", "expired", "nonce", "key", "unverified"])
+@pytest.mark.parametrize("fault", ["audience", "expired", "nonce", "key", "unverified", "unsaid"])
 def test_an_id_token_that_does_not_hold_is_refused_and_nobody_is_added(
         tmp_path: Path, engine: Engine, idp: tuple[Idp, str], fault: str) -> None:
     provider, url = idp
@@ -137,3 +137,33 @@ def test_single_sign_on_settings_come_together_and_are_checked() -> None:
     with pytest.raises(ConfigError, match="'boss' is not one of"):
         load_settings({**base, "NOTIFIER_OIDC_ROLES": "marketing=boss"})
     assert not load_settings({}).sso
+
+
+def test_an_issuer_ending_with_a_slash_is_compared_as_the_provider_writes_it(
+        tmp_path: Path, engine: Engine, idp: tuple[Idp, str]) -> None:
+    provider, url = idp
+    provider.slash = True
+    with TestClient(create_app(settings_for(tmp_path, url), session_factory(engine)),
+                    base_url="http://127.0.0.1") as client:
+        assert sign_in(client).status_code == 303
+
+
+def test_single_sign_on_never_takes_over_an_account_that_logs_in_with_a_password(
+        tmp_path: Path, engine: Engine, idp: tuple[Idp, str]) -> None:
+    from datetime import UTC, datetime
+
+    from notifier.ledger.db import transaction
+
+    _provider, url = idp
+    sessions = session_factory(engine)
+    with transaction(sessions) as s:
+        admin = people.add_admin(s, "ana@corp.example", "Ana", "a long local password", datetime.now(UTC))
+    with TestClient(create_app(settings_for(tmp_path, url), sessions), base_url="http://127.0.0.1") as client:
+        refused = sign_in(client)
+        assert refused.status_code == 403 and "already logs in here with a password" in refused.text
+        with transaction(sessions) as s:  # an admin gives her a new link: her password goes, and sign-on may link
+            people.reset(s, admin.id, datetime.now(UTC))
+        assert sign_in(client).status_code == 303
+    with sessions() as s:
+        (ana,) = people.listing(s)
+    assert (ana.id, ana.state, ana.role) == (admin.id, "active", "admin")  # the last admin stays one

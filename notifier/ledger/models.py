@@ -447,6 +447,7 @@ class Person(Base):
     role: Mapped[str] = mapped_column(String(16))  # viewer | editor | approver | admin
     state: Mapped[str] = mapped_column(String(16))  # invited | active | disabled
     password_hash: Mapped[str | None] = mapped_column(Text)  # scrypt$...; None until the invitation is accepted
+    sso_subject: Mapped[str | None] = mapped_column(String(600), unique=True)  # "<issuer> <sub>" of single sign-on
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 

@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from notifier.config import Settings
@@ -112,12 +113,12 @@ def _cached(url: str, fresh: bool = False) -> Any:
 def provider(settings: Settings) -> Provider:
     issuer = check_issuer(settings.oidc_issuer or "")
     doc = _cached(f"{issuer}/.well-known/openid-configuration")
-    try:
-        found = Provider(str(doc["issuer"]).rstrip("/"), str(doc["authorization_endpoint"]),
+    try:  # the issuer exactly as the provider writes it (some end it with "/"): ID tokens carry it so
+        found = Provider(str(doc["issuer"]), str(doc["authorization_endpoint"]),
                          str(doc["token_endpoint"]), str(doc["jwks_uri"]))
     except (KeyError, TypeError):
         raise RequestRefused(502, "the identity provider's discovery document lacks an endpoint") from None
-    if found.issuer != issuer:
+    if found.issuer.rstrip("/") != issuer:
         raise RequestRefused(502, f"the identity provider says it is {found.issuer}, not {issuer}")
     return found
 
@@ -153,6 +154,7 @@ def start(settings: Settings, redirect_uri: str, next_path: str) -> tuple[str, F
 class Claims:
     """Who the provider vouches for, and the role its claim gives them here."""
 
+    subject: str  # "<issuer> <sub>": the provider's own name for the account, which never changes
     email: str
     name: str
     role: Role
@@ -169,7 +171,7 @@ def finish(settings: Settings, flow: Flow, state: str, code: str, redirect_uri: 
     if not isinstance(id_token, str):
         raise RequestRefused(502, "the identity provider sent no ID token")
     claims = _verified(settings, found, id_token, flow.nonce, now)
-    return _mapped(settings, claims)
+    return _mapped(settings, claims, f"{found.issuer} {claims['sub']}"[:600])
 
 
 def _exchange(settings: Settings, found: Provider, code: str, redirect_uri: str, verifier: str) -> Any:
@@ -214,8 +216,8 @@ def _verified(settings: Settings, found: Provider, id_token: str, nonce: str, no
     return dict(token.claims)
 
 
-def _mapped(settings: Settings, claims: dict[str, Any]) -> Claims:
-    if claims.get("email_verified") is False:
+def _mapped(settings: Settings, claims: dict[str, Any], subject: str) -> Claims:
+    if claims.get("email_verified") is not True:  # missing, false or "false": the address may be anyone's
         raise RequestRefused(403, "the identity provider has not verified this account's email address")
     try:
         email = checked_email(str(claims.get("email") or ""))
@@ -233,30 +235,40 @@ def _mapped(settings: Settings, claims: dict[str, Any]) -> Claims:
         name = checked_name(name)
     except Exception:
         name = email.split("@")[0]
-    return Claims(email, name, role)
+    return Claims(subject, email, name, role)
 
 
 def sign_in(session: Session, claims: Claims, now: datetime) -> Member:
-    """The person the provider vouched for: added on their first sign-in, their role brought up to date on the
-    next; a disabled person is refused (403)."""
-    person = session.scalars(select(Person).where(Person.email == claims.email).with_for_update()).first()
+    """The person the provider vouched for, found by the provider's name for them (issuer and subject). On their
+    first sign-in they are added, or an invited person with that address (who has no password) becomes them; a
+    person who logs in with a password is never taken over (an admin gives them a new link first, which clears
+    it). A later sign-in brings their role up to date; a disabled person is refused (403)."""
+    person = session.scalars(select(Person).where(Person.sso_subject == claims.subject).with_for_update()).first()
+    if person is None:
+        person = session.scalars(select(Person).where(Person.email == claims.email).with_for_update()).first()
+        if person is not None and (person.password_hash or person.sso_subject):
+            raise RequestRefused(403, "this address already logs in here with a password: an admin can give it a "
+                                      "new link (People, New link), after which single sign-on takes it over")
     if person is None:
         person = Person(email=claims.email, name=claims.name, role=claims.role.value, state=ACTIVE,
-                        password_hash=None, epoch=0, created_at=now)
+                        password_hash=None, sso_subject=claims.subject, epoch=0, created_at=now)
         session.add(person)
-        session.flush()
+        try:
+            session.flush()
+        except IntegrityError:  # the same person's first sign-in twice at once, or the address just taken
+            raise RequestRefused(409, "this account was added at the same moment: sign in again") from None
         audit.record(session, "person_add", at=now, detail={"person": person.id, "email": person.email,
                                                              "role": person.role, "via": "sso"})
     elif person.state == DISABLED:
         raise RequestRefused(403, "this account is disabled in notifier: ask an admin")
     else:
         if person.role == Role.ADMIN and claims.role != Role.ADMIN and _last_admin(session, person.id):
-            claims = Claims(claims.email, claims.name, Role.ADMIN)  # the team keeps an admin, as set_role does
+            claims = replace(claims, role=Role.ADMIN)  # the team keeps an admin, as set_role does
         if person.role != claims.role.value:
             audit.record(session, "role", at=now, detail={"person": person.id, "email": person.email,
                                                           "from": person.role, "to": claims.role.value, "via": "sso"})
             person.role, person.epoch = claims.role.value, person.epoch + 1
-        person.state = ACTIVE  # an invitation the person never accepted is taken up by signing in
+        person.sso_subject, person.state = claims.subject, ACTIVE  # an invitation is taken up by signing in
     session.flush()
     return member(session, person.id)
 

@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("role", sa.String(16), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("password_hash", sa.Text),
+        sa.Column("sso_subject", sa.String(600), unique=True),
         sa.Column("epoch", sa.Integer, nullable=False, server_default="0"),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
