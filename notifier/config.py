@@ -297,6 +297,37 @@ def _mailto_address(raw: str) -> str | None:
     return address
 
 
+ROLES = ("viewer", "editor", "approver", "admin")  # notifier.team.roles.Role, in order
+_LOCAL = ("localhost", "127.0.0.1", "::1")
+
+
+def parse_roles(raw: str, setting: str = "NOTIFIER_OIDC_ROLES") -> tuple[tuple[str, str], ...]:
+    """``value=role,value=role``: each claim value and the role it gives."""
+    found = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        value, sep, role = part.rpartition("=")
+        if not sep or not value.strip():
+            raise ConfigError(f"{setting}: {part!r} is not value=role (say, marketing=editor)")
+        if role.strip() not in ROLES:
+            raise ConfigError(f"{setting}: {role.strip()!r} is not one of {', '.join(ROLES)}")
+        found.append((value.strip(), role.strip()))
+    if not found:
+        raise ConfigError(f"{setting}: map at least one value of the role claim to a role (say, marketing=editor)")
+    return tuple(found)
+
+
+def check_issuer(issuer: str) -> str:
+    """The issuer URL, https unless the provider runs on this machine."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(issuer)
+    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOCAL):
+        raise ConfigError(f"NOTIFIER_OIDC_ISSUER: {issuer!r} must be an https URL (http only for localhost)")
+    return issuer.rstrip("/")
+
+
 def _oidc(env: Mapping[str, str]) -> dict[str, object]:
     """Single sign-on's settings: none, or issuer, client id, secret and the roles' mapping together."""
     names = ("NOTIFIER_OIDC_ISSUER", "NOTIFIER_OIDC_CLIENT_ID", "NOTIFIER_OIDC_CLIENT_SECRET", "NOTIFIER_OIDC_ROLES")
@@ -306,13 +337,11 @@ def _oidc(env: Mapping[str, str]) -> dict[str, object]:
     missing = [n for n, v in given.items() if not v]
     if missing:
         raise ConfigError(f"single sign-on needs {', '.join(missing)} too (or none of {', '.join(names)})")
-    from notifier.team.sso import check_issuer, parse_roles
-
     return {"oidc_issuer": check_issuer(given["NOTIFIER_OIDC_ISSUER"]),
             "oidc_client_id": given["NOTIFIER_OIDC_CLIENT_ID"],
             "oidc_client_secret": given["NOTIFIER_OIDC_CLIENT_SECRET"],
             "oidc_role_claim": (env.get("NOTIFIER_OIDC_ROLE_CLAIM") or "groups").strip(),
-            "oidc_roles": tuple((v, r.value) for v, r in parse_roles(given["NOTIFIER_OIDC_ROLES"]))}
+            "oidc_roles": parse_roles(given["NOTIFIER_OIDC_ROLES"])}
 
 
 def _four_eyes(raw: str | None) -> tuple[str, ...]:

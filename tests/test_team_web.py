@@ -679,3 +679,10 @@ def test_a_viewer_cannot_read_a_recipients_name_through_a_preview(
     assert "Rina" in api(team, "eve", "GET", f"/campaigns/{ID}/preview", params=query).text  # an editor's
     assert by_api.status_code == 403 or "Rina" not in by_api.text
     assert on_page.status_code == 403 or "Rina" not in on_page.text
+
+
+def test_the_roles_config_names_are_the_roles_of_the_team() -> None:
+    from notifier.config import ROLES as NAMED
+    from notifier.team.roles import ROLES
+
+    assert tuple(r.value for r in ROLES) == NAMED

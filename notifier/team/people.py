@@ -20,14 +20,21 @@ from sqlalchemy.orm import Session
 from notifier.errors import NotFound, RequestRefused, UserError
 from notifier.ledger import audit
 from notifier.ledger.models import Invite, Person
+from notifier.team.passwords import COST, hash_password, verify_password, weak_password
 from notifier.team.roles import ROLES, Role
-from notifier.web.dashboard.auth import hash_password, verify_password, weak_password
 
 INVITE_LIFETIME = timedelta(days=7)
 _EMAIL = re.compile(r"[^@\s<>\"',;()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}")
 ACTIVE, INVITED, DISABLED = "active", "invited", "disabled"
-# A fixed hash to check a password against when the email is unknown: the answer takes as long either way.
-_DECOY = "scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+_decoy: list[str] = []
+
+
+def _decoy_hash() -> str:
+    """A hash at the real cost to check a password against when the address has none (unknown, or invited): the
+    answer takes as long either way, so a login tells nobody who is in the team. Made once, on first use."""
+    if not _decoy:
+        _decoy.append(hash_password(secrets.token_urlsafe(16), cost=COST))
+    return _decoy[0]
 
 
 @dataclass(frozen=True)
@@ -210,8 +217,9 @@ def authenticate(session: Session, email: str, password: str) -> Member | None:
     except UserError:
         email = ""
     person = session.scalars(select(Person).where(Person.email == email)).first() if email else None
-    stored = person.password_hash if person is not None and person.password_hash else _DECOY
-    right = verify_password(stored, password) and stored != _DECOY
+    known = person is not None and bool(person.password_hash)
+    stored = person.password_hash if known and person is not None and person.password_hash else _decoy_hash()
+    right = verify_password(stored, password) and known
     return _member(person) if right and person is not None and person.state == ACTIVE else None
 
 

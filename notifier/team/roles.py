@@ -27,7 +27,7 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-ROLES = tuple(Role)  # in order: each can do what the ones before can
+ROLES = tuple(Role)  # in order: each can do what the ones before can (config.ROLES names them too)
 
 
 class Can(StrEnum):

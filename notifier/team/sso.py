@@ -35,8 +35,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from notifier.config import Settings
-from notifier.errors import ConfigError, RequestRefused
+from notifier.config import Settings, check_issuer
+from notifier.errors import RequestRefused
 from notifier.ledger import audit
 from notifier.ledger.models import Person
 from notifier.team.people import ACTIVE, DISABLED, Member, checked_email, checked_name, member
@@ -46,34 +46,6 @@ TIMEOUT = 10.0
 CACHE_SECONDS = 3600
 SCOPE = "openid email profile"
 ALGORITHMS = ["RS256", "ES256", "PS256"]  # never "none", never a shared secret
-_LOCAL = ("localhost", "127.0.0.1", "::1")
-
-
-def parse_roles(raw: str, setting: str = "NOTIFIER_OIDC_ROLES") -> tuple[tuple[str, Role], ...]:
-    """``value=role,value=role``: each claim value and the role it gives."""
-    found = []
-    for part in (p.strip() for p in raw.split(",")):
-        if not part:
-            continue
-        value, sep, role = part.rpartition("=")
-        if not sep or not value.strip():
-            raise ConfigError(f"{setting}: {part!r} is not value=role (say, marketing=editor)")
-        try:
-            found.append((value.strip(), Role(role.strip())))
-        except ValueError:
-            raise ConfigError(f"{setting}: {role.strip()!r} is not one of "
-                              f"{', '.join(r.value for r in ROLES)}") from None
-    if not found:
-        raise ConfigError(f"{setting}: map at least one value of the role claim to a role (say, marketing=editor)")
-    return tuple(found)
-
-
-def check_issuer(issuer: str) -> str:
-    """The issuer URL, https unless the provider runs on this machine."""
-    parts = urllib.parse.urlsplit(issuer)
-    if parts.scheme != "https" and not (parts.scheme == "http" and parts.hostname in _LOCAL):
-        raise ConfigError(f"NOTIFIER_OIDC_ISSUER: {issuer!r} must be an https URL (http only for localhost)")
-    return issuer.rstrip("/")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import base64
 import hashlib
 import hmac
 import json
-import re
 import secrets
 import threading
 import time
@@ -24,14 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self
 
-from notifier.errors import ConfigError
-
-SCHEME = "scrypt"
-MIN_PASSWORD_LENGTH = 12
-_HASH = re.compile(r"^scrypt\$(\d{1,7})\$(\d{1,3})\$(\d{1,3})\$([A-Za-z0-9_-]{16,})\$([A-Za-z0-9_-]{32,})$")
-# scrypt's cost: 2**15 × 8 × 128 bytes = 32 MiB and about 0.1 s a try on one core; OWASP's minimum is 2**17 × 8 × 1
-# with less memory per try, or 2**15 with r=8: the same work.
-COST = (2**15, 8, 1)
+from notifier.team.passwords import COST as COST
+from notifier.team.passwords import MIN_PASSWORD_LENGTH as MIN_PASSWORD_LENGTH
+from notifier.team.passwords import check_password_hash as check_password_hash
+from notifier.team.passwords import hash_password as hash_password
+from notifier.team.passwords import verify_password as verify_password
+from notifier.team.passwords import weak_password as weak_password
 
 
 def _b64(raw: bytes) -> str:
@@ -40,48 +37,6 @@ def _b64(raw: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=32)
-
-
-def hash_password(password: str, *, cost: tuple[int, int, int] = COST) -> str:
-    """``scrypt$N$r$p$salt$hash``: what NOTIFIER_ADMIN_PASSWORD may hold instead of the password itself."""
-    n, r, p = cost
-    salt = secrets.token_bytes(16)
-    return f"{SCHEME}${n}${r}${p}${_b64(salt)}${_b64(_scrypt(password, salt, n, r, p))}"
-
-
-def check_password_hash(value: str, setting: str = "NOTIFIER_ADMIN_PASSWORD") -> str:
-    """``value`` if it is a well-formed hash with a sane cost, else a ConfigError naming ``setting``."""
-    m = _HASH.match(value)
-    if m is None:
-        raise ConfigError(f"{setting}: not a password hash (expected scrypt$N$r$p$salt$hash, from: notifier admin "
-                          "hash-password)")
-    n, r, p = int(m[1]), int(m[2]), int(m[3])
-    if n < 2**14 or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16 or n * r * 128 > 256 * 1024 * 1024:
-        raise ConfigError(f"{setting}: scrypt cost N={n}, r={r}, p={p} is outside what notifier accepts "
-                          "(N a power of two from 16384, r 1-32, p 1-16, at most 256 MiB)")
-    return value
-
-
-def verify_password(stored: str, password: str) -> bool:
-    """Whether ``password`` matches the hash ``stored``, in time that does not depend on where they differ."""
-    m = _HASH.match(stored)
-    if m is None or len(password) > 1024:
-        return False
-    n, r, p, salt, want = int(m[1]), int(m[2]), int(m[3]), _unb64(m[4]), _unb64(m[5])
-    return hmac.compare_digest(_scrypt(password, salt, n, r, p), want)
-
-
-def weak_password(password: str) -> str | None:
-    """Why ``password`` is too weak for an admin, or None."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        return f"at least {MIN_PASSWORD_LENGTH} characters"
-    if len(set(password)) < 5:
-        return "too few different characters"
-    return None
 
 
 # --- who is logged in -------------------------------------------------------------------------------------------
