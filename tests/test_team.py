@@ -310,7 +310,7 @@ def test_a_new_password_needs_the_current_one_and_ends_the_other_sessions(sessio
     assert actions_of(sessions)[-1] == "password"
 
 
-def test_a_reset_invites_the_person_again_and_stops_their_tokens_until_they_choose_a_password(
+def test_a_reset_invites_the_person_again_and_revokes_their_tokens(
         sessions: sessionmaker[Session]) -> None:
     bo = member_with(sessions, "bo@example.com", "editor")
     with transaction(sessions) as s:
@@ -323,9 +323,21 @@ def test_a_reset_invites_the_person_again_and_stops_their_tokens_until_they_choo
     with transaction(sessions) as s:
         people.accept(s, token, "a password after the reset", NOW)
     with transaction(sessions) as s:
-        assert tokens.person_of(s, secret, NOW) is not None
+        assert tokens.person_of(s, secret, NOW) is None  # whoever knew the old password may have made it
         assert people.authenticate(s, "bo@example.com", "a password after the reset") is not None
     assert actions_of(sessions)[-2:] == ["reset", "accept"]
+
+
+def test_a_token_stops_working_when_it_expires(sessions: sessionmaker[Session]) -> None:
+    bo = member_with(sessions, "bo@example.com", "editor")
+    with transaction(sessions) as s:
+        info, secret = tokens.issue(s, bo.id, "a month", NOW, days=30)
+    assert info.expires_at == NOW + timedelta(days=30)
+    with transaction(sessions) as s:
+        assert tokens.person_of(s, secret, NOW + timedelta(days=29, hours=23)) is not None
+        assert tokens.person_of(s, secret, NOW + timedelta(days=30)) is None
+    with pytest.raises(UserError, match="1 to 365 days"), transaction(sessions) as s:
+        tokens.issue(s, bo.id, "forever", NOW, days=10_000)
 
 
 def test_an_invitation_accepted_twice_at_the_same_moment_is_accepted_once(sessions: sessionmaker[Session]) -> None:

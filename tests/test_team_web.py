@@ -602,7 +602,7 @@ def test_each_action_over_http_is_one_audit_line_naming_its_person_and_campaign(
         check = audit.verify(s)
     assert details["approve"]["version"] == 2 and f"+++ b/campaigns/{ID}.yaml" in details["approve"]["diff"]
     assert details["edit"]["version"] == 2 and '+name: "Acme Stream, new prices"' in details["edit"]["diff"]
-    assert details["token_create"] == {"token": made.json()["id"], "name": "CI", "person": vic.member.id}
+    assert details["token_create"] == {"token": made.json()["id"], "name": "CI", "person": vic.member.id, "days": 90}
     assert details["role"] == {"person": vic.member.id, "email": email_of("vic"), "from": "viewer", "to": "editor"}
     assert made.json()["token"].split("_")[-1] not in str(details)  # the secret is never written
     assert check.intact and check.lines == found[-1].seq

@@ -71,7 +71,10 @@ def cli(ctx: click.Context, database_url: str | None, verbose: bool) -> None:
     ctx.obj = CliContext(settings)
     from notifier.ledger import audit
 
-    ctx.with_resource(audit.acting(audit.command_line()))  # the audit log's "who" of everything this command does
+    # The audit log's "who" of everything this command does: its operator; a daemon's own work is the system's (a
+    # server's requests name their person, the dispatcher's purges nobody's).
+    daemon = ctx.invoked_subcommand in ("serve", "dispatch", "worker", "demo", "emulator")
+    ctx.with_resource(audit.acting(audit.SYSTEM if daemon else audit.command_line()))
 
 
 # --- db ----------------------------------------------------------------------------------------------

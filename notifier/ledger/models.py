@@ -473,6 +473,7 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(100))
     digest: Mapped[str] = mapped_column(String(64))  # sha256 of the secret part
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

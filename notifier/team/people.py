@@ -14,16 +14,18 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from notifier.errors import NotFound, RequestRefused, UserError
 from notifier.ledger import audit
-from notifier.ledger.models import Invite, Person
+from notifier.ledger.models import ApiToken, Invite, Person
 from notifier.team.passwords import COST, hash_password, verify_password, weak_password
 from notifier.team.roles import ROLES, Role
 
 INVITE_LIFETIME = timedelta(days=7)
+NOT_INVITED = "this invitation link is unknown, used or expired: ask an admin for a new one"  # one answer for all three
 _EMAIL = re.compile(r"[^@\s<>\"',;()\[\]\\]{1,64}@[A-Za-z0-9.-]{1,190}\.[A-Za-z]{2,24}")
 ACTIVE, INVITED, DISABLED = "active", "invited", "disabled"
 _decoy: list[str] = []
@@ -129,7 +131,10 @@ def _new(session: Session, email: str, name: str, role: Role, now: datetime) -> 
     person = Person(email=email, name=checked_name(name), role=role.value, state=INVITED, password_hash=None, epoch=0,
                     created_at=now)
     session.add(person)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # the same address added at the same moment
+        raise RequestRefused(409, f"{email} is already in the team") from None
     return person
 
 
@@ -147,10 +152,7 @@ def invite(session: Session, email: str, name: str, role: str, now: datetime) ->
     person = existing or _new(session, email, name, checked_role(role), now)
     if existing is not None:
         person.role, person.name = checked_role(role).value, checked_name(name)
-        session.execute(Invite.__table__.delete().where(Invite.person_id == person.id, Invite.used_at.is_(None)))
-    token = secrets.token_urlsafe(32)
-    session.add(Invite(digest=_digest(token), person_id=person.id, expires_at=now + INVITE_LIFETIME))
-    session.flush()
+    token = _new_link(session, person.id, now)
     audit.record(session, "invite", detail={"person": person.id, "email": email, "role": person.role}, at=now)
     return _member(person), token
 
@@ -159,10 +161,10 @@ def invitation(session: Session, token: str, now: datetime) -> Member:
     """The person a link invites; a 404 when it is unknown, used or expired (one answer for all three)."""
     row = session.get(Invite, _digest(token)) if 20 <= len(token) <= 100 else None
     if row is None or row.used_at is not None or row.expires_at <= now:
-        raise NotFound("this invitation link is unknown, used or expired: ask an admin for a new one")
+        raise NotFound(NOT_INVITED)
     person = session.get(Person, row.person_id)
     if person is None or person.state != INVITED:
-        raise NotFound("this invitation link is unknown, used or expired: ask an admin for a new one")
+        raise NotFound(NOT_INVITED)
     return _member(person)
 
 
@@ -173,7 +175,7 @@ def accept(session: Session, token: str, password: str, now: datetime, name: str
     row = session.get(Invite, _digest(token), with_for_update=True)
     assert person is not None and row is not None
     if row.used_at is not None or person.state != INVITED:  # the same link, at the same moment
-        raise NotFound("this invitation link is unknown, used or expired: ask an admin for a new one")
+        raise NotFound(NOT_INVITED)
     person.password_hash = hash_password(checked_password(password))
     person.state, person.epoch = ACTIVE, person.epoch + 1
     if name:
@@ -202,12 +204,20 @@ def reset(session: Session, person_id: int, now: datetime) -> tuple[Member, str]
     if person.state == DISABLED:
         raise RequestRefused(409, f"{person.email} is disabled: enable them first")
     person.password_hash, person.state, person.epoch = None, INVITED, person.epoch + 1
-    session.execute(Invite.__table__.delete().where(Invite.person_id == person.id, Invite.used_at.is_(None)))
-    token = secrets.token_urlsafe(32)
-    session.add(Invite(digest=_digest(token), person_id=person.id, expires_at=now + INVITE_LIFETIME))
-    session.flush()
+    session.execute(update(ApiToken).where(ApiToken.person_id == person.id, ApiToken.revoked_at.is_(None))
+                    .values(revoked_at=now))  # whoever had the password may have made tokens too
+    token = _new_link(session, person.id, now)
     audit.record(session, "reset", detail={"person": person.id, "email": person.email}, at=now)
     return _member(person), token
+
+
+def _new_link(session: Session, person_id: int, now: datetime) -> str:
+    """A new one-time link for the person; any earlier one they did not use stops working."""
+    session.execute(Invite.__table__.delete().where(Invite.person_id == person_id, Invite.used_at.is_(None)))
+    token = secrets.token_urlsafe(32)
+    session.add(Invite(digest=_digest(token), person_id=person_id, expires_at=now + INVITE_LIFETIME))
+    session.flush()
+    return token
 
 
 def authenticate(session: Session, email: str, password: str) -> Member | None:

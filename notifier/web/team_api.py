@@ -49,6 +49,7 @@ class PasswordIn(BaseModel):
 
 class TokenIn(BaseModel):
     name: str = Field(max_length=100, description="what the token is for")
+    days: int = Field(tokens.DAYS, ge=1, le=tokens.MAX_DAYS, description="how long it works")
 
 
 class ApproveIn(BaseModel):
@@ -158,7 +159,7 @@ def new_token(request: Request, body: TokenIn) -> dict[str, Any]:
     """A new token of yours: ``token`` is in this answer only."""
     web = web_of(request)
     with transaction(web.sessions) as s:
-        info, secret = tokens.issue(s, _person(request), body.name, web.now())
+        info, secret = tokens.issue(s, _person(request), body.name, web.now(), body.days)
     return {**info.as_dict(), "token": secret}
 
 

@@ -264,8 +264,9 @@ async def new_token(request: Request) -> HTMLResponse:
     ident, form = await checked_form(request)
     now = web_of(request).now()
     try:
+        days = int(_text(form, "days", 3)) if _text(form, "days", 3).isdigit() else tokens.DAYS
         info, token = await _write(request, lambda s: tokens.issue(s, _person_of(ident), _text(form, "name", 100),
-                                                                   now))
+                                                                   now, days))
     except UserError as exc:
         return await _account(request, 422, error=_mistake(exc))
     return await _account(request, created=info, secret=token)
