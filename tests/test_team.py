@@ -135,6 +135,19 @@ def test_an_empty_log_is_intact(sessions: sessionmaker[Session]) -> None:
     assert check(sessions) == audit.Check(0)
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("table", ["audit_log", "audit_head"])
+def test_postgresql_refuses_to_truncate_the_audit_log_or_its_head(
+        postgres_ledger: SharedLedger, table: str) -> None:
+    sessions = postgres_ledger.sessions
+    record_many(sessions, 3)
+
+    with pytest.raises(DBAPIError, match="the audit log is append-only"), postgres_ledger.engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {table}"))
+
+    assert check(sessions).lines == 3
+
+
 @pytest.mark.parametrize("statement", ["UPDATE audit_log SET detail = '{}' WHERE seq = 2",
                                        "DELETE FROM audit_log WHERE seq = 2",
                                        "DELETE FROM audit_log"])

@@ -250,6 +250,7 @@ def test_an_editor_writes_an_approver_approves_and_the_audit_log_names_them(
         ("schedule", "eddie@example.com"),
     ]
     assert {line.campaign for line in lines if line.action in ("create", "edit", "approve", "schedule")} == {ID}
+    ana.click("#verify")
     assert ana.locator("span#chain").inner_text() == f"chain intact: {len(lines)} lines"
     photograph(ana, shots, "4-audit", sideways)
 

@@ -610,7 +610,8 @@ def test_each_action_over_http_is_one_audit_line_naming_its_person_and_campaign(
     log = vic.browser.get(f"{API}/audit", params={"campaign": ID}, headers=vic.bearer).json()
     assert [line["action"] for line in log["lines"]] == ["cancel", "resume", "pause", "schedule", "approve", "edit",
                                                          "create"]
-    assert log["chain"]["intact"] is True
+    chain = vic.browser.get(f"{API}/audit/verify", headers=vic.bearer).json()
+    assert chain["intact"] is True and chain["lines"] == check.lines and len(chain["head"]) == 64
 
 
 # --- the service token: an admin's powers, but nobody ---------------------------------------------------------------

@@ -147,7 +147,7 @@ def audit_log(c: CliContext, campaign_id: str | None, user: str | None, action: 
             if not check.intact:
                 click.echo(f"audit log: BROKEN after {check.lines} good lines: {check.problem}")
                 sys.exit(1)
-            click.echo(f"audit log: {check.lines} lines, chain intact")
+            click.echo(f"audit log: {check.lines} lines, chain intact; last hash {check.head}")
             return
         found = audit.entries(s, campaign_id=campaign_id, actor=user, action=action,
                               limit=None if as_csv else limit)

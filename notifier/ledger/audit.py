@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -144,6 +144,7 @@ class Check:
 
     lines: int
     problem: str | None = None
+    head: str = field(default=GENESIS, compare=False)  # the last line's hash: kept elsewhere, it shows a rebuilt chain
 
     @property
     def intact(self) -> bool:
@@ -170,7 +171,7 @@ def verify(session: Session) -> Check:
         return Check(n, "the chain's head is missing") if n else Check(0)
     if head.seq != n or head.hash != prev:
         return Check(n, f"the log ends at line {n}, but line {head.seq} was written: the last lines were removed")
-    return Check(n)
+    return Check(n, head=prev)
 
 
 @dataclass(frozen=True)

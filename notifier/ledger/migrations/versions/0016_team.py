@@ -94,6 +94,9 @@ def upgrade() -> None:
             BEGIN RAISE EXCEPTION '{APPEND_ONLY}'; END $$""")
         op.execute("CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log "
                    "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()")
+        for table in ("audit_log", "audit_head"):  # TRUNCATE fires no row trigger: refused on its own
+            op.execute(f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                       "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()")
     else:
         for event in ("UPDATE", "DELETE"):
             op.execute(f"CREATE TRIGGER audit_log_no_{event.lower()} BEFORE {event} ON audit_log "
@@ -103,6 +106,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER IF EXISTS audit_log_append_only ON audit_log")
+        for table in ("audit_log", "audit_head"):
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
         op.execute("DROP FUNCTION IF EXISTS audit_log_append_only()")
     op.drop_table("audit_head")
     op.drop_table("audit_log")  # SQLite drops its triggers with it
