@@ -124,7 +124,6 @@ def purge_ledger(session: Session, campaign_id: str, now: datetime) -> PurgeRepo
                              .values(email=None, name=None, attributes={}, purged_at=now, updated_at=now)
                              .execution_options(synchronize_session=False)).rowcount or 0
     row.purged_at = now
-    audit.record(session, "purge", campaign_id=campaign_id, at=now, detail={"recipients": purged, "kept": kept or 0})
     return PurgeReport(campaign_id, purged, kept or 0, emails, names, tokens, 0)
 
 
@@ -136,6 +135,8 @@ def purge(sessions: sessionmaker[Session], campaign_id: str, now: datetime, outb
         row = queries.get_campaign(s, campaign_id)
         report = purge_ledger(s, campaign_id, now) if not (rows and row.purged_at) else None
         removed = purge_rows(s, campaign_id, now) if rows else 0
+        audit.record(s, "purge", campaign_id=campaign_id, at=now,  # one line, whatever it removed
+                     detail={"recipients": report.recipients if report else 0, "rows": removed})
     files = _remove_outbox(outbox_dir, campaign_id) if outbox_dir is not None else 0
     found = report or PurgeReport(campaign_id, 0, 0, 0, 0, 0, 0, earlier=True)
     return PurgeReport(**{**found.__dict__, "outbox_files": files, "rows": removed})
@@ -152,7 +153,6 @@ def purge_rows(session: Session, campaign_id: str, now: datetime) -> int:
     count = session.scalar(select(func.count()).select_from(DeliveryRow).where(
         DeliveryRow.campaign_id == campaign_id)) or 0
     partitions.empty(session, campaign_id)
-    audit.record(session, "purge", campaign_id=campaign_id, at=now, detail={"rows": count})
     session.execute(delete(ResultFirst).where(ResultFirst.campaign_id == campaign_id))  # they name its rows' ids
     return count
 

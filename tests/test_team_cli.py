@@ -62,6 +62,17 @@ def test_people_and_the_audit_log_from_the_command_line(env: dict[str, str]) -> 
     code, out, _ = cli(env, "audit", "--verify")
     assert code == 0 and re.fullmatch(r"audit log: 4 lines, chain intact; last hash [0-9a-f]{64}\n", out)
 
+
+    assert cli(env, "suppressions", "add", "Rina@Example.com", "--reason", "asked by phone")[0] == 0
+    assert cli(env, "suppressions", "remove", "rina@example.com")[0] == 0
+    code, out, _ = cli(env, "audit", "--limit", "2", "--json")
+    made, lifted = (json.loads(line) for line in reversed(out.splitlines()))
+    assert (made["action"], made["detail"]) == ("suppress", {"kind": "email", "scope": "all",
+                                                             "reason": "asked by phone"})
+    assert (lifted["action"], lifted["detail"]) == ("unsuppress", {"kind": "email", "scope": None, "removed": 1})
+    assert "rina" not in out.lower()  # the audit log names team members, never a recipient
+    assert cli(env, "audit", "--verify")[0] == 0
+
     engine = make_engine(env["NOTIFIER_DATABASE_URL"])  # someone with the database's keys goes around notifier
     with engine.begin() as conn:
         conn.execute(text("DROP TRIGGER audit_log_no_delete"))

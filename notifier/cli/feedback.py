@@ -139,16 +139,12 @@ def suppressions_list(c: CliContext, reason: str | None, limit: int, as_json: bo
 @pass_ctx
 def suppressions_add(c: CliContext, value: str, scope: str, reason: str) -> None:
     """Suppress an address (with an @) or a push token."""
-    from notifier.ledger import audit
     from notifier.ledger import suppressions as sup
     from notifier.ledger.db import transaction
 
     kind = sup.kind_of(value)
     with transaction(c.sessions()) as s:
-        added = sup.suppress(s, [(kind, value)], scope=scope, reason=reason, source="cli", now=datetime.now(UTC))
-        if added:
-            audit.record(s, "suppress", detail={"kind": kind, "digest": sup.digest(kind, value)[:16], "scope": scope,
-                                                "reason": reason})
+        added = sup.suppress_by_hand(s, kind, value, scope=scope, reason=reason, source="cli", now=datetime.now(UTC))
     click.echo(f"suppressed ({scope}, {reason})" if added else f"already suppressed ({scope})")
 
 
@@ -159,16 +155,11 @@ def suppressions_add(c: CliContext, value: str, scope: str, reason: str) -> None
 @pass_ctx
 def suppressions_remove(c: CliContext, value: str, scope: str | None) -> None:
     """Lift a suppression (someone fixed their mailbox, or asked to hear from us again)."""
-    from notifier.ledger import audit
     from notifier.ledger import suppressions as sup
     from notifier.ledger.db import transaction
 
     with transaction(c.sessions()) as s:
         removed = sup.lift(s, sup.kind_of(value), value, scope)
-        if removed:
-            kind = sup.kind_of(value)
-            audit.record(s, "unsuppress", detail={"kind": kind, "digest": sup.digest(kind, value)[:16],
-                                                  "scope": scope, "removed": removed})
     if not removed:
         raise UserError("not suppressed: nothing removed")
     click.echo(f"removed {removed} entr{'y' if removed == 1 else 'ies'}")

@@ -25,6 +25,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from notifier.campaign import SLUG
+from notifier.ledger import audit
 from notifier.ledger.models import PushToken, Recipient, Suppression
 from notifier.ledger.queries import among, dialect_insert
 
@@ -103,6 +104,16 @@ def suppress(session: Session, values: Iterable[tuple[str, str]], *, scope: str,
     return add(session, [Addition(kind, value, scope, reason, source, campaign_id) for kind, value in values], now)
 
 
+def suppress_by_hand(session: Session, kind: str, value: str, *, scope: str, reason: str, source: str,
+                     now: datetime) -> int:
+    """A person's suppression (not a provider's event): added, with its line in the audit log, which says the kind,
+    scope and reason, never the address or token (nor a hash of it, which anyone could compute for an address)."""
+    added = suppress(session, [(kind, value)], scope=scope, reason=reason, source=source, now=now)
+    if added:
+        audit.record(session, "suppress", at=now, detail={"kind": kind, "scope": scope, "reason": reason[:64]})
+    return added
+
+
 def add(session: Session, additions: Iterable[Addition], now: datetime) -> int:
     """Add entries in key order (digest, scope), in one statement per ROWS_PER_STATEMENT: concurrent writers (a
     spike of webhook batches bouncing the same addresses in other orders, an unsubscribe) then lock the same keys
@@ -144,6 +155,8 @@ def lift(session: Session, kind: str, value: str, scope: str | None = None) -> i
         related = delete(Suppression).where(Suppression.digest.in_(sorted(set(digests[1:]))),
                                             Suppression.scope != "all")
         removed += session.execute(related.where(Suppression.scope == scope) if scope else related).rowcount or 0
+    if removed:  # only ever a person's doing: its audit line, without the address
+        audit.record(session, "unsuppress", detail={"kind": kind, "scope": scope, "removed": removed})
     return removed
 
 

@@ -28,7 +28,7 @@ from notifier.links import verify_open_token
 from notifier.team import tokens
 from notifier.team.people import has_team
 from notifier.team.roles import Can, Role, refuse_unless
-from notifier.web.requests import read_body, web_of
+from notifier.web.requests import client_address, read_body, web_of
 
 MAX_ACTIONS = 10_000
 MAX_OPENS = 1000
@@ -107,7 +107,7 @@ def bearer(request: Request) -> Caller:
     web = web_of(request)
     scheme, _, given = (request.headers.get("authorization") or "").partition(" ")
     given = given.strip()
-    address = (request.client.host if request.client else "-")[:64]
+    address = client_address(request)
     if scheme.lower() == "bearer" and tokens.looks_like(given):
         with transaction(web.sessions) as s:
             found = tokens.person_of(s, given, web.now())

@@ -34,6 +34,12 @@ def web_of(request: Any) -> Web:
     return request.app.state.web  # type: ignore[no-any-return]
 
 
+def client_address(request: Any) -> str:
+    """The connecting client's address, for the audit log ("-" when unknown); behind a proxy, what uvicorn's
+    ``--forwarded-allow-ips`` lets it read from X-Forwarded-For."""
+    return (request.client.host if request.client else "-")[:64]
+
+
 async def read_body(request: Any, limit: int) -> bytes:
     """The raw body, refused with 413 as soon as it passes ``limit`` bytes (before reading it, when the client says
     its length). A client that goes away first raises starlette's ``ClientDisconnect``, which the application

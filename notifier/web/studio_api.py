@@ -31,7 +31,7 @@ from notifier.ledger import audit
 from notifier.studio import service
 from notifier.team.roles import Can, Role, capability_of, needs, refuse_unless
 from notifier.web.actions import Caller, bearer
-from notifier.web.requests import Web, read_body, web_of
+from notifier.web.requests import Web, client_address, read_body, web_of
 from notifier.web.studio_models import (
     CampaignOut,
     CheckOut,
@@ -109,7 +109,7 @@ class StudioRoute(APIRoute):
         async def route(request: Request) -> Any:
             try:
                 if can is None:  # public (team.roles.PUBLIC): proven by what it carries
-                    caller = Caller(Role.VIEWER, audit.Actor("anonymous", "-"))
+                    caller = Caller(Role.VIEWER, audit.Actor("anonymous", "-", client_address(request)))
                 else:
                     caller = await run_in_threadpool(_bearer, request)
                     refuse_unless(caller.role, can)

@@ -41,6 +41,7 @@ from notifier.web.dashboard.auth import (
     same_token,
 )
 from notifier.web.locales import DASHBOARD_LOCALES as LOCALES
+from notifier.web.requests import client_address
 
 SESSION = "notifier_session"
 DEVICE = "notifier_device"
@@ -189,7 +190,7 @@ def _person(found: people.Member, csrf: str, expires: int) -> Identity:
 
 def actor_of(ident: Identity, request: Request) -> audit.Actor:
     """Who the audit log names for what this session does, and from which address."""
-    address = (request.client.host if request.client else "-")[:64]
+    address = client_address(request)
     return audit.Actor(ident.user, ident.email, address, ident.person_id)
 
 

@@ -37,7 +37,7 @@ from notifier.web.dashboard.access import (
 )
 from notifier.web.dashboard.auth import Identity, same_token
 from notifier.web.dashboard.pages import LOGIN_NONCE, campaign_page, login_form, render
-from notifier.web.requests import web_of
+from notifier.web.requests import client_address, web_of
 
 router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 # The dashboard's; the rest is API.
@@ -122,7 +122,7 @@ async def login(request: Request) -> Any:
 def _audit_login(request: Request, found: Identity | None, email: str) -> None:
     """A login, or a failed one (naming the account tried only when it is a team member's)."""
     dash = dashboard_of(request)
-    address = (request.client.host if request.client else "-")[:64]
+    address = client_address(request)
     with transaction(dash.ledger) as s:
         if found is not None:
             audit.record(s, "login", actor=actor_of(found, request), at=web_of(request).now())

@@ -32,7 +32,7 @@ from notifier.web.dashboard.access import (
     same_origin,
 )
 from notifier.web.dashboard.pages import HEADERS, render
-from notifier.web.requests import web_of
+from notifier.web.requests import client_address, web_of
 
 router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
 PAGE = 100  # audit lines per page
@@ -151,7 +151,7 @@ async def accept(request: Request, token: str) -> Any:
     same_origin(request)
     form = await form_of(request, 8192)
     now, password = web_of(request).now(), _text(form, "password", 1024)
-    address = (request.client.host if request.client else "-")[:64]
+    address = client_address(request)
     error = "The two passwords differ." if password != _text(form, "confirm", 1024) else None
     if error is None:
         try:
@@ -204,7 +204,7 @@ def sso_callback(request: Request, state: str = "", code: str = "", error: str =
         raise RequestRefused(403, f"the identity provider refused the sign-in: {error[:100]}")
     flow = sso.Flow.of(found)
     claims = sso.finish(web.settings, flow, state[:200], code[:2000], _callback_url(request))
-    address = (request.client.host if request.client else "-")[:64]
+    address = client_address(request)
     with transaction(web.sessions) as s:
         member = sso.sign_in(s, claims, web.now())
         audit.record(s, "login", actor=audit.Actor(member.actor_id, member.email, address, member.id), at=web.now(),
