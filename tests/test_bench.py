@@ -90,6 +90,16 @@ def test_results_page_smoke_run_prints_its_summary_line() -> None:
 
 
 @pytest.mark.postgres
+def test_audit_log_smoke_run_prints_its_summary_line() -> None:
+    """``python -m bench.audit_log`` small: the harness works and the chain it wrote holds (its figures are in
+    README's Measured, from a run at 1,000,000 lines)."""
+    last = summary_line("bench.audit_log", "--transactions", "40", "--threads", "2", "--lines", "300")
+    found = re.fullmatch(r"audit-log: transactions=40 threads=2 plain_ms=[\d.]+ audited_ms=[\d.]+ ratio=[\d.]+ "
+                         r"lines=(\d+) verify_s=[\d.]+ lines_per_s=\d+", last)
+    assert found and int(found[1]) >= 300, last
+
+
+@pytest.mark.postgres
 def test_dispatch_once_smoke_run_sends_every_message_and_prints_its_summary_line() -> None:
     """``python -m bench.dispatch_once`` at 300 recipients: every message of the wave went out in the one tick,
     and the ledger's counters were read (its figures are in README's Measured, from a run at 100,000)."""
