@@ -167,3 +167,12 @@ def test_single_sign_on_never_takes_over_an_account_that_logs_in_with_a_password
     with sessions() as s:
         (ana,) = people.listing(s)
     assert (ana.id, ana.state, ana.role) == (admin.id, "active", "admin")  # the last admin stays one
+
+
+def test_a_very_long_next_goes_to_the_campaigns_instead_of_breaking_the_sign_in(
+        tmp_path: Path, engine: Engine, idp: tuple[Idp, str]) -> None:
+    _provider, url = idp
+    with TestClient(create_app(settings_for(tmp_path, url), session_factory(engine)),
+                    base_url="http://127.0.0.1") as client:
+        answer = sign_in(client, next_="/campaigns/" + "x" * 1500)
+        assert answer.status_code == 303 and answer.headers["location"] == "/campaigns"

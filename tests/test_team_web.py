@@ -29,9 +29,9 @@ from notifier.team import people, roles, tokens
 from notifier.team.people import Member
 from notifier.team.roles import ROLES, Can, Role, capability_of
 from notifier.web import create_app
+from notifier.web.api_route import ApiRoute as StudioRoute
 from notifier.web.dashboard.access import DashboardRoute
 from notifier.web.dashboard.auth import hash_password
-from notifier.web.studio_api import StudioRoute
 from tests.test_dashboard_access import dashboard_settings, nonce_of
 
 NOW = datetime(2027, 1, 20, 12, 0, tzinfo=UTC)  # the app's clock: before the price-change starter's first wave

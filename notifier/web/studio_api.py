@@ -1,5 +1,6 @@
 """The studio's JSON API under ``/api/v1``: every studio action for automation, through the same
-``notifier.studio.service`` the dashboard's pages call. Bearer token ``NOTIFIER_API_TOKEN`` (``actions.bearer``).
+``notifier.studio.service`` the dashboard's pages call. A person's bearer token, or ``NOTIFIER_API_TOKEN``; the
+token and the route's capability are checked by ``api_route.ApiRoute``.
 
 Each route checks the token before it reads a byte of the body, and reads at most its cap (a campaign file
 256 KiB, a catalog 1 MiB; an audience file streams to a spool file, up to 2 GiB). Every refusal is JSON:
@@ -14,31 +15,34 @@ import io
 import json
 import uuid
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Security
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from fastapi.routing import APIRoute
-from fastapi.security import HTTPBearer
+from fastapi.responses import Response, StreamingResponse
 from pydantic_core import to_jsonable_python
 from starlette.concurrency import run_in_threadpool
 
-from notifier.errors import CampaignError, CampaignStateError, NotFound, Problem, RequestRefused, UserError
-from notifier.ledger import audit
+from notifier.errors import CampaignError, CampaignStateError, NotFound, Problem, RequestRefused
 from notifier.studio import service
-from notifier.team.roles import Can, Role, capability_of, needs, refuse_unless
-from notifier.web.actions import Caller, bearer
-from notifier.web.requests import Web, client_address, read_body, web_of
+from notifier.team.roles import Can, needs, refuse_unless
+from notifier.web.api_route import (
+    DOCUMENTED_BEARER,
+    MAX_JSON,
+    REFUSALS,
+    ApiRoute,
+    capped,
+    problems_json,
+    raw_body,
+)
+from notifier.web.requests import Web, web_of
 from notifier.web.studio_models import (
     CampaignOut,
     CheckOut,
     EntryOut,
     GateOut,
     PreviewOut,
-    Refusal,
     SavedOut,
     SeedModel,
     SniffOut,
@@ -49,105 +53,14 @@ from notifier.web.studio_models import (
     UploadOut,
 )
 
-MAX_JSON = 256 * 1024  # a starter form, words, seeds, a test send
 MAX_FILE = 256 * 1024  # a campaign's YAML (views.MAX_FILE_BYTES)
 MAX_CATALOG = 1024 * 1024  # a PO or XLIFF file, or a locale's translations as JSON
 MAX_HEAD = 256 * 1024  # the head of an audience file to sniff
 MAX_UPLOAD = 2 * 1024**3  # an audience file, spooled to disk as it comes
 
 
-def _bearer(request: Request) -> Caller:
-    """``actions.bearer``, with this API's name in the answer when no token is configured."""
-    try:
-        return bearer(request)
-    except RequestRefused as exc:
-        if exc.status == 503:
-            raise RequestRefused(503, "NOTIFIER_API_TOKEN is not set and the ledger has no team (whose people "
-                                      "make personal tokens): the studio's API (/api/v1) is off") from None
-        raise
-
-
-def _problems(problems: list[Problem] | tuple[Problem, ...]) -> list[dict[str, Any]]:
-    return [{"file": p.file, "line": p.line, "field": p.field, "message": p.message} for p in problems]
-
-
-def _refusal(exc: Exception) -> JSONResponse:
-    """The JSON answer of a refusal (anything else is a bug, and the application's to answer)."""
-    if isinstance(exc, RequestValidationError):
-        found = [Problem("request", None, _field(e.get("loc", ())), str(e.get("msg", "invalid"))) for e in exc.errors()]
-        return JSONResponse({"error": "the request is not what this endpoint takes", "problems": _problems(found[:50])},
-                            status_code=422)
-    if isinstance(exc, CampaignError):
-        return JSONResponse({"error": f"{len(exc.problems)} problem(s): {exc.problems[0]}",
-                             "problems": _problems(exc.problems)}, status_code=422)
-    if isinstance(exc, RequestRefused):
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
-    status = 404 if isinstance(exc, NotFound) else 409 if isinstance(exc, CampaignStateError) else 422
-    body: dict[str, Any] = {"error": str(exc)}
-    if status == 422:
-        body["problems"] = []
-    return JSONResponse(body, status_code=status)
-
-
-def _field(loc: Any) -> str | None:
-    """``("body", "deadlines", 0, "at")`` -> ``deadlines[0].at``, the form's own naming (None: the whole body)."""
-    out = ""
-    for part in list(loc)[1:] if loc and loc[0] in ("body", "query", "path") else list(loc):
-        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
-    return out or None
-
-
-class StudioRoute(APIRoute):
-    """Every route of the API: the token first, the body read within the endpoint's cap (``body_limit``; 0: the
-    endpoint streams it), and every refusal answered as JSON."""
-
-    def get_route_handler(self) -> Callable[[Request], Any]:
-        handle = super().get_route_handler()
-        limit = getattr(self.endpoint, "body_limit", MAX_JSON)
-        can = capability_of(self.endpoint)
-
-        async def route(request: Request) -> Any:
-            try:
-                if can is None:  # public (team.roles.PUBLIC): proven by what it carries
-                    caller = Caller(Role.VIEWER, audit.Actor("anonymous", "-", client_address(request)))
-                else:
-                    caller = await run_in_threadpool(_bearer, request)
-                    refuse_unless(caller.role, can)
-                if limit and request.method in ("POST", "PUT"):
-                    request._body = await read_body(request, limit)  # what FastAPI reads next
-                with audit.acting(caller.actor):
-                    request.state.caller = caller
-                    return await handle(request)
-            except (UserError, RequestValidationError) as exc:
-                return _refusal(exc)
-
-        return route
-
-
-def capped(limit: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The endpoint's body cap, in bytes, for StudioRoute (0: it reads its own body as a stream)."""
-
-    def mark(endpoint: Callable[..., Any]) -> Callable[..., Any]:
-        endpoint.body_limit = limit  # type: ignore[attr-defined]
-        return endpoint
-    return mark
-
-
-REFUSALS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Refusal, "description": why} for status, why in (
-        (401, "no or a wrong bearer token"), (403, "the token's person has a role that cannot do this"),
-        (404, "no such campaign, locale or upload"),
-        (409, "the campaign's state refuses it"), (413, "the body is too big"),
-        (422, "wrong input, each problem located"), (503, "NOTIFIER_API_TOKEN is not set"))}
-# In the OpenAPI document only (auto_error=False): StudioRoute checks the token, before the body is read.
-DOCUMENTED_BEARER = HTTPBearer(auto_error=False, scheme_name="NOTIFIER_API_TOKEN",
-                               description="Authorization: Bearer <NOTIFIER_API_TOKEN>")
-router = APIRouter(prefix="/api/v1", tags=["studio"], route_class=StudioRoute, responses=REFUSALS,
+router = APIRouter(prefix="/api/v1", tags=["studio"], route_class=ApiRoute, responses=REFUSALS,
                    dependencies=[Security(DOCUMENTED_BEARER)])
-
-
-async def raw_body(request: Request) -> bytes:
-    return await request.body()  # read (and capped) by StudioRoute
 
 
 def _text(data: bytes, what: str) -> str:
@@ -177,8 +90,8 @@ def _base(if_match: str | None) -> int | None:
 
 
 def _saved(saved: service.Saved) -> SavedOut:
-    return SavedOut(id=saved.campaign_id, version=saved.version, problems=_problems(saved.problems),
-                    warnings=_problems(saved.warnings))
+    return SavedOut(id=saved.campaign_id, version=saved.version, problems=problems_json(saved.problems),
+                    warnings=problems_json(saved.warnings))
 
 
 # --- campaigns --------------------------------------------------------------------------------------------------
@@ -195,7 +108,7 @@ def get_starters() -> dict[str, dict[str, Any]]:
 @needs(Can.EDIT)
 def check_campaign(request: Request, form: StarterIn) -> dict[str, Any]:
     """Live validation of a starter form: its problems (empty: it can be created)."""
-    return {"problems": _problems(service.check_campaign(web_of(request), form.form()))}
+    return {"problems": problems_json(service.check_campaign(web_of(request), form.form()))}
 
 
 @router.post("/campaigns", status_code=201, response_model=SavedOut)
@@ -298,7 +211,7 @@ def put_translations(request: Request, campaign_id: str, locale: str, changes: d
 def get_gate(request: Request, campaign_id: str) -> dict[str, Any]:
     """The translation gate and every message rendered: errors stop scheduling, warnings are cut on some screens."""
     errors, warnings = service.gate(web_of(request), campaign_id)
-    return {"errors": _problems(errors), "warnings": _problems(warnings)}
+    return {"errors": problems_json(errors), "warnings": problems_json(warnings)}
 
 
 @router.get("/campaigns/{campaign_id}/preview/choices")

@@ -18,11 +18,11 @@ from notifier.studio import service
 from notifier.team import approvals, people, tokens
 from notifier.team.roles import Can, allows, needs
 from notifier.web.actions import Caller
+from notifier.web.api_route import DOCUMENTED_BEARER, REFUSALS, ApiRoute
 from notifier.web.requests import web_of
-from notifier.web.studio_api import DOCUMENTED_BEARER, REFUSALS, StudioRoute
 
 PERSON = Path(ge=1, le=2**31 - 1, description="a person's id (notifier people list)")
-router = APIRouter(prefix="/api/v1", tags=["team"], route_class=StudioRoute, responses=REFUSALS,
+router = APIRouter(prefix="/api/v1", tags=["team"], route_class=ApiRoute, responses=REFUSALS,
                    dependencies=[Security(DOCUMENTED_BEARER)])
 
 

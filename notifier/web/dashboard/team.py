@@ -184,7 +184,9 @@ def sso_start(request: Request, next: str = "/campaigns") -> Response:
     """Off to the identity provider, with this login's state, nonce and PKCE verifier in a signed cookie."""
     _sso_on(request)
     dash = dashboard_of(request)
-    url, flow = sso.start(web_of(request).settings, _callback_url(request), safe_next(next))
+    target = safe_next(next)
+    target = target if len(target) <= 400 else "/campaigns"  # the flow's cookie stays under a cookie's 1 KiB
+    url, flow = sso.start(web_of(request).settings, _callback_url(request), target)
     response = RedirectResponse(url, status_code=303)
     # Lax, not Strict: the provider's redirect back is a navigation from its site, which must carry it.
     response.set_cookie(dash.sso_cookie, dash.flows.issue(flow.as_dict()), max_age=dash.flows.lifetime,
