@@ -4,6 +4,7 @@ commands change is done by ``cli:<os user>`` in the audit log."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 from datetime import UTC, datetime
@@ -66,7 +67,7 @@ def invite(c: CliContext, email: str, name: str, role: str) -> None:
 
     with transaction(c.sessions()) as s:
         member, token = team.invite(s, email, name, role, datetime.now(UTC))
-    click.echo(f"invited {member.email} as {member.role}; send them: {c.settings.public_url}/invite/{token}")
+    click.echo(f"invited {member.email} as {member.role}; send them: {team.invite_url(c.settings.public_url, token)}")
 
 
 @people.command("list")
@@ -152,8 +153,7 @@ def audit_log(c: CliContext, campaign_id: str | None, user: str | None, action: 
         found = audit.entries(s, campaign_id=campaign_id, actor=user, action=action,
                               limit=None if as_csv else limit)
         if as_csv:
-            for chunk in audit.csv_lines(found):
-                click.echo(chunk, nl=False)
+            csv.writer(sys.stdout, lineterminator="\n").writerows(audit.csv_rows(found))
             return
         if as_json:
             for e in found:

@@ -219,19 +219,10 @@ def entries(session: Session, *, campaign_id: str | None = None, actor: str | No
 CSV_HEADER = ("seq", "at", "actor", "actor_name", "address", "action", "campaign_id", "detail")
 
 
-def csv_lines(found: Iterator[Entry]) -> Iterator[str]:
-    """The lines as CSV (the detail as its JSON), header first."""
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_HEADER)
+def csv_rows(found: Iterator[Entry]) -> Iterator[list[Any]]:
+    """The header, then each line as a CSV row (its detail as JSON): what ``results.csv_lines`` is to the results,
+    written by the downloads' ``csv_response`` and by ``notifier audit --csv``."""
+    yield list(CSV_HEADER)
     for e in found:
-        writer.writerow([e.seq, e.at.isoformat(), e.actor, e.actor_name, e.address, e.action, e.campaign_id or "",
-                         json.dumps(e.detail, ensure_ascii=False, sort_keys=True)])
-        yield out.getvalue()
-        out.seek(0)
-        out.truncate()
-    if out.getvalue():
-        yield out.getvalue()
+        yield [e.seq, e.at.isoformat(), e.actor, e.actor_name, e.address, e.action, e.campaign_id or "",
+               json.dumps(e.detail, ensure_ascii=False, sort_keys=True)]

@@ -138,6 +138,11 @@ def _new(session: Session, email: str, name: str, role: Role, now: datetime) -> 
     return person
 
 
+def invite_url(public_url: str, token: str) -> str:
+    """The one-time link an invited person opens, on the server's public address."""
+    return f"{public_url}/invite/{token}"
+
+
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 

@@ -97,7 +97,7 @@ def invite(request: Request, body: InviteIn) -> dict[str, Any]:
     web = web_of(request)
     with transaction(web.sessions) as s:
         member, token = people.invite(s, body.email, body.name, body.role, web.now())
-    return {"person": member.as_dict(), "invite_url": f"{web.settings.public_url}/invite/{token}"}
+    return {"person": member.as_dict(), "invite_url": people.invite_url(web.settings.public_url, token)}
 
 
 @router.patch("/people/{person_id}")
@@ -122,7 +122,7 @@ def reset_person(request: Request, person_id: int = PERSON) -> dict[str, Any]:
     web = web_of(request)
     with transaction(web.sessions) as s:
         member, token = people.reset(s, person_id, web.now())
-    return {"person": member.as_dict(), "invite_url": f"{web.settings.public_url}/invite/{token}"}
+    return {"person": member.as_dict(), "invite_url": people.invite_url(web.settings.public_url, token)}
 
 
 @router.post("/me/password")
@@ -230,11 +230,12 @@ def verify_audit(request: Request) -> dict[str, Any]:
 def get_audit_csv(request: Request, campaign: str | None = Query(None, max_length=64),
                   user: str | None = Query(None, max_length=254),
                   action: str | None = Query(None, max_length=32)) -> StreamingResponse:
+    from notifier.web.dashboard.results import csv_response
+
     sessions = web_of(request).sessions
 
-    def lines() -> Any:
+    def rows() -> Any:  # the session lives as long as the download
         with sessions() as s:
-            yield from audit.csv_lines(audit.entries(s, campaign_id=campaign, actor=user, action=action))
+            yield from audit.csv_rows(audit.entries(s, campaign_id=campaign, actor=user, action=action))
 
-    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": 'attachment; filename="audit.csv"'})
+    return csv_response(rows(), "audit.csv")

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -31,7 +31,8 @@ from notifier.web.dashboard.access import (
     safe_next,
     same_origin,
 )
-from notifier.web.dashboard.pages import HEADERS, render
+from notifier.web.dashboard.pages import render
+from notifier.web.dashboard.results import csv_response
 from notifier.web.requests import client_address, web_of
 
 router = APIRouter(include_in_schema=False, route_class=DashboardRoute)
@@ -42,7 +43,7 @@ PERSON = Path(ge=1, le=2**31 - 1)
 
 def invite_url(request: Request, token: str) -> str:
     """The one-time link, on this server's public address."""
-    return f"{web_of(request).settings.public_url}/invite/{token}"
+    return people.invite_url(web_of(request).settings.public_url, token)
 
 
 def _text(form: Any, name: str, limit: int = 4096) -> str:
@@ -351,9 +352,8 @@ def audit_page(request: Request, before: int | None = Query(None, ge=1, le=2**62
 def audit_csv(request: Request) -> Response:
     filters, sessions = _filters(request), web_of(request).sessions
 
-    def lines() -> Any:
+    def rows() -> Any:  # the session lives as long as the download
         with sessions() as s:
-            yield from audit.csv_lines(_entries(s, filters))
+            yield from audit.csv_rows(_entries(s, filters))
 
-    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8",
-                             headers={**HEADERS, "Content-Disposition": 'attachment; filename="audit.csv"'})
+    return csv_response(rows(), "audit.csv")
