@@ -109,7 +109,7 @@ def step_planner(url: str, path: str, work: str) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from notifier.campaign import load_campaign, zone
-    from notifier.eligibility import reachable
+    from notifier.eligibility import Facts, reachable
     from notifier.ledger.models import PushToken, Recipient
     from notifier.planner import plan_recipient, plan_zone
 
@@ -118,14 +118,13 @@ def step_planner(url: str, path: str, work: str) -> dict[str, Any]:
     with sessions() as s:
         total = s.scalar(select(func.count()).select_from(Recipient)) or 0
         start = time.perf_counter()
-        people = s.execute(select(Recipient.seq, Recipient.timezone, Recipient.country, Recipient.email)
+        people = s.execute(select(Recipient.seq, Recipient.id, Recipient.timezone, Recipient.country, Recipient.email)
                            .order_by(Recipient.seq).limit(SAMPLE)).all()
         tokens = {seq for (seq,) in s.execute(select(PushToken.recipient_seq).where(
             PushToken.recipient_seq.in_([p.seq for p in people]), PushToken.active.is_(True)))}
         messages = 0
         for p in people:
-            channels = reachable(campaign.countries, campaign.channels, p.country, p.email,
-                                 ("t",) if p.seq in tokens else ())
+            channels = reachable(campaign, Facts(p.country), p.id, p.email, ("t",) if p.seq in tokens else ())
             plan = plan_recipient(campaign, plan_zone(campaign, zone(p.timezone)), channels, START)
             messages += len(plan.sends)
         seconds = time.perf_counter() - start

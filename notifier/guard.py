@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from notifier.campaign import Campaign, zone
+from notifier.eligibility import Facts, deadlines_for, receives
 from notifier.i18n import negotiate
 from notifier.ledger import suppressions
 from notifier.ledger.claims import ClaimedRow, RowOutcome
@@ -66,14 +67,21 @@ def guard(campaign: Campaign, row: ClaimedRow, now: datetime, *, window_grace: t
 def live_deadlines(campaign: Campaign, row: ClaimedRow, now: datetime) -> tuple[tuple[str, ...], str | None]:
     """The staleness guard: the row's deadlines still worth a message, else the reason to skip it.
 
-    A deadline drops out when it has passed, when the recipient did its ``skip_if`` action, or when a later
-    reminder for it is already due (after a pause or an outage only the newest reminder goes out).
+    A deadline drops out when it has passed, when the recipient did its ``skip_if`` action, when a later reminder
+    for it is already due (after a pause or an outage only the newest reminder goes out), or when the recipient no
+    longer meets its ``where`` (or the campaign's: then every deadline does).
     """
     tz = zone(row.timezone)
+    facts = Facts(row.country, row.locale, row.timezone, row.attributes)
+    if not receives(campaign, facts, row.recipient_id):  # its attributes changed since the row was made
+        return (), SkipReason.NOT_IN_AUDIENCE
+    concerned = deadlines_for(campaign, row.deadlines, facts)
     live, reasons = [], []
     for d_id in row.deadlines:
         d = campaign.deadline(d_id)
-        if now >= d.instant_in(tz):
+        if d_id not in concerned:
+            reasons.append(SkipReason.NOT_IN_AUDIENCE)
+        elif now >= d.instant_in(tz):
             reasons.append(SkipReason.DEADLINE_PASSED)
         elif d_id in row.superseded:
             reasons.append(SkipReason.SUPERSEDED)
@@ -84,8 +92,8 @@ def live_deadlines(campaign: Campaign, row: ClaimedRow, now: datetime) -> tuple[
     if live:
         return tuple(live), None
     # Name the most telling reason: what the recipient did, then a newer reminder, then the clock.
-    return (), next(r for r in (SkipReason.ACTION_DONE, SkipReason.SUPERSEDED, SkipReason.DEADLINE_PASSED)
-                    if r in reasons)
+    return (), next(r for r in (SkipReason.ACTION_DONE, SkipReason.SUPERSEDED, SkipReason.DEADLINE_PASSED,
+                                SkipReason.NOT_IN_AUDIENCE) if r in reasons)
 
 
 def _window_closed(campaign: Campaign, row: ClaimedRow, deadlines: tuple[str, ...], now: datetime,

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from notifier.campaign import zone
 from notifier.channels.outbox import campaign_folder
-from notifier.eligibility import in_audience_sql
+from notifier.eligibility import countries_sql
 from notifier.errors import CampaignStateError
 from notifier.ledger import audit, partitions, queries, tallies
 from notifier.ledger.db import transaction
@@ -91,7 +91,7 @@ def _live_elsewhere(session: Session, campaign_id: str, now: datetime) -> Any:
         if ended(row, now):
             continue
         countries = queries.campaign_of(row).countries
-        needed.append(or_(in_audience_sql(countries), Recipient.seq.in_(
+        needed.append(or_(countries_sql(countries), Recipient.seq.in_(
             select(DeliveryRow.recipient_seq).where(DeliveryRow.campaign_id == row.id))))
     return or_(*needed) if needed else None
 

@@ -17,7 +17,7 @@ from notifier import approval
 from notifier.approval import Approval
 from notifier.campaign import zone
 from notifier.config import Settings
-from notifier.eligibility import reachable
+from notifier.eligibility import deadlines_for, facts_of, reachable
 from notifier.errors import NotFound
 from notifier.ledger import holds, tallies
 from notifier.ledger.models import CampaignRow, DeliveryRow, PushToken, Recipient, SendGroup
@@ -311,6 +311,8 @@ class LedgerMember:
     timezone: str
     push_tokens: tuple[str, ...]
     joined_at: datetime | None
+    locale: str | None = None
+    attributes: Mapping[str, Any] | None = None
 
 
 def ledger_members(session: Session, recipient_id: str | None = None, chunk: int = 1000) -> Iterator[LedgerMember]:
@@ -329,7 +331,8 @@ def ledger_members(session: Session, recipient_id: str | None = None, chunk: int
                 .order_by(PushToken.id)):
             tokens.setdefault(seq, []).append(token)
         for r in rows:
-            yield LedgerMember(r.seq, r.id, r.email, r.country, r.timezone, tuple(tokens.get(r.seq, ())), r.joined_at)
+            yield LedgerMember(r.seq, r.id, r.email, r.country, r.timezone, tuple(tokens.get(r.seq, ())), r.joined_at,
+                               r.locale, r.attributes)
         after = rows[-1].seq
 
 
@@ -392,7 +395,10 @@ def _planned(session: Session, member: LedgerMember, campaign_id: str | None) ->
         campaign = campaign_of(row)
         if member.joined_at is not None and member.joined_at > group.send_at:
             continue
-        on = reachable(campaign.countries, campaign.channels, member.country, member.email, member.push_tokens)
+        facts = facts_of(member)
+        if not deadlines_for(campaign, group.deadlines, facts):
+            continue
+        on = reachable(campaign, facts, member.id, member.email, member.push_tokens)
         for channel in send_channels(campaign, group.timezone, group.send_key, on):
             yield RecipientMessage(row.id, group.send_key, channel, ReportState.PLANNED.value,
                                    group.send_at.astimezone(tz))

@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from notifier.campaign import Campaign, Deadline, zone
-from notifier.eligibility import in_audience, in_audience_sql
+from notifier.eligibility import Facts, deadlines_for, deadlines_sql, held_out_sql, in_audience, in_audience_sql
 from notifier.errors import NotifierError, UserError
 from notifier.events import EventType
 from notifier.ledger import queries, tallies
@@ -196,10 +196,13 @@ class ActionCounter:
         campaigns = self._by_action().get(action)
         if not campaigns:
             return
-        country, tz = self.session.execute(select(Recipient.country, Recipient.timezone)
-                                           .where(Recipient.seq == seq)).one()
-        for campaign, deadline_ids in campaigns:
-            if not in_audience(campaign.countries, country):
+        country, locale, tz, attributes = self.session.execute(
+            select(Recipient.country, Recipient.locale, Recipient.timezone, Recipient.attributes)
+            .where(Recipient.seq == seq)).one()
+        facts = Facts(country, locale, tz, attributes)
+        for campaign, all_ids in campaigns:
+            deadline_ids = deadlines_for(campaign, all_ids, facts)
+            if not deadline_ids or not in_audience(campaign, facts):
                 continue
             for deadline_id in deadline_ids:
                 day, late = funnel_day(campaign.deadline(deadline_id), at, tz)
@@ -252,7 +255,7 @@ def recount_funnel(session: Session, campaign_id: str) -> None:
             continue
         q = (select(RecipientAction.at, Recipient.timezone)
              .join(Recipient, Recipient.seq == RecipientAction.recipient_seq)
-             .where(RecipientAction.action == d.skip_if, in_audience_sql(campaign.countries))
+             .where(RecipientAction.action == d.skip_if, in_audience_sql(campaign), deadlines_sql(campaign, [d.id]))
              .execution_options(yield_per=10_000))
         for at, tz in session.execute(q):
             day, after = funnel_day(d, at, tz)
@@ -331,6 +334,7 @@ class Funnel:
     audience: int
     days: tuple[FunnelDay, ...]
     waves: tuple[tuple[str, datetime], ...]  # (wave, its first send) in time order
+    holdout: Holdout | None = None  # the campaign's holdout against the rest (marketing with audience.holdout)
 
     @property
     def acted(self) -> int:
@@ -351,7 +355,8 @@ class Funnel:
                 "not_acted": self.not_acted,
                 "days": [{"day": d.day.isoformat(), "acted": d.acted, "total": d.total, "late": d.late}
                          for d in self.days],
-                "waves": [{"wave": w, "first_send_at": at.isoformat()} for w, at in self.waves]}
+                "waves": [{"wave": w, "first_send_at": at.isoformat()} for w, at in self.waves],
+                "holdout": self.holdout.as_dict() if self.holdout else None}
 
 
 @dataclass(frozen=True)
@@ -409,12 +414,10 @@ def _funnels(session: Session, campaign: Campaign, first: Mapping[str, datetime]
             select(ActionDay.deadline_id, ActionDay.day, ActionDay.acted, ActionDay.late)
             .where(ActionDay.campaign_id == campaign.id).order_by(ActionDay.day)):
         days[deadline_id].append((day, acted, late))
-    audience = None
     for d in campaign.deadlines:
         if not d.skip_if:
             continue
-        if audience is None:
-            audience = audience_size(session, campaign)
+        audience = audience_size(session, campaign, d.id)
         total, out = 0, []
         for day, acted, late in days.get(d.id, []):
             total += acted
@@ -426,13 +429,56 @@ def _funnels(session: Session, campaign: Campaign, first: Mapping[str, datetime]
                 if deadline_id == d.id:
                     waves[wave] = min(at, waves.get(wave, at))
         yield Funnel(d.id, d.label or d.id, d.skip_if, d.at, audience, tuple(out),
-                     tuple(sorted(waves.items(), key=lambda kv: kv[1])))
+                     tuple(sorted(waves.items(), key=lambda kv: kv[1])), _holdout(session, campaign, d))
 
 
-def audience_size(session: Session, campaign: Campaign) -> int:
-    """Every recipient of the campaign's countries in the ledger: the funnel's whole."""
+def audience_size(session: Session, campaign: Campaign, deadline_id: str | None = None) -> int:
+    """Every recipient of the campaign's audience in the ledger (of those its deadline concerns): the funnel's
+    whole, its holdout included."""
+    concerned = deadlines_sql(campaign, [deadline_id]) if deadline_id else true()
     return session.scalar(select(func.count()).select_from(Recipient)
-                          .where(in_audience_sql(campaign.countries))) or 0
+                          .where(in_audience_sql(campaign), concerned)) or 0
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """A deadline's action among the campaign's holdout (sent nothing) and among the rest of its audience."""
+
+    held: int
+    held_acted: int
+    sent: int
+    sent_acted: int
+
+    @property
+    def held_rate(self) -> float | None:
+        return self.held_acted / self.held if self.held else None
+
+    @property
+    def sent_rate(self) -> float | None:
+        return self.sent_acted / self.sent if self.sent else None
+
+    @property
+    def lift(self) -> float | None:
+        """Percentage points the messages added: the rest's rate less the holdout's."""
+        if self.held_rate is None or self.sent_rate is None:
+            return None
+        return (self.sent_rate - self.held_rate) * 100
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"held_out": self.held, "held_out_acted": self.held_acted, "sent": self.sent,
+                "sent_acted": self.sent_acted, "lift_points": None if self.lift is None else round(self.lift, 2)}
+
+
+def _holdout(session: Session, campaign: Campaign, d: Deadline) -> Holdout | None:
+    """One pass over the deadline's audience, split by the holdout; None for a campaign without one."""
+    if not campaign.holdout or not d.skip_if:
+        return None
+    acted = (select(RecipientAction.id).where(RecipientAction.recipient_seq == Recipient.seq,
+                                              RecipientAction.action == d.skip_if).exists())
+    held = held_out_sql(campaign)
+    q = select(func.count().filter(held), func.count().filter(held & acted), func.count().filter(~held),
+               func.count().filter(~held & acted)).where(in_audience_sql(campaign), deadlines_sql(campaign, [d.id]))
+    return Holdout(*session.execute(q).one())
 
 
 def not_acted(session: Session, campaign_id: str, deadline_id: str, chunk: int = 5000) -> Iterator[str]:
@@ -445,7 +491,7 @@ def not_acted(session: Session, campaign_id: str, deadline_id: str, chunk: int =
         raise UserError(f"{campaign_id} has no deadline {deadline_id!r} with a skip_if action (those it has: {known})")
     acted = select(RecipientAction.id).where(RecipientAction.recipient_seq == Recipient.seq,
                                              RecipientAction.action == action)
-    q = (select(Recipient.id).where(in_audience_sql(campaign.countries), ~acted.exists())
+    q = (select(Recipient.id).where(in_audience_sql(campaign), deadlines_sql(campaign, [deadline_id]), ~acted.exists())
          .order_by(Recipient.id).execution_options(yield_per=chunk))
     return iter(session.scalars(q))
 

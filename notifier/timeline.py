@@ -6,6 +6,7 @@ recipients never sit in a Python list.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import tempfile
@@ -17,7 +18,7 @@ from typing import Protocol
 
 from notifier.campaign import Campaign, zone
 from notifier.campaign._values import parse_spread
-from notifier.eligibility import channels_of, in_audience
+from notifier.eligibility import Facts, channels_of, deadlines_for, facts_of, held_out, in_audience
 from notifier.planner import Note, PlannedSend, RecipientPlan, ZonePlan, plan_recipient, plan_zone
 
 
@@ -90,11 +91,6 @@ def sorted_entries(entries: Iterable[TimelineEntry]) -> Iterator[TimelineEntry]:
 
 
 
-def entries_for(recipient_id: str, plan: RecipientPlan) -> Iterator[TimelineEntry]:
-    for channel, send in plan.sends:
-        yield _entry(recipient_id, channel, send)
-
-
 def _entry(recipient_id: str, channel: str, s: PlannedSend) -> TimelineEntry:
     return TimelineEntry(recipient_id, channel, s.deadlines, s.wave, s.send_key, s.send_at, s.spread)
 
@@ -139,13 +135,33 @@ class PlanView:
             if self.recipient is not None and rec.id != self.recipient:
                 continue
             self.found = True
-            if not in_audience(self.campaign.countries, rec.country):
+            facts = facts_of(rec)
+            left_out = self._left_out(rec, facts)
+            if left_out is not None:
                 if self.recipient is not None:
-                    self.notes = [f"the recipient's country ({rec.country or 'none'}) is not among the campaign's "
-                                  f"audience.countries ({', '.join(self.campaign.countries)}); nothing is sent"]
+                    self.notes = [left_out]
                 continue
             channels = channels_of(self.campaign.channels, rec.email, rec.push_tokens)
             plan = recipient_plan(plans, rec.timezone, channels, rec.joined_at, self.now)
             if self.recipient is not None:
                 self.notes = explain(plan.notes)
-            yield from entries_for(rec.id, plan)
+            for channel, send in plan.sends:
+                concerned = deadlines_for(self.campaign, send.deadlines, facts)
+                if concerned:
+                    yield dataclasses.replace(_entry(rec.id, channel, send), deadlines=concerned)
+                elif self.recipient is not None:
+                    self.notes.append(f"{send.send_key} on {channel} is not sent: the recipient does not meet the "
+                                      f"where of {', '.join(send.deadlines)}")
+
+    def _left_out(self, rec: Member, facts: Facts) -> str | None:
+        """Why the campaign sends this recipient nothing at all, in a sentence; None when it sends something."""
+        c = self.campaign
+        if c.countries and rec.country not in c.countries:
+            return (f"the recipient's country ({rec.country or 'none'}) is not among the campaign's "
+                    f"audience.countries ({', '.join(c.countries)}); nothing is sent")
+        if not in_audience(c, facts):
+            return f"the recipient does not meet the campaign's audience.where ({c.where}); nothing is sent"
+        if held_out(c, rec.id):
+            return (f"the recipient is in the campaign's holdout ({c.holdout / 100:g}% of the audience, who get "
+                    "nothing so that the results can compare); nothing is sent")
+        return None

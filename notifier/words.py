@@ -47,6 +47,8 @@ SKIP_REASONS: dict[str, str] = {
                                   "risk a second copy"),
     SkipReason.SUPERSEDED.value: _("a later reminder for the same deadline was already due"),
     SkipReason.SUPPRESSED.value: _("the address or token is on the suppression list"),
+    SkipReason.NOT_IN_AUDIENCE.value: _("they no longer meet the campaign's or the deadline's condition (where)"),
+    SkipReason.CAPPED.value: _("the daily cap across campaigns was full on every day left before the deadline"),
 }
 STATES: dict[str, str] = {
     DeliveryState.PENDING.value: _("pending"), DeliveryState.QUEUED.value: _("queued"),

@@ -427,7 +427,8 @@ def expected_report(sessions: sessionmaker[Session], campaign: Campaign) -> dict
             "acted_before_deadline": total - sum(late.values()), "acted_after_deadline": sum(late.values()),
             "not_acted": audience - total, "days": days,
             "waves": [{"wave": w, "first_send_at": at.isoformat()} for w, at in sorted(waves.items(),
-                                                                                          key=lambda kv: kv[1])]})
+                                                                                          key=lambda kv: kv[1])],
+            "holdout": None})  # a service campaign holds nobody out
     return {"campaign": campaign.id, "name": campaign.name,
             "totals": {m: sum(r[m] for r in rows) for m in ("sent", *METRICS)},
             "clicks_by_link": dict(sorted(links.items(), key=lambda kv: (-kv[1], kv[0]))),

@@ -22,6 +22,7 @@ from notifier.campaign._values import (
     parse_deadline_at,
     parse_duration,
     parse_hhmm,
+    parse_holdout,
     parse_link,
     parse_max_per_day,
     parse_spread,
@@ -33,6 +34,7 @@ from notifier.campaign._values import (
 )
 from notifier.campaign._yaml import MAX_FILE_BYTES, TOO_LARGE, Node, Reader, read_tree, shown
 from notifier.campaign._yaml import SLUG as SLUG  # what a campaign id (and gettext domain) may be
+from notifier.conditions import Condition, ConditionError, parse_condition
 from notifier.errors import CampaignError, Problem
 
 CHANNELS = ("email", "push")
@@ -72,6 +74,7 @@ class Deadline:
     label: str | None = None
     channels: tuple[str, ...] = CHANNELS  # the campaign's channels this deadline is announced on
     link: str | None = None  # the page a message about it opens (its ``link:``, resolved to an https URL)
+    where: Condition | None = None  # only recipients who meet it are told about this deadline
     path: str = field(default="", compare=False)  # where the file writes it: deadlines[0]
     at_line: int | None = field(default=None, compare=False)  # the line of its ``at``
 
@@ -130,6 +133,8 @@ class Campaign:
     delivery: Delivery
     deadlines: tuple[Deadline, ...]
     countries: tuple[str, ...] = ()
+    where: Condition | None = None  # audience.where: only recipients who meet it are in the audience
+    holdout: int = 0  # audience.holdout in basis points (1000 = 10%) of the audience who get nothing (marketing only)
     links: dict[str, str] = field(default_factory=dict)
     fallback: str | None = None  # "email": a recipient whose push tokens are all dead gets the email instead
     on_uncertain: str = "resend"  # a message whose worker died mid-request: "resend" (maybe twice) or "skip"
@@ -237,7 +242,7 @@ def _read_delivery(r: Reader, node: Node | None) -> Delivery:
 def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int], channels: tuple[str, ...],
                    links: dict[str, str]) -> Deadline | None:
     path = f"deadlines[{i}]"
-    m = r.mapping(node, path, ("id", "at", "waves"), ("skip_if", "label", "channels", "link"))
+    m = r.mapping(node, path, ("id", "at", "waves"), ("skip_if", "label", "channels", "link", "where"))
     if m is None:
         return None
     ident = r.slug(m.get("id"), f"{path}.id")
@@ -265,11 +270,12 @@ def _read_deadline(r: Reader, node: Node, i: int, seen: dict[str, int], channels
     label = r.parsed(m.get("label"), f"{path}.label", parse_title) if "label" in m else None
     own_channels = read_deadline_channels(r, m.get("channels"), f"{path}.channels", channels)
     link = read_deadline_link(r, m.get("link"), f"{path}.link", links)
+    where = _read_where(r, m.get("where"), f"{path}.where")
     if ident is None or at is None or not waves:
         return None
     waves.sort(key=lambda w: w.delta, reverse=True)
     return Deadline(id=ident, at=at, waves=tuple(waves), skip_if=skip_if, label=label, channels=own_channels,
-                    link=link, path=path, at_line=m["at"].line)
+                    link=link, where=where, path=path, at_line=m["at"].line)
 
 
 _TOP_REQUIRED = ("id", "name", "locales", "default_locale", "channels", "deadlines")
@@ -308,7 +314,7 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
     if on_uncertain is not None and on_uncertain not in ("resend", "skip"):
         r.fail(top["on_uncertain"].line, "on_uncertain", f"{on_uncertain!r}: expected resend or skip")
     on_uncertain = on_uncertain or ("skip" if category == "marketing" else "resend")
-    countries = _read_audience(r, top.get("audience"))
+    countries, where, holdout = _read_audience(r, top.get("audience"), category)
     links = _read_links(r, top.get("links"))
     sender = read_sender(r, top.get("sender"))
     purge_after = r.parsed(top.get("purge_after"), "purge_after", parse_duration) if "purge_after" in top else None
@@ -330,24 +336,42 @@ def parse_campaign(text: str, source: str = "<memory>") -> Campaign:
         id=ident, name=name, category=category, templates=templates, locales=locales,
         default_locale=default_locale, channels=tuple(channels), delivery=delivery,
         deadlines=tuple(deadlines), countries=countries,  # the file's order: templates and plans list them so
+        where=where, holdout=holdout,
         links=links, fallback=fallback, on_uncertain=on_uncertain, sender=sender, purge_after=purge_after,
         source=source,
     )
 
 
-def _read_audience(r: Reader, node: Node | None) -> tuple[str, ...]:
+def _read_audience(r: Reader, node: Node | None, category: str) -> tuple[tuple[str, ...], Condition | None, int]:
     if node is None:
-        return ()
-    m = r.mapping(node, "audience", (), ("countries",))
-    if not m or "countries" not in m:
-        return ()
+        return (), None, 0
+    m = r.mapping(node, "audience", (), ("countries", "where", "holdout"))
+    if not m:
+        return (), None, 0
     countries = []
-    for i, (code, line) in enumerate(r.text_list(m["countries"], "audience.countries") or []):
+    for i, (code, line) in enumerate(r.text_list(m["countries"], "audience.countries") or [] if "countries" in m
+                                     else []):
         if not re.fullmatch(r"[A-Za-z]{2}", code):
             r.fail(line, f"audience.countries[{i}]", f"{code!r} is not an ISO 3166 two-letter country code")
         else:
             countries.append(code.upper())
-    return tuple(countries)
+    where = _read_where(r, m.get("where"), "audience.where")
+    holdout = r.parsed(m.get("holdout"), "audience.holdout", parse_holdout) if "holdout" in m else 0
+    if holdout and category != "marketing":
+        r.fail(m["holdout"].line, "audience.holdout", "only a marketing campaign holds people out: a service "
+                                                      "announcement must reach everyone it concerns")
+    return tuple(countries), where, holdout or 0
+
+
+def _read_where(r: Reader, node: Node | None, path: str) -> Condition | None:
+    text = r.text(node, path) if node is not None else None
+    if node is None or text is None:
+        return None
+    try:
+        return parse_condition(text)
+    except ConditionError as exc:
+        r.fail(node.line, path, str(exc))
+        return None
 
 
 def _read_links(r: Reader, node: Node | None) -> dict[str, str]:

@@ -242,3 +242,14 @@ def read_deadline_link(r: Reader, node: Node | None, path: str, links: dict[str,
         f"the campaign's links are {', '.join(links)}" if links else "the campaign has no links:"
     r.fail(node.line, path, f"{shown(text)} is neither a name under links ({known}) nor an https:// URL")
     return None
+
+
+def parse_holdout(text: str) -> int:
+    """``10%`` (up to one decimal: ``2.5%``) → basis points (1000); from 0.1% to 50%."""
+    m = re.fullmatch(r"([0-9]{1,2})(?:\.([0-9]))?\s*%", text.strip())
+    if m is None:
+        raise ValueError(f"{text.strip()[:40]!r}: expected a share such as 10% (at most one decimal)")
+    points = int(m.group(1)) * 100 + int(m.group(2) or 0) * 10
+    if not 10 <= points <= 5000:
+        raise ValueError(f"{text.strip()}: a holdout is from 0.1% to 50% of the audience")
+    return points

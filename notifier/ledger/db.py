@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,18 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 log = logging.getLogger("notifier.dispatch")
 
 
+HOLDOUT_BUCKETS = 10_000  # a recipient's bucket in a campaign: 0..9999, from an MD5 of the two ids
+
+
+def holdout_bucket(key: str) -> int:
+    """The bucket of ``campaign id:recipient id``: the first 32 bits of its MD5, modulo :data:`HOLDOUT_BUCKETS`. SQLite
+    calls this very function (``notifier_bucket``); PostgreSQL computes the same with its own ``md5``
+    (``eligibility.held_out_sql``)."""
+    return int(hashlib.md5(key.encode("utf-8"), usedforsecurity=False).hexdigest()[:8], 16) % HOLDOUT_BUCKETS
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any, *, foreign_keys: bool = True) -> None:
+    dbapi_conn.create_function("notifier_bucket", 1, holdout_bucket, deterministic=True)
     cur = dbapi_conn.cursor()
     cur.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
     cur.execute("PRAGMA journal_mode=WAL")

@@ -35,7 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from notifier.campaign import CHANNELS, Campaign, parse_campaign, zone
-from notifier.eligibility import eligible_sql, has_channel_sql, in_audience_sql, push_holders_sql
+from notifier.eligibility import deadlines_sql, eligible_sql, has_channel_sql, push_holders_sql, receives_sql
 from notifier.errors import CampaignStateError, ConfigError, NotFound, UserError
 from notifier.ledger import audit, partitions, spread
 from notifier.ledger.models import (
@@ -281,7 +281,8 @@ def _materialize(session: Session, group: SendGroup, campaign: Campaign, channel
         _ts(now), _ts(now),
     ).where(
         Recipient.timezone == group.timezone, Recipient.seq > lo, Recipient.seq <= hi,
-        Recipient.joined_at <= _ts(group.send_at), eligible_sql(campaign.countries, [channel]),
+        Recipient.joined_at <= _ts(group.send_at), eligible_sql(campaign, [channel]),
+        deadlines_sql(campaign, group.deadlines),
     )
     cols = ["campaign_id", "group_id", "recipient_seq", "channel", "state", "skip_reason", "attempts",
             "next_attempt_at", "created_at", "updated_at"]
@@ -328,25 +329,31 @@ def rows_to_come(session: Session, row: CampaignRow, channels: SendChannels) -> 
 def _groups_to_come(session: Session, row: CampaignRow) -> tuple[Any, ...]:
     if row.state == CampaignState.CANCELLED:
         return ()
-    return tuple(session.execute(select(SendGroup.timezone, SendGroup.send_key, SendGroup.send_at).where(
+    return tuple(session.execute(select(SendGroup.timezone, SendGroup.send_key, SendGroup.send_at,
+                                        SendGroup.deadlines).where(
         SendGroup.campaign_id == row.id, SendGroup.materialized_upto == 0).order_by(SendGroup.id)).all())
 
 
 def _count_to_come(session: Session, row: CampaignRow, groups: Sequence[Any], channels: SendChannels) -> int:
     campaign = campaign_of(row)
-    first = min(at for _, _, at in groups)
+    first = min(g.send_at for g in groups)
     late = type_coerce(case((Recipient.joined_at > _ts(first), Recipient.joined_at), else_=None), UTCDateTime())
     holders = push_holders_sql()
     present = {"email": has_channel_sql("email"), "push": holders.c.seq.is_not(None)}
-    q = (select(Recipient.timezone, late.label("late"), *(func.count().filter(present[ch]) for ch in campaign.channels))
+    # A send carries deadlines whose ``where`` may leave some recipients out: one count per set of deadlines.
+    carried = sorted({tuple(g.deadlines) for g in groups})
+    counts = [func.count().filter(present[ch] & deadlines_sql(campaign, ds))
+              for ds in carried for ch in campaign.channels]
+    q = (select(Recipient.timezone, late.label("late"), *counts)
          .outerjoin(holders, holders.c.seq == Recipient.seq)
-         .where(Recipient.timezone.in_(sorted({tz for tz, _, _ in groups})), in_audience_sql(campaign.countries))
+         .where(Recipient.timezone.in_(sorted({g.timezone for g in groups})), receives_sql(campaign))
          .group_by(Recipient.timezone, literal_column("late")))
-    eligible: dict[str, list[tuple[datetime | None, dict[str, int]]]] = {}
-    for tz, joined, *counts in session.execute(q):
-        eligible.setdefault(tz, []).append((joined, dict(zip(campaign.channels, counts, strict=True))))
-    return sum(counts[ch] for tz, key, at in groups for ch in channels(campaign, tz, key)
-               for joined, counts in eligible.get(tz, ()) if joined is None or joined <= at)
+    keys = [(ds, ch) for ds in carried for ch in campaign.channels]
+    eligible: dict[str, list[tuple[datetime | None, dict[tuple[tuple[str, ...], str], int]]]] = {}
+    for tz, joined, *numbers in session.execute(q):
+        eligible.setdefault(tz, []).append((joined, dict(zip(keys, numbers, strict=True))))
+    return sum(n[(tuple(g.deadlines), ch)] for g in groups for ch in channels(campaign, g.timezone, g.send_key)
+               for joined, n in eligible.get(g.timezone, ()) if joined is None or joined <= g.send_at)
 
 
 class RowsToCome:
@@ -377,7 +384,7 @@ class RowsToCome:
 
 def audience_zones(session: Session, campaign: Campaign, limit: int | None = None) -> list[str]:
     """The time zones of the campaign's audience in the ledger (eligible on one of its channels), by name."""
-    q = (select(Recipient.timezone).distinct().where(eligible_sql(campaign.countries, campaign.channels))
+    q = (select(Recipient.timezone).distinct().where(eligible_sql(campaign, campaign.channels))
          .order_by(Recipient.timezone))
     return list(session.scalars(q if limit is None else q.limit(limit)))
 

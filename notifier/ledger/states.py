@@ -59,6 +59,8 @@ class SkipReason(enum.StrEnum):
     UNCERTAIN = "uncertain"  # the provider may have it (a dead worker, no answer) and the campaign says skip
     SUPERSEDED = "superseded"  # a later reminder for the same deadline is already due (after a pause or outage)
     SUPPRESSED = "suppressed"  # the address, token or recipient is on the suppression list (bounce, complaint, opt-out)
+    NOT_IN_AUDIENCE = "not_in_audience"  # the recipient no longer meets the campaign's or its deadlines' ``where``
+    CAPPED = "capped"  # the daily cap across campaigns was full on every day left before the deadline
 
 
 class Phase(enum.StrEnum):

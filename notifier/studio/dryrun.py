@@ -32,7 +32,7 @@ from notifier.campaign import Campaign, load_campaign, zone
 from notifier.channels.outbox import campaign_folder
 from notifier.config import Settings
 from notifier.demo import Simulation
-from notifier.eligibility import eligible_sql, has_channel_sql, push_holders_sql, reachable
+from notifier.eligibility import eligible_sql, has_channel_sql, held_out_sql, push_holders_sql, where_sql
 from notifier.i18n import negotiate
 from notifier.ledger import queries
 from notifier.ledger.db import make_engine, session_factory, transaction, upgrade
@@ -58,6 +58,9 @@ def _(message: str) -> str:
 # Why planned messages will not be sent, by code (the DryRun's ``skipped`` keys), in words.
 SKIPPED: dict[str, str] = {
     "country": _("the recipient's country is not one of the campaign's"),
+    "condition": _("the recipient does not meet the campaign's condition (audience.where)"),
+    "holdout": _("the recipient is in the campaign's holdout (audience.holdout)"),
+    "deadline_condition": _("the recipient does not meet the condition of the deadlines it is about (where)"),
     "no_email": _("no email address"),
     "no_push": _("no active push token"),
     "deadline_passed": _("its deadline has passed"),
@@ -117,6 +120,9 @@ class _Group:
     joined: datetime | None  # None: joined by now
     done: frozenset[str]  # skip_if actions they did
     count: int
+    meets: bool = True  # the campaign's audience.where
+    held: bool = False  # in its holdout
+    concerned: frozenset[str] = frozenset()  # the deadlines with a where that they meet
 
 
 # --- the dry run ------------------------------------------------------------------------------------------------
@@ -142,23 +148,29 @@ def _plan(campaign: Campaign, name: str) -> ZonePlan | None:
 
 
 def _groups(session: Session, campaign: Campaign, now: datetime) -> Iterator[_Group]:
-    """One row per kind of recipient: zone, locale, country, channels present, joined later, skip_if done."""
+    """One row per kind of recipient: zone, locale, country, channels present, joined later, skip_if done, and
+    what the conditions and the holdout say of them."""
     holders = push_holders_sql()
     email = case((has_channel_sql("email"), 1), else_=0).label("has_email")
     push = case((holders.c.seq.is_not(None), 1), else_=0).label("has_push")
     later = type_coerce(case((R.joined_at > literal(now, UTCDateTime()), R.joined_at), else_=None),
                         UTCDateTime()).label("joined")
     actions = sorted({d.skip_if for d in campaign.deadlines if d.skip_if})
-    done = [case((exists().where(and_(RecipientAction.recipient_seq == R.seq, RecipientAction.action == a)), 1),
-                 else_=0).label(f"done_{i}") for i, a in enumerate(actions)]
-    keys = [R.timezone, R.locale, R.country, email, push, later, *done]
+    done = [exists().where(and_(RecipientAction.recipient_seq == R.seq, RecipientAction.action == a))
+            for a in actions]
+    conditional = [d for d in campaign.deadlines if d.where is not None]
+    flags = [*done, where_sql(campaign.where), held_out_sql(campaign), *(where_sql(d.where) for d in conditional)]
+    flag_cols = [case((f, 1), else_=0).label(f"flag_{i}") for i, f in enumerate(flags)]
+    keys = [R.timezone, R.locale, R.country, email, push, later, *flag_cols]
     query = (select(*keys, func.count()).select_from(R).outerjoin(holders, holders.c.seq == R.seq)
              .group_by(R.timezone, R.locale, R.country, literal_column("has_email"), literal_column("has_push"),
-                       literal_column("joined"), *(literal_column(f"done_{i}") for i in range(len(actions)))))
+                       literal_column("joined"), *(literal_column(f"flag_{i}") for i in range(len(flags)))))
     for tz, locale, country, has_email, has_push, joined, *rest in session.execute(query):
-        flags, count = rest[:-1], rest[-1]
+        bits, count = [bool(b) for b in rest[:-1]], rest[-1]
+        did, (meets, held), met = bits[:len(actions)], bits[len(actions):len(actions) + 2], bits[len(actions) + 2:]
         yield _Group(tz, locale, country, bool(has_email), bool(has_push), joined,
-                     frozenset(a for a, flag in zip(actions, flags, strict=True) if flag), count)
+                     frozenset(a for a, flag in zip(actions, did, strict=True) if flag), count, meets, held,
+                     frozenset(d.id for d, flag in zip(conditional, met, strict=True) if flag))
 
 
 class _Tally:
@@ -180,16 +192,21 @@ class _Tally:
         if plan is None:
             self.skipped["unknown_zone"] += g.count
             return
-        reach = reachable(c.countries, c.channels, g.country, "@" if g.email else None, ("t",) if g.push else ())
-        if present and not reach:  # present channels, but outside the audience
-            self._not_planned(g, plan, present, "country")
+        outside = next((why for why, out in (("country", c.countries and g.country not in c.countries),
+                                             ("condition", not g.meets), ("holdout", g.held)) if out), None)
+        if present and outside:  # present channels, but outside the audience or held out
+            self._not_planned(g, plan, present, outside)
             return
+        reach = present if not outside else ()
         self._dropped(g, plan, present)
         locale = negotiate(g.locale, c.locales, c.default_locale)
         got = False
         for send in plan.sends:
             reason = self._passed(g, plan, send)  # no row is made (scheduling, materialization)
-            done = bool(g.done) and all(c.deadline(d).skip_if in g.done for d in send.deadlines)  # row skipped
+            concerned = [d for d in send.deadlines if c.deadline(d).where is None or d in g.concerned]
+            if reason is None and not concerned:
+                reason = "deadline_condition"  # materialization makes no row for them
+            done = bool(g.done) and all(c.deadline(d).skip_if in g.done for d in concerned)  # row skipped
             for ch in plan.channels_of(send.send_key):
                 if reason is not None:
                     self.skipped[reason] += g.count
@@ -321,7 +338,7 @@ def copy_audience(live: sessionmaker[Session], local: sessionmaker[Session], cam
               "joined_at", "updated_at")
     with live() as s:
         people = [dict(row._mapping) for row in s.execute(
-            select(*(getattr(R, f) for f in fields)).where(eligible_sql(campaign.countries, campaign.channels))
+            select(*(getattr(R, f) for f in fields)).where(eligible_sql(campaign, campaign.channels))
             .order_by(R.seq).limit(limit))]
         seqs = [p["seq"] for p in people]
         tokens = s.execute(select(PushToken.recipient_seq, PushToken.token)
