@@ -87,6 +87,9 @@ class Settings:
     # Categories whose campaign versions need a second person's approval before they are scheduled, once the
     # ledger has a team (notifier.team.approvals); NOTIFIER_FOUR_EYES=service,marketing or none.
     four_eyes: tuple[str, ...] = ("service",)
+    # At most this many messages per recipient, local day and channel across all campaigns (notifier.daily_cap);
+    # NOTIFIER_DAILY_CAP=1 for every channel, or email=1,push=2. Empty: no cap.
+    daily_cap: tuple[tuple[str, int], ...] = ()
     # Single sign-on by OpenID Connect (notifier.team.sso): all three or none; the claim and its values' roles.
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
@@ -278,6 +281,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_max_bytes=_int(env, "NOTIFIER_WEBHOOK_MAX_BYTES", d.webhook_max_bytes),
         api_token=env.get("NOTIFIER_API_TOKEN") or None,
         four_eyes=_four_eyes(env.get("NOTIFIER_FOUR_EYES")),
+        daily_cap=parse_daily_cap(env.get("NOTIFIER_DAILY_CAP") or ""),
         **_oidc(env),
         **_admin_password(env.get("NOTIFIER_ADMIN_PASSWORD") or ""),
     ))
@@ -342,6 +346,33 @@ def _oidc(env: Mapping[str, str]) -> dict[str, object]:
             "oidc_client_secret": given["NOTIFIER_OIDC_CLIENT_SECRET"],
             "oidc_role_claim": (env.get("NOTIFIER_OIDC_ROLE_CLAIM") or "groups").strip(),
             "oidc_roles": parse_roles(given["NOTIFIER_OIDC_ROLES"])}
+
+
+def parse_daily_cap(raw: str) -> tuple[tuple[str, int], ...]:
+    """``1`` (every channel) or ``email=1,push=2`` → ((channel, limit), ...); empty: no cap."""
+    from notifier.campaign import CHANNELS
+
+    raw = raw.strip()
+    if not raw:
+        return ()
+    if raw.isdigit():
+        return tuple((ch, _cap_limit(raw)) for ch in CHANNELS)
+    caps: dict[str, int] = {}
+    for part in raw.split(","):
+        channel, sep, number = (p.strip() for p in part.partition("="))
+        if not sep or channel not in CHANNELS:
+            raise ConfigError(f"NOTIFIER_DAILY_CAP: {part.strip()!r}: expected a number, or channel=number for "
+                              f"{' and '.join(CHANNELS)} (email=1,push=2)")
+        if channel in caps:
+            raise ConfigError(f"NOTIFIER_DAILY_CAP: {channel} is given twice")
+        caps[channel] = _cap_limit(number)
+    return tuple(caps.items())
+
+
+def _cap_limit(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 100:
+        raise ConfigError(f"NOTIFIER_DAILY_CAP: {text!r} is not a number of messages from 1 to 100")
+    return int(text)
 
 
 def _four_eyes(raw: str | None) -> tuple[str, ...]:

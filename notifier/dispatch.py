@@ -26,6 +26,7 @@ from notifier.campaign import Campaign
 from notifier.channels.base import Channel, Message
 from notifier.compose import Composed, MessageBuilder, brief, may_fall_back_to_email
 from notifier.config import Settings
+from notifier.daily_cap import DailyCap
 from notifier.events import Outcome, SendResult
 from notifier.guard import guard, live_deadlines
 from notifier.handoff import Handoff
@@ -72,6 +73,7 @@ class Dispatcher:
         self.stopping = threading.Event()  # set by request_stop (SIGTERM): finish the batch in hand, claim no more
         self.gate = maintenance.ContentGate(settings, renderer.forget)  # the approval gate, shared with maintenance
         self.retries = RetryPolicy.of(settings)
+        self.cap = DailyCap(dict(settings.daily_cap))  # NOTIFIER_DAILY_CAP: messages a day across campaigns
         self._blocked: dict[str, str] = {}  # channel → why it cannot send (credentials, configuration), this tick
         self.owner = f"local:{uuid.uuid4().hex}"  # lease owner for rows this process sends itself
 
@@ -251,10 +253,25 @@ class Dispatcher:
                     counts += self._record([self.retries.blocked(row, blocked, now) for row, _, _ in batch], now,
                                            owner)
                 else:
-                    counts += self._send(channel, batch, composed.campaigns, now, owner)
+                    if self.cap.applies(channel):
+                        batch, waits = self._admit(channel, batch, composed.campaigns, now)
+                        counts += self._record(waits, now, owner)
+                    if batch:
+                        counts += self._send(channel, batch, composed.campaigns, now, owner)
             except Exception:  # its outcomes are recorded before anything after its send can fail
                 log.exception("channel %s: a step after the send failed (%d rows)", channel, len(batch))
         return counts
+
+    def _admit(self, channel: str, batch: list[tuple[claims.ClaimedRow, Message, str]],
+               campaigns: Mapping[str, Campaign], now: datetime
+               ) -> tuple[list[tuple[claims.ClaimedRow, Message, str]], list[RowOutcome]]:
+        """The daily cap across campaigns (``notifier.daily_cap``): the rows that take a place today, committed
+        before their send, and the outcomes of those that wait for another day or are capped."""
+        def admit() -> tuple[list[tuple[claims.ClaimedRow, Message, str]], list[RowOutcome]]:
+            with transaction(self.sessions) as s:
+                return self.cap.admit(s, channel, batch, campaigns, now)
+
+        return self.durably(f"the daily cap of {len(batch)} rows", admit)
 
     def _guard_and_compose(self, campaign: Campaign, row: claims.ClaimedRow, now: datetime, build: MessageBuilder
                            ) -> RowOutcome | tuple[Message, str]:
@@ -291,7 +308,9 @@ class Dispatcher:
         answered = {o.id for o in outcomes}
         outcomes += [self.retries.in_flight(row, campaigns[row.campaign_id], now)
                      for i, (row, _) in rows.items() if i not in answered]
-        counts = self._record(outcomes, now, owner)
+        unsent = [rows[o.id][0] for o in outcomes if o.state != DeliveryState.SENT and not o.uncertain] \
+            if self.cap.applies(channel) else []
+        counts = self._record(outcomes, now, owner, unsent)
         self._after_send(channel, results, rows, campaigns, now)
         return counts
 
@@ -322,8 +341,10 @@ class Dispatcher:
         if dead:
             log.info("deactivated %d push tokens", len(dead))
 
-    def _record(self, outcomes: Sequence[RowOutcome], now: datetime, owner: str) -> Counter[str]:
-        """Write outcomes on rows this owner still holds; a retry of a campaign cancelled meanwhile is skipped."""
+    def _record(self, outcomes: Sequence[RowOutcome], now: datetime, owner: str,
+                unsent: Sequence[claims.ClaimedRow] = ()) -> Counter[str]:
+        """Write outcomes on rows this owner still holds; a retry of a campaign cancelled meanwhile is skipped. The
+        ``unsent`` rows give back their place under the daily cap in the same transaction."""
         if not outcomes:
             return Counter()
         campaigns = {o.campaign_id for o in outcomes}
@@ -337,6 +358,8 @@ class Dispatcher:
                                                  next_attempt_at=None)
                              if o.state == DeliveryState.PENDING and o.campaign_id in cancelled else o
                              for o in outcomes]
+                if unsent:
+                    self.cap.release(s, unsent, now)
                 return claims.record(s, final, owner), final
 
         landed, outcomes = self.durably(f"recording {len(outcomes)} outcomes", write)

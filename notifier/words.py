@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gettext as _gettext
 import re
+from collections.abc import Sequence
 from datetime import time, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
@@ -83,11 +84,24 @@ def _window_opens(error: str | None) -> str | None:
     return m[1] if m else None
 
 
+# The ledger's text for a row that waits for a day under the daily cap across campaigns (notifier.daily_cap).
+_CAP_WAIT = "waiting for the daily cap"
+
+
+def cap_wait(limit: int, channel: str, by: Sequence[str]) -> str:
+    """The ledger's text for a row that waits for the next day: the cap, and the campaigns that took today's
+    places (ids: no personal data)."""
+    return f"{_CAP_WAIT} ({limit} {channel} a day across campaigns; today's taken by {', '.join(by) or 'others'})"
+
+
 def tick_word(state: str, error: str | None) -> str:
     """How a tick counts one outcome (a ``TickCount``): its state; for a row pending again, "waiting for 08:00 local"
-    when it waits for the recipient's window (``WINDOW_WAIT_TICK``), else "retry"."""
+    when it waits for the recipient's window (``WINDOW_WAIT_TICK``), "waiting for the daily cap" when the cap
+    across campaigns was full today, else "retry"."""
     if state != DeliveryState.PENDING:
         return str(state)  # an outcome is sent, failed or skipped: TickCount's words
+    if (error or "").startswith(_CAP_WAIT):
+        return TickCount.CAP_WAIT.value
     opens = _window_opens(error)
     return WINDOW_WAIT_TICK.format(opens=opens) if opens else TickCount.RETRY.value
 

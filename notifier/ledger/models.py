@@ -521,3 +521,18 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
     seq: Mapped[int] = mapped_column(BigInteger)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class CapSlot(Base):
+    """One message counted against its recipient's daily cap on its channel across campaigns (NOTIFIER_DAILY_CAP):
+    taken just before the send, in the recipient's local ``day``, and given back when the message did not go."""
+
+    __tablename__ = "cap_slots"
+    __table_args__ = (Index("ix_cap_slots_recipient_day", "recipient_seq", "channel", "day"),)
+
+    delivery_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    recipient_seq: Mapped[int] = mapped_column(BigId)
+    channel: Mapped[str] = mapped_column(String(16))
+    campaign_id: Mapped[str] = mapped_column(String(64))
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -83,6 +83,7 @@ class TickCount(enum.StrEnum):
     FAILED = "failed"  # rows failed for good: a permanent error, or retries given up
     SKIPPED = "skipped"  # rows not sent on purpose (skip_reason says why)
     RETRY = "retry"  # rows pending again after a try: a failed attempt, a blocked channel (attempt not counted)
+    CAP_WAIT = "waiting for the daily cap"  # rows moved to the next local day by NOTIFIER_DAILY_CAP
 
 
 # A row pending until the recipient's delivery window opens: one key per opening time ("waiting for 08:00 local").

@@ -1,0 +1,243 @@
+"""The daily cap across campaigns (NOTIFIER_DAILY_CAP): at most N messages per recipient, local day and channel,
+whichever campaigns they come from.
+
+Just before a channel's batch is sent, each row asks for a place in its recipient's local day (:meth:`DailyCap.admit`):
+
+- the places already taken that day (``cap_slots``: sent, or being sent) count;
+- so do the messages of higher priority still to come that day for the same recipient and channel, in the ledger or
+  in a send group not yet materialized: service before marketing, then the nearer deadline, then the campaign's id and
+  the send group's (a strict order: of two messages waiting for each other, exactly one goes);
+- a row that finds room takes a place, under a lock on its recipient, and goes; one that does not waits for the next
+  local day at its campaign's ``local_time`` while one of its deadlines is still ahead then, and is otherwise skipped
+  as ``capped``, naming the campaigns that took the day.
+
+A place is given back when its message did not go (failed, retried later, skipped); a message the provider may have
+(uncertain) keeps it. No day ever gets more than N; a worker dying between the place and the send can waste one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, select, text, tuple_
+from sqlalchemy.orm import Session
+
+from notifier.campaign import Campaign, resolve_local, zone
+from notifier.eligibility import deadlines_for, facts_of, has_channel, receives
+from notifier.guard import live_deadlines
+from notifier.ledger import queries
+from notifier.ledger.claims import ClaimedRow, RowOutcome
+from notifier.ledger.models import CampaignRow, CapSlot, DeliveryRow, SendGroup
+from notifier.ledger.states import CampaignState, DeliveryState, SkipReason
+from notifier.planner import send_channels
+from notifier.spread import after
+from notifier.words import cap_wait
+
+__all__ = ["DailyCap", "Priority", "local_day"]
+
+_RANK = {"service": 0, "marketing": 1}
+_OPEN = (DeliveryState.PENDING.value, DeliveryState.QUEUED.value, DeliveryState.SENDING.value)
+_LOCK_CLASS = 0x4E544350  # "NTCP": the advisory lock class of a recipient's cap (PostgreSQL)
+
+Entry = tuple[ClaimedRow, Any, str]  # a ready row of a batch: (row, its message, its locale)
+
+
+@dataclass(frozen=True, order=True)
+class Priority:
+    """Which of two messages of one recipient's day goes first: the smaller."""
+
+    rank: int  # service 0, marketing 1
+    deadline: datetime  # the nearest deadline it is about
+    campaign_id: str
+    group_id: int
+
+
+def local_day(now: datetime, timezone: str) -> tuple[date, datetime]:
+    """The recipient's local calendar day at ``now`` and the instant it ends (a DST day has 23 or 25 hours)."""
+    tz = zone(timezone)
+    day = now.astimezone(tz).date()
+    return day, resolve_local(day + timedelta(days=1), time(0), tz)
+
+
+@dataclass(frozen=True)
+class _Rival:
+    """A message of higher priority that may still come on the day: it would take a place."""
+
+    priority: Priority
+    delivery_id: int | None  # None: its group has not reached the recipient yet
+
+
+class DailyCap:
+    """The cap of one dispatcher: ``limits`` maps a channel to its messages a day (channels not named: no cap)."""
+
+    def __init__(self, limits: Mapping[str, int]) -> None:
+        self.limits = dict(limits)
+
+    def applies(self, channel: str) -> bool:
+        return channel in self.limits
+
+    def admit(self, session: Session, channel: str, batch: Sequence[Entry], campaigns: Mapping[str, Campaign],
+              now: datetime) -> tuple[list[Entry], list[RowOutcome]]:
+        """The entries that take a place and go now, and the outcomes of the rest (wait or capped); the places are
+        written in ``session``, which the caller commits before sending."""
+        limit = self.limits[channel]
+        _lock(session, sorted({row.recipient_seq for row, _, _ in batch}))
+        days = {row.id: local_day(now, row.timezone) for row, _, _ in batch}
+        slots = _slots(session, channel, {(row.recipient_seq, days[row.id][0]) for row, _, _ in batch})
+        rivals = _Rivals(session, channel, now, campaigns)
+        own = {row.id: _priority(campaigns[row.campaign_id], row, now) for row, _, _ in batch}
+        admitted, outcomes = [], []
+        in_batch = {row.id for row, _, _ in batch}
+        for entry in sorted(batch, key=lambda e: (e[0].recipient_seq, own[e[0].id])):
+            row = entry[0]
+            day, day_end = days[row.id]
+            taken = slots[(row.recipient_seq, day)]
+            if row.id in taken:  # a place taken at an earlier attempt today
+                admitted.append(entry)
+                continue
+            ahead = [r for r in rivals.of(row, day_end) if r.priority < own[row.id]
+                     and r.delivery_id not in taken and r.delivery_id not in in_batch]
+            if len(taken) + len(ahead) < limit:
+                session.execute(insert(CapSlot).values(delivery_id=row.id, day=day, recipient_seq=row.recipient_seq,
+                                                       channel=channel, campaign_id=row.campaign_id, taken_at=now))
+                taken[row.id] = row.campaign_id
+                admitted.append(entry)
+            else:
+                by = sorted({*taken.values(), *(r.priority.campaign_id for r in ahead)})
+                outcomes.append(_wait_or_skip(campaigns[row.campaign_id], row, day, now, limit, channel, by))
+        return admitted, outcomes
+
+    def release(self, session: Session, rows: Iterable[ClaimedRow], now: datetime) -> None:
+        """Give back the places of rows whose message did not go."""
+        keys = [(row.id, local_day(now, row.timezone)[0]) for row in rows]
+        if keys:
+            session.execute(delete(CapSlot).where(tuple_(CapSlot.delivery_id, CapSlot.day).in_(keys)))
+
+
+def _priority(campaign: Campaign, row: ClaimedRow, now: datetime) -> Priority:
+    deadlines, _ = live_deadlines(campaign, row, now)
+    return Priority(_RANK.get(campaign.category, 1), _nearest(campaign, deadlines or row.deadlines, row.timezone),
+                    campaign.id, row.group_id)
+
+
+def _nearest(campaign: Campaign, deadline_ids: Iterable[str], timezone: str) -> datetime:
+    tz = zone(timezone)
+    return min(campaign.deadline(d).instant_in(tz) for d in deadline_ids)
+
+
+def _lock(session: Session, seqs: Sequence[int]) -> None:
+    """Each recipient's cap under a lock until commit, taken in seq order (two batches never wait for each other in
+    a circle). SQLite has one writer at a time: nothing to take."""
+    if seqs and session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:c, CAST(s % 2147483647 AS integer)) "
+                             "FROM (SELECT unnest(CAST(:seqs AS bigint[])) AS s ORDER BY 1) AS t"),
+                        {"c": _LOCK_CLASS, "seqs": list(seqs)}).all()
+
+
+def _slots(session: Session, channel: str, keys: set[tuple[int, date]]) -> dict[tuple[int, date], dict[int, str]]:
+    """The places taken on each (recipient, day): delivery id → campaign."""
+    out: dict[tuple[int, date], dict[int, str]] = defaultdict(dict)
+    seqs = sorted({seq for seq, _ in keys})
+    for start in range(0, len(seqs), 500):
+        for delivery_id, seq, day, campaign_id in session.execute(
+                select(CapSlot.delivery_id, CapSlot.recipient_seq, CapSlot.day, CapSlot.campaign_id)
+                .where(CapSlot.recipient_seq.in_(seqs[start:start + 500]), CapSlot.channel == channel,
+                       CapSlot.day.in_(sorted({d for _, d in keys})))):
+            out[(seq, day)][delivery_id] = campaign_id
+    return out
+
+
+class _Rivals:
+    """What else may reach a recipient on a channel before a moment: their rows still open in the ledger, and the
+    send groups of scheduled campaigns that have not reached them yet; read once per zone and batch."""
+
+    def __init__(self, session: Session, channel: str, now: datetime, campaigns: Mapping[str, Campaign]) -> None:
+        self.session, self.channel, self.now = session, channel, now
+        self.campaigns = dict(campaigns)
+        self._groups: dict[str, list[Any]] = {}
+        self._rows: dict[tuple[int, int], tuple[int, str, datetime]] = {}  # (group, seq) → (id, state, next attempt)
+        self._read_rows: set[tuple[str, int]] = set()
+
+    def of(self, row: ClaimedRow, before: datetime) -> list[_Rival]:
+        out = []
+        groups = [g for g in self._zone(row.timezone) if g.send_at < before and g.id != row.group_id]
+        self._load_rows(row, groups)
+        facts = facts_of(row)
+        for g in groups:
+            campaign = self._campaign(g.campaign_id)
+            if campaign is None:
+                continue
+            if g.materialized_upto >= row.recipient_seq:
+                found = self._rows.get((g.id, row.recipient_seq))
+                if found is None:
+                    continue
+                delivery_id, state, next_attempt = found
+                if state != DeliveryState.SENDING and next_attempt >= before:
+                    continue
+            else:
+                delivery_id = None
+                if not self._would_reach(campaign, g, row, facts):
+                    continue
+            concerned = deadlines_for(campaign, g.deadlines, facts) or tuple(g.deadlines)
+            out.append(_Rival(Priority(_RANK.get(campaign.category, 1), _nearest(campaign, concerned, row.timezone),
+                                       campaign.id, g.id), delivery_id))
+        return out
+
+    def _would_reach(self, campaign: Campaign, g: Any, row: ClaimedRow, facts: Any) -> bool:
+        """Whether materializing this group will give the recipient a row on the channel (the rules of
+        ``queries._materialize``, asked in Python of one recipient)."""
+        address = row.email if self.channel == "email" else row.tokens
+        return (receives(campaign, facts, row.recipient_id) and bool(deadlines_for(campaign, g.deadlines, facts))
+                and self.channel in send_channels(campaign, g.timezone, g.send_key)
+                and has_channel(self.channel, row.email, row.tokens) and bool(address))
+
+    def _zone(self, timezone: str) -> list[Any]:
+        if timezone not in self._groups:
+            self._groups[timezone] = list(self.session.execute(
+                select(SendGroup.id, SendGroup.campaign_id, SendGroup.send_key, SendGroup.deadlines,
+                       SendGroup.send_at, SendGroup.timezone, SendGroup.materialized_upto)
+                .join(CampaignRow, CampaignRow.id == SendGroup.campaign_id)
+                .where(CampaignRow.state == CampaignState.SCHEDULED, SendGroup.timezone == timezone,
+                       SendGroup.expires_at > self.now)))
+        return self._groups[timezone]
+
+    def _load_rows(self, row: ClaimedRow, groups: Sequence[Any]) -> None:
+        """The recipient's open rows in the materialized groups (one query per recipient, by the delivery key)."""
+        if (row.timezone, row.recipient_seq) in self._read_rows:
+            return
+        self._read_rows.add((row.timezone, row.recipient_seq))
+        ids = [g.id for g in self._zone(row.timezone) if g.materialized_upto >= row.recipient_seq]
+        if not ids:
+            return
+        for delivery_id, group_id, state, next_attempt in self.session.execute(
+                select(DeliveryRow.id, DeliveryRow.group_id, DeliveryRow.state, DeliveryRow.next_attempt_at)
+                .where(DeliveryRow.group_id.in_(ids), DeliveryRow.recipient_seq == row.recipient_seq,
+                       DeliveryRow.channel == self.channel, DeliveryRow.state.in_(_OPEN))):
+            self._rows[(group_id, row.recipient_seq)] = (delivery_id, state, next_attempt)
+
+    def _campaign(self, campaign_id: str) -> Campaign | None:
+        if campaign_id not in self.campaigns:
+            row = self.session.get(CampaignRow, campaign_id)
+            self.campaigns[campaign_id] = queries.campaign_of(row) if row is not None else None  # type: ignore[assignment]
+        return self.campaigns[campaign_id]
+
+
+def _wait_or_skip(campaign: Campaign, row: ClaimedRow, day: date, now: datetime, limit: int, channel: str,
+                  by: Sequence[str]) -> RowOutcome:
+    """The next local day at the campaign's local_time (spread as a wave) while a live deadline is ahead of it, else
+    skipped as capped."""
+    tz = zone(row.timezone)
+    deadlines, _ = live_deadlines(campaign, row, now)
+    deadlines = deadlines or row.deadlines
+    nxt = after(campaign, tz, resolve_local(day + timedelta(days=1), campaign.delivery.local_time, tz), deadlines,
+                row.recipient_seq)
+    words = cap_wait(limit, channel, by)
+    if nxt < max(campaign.deadline(d).instant_in(tz) for d in deadlines):
+        return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, next_attempt_at=nxt,
+                          attempts=row.attempts - 1, error=words)
+    return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
+                      skip_reason=SkipReason.CAPPED, error=f"{words}, on every day left before the deadline")
