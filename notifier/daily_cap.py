@@ -37,7 +37,7 @@ from notifier.planner import send_channels
 from notifier.spread import after
 from notifier.words import cap_wait
 
-__all__ = ["DailyCap", "Priority", "local_day"]
+__all__ = ["DailyCap", "Priority", "forget_old_days", "local_day"]
 
 _RANK = {"service": 0, "marketing": 1}
 _OPEN = (DeliveryState.PENDING.value, DeliveryState.QUEUED.value, DeliveryState.SENDING.value)
@@ -116,6 +116,15 @@ class DailyCap:
         keys = [(row.id, local_day(now, row.timezone)[0]) for row in rows]
         if keys:
             session.execute(delete(CapSlot).where(tuple_(CapSlot.delivery_id, CapSlot.day).in_(keys)))
+
+
+KEEP_DAYS = 2  # places of days this long gone are dropped: no recipient's local day is that far behind UTC's
+
+
+def forget_old_days(session: Session, now: datetime) -> int:
+    """Drop the places of local days long over (maintenance, every pass: an index range, empty most of the time)."""
+    cutoff = now.date() - timedelta(days=KEEP_DAYS)
+    return session.execute(delete(CapSlot).where(CapSlot.day < cutoff)).rowcount or 0
 
 
 def _priority(campaign: Campaign, row: ClaimedRow, now: datetime) -> Priority:

@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifier import approval, purge
+from notifier import approval, daily_cap, purge
 from notifier.config import Settings
 from notifier.ledger import claims, holds, queries, tallies
 from notifier.ledger.db import transaction
@@ -151,6 +151,7 @@ class Maintenance:
         """The live counts' deltas folded (ledger.tallies); then campaigns whose ``purge_after`` ran out: their
         recipients' personal data goes, each campaign alone."""
         self._step(report, "tallies", tallies.roll_up)
+        self._step(report, "cap days", lambda s: daily_cap.forget_old_days(s, now))
         due = self._step(report, "purge", lambda s: list(purge.due(s, now))) or []
         outbox = self.settings.outbox_dir if self.settings.transport == "outbox" else None
         for campaign_id in due:

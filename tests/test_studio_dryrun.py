@@ -11,11 +11,12 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from notifier.campaign import parse_campaign
+from notifier.campaign import Campaign, parse_campaign
 from notifier.demo import START, SimulatedClock, Simulation
+from notifier.eligibility import held_out
 from notifier.ledger import queries
 from notifier.ledger.db import transaction
-from notifier.ledger.models import CampaignRow, DeliveryRow, DeliveryState, RecipientAction, SendGroup
+from notifier.ledger.models import CampaignRow, DeliveryRow, DeliveryState, Recipient, RecipientAction, SendGroup
 from notifier.studio import store
 from notifier.studio.dryrun import SKIPPED, dry_run, fast_forward
 from notifier.wiring import build_dispatcher
@@ -39,14 +40,15 @@ def _audience(add: Callable[..., int], sessions: sessionmaker[Session]) -> None:
         s.add(RecipientAction(recipient_seq=refunded, action="refund_requested", at=JOINED))
 
 
-def _simulate(sessions: sessionmaker[Session], tmp_path: Path) -> Counter[tuple[str, str, str, str]]:
+def _simulate(sessions: sessionmaker[Session], tmp_path: Path, campaign: Campaign = CAMPAIGN,
+              spec: str = SPEC) -> Counter[tuple[str, str, str, str]]:
     """Schedule at START and play the demo's simulated clock to the end; (state, send key, locale, channel) counts."""
     from notifier.planner import plan_zone
     from notifier.render import Content
 
-    content = Content.of(CAMPAIGN, DEFAULTS.templates_dir, DEFAULTS.locales_dir)
+    content = Content.of(campaign, DEFAULTS.templates_dir, DEFAULTS.locales_dir)
     with transaction(sessions) as s:
-        queries.schedule(s, CAMPAIGN, SPEC, START, content, plan_zone)
+        queries.schedule(s, campaign, spec, START, content, plan_zone)
     settings = DEFAULTS.with_(transport="outbox", outbox_dir=tmp_path / "outbox", studio_dir=tmp_path / "studio")
     dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     clock = SimulatedClock(START)
@@ -155,3 +157,40 @@ def test_the_studio_bench_smoke_run_prints_its_summary(tmp_path: Path) -> None:
     assert re.fullmatch(r"studio: recipients=2000 upload_s=[\d.]+ upload_peak_mib=\d+ import_s=[\d.]+ "
                         r"import_peak_mib=\d+ dry_run_s=[\d.]+ count_s=[\d.]+ planner_per_recipient_s=[\d.]+", last)
     assert "studio upload: " in result.stdout and "(done, " in result.stdout
+
+
+# A marketing variant of the shipped campaign with the audience rules: a condition on the audience, one on the refund
+# deadline (only paying subscribers can ask for one), and a fifth of the audience held out.
+RULES_SPEC = (SPEC.replace("category: service", "category: marketing", 1)
+              .replace("  countries: [ID, BR, AU, SG, MX]\n",
+                       "  countries: [ID, BR, AU, SG, MX]\n  where: 'plan != \"closed\"'\n  holdout: 20%\n", 1)
+              .replace("    skip_if: refund_requested\n", "    skip_if: refund_requested\n"
+                       "    where: 'plan in [\"premium\", \"family\"] or paid == true'\n", 1))
+RULES = parse_campaign(RULES_SPEC, source=str(CAMPAIGN_FILE))
+
+
+def test_the_dry_run_counts_what_is_sent_with_conditions_and_a_holdout(
+        sessions: sessionmaker[Session], add_recipient: Callable[..., int], tmp_path: Path) -> None:
+    assert RULES.where is not None and RULES.holdout == 2000 and RULES.deadline("refund").where is not None
+    zones = ("Asia/Jakarta", "America/Sao_Paulo", "Australia/Sydney", "America/Mexico_City")
+    plans = ("free", "premium", "family", "closed", None)
+    for i in range(60):
+        attributes = {k: v for k, v in (("plan", plans[i % 5]), ("paid", "yes" if i % 7 == 0 else None)) if v}
+        add_recipient(f"r{i:02d}", timezone=zones[i % 4], country=("ID", "BR", "AU", "MX", "US")[i % 5],
+                      tokens=[f"t{i}"] if i % 3 else [], attributes=attributes)
+    with sessions() as s:
+        dry = dry_run(s, RULES, START)
+    outcome = _simulate(sessions, tmp_path, RULES, RULES_SPEC)
+    sent = Counter({(key, locale, ch): n for (state, key, locale, ch), n in outcome.items() if state == "sent"})
+    planned = Counter({(r.send_key, r.locale, r.channel): r.messages for r in dry.rows})
+    assert planned == sent and sum(sent.values()) > 0
+    for reason in ("condition", "holdout", "deadline_condition", "country"):
+        assert dry.skipped.get(reason), reason  # each rule left someone out
+    in_audience = [i for i in range(60) if ("ID", "BR", "AU", "MX", "US")[i % 5] != "US" and plans[i % 5] != "closed"]
+    assert dry.matching == len(in_audience)
+    with sessions() as s:
+        got = set(s.scalars(select(Recipient.id).join(DeliveryRow, DeliveryRow.recipient_seq == Recipient.seq)))
+        held = {f"r{i:02d}" for i in in_audience if held_out(RULES, f"r{i:02d}")}
+    assert dry.held_out == len(held) > 0
+    assert not got & held, "the holdout gets nothing"
+    assert {f"r{i:02d}" for i in in_audience} - held == got

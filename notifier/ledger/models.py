@@ -528,7 +528,8 @@ class CapSlot(Base):
     taken just before the send, in the recipient's local ``day``, and given back when the message did not go."""
 
     __tablename__ = "cap_slots"
-    __table_args__ = (Index("ix_cap_slots_recipient_day", "recipient_seq", "channel", "day"),)
+    __table_args__ = (Index("ix_cap_slots_recipient_day", "recipient_seq", "channel", "day"),
+                      Index("ix_cap_slots_day", "day"))
 
     delivery_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     day: Mapped[date] = mapped_column(Date, primary_key=True)

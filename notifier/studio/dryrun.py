@@ -106,6 +106,8 @@ class DryRun:
     skipped: Mapping[str, int]  # reason (SKIPPED) -> messages not planned
     zones: tuple[ZoneSpan, ...]
     seconds: float
+    matching: int = 0  # recipients in the audience: its countries and its where (the holdout included)
+    held_out: int = 0  # of them, in the holdout (audience.holdout): they get nothing
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class _Tally:
         self.skipped: Counter[str] = Counter()
         self.merged = 0
         self.recipients = 0
+        self.matching = self.held_out = 0
         self.zone_recipients: Counter[str] = Counter()
         self.spans: dict[str, tuple[datetime, datetime]] = {}
         self.first_at: dict[str, datetime] = {}  # send key -> its earliest time in any zone (UTC), for the order
@@ -189,6 +192,9 @@ class _Tally:
     def add(self, g: _Group, plan: ZonePlan | None) -> None:
         c = self.campaign
         present = tuple(ch for ch in c.channels if (g.email if ch == "email" else g.push))
+        if g.meets and not (c.countries and g.country not in c.countries):
+            self.matching += g.count
+            self.held_out += g.count if g.held else 0
         if plan is None:
             self.skipped["unknown_zone"] += g.count
             return
@@ -257,7 +263,8 @@ class _Tally:
         zones = tuple(ZoneSpan(tz, self.zone_recipients[tz], *self.spans[tz])
                       for tz in sorted(self.spans, key=lambda t: (self.spans[t][0], t)))
         return DryRun(self.recipients, sum(self.messages.values()), self.merged, rows,
-                      {k: v for k, v in sorted(self.skipped.items()) if v}, zones, seconds)
+                      {k: v for k, v in sorted(self.skipped.items()) if v}, zones, seconds, self.matching,
+                      self.held_out)
 
     def _order(self, item: tuple[tuple[str, str, str], int]) -> tuple[datetime, str, int, int]:
         """Rows by when their wave first goes out anywhere, then the campaign's order of locales and channels."""

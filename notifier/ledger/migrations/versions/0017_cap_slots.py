@@ -31,8 +31,10 @@ def upgrade() -> None:
         sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_index("ix_cap_slots_recipient_day", "cap_slots", ["recipient_seq", "channel", "day"])
+    op.create_index("ix_cap_slots_day", "cap_slots", ["day"])  # maintenance drops the days gone by
 
 
 def downgrade() -> None:
+    op.drop_index("ix_cap_slots_day", table_name="cap_slots")
     op.drop_index("ix_cap_slots_recipient_day", table_name="cap_slots")
     op.drop_table("cap_slots")
