@@ -88,9 +88,9 @@ class DailyCap:
         _lock(session, sorted({row.recipient_seq for row, _, _ in batch}))
         days = {row.id: local_day(now, row.timezone) for row, _, _ in batch}
         slots = _slots(session, channel, {(row.recipient_seq, days[row.id][0]) for row, _, _ in batch})
-        rivals = _Rivals(session, channel, now, campaigns)
+        rivals = _Rivals(session, channel, now, campaigns, [row for row, _, _ in batch])
         own = {row.id: _priority(campaigns[row.campaign_id], row, now) for row, _, _ in batch}
-        admitted, outcomes = [], []
+        admitted, outcomes, places = [], [], []
         in_batch = {row.id for row, _, _ in batch}
         for entry in sorted(batch, key=lambda e: (e[0].recipient_seq, own[e[0].id])):
             row = entry[0]
@@ -102,13 +102,15 @@ class DailyCap:
             ahead = [r for r in rivals.of(row, day_end) if r.priority < own[row.id]
                      and r.delivery_id not in taken and r.delivery_id not in in_batch]
             if len(taken) + len(ahead) < limit:
-                session.execute(insert(CapSlot).values(delivery_id=row.id, day=day, recipient_seq=row.recipient_seq,
-                                                       channel=channel, campaign_id=row.campaign_id, taken_at=now))
+                places.append({"delivery_id": row.id, "day": day, "recipient_seq": row.recipient_seq,
+                               "channel": channel, "campaign_id": row.campaign_id, "taken_at": now})
                 taken[row.id] = row.campaign_id
                 admitted.append(entry)
             else:
                 by = sorted({*taken.values(), *(r.priority.campaign_id for r in ahead)})
                 outcomes.append(_wait_or_skip(campaigns[row.campaign_id], row, day, now, limit, channel, by))
+        if places:
+            session.execute(insert(CapSlot), places)
         return admitted, outcomes
 
     def release(self, session: Session, rows: Iterable[ClaimedRow], now: datetime) -> None:
@@ -161,22 +163,23 @@ def _slots(session: Session, channel: str, keys: set[tuple[int, date]]) -> dict[
 
 
 class _Rivals:
-    """What else may reach a recipient on a channel before a moment: their rows still open in the ledger, and the
-    send groups of scheduled campaigns that have not reached them yet; read once per zone and batch."""
+    """What else may reach a batch's recipients on a channel: their rows still open in the ledger, and the send groups
+    of scheduled campaigns that have not reached them yet; read once per batch (a query per zone, one for the rows)."""
 
-    def __init__(self, session: Session, channel: str, now: datetime, campaigns: Mapping[str, Campaign]) -> None:
+    def __init__(self, session: Session, channel: str, now: datetime, campaigns: Mapping[str, Campaign],
+                 rows: Sequence[ClaimedRow]) -> None:
         self.session, self.channel, self.now = session, channel, now
-        self.campaigns = dict(campaigns)
-        self._groups: dict[str, list[Any]] = {}
-        self._rows: dict[tuple[int, int], tuple[int, str, datetime]] = {}  # (group, seq) → (id, state, next attempt)
-        self._read_rows: set[tuple[str, int]] = set()
+        self.campaigns: dict[str, Campaign | None] = dict(campaigns)
+        self._channels: dict[tuple[str, str, str], tuple[str, ...]] = {}
+        self._groups = {tz: self._zone(tz) for tz in {row.timezone for row in rows}}
+        self._rows = self._open_rows(rows)
 
     def of(self, row: ClaimedRow, before: datetime) -> list[_Rival]:
         out = []
-        groups = [g for g in self._zone(row.timezone) if g.send_at < before and g.id != row.group_id]
-        self._load_rows(row, groups)
         facts = facts_of(row)
-        for g in groups:
+        for g in self._groups[row.timezone]:
+            if g.send_at >= before or g.id == row.group_id:
+                continue
             campaign = self._campaign(g.campaign_id)
             if campaign is None:
                 continue
@@ -199,39 +202,38 @@ class _Rivals:
     def _would_reach(self, campaign: Campaign, g: Any, row: ClaimedRow, facts: Any) -> bool:
         """Whether materializing this group will give the recipient a row on the channel (the rules of
         ``queries._materialize``, asked in Python of one recipient)."""
-        address = row.email if self.channel == "email" else row.tokens
-        return (receives(campaign, facts, row.recipient_id) and bool(deadlines_for(campaign, g.deadlines, facts))
-                and self.channel in send_channels(campaign, g.timezone, g.send_key)
-                and has_channel(self.channel, row.email, row.tokens) and bool(address))
+        key = (campaign.id, g.timezone, g.send_key)
+        if key not in self._channels:
+            self._channels[key] = send_channels(campaign, g.timezone, g.send_key)
+        return (self.channel in self._channels[key] and has_channel(self.channel, row.email, row.tokens)
+                and receives(campaign, facts, row.recipient_id) and bool(deadlines_for(campaign, g.deadlines, facts)))
 
     def _zone(self, timezone: str) -> list[Any]:
-        if timezone not in self._groups:
-            self._groups[timezone] = list(self.session.execute(
-                select(SendGroup.id, SendGroup.campaign_id, SendGroup.send_key, SendGroup.deadlines,
-                       SendGroup.send_at, SendGroup.timezone, SendGroup.materialized_upto)
-                .join(CampaignRow, CampaignRow.id == SendGroup.campaign_id)
-                .where(CampaignRow.state == CampaignState.SCHEDULED, SendGroup.timezone == timezone,
-                       SendGroup.expires_at > self.now)))
-        return self._groups[timezone]
+        return list(self.session.execute(
+            select(SendGroup.id, SendGroup.campaign_id, SendGroup.send_key, SendGroup.deadlines, SendGroup.send_at,
+                   SendGroup.timezone, SendGroup.materialized_upto)
+            .join(CampaignRow, CampaignRow.id == SendGroup.campaign_id)
+            .where(CampaignRow.state == CampaignState.SCHEDULED, SendGroup.timezone == timezone,
+                   SendGroup.expires_at > self.now)))
 
-    def _load_rows(self, row: ClaimedRow, groups: Sequence[Any]) -> None:
-        """The recipient's open rows in the materialized groups (one query per recipient, by the delivery key)."""
-        if (row.timezone, row.recipient_seq) in self._read_rows:
-            return
-        self._read_rows.add((row.timezone, row.recipient_seq))
-        ids = [g.id for g in self._zone(row.timezone) if g.materialized_upto >= row.recipient_seq]
-        if not ids:
-            return
-        for delivery_id, group_id, state, next_attempt in self.session.execute(
-                select(DeliveryRow.id, DeliveryRow.group_id, DeliveryRow.state, DeliveryRow.next_attempt_at)
-                .where(DeliveryRow.group_id.in_(ids), DeliveryRow.recipient_seq == row.recipient_seq,
-                       DeliveryRow.channel == self.channel, DeliveryRow.state.in_(_OPEN))):
-            self._rows[(group_id, row.recipient_seq)] = (delivery_id, state, next_attempt)
+    def _open_rows(self, rows: Sequence[ClaimedRow]) -> dict[tuple[int, int], tuple[int, str, datetime]]:
+        """The batch's recipients' open rows in the groups that reached them: (group, seq) → (id, state, next
+        attempt), found by the delivery key (group, recipient, channel)."""
+        groups = sorted({g.id for gs in self._groups.values() for g in gs})
+        seqs = sorted({row.recipient_seq for row in rows})
+        if not groups or not seqs:
+            return {}
+        return {(group_id, seq): (delivery_id, state, next_attempt)
+                for delivery_id, group_id, seq, state, next_attempt in self.session.execute(
+                    select(DeliveryRow.id, DeliveryRow.group_id, DeliveryRow.recipient_seq, DeliveryRow.state,
+                           DeliveryRow.next_attempt_at)
+                    .where(DeliveryRow.group_id.in_(groups), DeliveryRow.recipient_seq.in_(seqs),
+                           DeliveryRow.channel == self.channel, DeliveryRow.state.in_(_OPEN)))}
 
     def _campaign(self, campaign_id: str) -> Campaign | None:
         if campaign_id not in self.campaigns:
             row = self.session.get(CampaignRow, campaign_id)
-            self.campaigns[campaign_id] = queries.campaign_of(row) if row is not None else None  # type: ignore[assignment]
+            self.campaigns[campaign_id] = queries.campaign_of(row) if row is not None else None
         return self.campaigns[campaign_id]
 
 
