@@ -37,7 +37,7 @@ from notifier.planner import send_channels
 from notifier.spread import after
 from notifier.words import cap_wait
 
-__all__ = ["DailyCap", "Priority", "forget_old_days", "local_day"]
+__all__ = ["DailyCap", "Priority", "day_notes", "forget_old_days", "local_day"]
 
 _RANK = {"service": 0, "marketing": 1}
 _OPEN = (DeliveryState.PENDING.value, DeliveryState.QUEUED.value, DeliveryState.SENDING.value)
@@ -235,6 +235,43 @@ class _Rivals:
             row = self.session.get(CampaignRow, campaign_id)
             self.campaigns[campaign_id] = queries.campaign_of(row) if row is not None else None
         return self.campaigns[campaign_id]
+
+
+_TO_GO = ("planned", DeliveryState.PENDING.value, DeliveryState.QUEUED.value, DeliveryState.SENDING.value)
+
+
+def day_notes(messages: Iterable[Any], limits: Mapping[str, int], campaigns: Mapping[str, Campaign]) -> list[str]:
+    """Sentences for one recipient (their page, ``notifier recipient show``): each local day and channel where the
+    messages already sent and those still to go come to more than the cap, and which go first and which wait.
+
+    ``messages`` are ``reports.RecipientMessage``s of every campaign, ``at`` in the recipient's zone."""
+    days: dict[tuple[date, str], list[Any]] = defaultdict(list)
+    for m in messages:
+        if m.channel in limits and m.campaign_id in campaigns and (m.state == "sent" or m.state in _TO_GO):
+            days[(m.at.date(), m.channel)].append(m)
+    notes = []
+    for (day, channel), ms in sorted(days.items()):
+        limit = limits[channel]
+        if len(ms) <= limit:
+            continue
+        sent = [m for m in ms if m.state == "sent"]
+        to_go = sorted((m for m in ms if m.state != "sent"), key=lambda m: _rank_of(campaigns[m.campaign_id], m))
+        room = max(0, limit - len(sent))
+        goes, waits = to_go[:room], to_go[room:]
+        names = ", ".join(f"{m.campaign_id} ({campaigns[m.campaign_id].category})" for m in [*sent, *goes])
+        notes.append(f"{day:%d %b %Y}, {channel}: {len(ms)} messages for a daily cap of {limit} across campaigns; "
+                     f"{names or 'none'} {'go' if len(sent) + len(goes) > 1 else 'goes'} first (service before "
+                     f"marketing, then the nearer deadline); {', '.join(m.campaign_id for m in waits)} "
+                     f"{'wait' if len(waits) > 1 else 'waits'} for the next day, or is skipped as capped when its "
+                     "deadline comes first")
+    return notes
+
+
+def _rank_of(campaign: Campaign, message: Any) -> tuple[int, datetime, str]:
+    ids = [item.partition("@")[0] for item in message.send_key.split("+")]
+    known = [d for d in ids if any(x.id == d for x in campaign.deadlines)] or [d.id for d in campaign.deadlines]
+    tz = message.at.tzinfo or zone("UTC")
+    return _RANK.get(campaign.category, 1), min(campaign.deadline(d).instant_in(tz) for d in known), campaign.id
 
 
 def _wait_or_skip(campaign: Campaign, row: ClaimedRow, day: date, now: datetime, limit: int, channel: str,

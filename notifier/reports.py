@@ -382,6 +382,18 @@ def recipient_messages(session: Session, member: LedgerMember, campaign_id: str 
                   key=lambda m: (m.at, m.campaign_id, m.send_key, m.channel))
 
 
+def cap_notes(session: Session, member: LedgerMember, limits: Mapping[str, int]) -> list[str]:
+    """The days on which the daily cap across campaigns (NOTIFIER_DAILY_CAP) holds some of the recipient's messages
+    back, in sentences (``daily_cap.day_notes``); none without a cap."""
+    if not limits:
+        return []
+    from notifier.daily_cap import day_notes
+
+    messages = recipient_messages(session, member)
+    campaigns = {cid: campaign_of(get_campaign(session, cid)) for cid in {m.campaign_id for m in messages}}
+    return day_notes(messages, limits, campaigns)
+
+
 def _planned(session: Session, member: LedgerMember, campaign_id: str | None) -> Iterator[RecipientMessage]:
     """Sends of the recipient's zone whose rows do not exist yet (their group has not reached this recipient)."""
     tz = zone(member.timezone)

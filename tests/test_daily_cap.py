@@ -27,6 +27,7 @@ from notifier.ledger.db import transaction
 from notifier.ledger.models import CapSlot, DeliveryRow, DeliveryState, Recipient
 from notifier.planner import plan_zone
 from notifier.render import Content, Renderer
+from notifier.reports import cap_notes, get_member
 from notifier.testing import ScriptedChannel
 from notifier.wiring import build_dispatcher
 from tests.conftest import DEFAULTS, shipped_catalogs_as
@@ -227,3 +228,22 @@ def test_places_of_days_long_over_are_dropped(sessions: sessionmaker[Session]) -
         assert forget_old_days(s, now) == 2  # 6 and 7 November: Kiritimati's day is already the 11th, Niue's the 10th
     with sessions() as s:
         assert sorted(s.scalars(select(CapSlot.day))) == [date(2024, 11, d) for d in (8, 9, 10, 11)]
+
+
+def test_the_recipient_page_says_which_days_the_cap_holds_back_and_who_goes_first(
+        sessions: sessionmaker[Session], add_recipient: Callable[..., int], tmp_path: Path) -> None:
+    add_recipient("london", timezone="Europe/London", country="ID", joined_at=START - timedelta(days=30))
+    locales = shipped_catalogs_as(tmp_path / "locales", "notice", "promo")
+    for spec in (NOTICE, PROMO):
+        campaign = parse_campaign(spec)
+        with transaction(sessions) as s:
+            queries.schedule(s, campaign, spec, START, Content.of(campaign, DEFAULTS.templates_dir, locales),
+                             plan_zone)
+    with sessions() as s:
+        member = get_member(s, "london")
+        notes = cap_notes(s, member, {"email": 1, "push": 1})
+        assert cap_notes(s, member, {}) == []  # no cap, nothing to say
+        assert cap_notes(s, member, {"email": 2}) == []  # two a day: both go
+    assert [n.split(",")[0] for n in notes] == ["26 Oct 2024", "29 Oct 2024", "05 Nov 2024"]
+    assert all("email: 2 messages for a daily cap of 1" in n and "notice (service) goes first" in n
+               and "promo waits for the next day" in n for n in notes), notes

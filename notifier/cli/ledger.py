@@ -110,16 +110,17 @@ def recipient_show(c: CliContext, recipient_id: str, campaign_id: str | None, as
     """Every planned and actual message of the recipient, in their own time zone, with why any was skipped or failed."""
     from notifier.ledger.db import transaction
     from notifier.ledger.queries import campaign_of, get_campaign
-    from notifier.reports import format_table, get_member, recipient_messages
+    from notifier.reports import cap_notes, format_table, get_member, recipient_messages
     from notifier.words import Words
 
     with transaction(c.sessions()) as s:
         member = get_member(s, recipient_id)
         messages = recipient_messages(s, member, campaign_id)
         campaigns = {cid: campaign_of(get_campaign(s, cid)) for cid in {m.campaign_id for m in messages}}
+        notes = cap_notes(s, member, dict(c.settings.daily_cap))
     if as_json:
         click.echo(json.dumps({"recipient": member.id, "timezone": member.timezone, "country": member.country,
-                               "messages": [m.as_dict() for m in messages]}, indent=2))
+                               "messages": [m.as_dict() for m in messages], "notes": notes}, indent=2))
         return
     reach = [ch for ch, ok in (("email", member.email), ("push", member.push_tokens)) if ok]
     click.echo(f"{member.id}: time zone {member.timezone}, country {member.country or '-'}, "
@@ -130,6 +131,8 @@ def recipient_show(c: CliContext, recipient_id: str, campaign_id: str | None, as
             ["campaign", "send", "channel", "state", "when (recipient local time)", "reason"],
             [[m.campaign_id, words.send(campaigns[m.campaign_id], m.send_key), m.channel, m.state,
               f"{m.at:%Y-%m-%d %H:%M %z}", words.reason(m.state, m.skip_reason, m.last_error)] for m in messages]))
+    for note in notes:
+        click.echo(f"note: {note}")
 
 
 # --- dispatch and status ----------------------------------------------------------------------------------
