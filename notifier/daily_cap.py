@@ -86,9 +86,11 @@ class DailyCap:
         written in ``session``, which the caller commits before sending."""
         limit = self.limits[channel]
         _lock(session, sorted({row.recipient_seq for row, _, _ in batch}))
-        days = {row.id: local_day(now, row.timezone) for row, _, _ in batch}
+        zone_days = {tz: local_day(now, tz) for tz in {row.timezone for row, _, _ in batch}}
+        days = {row.id: zone_days[row.timezone] for row, _, _ in batch}
         slots = _slots(session, channel, {(row.recipient_seq, days[row.id][0]) for row, _, _ in batch})
-        rivals = _Rivals(session, channel, now, campaigns, [row for row, _, _ in batch])
+        rivals = _Rivals(session, channel, now, campaigns, [row for row, _, _ in batch],
+                         max(end for _, end in zone_days.values()))
         own = {row.id: _priority(campaigns[row.campaign_id], row, now) for row, _, _ in batch}
         admitted, outcomes, places = [], [], []
         in_batch = {row.id for row, _, _ in batch}
@@ -110,7 +112,7 @@ class DailyCap:
                 by = sorted({*taken.values(), *(r.priority.campaign_id for r in ahead)})
                 outcomes.append(_wait_or_skip(campaigns[row.campaign_id], row, day, now, limit, channel, by))
         if places:
-            session.execute(insert(CapSlot), places)
+            session.execute(insert(CapSlot.__table__), places)
         return admitted, outcomes
 
     def release(self, session: Session, rows: Iterable[ClaimedRow], now: datetime) -> None:
@@ -167,17 +169,17 @@ class _Rivals:
     of scheduled campaigns that have not reached them yet; read once per batch (a query per zone, one for the rows)."""
 
     def __init__(self, session: Session, channel: str, now: datetime, campaigns: Mapping[str, Campaign],
-                 rows: Sequence[ClaimedRow]) -> None:
+                 rows: Sequence[ClaimedRow], before: datetime) -> None:
         self.session, self.channel, self.now = session, channel, now
         self.campaigns: dict[str, Campaign | None] = dict(campaigns)
         self._channels: dict[tuple[str, str, str], tuple[str, ...]] = {}
-        self._groups = {tz: self._zone(tz) for tz in {row.timezone for row in rows}}
+        self._groups = self._zones(sorted({row.timezone for row in rows}), before)
         self._rows = self._open_rows(rows)
 
     def of(self, row: ClaimedRow, before: datetime) -> list[_Rival]:
         out = []
         facts = facts_of(row)
-        for g in self._groups[row.timezone]:
+        for g in self._groups.get(row.timezone, ()):
             if g.send_at >= before or g.id == row.group_id:
                 continue
             campaign = self._campaign(g.campaign_id)
@@ -208,19 +210,25 @@ class _Rivals:
         return (self.channel in self._channels[key] and has_channel(self.channel, row.email, row.tokens)
                 and receives(campaign, facts, row.recipient_id) and bool(deadlines_for(campaign, g.deadlines, facts)))
 
-    def _zone(self, timezone: str) -> list[Any]:
-        return list(self.session.execute(
-            select(SendGroup.id, SendGroup.campaign_id, SendGroup.send_key, SendGroup.deadlines, SendGroup.send_at,
-                   SendGroup.timezone, SendGroup.materialized_upto)
-            .join(CampaignRow, CampaignRow.id == SendGroup.campaign_id)
-            .where(CampaignRow.state == CampaignState.SCHEDULED, SendGroup.timezone == timezone,
-                   SendGroup.expires_at > self.now)))
+    def _zones(self, zones: Sequence[str], before: datetime) -> dict[str, list[Any]]:
+        """The send groups of scheduled campaigns in ``zones`` due before the last of the batch's days ends and not
+        over: one query."""
+        out: dict[str, list[Any]] = defaultdict(list)
+        for g in self.session.execute(
+                select(SendGroup.id, SendGroup.campaign_id, SendGroup.send_key, SendGroup.deadlines,
+                       SendGroup.send_at, SendGroup.timezone, SendGroup.materialized_upto)
+                .join(CampaignRow, CampaignRow.id == SendGroup.campaign_id)
+                .where(CampaignRow.state == CampaignState.SCHEDULED, SendGroup.timezone.in_(zones),
+                       SendGroup.send_at < before, SendGroup.expires_at > self.now)):
+            out[g.timezone].append(g)
+        return out
 
     def _open_rows(self, rows: Sequence[ClaimedRow]) -> dict[tuple[int, int], tuple[int, str, datetime]]:
         """The batch's recipients' open rows in the groups that reached them: (group, seq) → (id, state, next
         attempt), found by the delivery key (group, recipient, channel)."""
-        groups = sorted({g.id for gs in self._groups.values() for g in gs})
         seqs = sorted({row.recipient_seq for row in rows})
+        groups = sorted({g.id for gs in self._groups.values() for g in gs if g.materialized_upto >= seqs[0]}) \
+            if seqs else []
         if not groups or not seqs:
             return {}
         return {(group_id, seq): (delivery_id, state, next_attempt)
