@@ -269,6 +269,10 @@ def nested(levels: int) -> dict[str, Any]:
     ({"blob": "é" * 8_200}, "attributes: 16,411 bytes as JSON; at most 16,384"),
     (nested(5), "attributes: nested deeper than 4 levels"),
     ({"list": [[[[1]]]]}, "attributes: nested deeper than 4 levels"),
+    # PostgreSQL's JSON operators refuse a document with a NUL: one such row would break every condition
+    ({"plan": "a\x00b"}, "attributes: a name or a text contains a NUL character"),
+    ({"pl\x00an": "a"}, "attributes: a name or a text contains a NUL character"),
+    ({"tags": [{"x": ["\x00"]}]}, "attributes: a name or a text contains a NUL character"),
 ])
 def test_oversized_or_deep_attributes_reject_the_row(sessions: sessionmaker[Session], tmp_path: Path,
                                                      attributes: dict[str, Any], reason: str) -> None:

@@ -257,6 +257,8 @@ def _attributes(raw: dict[str, Any]) -> dict[str, Any]:
         return attributes
     if _deeper_than(attributes, MAX_ATTRIBUTES_DEPTH):
         raise RowError("attributes", f"nested deeper than {MAX_ATTRIBUTES_DEPTH} levels")
+    if _has_nul(attributes):  # PostgreSQL's JSON operators refuse a document holding one (conditions read them)
+        raise RowError("attributes", "a name or a text contains a NUL character")
     try:  # what the ledger's JSON column (and PostgreSQL) will accept
         size = len(json.dumps(attributes, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode())
     except ValueError:
@@ -264,6 +266,22 @@ def _attributes(raw: dict[str, Any]) -> dict[str, Any]:
     if size > MAX_ATTRIBUTES_BYTES:
         raise RowError("attributes", f"{size:,} bytes as JSON; at most {MAX_ATTRIBUTES_BYTES:,}")
     return attributes
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a name or a text anywhere in ``value`` holds a NUL character (already known not too deep)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _deeper_than(value: Any, levels: int) -> bool:
