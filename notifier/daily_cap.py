@@ -35,7 +35,7 @@ from notifier.ledger.models import CampaignRow, CapSlot, DeliveryRow, SendGroup
 from notifier.ledger.states import CampaignState, DeliveryState, SkipReason
 from notifier.planner import send_channels
 from notifier.spread import after
-from notifier.words import cap_wait
+from notifier.words import cap_full, cap_wait
 
 __all__ = ["DailyCap", "Priority", "day_notes", "forget_old_days", "local_day"]
 
@@ -296,4 +296,4 @@ def _wait_or_skip(campaign: Campaign, row: ClaimedRow, day: date, now: datetime,
         return RowOutcome(row.id, DeliveryState.PENDING, now, campaign_id=row.campaign_id, next_attempt_at=nxt,
                           attempts=row.attempts - 1, error=words)
     return RowOutcome(row.id, DeliveryState.SKIPPED, now, campaign_id=row.campaign_id,
-                      skip_reason=SkipReason.CAPPED, error=f"{words}, on every day left before the deadline")
+                      skip_reason=SkipReason.CAPPED, error=cap_full(limit, channel, by))

@@ -313,10 +313,11 @@ def _scheduled(sessions: Any) -> tuple[Any, ...]:
 def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str = "127.0.0.1", port: int = 8000,
                        pace: float = 0.25, echo: Callable[..., Any] = click.echo,
                        wait: Callable[[], None] | None = None, password: str | None = None,
-                       draft: bool = True) -> None:
+                       draft: bool = True, audience: Path = DATA / "audience.csv") -> None:
     """The demo in a browser: notifier serve with the dashboard on a simulated clock. The campaign file waits as a
     draft (or, without ``draft``, for someone to upload it); once someone schedules it there, two months play out in
-    a few minutes, and pause and resume hold. ``wait`` returns when the demo should end (default: Ctrl-C)."""
+    a few minutes, and pause and resume hold. ``wait`` returns when the demo should end (default: Ctrl-C).
+    ``audience`` is the file of recipients imported first (the demo's 2,000; a test may pass fewer)."""
     from notifier.web.app import require_web_extra
 
     require_web_extra("notifier demo --dashboard")  # before any folder, thread or server
@@ -336,7 +337,7 @@ def run_dashboard_demo(settings: Settings, directory: Path | None, *, host: str 
     engine = make_engine(settings.database_url)
     upgrade(engine)
     sessions = session_factory(engine)
-    report = import_audience(sessions, DATA / "audience.csv", now=START)
+    report = import_audience(sessions, audience, now=START)
     clock = SimulatedClock(START)
     dispatcher = build_dispatcher(settings, sessions, simulated_clock=True)
     stop = threading.Event()

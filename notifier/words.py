@@ -94,6 +94,22 @@ def cap_wait(limit: int, channel: str, by: Sequence[str]) -> str:
     return f"{_CAP_WAIT} ({limit} {channel} a day across campaigns; today's taken by {', '.join(by) or 'others'})"
 
 
+def cap_full(limit: int, channel: str, by: Sequence[str]) -> str:
+    """The ledger's text for a row skipped as capped: the cap was full on every day left before its deadline."""
+    return f"{cap_wait(limit, channel, by)}{_CAP_FULL}"
+
+
+_CAP_FULL = ", on every day left before the deadline"
+_CAP_WAIT_RE = re.compile(re.escape(_CAP_WAIT) + r" \((\d+) (\w+) a day across campaigns; today's taken by (.*)\)"
+                          rf"(?:{re.escape(_CAP_FULL)})?")  # cap_wait's text; cap_full adds the tail
+
+
+def _cap_taken(error: str | None) -> tuple[int, str] | None:
+    """(the cap, who took the day) when ``error`` is the ledger's text of a row the daily cap held back, else None."""
+    m = _CAP_WAIT_RE.fullmatch(error or "")
+    return (int(m[1]), m[3]) if m else None
+
+
 def tick_word(state: str, error: str | None) -> str:
     """How a tick counts one outcome (a ``TickCount``): its state; for a row pending again, "waiting for 08:00 local"
     when it waits for the recipient's window (``WINDOW_WAIT_TICK``), "waiting for the daily cap" when the cap
@@ -148,16 +164,34 @@ class Words:
         """Why a message is where it is: a skip's reason (its code beside it), a wait, or a failure's error."""
         parts = [self.skipped(skip_reason)] if skip_reason else []
         if last_error:
-            parts.append(self.waiting(last_error) if state == DeliveryState.PENDING else last_error)
+            parts.append(self.detail(state, last_error))
         return "; ".join(parts) or nothing
 
+    def detail(self, state: str, error: str) -> str:
+        """A row's last error as its reason shows it: a pending row's wait in words, who took the day of a row the
+        daily cap skipped, any other error as it is."""
+        if state == DeliveryState.PENDING:
+            return self.waiting(error)
+        cap = _cap_taken(error)
+        if cap is None:
+            return error
+        return self._t.gettext("%(cap)s, taken by %(by)s") % {"cap": self._per_day(cap[0]), "by": cap[1]}
+
     def waiting(self, error: str) -> str:
-        """Why a pending row waits: "waiting for 08:00 local" for the recipient's window, else the retry's reason."""
+        """Why a pending row waits: "waiting for 08:00 local" for the recipient's window, the next day when the daily
+        cap across campaigns is taken today, else the retry's reason."""
         gettext = self._t.gettext
         opens = _window_opens(error)
         if opens:
             return gettext("waiting for %(time)s local") % {"time": opens}
+        cap = _cap_taken(error)
+        if cap:
+            return gettext("waiting for the next day: the daily cap across campaigns (%(cap)s) is taken today by "
+                           "%(by)s") % {"cap": self._per_day(cap[0]), "by": cap[1]}
         return gettext("waiting to retry: %(reason)s") % {"reason": error}
+
+    def _per_day(self, limit: int) -> str:
+        return self._t.ngettext("%(num)d message a day", "%(num)d messages a day", limit) % {"num": limit}
 
     def never_sent(self, campaign: Campaign, sample: Sample, channel: str) -> str:
         """Why a sample's message on ``channel`` is never sent: "never sent: this deadline is announced by email

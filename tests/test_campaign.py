@@ -629,3 +629,38 @@ def test_a_deadline_may_not_name_a_channel_the_campaign_does_not_have() -> None:
     with pytest.raises(CampaignError) as info:
         parse_campaign(text)
     assert "not one of the campaign's channels (email)" in info.value.problems[0].message
+
+
+# --- audience.where, a deadline's where, audience.holdout -------------------------------------------------------
+
+
+def test_conditions_and_a_holdout_are_read_with_the_campaign() -> None:
+    c = parse_campaign(with_lines(
+        l5="channels: [email, push]\ncategory: marketing\naudience:\n  countries: [id]\n"
+           "  where: 'plan in [\"premium\", \"family\"] and months >= 3'\n  holdout: 2.5%",
+        l16='    waves: [P30D, P1D]\n    where: "not exists(refunded)"'))
+    assert c.countries == ("ID",) and str(c.where) == 'plan in ["premium", "family"] and months >= 3'
+    assert c.holdout == 250 and c.holdout_share == "2.5%"
+    assert str(c.deadline("refund").where) == "not exists(refunded)" and c.deadline("transfer").where is None
+
+
+@pytest.mark.parametrize(("replacement", "line", "field", "message"), [
+    ({"l5": "channels: [email]\naudience:\n  where: plan = \"x\""}, 7, "audience.where",
+     "column 6: unexpected character '=' (compare with ==)"),
+    ({"l16": "    waves: [P30D]\n    where: 'plan in [\"a\", 1]'"}, 17, "deadlines[1].where",
+     "column 9: a list holds values of one kind"),
+    ({"l5": "channels: [email]\naudience:\n  holdout: 10%"}, 7, "audience.holdout",
+     "only a marketing campaign holds people out"),
+    ({"l5": "channels: [email]\ncategory: marketing\naudience:\n  holdout: 60%"}, 8, "audience.holdout",
+     "from 0.1% to 50%"),
+    ({"l5": "channels: [email]\ncategory: marketing\naudience:\n  holdout: lots"}, 8, "audience.holdout",
+     "expected a share such as 10%"),
+    ({"l5": "channels: [email]\naudience:\n  where: ''"}, 7, "audience.where", "expected a non-empty text"),
+])
+def test_a_wrong_condition_or_holdout_is_located_by_line_field_and_column(
+        replacement: dict[str, str], line: int, field: str, message: str) -> None:
+    with pytest.raises(CampaignError) as caught:
+        parse_campaign(with_lines(**replacement), source="promo.yaml")
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line, problem.field) == ("promo.yaml", line, field)
+    assert message in problem.message

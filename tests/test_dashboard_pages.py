@@ -4,6 +4,7 @@ recipient's messages with their reasons, both languages, and hostile text kept i
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from notifier.audience import import_audience
 from notifier.campaign import CATEGORIES
 from notifier.demo import DATA, START
-from notifier.ledger.models import CampaignRow, DeliveryRow, SendGroup, SkipReason
+from notifier.ledger.models import CampaignRow, DeliveryRow, Recipient, SendGroup, SkipReason
 from notifier.web import create_app
 from notifier.web.dashboard import pages, views
 from notifier.web.dashboard.views import Progress
@@ -460,3 +461,72 @@ def test_a_recipient_page_does_not_call_a_wave_already_sent_not_sent(dash: Dash)
     page = dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/u00001").text
     sent = re.findall(r'<tr class="state-sent">(.*?)</tr>', page, re.S)
     assert len(sent) == 2 and "not sent" not in page  # the notes explain the plan, not the clock
+
+
+# --- who: a condition and a holdout on the results page; the daily cap on the recipient page -----------------
+
+MARKETING = SHUTDOWN.replace("category: service ", "category: marketing").replace(
+    "  countries: [ID, BR, AU, SG, MX]\n",
+    '  countries: [ID, BR, AU, SG, MX]\n  where: plan in ["premium", "family"]\n  holdout: 10%\n')
+
+
+def test_the_results_compare_the_holdout_with_those_sent_to(dash: Dash) -> None:
+    from notifier.campaign import parse_campaign
+    from notifier.eligibility import held_out
+    from notifier.feedback import record_action
+
+    assert dash.upload(MARKETING).status_code == 303
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    campaign = parse_campaign(MARKETING)
+    with dash.sessions() as s:  # the audience counted here by hand: the countries and premium or family
+        audience = sorted(rid for rid, country, attributes in s.execute(
+            select(Recipient.id, Recipient.country, Recipient.attributes))
+            if country in campaign.countries and (attributes or {}).get("plan") in ("premium", "family"))
+    held = {rid for rid in audience if held_out(campaign, rid)}
+    acted = set(sorted(set(audience) - held)[::2]) | set(sorted(held)[::5])  # half of those sent to, a fifth held
+    with dash.sessions.begin() as s:
+        for rid in sorted(acted):
+            record_action(s, rid, "playlist_transferred", datetime(2024, 10, 2, 9, tzinfo=UTC), force=True)
+    held_rate = len(held & acted) / len(held)
+    sent_rate = len(acted - held) / (len(audience) - len(held))
+
+    page = dash.client.get(f"/campaigns/{CAMPAIGN}/results")
+
+    assert page.status_code == 200
+    block = re.search(r'<div class="holdout" data-testid="holdout-playlist-transfer"(.*?)</dl>', page.text, re.S)
+    assert block, "no holdout comparison"
+    shown = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", block[1])).split())
+    assert f"{100 * held_rate:.1f}%" in shown and f"{100 * sent_rate:.1f}%" in shown
+    assert f"{(sent_rate - held_rate) * 100:+.1f}" in shown
+    assert f"{len(held & acted):,} of {len(held):,} people" in shown
+    assert f"{len(acted - held):,} of {len(audience) - len(held):,} people" in shown
+    assert "Held out (got nothing)" in shown and "Who did playlist_transferred" in shown and "points" in shown
+    assert 'data-testid="holdout-refund"' in page.text  # each deadline with an action has its own
+    assert "Kelompok kontrol" in dash.client.get(f"/campaigns/{CAMPAIGN}/results?lang=id").text
+    facts = html.unescape(dash.client.get(f"/campaigns/{CAMPAIGN}?lang=en").text)  # the campaign page says who, too
+    assert '<code>plan in ["premium", "family"]</code>' in facts and "10% of the audience, chosen at random" in facts
+
+
+def test_a_recipient_page_says_in_words_why_the_daily_cap_held_a_message_back(dash: Dash) -> None:
+    from notifier.words import cap_wait
+
+    dash.upload(SHUTDOWN)
+    dash.post(f"/campaigns/{CAMPAIGN}/schedule")
+    tick(dash, datetime(2024, 9, 28, 12, tzinfo=UTC))  # u00001's first email and push are sent
+    waits = cap_wait(1, "email", ["spring-sale"])
+    with dash.sessions.begin() as s:  # as notifier.daily_cap leaves them: one waits for a day, one is skipped
+        rows = s.scalars(select(DeliveryRow).join(Recipient, Recipient.seq == DeliveryRow.recipient_seq)
+                         .where(Recipient.id == "u00001").order_by(DeliveryRow.channel)).all()
+        rows[0].state, rows[0].last_error = "pending", waits
+        rows[1].state, rows[1].skip_reason = "skipped", SkipReason.CAPPED
+        rows[1].last_error = f"{waits}, on every day left before the deadline"
+
+    page = html.unescape(dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/u00001").text)
+
+    assert "waiting for the next day: the daily cap across campaigns (1 message a day) is taken today by " \
+           "spring-sale" in page
+    assert "the daily cap across campaigns was full on every day left before the deadline <code>capped</code>; " \
+           "1 message a day, taken by spring-sale" in page
+    assert "waiting to retry" not in page and "today's taken by" not in page  # the ledger's text is not shown
+    indonesian = html.unescape(dash.client.get(f"/campaigns/{CAMPAIGN}/recipients/u00001?lang=id").text)
+    assert "menunggu hari berikutnya" in indonesian and "1 pesan sehari, dipakai oleh spring-sale" in indonesian

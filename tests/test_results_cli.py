@@ -96,3 +96,51 @@ def test_an_export_of_a_campaign_that_is_not_there_is_a_404_before_anything_is_s
         answer = client.get(path, headers={"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 404, answer.text
     assert "error" in answer.json()
+
+
+def test_a_funnel_with_a_holdout_says_in_one_line_how_the_held_out_and_those_sent_to_differ() -> None:
+    from notifier.cli.results import holdout_line
+    from notifier.results import Holdout
+
+    assert holdout_line("plan_changed", Holdout(held=200, held_acted=20, sent=1800, sent_acted=360)) == (
+        "held out (got nothing): 200 people, 10.0% did plan_changed; sent to: 1,800 people, 20.0% did it; "
+        "difference: +10.0 points")
+    assert holdout_line("x", Holdout(0, 0, 5, 1)).endswith("0 people, - did x; sent to: 5 people, 20.0% did it; "
+                                                           "difference: - points")
+
+
+def test_the_text_report_of_a_campaign_with_a_holdout_compares_it_with_those_sent_to(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from notifier.feedback import record_action
+    from notifier.ledger.db import make_engine, session_factory, transaction
+    from tests.conftest import ROOT
+
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    shipped = (ROOT / "campaigns" / f"{CAMPAIGN}.yaml").read_text(encoding="utf-8")
+    (campaigns / f"{CAMPAIGN}.yaml").write_text(shipped.replace("category: service ", "category: marketing").replace(
+        "  countries: [ID, BR, AU, SG, MX]\n", "  countries: [ID, BR, AU, SG, MX]\n  holdout: 50%\n"), encoding="utf-8")
+    audience = tmp_path / "audience.csv"
+    audience.write_text("id,email,name,locale,timezone,country\n" + "".join(
+        f"p{i:02},p{i:02}@example.com,P,id,Asia/Jakarta,ID\n" for i in range(40)), encoding="utf-8")
+    env = {**os.environ, "NOTIFIER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+           "NOTIFIER_OUTBOX_DIR": str(tmp_path / "outbox"), "NOTIFIER_CAMPAIGNS_DIR": str(campaigns)}
+    for step in [("audience", "import", str(audience), "--now", "2024-09-01T00:00Z"),
+                 ("campaign", "schedule", CAMPAIGN, "--now", "2024-09-27T00:00Z")]:
+        done = run(*step, env=env)
+        assert done.returncode == 0, (step, done.stderr)
+    engine = make_engine(env["NOTIFIER_DATABASE_URL"])
+    with transaction(session_factory(engine)) as s:
+        for i in range(0, 40, 3):
+            record_action(s, f"p{i:02}", "playlist_transferred", datetime(2024, 10, 1, tzinfo=UTC), force=True)
+    engine.dispose()
+
+    report = json.loads(run("campaign", "report", CAMPAIGN, "--json", env=env).stdout)
+    h = next(f for f in report["funnels"] if f["deadline"] == "playlist-transfer")["holdout"]
+    assert h["held_out"] + h["sent"] == 40 and h["held_out_acted"] + h["sent_acted"] == 14
+    held, sent = h["held_out_acted"] / h["held_out"], h["sent_acted"] / h["sent"]
+    text = run("campaign", "report", CAMPAIGN, env=env).stdout
+    assert f"held out (got nothing): {h['held_out']} people, {100 * held:.1f}% did playlist_transferred; " \
+           f"sent to: {h['sent']} people, {100 * sent:.1f}% did it; " \
+           f"difference: {(sent - held) * 100:+.1f} points" in text

@@ -431,6 +431,22 @@ def test_a_starter_form_with_wrong_fields_is_422_with_each_problem_named_by_its_
 
 
 @pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
+def test_a_condition_and_a_holdout_are_checked_on_their_fields_then_kept_as_written(client: TestClient) -> None:
+    form = acme_form(client)
+    form.update(category="marketing", where='plan in ["premium", "family" and country != "SG"', holdout="10%")
+    form["deadlines"][0]["where"] = 'plan == "family"'
+    checked = client.post(f"{API}/campaigns/check", json=form, headers=BEARER).json()["problems"]
+    assert [(p["field"], p["message"][:10]) for p in checked] == [("where", "column 30:")]
+    form["where"] = 'plan in ["premium", "family"] and country != "SG"'
+    assert client.post(f"{API}/campaigns", json=form, headers=BEARER).status_code == 201
+    made = client.get(f"{API}/campaigns/{ACME}", headers=BEARER).json()
+    assert (made["where"], made["holdout"]) == (form["where"], "10%")
+    assert made["deadlines"][0]["where"] == 'plan == "family"'
+    dry = client.post(f"{API}/campaigns/{ACME}/dry-run", headers=BEARER).json()
+    assert {"matching", "held_out"} <= set(dry)
+
+
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)
 def test_a_second_campaign_with_a_taken_id_is_refused_on_its_id_field(client: TestClient, acme: str) -> None:
     response = client.post(f"{API}/campaigns", json=acme_form(client), headers=BEARER)
 

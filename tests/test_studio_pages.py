@@ -223,3 +223,67 @@ def test_the_live_check_of_a_translation_answers_its_badge_and_problems_without_
     assert client.post(check, data={"key": dated, "form": "x"}, follow_redirects=False).status_code == 403
     with TestClient(client.app, base_url="http://127.0.0.1") as stranger:
         assert stranger.post(check, data={"key": dated, "form": "x"}, follow_redirects=False).status_code == 401
+
+
+# --- who: a condition on the recipients, a holdout, a deadline's own condition ---------------------------------
+
+WHO = {**FORM, "category": "marketing", "where": 'plan in ["premium", "family"] and country != "ID"', "holdout": "10",
+       "deadlines[0].where": 'plan == "family"'}
+
+
+def _form_data(form: dict[str, object]) -> object:
+    from starlette.datastructures import FormData
+
+    return FormData([(k, v) for k, vs in form.items() for v in (vs if isinstance(vs, list) else [vs])])
+
+
+def test_a_condition_and_a_holdout_go_from_the_form_to_the_json_and_back() -> None:
+    from notifier.web.dashboard.studio_forms import starter_form
+
+    data = starter_json(_form_data(WHO))
+    assert (data["where"], data["holdout"]) == (WHO["where"], "10%")  # "10" is typed, "10%" is meant
+    assert data["deadlines"][0]["where"] == 'plan == "family"'
+    shown = starter_form(data)
+    assert (shown["where"], shown["holdout"], shown["deadlines"][0]["where"]) == (WHO["where"], "10%",
+                                                                                  'plan == "family"')
+
+
+def test_a_bad_condition_stands_at_its_field_with_its_column_on_the_page_without_a_script(client: TestClient) -> None:
+    bad = _post(client, "/campaigns/new/starter", {**WHO, "where": 'plan in ["premium", "family" and country'})
+    assert bad.status_code == 422
+    at = re.search(r'<div class="field" data-field="where">(.*?)</div>', bad.text, re.S)
+    assert at, "no where field"
+    assert 'aria-invalid="true"' in at[1] and 'class="live-problem error"' in at[1] and "column " in at[1]
+    assert 'value="plan in ["premium", "family" and country"' in html.unescape(at[1])  # what was typed, kept
+    check = _post(client, "/campaigns/new/check", {**WHO, "category": "service"}).json()["problems"]
+    assert [p["field"] for p in check] == ["holdout"] and "marketing" in check[0]["message"]
+
+
+def test_the_try_page_counts_who_matches_the_condition_and_who_is_held_out(client: TestClient, tmp_path: Path) -> None:
+    from sqlalchemy import select
+
+    from notifier.audience import import_audience
+    from notifier.campaign import parse_campaign
+    from notifier.demo import DATA
+    from notifier.eligibility import held_out
+    from notifier.ledger.models import Recipient
+    from notifier.studio.starter import campaign_yaml, starter_from_json
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    import_audience(session_factory(engine), DATA / "audience.csv", now=START)
+    with session_factory(engine)() as s:  # counted here by hand: BR and MX (ID is excluded), premium or family
+        people = [rid for rid, country, attributes in s.execute(select(Recipient.id, Recipient.country,
+                                                                       Recipient.attributes))
+                  if country in ("BR", "MX") and (attributes or {}).get("plan") in ("premium", "family")]
+    engine.dispose()
+    assert _post(client, "/campaigns/new/starter", WHO).status_code == 303
+    campaign = parse_campaign(campaign_yaml(starter_from_json(starter_json(_form_data(WHO)))))
+    held = [rid for rid in people if held_out(campaign, rid)]
+    assert people and held  # the demo's audience has both
+
+    page = _post(client, "/campaigns/acme-price/try", {"action": "dry-run"})
+    assert page.status_code == 200
+    shown = html.unescape(page.text)
+    assert re.search(r'data-testid="dry-matching">([\d,]+)<', shown)[1].replace(",", "") == str(len(people))
+    assert re.search(r'data-testid="dry-held-out">([\d,]+)<', shown)[1].replace(",", "") == str(len(held))
+    assert WHO["where"] in shown and 'plan == "family"' in shown and "10% of the audience" in shown

@@ -99,3 +99,37 @@ def test_the_cli_validates_a_studio_campaign_like_any_other(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert "every message renders" in result.stdout
     assert store.campaign_of(bundle).templates == "policy-change"
+
+
+WHERE = """plan in ["premium", "family"] and country != "SG" and not name == "O\\"Brien" and note != 'it\\'s'"""
+
+
+def test_a_condition_and_a_holdout_go_into_the_file_quoted_and_come_back_as_written() -> None:
+    data = form(category="marketing", where=WHERE, holdout="12.5%")
+    data["deadlines"][0]["where"] = 'plan == "family"'
+    assert check_starter(data, NOW) == []
+    text = campaign_yaml(starter_from_json(data))
+    assert '  where: "plan in [\\"premium\\", \\"family\\"]' in text  # one double-quoted scalar: no YAML in it
+    campaign = parse_campaign(text)
+    assert campaign.where is not None and campaign.where.text == WHERE
+    assert campaign.holdout == 1250 and campaign.holdout_share == "12.5%"
+    assert campaign.deadlines[0].where is not None and campaign.deadlines[0].where.text == 'plan == "family"'
+    assert "audience:" not in campaign_yaml(starter_from_json(form(countries=[])))  # nothing to say, no section
+
+
+@pytest.mark.parametrize(("changes", "field", "words"), [
+    ({"where": 'plan in ["premium", "family" and country != "SG"'}, "where", "column "),
+    ({"where": "plan == premium"}, "where", 'a string is quoted: "premium"'),
+    ({"holdout": "10%"}, "holdout", "only a marketing campaign holds people out"),
+    ({"category": "marketing", "holdout": "80%"}, "holdout", "from 0.1% to 50%"),
+])
+def test_a_bad_condition_or_holdout_is_named_by_its_field_on_the_form(changes: dict, field: str, words: str) -> None:
+    [problem] = check_starter(form(**changes), NOW)
+    assert (problem.field, problem.file) == (field, "starter") and words in problem.message
+
+
+def test_a_deadlines_bad_condition_is_named_by_its_field_with_the_column() -> None:
+    data = form()
+    data["deadlines"][0]["where"] = "plan === 'x'"
+    [problem] = check_starter(data, NOW)
+    assert problem.field == "deadlines[0].where" and problem.message.startswith("column 8: ")  # the third "="

@@ -153,6 +153,14 @@ class Campaign:
         return self.category == "marketing"
 
     @property
+    def holdout_share(self) -> str | None:
+        """``audience.holdout`` as the file writes it ("10%", "2.5%"); None when nobody is held out."""
+        if not self.holdout:
+            return None
+        whole, tenths = divmod(self.holdout // 10, 10)
+        return f"{whole}.{tenths}%" if tenths else f"{whole}%"
+
+    @property
     def channels_vary(self) -> bool:
         """Some deadline is announced on fewer channels than the campaign has: the planner plans each channel."""
         return any(not set(self.channels) <= set(d.channels) for d in self.deadlines)

@@ -78,8 +78,12 @@ def campaign_validate(c: CliContext, files: tuple[Path, ...], now: str | None, a
         for warning in warnings(camp, renderer):  # sent as written, but cut on some screens
             click.echo(f"warning: {warning}", err=True)
         waves = sum(len(d.waves) for d in camp.deadlines)
+        rules = [f"audience where {camp.where}" if camp.where else "",
+                 f"{camp.holdout / 100:g}% held out" if camp.holdout else "",
+                 *(f"{d.id} where {d.where}" for d in camp.deadlines if d.where)]
         click.echo(f"{camp.source}: ok — {camp.id}: {len(camp.deadlines)} deadlines, {waves} waves, "
-                   f"locales {', '.join(camp.locales)}, channels {', '.join(camp.channels)}; every message renders")
+                   f"locales {', '.join(camp.locales)}, channels {', '.join(camp.channels)}; "
+                   + "".join(f"{r}; " for r in rules if r) + "every message renders")
 
 
 def _not_sent(camp: Campaign, now: datetime, allow_empty: bool) -> None:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from notifier.cli._app import CliContext, pass_ctx
 from notifier.cli.campaigns import campaign
+
+if TYPE_CHECKING:
+    from notifier.results import Holdout
 
 
 @campaign.command("report")
@@ -51,8 +55,20 @@ def campaign_report(c: CliContext, campaign_id: str, as_json: bool, as_csv: bool
         share = f"{100 * f.acted / f.audience:.1f}%" if f.audience else "-"
         click.echo(f"\n{f.label} ({f.action}): {f.acted:,} of {f.audience:,} have acted ({share}), "
                    f"{f.acted - f.late:,} before the deadline and {f.late:,} after; {f.not_acted:,} have not")
+        if f.holdout is not None:
+            click.echo(holdout_line(f.action, f.holdout))
         waves = {at.date(): w for w, at in f.waves}
         if f.days:
             click.echo(format_table(["day (UTC)", "acted", "total", "share", "wave"], [
                 [d.day.isoformat(), d.acted, d.total, f"{100 * d.total / f.audience:.1f}%" if f.audience else "-",
                  waves.get(d.day, "")] for d in f.days]))
+
+
+def holdout_line(action: str, h: Holdout) -> str:
+    """A funnel's holdout against the rest, in one line: the share who acted in each group and the difference."""
+    def rate(r: float | None) -> str:
+        return "-" if r is None else f"{100 * r:.1f}%"
+
+    lift = "-" if h.lift is None else f"{h.lift:+.1f}"
+    return (f"held out (got nothing): {h.held:,} people, {rate(h.held_rate)} did {action}; "
+            f"sent to: {h.sent:,} people, {rate(h.sent_rate)} did it; difference: {lift} points")

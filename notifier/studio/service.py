@@ -242,8 +242,10 @@ def campaign_info(web: Web, campaign_id: str) -> dict[str, Any]:
     return {"id": campaign.id, "name": campaign.name, "version": found[1].version if found else None,
             "stored": found is not None, "state": state, "phase": phase, "locales": list(campaign.locales),
             "source_locale": campaign.default_locale, "channels": list(campaign.channels),
-            "countries": list(campaign.countries), "templates": campaign.templates,
-            "deadlines": [{"id": d.id, "label": d.label} for d in campaign.deadlines],
+            "countries": list(campaign.countries), "where": campaign.where.text if campaign.where else None,
+            "holdout": campaign.holdout_share, "templates": campaign.templates,
+            "deadlines": [{"id": d.id, "label": d.label, "where": d.where.text if d.where else None}
+                          for d in campaign.deadlines],
             "file": bundle[f"campaigns/{campaign.id}.yaml"].decode("utf-8-sig")}
 
 

@@ -1,8 +1,9 @@
 """A campaign from a form, not a blank page: the studio's starters and the live validation of the form.
 
-The form's fields are named after the campaign file's (``deadlines[0].waves[1]``, ``sender.email``, ``links.details``),
-except ``countries`` (``audience.countries``), ``source_locale`` (``default_locale``) and ``local_time``/``window``
-(under ``delivery``); so the problems ``campaign validate`` gives map back onto the form's fields.
+The form's fields are named after the campaign file's (``deadlines[0].waves[1]``, ``deadlines[0].where``,
+``sender.email``, ``links.details``), except ``countries``, ``where`` and ``holdout`` (under ``audience``),
+``source_locale`` (``default_locale``) and ``local_time``/``window`` (under ``delivery``); so the problems
+``campaign validate`` gives map back onto the form's fields.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class StarterDeadline:
     skip_if: str | None = None  # the action that ends its reminders (a recipient's flag)
     link: str | None = None  # a name under links, or an https URL
     channels: tuple[str, ...] | None = None  # None: the campaign's
+    where: str | None = None  # a condition: only recipients who meet it are told about this deadline
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Starter:
     local_time: str = "10:00"
     window: tuple[str, str] = ("08:00", "21:00")
     source_locale: str | None = None  # None: the first English locale, else the first
+    where: str | None = None  # audience.where: a condition on the recipients' fields and attributes
+    holdout: str | None = None  # audience.holdout: a share such as "10%" who get nothing (marketing only)
 
     @property
     def default_locale(self) -> str:
@@ -118,17 +122,20 @@ def starter_from_json(data: Mapping[str, Any]) -> Starter:
         found.append(StarterDeadline(text(d, "id", f"{path}.id") or "", text(d, "label", f"{path}.label") or "",
                                      text(d, "at", f"{path}.at") or "", texts(d, "waves", f"{path}.waves"),
                                      text(d, "skip_if", f"{path}.skip_if", False),
-                                     text(d, "link", f"{path}.link", False), channels))
+                                     text(d, "link", f"{path}.link", False), channels,
+                                     text(d, "where", f"{path}.where", False)))
     window = data.get("window", ["08:00", "21:00"])
     if not isinstance(window, list | tuple) or len(window) != 2 or not all(isinstance(w, str) for w in window):
         problems.append(Problem(FORM, None, "window", "expected two times: [start, end]"))
         window = ("08:00", "21:00")
     local_time = text(data, "local_time", "local_time", False) or "10:00"
     source = text(data, "source_locale", "source_locale", False)
+    where = text(data, "where", "where", False)
+    holdout = text(data, "holdout", "holdout", False)
     if problems:
         raise CampaignError(problems)
     return Starter(**values, links=dict(links), deadlines=tuple(found), local_time=local_time,
-                   window=(window[0], window[1]), source_locale=source)
+                   window=(window[0], window[1]), source_locale=source, where=where, holdout=holdout)
 
 
 def _q(value: str) -> str:
@@ -150,8 +157,14 @@ def campaign_yaml(starter: Starter) -> str:
              f"default_locale: {_q(s.default_locale)}   # the language the words are written in",
              f"channels: {_flow(s.channels)}", "sender:", f"  name: {_q(s.sender_name)}",
              f"  email: {_q(s.sender_email)}"]
+    if s.countries or s.where or s.holdout:
+        lines.append("audience:")
     if s.countries:
-        lines += ["audience:", f"  countries: {_flow(s.countries)}"]
+        lines.append(f"  countries: {_flow(s.countries)}")
+    if s.where:
+        lines.append(f"  where: {_q(s.where)}   # only recipients who meet it (their fields and attributes)")
+    if s.holdout:
+        lines.append(f"  holdout: {_q(s.holdout)}   # this share gets nothing: the results compare them with the rest")
     if s.links:
         lines += ["links:", *(f"  {_q(k)}: {_q(v)}" for k, v in s.links.items())]
     lines += ["delivery:", f"  local_time: {_q(s.local_time)}        # preferred send time in each recipient's zone",
@@ -167,11 +180,14 @@ def campaign_yaml(starter: Starter) -> str:
             lines.append(f"    link: {_q(d.link)}")
         if d.channels is not None:
             lines.append(f"    channels: {_flow(d.channels)}")
+        if d.where:
+            lines.append(f"    where: {_q(d.where)}   # only recipients who meet it are told about this deadline")
     return "\n".join(lines) + "\n"
 
 
 # The file's field paths that the form names otherwise.
-_TO_FORM = [(re.compile(r"^audience\.countries"), "countries"), (re.compile(r"^delivery\.local_time"), "local_time"),
+_TO_FORM = [(re.compile(r"^audience\.countries"), "countries"), (re.compile(r"^audience\.where"), "where"),
+            (re.compile(r"^audience\.holdout"), "holdout"), (re.compile(r"^delivery\.local_time"), "local_time"),
             (re.compile(r"^delivery\.window"), "window"), (re.compile(r"^default_locale"), "source_locale"),
             (re.compile(r"^templates"), "id"), (re.compile(r"^sender\.name"), "sender_name"),
             (re.compile(r"^sender\.email"), "sender_email"), (re.compile(r"^audience$"), "countries")]

@@ -40,6 +40,8 @@ class DeadlineIn(BaseModel):
     skip_if: str | None = Field(None, description="the action that ends its reminders")
     link: str | None = None
     channels: list[str] | None = None
+    where: str | None = Field(None, description="a condition: only recipients who meet it are told about this "
+                              "deadline", examples=['plan == "family"'])
 
 
 class StarterIn(BaseModel):
@@ -60,6 +62,11 @@ class StarterIn(BaseModel):
     local_time: str | None = None
     window: list[str] | None = None
     source_locale: str | None = None
+    where: str | None = Field(None, description="audience.where: a condition on the recipients' fields and "
+                              "attributes; only those who meet it are in the audience",
+                              examples=['plan in ["premium", "family"] and country != "SG"'])
+    holdout: str | None = Field(None, description="audience.holdout, marketing only: a share of the audience "
+                                "that gets nothing, to compare with the rest", examples=["10%"])
 
     def form(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -80,8 +87,10 @@ class CampaignOut(BaseModel):
     source_locale: str
     channels: list[str]
     countries: list[str]
+    where: str | None = Field(None, description="audience.where as written; null: everyone in the countries")
+    holdout: str | None = Field(None, description="audience.holdout, e.g. 10%; null: nobody is held out")
     templates: str
-    deadlines: list[dict[str, str]]
+    deadlines: list[dict[str, str | None]] = Field(description="id, label and where (null: every recipient)")
     file: str = Field(description="the campaign's YAML")
 
 

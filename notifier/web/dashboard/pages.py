@@ -21,7 +21,7 @@ from markupsafe import Markup, escape
 from notifier.errors import CampaignError, CampaignStateError, NotFound, UserError
 from notifier.i18n import load_translations
 from notifier.ledger.db import transaction
-from notifier.reports import campaign_phase, get_member, ledger_members, recipient_messages
+from notifier.reports import campaign_phase, cap_notes, get_member, ledger_members, recipient_messages
 from notifier.review import render_sample, samples
 from notifier.team import approvals, people
 from notifier.team.roles import Can, needs
@@ -293,8 +293,9 @@ def recipient(request: Request, campaign_id: str, recipient_id: str) -> HTMLResp
         # when every wave already sent would read "before now; not sent".
         view = PlanView(camp, recipient_id, row.scheduled_at if row is not None else web.now())
         planned = list(view.entries(ledger_members(s, recipient_id)))
+        capped = cap_notes(s, member, dict(web.settings.daily_cap)) if row is not None else []
     return render(request, "recipient.html", campaign=camp, row=row, member=member, messages=messages,
-                  notes=view.notes, planned=planned if row is None else [],
+                  notes=[*view.notes, *capped], planned=planned if row is None else [],
                   email=_masked(member.email))
 
 

@@ -46,6 +46,14 @@ def duration(text: str) -> str:
     return t if _DURATION.match(t) else text.strip()
 
 
+def holdout(text: str) -> str:
+    """A holdout as the marketer types it: ``10`` or ``10 %`` -> ``10%``, ``2,5`` -> ``2.5%``; else as typed (the
+    campaign's check names what is wrong with it)."""
+    t = text.strip().replace(" ", "")
+    m = re.fullmatch(r"(\d{1,2})(?:[.,](\d+))?%?", t)
+    return f"{m[1]}.{m[2]}%" if m and m[2] else f"{m[1]}%" if m else text.strip()
+
+
 def deadline_count(form: FormData | Mapping[str, Any]) -> int:
     found = [int(m[1]) for k in form if (m := re.match(r"deadlines\[(\d+)\]\.id$", k))]
     return min(MAX_DEADLINES, max(found, default=-1) + 1)
@@ -59,6 +67,9 @@ def starter_json(form: FormData | Mapping[str, Any]) -> dict[str, Any]:
     data["channels"] = [c for c in getlist("channels") if c in CHANNELS]
     data["countries"] = [c.upper() for c in _list(_text(form, "countries"))]
     data["source_locale"] = _text(form, "source_locale") or None
+    for name, value in (("where", _text(form, "where")), ("holdout", holdout(_text(form, "holdout")))):
+        if value:
+            data[name] = value
     link = _text(form, "link_url")
     data["links"] = {"details": link} if link else {}
     for name in ("local_time",):
@@ -70,9 +81,12 @@ def starter_json(form: FormData | Mapping[str, Any]) -> dict[str, Any]:
         day, time = _text(form, f"{p}.date"), _text(form, f"{p}.time") or "00:00"
         waves = [w for w in getlist(f"{p}.waves") if isinstance(w, str) and w]
         waves += [duration(w) for w in re.split(r"[,;]+", _text(form, f"{p}.other")) if w.strip()]
-        deadlines.append({"id": _text(form, f"{p}.id"), "label": _text(form, f"{p}.label"),
-                          "at": f"{day}T{time}" if day else "", "waves": list(dict.fromkeys(waves)),
-                          "skip_if": _text(form, f"{p}.skip_if") or None, "link": "details" if link else None})
+        deadline = {"id": _text(form, f"{p}.id"), "label": _text(form, f"{p}.label"),
+                    "at": f"{day}T{time}" if day else "", "waves": list(dict.fromkeys(waves)),
+                    "skip_if": _text(form, f"{p}.skip_if") or None, "link": "details" if link else None}
+        if _text(form, f"{p}.where"):
+            deadline["where"] = _text(form, f"{p}.where")
+        deadlines.append(deadline)
     data["deadlines"] = deadlines
     return data
 
@@ -86,18 +100,20 @@ def starter_form(data: Mapping[str, Any]) -> dict[str, Any]:
         chips = [w for w, _days in CHIPS]
         deadlines.append({"id": d.get("id") or "", "label": d.get("label") or "", "date": at[:10],
                           "time": at[11:16] or "00:00", "waves": [w for w in waves if w in chips],
-                          "other": ", ".join(w for w in waves if w not in chips), "skip_if": d.get("skip_if") or ""})
+                          "other": ", ".join(w for w in waves if w not in chips), "skip_if": d.get("skip_if") or "",
+                          "where": d.get("where") or ""})
     links = data.get("links") or {}
     return {"id": data.get("id") or "", "name": data.get("name") or "", "category": data.get("category") or "service",
             "sender_name": data.get("sender_name") or "", "sender_email": data.get("sender_email") or "",
             "locales": ", ".join(data.get("locales") or []), "channels": list(data.get("channels") or []),
             "countries": ", ".join(data.get("countries") or []), "source_locale": data.get("source_locale") or "",
+            "where": data.get("where") or "", "holdout": data.get("holdout") or "",
             "link_url": next(iter(links.values()), ""), "deadlines": deadlines or [_blank_deadline()]}
 
 
 def _blank_deadline() -> dict[str, Any]:
     return {"id": "", "label": "", "date": "", "time": "00:00", "waves": [w for w, _ in CHIPS], "other": "",
-            "skip_if": ""}
+            "skip_if": "", "where": ""}
 
 
 def with_another_deadline(form: dict[str, Any]) -> dict[str, Any]:

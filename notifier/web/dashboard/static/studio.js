@@ -68,6 +68,15 @@
     function later() { clearTimeout(timer); timer = setTimeout(check, 400); }
     form.addEventListener("input", later);
     form.addEventListener("change", later);
+    // A field for one kind of campaign only (the holdout: marketing) is hidden for the other, unless it holds a value.
+    var category = $("#category", form);
+    function follow() {
+      $$("[data-only-for]", form).forEach(function (field) {
+        var input = field.querySelector("input");
+        field.hidden = category.value !== field.getAttribute("data-only-for") && !(input && input.value);
+      });
+    }
+    if (category) { category.addEventListener("change", follow); follow(); }
     // What the time means, as it changes.
     $$("[data-meaning]", form).forEach(function (help) {
       var time = form.querySelector('[aria-describedby~="' + help.id + '"][type=time]');
