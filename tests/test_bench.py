@@ -100,6 +100,23 @@ def test_audit_log_smoke_run_prints_its_summary_line() -> None:
 
 
 @pytest.mark.postgres
+def test_audience_rules_smoke_run_makes_fewer_rows_under_its_rules_and_sends_every_message_under_the_cap() -> None:
+    """``python -m bench.audience_rules`` at 300 recipients: the condition and the holdout leave rows out, and the
+    capped tick sends as much as the plain one (its figures are in README's Measured, from a run at 100,000)."""
+    server = make_url(PG_URL).set(database="postgres").render_as_string(hide_password=False)
+    result = subprocess.run([sys.executable, "-m", "bench.audience_rules", "--recipients", "300", "--server", server],
+                            cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = dict(re.findall(r"(?m)^  (\w+): ([\d,]+) rows made", result.stdout))
+    sent = dict(re.findall(r"(?m)^  (\w+): ([\d,]+) sent", result.stdout))
+    assert int(rows["where"]) < int(rows["holdout"]) < int(rows["plain"]) == int(rows["capped"]), rows
+    assert sent == {"plain": rows["plain"], "capped": rows["capped"]}, sent
+    assert re.fullmatch(r"audience-rules: recipients=300 plain_s=[\d.]+ where_s=[\d.]+ where_ratio=[\d.]+ "
+                        r"holdout_s=[\d.]+ holdout_ratio=[\d.]+ send_plain_per_s=\d+ send_capped_per_s=\d+ "
+                        r"cap_ratio=[\d.]+", result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.postgres
 def test_dispatch_once_smoke_run_sends_every_message_and_prints_its_summary_line() -> None:
     """``python -m bench.dispatch_once`` at 300 recipients: every message of the wave went out in the one tick,
     and the ledger's counters were read (its figures are in README's Measured, from a run at 100,000)."""
