@@ -62,8 +62,10 @@ def shot(page: Any, artifacts: Path, name: str) -> Path:
 
 
 @contextmanager
-def dashboard_demo(folder: Path, password: str, *, draft: bool = True, pace: float = 0.02) -> Iterator[str]:
-    """``notifier demo --dashboard`` in a thread of this process, on port 0; yields its base URL, stops it after."""
+def dashboard_demo(folder: Path, password: str, *, draft: bool = True, pace: float = 0.02,
+                   audience: Path | None = None) -> Iterator[str]:
+    """``notifier demo --dashboard`` in a thread of this process, on port 0; yields its base URL, stops it after.
+    ``audience``: another file of recipients than the demo's 2,000 (a test whose campaign needs fewer)."""
     import re
     import threading
 
@@ -79,9 +81,12 @@ def dashboard_demo(folder: Path, password: str, *, draft: bool = True, pace: flo
             found["url"] = m[1]
             started.set()
 
+    options: dict[str, Any] = {"port": 0, "pace": pace, "echo": echo, "wait": stop.wait, "password": password,
+                               "draft": draft}
+    if audience is not None:
+        options["audience"] = audience
     thread = threading.Thread(target=run_dashboard_demo, daemon=True, args=(load_settings({}), folder),
-                              kwargs={"port": 0, "pace": pace, "echo": echo, "wait": stop.wait,
-                                      "password": password, "draft": draft})
+                              kwargs=options)
     thread.start()
     assert started.wait(60), "the dashboard demo did not start"
     try:

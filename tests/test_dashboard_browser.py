@@ -23,6 +23,10 @@ from tests.conftest import ROOT
 
 PASSWORD = "a browser test's own password"
 SHUTDOWN = ROOT / "campaigns" / f"{CAMPAIGN}.yaml"
+# Real seconds between two ticks of the demo's clock (``notifier demo --dashboard --pace``). The play is about 2,100
+# ticks, each busy for tens of milliseconds: at 0.02 s the pauses alone came to some 40 s. A short one still lets the
+# pages' requests in between ticks, and the pause holds however fast the clock goes.
+PACE = 0.002
 
 
 @dataclass
@@ -61,7 +65,7 @@ class Demo:
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
     """``notifier demo --dashboard`` in a thread, with no draft: the browser uploads the campaign."""
-    with dashboard_demo(tmp_path / "demo", PASSWORD, draft=False) as url:
+    with dashboard_demo(tmp_path / "demo", PASSWORD, draft=False, pace=PACE) as url:
         yield Demo(url, tmp_path / "demo" / "ledger.db")
 
 

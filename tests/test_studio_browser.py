@@ -18,6 +18,7 @@ import pytest
 from babel.messages.pofile import read_po, write_po
 from sqlalchemy import func, select
 
+from notifier.demo import DATA
 from notifier.ledger.db import make_engine, session_factory
 from notifier.ledger.models import DeliveryRow, Recipient, TestSend
 from tests.browser import dashboard_demo
@@ -38,7 +39,12 @@ CSV = ("customer,e-mail,tz,country,locale,name,plan\n"
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    with dashboard_demo(tmp_path / "demo", PASSWORD, draft=False) as url:
+    """The dashboard demo with the first 200 of its 2,000 recipients: Acme's campaign goes to those of them in
+    Brazil, Mexico and Indonesia (about 150, in each of its locales, with and without push tokens) besides its own
+    four, so its dry run, fast-forward and play take seconds; nothing below depends on how many there are."""
+    lines = (DATA / "audience.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    (tmp_path / "audience.csv").write_text("".join(lines[:201]), encoding="utf-8")  # the header and 200 rows
+    with dashboard_demo(tmp_path / "demo", PASSWORD, draft=False, audience=tmp_path / "audience.csv") as url:
         yield url, tmp_path / "demo"
 
 
@@ -59,6 +65,16 @@ class Ledger:
             return s.scalar(query) or 0
 
 
+# Each framed email loaded again at the new size and painted (two animation frames after its load), at most 2 s;
+# a page without one goes on at once.
+REPAINT_FRAMES = """() => Promise.all([...document.querySelectorAll('iframe[srcdoc]')].map(f => Promise.race([
+    new Promise(painted => {
+        f.addEventListener('load', () => requestAnimationFrame(() => requestAnimationFrame(painted)), {once: true});
+        f.srcdoc = f.srcdoc;
+    }),
+    new Promise(late => setTimeout(late, 2000))])))"""
+
+
 def photograph(p: Any, folder: Path, name: str) -> None:
     """The page at 1366 and at 390 px; on a phone nothing may scroll sideways; every control has a label."""
     unlabelled = p.evaluate("""() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea')]
@@ -71,8 +87,7 @@ def photograph(p: Any, folder: Path, name: str) -> None:
         # The whole page in one tall viewport rather than a full-page capture: Chromium does not paint a framed
         # email outside the viewport into a full-page capture (a person who scrolls to it sees it).
         p.set_viewport_size({"width": width, "height": p.evaluate("() => document.documentElement.scrollHeight")})
-        p.evaluate("() => document.querySelectorAll('iframe[srcdoc]').forEach(f => { f.srcdoc = f.srcdoc; })")
-        p.wait_for_timeout(400)
+        p.evaluate(REPAINT_FRAMES)
         p.screenshot(path=str(folder / f"{name}-{width}.png"))
     p.set_viewport_size({"width": 1366, "height": 900})
 
