@@ -375,9 +375,10 @@ def test_database_failure_mid_import_says_which_batches_are_stored(sessions: ses
     assert set(stored(sessions)) == {f"u{i}" for i in range(1, 7)}
 
 
-def test_attributes_with_nul_and_big_numbers_are_stored_as_json(sessions: sessionmaker[Session],
-                                                                tmp_path: Path) -> None:
-    attributes = {"note": "a\x00b", "big": 10 ** 30, "tiny": 1e-300, "nested": {"k": ["v", None, True]}}
+def test_attributes_with_odd_characters_and_big_numbers_are_stored_as_json(sessions: sessionmaker[Session],
+                                                                          tmp_path: Path) -> None:
+    # (a NUL is refused: PostgreSQL's JSON operators, which conditions use, fail on a document holding one)
+    attributes = {"note": "a\u2028b\x01\u202e", "big": 10 ** 30, "tiny": 1e-300, "nested": {"k": ["v", None, True]}}
     report, rejected = run_import(sessions, jsonl_file(tmp_path, {"id": "u1", **OK, "attributes": attributes}))
     assert (rejected, report.accepted) == ([], 1)
     assert stored(sessions)["u1"].attributes == json.loads(json.dumps(attributes))
