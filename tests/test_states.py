@@ -35,9 +35,9 @@ def test_the_values_stored_and_printed_never_change() -> None:
     assert OPEN_STATES == ("pending", "queued", "sending")
     assert FINAL_STATES == ("sent", "skipped", "failed")
     assert [s.value for s in SkipReason] == ["deadline_passed", "action_done", "cancelled", "no_address", "uncertain",
-                                             "superseded", "suppressed"]
+                                             "superseded", "suppressed", "not_in_audience", "capped"]
     assert [s.value for s in Phase] == ["draft", "scheduled", "sending", "blocked", "finished", "paused", "cancelled"]
-    assert [s.value for s in TickCount] == ["sent", "failed", "skipped", "retry"]
+    assert [s.value for s in TickCount] == ["sent", "failed", "skipped", "retry", "waiting for the daily cap"]
     assert WINDOW_WAIT_TICK.format(opens="08:00") == "waiting for 08:00 local"
     assert [s.value for s in ReportState] == ["planned", "uncertain"]
 
@@ -95,7 +95,8 @@ def test_a_pending_outcome_counts_as_a_retry_or_a_wait_for_the_window() -> None:
 
 
 def test_every_tick_count_is_a_word_tick_word_gives() -> None:
-    from notifier.words import tick_word
+    from notifier.words import cap_wait, tick_word
 
     given = {tick_word(s, None) for s in (*FINAL_STATES, DeliveryState.PENDING)}
+    given.add(tick_word(DeliveryState.PENDING, cap_wait(1, "email", ["notice"])))  # a row the daily cap moved
     assert given == {c.value for c in TickCount}
