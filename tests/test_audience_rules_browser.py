@@ -29,7 +29,7 @@ MARKETING = (ROOT / "campaigns" / f"{CAMPAIGN}.yaml").read_text(encoding="utf-8"
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[str]:
-    with dashboard_demo(tmp_path / "demo", PASSWORD, draft=False) as url:
+    with dashboard_demo(tmp_path / "demo", PASSWORD, draft=False, pace=0.002) as url:  # the dashboard test's pace
         yield url
 
 
