@@ -27,13 +27,13 @@ from sqlalchemy import delete, insert, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from notifier.campaign import Campaign, resolve_local, zone
-from notifier.eligibility import deadlines_for, facts_of, has_channel, receives
+from notifier.eligibility import deadlines_for, eligible, facts_of
 from notifier.guard import live_deadlines
 from notifier.ledger import queries
 from notifier.ledger.claims import ClaimedRow, RowOutcome
 from notifier.ledger.models import CampaignRow, CapSlot, DeliveryRow, SendGroup
 from notifier.ledger.states import CampaignState, DeliveryState, SkipReason
-from notifier.planner import send_channels
+from notifier.planner import parse_send_key, send_channels
 from notifier.spread import after
 from notifier.words import cap_full, cap_wait
 
@@ -207,8 +207,9 @@ class _Rivals:
         key = (campaign.id, g.timezone, g.send_key)
         if key not in self._channels:
             self._channels[key] = send_channels(campaign, g.timezone, g.send_key)
-        return (self.channel in self._channels[key] and has_channel(self.channel, row.email, row.tokens)
-                and receives(campaign, facts, row.recipient_id) and bool(deadlines_for(campaign, g.deadlines, facts)))
+        return (self.channel in self._channels[key]
+                and eligible(campaign, self.channel, facts, row.recipient_id, row.email, row.tokens)
+                and bool(deadlines_for(campaign, g.deadlines, facts)))
 
     def _zones(self, zones: Sequence[str], before: datetime) -> dict[str, list[Any]]:
         """The send groups of scheduled campaigns in ``zones`` due before the last of the batch's days ends and not
@@ -276,7 +277,7 @@ def day_notes(messages: Iterable[Any], limits: Mapping[str, int], campaigns: Map
 
 
 def _rank_of(campaign: Campaign, message: Any) -> tuple[int, datetime, str]:
-    ids = [item.partition("@")[0] for item in message.send_key.split("+")]
+    ids = [ref.deadline for ref in parse_send_key(message.send_key)]
     known = [d for d in ids if any(x.id == d for x in campaign.deadlines)] or [d.id for d in campaign.deadlines]
     tz = message.at.tzinfo or zone("UTC")
     return _RANK.get(campaign.category, 1), min(campaign.deadline(d).instant_in(tz) for d in known), campaign.id

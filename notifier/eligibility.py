@@ -40,7 +40,7 @@ def in_audience(campaign: Campaign, facts: Facts) -> bool:
     countries = campaign.countries
     if countries and (facts.country is None or facts.country not in countries):
         return False
-    return campaign.where is None or campaign.where.test(facts)
+    return _meets(campaign.where, facts)
 
 
 def held_out(campaign: Campaign, recipient_id: str) -> bool:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from notifier.campaign import Campaign, zone
-from notifier.eligibility import Facts, deadlines_for, receives
+from notifier.eligibility import deadlines_for, facts_of, receives
 from notifier.i18n import negotiate
 from notifier.ledger import suppressions
 from notifier.ledger.claims import ClaimedRow, RowOutcome
@@ -72,7 +72,7 @@ def live_deadlines(campaign: Campaign, row: ClaimedRow, now: datetime) -> tuple[
     longer meets its ``where`` (or the campaign's: then every deadline does).
     """
     tz = zone(row.timezone)
-    facts = Facts(row.country, row.locale, row.timezone, row.attributes)
+    facts = facts_of(row)
     if not receives(campaign, facts, row.recipient_id):  # its attributes changed since the row was made
         return (), SkipReason.NOT_IN_AUDIENCE
     concerned = deadlines_for(campaign, row.deadlines, facts)

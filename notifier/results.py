@@ -414,10 +414,14 @@ def _funnels(session: Session, campaign: Campaign, first: Mapping[str, datetime]
             select(ActionDay.deadline_id, ActionDay.day, ActionDay.acted, ActionDay.late)
             .where(ActionDay.campaign_id == campaign.id).order_by(ActionDay.day)):
         days[deadline_id].append((day, acted, late))
+    sizes: dict[str | None, int] = {}  # one count per deadline condition: those without one share the campaign's
     for d in campaign.deadlines:
         if not d.skip_if:
             continue
-        audience = audience_size(session, campaign, d.id)
+        key = d.where.text if d.where else None
+        if key not in sizes:
+            sizes[key] = audience_size(session, campaign, d.id)
+        audience = sizes[key]
         total, out = 0, []
         for day, acted, late in days.get(d.id, []):
             total += acted
